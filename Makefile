@@ -1,0 +1,68 @@
+# galore.c build. `make` builds the CPU trainer (and the CUDA ones when nvcc is present);
+# `make test` builds and runs every CPU test and compiles and links every .cu target.
+CC ?= gcc
+CFLAGS ?= -O3 -march=native
+CFLAGS += -fopenmp -Wall -Wextra -Wno-unused-function -I.
+# BLAS: any CBLAS works. Debian's reference libblas is the default; `apt-get install
+# libopenblas-dev` switches libblas.so to OpenBLAS (several times faster), no rebuild flags needed.
+BLAS_LIBS ?= -lblas
+LAPACK_LIBS ?= -llapack
+LDLIBS = -lcjson $(BLAS_LIBS) $(LAPACK_LIBS) -lm
+
+HEADERS = utils.h rand.h llama.h cli.h safetensors.h dataloader.h tokenizer.h
+
+# CUDA: targets exist once their sources do; without nvcc they are skipped with a message
+NVCC ?= nvcc
+NVCC_FOUND := $(shell command -v $(NVCC) 2>/dev/null)
+CU_SOURCES := $(wildcard train_llama.cu test_llama.cu)
+CU_TARGETS := $(patsubst %.cu,%cu,$(CU_SOURCES))
+GPU_COMPUTE_CAPABILITY ?=
+ifeq ($(GPU_COMPUTE_CAPABILITY),)
+  NVCC_ARCH = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 \
+              -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=sm_90
+else
+  NVCC_ARCH = -gencode arch=compute_$(GPU_COMPUTE_CAPABILITY),code=sm_$(GPU_COMPUTE_CAPABILITY)
+endif
+NVCC_FLAGS = -O3 -std=c++17 --use_fast_math -I. $(NVCC_ARCH) -Xcompiler -fopenmp
+NVCC_LDLIBS = -lcublas -lcublasLt -lcusolver -lcudnn -lcjson $(BLAS_LIBS) $(LAPACK_LIBS) -lgomp
+
+CPU_TESTS = test_llama dev/test/test_data dev/test/test_safetensors
+
+.PHONY: all test test-cpu cuda clean
+all: train_llama cuda
+
+train_llama: train_llama.c $(HEADERS)
+	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+
+test_llama: test_llama.c train_llama.c $(HEADERS)
+	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+
+dev/test/test_data: dev/test/test_data.c dataloader.h tokenizer.h utils.h rand.h
+	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+
+dev/test/test_safetensors: dev/test/test_safetensors.c safetensors.h utils.h
+	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+
+%cu: %.cu $(HEADERS) $(wildcard *.cuh)
+	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LDLIBS)
+
+cuda:
+ifeq ($(NVCC_FOUND),)
+	@echo "note: nvcc not found: CUDA targets ($(or $(CU_TARGETS),none)) skipped; install the CUDA Toolkit to build them"
+else ifeq ($(CU_TARGETS),)
+	@echo "note: no .cu sources yet: nothing to build for CUDA"
+else
+	$(MAKE) $(CU_TARGETS)
+endif
+
+test-cpu: train_llama $(CPU_TESTS)
+	./test_llama
+	./dev/test/test_data
+	./dev/test/test_safetensors
+	bash dev/test/test_cli.sh
+
+test: test-cpu cuda
+	@echo "make test: all CPU tests passed; CUDA targets compiled where nvcc exists (no GPU runs here)"
+
+clean:
+	rm -f train_llama test_llama $(CPU_TESTS) $(CU_TARGETS)

@@ -1,0 +1,220 @@
+// cli.h: the run's settings and ONE table of options that both the parser and --help read,
+// so the help text cannot disagree with the parser. Shared by the CPU and GPU programs.
+#ifndef CLI_H
+#define CLI_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <math.h>
+#include "utils.h"
+
+#define PATHLEN 1024
+
+typedef struct {
+    // model and data
+    char model[PATHLEN];       // built-in name or config.json
+    char init[PATHLEN];        // safetensors to start from ("" = random init)
+    char train[PATHLEN];       // glob of train shards
+    char val[PATHLEN];         // glob of val shards ("" = no eval)
+    char tokenizer[PATHLEN];   // tokenizer file for decoding samples
+    int batch;                 // B: sequences per micro-batch
+    int seq;                   // T: tokens per sequence
+    int grad_accum;            // micro-batches per optimizer step
+    int shuffle;
+    // schedule and optimizer
+    int steps;
+    float lr;
+    int warmup;
+    float min_lr_ratio;
+    char schedule[16];         // cosine | constant
+    char optimizer[32];        // adamw | adam
+    float weight_decay;
+    float beta1, beta2;
+    float eps;                 // < 0: the optimizer's own convention (see --help)
+    float grad_clip;           // <= 0: off
+    // run
+    int64_t seed;
+    char out[PATHLEN];
+    char log[PATHLEN];
+    int save_every;
+    char save_dtype[8];        // f32 | bf16
+    int eval_every;
+    int eval_batches;
+    int sample_every;
+    int sample_len;
+    int threads;
+    int print_every;
+} Settings;
+
+typedef enum { OPT_INT, OPT_INT64, OPT_FLOAT, OPT_STR, OPT_CHOICE } OptType;
+
+typedef struct {
+    const char* name;      // long option without the dashes
+    OptType type;
+    size_t offset;         // into Settings
+    size_t size;           // for strings: the buffer size
+    const char* def;       // default, as it would be typed
+    const char* choices;   // for OPT_CHOICE: "a|b|c"
+    const char* help;
+} OptSpec;
+
+#define OPT_S(field) offsetof(Settings, field), sizeof(((Settings*)0)->field)
+
+static const OptSpec CLI_OPTIONS[] = {
+    {"model", OPT_STR, OPT_S(model), "llama_tiny", NULL,
+     "built-in config (llama_tiny, llama_60m, llama_130m, llama_350m, llama_1b, llama_7b) or a HF config.json; with --init and no --model, the config.json beside the init file"},
+    {"init", OPT_STR, OPT_S(init), "", NULL, "start from these weights (HF-named safetensors, F32/BF16) instead of random init"},
+    {"train", OPT_STR, OPT_S(train), "dev/data/tinytext/train_*.bin", NULL, "glob of training token shards"},
+    {"val", OPT_STR, OPT_S(val), "dev/data/tinytext/val_*.bin", NULL, "glob of validation token shards (\"\" = no eval)"},
+    {"tokenizer", OPT_STR, OPT_S(tokenizer), "dev/data/tinytext/tokenizer.bin", NULL, "tokenizer file used to decode samples (missing: samples are skipped)"},
+    {"batch", OPT_INT, OPT_S(batch), "16", NULL, "B: sequences per micro-batch"},
+    {"seq", OPT_INT, OPT_S(seq), "128", NULL, "T: tokens per sequence (<= max_position_embeddings)"},
+    {"grad-accum", OPT_INT, OPT_S(grad_accum), "1", NULL, "micro-batches summed into one optimizer step"},
+    {"shuffle", OPT_INT, OPT_S(shuffle), "1", NULL, "1: seeded shuffle of sequences each epoch; 0: read the shards in order"},
+    {"steps", OPT_INT, OPT_S(steps), "300", NULL, "optimizer steps (0: only evaluate)"},
+    {"lr", OPT_FLOAT, OPT_S(lr), "3e-3", NULL, "peak learning rate"},
+    {"warmup", OPT_INT, OPT_S(warmup), "30", NULL, "linear warmup steps (the first update has lr 0, as in the GaLore scripts)"},
+    {"min-lr-ratio", OPT_FLOAT, OPT_S(min_lr_ratio), "0.1", NULL, "cosine floor as a fraction of --lr"},
+    {"schedule", OPT_CHOICE, OPT_S(schedule), "cosine", "cosine|constant", "lr schedule after warmup"},
+    {"optimizer", OPT_CHOICE, OPT_S(optimizer), "adamw", "adamw|adam",
+     "adamw: torch.optim.AdamW (decoupled decay); adam: torch.optim.Adam (L2 decay added to the gradient), the GaLore scripts' full-rank baseline"},
+    {"weight-decay", OPT_FLOAT, OPT_S(weight_decay), "0", NULL, "weight decay, applied to every tensor"},
+    {"beta1", OPT_FLOAT, OPT_S(beta1), "0.9", NULL, "Adam beta1"},
+    {"beta2", OPT_FLOAT, OPT_S(beta2), "0.999", NULL, "Adam beta2"},
+    {"eps", OPT_FLOAT, OPT_S(eps), "-1", NULL, "Adam epsilon; -1 picks the optimizer's convention: 1e-8 for adamw and adam (torch)"},
+    {"grad-clip", OPT_FLOAT, OPT_S(grad_clip), "1.0", NULL, "clip the global gradient norm to this (0: off)"},
+    {"seed", OPT_INT64, OPT_S(seed), "42", NULL, "seed for init, shuffling and sampling"},
+    {"out", OPT_STR, OPT_S(out), "out", NULL, "run folder: the final checkpoint (model.safetensors + config.json) goes here (\"\" = none)"},
+    {"log", OPT_STR, OPT_S(log), "", NULL, "JSONL log: one object per optimizer step, eval results as their own lines"},
+    {"save-every", OPT_INT, OPT_S(save_every), "0", NULL, "also write the checkpoint every N steps (0: only at the end)"},
+    {"save-dtype", OPT_CHOICE, OPT_S(save_dtype), "f32", "f32|bf16", "dtype of the saved weights"},
+    {"eval-every", OPT_INT, OPT_S(eval_every), "100", NULL, "evaluate val loss every N steps, and at the end (0: only at the end)"},
+    {"eval-batches", OPT_INT, OPT_S(eval_batches), "20", NULL, "micro-batches of the val set per evaluation (always the same ones)"},
+    {"sample-every", OPT_INT, OPT_S(sample_every), "0", NULL, "print a decoded sample every N steps (0: only at the end)"},
+    {"sample-len", OPT_INT, OPT_S(sample_len), "64", NULL, "tokens per sample (0: no samples)"},
+    {"threads", OPT_INT, OPT_S(threads), "0", NULL, "CPU threads for OpenMP and BLAS (0: all cores)"},
+    {"print-every", OPT_INT, OPT_S(print_every), "1", NULL, "print a console line every N steps (the log gets every step)"},
+};
+#define CLI_NUM_OPTIONS ((int)(sizeof(CLI_OPTIONS) / sizeof(CLI_OPTIONS[0])))
+
+static const OptSpec* cli_find(const char* name) {
+    for (int i = 0; i < CLI_NUM_OPTIONS; i++) if (strcmp(CLI_OPTIONS[i].name, name) == 0) return &CLI_OPTIONS[i];
+    return NULL;
+}
+
+static int choice_ok(const char* choices, const char* v) {
+    size_t n = strlen(v);
+    const char* p = choices;
+    while (*p) {
+        const char* bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, v, n) == 0) return 1;
+        if (!bar) break;
+        p = bar + 1;
+    }
+    return 0;
+}
+
+// cli_set: parse one value into the settings; a bad value dies naming the flag
+static void cli_set(Settings* s, const OptSpec* o, const char* v) {
+    char* base = (char*)s + o->offset;
+    char* end = NULL;
+    errno = 0;
+    switch (o->type) {
+        case OPT_INT: {
+            long x = strtol(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || errno != 0 || x < 0 || x > 2147483647L)
+                die("--%s %s: expected a non-negative integer; see --help", o->name, v);
+            *(int*)base = (int)x;
+            break;
+        }
+        case OPT_INT64: {
+            long long x = strtoll(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || errno != 0) die("--%s %s: expected an integer; see --help", o->name, v);
+            *(int64_t*)base = (int64_t)x;
+            break;
+        }
+        case OPT_FLOAT: {
+            float x = strtof(v, &end);
+            if (*v == '\0' || *end != '\0' || errno != 0 || !isfinite(x)) die("--%s %s: expected a number; see --help", o->name, v);
+            *(float*)base = x;
+            break;
+        }
+        case OPT_STR:
+            if (strlen(v) >= o->size) die("--%s: value longer than %zu characters", o->name, o->size - 1);
+            snprintf(base, o->size, "%s", v);
+            break;
+        case OPT_CHOICE:
+            if (!choice_ok(o->choices, v)) die("--%s %s: expected one of %s", o->name, v, o->choices);
+            snprintf(base, o->size, "%s", v);
+            break;
+    }
+}
+
+static void cli_defaults(Settings* s) {
+    memset(s, 0, sizeof *s);
+    for (int i = 0; i < CLI_NUM_OPTIONS; i++) cli_set(s, &CLI_OPTIONS[i], CLI_OPTIONS[i].def);
+}
+
+static void cli_help(const char* prog, const char* about) {
+    printf("usage: %s [--option value ...]\n%s\n\noptions (default in brackets):\n", prog, about);
+    for (int i = 0; i < CLI_NUM_OPTIONS; i++) {
+        const OptSpec* o = &CLI_OPTIONS[i];
+        char lhs[64];
+        snprintf(lhs, sizeof lhs, "--%s %s", o->name, o->type == OPT_CHOICE ? o->choices : o->type == OPT_STR ? "S" : o->type == OPT_FLOAT ? "X" : "N");
+        printf("  %-28s %s [%s]\n", lhs, o->help, o->def);
+    }
+    printf("  %-28s %s\n", "--help", "print this and exit");
+}
+
+// cli_parse: --name value or --name=value; unknown flags and missing values die. *help is set
+// when --help was given (the caller prints and exits).
+static void cli_parse(Settings* s, int argc, char** argv, int* help) {
+    cli_defaults(s);
+    *help = 0;
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { *help = 1; continue; }
+        if (strncmp(a, "--", 2) != 0) die("unexpected argument '%s'; options are --name value, see --help", a);
+        char name[64];
+        const char* eq = strchr(a + 2, '=');
+        size_t len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+        if (len >= sizeof name) die("unknown option '%s'; see --help", a);
+        memcpy(name, a + 2, len); name[len] = '\0';
+        const OptSpec* o = cli_find(name);
+        if (o == NULL) die("unknown option '--%s'; see --help", name);
+        const char* v = eq ? eq + 1 : NULL;
+        if (v == NULL) {
+            if (i + 1 >= argc) die("--%s needs a value; see --help", name);
+            v = argv[++i];
+        }
+        cli_set(s, o, v);
+    }
+}
+
+// cli_was_given: whether the user typed this flag (for defaults that depend on other flags)
+static int cli_was_given(int argc, char** argv, const char* name) {
+    size_t n = strlen(name);
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        if (strncmp(a, "--", 2) == 0 && strncmp(a + 2, name, n) == 0 && (a[2 + n] == '\0' || a[2 + n] == '=')) return 1;
+    }
+    return 0;
+}
+
+// lr_lambda: the GaLore scripts' schedule (galore.md): linear warmup from 0, then cosine to
+// min_ratio of the peak at step N; the update at 0-indexed step s uses lambda(s)
+static double lr_lambda(int s, int warmup, int N, double min_ratio, int cosine) {
+    if (s < warmup) return (double)s / (double)warmup;
+    if (!cosine) return 1.0;
+    if (N <= warmup) return 1.0;
+    double progress = (double)(s - warmup) / (double)(N - warmup);
+    if (progress > 1.0) progress = 1.0;
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + cos(M_PI * progress));
+}
+
+#endif // CLI_H

@@ -1,0 +1,317 @@
+// dataloader.h: token shards (llm.c layout) -> (inputs, targets) micro-batches of B x T.
+//
+// Shard file: a 1024-byte header of 256 little-endian int32, then the tokens.
+//   header[0] magic, header[1] version, header[2] token count, header[3] layout (0 = packed; a
+//   padded "paper" layout is reserved for later and rejected for now), the rest unused.
+//   magic 20240520 version 1: uint16 tokens (llm.c GPT-2 shards)
+//   magic 20240801 version 7: uint32 tokens (llm.c llama3 shards)
+// The file size must be exactly 1024 + count * width.
+//
+// All shards matching a glob, sorted by name, form ONE token stream of num_tokens tokens.
+// Sample s is the tokens [s*T, s*T + T + 1) of that stream (inputs = first T, targets = the
+// same shifted by one), so a sample may span a shard boundary; num_samples = (num_tokens-1)/T.
+// Rank r of world w owns the samples with s % w == r; an epoch is batches_per_epoch = (owned
+// samples) / B micro-batches. shuffle=0: micro-batch k uses owned samples k*B .. k*B+B-1 in
+// order; shuffle=1: each epoch uses a Fisher-Yates permutation of the owned samples drawn from a
+// splitmix64 stream seeded by (seed, epoch), the same on every machine. Samples that do not fill
+// a last whole batch are skipped for that epoch. After the last batch of an epoch the loader
+// goes on with batch 0 of the next one; (epoch, batch_in_epoch) is the whole state, so
+// dataloader_set_position() resumes exactly.
+//
+// Tokens are read through a read-only mmap of each shard (64-bit offsets throughout), and every
+// token read is checked against vocab_size so that a shard made with another tokenizer dies
+// with a clear message instead of indexing out of the embedding table.
+#ifndef DATALOADER_H
+#define DATALOADER_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <glob.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include "utils.h"
+#include "rand.h"
+
+#define DATA_HEADER_INTS 256
+#define DATA_HEADER_BYTES 1024
+#define DATA_MAGIC_U16 20240520
+#define DATA_VERSION_U16 1
+#define DATA_MAGIC_U32 20240801
+#define DATA_VERSION_U32 7
+#define DATA_LAYOUT_PACKED 0
+
+typedef struct {
+    char* path;
+    void* map;              // whole file mapped read-only (NULL for a shard with no tokens)
+    size_t map_bytes;
+    const uint8_t* tokens;  // (count * width) bytes, little-endian tokens
+    int width;              // bytes per token: 2 or 4
+    int64_t count;          // tokens in this shard
+    int64_t start;          // offset of its first token in the concatenated stream
+} DataShard;
+
+typedef struct {
+    // config
+    int B, T;
+    int shuffle;
+    uint64_t seed;
+    int rank, world;
+    int vocab_size;
+    // shards: one concatenated stream
+    int num_shards;
+    DataShard* shards;      // (num_shards,) sorted by path
+    int64_t num_tokens;     // whole stream
+    int64_t num_samples;    // (num_tokens - 1) / T, over all ranks
+    int64_t rank_samples;   // samples owned by this rank: s % world == rank
+    int64_t batches_per_epoch; // rank_samples / B
+    // position: the batch that the next dataloader_next_batch() returns
+    int64_t epoch;
+    int64_t batch_in_epoch;
+    // shuffle=1: (rank_samples,) local sample index for each slot of the current epoch
+    int64_t* order;
+    int64_t order_epoch;    // the epoch `order` was built for (-1: none)
+    int cur_shard;          // last shard read, to skip the binary search when reading on
+} DataLoader;
+
+// epoch order: identity for shuffle=0, else Fisher-Yates seeded from (seed, epoch)
+static void dataloader_build_order(DataLoader* dl, int64_t epoch) {
+    if (!dl->shuffle || dl->order_epoch == epoch) return;
+    int64_t n = dl->rank_samples;
+    for (int64_t i = 0; i < n; i++) dl->order[i] = i;
+    // rand.h's splitmix64, seeded from (seed, epoch), so the order is the same on every machine
+    Rng mix; rng_init(&mix, dl->seed);
+    Rng rng; rng_init(&rng, rng_u64(&mix) ^ ((uint64_t)epoch * 0xD1B54A32D192ED03ULL));
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)rng_below(&rng, (uint64_t)(i + 1));
+        int64_t tmp = dl->order[i]; dl->order[i] = dl->order[j]; dl->order[j] = tmp;
+    }
+    dl->order_epoch = epoch;
+}
+
+// ----------------------------------------------------------------------------------------------
+// shards
+
+static int dataloader_cmp_str(const void* a, const void* b) {
+    return strcmp(*(const char* const*)a, *(const char* const*)b);
+}
+
+static void dataloader_open_shard(DataShard* sh, const char* path) {
+    memset(sh, 0, sizeof(*sh));
+    size_t plen = strlen(path);
+    sh->path = (char*)mallocCheck(plen + 1);
+    memcpy(sh->path, path, plen + 1);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) die("shard %s: cannot open: %s; hint: check the path and permissions", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) die("shard %s: cannot stat: %s", path, strerror(errno));
+    int64_t size = (int64_t)st.st_size;
+    if (size < DATA_HEADER_BYTES) {
+        die("shard %s: truncated: %lld bytes, smaller than the %d-byte header; hint: the file is "
+            "cut short or is not a token shard", path, (long long)size, DATA_HEADER_BYTES);
+    }
+    uint8_t raw[DATA_HEADER_BYTES];
+    ssize_t got = pread(fd, raw, DATA_HEADER_BYTES, 0);
+    if (got != DATA_HEADER_BYTES) die("shard %s: cannot read the header: %s", path, got < 0 ? strerror(errno) : "short read");
+    int32_t header[DATA_HEADER_INTS];
+    for (int i = 0; i < DATA_HEADER_INTS; i++) { // explicit little-endian decode
+        header[i] = (int32_t)((uint32_t)raw[4*i] | ((uint32_t)raw[4*i+1] << 8) |
+                              ((uint32_t)raw[4*i+2] << 16) | ((uint32_t)raw[4*i+3] << 24));
+    }
+    if (header[0] == DATA_MAGIC_U16) {
+        if (header[1] != DATA_VERSION_U16) {
+            die("shard %s: unknown version %d for magic %d (expected %d, uint16 tokens); hint: "
+                "regenerate the shard", path, header[1], header[0], DATA_VERSION_U16);
+        }
+        sh->width = 2;
+    } else if (header[0] == DATA_MAGIC_U32) {
+        if (header[1] != DATA_VERSION_U32) {
+            die("shard %s: unknown version %d for magic %d (expected %d, uint32 tokens); hint: "
+                "regenerate the shard", path, header[1], header[0], DATA_VERSION_U32);
+        }
+        sh->width = 4;
+    } else {
+        die("shard %s: wrong magic %d (expected %d for uint16 or %d for uint32 tokens); hint: "
+            "this is not a token shard of the llm.c layout", path, header[0], DATA_MAGIC_U16, DATA_MAGIC_U32);
+    }
+    if (header[2] < 0) die("shard %s: negative token count %d in the header; hint: the file is corrupt", path, header[2]);
+    if (header[3] != DATA_LAYOUT_PACKED) {
+        die("shard %s: layout flag header[3] = %d is not supported (only 0 = packed); hint: this "
+            "shard was written for a newer version of galore.c", path, header[3]);
+    }
+    sh->count = header[2];
+    int64_t expect = (int64_t)DATA_HEADER_BYTES + sh->count * sh->width;
+    if (size < expect) {
+        die("shard %s: truncated: header says %lld tokens (%lld bytes) but the file has %lld bytes; "
+            "hint: the file was cut short, regenerate it", path, (long long)sh->count,
+            (long long)expect, (long long)size);
+    }
+    if (size > expect) {
+        die("shard %s: %lld trailing bytes after the %lld tokens the header declares; hint: wrong "
+            "token width or a corrupt header, regenerate it", path, (long long)(size - expect),
+            (long long)sh->count);
+    }
+    if (sh->count > 0) {
+        sh->map_bytes = (size_t)size;
+        sh->map = mmap(NULL, sh->map_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (sh->map == MAP_FAILED) die("shard %s: mmap of %lld bytes failed: %s", path, (long long)size, strerror(errno));
+        sh->tokens = (const uint8_t*)sh->map + DATA_HEADER_BYTES;
+    }
+    close(fd); // the mapping stays valid
+}
+
+// shard holding stream offset g (g < num_tokens); empty shards are never returned
+static int dataloader_find_shard(DataLoader* dl, int64_t g) {
+    DataShard* c = &dl->shards[dl->cur_shard];
+    if (g >= c->start && g < c->start + c->count) return dl->cur_shard;
+    int lo = 0, hi = dl->num_shards - 1; // last shard with start <= g
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (dl->shards[mid].start <= g) lo = mid; else hi = mid - 1;
+    }
+    while (dl->shards[lo].count == 0 || g >= dl->shards[lo].start + dl->shards[lo].count) lo++; // skip empties
+    dl->cur_shard = lo;
+    return lo;
+}
+
+// out[0..n) = stream tokens [start, start+n), each checked against vocab_size
+static void dataloader_read_tokens(DataLoader* dl, int64_t start, int64_t n, int* out) {
+    int64_t g = start, done = 0;
+    while (done < n) {
+        int si = dataloader_find_shard(dl, g);
+        const DataShard* sh = &dl->shards[si];
+        int64_t off = g - sh->start;
+        int64_t take = sh->count - off;
+        if (take > n - done) take = n - done;
+        for (int64_t i = 0; i < take; i++) {
+            const uint8_t* p = sh->tokens + (off + i) * sh->width;
+            uint32_t tok = (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+            if (sh->width == 4) tok |= ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+            if ((int64_t)tok >= (int64_t)dl->vocab_size) {
+                die("shard %s: token id %u at token offset %lld >= vocab_size %d; hint: the shard was "
+                    "made with a different tokenizer than the model's (check --model / the tokenizer "
+                    "used by the data script)", sh->path, tok, (long long)(off + i), dl->vocab_size);
+            }
+            out[done + i] = (int)tok;
+        }
+        done += take;
+        g += take;
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// public API
+
+// back to epoch 0, batch 0
+static void dataloader_reset(DataLoader* dl) {
+    dl->epoch = 0;
+    dl->batch_in_epoch = 0;
+    dl->cur_shard = 0;
+}
+
+static void dataloader_init(DataLoader* dl, const char* pattern, int B, int T, int shuffle,
+                            uint64_t seed, int rank, int world, int vocab_size) {
+    memset(dl, 0, sizeof(*dl));
+    if (B < 1 || T < 1) die("dataloader: batch %d and sequence length %d must be >= 1; hint: check --batch / --seq", B, T);
+    if (world < 1 || rank < 0 || rank >= world) die("dataloader: rank %d is not in [0, world %d)", rank, world);
+    if (vocab_size < 1) die("dataloader: vocab_size %d must be >= 1", vocab_size);
+    dl->B = B; dl->T = T; dl->shuffle = shuffle ? 1 : 0; dl->seed = seed;
+    dl->rank = rank; dl->world = world; dl->vocab_size = vocab_size;
+
+    glob_t g;
+    memset(&g, 0, sizeof(g));
+    int rc = glob(pattern, 0, NULL, &g);
+    if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) {
+        globfree(&g);
+        die("no shard matches %s; hint: run python dev/data/tinytext.py or pass --train", pattern);
+    }
+    if (rc != 0) die("dataloader: glob of %s failed (code %d); hint: check the pattern", pattern, rc);
+    // sort with strcmp ourselves: glob(3) sorts by the locale's collation, which could differ
+    // between machines and so change the stream order
+    qsort(g.gl_pathv, g.gl_pathc, sizeof(char*), dataloader_cmp_str);
+    dl->num_shards = (int)g.gl_pathc;
+    dl->shards = (DataShard*)callocCheck((size_t)dl->num_shards, sizeof(DataShard));
+    int64_t total = 0;
+    for (int i = 0; i < dl->num_shards; i++) {
+        dataloader_open_shard(&dl->shards[i], g.gl_pathv[i]);
+        dl->shards[i].start = total;
+        total += dl->shards[i].count;
+    }
+    globfree(&g);
+    dl->num_tokens = total;
+    int64_t need = (int64_t)B * T + 1;
+    if (total < need) {
+        die("dataloader: %s holds %lld tokens, fewer than one batch needs (B*T+1 = %lld); hint: "
+            "lower --batch / --seq or use more data", pattern, (long long)total, (long long)need);
+    }
+    dl->num_samples = (total - 1) / T;
+    dl->rank_samples = dl->num_samples > rank ? (dl->num_samples - rank + world - 1) / world : 0;
+    dl->batches_per_epoch = dl->rank_samples / B;
+    if (dl->batches_per_epoch < 1) {
+        die("dataloader: rank %d of %d gets %lld samples of %s, fewer than one batch of %d; hint: "
+            "lower --batch / --seq or use more data", rank, world, (long long)dl->rank_samples,
+            pattern, B);
+    }
+    dl->order_epoch = -1;
+    if (dl->shuffle) dl->order = (int64_t*)mallocCheck((size_t)dl->rank_samples * sizeof(int64_t));
+    dataloader_reset(dl);
+}
+
+// stream offset of the first token of the i-th sample (0 <= i < B) of a given batch
+static int64_t dataloader_sample_start(DataLoader* dl, int64_t epoch, int64_t batch, int i) {
+    int64_t slot = batch * dl->B + i;
+    int64_t local = slot;
+    if (dl->shuffle) { dataloader_build_order(dl, epoch); local = dl->order[slot]; }
+    int64_t s = local * dl->world + dl->rank;
+    return s * dl->T;
+}
+
+// inputs, targets: (B, T) int32; a target of -1 would mean "ignored" (not produced yet)
+static void dataloader_next_batch(DataLoader* dl, int* inputs, int* targets) {
+    int T = dl->T;
+    int* buf = (int*)mallocCheck(((size_t)T + 1) * sizeof(int));
+    for (int b = 0; b < dl->B; b++) {
+        int64_t start = dataloader_sample_start(dl, dl->epoch, dl->batch_in_epoch, b);
+        dataloader_read_tokens(dl, start, (int64_t)T + 1, buf);
+        memcpy(inputs + (size_t)b * T, buf, (size_t)T * sizeof(int));
+        memcpy(targets + (size_t)b * T, buf + 1, (size_t)T * sizeof(int));
+    }
+    free(buf);
+    dl->batch_in_epoch++;
+    if (dl->batch_in_epoch >= dl->batches_per_epoch) {
+        dl->batch_in_epoch = 0;
+        dl->epoch++;
+    }
+}
+
+// position = the batch the next call returns; for checkpoints and exact resume
+static void dataloader_get_position(const DataLoader* dl, int64_t* epoch, int64_t* batch_in_epoch) {
+    *epoch = dl->epoch;
+    *batch_in_epoch = dl->batch_in_epoch;
+}
+
+static void dataloader_set_position(DataLoader* dl, int64_t epoch, int64_t batch_in_epoch) {
+    if (epoch < 0 || batch_in_epoch < 0 || batch_in_epoch >= dl->batches_per_epoch) {
+        die("dataloader: position (epoch %lld, batch %lld) is out of range (batches per epoch %lld); "
+            "hint: the checkpoint was made with other data or other --batch / --seq",
+            (long long)epoch, (long long)batch_in_epoch, (long long)dl->batches_per_epoch);
+    }
+    dl->epoch = epoch;
+    dl->batch_in_epoch = batch_in_epoch;
+}
+
+static void dataloader_free(DataLoader* dl) {
+    for (int i = 0; i < dl->num_shards; i++) {
+        if (dl->shards[i].map) munmap(dl->shards[i].map, dl->shards[i].map_bytes);
+        free(dl->shards[i].path);
+    }
+    free(dl->shards);
+    free(dl->order);
+    memset(dl, 0, sizeof(*dl));
+}
+
+#endif // DATALOADER_H

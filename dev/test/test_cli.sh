@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# test_cli.sh: the trainer as a user runs it: bad flags and files give one clear error line,
+# --help lists every option of the parser's table, and a short run on the embedded data
+# lowers the loss, writes the JSONL log and a checkpoint that reloads to the same val loss.
+set -u
+cd "$(dirname "$0")/../.."
+bin=./train_llama
+pass=0; fail=0
+ok()   { echo "ok   $1"; pass=$((pass+1)); }
+bad()  { echo "FAIL $1"; fail=$((fail+1)); }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+# expect_error NAME PATTERN ARGS...: non-zero exit, one "error:" line matching PATTERN
+expect_error() {
+    local name=$1 pat=$2; shift 2
+    local out; out=$("$bin" "$@" 2>&1 >/dev/null); local rc=$?
+    if [ $rc -ne 0 ] && [ "$(grep -c '^error: ' <<<"$out")" = 1 ] && grep -q -- "$pat" <<<"$out"; then ok "$name"
+    else bad "$name (rc $rc): $out"; fi
+}
+expect_error "unknown flag" "unknown option '--nope'" --nope 1
+expect_error "bad integer" "--steps abc: expected a non-negative integer" --steps abc
+expect_error "bad float" "--lr x: expected a number" --lr x
+expect_error "bad choice" "--schedule linear: expected one of cosine|constant" --schedule linear
+expect_error "missing value" "--batch needs a value" --batch
+expect_error "unknown model" "--model llama_9b: not a built-in config" --model llama_9b
+expect_error "missing shards" "no shard matches" --train "$tmp/none_*.bin" --steps 1
+expect_error "seq too long" "--seq 5000" --seq 5000
+printf '{"hidden_size": 64, "num_attention_heads": 5, "intermediate_size": 10, "num_hidden_layers": 1, "vocab_size": 9}' > "$tmp/bad.json"
+expect_error "bad config" "not divisible" --model "$tmp/bad.json"
+printf 'not json' > "$tmp/worse.json"
+expect_error "config not json" "not a JSON object" --model "$tmp/worse.json"
+head -c 1000 dev/data/tinytext/val_000.bin > "$tmp/trunc_000.bin"
+expect_error "truncated shard" "trunc_000.bin" --train "$tmp/trunc_*.bin" --steps 1
+head -c 100 dev/ref/tiny/model.safetensors > "$tmp/trunc.safetensors"
+expect_error "truncated safetensors" "trunc.safetensors" --init "$tmp/trunc.safetensors" --model dev/ref/tiny/config.json --seq 16 --steps 1
+expect_error "weights of another model" "llama_tiny\|shape\|missing" --init dev/ref/tiny/model.safetensors --model llama_tiny --steps 1
+
+# --help: every option in the table shows up, and it exits 0
+help=$("$bin" --help); rc=$?
+missing=""
+for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every threads; do
+    grep -q -- "--$opt " <<<"$help" || missing="$missing $opt"
+done
+[ $rc -eq 0 ] && [ -z "$missing" ] && ok "--help lists every flag" || bad "--help (rc $rc) misses:$missing"
+
+# a short run on the embedded data
+out=$("$bin" --steps 40 --warmup 5 --eval-every 40 --eval-batches 4 --sample-len 8 --out "$tmp/run" --log "$tmp/log.jsonl" 2>&1); rc=$?
+[ $rc -eq 0 ] && ok "short run exits 0" || bad "short run (rc $rc): $(tail -3 <<<"$out")"
+first=$(grep -m1 '"step": 1,' "$tmp/log.jsonl" | sed 's/.*"loss": \([^,]*\),.*/\1/')
+last=$(grep '"loss"' "$tmp/log.jsonl" | tail -1 | sed 's/.*"loss": \([^,]*\),.*/\1/')
+nlines=$(grep -c '"tokens_per_s"' "$tmp/log.jsonl")
+if [ "$nlines" = 40 ] && awk -v a="$first" -v b="$last" 'BEGIN{exit !(b < a - 1.0)}'; then ok "loss falls: $first -> $last over 40 logged steps"
+else bad "loss/log: $nlines lines, $first -> $last"; fi
+grep -q '"lr": ' "$tmp/log.jsonl" && grep -q '"val_loss": ' "$tmp/log.jsonl" && ok "log has lr and val_loss lines" || bad "log fields"
+grep -q '^sample: ' <<<"$out" && ok "a decoded sample is printed" || bad "no sample line"
+[ -f "$tmp/run/model.safetensors" ] && [ -f "$tmp/run/config.json" ] && [ ! -e "$tmp/run/model.safetensors.tmp" ] && ok "checkpoint written" || bad "checkpoint files"
+vrun=$(grep '^eval step 40' <<<"$out" | sed 's/.*val loss \([0-9.]*\).*/\1/')
+vload=$("$bin" --init "$tmp/run/model.safetensors" --steps 0 --eval-batches 4 | sed -n 's/^val loss \([0-9.]*\).*/\1/p')
+[ -n "$vrun" ] && awk -v a="$vrun" -v b="$vload" 'BEGIN{d=a-b; if(d<0)d=-d; exit !(d < 1e-5)}' && ok "reloaded checkpoint gives the run's val loss ($vrun = $vload)" || bad "reload val loss $vrun vs $vload"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,331 @@
+// llama.h: the model's description, shared by the CPU and GPU programs.
+// - LlamaConfig: built-in configs (the GaLore paper's, plus a small default) and HF config.json
+// - the parameter table: every tensor's HF name, shape, offset into one flat buffer, and whether
+//   GaLore applies to it
+// - init (N(0, 0.02) for Linear and Embedding, 1 for norms) and safetensors load/save by HF name
+// Tensors are stored in PyTorch layout W[out_features][in_features], row-major, exactly as the
+// safetensors file holds them, so loading and saving is a copy.
+#ifndef LLAMA_H
+#define LLAMA_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <math.h>
+#include <cjson/cJSON.h>
+#include "utils.h"
+#include "rand.h"
+#include "safetensors.h"
+
+typedef struct {
+    char name[64];
+    int C;          // hidden_size
+    int H;          // intermediate_size (SwiGLU width)
+    int NH;         // num_attention_heads
+    int NKV;        // num_key_value_heads (NH % NKV == 0; grouped-query attention when < NH)
+    int L;          // num_hidden_layers
+    int V;          // vocab_size
+    int maxT;       // max_position_embeddings
+    float norm_eps; // rms_norm_eps
+    float rope_theta;
+} LlamaConfig;
+
+// the built-in table. The GaLore configs are exactly the paper's (galore.md); llama_tiny is the
+// default: it trains on the embedded text in a few minutes on 2 cores.
+typedef struct { const char* name; int C, H, NH, NKV, L, V, maxT; } LlamaPreset;
+static const LlamaPreset LLAMA_PRESETS[] = {
+    {"llama_tiny", 256, 688, 4, 4, 4, 4096, 1024},
+    {"llama_60m", 512, 1376, 8, 8, 8, 32000, 1024},
+    {"llama_130m", 768, 2048, 12, 12, 12, 32000, 1024},
+    {"llama_350m", 1024, 2736, 16, 16, 24, 32000, 1024},
+    {"llama_1b", 2048, 5461, 32, 32, 24, 32000, 1024},
+    {"llama_7b", 4096, 11008, 32, 32, 32, 32000, 2048},
+};
+#define LLAMA_NUM_PRESETS ((int)(sizeof(LLAMA_PRESETS) / sizeof(LLAMA_PRESETS[0])))
+
+static void llama_config_validate(const LlamaConfig* c, const char* src) {
+    if (c->C <= 0 || c->H <= 0 || c->NH <= 0 || c->NKV <= 0 || c->L <= 0 || c->V <= 0 || c->maxT <= 0)
+        die("%s: every size must be positive (hidden %d, intermediate %d, heads %d, kv heads %d, layers %d, vocab %d, max positions %d)",
+            src, c->C, c->H, c->NH, c->NKV, c->L, c->V, c->maxT);
+    if (c->C % c->NH != 0) die("%s: hidden_size %d is not divisible by num_attention_heads %d", src, c->C, c->NH);
+    if ((c->C / c->NH) % 2 != 0) die("%s: head dim %d must be even for RoPE", src, c->C / c->NH);
+    if (c->NH % c->NKV != 0) die("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", src, c->NH, c->NKV);
+    if (!(c->norm_eps > 0.0f) || !(c->rope_theta > 0.0f)) die("%s: rms_norm_eps and rope_theta must be positive", src);
+}
+
+// json_int: an integer field of a config.json, with a default when absent (def < -1 = required)
+static int json_int(const cJSON* root, const char* key, int def, const char* path) {
+    const cJSON* it = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (it == NULL || cJSON_IsNull(it)) {
+        if (def < -1) die("%s: missing required field \"%s\"; hint: pass a Hugging Face LlamaConfig config.json", path, key);
+        return def;
+    }
+    if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int)it->valuedouble)
+        die("%s: field \"%s\" must be an integer", path, key);
+    return (int)it->valuedouble;
+}
+
+static double json_num(const cJSON* root, const char* key, double def, const char* path) {
+    const cJSON* it = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (it == NULL || cJSON_IsNull(it)) return def;
+    if (!cJSON_IsNumber(it)) die("%s: field \"%s\" must be a number", path, key);
+    return it->valuedouble;
+}
+
+// llama_config_from_json: read a Hugging Face LlamaConfig config.json (also the GaLore repo's
+// configs, which say max_sequence_length instead of max_position_embeddings)
+static void llama_config_from_json(LlamaConfig* c, const char* path) {
+    FILE* f = fopenCheck(path, "rb");
+    int64_t n = file_size(f, path);
+    if (n <= 0 || n > (1 << 24)) die("%s: config.json of %lld bytes is empty or too large", path, (long long)n);
+    char* text = (char*)mallocCheck((size_t)n + 1);
+    freadCheck(text, 1, (size_t)n, f, path);
+    text[n] = '\0';
+    fclose(f);
+    cJSON* root = cJSON_Parse(text);
+    free(text);
+    if (root == NULL || !cJSON_IsObject(root)) die("%s: not a JSON object; hint: pass a Hugging Face config.json or a built-in name", path);
+    const cJSON* mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    if (mt != NULL && cJSON_IsString(mt) && strcmp(mt->valuestring, "llama") != 0)
+        die("%s: model_type is \"%s\", only \"llama\" is supported", path, mt->valuestring);
+    const cJSON* act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    if (act != NULL && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0))
+        die("%s: hidden_act must be \"silu\" (SwiGLU)", path);
+    const cJSON* tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
+    if (tie != NULL && cJSON_IsTrue(tie)) die("%s: tie_word_embeddings=true is not supported (LLaMA has an untied lm_head)", path);
+    const cJSON* rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    if (rs != NULL && !cJSON_IsNull(rs)) die("%s: rope_scaling is not supported", path);
+    // transformers 5 moves rope_theta into "rope_parameters" (with a rope_type); 4.x has it on top
+    const cJSON* rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    if (rp != NULL && !cJSON_IsNull(rp)) {
+        if (!cJSON_IsObject(rp)) die("%s: rope_parameters must be an object", path);
+        const cJSON* rt = cJSON_GetObjectItemCaseSensitive(rp, "rope_type");
+        if (rt != NULL && (!cJSON_IsString(rt) || strcmp(rt->valuestring, "default") != 0))
+            die("%s: rope_parameters.rope_type must be \"default\" (no RoPE scaling is supported)", path);
+    }
+    const cJSON* ab = cJSON_GetObjectItemCaseSensitive(root, "attention_bias");
+    if (ab != NULL && cJSON_IsTrue(ab)) die("%s: attention_bias=true is not supported", path);
+    const cJSON* mb = cJSON_GetObjectItemCaseSensitive(root, "mlp_bias");
+    if (mb != NULL && cJSON_IsTrue(mb)) die("%s: mlp_bias=true is not supported", path);
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", path);
+    c->C = json_int(root, "hidden_size", -2, path);
+    c->H = json_int(root, "intermediate_size", -2, path);
+    c->NH = json_int(root, "num_attention_heads", -2, path);
+    c->NKV = json_int(root, "num_key_value_heads", c->NH, path);
+    c->L = json_int(root, "num_hidden_layers", -2, path);
+    c->V = json_int(root, "vocab_size", -2, path);
+    int maxT = json_int(root, "max_position_embeddings", -1, path);
+    if (maxT < 0) maxT = json_int(root, "max_sequence_length", 2048, path);
+    c->maxT = maxT;
+    c->norm_eps = (float)json_num(root, "rms_norm_eps", 1e-6, path);
+    c->rope_theta = (float)json_num(root, "rope_theta", 10000.0, path);
+    if (rp != NULL && cJSON_IsObject(rp)) c->rope_theta = (float)json_num(rp, "rope_theta", c->rope_theta, path);
+    int head_dim = json_int(root, "head_dim", -1, path);
+    cJSON_Delete(root);
+    llama_config_validate(c, path);
+    if (head_dim >= 0 && head_dim != c->C / c->NH)
+        die("%s: head_dim %d != hidden_size / num_attention_heads = %d is not supported", path, head_dim, c->C / c->NH);
+}
+
+// llama_config_resolve: a built-in name, or a path to a config.json
+static void llama_config_resolve(LlamaConfig* c, const char* spec) {
+    for (int i = 0; i < LLAMA_NUM_PRESETS; i++) {
+        const LlamaPreset* p = &LLAMA_PRESETS[i];
+        if (strcmp(spec, p->name) == 0) {
+            memset(c, 0, sizeof *c);
+            snprintf(c->name, sizeof c->name, "%s", p->name);
+            c->C = p->C; c->H = p->H; c->NH = p->NH; c->NKV = p->NKV; c->L = p->L; c->V = p->V; c->maxT = p->maxT;
+            c->norm_eps = 1e-6f; c->rope_theta = 10000.0f;
+            return;
+        }
+    }
+    if (strstr(spec, ".json") == NULL) {
+        char names[512] = "";
+        for (int i = 0; i < LLAMA_NUM_PRESETS; i++) { strcat(names, i ? ", " : ""); strcat(names, LLAMA_PRESETS[i].name); }
+        die("--model %s: not a built-in config (%s) nor a path to a config.json", spec, names);
+    }
+    llama_config_from_json(c, spec);
+}
+
+// llama_config_write: config.json beside the weights, so transformers' from_pretrained opens them
+static void llama_config_write(const LlamaConfig* c, const char* path, const char* torch_dtype) {
+    cJSON* root = cJSON_CreateObject();
+    cJSON* arch = cJSON_AddArrayToObject(root, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
+    cJSON_AddStringToObject(root, "model_type", "llama");
+    cJSON_AddNumberToObject(root, "hidden_size", c->C);
+    cJSON_AddNumberToObject(root, "intermediate_size", c->H);
+    cJSON_AddNumberToObject(root, "num_attention_heads", c->NH);
+    cJSON_AddNumberToObject(root, "num_key_value_heads", c->NKV);
+    cJSON_AddNumberToObject(root, "num_hidden_layers", c->L);
+    cJSON_AddNumberToObject(root, "vocab_size", c->V);
+    cJSON_AddNumberToObject(root, "max_position_embeddings", c->maxT);
+    cJSON_AddNumberToObject(root, "rms_norm_eps", c->norm_eps);
+    cJSON_AddNumberToObject(root, "rope_theta", c->rope_theta); // transformers 4.x reads this
+    cJSON* rp = cJSON_AddObjectToObject(root, "rope_parameters"); // and 5.x this
+    cJSON_AddNumberToObject(rp, "rope_theta", c->rope_theta);
+    cJSON_AddStringToObject(rp, "rope_type", "default");
+    cJSON_AddStringToObject(root, "hidden_act", "silu");
+    cJSON_AddBoolToObject(root, "tie_word_embeddings", 0);
+    cJSON_AddBoolToObject(root, "attention_bias", 0);
+    cJSON_AddBoolToObject(root, "mlp_bias", 0);
+    cJSON_AddNumberToObject(root, "initializer_range", 0.02);
+    cJSON_AddStringToObject(root, "torch_dtype", torch_dtype);
+    char* text = cJSON_Print(root);
+    cJSON_Delete(root);
+    char tmp[1100];
+    if (strlen(path) > 1000) die("%s: path too long (over 1000 characters)", path);
+    snprintf(tmp, sizeof tmp, "%.1000s.tmp", path);
+    FILE* f = fopenCheck(tmp, "wb");
+    fwriteCheck(text, 1, strlen(text), f, tmp);
+    fwriteCheck("\n", 1, 1, f, tmp);
+    free(text);
+    file_commit(f, tmp, path);
+}
+
+// ----------------------------------------------------------------------------
+// the parameter table
+
+// per-layer tensor slots, in HF order
+enum { P_LN1 = 0, P_WQ, P_WK, P_WV, P_WO, P_LN2, P_WG, P_WU, P_WD, P_PER_LAYER };
+static const char* const LLAMA_LAYER_NAMES[P_PER_LAYER] = {
+    "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+};
+
+typedef struct {
+    char name[96];     // HF name
+    int ndim;          // 1 or 2
+    int64_t rows;      // out_features (or the length of a 1-D tensor)
+    int64_t cols;      // in_features (1 for 1-D)
+    int64_t numel;
+    size_t offset;     // in floats, into the flat parameter buffer
+    int layer;         // -1 for embed, final norm, lm_head
+    int galore;        // 1 for the q/k/v/o and gate/up/down weights (names with "attn" or "mlp")
+} ParamInfo;
+
+typedef struct {
+    int n;             // number of tensors: 1 + 9 L + 2
+    ParamInfo* info;   // (n)
+    size_t total;      // floats in the flat buffer
+} ParamTable;
+
+// tensor index helpers: embed is 0, layer l slot j is 1 + 9 l + j, then norm, lm_head
+static inline int pt_layer(int l, int slot) { return 1 + l * P_PER_LAYER + slot; }
+static inline int pt_norm(const LlamaConfig* c) { return 1 + c->L * P_PER_LAYER; }
+static inline int pt_lm_head(const LlamaConfig* c) { return 2 + c->L * P_PER_LAYER; }
+
+static void param_table_build(ParamTable* pt, const LlamaConfig* c) {
+    int HD = c->C / c->NH, KV = c->NKV * HD;
+    pt->n = 3 + c->L * P_PER_LAYER;
+    pt->info = (ParamInfo*)callocCheck((size_t)pt->n, sizeof(ParamInfo));
+    size_t off = 0;
+    for (int i = 0; i < pt->n; i++) {
+        ParamInfo* p = &pt->info[i];
+        int64_t rows, cols;
+        p->layer = -1;
+        if (i == 0) {
+            snprintf(p->name, sizeof p->name, "model.embed_tokens.weight"); rows = c->V; cols = c->C;
+        } else if (i == pt_norm(c)) {
+            snprintf(p->name, sizeof p->name, "model.norm.weight"); rows = c->C; cols = 1;
+        } else if (i == pt_lm_head(c)) {
+            snprintf(p->name, sizeof p->name, "lm_head.weight"); rows = c->V; cols = c->C;
+        } else {
+            int l = (i - 1) / P_PER_LAYER, j = (i - 1) % P_PER_LAYER;
+            p->layer = l;
+            snprintf(p->name, sizeof p->name, "model.layers.%d.%s", l, LLAMA_LAYER_NAMES[j]);
+            switch (j) {
+                case P_LN1: case P_LN2: rows = c->C; cols = 1; break;
+                case P_WQ: rows = c->C; cols = c->C; break;
+                case P_WK: case P_WV: rows = KV; cols = c->C; break;
+                case P_WO: rows = c->C; cols = c->C; break;
+                case P_WG: case P_WU: rows = c->H; cols = c->C; break;
+                default: rows = c->C; cols = c->H; break; // P_WD
+            }
+            p->galore = (j != P_LN1 && j != P_LN2);
+        }
+        p->ndim = cols == 1 ? 1 : 2;
+        p->rows = rows; p->cols = cols; p->numel = rows * cols;
+        p->offset = off;
+        off += (size_t)p->numel;
+    }
+    pt->total = off;
+}
+
+static void param_table_free(ParamTable* pt) { free(pt->info); pt->info = NULL; }
+
+// llama_init_params: HF's init for LLaMA: Linear and Embedding weights N(0, 0.02), norms 1.
+// One stream from --seed, tensors in table order, so a run is reproducible.
+static void llama_init_params(const ParamTable* pt, float* params, uint64_t seed) {
+    Rng rng; rng_init(&rng, seed);
+    for (int i = 0; i < pt->n; i++) {
+        const ParamInfo* p = &pt->info[i];
+        float* w = params + p->offset;
+        if (p->ndim == 1) { for (int64_t k = 0; k < p->numel; k++) w[k] = 1.0f; }
+        else { for (int64_t k = 0; k < p->numel; k++) w[k] = (float)(0.02 * rng_normal(&rng)); }
+    }
+}
+
+// llama_load_params: every table tensor must be present with the right shape; extra tensors
+// (e.g. rotary inv_freq buffers some exporters add) are ignored with a note
+static void llama_load_params(const ParamTable* pt, float* params, const char* path) {
+    SafeTensors st;
+    safetensors_open(&st, path);
+    for (int i = 0; i < pt->n; i++) {
+        const ParamInfo* p = &pt->info[i];
+        const SafeTensor* t = safetensors_find(&st, p->name);
+        if (t == NULL) die("%s: tensor %s is missing; hint: the file does not match --model", path, p->name);
+        int ok = (p->ndim == 1) ? (t->ndim == 1 && t->shape[0] == p->rows)
+                                : (t->ndim == 2 && t->shape[0] == p->rows && t->shape[1] == p->cols);
+        if (!ok) {
+            die("%s: tensor %s has shape [%lld%s%lld], the config wants [%lld%s%lld]; hint: pass the matching --model",
+                path, p->name, (long long)t->shape[0], t->ndim > 1 ? ", " : "", t->ndim > 1 ? (long long)t->shape[1] : 0LL,
+                (long long)p->rows, p->ndim > 1 ? ", " : "", p->ndim > 1 ? (long long)p->cols : 0LL);
+        }
+        safetensors_read_f32(&st, t, params + p->offset);
+    }
+    if (st.n != pt->n) printf("note: %s holds %d tensors, %d of them used\n", path, st.n, pt->n);
+    safetensors_close(&st);
+}
+
+// llama_save: DIR/model.safetensors + DIR/config.json, each written atomically
+static void llama_save(const LlamaConfig* c, const ParamTable* pt, const float* params, const char* dir, int dtype) {
+    if (strlen(dir) > 900) die("--out %s: path too long (over 900 characters)", dir);
+    ensure_dir(dir);
+    SafeTensorOut* outs = (SafeTensorOut*)mallocCheck(sizeof(SafeTensorOut) * (size_t)pt->n);
+    for (int i = 0; i < pt->n; i++) {
+        const ParamInfo* p = &pt->info[i];
+        outs[i].name = p->name;
+        outs[i].ndim = p->ndim;
+        outs[i].shape[0] = p->rows;
+        outs[i].shape[1] = p->cols;
+        outs[i].data = params + p->offset;
+    }
+    char path[1000];
+    snprintf(path, sizeof path, "%.900s/model.safetensors", dir);
+    safetensors_write(path, outs, pt->n, dtype);
+    free(outs);
+    snprintf(path, sizeof path, "%.900s/config.json", dir);
+    llama_config_write(c, path, dtype == ST_BF16 ? "bfloat16" : "float32");
+}
+
+// parameter counts for the startup line and the memory plan
+static size_t llama_num_params(const ParamTable* pt) { return pt->total; }
+static size_t llama_num_galore_params(const ParamTable* pt) {
+    size_t n = 0;
+    for (int i = 0; i < pt->n; i++) if (pt->info[i].galore) n += (size_t)pt->info[i].numel;
+    return n;
+}
+
+// llama_flops_per_token: forward + backward FLOPs of one token at sequence length T
+// (6 per weight for the matmuls, plus attention's QK^T and PV, causal so half of T^2)
+static double llama_flops_per_token(const LlamaConfig* c, const ParamTable* pt, int T) {
+    double matmul = 6.0 * (double)(pt->total - (size_t)c->V * c->C); // the embedding lookup is not a matmul
+    double attn = 6.0 * 2.0 * c->L * (double)c->C * T * 0.5;
+    return matmul + attn;
+}
+
+#endif // LLAMA_H

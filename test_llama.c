@@ -1,0 +1,261 @@
+// test_llama.c: the CPU trainer against PyTorch + transformers' LlamaForCausalLM.
+// The reference (dev/ref/make_reference.py, float64) is a tiny GQA model with dimensions that
+// are not powers of two: step-0 logits, loss and every gradient, then 10 training steps with
+// AdamW and with Adam (schedule, clipping, weight decay, the shard loader), final weights too.
+// Also the built-in configs' parameter counts, config.json and safetensors round trips.
+//
+// Error metric for a tensor: max_k |ours_k - ref_k| / max_k |ref_k| ("normalized max error").
+// fp32 against a float64 reference: forward values land near 1e-6, so the bounds below are
+// about 10x the errors measured when the test was written (written next to each check).
+#define TESTING
+#include "train_llama.c"
+#include <sys/wait.h>
+
+static int n_pass = 0, n_fail = 0;
+
+static void check(int ok, const char* fmt, ...) {
+    va_list ap; va_start(ap, fmt);
+    printf("%s ", ok ? "ok  " : "FAIL");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    if (ok) n_pass++; else n_fail++;
+}
+
+static double norm_max_err(const float* a, const float* b, size_t n) {
+    double maxd = 0.0, maxr = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= maxd)) maxd = d; // NaN-safe: a NaN makes the error NaN, which fails
+        if (fabs((double)b[i]) > maxr) maxr = fabs((double)b[i]);
+    }
+    return maxr > 0.0 ? maxd / maxr : maxd;
+}
+
+#define REF_DIR "dev/ref/tiny"
+
+typedef struct {
+    int B, T, V, P, S, ntensors, warmup, N;
+    float lr, beta1, beta2, eps_adamw, wd, clip, min_ratio, eps_adam;
+    int* inputs; int* targets;
+    float* logits; float loss; float* grads;
+    float* losses_adamw; float* params_adamw; float* losses_adam; float* params_adam;
+} Reference;
+
+static float hdr_float(const int32_t* h, int i) { float f; memcpy(&f, &h[i], 4); return f; }
+
+static void reference_load(Reference* r, const char* path, const ParamTable* pt) {
+    FILE* f = fopenCheck(path, "rb");
+    int32_t h[256];
+    freadCheck(h, sizeof(int32_t), 256, f, path);
+    if (h[0] != 20241125 || h[1] != 1) die("%s: bad magic/version; hint: rerun dev/ref/make_reference.py", path);
+    r->B = h[2]; r->T = h[3]; r->V = h[4]; r->P = h[5]; r->S = h[6]; r->ntensors = h[7]; r->warmup = h[8]; r->N = h[9];
+    r->lr = hdr_float(h, 16); r->beta1 = hdr_float(h, 17); r->beta2 = hdr_float(h, 18); r->eps_adamw = hdr_float(h, 19);
+    r->wd = hdr_float(h, 20); r->clip = hdr_float(h, 21); r->min_ratio = hdr_float(h, 22); r->eps_adam = hdr_float(h, 23);
+    if ((size_t)r->P != pt->total || r->ntensors != pt->n) die("%s: %d floats in %d tensors, the table has %zu in %d", path, r->P, r->ntensors, pt->total, pt->n);
+    size_t BT = (size_t)r->B * r->T;
+    r->inputs = (int*)mallocCheck(sizeof(int) * BT);
+    r->targets = (int*)mallocCheck(sizeof(int) * BT);
+    r->logits = (float*)mallocCheck(sizeof(float) * BT * r->V);
+    r->grads = (float*)mallocCheck(sizeof(float) * r->P);
+    r->losses_adamw = (float*)mallocCheck(sizeof(float) * r->S);
+    r->params_adamw = (float*)mallocCheck(sizeof(float) * r->P);
+    r->losses_adam = (float*)mallocCheck(sizeof(float) * r->S);
+    r->params_adam = (float*)mallocCheck(sizeof(float) * r->P);
+    freadCheck(r->inputs, sizeof(int), BT, f, path);
+    freadCheck(r->targets, sizeof(int), BT, f, path);
+    freadCheck(r->logits, sizeof(float), BT * r->V, f, path);
+    freadCheck(&r->loss, sizeof(float), 1, f, path);
+    freadCheck(r->grads, sizeof(float), r->P, f, path);
+    freadCheck(r->losses_adamw, sizeof(float), r->S, f, path);
+    freadCheck(r->params_adamw, sizeof(float), r->P, f, path);
+    freadCheck(r->losses_adam, sizeof(float), r->S, f, path);
+    freadCheck(r->params_adam, sizeof(float), r->P, f, path);
+    fclose(f);
+}
+
+// run S steps of the reference's recipe through the trainer's own train_step
+static void train_reference(Llama* m, const Reference* r, int kind, float* losses) {
+    OptimConfig oc;
+    oc.kind = kind; oc.beta1 = r->beta1; oc.beta2 = r->beta2; oc.weight_decay = r->wd;
+    oc.eps = kind == OPTIM_ADAMW ? r->eps_adamw : r->eps_adam;
+    free(m->m); free(m->v); m->m = m->v = NULL;
+    optimizer_alloc(m);
+    DataLoader dl;
+    dataloader_init(&dl, REF_DIR "/train.bin", r->B, r->T, 0, 0, 0, 1, r->V);
+    int* inputs = (int*)mallocCheck(sizeof(int) * r->B * r->T);
+    int* targets = (int*)mallocCheck(sizeof(int) * r->B * r->T);
+    for (int s = 0; s < r->S; s++) {
+        float lr = (float)(r->lr * lr_lambda(s, r->warmup, r->N, r->min_ratio, 1));
+        float norm;
+        losses[s] = train_step(m, &dl, &oc, lr, s + 1, 1, r->clip, inputs, targets, &norm);
+    }
+    free(inputs); free(targets);
+    dataloader_free(&dl);
+}
+
+static void test_parity(void) {
+    LlamaConfig c;
+    llama_config_from_json(&c, REF_DIR "/config.json");
+    check(c.C == 60 && c.H == 84 && c.NH == 6 && c.NKV == 3 && c.L == 2 && c.V == 211 && fabsf(c.norm_eps - 1e-5f) < 1e-12f &&
+          c.rope_theta == 5000.0f, "config.json read: C %d H %d NH %d NKV %d L %d V %d eps %g theta %g", c.C, c.H, c.NH, c.NKV, c.L, c.V, c.norm_eps, c.rope_theta);
+    Llama m;
+    llama_build(&m, &c);
+    llama_load_params(&m.table, m.params, REF_DIR "/model.safetensors");
+    float* init = (float*)mallocCheck(sizeof(float) * m.table.total);
+    memcpy(init, m.params, sizeof(float) * m.table.total);
+    Reference r;
+    reference_load(&r, REF_DIR "/ref.bin", &m.table);
+    llama_alloc_activations(&m, r.B, r.T);
+
+    // step 0: logits, loss, gradients
+    llama_forward(&m, r.inputs, r.targets, r.B, r.T);
+    double e = norm_max_err(m.acts.logits, r.logits, (size_t)r.B * r.T * r.V);
+    check(e < 1e-5, "logits: normalized max error %.2e (bound 1e-5)", e);
+    double le = fabs(m.mean_loss - r.loss) / fabs(r.loss);
+    check(le < 1e-6, "loss %.7f vs %.7f: relative error %.2e (bound 1e-6)", m.mean_loss, r.loss, le);
+    int ignored = 0;
+    for (int i = 0; i < r.B * r.T; i++) ignored += r.targets[i] < 0;
+    check(ignored > 0 && m.n_valid == r.B * r.T - ignored, "ignored targets: %d of %d excluded from the mean", ignored, r.B * r.T);
+    llama_zero_grad(&m);
+    llama_backward(&m, r.inputs, r.targets, r.B, r.T, 1.0f);
+    double worst = 0.0;
+    const char* worst_name = "";
+    for (int i = 0; i < m.table.n; i++) {
+        const ParamInfo* p = &m.table.info[i];
+        double ge = norm_max_err(m.grads + p->offset, r.grads + p->offset, (size_t)p->numel);
+        if (!(ge <= worst)) { worst = ge; worst_name = p->name; }
+        if (!(ge < 2e-5)) check(0, "gradient %s: normalized max error %.2e (bound 2e-5)", p->name, ge);
+    }
+    check(worst < 2e-5, "gradients of all %d tensors: worst normalized max error %.2e in %s (bound 2e-5)", m.table.n, worst, worst_name);
+
+    // 10 steps of AdamW, then of Adam, from the same init
+    float* losses = (float*)mallocCheck(sizeof(float) * r.S);
+    const char* names[2] = {"adamw", "adam"};
+    for (int kind = 0; kind < 2; kind++) {
+        memcpy(m.params, init, sizeof(float) * m.table.total);
+        train_reference(&m, &r, kind, losses);
+        const float* ref_losses = kind == OPTIM_ADAMW ? r.losses_adamw : r.losses_adam;
+        const float* ref_params = kind == OPTIM_ADAMW ? r.params_adamw : r.params_adam;
+        double lmax = 0.0;
+        for (int s = 0; s < r.S; s++) {
+            double d = fabs(losses[s] - ref_losses[s]) / fabs(ref_losses[s]);
+            if (!(d <= lmax)) lmax = d;
+        }
+        check(lmax < 1e-5, "%s: %d losses %.6f -> %.6f (ref %.6f -> %.6f), max relative error %.2e (bound 1e-5)", names[kind], r.S,
+              losses[0], losses[r.S - 1], ref_losses[0], ref_losses[r.S - 1], lmax);
+        double pw = 0.0;
+        for (int i = 0; i < m.table.n; i++) {
+            const ParamInfo* p = &m.table.info[i];
+            double pe = norm_max_err(m.params + p->offset, ref_params + p->offset, (size_t)p->numel);
+            if (!(pe <= pw)) pw = pe;
+        }
+        check(pw < 1e-4, "%s: weights after %d steps, worst normalized max error %.2e (bound 1e-4)", names[kind], r.S, pw);
+        check(ref_losses[r.S - 1] < ref_losses[0], "%s: the reference loss falls (%.4f -> %.4f)", names[kind], ref_losses[0], ref_losses[r.S - 1]);
+    }
+    free(losses); free(init);
+    llama_free(&m);
+}
+
+// the paper's parameter counts (galore.md); printed there to 4 significant digits
+static void test_presets(void) {
+    const char* names[] = {"llama_60m", "llama_130m", "llama_350m", "llama_1b", "llama_7b"};
+    const double want[] = {58.07e6, 134.11e6, 367.97e6, 1339.1e6, 6738e6};
+    for (int i = 0; i < 5; i++) {
+        LlamaConfig c;
+        llama_config_resolve(&c, names[i]);
+        ParamTable pt;
+        param_table_build(&pt, &c);
+        double rel = fabs((double)pt.total - want[i]) / want[i];
+        check(rel < 5e-4, "%s: %zu parameters vs the paper's %.5gM (relative %.1e)", names[i], pt.total, want[i] / 1e6, rel);
+        param_table_free(&pt);
+    }
+}
+
+// write config.json + safetensors from a random model, read both back, compare
+static void test_save_load(void) {
+    LlamaConfig c;
+    llama_config_from_json(&c, REF_DIR "/config.json");
+    Llama a, b;
+    llama_build(&a, &c);
+    llama_build(&b, &c);
+    llama_init_params(&a.table, a.params, 7);
+    char dir[] = "/tmp/galore_test_XXXXXX";
+    if (!mkdtemp(dir)) die("mkdtemp failed");
+    llama_save(&c, &a.table, a.params, dir, ST_F32);
+    char path[256];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    LlamaConfig c2;
+    llama_config_from_json(&c2, path);
+    check(c2.C == c.C && c2.H == c.H && c2.NH == c.NH && c2.NKV == c.NKV && c2.L == c.L && c2.V == c.V &&
+          c2.maxT == c.maxT && c2.norm_eps == c.norm_eps && c2.rope_theta == c.rope_theta, "config.json round trip");
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    llama_load_params(&b.table, b.params, path);
+    check(memcmp(a.params, b.params, sizeof(float) * a.table.total) == 0, "safetensors F32 round trip is bit exact");
+    // bf16 save: each value is the nearest bf16
+    llama_save(&c, &a.table, a.params, dir, ST_BF16);
+    llama_load_params(&b.table, b.params, path);
+    double worst = 0.0;
+    for (size_t k = 0; k < a.table.total; k++) {
+        double rel = a.params[k] != 0.0f ? fabs((double)b.params[k] - a.params[k]) / fabs(a.params[k]) : fabs(b.params[k]);
+        if (rel > worst) worst = rel;
+    }
+    check(worst <= 1.0 / 256, "safetensors BF16 save: worst relative rounding %.2e (bound 2^-8)", worst);
+    // init statistics: N(0, 0.02) on matrices, ones on norms
+    double ss = 0.0; size_t n = 0; int norms_ok = 1;
+    for (int i = 0; i < a.table.n; i++) {
+        const ParamInfo* p = &a.table.info[i];
+        for (int64_t k = 0; k < p->numel; k++) {
+            float w = a.params[p->offset + k];
+            if (p->ndim == 1) norms_ok &= (w == 1.0f); else { ss += (double)w * w; n++; }
+        }
+    }
+    double sd = sqrt(ss / n);
+    check(norms_ok && fabs(sd - 0.02) < 0.001, "init: norms are 1, matrices have std %.5f (want 0.02)", sd);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) printf("note: could not remove %s\n", dir);
+    llama_free(&a); llama_free(&b);
+}
+
+// the schedule of galore.md at a few points
+static void test_schedule(void) {
+    int ok = lr_lambda(0, 10, 100, 0.1, 1) == 0.0 && fabs(lr_lambda(5, 10, 100, 0.1, 1) - 0.5) < 1e-12 &&
+             fabs(lr_lambda(10, 10, 100, 0.1, 1) - 1.0) < 1e-12 && fabs(lr_lambda(55, 10, 100, 0.1, 1) - 0.55) < 1e-12 &&
+             fabs(lr_lambda(100, 10, 100, 0.1, 1) - 0.1) < 1e-12 && fabs(lr_lambda(50, 10, 100, 0.1, 0) - 1.0) < 1e-12;
+    check(ok, "lr schedule: warmup from 0, cosine to the floor, constant");
+}
+
+// a backward that only adds: two half-scaled passes over the same batch equal one full one
+static void test_grad_accum(void) {
+    LlamaConfig c;
+    llama_config_from_json(&c, REF_DIR "/config.json");
+    Llama m;
+    llama_build(&m, &c);
+    llama_load_params(&m.table, m.params, REF_DIR "/model.safetensors");
+    llama_alloc_activations(&m, 2, 9);
+    int in[18], tg[18];
+    for (int i = 0; i < 18; i++) { in[i] = (i * 37 + 5) % c.V; tg[i] = (i * 53 + 11) % c.V; }
+    llama_zero_grad(&m);
+    llama_forward(&m, in, tg, 2, 9);
+    llama_backward(&m, in, tg, 2, 9, 1.0f);
+    float* g1 = (float*)mallocCheck(sizeof(float) * m.table.total);
+    memcpy(g1, m.grads, sizeof(float) * m.table.total);
+    llama_zero_grad(&m);
+    for (int k = 0; k < 2; k++) { llama_forward(&m, in, tg, 2, 9); llama_backward(&m, in, tg, 2, 9, 0.5f); }
+    double e = norm_max_err(m.grads, g1, m.table.total);
+    check(e < 1e-6, "gradient accumulation: 2 x half = 1 x full, normalized max error %.2e (bound 1e-6)", e);
+    free(g1);
+    llama_free(&m);
+}
+
+int main(void) {
+    set_threads(0);
+    test_parity();
+    test_presets();
+    test_save_load();
+    test_schedule();
+    test_grad_accum();
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail == 0 ? 0 : 1;
+}
