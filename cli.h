@@ -31,7 +31,12 @@ typedef struct {
     int warmup;
     float min_lr_ratio;
     char schedule[16];         // cosine | constant
-    char optimizer[32];        // adamw | adam
+    char optimizer[32];        // adamw | adam | galore_adamw | adam8bit | galore_adamw8bit
+    int rank;                  // GaLore r
+    int update_proj_gap;       // GaLore T
+    float galore_scale;        // GaLore alpha
+    char proj_type[16];        // std | reverse_std | left | right
+    int per_layer;             // update each tensor inside backward
     float weight_decay;
     float beta1, beta2;
     float eps;                 // < 0: the optimizer's own convention (see --help)
@@ -48,6 +53,7 @@ typedef struct {
     int sample_len;
     int threads;
     int print_every;
+    int memory_plan;           // print the memory plan and exit
 } Settings;
 
 typedef enum { OPT_INT, OPT_INT64, OPT_FLOAT, OPT_STR, OPT_CHOICE } OptType;
@@ -80,13 +86,19 @@ static const OptSpec CLI_OPTIONS[] = {
     {"warmup", OPT_INT, OPT_S(warmup), "30", NULL, "linear warmup steps (the first update has lr 0, as in the GaLore scripts)"},
     {"min-lr-ratio", OPT_FLOAT, OPT_S(min_lr_ratio), "0.1", NULL, "cosine floor as a fraction of --lr"},
     {"schedule", OPT_CHOICE, OPT_S(schedule), "cosine", "cosine|constant", "lr schedule after warmup"},
-    {"optimizer", OPT_CHOICE, OPT_S(optimizer), "adamw", "adamw|adam",
-     "adamw: torch.optim.AdamW (decoupled decay); adam: torch.optim.Adam (L2 decay added to the gradient), the GaLore scripts' full-rank baseline"},
+    {"optimizer", OPT_CHOICE, OPT_S(optimizer), "adamw", "adamw|adam|galore_adamw|adam8bit|galore_adamw8bit",
+     "adamw: torch.optim.AdamW; adam: torch.optim.Adam (L2 decay), the GaLore scripts' full-rank baseline; galore_adamw: galore-torch GaLoreAdamW (HF AdamW + projector); adam8bit: bitsandbytes blockwise 8-bit Adam; galore_adamw8bit: GaLoreAdamW8bit"},
+    {"rank", OPT_INT, OPT_S(rank), "128", NULL, "GaLore rank r (above min(m, n) keeps every direction)"},
+    {"update-proj-gap", OPT_INT, OPT_S(update_proj_gap), "200", NULL, "GaLore T: the projector is recomputed by SVD at steps 1, T+1, 2T+1, ..."},
+    {"galore-scale", OPT_FLOAT, OPT_S(galore_scale), "0.25", NULL, "GaLore alpha: scales the projected-back update of GaLore matrices"},
+    {"proj-type", OPT_CHOICE, OPT_S(proj_type), "std", "std|reverse_std|left|right", "GaLore side: std projects the smaller dimension (right basis when m >= n)"},
+    {"per-layer", OPT_INT, OPT_S(per_layer), "0", NULL,
+     "1: update each tensor inside backward as soon as its gradient is final; gradient memory is one layer's; gives up global norm clipping (--grad-clip must be 0)"},
     {"weight-decay", OPT_FLOAT, OPT_S(weight_decay), "0", NULL, "weight decay, applied to every tensor"},
     {"beta1", OPT_FLOAT, OPT_S(beta1), "0.9", NULL, "Adam beta1"},
     {"beta2", OPT_FLOAT, OPT_S(beta2), "0.999", NULL, "Adam beta2"},
-    {"eps", OPT_FLOAT, OPT_S(eps), "-1", NULL, "Adam epsilon; -1 picks the optimizer's convention: 1e-8 for adamw and adam (torch)"},
-    {"grad-clip", OPT_FLOAT, OPT_S(grad_clip), "1.0", NULL, "clip the global gradient norm to this (0: off)"},
+    {"eps", OPT_FLOAT, OPT_S(eps), "-1", NULL, "Adam epsilon; -1 picks the optimizer's own: 1e-8 (torch, bitsandbytes), 1e-6 for galore_adamw (galore-torch's HF AdamW)"},
+    {"grad-clip", OPT_FLOAT, OPT_S(grad_clip), "1.0", NULL, "clip the global gradient norm to this (0: off; off by default with --per-layer)"},
     {"seed", OPT_INT64, OPT_S(seed), "42", NULL, "seed for init, shuffling and sampling"},
     {"out", OPT_STR, OPT_S(out), "out", NULL, "run folder: the final checkpoint (model.safetensors + config.json) goes here (\"\" = none)"},
     {"log", OPT_STR, OPT_S(log), "", NULL, "JSONL log: one object per optimizer step, eval results as their own lines"},
@@ -98,6 +110,7 @@ static const OptSpec CLI_OPTIONS[] = {
     {"sample-len", OPT_INT, OPT_S(sample_len), "64", NULL, "tokens per sample (0: no samples)"},
     {"threads", OPT_INT, OPT_S(threads), "0", NULL, "CPU threads for OpenMP and BLAS (0: all cores)"},
     {"print-every", OPT_INT, OPT_S(print_every), "1", NULL, "print a console line every N steps (the log gets every step)"},
+    {"memory-plan", OPT_INT, OPT_S(memory_plan), "0", NULL, "1: print the memory plan (weights, gradients, optimizer state, activations) for this config and flags, and exit"},
 };
 #define CLI_NUM_OPTIONS ((int)(sizeof(CLI_OPTIONS) / sizeof(CLI_OPTIONS[0])))
 

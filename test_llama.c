@@ -77,10 +77,11 @@ static void reference_load(Reference* r, const char* path, const ParamTable* pt)
 // run S steps of the reference's recipe through the trainer's own train_step
 static void train_reference(Llama* m, const Reference* r, int kind, float* losses) {
     OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
     oc.kind = kind; oc.beta1 = r->beta1; oc.beta2 = r->beta2; oc.weight_decay = r->wd;
     oc.eps = kind == OPTIM_ADAMW ? r->eps_adamw : r->eps_adam;
-    free(m->m); free(m->v); m->m = m->v = NULL;
-    optimizer_alloc(m);
+    Trainer tr;
+    trainer_init(&tr, m, &oc, 0, 1, r->clip);
     DataLoader dl;
     dataloader_init(&dl, REF_DIR "/train.bin", r->B, r->T, 0, 0, 0, 1, r->V);
     int* inputs = (int*)mallocCheck(sizeof(int) * r->B * r->T);
@@ -88,10 +89,11 @@ static void train_reference(Llama* m, const Reference* r, int kind, float* losse
     for (int s = 0; s < r->S; s++) {
         float lr = (float)(r->lr * lr_lambda(s, r->warmup, r->N, r->min_ratio, 1));
         float norm;
-        losses[s] = train_step(m, &dl, &oc, lr, s + 1, 1, r->clip, inputs, targets, &norm);
+        losses[s] = train_step(&tr, &dl, lr, s + 1, inputs, targets, &norm);
     }
     free(inputs); free(targets);
     dataloader_free(&dl);
+    trainer_free(&tr);
 }
 
 static void test_parity(void) {
@@ -101,6 +103,7 @@ static void test_parity(void) {
           c.rope_theta == 5000.0f, "config.json read: C %d H %d NH %d NKV %d L %d V %d eps %g theta %g", c.C, c.H, c.NH, c.NKV, c.L, c.V, c.norm_eps, c.rope_theta);
     Llama m;
     llama_build(&m, &c);
+    llama_set_grad_mode(&m, 0);
     llama_load_params(&m.table, m.params, REF_DIR "/model.safetensors");
     float* init = (float*)mallocCheck(sizeof(float) * m.table.total);
     memcpy(init, m.params, sizeof(float) * m.table.total);
@@ -123,7 +126,7 @@ static void test_parity(void) {
     const char* worst_name = "";
     for (int i = 0; i < m.table.n; i++) {
         const ParamInfo* p = &m.table.info[i];
-        double ge = norm_max_err(m.grads + p->offset, r.grads + p->offset, (size_t)p->numel);
+        double ge = norm_max_err(G(&m, i), r.grads + p->offset, (size_t)p->numel);
         if (!(ge <= worst)) { worst = ge; worst_name = p->name; }
         if (!(ge < 2e-5)) check(0, "gradient %s: normalized max error %.2e (bound 2e-5)", p->name, ge);
     }
@@ -232,6 +235,7 @@ static void test_grad_accum(void) {
     llama_config_from_json(&c, REF_DIR "/config.json");
     Llama m;
     llama_build(&m, &c);
+    llama_set_grad_mode(&m, 0);
     llama_load_params(&m.table, m.params, REF_DIR "/model.safetensors");
     llama_alloc_activations(&m, 2, 9);
     int in[18], tg[18];
@@ -240,13 +244,284 @@ static void test_grad_accum(void) {
     llama_forward(&m, in, tg, 2, 9);
     llama_backward(&m, in, tg, 2, 9, 1.0f);
     float* g1 = (float*)mallocCheck(sizeof(float) * m.table.total);
-    memcpy(g1, m.grads, sizeof(float) * m.table.total);
+    memcpy(g1, m.grad_mem, sizeof(float) * m.table.total);
     llama_zero_grad(&m);
     for (int k = 0; k < 2; k++) { llama_forward(&m, in, tg, 2, 9); llama_backward(&m, in, tg, 2, 9, 0.5f); }
-    double e = norm_max_err(m.grads, g1, m.table.total);
+    double e = norm_max_err(m.grad_mem, g1, m.table.total);
     check(e < 1e-6, "gradient accumulation: 2 x half = 1 x full, normalized max error %.2e (bound 1e-6)", e);
     free(g1);
     llama_free(&m);
+}
+
+// ----------------------------------------------------------------------------
+// GaLore against galore-torch (dev/ref/make_galore_reference.py)
+
+#define GALORE_DIR "dev/ref/galore"
+
+// |<a_j, b_j>| for the basis vectors of two projectors: 1 when they span the same direction.
+// Returns the worst |1 - |dot||, and counts the vectors whose sign differs.
+static double projector_agreement(const float* a, const float* b, int side, int64_t m, int64_t n, int64_t r, int* sign_flips) {
+    double worst = 0.0;
+    *sign_flips = 0;
+    for (int64_t j = 0; j < r; j++) {
+        double dot = 0.0;
+        if (side == SIDE_RIGHT) for (int64_t c = 0; c < n; c++) dot += (double)a[j * n + c] * b[j * n + c];
+        else for (int64_t i = 0; i < m; i++) dot += (double)a[i * r + j] * b[i * r + j];
+        if (dot < 0) (*sign_flips)++;
+        double e = fabs(1.0 - fabs(dot));
+        if (e > worst) worst = e;
+    }
+    return worst;
+}
+
+static void test_galore_unit(const char* file, int proj_type) {
+    char path[256];
+    snprintf(path, sizeof path, GALORE_DIR "/%s", file);
+    FILE* f = fopenCheck(path, "rb");
+    int32_t h[256];
+    freadCheck(h, sizeof(int32_t), 256, f, path);
+    if (h[0] != 20241126 || h[1] != 1) die("%s: bad magic; hint: rerun dev/ref/make_galore_reference.py", path);
+    int np = h[2], S = h[3];
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = OPTIM_GALORE_ADAMW; oc.rank = h[4]; oc.update_proj_gap = h[5];
+    float lr = hdr_float(h, 16);
+    oc.beta1 = hdr_float(h, 17); oc.beta2 = hdr_float(h, 18); oc.eps = hdr_float(h, 19);
+    oc.weight_decay = hdr_float(h, 20); oc.scale = hdr_float(h, 21); oc.proj_type = proj_type;
+    ParamTable pt;
+    pt.n = np;
+    pt.info = (ParamInfo*)callocCheck((size_t)np, sizeof(ParamInfo));
+    size_t total = 0;
+    for (int i = 0; i < np; i++) {
+        int32_t d[3];
+        freadCheck(d, sizeof(int32_t), 3, f, path);
+        ParamInfo* p = &pt.info[i];
+        snprintf(p->name, sizeof p->name, "param%d", i);
+        p->ndim = d[0]; p->rows = d[1]; p->cols = d[2]; p->numel = p->rows * p->cols;
+        p->offset = total; p->galore = p->ndim == 2; p->layer = -1;
+        total += (size_t)p->numel;
+    }
+    pt.total = total;
+    float* params = (float*)mallocCheck(sizeof(float) * total);
+    float* grads = (float*)mallocCheck(sizeof(float) * total);
+    float* ref = (float*)mallocCheck(sizeof(float) * total);
+    freadCheck(params, sizeof(float), total, f, path);
+    Optimizer o;
+    optimizer_init(&o, &pt, &oc);
+    double win1 = 0.0, later = 0.0;
+    // keep our projectors of each refresh to compare with the reference's afterwards
+    int nref = 0;
+    float* ours_proj[16];
+    for (int t = 1; t <= S; t++) {
+        freadCheck(grads, sizeof(float), total, f, path);
+        freadCheck(ref, sizeof(float), total, f, path);
+        for (int i = 0; i < np; i++) optimizer_update(&o, i, params + pt.info[i].offset, grads + pt.info[i].offset, 0, lr, t);
+        if (galore_refresh_due(t, oc.update_proj_gap)) {
+            size_t pn = 0;
+            for (int i = 0; i < np; i++) pn += (size_t)o.lay[i].proj_numel;
+            float* cp = (float*)mallocCheck(sizeof(float) * pn);
+            size_t off = 0;
+            for (int i = 0; i < np; i++) if (o.lay[i].proj_numel) { memcpy(cp + off, o.proj[i], sizeof(float) * o.lay[i].proj_numel); off += o.lay[i].proj_numel; }
+            ours_proj[nref++] = cp;
+        }
+        for (int i = 0; i < np; i++) {
+            double e = norm_max_err(params + pt.info[i].offset, ref + pt.info[i].offset, (size_t)pt.info[i].numel);
+            if (t < 1 + oc.update_proj_gap) { if (!(e <= win1)) win1 = e; }
+            else if (!(e <= later)) later = e;
+        }
+    }
+    // the reference's projectors, refresh by refresh
+    double pworst = 0.0;
+    int flips = 0;
+    for (int k = 0; k < nref; k++) {
+        size_t off = 0;
+        for (int i = 0; i < np; i++) {
+            const TensorLayout* l = &o.lay[i];
+            if (!l->proj_numel) continue;
+            float* rp = (float*)mallocCheck(sizeof(float) * l->proj_numel);
+            freadCheck(rp, sizeof(float), (size_t)l->proj_numel, f, path);
+            int fl;
+            double e = projector_agreement(ours_proj[k] + off, rp, l->side, l->m, l->n, l->r, &fl);
+            if (e > pworst) pworst = e;
+            flips += fl;
+            off += l->proj_numel;
+            free(rp);
+        }
+        free(ours_proj[k]);
+    }
+    fclose(f);
+    const char* sides = "";
+    char buf[128] = "";
+    for (int i = 0; i < np; i++) {
+        const TensorLayout* l = &o.lay[i];
+        char one[40];
+        snprintf(one, sizeof one, "%s%lldx%lld:%s", i ? " " : "", (long long)l->m, (long long)l->n,
+                 l->side == SIDE_LEFT ? "left" : l->side == SIDE_RIGHT ? "right" : "full");
+        strncat(buf, one, sizeof buf - strlen(buf) - 1);
+    }
+    sides = buf;
+    check(pworst < 1e-4, "galore %s: projectors of %d refreshes span the reference's (worst 1-|cos| %.1e, bound 1e-4), %d sign flips; sides %s",
+          PROJ_NAMES[proj_type], nref, pworst, flips, sides);
+    check(win1 < 2e-6, "galore %s: weights inside the first projector window vs galore-torch: normalized max error %.2e (bound 2e-6)",
+          PROJ_NAMES[proj_type], win1);
+    check(later < 2e-5, "galore %s: weights across %d refreshes (moments carried over): normalized max error %.2e (bound 2e-5)",
+          PROJ_NAMES[proj_type], nref - 1, later);
+    optimizer_free(&o);
+    free(params); free(grads); free(ref); free(pt.info);
+}
+
+// 12 training steps of the tiny model with galore_adamw or galore_adamw8bit against PyTorch +
+// galore-torch from the same safetensors and shard (refreshes at steps 1, 6, 11)
+static void test_galore_e2e(const char* file, int kind) {
+    char path[256];
+    snprintf(path, sizeof path, GALORE_DIR "/%s", file);
+    FILE* f = fopenCheck(path, "rb");
+    int32_t h[256];
+    freadCheck(h, sizeof(int32_t), 256, f, path);
+    if ((h[0] != 20241127 && h[0] != 20241128) || h[1] != 1) die("%s: bad magic; hint: rerun dev/ref/make_galore_reference.py", path);
+    int B = h[2], T = h[3], S = h[4];
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = kind; oc.rank = h[5]; oc.update_proj_gap = h[6];
+    float lr = hdr_float(h, 16);
+    oc.scale = hdr_float(h, 17); oc.weight_decay = hdr_float(h, 18); oc.eps = hdr_float(h, 19);
+    oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.proj_type = PROJ_STD;
+    LlamaConfig c;
+    llama_config_from_json(&c, REF_DIR "/config.json");
+    Llama m;
+    llama_build(&m, &c);
+    llama_load_params(&m.table, m.params, REF_DIR "/model.safetensors");
+    llama_alloc_activations(&m, B, T);
+    if ((size_t)h[7] != m.table.total) die("%s: %d parameters, the table has %zu", path, h[7], m.table.total);
+    float* ref_losses = (float*)mallocCheck(sizeof(float) * S);
+    float* ref_final = (float*)mallocCheck(sizeof(float) * m.table.total);
+    float* ref_mid = (float*)mallocCheck(sizeof(float) * m.table.total);
+    freadCheck(ref_losses, sizeof(float), S, f, path);
+    freadCheck(ref_final, sizeof(float), m.table.total, f, path);
+    freadCheck(ref_mid, sizeof(float), m.table.total, f, path);
+    fclose(f);
+    Trainer tr;
+    trainer_init(&tr, &m, &oc, 0, 1, 0.0f);
+    DataLoader dl;
+    dataloader_init(&dl, REF_DIR "/train.bin", B, T, 0, 0, 0, 1, c.V);
+    int* inputs = (int*)mallocCheck(sizeof(int) * B * T);
+    int* targets = (int*)mallocCheck(sizeof(int) * B * T);
+    double lmax = 0.0, mid = 0.0, fin = 0.0;
+    float first = 0.0f, last = 0.0f;
+    for (int s = 0; s < S; s++) {
+        float norm;
+        float loss = train_step(&tr, &dl, lr, s + 1, inputs, targets, &norm);
+        double d = fabs(loss - ref_losses[s]) / fabs(ref_losses[s]);
+        if (!(d <= lmax)) lmax = d;
+        if (s == 0) first = loss;
+        last = loss;
+        if (s + 1 == oc.update_proj_gap) mid = norm_max_err(m.params, ref_mid, m.table.total);
+    }
+    fin = norm_max_err(m.params, ref_final, m.table.total);
+    const char* name = OPTIM_NAMES[kind];
+    check(lmax < 1e-4, "%s e2e: %d losses %.6f -> %.6f (ref %.6f -> %.6f), max relative error %.2e (bound 1e-4)", name, S, first, last,
+          ref_losses[0], ref_losses[S - 1], lmax);
+    check(mid < 1e-4, "%s e2e: weights after step %d (first window) normalized max error %.2e (bound 1e-4)", name, oc.update_proj_gap, mid);
+    check(fin < 1e-3, "%s e2e: weights after %d steps (%lld SVDs) normalized max error %.2e (bound 1e-3)", name, S, (long long)tr.opt.refreshes, fin);
+    free(inputs); free(targets); free(ref_losses); free(ref_final); free(ref_mid);
+    dataloader_free(&dl);
+    trainer_free(&tr);
+    llama_free(&m);
+}
+
+// per-layer updates against the whole-model step, clipping off: the gradients of layer l do not
+// depend on the (already updated) weights above it, so the weights must agree bit for bit.
+// With accumulation, per-layer accumulates in the low-rank space: equal up to rounding.
+static void run_steps(const LlamaConfig* c, const OptimConfig* oc, int per_layer, int accum, int steps, float* out) {
+    Llama m;
+    llama_build(&m, c);
+    llama_load_params(&m.table, m.params, REF_DIR "/model.safetensors");
+    int B = 3, T = 13;
+    llama_alloc_activations(&m, B, T);
+    Trainer tr;
+    trainer_init(&tr, &m, oc, per_layer, accum, 0.0f);
+    DataLoader dl;
+    dataloader_init(&dl, REF_DIR "/train.bin", B, T, 0, 0, 0, 1, c->V);
+    int inputs[39], targets[39];
+    for (int s = 0; s < steps; s++) {
+        float norm;
+        train_step(&tr, &dl, 1e-2f, s + 1, inputs, targets, &norm);
+    }
+    memcpy(out, m.params, sizeof(float) * m.table.total);
+    dataloader_free(&dl);
+    trainer_free(&tr);
+    llama_free(&m);
+}
+
+static void test_per_layer(void) {
+    LlamaConfig c;
+    llama_config_from_json(&c, REF_DIR "/config.json");
+    ParamTable pt;
+    param_table_build(&pt, &c);
+    float* a = (float*)mallocCheck(sizeof(float) * pt.total);
+    float* b = (float*)mallocCheck(sizeof(float) * pt.total);
+    int kinds[3] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT};
+    for (int k = 0; k < 3; k++) {
+        OptimConfig oc;
+        memset(&oc, 0, sizeof oc);
+        oc.kind = kinds[k]; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; oc.weight_decay = 0.01f;
+        oc.rank = 8; oc.update_proj_gap = 3; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+        run_steps(&c, &oc, 0, 1, 7, a);
+        run_steps(&c, &oc, 1, 1, 7, b);
+        check(memcmp(a, b, sizeof(float) * pt.total) == 0, "%s: --per-layer weights after 7 steps equal the whole-model step's bit for bit", OPTIM_NAMES[oc.kind]);
+        run_steps(&c, &oc, 0, 2, 7, a);
+        run_steps(&c, &oc, 1, 2, 7, b);
+        // the sums differ only in rounding order (P^T(G1 + G2) vs P^T G1 + P^T G2); with 8-bit
+        // states such a difference can move a value across a quantization boundary, so that
+        // bound is looser
+        double e = norm_max_err(b, a, pt.total), bound = optim_is_8bit(oc.kind) ? 5e-4 : 1e-5;
+        check(e < bound, "%s: --per-layer --grad-accum 2 (low-rank accumulation) vs whole-model: normalized max error %.2e after 7 steps (bound %.0e)",
+              OPTIM_NAMES[oc.kind], e, bound);
+    }
+    free(a); free(b);
+    param_table_free(&pt);
+}
+
+// the memory accounting: the allocation matches the plan, and llama_7b's plan is computed
+// without allocating
+static void test_memplan(void) {
+    LlamaConfig c;
+    llama_config_resolve(&c, "llama_7b");
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = OPTIM_GALORE_ADAMW8BIT; oc.rank = 1024; oc.update_proj_gap = 500; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+    MemPlan mp;
+    memplan_build(&mp, &c, &oc, 1, 1, 1, 256, ENGINE_GPU);
+    double est = memplan_paper_estimate(&mp) / 1e9;
+    printf("     llama_7b galore_adamw8bit r 1024 per-layer, bf16: weights + optimizer state %.2f GB, with gradients %.2f GB\n", est,
+           (est * 1e9 + mp.items[1].bytes) / 1e9);
+    // by hand: bf16 weights 6738415616 x 2; 8-bit m, v of embed + lm_head (2 x 131072000 x 2 B) and of
+    // each layer's low-rank states (q,k,v,o 4096x1024, gate/up 11008x1024, down 1024x11008 = 50593792
+    // elements, x 2 B, x 32 layers); absmax 8 B per 256 elements of those; the 65 norms (4096
+    // elements: 8-bit, 8192 + 16 x 8 B each); bf16 projectors 7 x 4096 x 1024 per layer
+    double want = 6738415616.0 * 2 + 2.0 * 131072000 * 2 + 32.0 * 50593792 * 2 + 262144000.0 / 256 * 8 +
+                  32.0 * 50593792 / 256 * 8 + 65.0 * (4096 * 2 + 16 * 8) + 32.0 * 7 * 4194304 * 2;
+    check(fabs(est * 1e9 - want) < 1.0, "llama_7b 8-bit GaLore plan: weights + state %.0f bytes, hand count %.0f", est * 1e9, want);
+    // the CPU optimizer allocates exactly what the plan counts for its state
+    LlamaConfig t;
+    llama_config_from_json(&t, REF_DIR "/config.json");
+    ParamTable pt;
+    param_table_build(&pt, &t);
+    oc.rank = 8;
+    Optimizer o;
+    optimizer_init(&o, &pt, &oc);
+    memplan_build(&mp, &t, &oc, 0, 1, 3, 13, ENGINE_CPU);
+    double planned = 0.0;
+    for (int i = 0; i < mp.n; i++) if (strstr(mp.items[i].name, "moments") || strstr(mp.items[i].name, "absmax") || strcmp(mp.items[i].name, "projectors") == 0) planned += mp.items[i].bytes;
+    double allocated = 0.0;
+    for (int i = 0; i < o.n; i++) {
+        const TensorLayout* l = &o.lay[i];
+        allocated += l->state == STATE_8BIT ? 2.0 * l->snumel + 8.0 * l->nblocks : 8.0 * l->snumel;
+        allocated += 4.0 * l->proj_numel;
+    }
+    check(planned == allocated, "memory plan: optimizer state %.0f bytes planned, %.0f allocated", planned, allocated);
+    optimizer_free(&o);
+    param_table_free(&pt);
 }
 
 int main(void) {
@@ -256,6 +531,12 @@ int main(void) {
     test_save_load();
     test_schedule();
     test_grad_accum();
+    test_per_layer();
+    test_memplan();
+    test_galore_unit("unit.bin", PROJ_STD);
+    test_galore_unit("unit_reverse.bin", PROJ_REVERSE_STD);
+    test_galore_e2e("e2e_adamw.bin", OPTIM_GALORE_ADAMW);
+    test_galore_e2e("e2e_adamw8bit.bin", OPTIM_GALORE_ADAMW8BIT);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail == 0 ? 0 : 1;
 }

@@ -23,15 +23,17 @@
 #include "cli.h"
 #include "dataloader.h"
 #include "tokenizer.h"
+#include "galore.h"
+#include "memplan.h"
 
 // OpenBLAS lets us set its thread count; the reference BLAS has no threads. A weak symbol keeps
 // the build working with either library.
 extern void openblas_set_num_threads(int) __attribute__((weak));
+extern int openblas_get_parallel(void) __attribute__((weak)); // 0 sequential, 1 pthreads, 2 OpenMP
 
 // ----------------------------------------------------------------------------
 // activations: one allocation, then a pointer table (llm.c style)
 
-#define NUM_ACT 20
 typedef struct {
     float* res;      // (L+1, B, T, C) residual stream entering each layer; res[L] enters the final norm
     float* ln1;      // (L, B, T, C) input_layernorm output
@@ -51,6 +53,7 @@ typedef struct {
     float* rstdf;    // (B, T)
     float* logits;   // (B, T, V); backward overwrites it with dlogits
     float* losses;   // (B, T) per-position loss (0 where the target is ignored)
+    float* lse;      // (B, T) log-sum-exp of each row of logits
     float* dres;     // (B, T, C) gradient of the residual stream, walked back through the layers
     float* scratch;  // (B, T, max(C, 2H, 3C)) backward scratch: dln, dq/dk/dv, dgate/dup
 } Activations;
@@ -59,9 +62,15 @@ typedef struct {
     LlamaConfig config;
     ParamTable table;
     float* params;        // (table.total) one flat buffer in table order
-    float* grads;         // (table.total)
-    float* m;             // optimizer first moments (table.total), lazily allocated
-    float* v;             // second moments
+    // gradients: tensor i's gradient lives at grad_mem + goff[i]. Whole-model mode: one slot per
+    // tensor (goff = the parameter offset). Per-layer mode: the slots of one update group (a layer,
+    // the embedding, or the final norm + lm_head) are reused by every group, so gradient memory
+    // is the largest group's; backward calls grads_ready(ctx, first, last) when a group is final.
+    float* grad_mem;
+    size_t grad_size;     // floats in grad_mem
+    size_t* goff;         // (table.n)
+    void (*grads_ready)(void* ctx, int first, int last);
+    void* grads_ctx;
     int B, T;             // the activation sizes allocated for
     Activations acts;
     float* act_memory;
@@ -72,7 +81,7 @@ typedef struct {
 } Llama;
 
 static inline float* P(Llama* m, int i) { return m->params + m->table.info[i].offset; }
-static inline float* G(Llama* m, int i) { return m->grads + m->table.info[i].offset; }
+static inline float* G(Llama* m, int i) { return m->grad_mem + m->goff[i]; }
 
 // ----------------------------------------------------------------------------
 // model setup
@@ -99,40 +108,59 @@ static void llama_build(Llama* m, const LlamaConfig* c) {
     m->config = *c;
     param_table_build(&m->table, c);
     m->params = (float*)mallocCheck(sizeof(float) * m->table.total);
-    m->grads = (float*)callocCheck(m->table.total, sizeof(float));
+    m->goff = (size_t*)mallocCheck(sizeof(size_t) * (size_t)m->table.n);
     llama_rope_init(m);
     m->mean_loss = -1.0f;
 }
 
+// the sizes and their order come from memplan.h, which the memory plan prints
 static void llama_alloc_activations(Llama* m, int B, int T) {
-    const LlamaConfig* c = &m->config;
-    size_t L = c->L, C = c->C, H = c->H, NH = c->NH, V = c->V, BT = (size_t)B * T;
-    size_t KV = (size_t)c->NKV * (C / NH);
-    size_t scratch = C > 2 * H ? C : 2 * H;
-    if (3 * C > scratch) scratch = 3 * C;
-    size_t sizes[NUM_ACT] = {
-        (L + 1) * BT * C, L * BT * C, L * BT, L * BT * C, L * BT * KV, L * BT * KV,
-        L * B * NH * T * T, L * BT * C, L * BT * C, L * BT * C, L * BT, L * BT * H, L * BT * H,
-        L * BT * H, BT * C, BT, BT * V, BT, BT * C, BT * scratch,
-    };
+    size_t sizes[CPU_NUM_ACT];
+    cpu_activation_sizes(&m->config, B, T, sizes);
     size_t total = 0;
-    for (int i = 0; i < NUM_ACT; i++) total += sizes[i];
+    for (int i = 0; i < CPU_NUM_ACT; i++) total += sizes[i];
     free(m->act_memory);
     m->act_memory = (float*)callocCheck(total, sizeof(float));
-    float** ptrs[NUM_ACT] = {
+    float** ptrs[CPU_NUM_ACT] = {
         &m->acts.res, &m->acts.ln1, &m->acts.rstd1, &m->acts.q, &m->acts.k, &m->acts.v,
         &m->acts.att, &m->acts.atty, &m->acts.res2, &m->acts.ln2, &m->acts.rstd2, &m->acts.gate,
         &m->acts.up, &m->acts.act, &m->acts.lnf, &m->acts.rstdf, &m->acts.logits, &m->acts.losses,
-        &m->acts.dres, &m->acts.scratch,
+        &m->acts.lse, &m->acts.dres, &m->acts.scratch,
     };
     float* p = m->act_memory;
-    for (int i = 0; i < NUM_ACT; i++) { *ptrs[i] = p; p += sizes[i]; }
+    for (int i = 0; i < CPU_NUM_ACT; i++) { *ptrs[i] = p; p += sizes[i]; }
     m->B = B; m->T = T;
+}
+
+// update groups for --per-layer: 0 the embedding, 1 + l layer l, L + 1 the final norm and lm_head
+static int param_group(const LlamaConfig* c, int i) { return i == 0 ? 0 : i < pt_norm(c) ? 1 + (i - 1) / P_PER_LAYER : c->L + 1; }
+
+// llama_set_grad_mode: lay out the gradient slots (see Llama.grad_mem) and allocate them zeroed
+static void llama_set_grad_mode(Llama* m, int per_layer) {
+    const LlamaConfig* c = &m->config;
+    size_t size = 0;
+    if (!per_layer) {
+        for (int i = 0; i < m->table.n; i++) m->goff[i] = m->table.info[i].offset;
+        size = m->table.total;
+    } else {
+        for (int i = 0; i < m->table.n; i++) {
+            int first = i;
+            while (first > 0 && param_group(c, first - 1) == param_group(c, i)) first--;
+            m->goff[i] = m->table.info[i].offset - m->table.info[first].offset;
+            size_t end = m->goff[i] + (size_t)m->table.info[i].numel;
+            if (end > size) size = end;
+        }
+    }
+    free(m->grad_mem);
+    m->grad_mem = (float*)callocCheck(size, sizeof(float));
+    m->grad_size = size;
+    m->grads_ready = NULL;
+    m->grads_ctx = NULL;
 }
 
 static void llama_free(Llama* m) {
     param_table_free(&m->table);
-    free(m->params); free(m->grads); free(m->m); free(m->v);
+    free(m->params); free(m->grad_mem); free(m->goff);
     free(m->act_memory); free(m->rope_cos); free(m->rope_sin);
 }
 
@@ -211,7 +239,10 @@ static void rope_apply(float* x, const float* cosb, const float* sinb, int B, in
 }
 
 // causal attention with grouped KV heads: query head h reads kv head h / (NH/NKV), as HF's
-// repeat_kv. q (B,T,NH,HD), k/v (B,T,NKV,HD), att (B,NH,T,T), y (B,T,NH,HD)
+// repeat_kv. q (B,T,NH,HD), k/v (B,T,NKV,HD), att (B,NH,T,T), y (B,T,NH,HD).
+// One small sgemm per (b, h) inside the OpenMP loop: the OpenMP build of OpenBLAS runs those
+// single-threaded, and the BLAS kernels beat hand loops even though they also compute the masked
+// upper triangle.
 static void attention_forward(float* y, float* att, const float* q, const float* k, const float* v,
                               int B, int T, int NH, int NKV, int HD) {
     int C = NH * HD, KV = NKV * HD, rep = NH / NKV;
@@ -220,39 +251,31 @@ static void attention_forward(float* y, float* att, const float* q, const float*
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             int kh = h / rep;
+            const float* qh = q + (size_t)b * T * C + h * HD;
+            const float* kb = k + (size_t)b * T * KV + kh * HD;
+            const float* vb = v + (size_t)b * T * KV + kh * HD;
+            float* at = att + ((size_t)b * NH + h) * T * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, qh, C, kb, KV, 0.0f, at, T);
             for (int t = 0; t < T; t++) {
-                const float* qt = q + ((size_t)b * T + t) * C + h * HD;
-                float* at = att + (((size_t)b * NH + h) * T + t) * T;
+                float* row = at + (size_t)t * T;
                 float maxv = -INFINITY;
-                for (int s = 0; s <= t; s++) {
-                    const float* ks = k + ((size_t)b * T + s) * KV + kh * HD;
-                    float dot = 0.0f;
-                    #pragma omp simd reduction(+:dot)
-                    for (int d = 0; d < HD; d++) dot += qt[d] * ks[d];
-                    dot *= scale;
-                    at[s] = dot;
-                    if (dot > maxv) maxv = dot;
-                }
+                for (int s = 0; s <= t; s++) if (row[s] > maxv) maxv = row[s];
                 double sum = 0.0;
-                for (int s = 0; s <= t; s++) { float e = expf(at[s] - maxv); at[s] = e; sum += e; }
+                for (int s = 0; s <= t; s++) { float e = expf(row[s] - maxv); row[s] = e; sum += e; }
                 float inv = (float)(1.0 / sum);
-                for (int s = 0; s <= t; s++) at[s] *= inv;
-                for (int s = t + 1; s < T; s++) at[s] = 0.0f;
-                float* yt = y + ((size_t)b * T + t) * C + h * HD;
-                for (int d = 0; d < HD; d++) yt[d] = 0.0f;
-                for (int s = 0; s <= t; s++) {
-                    const float* vs = v + ((size_t)b * T + s) * KV + kh * HD;
-                    float a = at[s];
-                    #pragma omp simd
-                    for (int d = 0; d < HD; d++) yt[d] += a * vs[d];
-                }
+                for (int s = 0; s <= t; s++) row[s] *= inv;
+                for (int s = t + 1; s < T; s++) row[s] = 0.0f;
             }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, at, T, vb, KV, 0.0f,
+                        y + (size_t)b * T * C + h * HD, C);
         }
     }
 }
 
-// dq, dk, dv are overwritten. Parallel over (b, kv head) so the heads sharing a kv head add
-// into dk/dv in a fixed order (no races, deterministic). dpre is (B*NH*T) scratch per thread.
+// dq, dk, dv are overwritten. Parallel over (b, kv head) so that the heads sharing a kv head
+// add into dk/dv in a fixed order (no races, deterministic). Per head:
+// datt = dy v^T; dv += att^T dy; dpre = att * (datt - rowsum(att * datt)) * scale;
+// dq = dpre k; dk += dpre^T q.
 static void attention_backward(float* dq, float* dk, float* dv, const float* dy, const float* att,
                                const float* q, const float* k, const float* v,
                                int B, int T, int NH, int NKV, int HD) {
@@ -260,43 +283,33 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dy,
     float scale = 1.0f / sqrtf((float)HD);
     #pragma omp parallel
     {
-        float* datt = (float*)mallocCheck(sizeof(float) * (size_t)T);
+        float* datt = (float*)mallocCheck(sizeof(float) * (size_t)T * T);
         #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++) {
             for (int kh = 0; kh < NKV; kh++) {
-                for (int s = 0; s < T; s++) {
-                    memset(dk + ((size_t)b * T + s) * KV + kh * HD, 0, sizeof(float) * HD);
-                    memset(dv + ((size_t)b * T + s) * KV + kh * HD, 0, sizeof(float) * HD);
-                }
+                const float* kb = k + (size_t)b * T * KV + kh * HD;
+                const float* vb = v + (size_t)b * T * KV + kh * HD;
+                float* dkb = dk + (size_t)b * T * KV + kh * HD;
+                float* dvb = dv + (size_t)b * T * KV + kh * HD;
                 for (int h = kh * rep; h < (kh + 1) * rep; h++) {
+                    const float* at = att + ((size_t)b * NH + h) * T * T;
+                    const float* dyh = dy + (size_t)b * T * C + h * HD;
+                    const float* qh = q + (size_t)b * T * C + h * HD;
+                    float beta = h == kh * rep ? 0.0f : 1.0f; // the first head of the group overwrites
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, 1.0f, dyh, C, vb, KV, 0.0f, datt, T);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, at, T, dyh, C, beta, dvb, KV);
                     for (int t = 0; t < T; t++) {
-                        const float* at = att + (((size_t)b * NH + h) * T + t) * T;
-                        const float* dyt = dy + ((size_t)b * T + t) * C + h * HD;
-                        const float* qt = q + ((size_t)b * T + t) * C + h * HD;
-                        float* dqt = dq + ((size_t)b * T + t) * C + h * HD;
-                        // datt[s] = dy_t . v_s ; dv_s += att[t][s] dy_t
+                        const float* a = at + (size_t)t * T;
+                        float* d = datt + (size_t)t * T;
                         double dsum = 0.0;
-                        for (int s = 0; s <= t; s++) {
-                            const float* vs = v + ((size_t)b * T + s) * KV + kh * HD;
-                            float* dvs = dv + ((size_t)b * T + s) * KV + kh * HD;
-                            float dot = 0.0f;
-                            float a = at[s];
-                            #pragma omp simd reduction(+:dot)
-                            for (int d = 0; d < HD; d++) { dot += dyt[d] * vs[d]; dvs[d] += a * dyt[d]; }
-                            datt[s] = dot;
-                            dsum += (double)a * dot;
-                        }
-                        // softmax backward: dpre = att * (datt - sum(att * datt)), times the scale
+                        for (int s = 0; s <= t; s++) dsum += (double)a[s] * d[s];
                         float ds = (float)dsum;
-                        for (int d = 0; d < HD; d++) dqt[d] = 0.0f;
-                        for (int s = 0; s <= t; s++) {
-                            float dpre = at[s] * (datt[s] - ds) * scale;
-                            const float* ks = k + ((size_t)b * T + s) * KV + kh * HD;
-                            float* dks = dk + ((size_t)b * T + s) * KV + kh * HD;
-                            #pragma omp simd
-                            for (int d = 0; d < HD; d++) { dqt[d] += dpre * ks[d]; dks[d] += dpre * qt[d]; }
-                        }
+                        for (int s = 0; s <= t; s++) d[s] = a[s] * (d[s] - ds) * scale;
+                        for (int s = t + 1; s < T; s++) d[s] = 0.0f;
                     }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, datt, T, kb, KV, 0.0f,
+                                dq + (size_t)b * T * C + h * HD, C);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, datt, T, qh, C, beta, dkb, KV);
                 }
             }
         }
@@ -324,35 +337,34 @@ static void swiglu_backward(float* dgate, float* dup, const float* dact, const f
     }
 }
 
-// softmax cross-entropy per position; targets < 0 are ignored. Returns the number counted.
-static int crossentropy_forward(float* losses, const float* logits, const int* targets, int N, int V) {
+// softmax cross-entropy per position; targets < 0 are ignored. Keeps each row's log-sum-exp
+// for the backward pass, which then needs one exp per logit. Returns the number counted.
+static int crossentropy_forward(float* losses, float* lse, const float* logits, const int* targets, int N, int V) {
     int n_valid = 0;
     #pragma omp parallel for schedule(static) reduction(+:n_valid)
     for (int i = 0; i < N; i++) {
-        if (targets[i] < 0) { losses[i] = 0.0f; continue; }
+        if (targets[i] < 0) { losses[i] = 0.0f; lse[i] = 0.0f; continue; }
         const float* li = logits + (size_t)i * V;
         float maxv = -INFINITY;
         for (int j = 0; j < V; j++) if (li[j] > maxv) maxv = li[j];
         double sum = 0.0;
         for (int j = 0; j < V; j++) sum += expf(li[j] - maxv);
-        losses[i] = (float)(log(sum) - (double)(li[targets[i]] - maxv));
+        double l = (double)maxv + log(sum);
+        lse[i] = (float)l;
+        losses[i] = (float)(l - (double)li[targets[i]]);
         n_valid++;
     }
     return n_valid;
 }
 
 // in place: logits -> dlogits = (softmax - onehot) * dloss, zero rows for ignored targets
-static void crossentropy_backward(float* logits, const int* targets, int N, int V, float dloss) {
+static void crossentropy_backward(float* logits, const float* lse, const int* targets, int N, int V, float dloss) {
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
         float* li = logits + (size_t)i * V;
         if (targets[i] < 0) { memset(li, 0, sizeof(float) * V); continue; }
-        float maxv = -INFINITY;
-        for (int j = 0; j < V; j++) if (li[j] > maxv) maxv = li[j];
-        double sum = 0.0;
-        for (int j = 0; j < V; j++) sum += expf(li[j] - maxv);
-        float inv = (float)(1.0 / sum);
-        for (int j = 0; j < V; j++) li[j] = expf(li[j] - maxv) * inv * dloss;
+        float m = lse[i];
+        for (int j = 0; j < V; j++) li[j] = expf(li[j] - m) * dloss;
         li[targets[i]] -= dloss;
     }
 }
@@ -430,24 +442,28 @@ static void llama_forward(Llama* m, const int* inputs, const int* targets, int B
     for (size_t i = 0; i < BT; i++) {
         if (targets[i] >= V) die("target id %d at position %zu is outside the vocabulary of %d", targets[i], i, V);
     }
-    m->n_valid = crossentropy_forward(a->losses, a->logits, targets, (int)BT, V);
+    m->n_valid = crossentropy_forward(a->losses, a->lse, a->logits, targets, (int)BT, V);
     double sum = 0.0;
     for (size_t i = 0; i < BT; i++) sum += a->losses[i];
     m->mean_loss = m->n_valid > 0 ? (float)(sum / m->n_valid) : 0.0f;
 }
 
-static void llama_zero_grad(Llama* m) { memset(m->grads, 0, sizeof(float) * m->table.total); }
+static void llama_zero_grad(Llama* m) { memset(m->grad_mem, 0, sizeof(float) * m->grad_size); }
+
+// per-layer mode: tensors first..last now hold their final gradient for this micro-batch
+static inline void grads_ready(Llama* m, int first, int last) { if (m->grads_ready) m->grads_ready(m->grads_ctx, first, last); }
 
 // llama_backward: ADDS the gradient of (grad_scale * mean loss of the last forward) into
-// m->grads (grad_scale = 1/grad_accum when accumulating). Needs the forward's targets.
+// the gradient slots (grad_scale = 1/grad_accum when accumulating). Needs the forward's targets.
 static void llama_backward(Llama* m, const int* inputs, const int* targets, int B, int T, float grad_scale) {
     const LlamaConfig* c = &m->config;
     Activations* a = &m->acts;
     int C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = C / NH, KV = NKV * HD, V = c->V, L = c->L;
     size_t BT = (size_t)B * T, sBT = (size_t)m->B * m->T;
-    if (m->n_valid == 0) return; // every target ignored: the loss is constant
-    float dloss = grad_scale / (float)m->n_valid;
-    crossentropy_backward(a->logits, targets, (int)BT, V, dloss);
+    // every target ignored: the loss is constant and every gradient zero (per-layer mode still
+    // walks the layers so that each tensor gets its update)
+    float dloss = m->n_valid > 0 ? grad_scale / (float)m->n_valid : 0.0f;
+    crossentropy_backward(a->logits, a->lse, targets, (int)BT, V, dloss);
     float* dlogits = a->logits;
     float* dres = a->dres;     // (BT, C) gradient flowing into the residual stream
     float* dln = a->scratch;   // (BT, C)
@@ -455,6 +471,7 @@ static void llama_backward(Llama* m, const int* inputs, const int* targets, int 
     matmul_backward(dln, G(m, pt_lm_head(c)), dlogits, a->lnf, P(m, pt_lm_head(c)), (int)BT, C, V, 0.0f);
     memset(dres, 0, sizeof(float) * BT * C);
     rmsnorm_backward(dres, G(m, pt_norm(c)), dln, a->res + L * sBT * C, P(m, pt_norm(c)), a->rstdf, (int)BT, C);
+    grads_ready(m, pt_norm(c), pt_lm_head(c));
     for (int l = L - 1; l >= 0; l--) {
         LayerActs la = layer_acts(m, l);
         float *x = la.x, *ln1 = la.ln1, *rstd1 = la.rstd1, *q = la.q, *k = la.k, *v = la.v, *att = la.att;
@@ -483,6 +500,7 @@ static void llama_backward(Llama* m, const int* inputs, const int* targets, int 
         matmul_backward(dln1, G(m, pt_layer(l, P_WK)), dk, ln1, P(m, pt_layer(l, P_WK)), (int)BT, C, KV, 1.0f);
         matmul_backward(dln1, G(m, pt_layer(l, P_WV)), dv, ln1, P(m, pt_layer(l, P_WV)), (int)BT, C, KV, 1.0f);
         rmsnorm_backward(dres, G(m, pt_layer(l, P_LN1)), dln1, x, P(m, pt_layer(l, P_LN1)), rstd1, (int)BT, C);
+        grads_ready(m, pt_layer(l, 0), pt_layer(l, P_PER_LAYER - 1));
     }
     // embedding: rows of repeated tokens add up, so keep it serial over positions
     float* dwte = G(m, 0);
@@ -491,57 +509,233 @@ static void llama_backward(Llama* m, const int* inputs, const int* targets, int 
         const float* d = dres + i * C;
         for (int j = 0; j < C; j++) row[j] += d[j];
     }
+    grads_ready(m, 0, 0);
 }
 
 // ----------------------------------------------------------------------------
-// optimizer: one call per tensor (design.md), so that per-layer updates can call it from
-// inside backward. t is the 1-based step of this update; lr already includes the schedule.
+// optimizer: one call per tensor (design.md). Whole-model mode calls optimizer_update for
+// every tensor after backward; --per-layer calls it from inside backward the moment a tensor's
+// gradient is final. State per tensor follows tensor_layout() in galore.h, the same layout the
+// memory plan counts.
+
+// LAPACK's SVD, the routine torch uses on the CPU, so singular-vector signs agree with the
+// reference (gfortran passes the length of a character argument as a hidden last argument)
+extern void sgesdd_(const char* jobz, const int* m, const int* n, float* a, const int* lda, float* s, float* u,
+                    const int* ldu, float* vt, const int* ldvt, float* work, const int* lwork, int* iwork, int* info,
+                    size_t jobz_len);
 
 typedef struct {
-    int kind;            // OPTIM_ADAMW or OPTIM_ADAM
-    float beta1, beta2, eps, weight_decay;
-} OptimConfig;
-enum { OPTIM_ADAMW = 0, OPTIM_ADAM = 1 };
+    OptimConfig cfg;
+    int n;                    // tensors
+    TensorLayout* lay;        // (n)
+    float** m; float** v;     // fp32 moments (srows x scols), or NULL
+    uint8_t** qm; uint8_t** qv;           // 8-bit moments, or NULL
+    float** absmax_m; float** absmax_v;   // (nblocks) each
+    float** proj;             // projector (m x r left, r x n right), or NULL
+    int* has_proj;
+    float* fmem; uint8_t* qmem;           // the allocations behind the tables
+    float map_m[256], map_v[256];         // bitsandbytes' dynamic maps: signed for m, unsigned for v
+    float* R;                 // (max snumel) low-rank gradient
+    float* N;                 // (max snumel) low-rank direction / update
+    float* U;                 // (max galore numel) projected-back update
+    int64_t refreshes;        // SVDs done
+} Optimizer;
 
-static void optimizer_alloc(Llama* m) {
-    if (m->m == NULL) {
-        m->m = (float*)callocCheck(m->table.total, sizeof(float));
-        m->v = (float*)callocCheck(m->table.total, sizeof(float));
+static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig* cfg) {
+    memset(o, 0, sizeof *o);
+    o->cfg = *cfg;
+    o->n = pt->n;
+    o->lay = (TensorLayout*)mallocCheck(sizeof(TensorLayout) * pt->n);
+    size_t nf = 0, nq = 0, max_s = 0, max_full = 0;
+    for (int i = 0; i < pt->n; i++) {
+        TensorLayout* l = &o->lay[i];
+        tensor_layout(l, &pt->info[i], cfg);
+        if (l->state == STATE_8BIT) { nq += 2 * (size_t)l->snumel; nf += 2 * (size_t)l->nblocks; }
+        else nf += 2 * (size_t)l->snumel;
+        nf += (size_t)l->proj_numel;
+        if (l->side != SIDE_NONE) {
+            if ((size_t)l->snumel > max_s) max_s = (size_t)l->snumel;
+            if ((size_t)(l->m * l->n) > max_full) max_full = (size_t)(l->m * l->n);
+        } else if (l->state == STATE_8BIT) {
+            (void)0;
+        }
+    }
+    o->fmem = (float*)callocCheck(nf, sizeof(float));
+    o->qmem = (uint8_t*)callocCheck(nq, 1);
+    size_t ptrs = sizeof(void*) * (size_t)pt->n;
+    o->m = (float**)callocCheck(1, ptrs); o->v = (float**)callocCheck(1, ptrs);
+    o->qm = (uint8_t**)callocCheck(1, ptrs); o->qv = (uint8_t**)callocCheck(1, ptrs);
+    o->absmax_m = (float**)callocCheck(1, ptrs); o->absmax_v = (float**)callocCheck(1, ptrs);
+    o->proj = (float**)callocCheck(1, ptrs);
+    o->has_proj = (int*)callocCheck((size_t)pt->n, sizeof(int));
+    float* f = o->fmem;
+    uint8_t* q = o->qmem;
+    for (int i = 0; i < pt->n; i++) {
+        TensorLayout* l = &o->lay[i];
+        if (l->state == STATE_8BIT) {
+            o->qm[i] = q; q += l->snumel;
+            o->qv[i] = q; q += l->snumel;
+            o->absmax_m[i] = f; f += l->nblocks;
+            o->absmax_v[i] = f; f += l->nblocks;
+        } else {
+            o->m[i] = f; f += l->snumel;
+            o->v[i] = f; f += l->snumel;
+        }
+        if (l->proj_numel) { o->proj[i] = f; f += l->proj_numel; }
+    }
+    if (optim_is_8bit(cfg->kind)) {
+        adam8bit_create_dynamic_map(o->map_m, 1);
+        adam8bit_create_dynamic_map(o->map_v, 0);
+    }
+    o->R = (float*)callocCheck(max_s, sizeof(float));
+    o->N = (float*)callocCheck(max_s, sizeof(float));
+    o->U = (float*)callocCheck(max_full, sizeof(float));
+}
+
+static void optimizer_free(Optimizer* o) {
+    free(o->lay); free(o->fmem); free(o->qmem);
+    free(o->m); free(o->v); free(o->qm); free(o->qv); free(o->absmax_m); free(o->absmax_v);
+    free(o->proj); free(o->has_proj); free(o->R); free(o->N); free(o->U);
+}
+
+// galore_refresh: the projector from the SVD of this gradient (fp32, economy, gesdd as torch),
+// top-r singular vectors by descending singular value
+static void galore_refresh(Optimizer* o, int i, const float* G) {
+    const TensorLayout* l = &o->lay[i];
+    int M = (int)l->m, N = (int)l->n, K = M < N ? M : N, r = (int)l->r;
+    // LAPACK is column-major: copy G (M x N row-major) into A (M x N column-major), as torch does
+    float* a = (float*)mallocCheck(sizeof(float) * (size_t)M * N);
+    for (int row = 0; row < M; row++)
+        for (int col = 0; col < N; col++) a[row + (size_t)col * M] = G[(size_t)row * N + col];
+    float* s = (float*)mallocCheck(sizeof(float) * K);
+    float* u = (float*)mallocCheck(sizeof(float) * (size_t)M * K);
+    float* vt = (float*)mallocCheck(sizeof(float) * (size_t)K * N);
+    int* iwork = (int*)mallocCheck(sizeof(int) * 8 * (size_t)K);
+    int lwork = -1, info = 0;
+    float wq;
+    sgesdd_("S", &M, &N, a, &M, s, u, &M, vt, &K, &wq, &lwork, iwork, &info, 1);
+    lwork = (int)wq + 1;
+    float* work = (float*)mallocCheck(sizeof(float) * (size_t)lwork);
+    sgesdd_("S", &M, &N, a, &M, s, u, &M, vt, &K, work, &lwork, iwork, &info, 1);
+    if (info != 0) die("SVD of the gradient of tensor %d (%d x %d) failed: LAPACK sgesdd info %d; hint: a NaN gradient?", i, M, N, info);
+    float* P = o->proj[i];
+    if (l->side == SIDE_RIGHT) {
+        for (int j = 0; j < r; j++) for (int col = 0; col < N; col++) P[(size_t)j * N + col] = vt[j + (size_t)col * K];
+    } else {
+        for (int row = 0; row < M; row++) for (int j = 0; j < r; j++) P[(size_t)row * r + j] = u[row + (size_t)j * M];
+    }
+    o->has_proj[i] = 1;
+    o->refreshes++;
+    free(a); free(s); free(u); free(vt); free(iwork); free(work);
+}
+
+// R = P^T G (left, r x n) or G P^T (right, m x r); beta 1 adds into R (low-rank accumulation)
+static void galore_project(const Optimizer* o, int i, const float* G, float* R, float beta) {
+    const TensorLayout* l = &o->lay[i];
+    int M = (int)l->m, N = (int)l->n, r = (int)l->r;
+    if (l->side == SIDE_RIGHT) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, r, N, 1.0f, G, N, o->proj[i], N, beta, R, r);
+    else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, N, M, 1.0f, o->proj[i], r, G, N, beta, R, N);
+}
+
+// U = scale * (P N) (left) or scale * (N P) (right), m x n
+static void galore_project_back(const Optimizer* o, int i, const float* Nlow, float* U) {
+    const TensorLayout* l = &o->lay[i];
+    int M = (int)l->m, N = (int)l->n, r = (int)l->r;
+    if (l->side == SIDE_RIGHT) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, r, o->cfg.scale, Nlow, r, o->proj[i], N, 0.0f, U, N);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, r, o->cfg.scale, o->proj[i], r, Nlow, N, 0.0f, U, N);
+}
+
+// optimizer_update: one step of tensor i. g is its full gradient (g_lowrank 0), or, for a GaLore
+// tensor between refreshes, its already projected gradient R (g_lowrank 1: low-rank
+// accumulation). t is the 1-based step; lr includes the schedule.
+static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int g_lowrank, float lr, int64_t t) {
+    const OptimConfig* c = &o->cfg;
+    const TensorLayout* l = &o->lay[i];
+    int64_t n = l->m * l->n;
+    const float* gs = g; // the gradient the moments see: R under GaLore
+    if (l->side != SIDE_NONE) {
+        if (!g_lowrank) {
+            if (!o->has_proj[i] || galore_refresh_due(t, c->update_proj_gap)) galore_refresh(o, i, g);
+            galore_project(o, i, g, o->R, 0.0f);
+            gs = o->R;
+        } else if (!o->has_proj[i] || galore_refresh_due(t, c->update_proj_gap)) {
+            die("internal: tensor %d got a low-rank gradient at a refresh step", i);
+        }
+    }
+    float b1 = c->beta1, b2 = c->beta2, eps = c->eps, wd = c->weight_decay;
+    switch (c->kind) {
+    case OPTIM_ADAMW:
+    case OPTIM_ADAM: {
+        // torch: step_size = lr / (1 - b1^t), denom = sqrt(v) / sqrt(1 - b2^t) + eps
+        float step_size = (float)(lr / (1.0 - pow((double)b1, (double)t)));
+        float inv_bc2 = (float)(1.0 / sqrt(1.0 - pow((double)b2, (double)t)));
+        float decay = c->kind == OPTIM_ADAMW ? 1.0f - lr * wd : 1.0f;
+        float l2 = c->kind == OPTIM_ADAM ? wd : 0.0f;
+        float *mm = o->m[i], *vv = o->v[i];
+        #pragma omp parallel for schedule(static)
+        for (int64_t k = 0; k < n; k++) p[k] = adam_torch_elem(p[k], g[k], &mm[k], &vv[k], b1, b2, eps, step_size, inv_bc2, decay, l2);
+        break;
+    }
+    case OPTIM_GALORE_ADAMW: {
+        // HF AdamW: step_size = lr sqrt(1 - b2^t) / (1 - b1^t); eps is not bias-corrected
+        float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
+        float *mm = o->m[i], *vv = o->v[i];
+        if (l->side == SIDE_NONE) {
+            #pragma omp parallel for schedule(static)
+            for (int64_t k = 0; k < n; k++) p[k] = p[k] + (-step_size) * adam_hf_elem(g[k], &mm[k], &vv[k], b1, b2, eps);
+        } else {
+            float* Nl = o->N;
+            #pragma omp parallel for schedule(static)
+            for (int64_t k = 0; k < l->snumel; k++) Nl[k] = adam_hf_elem(gs[k], &mm[k], &vv[k], b1, b2, eps);
+            galore_project_back(o, i, Nl, o->U);
+            const float* U = o->U;
+            #pragma omp parallel for schedule(static)
+            for (int64_t k = 0; k < n; k++) p[k] = p[k] + (-step_size) * U[k];
+        }
+        if (wd > 0.0f) {
+            float dec = -lr * wd;
+            #pragma omp parallel for schedule(static)
+            for (int64_t k = 0; k < n; k++) p[k] = p[k] + dec * p[k];
+        }
+        break;
+    }
+    case OPTIM_ADAM8BIT:
+    case OPTIM_GALORE_ADAMW8BIT: {
+        if (l->side == SIDE_NONE) {
+            // plain bitsandbytes Adam: decoupled decay inside the kernel
+            if (l->state == STATE_8BIT)
+                adam8bit_update(p, g, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], n, o->map_m, o->map_v, b1, b2, eps, lr, wd, (int)t);
+            else adam32_update(p, g, o->m[i], o->v[i], n, b1, b2, eps, lr, wd, (int)t);
+        } else {
+            // galore-torch: the kernel runs on R with a zero "parameter" (decay off); its result
+            // is the low-rank update, projected back, scaled, added; then the decay
+            float* Z = o->N;
+            memset(Z, 0, sizeof(float) * (size_t)l->snumel);
+            if (l->state == STATE_8BIT)
+                adam8bit_update(Z, gs, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], l->snumel, o->map_m, o->map_v, b1, b2, eps, lr, 0.0f, (int)t);
+            else adam32_update(Z, gs, o->m[i], o->v[i], l->snumel, b1, b2, eps, lr, 0.0f, (int)t);
+            galore_project_back(o, i, Z, o->U);
+            const float* U = o->U;
+            #pragma omp parallel for schedule(static)
+            for (int64_t k = 0; k < n; k++) p[k] = p[k] + U[k];
+            if (wd > 0.0f) {
+                float dec = -lr * wd;
+                #pragma omp parallel for schedule(static)
+                for (int64_t k = 0; k < n; k++) p[k] = p[k] + dec * p[k];
+            }
+        }
+        break;
+    }
+    default: die("internal: optimizer kind %d", c->kind);
     }
 }
 
-// torch.optim.AdamW / Adam, single-tensor path: AdamW decays the weight first (decoupled);
-// Adam adds wd * p to the gradient (L2). eps is added after dividing sqrt(v) by sqrt(1-b2^t).
-static void optimizer_update(Llama* m, int i, const OptimConfig* o, float lr, int t) {
-    const ParamInfo* pi = &m->table.info[i];
-    float* p = m->params + pi->offset;
-    const float* g = m->grads + pi->offset;
-    float* mm = m->m + pi->offset;
-    float* vv = m->v + pi->offset;
-    double bc1 = 1.0 - pow((double)o->beta1, t);
-    double bc2_sqrt = sqrt(1.0 - pow((double)o->beta2, t));
-    float step_size = (float)(lr / bc1);
-    float inv_bc2 = (float)(1.0 / bc2_sqrt);
-    float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
-    float decay = (o->kind == OPTIM_ADAMW) ? 1.0f - lr * o->weight_decay : 1.0f;
-    float l2 = (o->kind == OPTIM_ADAM) ? o->weight_decay : 0.0f;
-    #pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < pi->numel; k++) {
-        float gk = g[k] + l2 * p[k];
-        float mk = mm[k] + (1.0f - b1) * (gk - mm[k]);
-        float vk = b2 * vv[k] + (1.0f - b2) * gk * gk;
-        mm[k] = mk; vv[k] = vk;
-        float denom = sqrtf(vk) * inv_bc2 + eps;
-        p[k] = p[k] * decay - step_size * mk / denom;
-    }
-}
-
-// global L2 norm of all gradients, summed in double in a fixed order
-static float grads_norm(const Llama* m) {
+// sum of squares of n floats, in double, in a fixed order
+static double sumsq(const float* x, size_t n) {
     double ss = 0.0;
     #pragma omp parallel for schedule(static) reduction(+:ss)
-    for (size_t k = 0; k < m->table.total; k++) ss += (double)m->grads[k] * m->grads[k];
-    return (float)sqrt(ss);
+    for (size_t k = 0; k < n; k++) ss += (double)x[k] * x[k];
+    return ss;
 }
 
 // torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6))
@@ -549,27 +743,130 @@ static void grads_clip(Llama* m, float norm, float max_norm) {
     float coef = max_norm / (norm + 1e-6f);
     if (coef >= 1.0f) return;
     #pragma omp parallel for schedule(static)
-    for (size_t k = 0; k < m->table.total; k++) m->grads[k] *= coef;
+    for (size_t k = 0; k < m->grad_size; k++) m->grad_mem[k] *= coef;
 }
 
-// train_step: one optimizer step: grad_accum micro-batches summed (each scaled by
-// 1/grad_accum), the global norm (returned in *norm, before clipping), clipping, and the
-// update of every tensor at the given lr. t is the 1-based step. Returns the mean loss of the
-// step's micro-batches, computed before the update.
-static float train_step(Llama* m, DataLoader* dl, const OptimConfig* oc, float lr, int t, int grad_accum,
-                        float grad_clip, int* inputs, int* targets, float* norm) {
-    llama_zero_grad(m);
+// ----------------------------------------------------------------------------
+// the trainer: one optimizer step per training step, whole-model or per-layer
+
+typedef struct {
+    Llama* model;
+    Optimizer opt;
+    int per_layer;
+    int grad_accum;
+    float grad_clip;      // whole-model mode only
+    // the step in progress
+    int micro;            // micro-batch index within the step
+    float lr;
+    int64_t t;            // 1-based step
+    double sumsq;         // squared norm of the step's gradient, summed tensor by tensor
+    // per-layer with accumulation: full accumulators for the non-GaLore tensors (always) and for
+    // GaLore tensors that refresh this step (allocated for that step only); low-rank ones for
+    // GaLore tensors between refreshes, so gradient memory stays one layer's worth
+    float** acc;          // (n) full accumulators or NULL
+    float** racc;         // (n) low-rank accumulators or NULL
+    float* acc_mem; float* racc_mem;
+} Trainer;
+
+// the per-layer hook: tensors first..last have this micro-batch's gradient in their slots
+static void trainer_grads_ready(void* ctx, int first, int last) {
+    Trainer* tr = (Trainer*)ctx;
+    Llama* m = tr->model;
+    Optimizer* o = &tr->opt;
+    int final_micro = tr->micro == tr->grad_accum - 1;
+    for (int i = first; i <= last; i++) {
+        float* g = G(m, i);
+        int64_t n = m->table.info[i].numel;
+        const TensorLayout* l = &o->lay[i];
+        if (tr->grad_accum == 1) {
+            tr->sumsq += sumsq(g, (size_t)n);
+            optimizer_update(o, i, P(m, i), g, 0, tr->lr, tr->t);
+            continue;
+        }
+        int lowrank = l->side != SIDE_NONE && o->has_proj[i] && !galore_refresh_due(tr->t, o->cfg.update_proj_gap);
+        if (lowrank) {
+            galore_project(o, i, g, tr->racc[i], tr->micro == 0 ? 0.0f : 1.0f);
+            if (final_micro) {
+                tr->sumsq += sumsq(tr->racc[i], (size_t)l->snumel);
+                optimizer_update(o, i, P(m, i), tr->racc[i], 1, tr->lr, tr->t);
+            }
+        } else {
+            if (tr->acc[i] == NULL) tr->acc[i] = (float*)callocCheck((size_t)n, sizeof(float)); // a refresh step
+            float* a = tr->acc[i];
+            if (tr->micro == 0) memcpy(a, g, sizeof(float) * (size_t)n);
+            else for (int64_t k = 0; k < n; k++) a[k] += g[k];
+            if (final_micro) {
+                tr->sumsq += sumsq(a, (size_t)n);
+                optimizer_update(o, i, P(m, i), a, 0, tr->lr, tr->t);
+                if (l->side != SIDE_NONE) { free(a); tr->acc[i] = NULL; }
+            }
+        }
+    }
+    // the slots are reused by the next group: leave them zero for backward's accumulation
+    size_t start = m->goff[first], end = m->goff[last] + (size_t)m->table.info[last].numel;
+    memset(m->grad_mem + start, 0, sizeof(float) * (end - start));
+}
+
+static void trainer_init(Trainer* tr, Llama* m, const OptimConfig* oc, int per_layer, int grad_accum, float grad_clip) {
+    memset(tr, 0, sizeof *tr);
+    tr->model = m;
+    tr->per_layer = per_layer;
+    tr->grad_accum = grad_accum;
+    tr->grad_clip = grad_clip;
+    optimizer_init(&tr->opt, &m->table, oc);
+    llama_set_grad_mode(m, per_layer);
+    if (per_layer) {
+        m->grads_ready = trainer_grads_ready;
+        m->grads_ctx = tr;
+        if (grad_accum > 1) {
+            size_t ptrs = sizeof(float*) * (size_t)m->table.n, nfull = 0, nlow = 0;
+            tr->acc = (float**)callocCheck(1, ptrs);
+            tr->racc = (float**)callocCheck(1, ptrs);
+            for (int i = 0; i < m->table.n; i++) {
+                if (tr->opt.lay[i].side == SIDE_NONE) nfull += (size_t)m->table.info[i].numel;
+                else nlow += (size_t)tr->opt.lay[i].snumel;
+            }
+            tr->acc_mem = (float*)callocCheck(nfull, sizeof(float));
+            tr->racc_mem = (float*)callocCheck(nlow, sizeof(float));
+            float *fa = tr->acc_mem, *la = tr->racc_mem;
+            for (int i = 0; i < m->table.n; i++) {
+                if (tr->opt.lay[i].side == SIDE_NONE) { tr->acc[i] = fa; fa += m->table.info[i].numel; }
+                else { tr->racc[i] = la; la += tr->opt.lay[i].snumel; }
+            }
+        }
+    }
+}
+
+static void trainer_free(Trainer* tr) {
+    optimizer_free(&tr->opt);
+    free(tr->acc); free(tr->racc); free(tr->acc_mem); free(tr->racc_mem);
+}
+
+// train_step: one optimizer step over grad_accum micro-batches (each gradient scaled by
+// 1/grad_accum). Whole-model mode: backward fills every gradient, then the global norm,
+// clipping, and one update per tensor. Per-layer mode: the updates run inside backward.
+// *norm gets the gradient norm (before clipping). Returns the mean loss of the micro-batches,
+// computed before the update.
+static float train_step(Trainer* tr, DataLoader* dl, float lr, int64_t t, int* inputs, int* targets, float* norm) {
+    Llama* m = tr->model;
+    tr->lr = lr; tr->t = t; tr->sumsq = 0.0;
+    if (!tr->per_layer) llama_zero_grad(m);
     double loss_sum = 0.0;
-    for (int micro = 0; micro < grad_accum; micro++) {
+    for (int micro = 0; micro < tr->grad_accum; micro++) {
+        tr->micro = micro;
         dataloader_next_batch(dl, inputs, targets);
         llama_forward(m, inputs, targets, dl->B, dl->T);
-        llama_backward(m, inputs, targets, dl->B, dl->T, 1.0f / grad_accum);
+        llama_backward(m, inputs, targets, dl->B, dl->T, 1.0f / tr->grad_accum);
         loss_sum += m->mean_loss;
     }
-    *norm = grads_norm(m);
-    if (grad_clip > 0.0f) grads_clip(m, *norm, grad_clip);
-    for (int i = 0; i < m->table.n; i++) optimizer_update(m, i, oc, lr, t);
-    return (float)(loss_sum / grad_accum);
+    if (!tr->per_layer) {
+        *norm = (float)sqrt(sumsq(m->grad_mem, m->grad_size));
+        if (tr->grad_clip > 0.0f) grads_clip(m, *norm, tr->grad_clip);
+        for (int i = 0; i < m->table.n; i++) optimizer_update(&tr->opt, i, P(m, i), G(m, i), 0, lr, t);
+    } else {
+        *norm = (float)sqrt(tr->sumsq);
+    }
+    return (float)(loss_sum / tr->grad_accum);
 }
 
 // ----------------------------------------------------------------------------
@@ -636,12 +933,20 @@ static void format_duration(char* buf, size_t n, double s) {
     else snprintf(buf, n, "%lds", t);
 }
 
+static int get_threads(void);
 static void set_threads(int n) {
 #ifdef _OPENMP
     if (n > 0) omp_set_num_threads(n);
     n = omp_get_max_threads();
 #endif
     if (openblas_set_num_threads && n > 0) openblas_set_num_threads(n);
+}
+
+// the pthreads build of OpenBLAS and our OpenMP threads spin against each other for the cores
+static void blas_advice(void) {
+    if (openblas_get_parallel && openblas_get_parallel() == 1 && get_threads() > 1)
+        printf("note: OpenBLAS is its pthreads build, which competes with OpenMP for the cores; "
+               "apt-get install libopenblas0-openmp and rebuild for about 2x\n");
 }
 
 static int get_threads(void) {
@@ -702,10 +1007,33 @@ int main(int argc, char** argv) {
     if (s.min_lr_ratio < 0.0f || s.min_lr_ratio > 1.0f) die("--min-lr-ratio %g: must be in [0, 1]", s.min_lr_ratio);
     if (s.beta1 < 0.0f || s.beta1 >= 1.0f || s.beta2 < 0.0f || s.beta2 >= 1.0f) die("--beta1/--beta2: must be in [0, 1)");
     OptimConfig oc;
-    oc.kind = strcmp(s.optimizer, "adam") == 0 ? OPTIM_ADAM : OPTIM_ADAMW;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = optim_kind_from_name(s.optimizer);
     oc.beta1 = s.beta1; oc.beta2 = s.beta2; oc.weight_decay = s.weight_decay;
-    oc.eps = s.eps >= 0.0f ? s.eps : 1e-8f; // torch's AdamW and Adam default
+    oc.eps = s.eps >= 0.0f ? s.eps : OPTIM_DEFAULT_EPS[oc.kind];
+    oc.rank = s.rank; oc.update_proj_gap = s.update_proj_gap; oc.scale = s.galore_scale;
+    oc.proj_type = proj_type_from_name(s.proj_type);
+    if (optim_is_galore(oc.kind) && (s.rank < 1 || s.update_proj_gap < 1))
+        die("--rank %d / --update-proj-gap %d: GaLore needs both at least 1", s.rank, s.update_proj_gap);
+    if (s.per_layer > 1) die("--per-layer %d: must be 0 or 1", s.per_layer);
+    if (s.per_layer) {
+        // the global norm is only known after the last layer's update: no clipping
+        if (cli_was_given(argc, argv, "grad-clip") && s.grad_clip > 0.0f)
+            die("--grad-clip %g with --per-layer: the global gradient norm is not known until every tensor is updated; pass --grad-clip 0", s.grad_clip);
+        s.grad_clip = 0.0f;
+    }
     int B = s.batch, T = s.seq;
+    if (s.memory_plan) {
+        MemPlan mp;
+        char title[256];
+        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU);
+        snprintf(title, sizeof title, "%s, %s%s, batch %d x %d, CPU engine (fp32)", config.name, s.optimizer, s.per_layer ? " per-layer" : "", B, T);
+        memplan_print(&mp, title);
+        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_GPU);
+        snprintf(title, sizeof title, "%s, %s%s, GPU engine (bf16 weights and moments; activations: see train_llamacu)", config.name, s.optimizer, s.per_layer ? " per-layer" : "");
+        memplan_print(&mp, title);
+        return 0;
+    }
 
     Llama model;
     llama_build(&model, &config);
@@ -719,6 +1047,11 @@ int main(int argc, char** argv) {
     printf("init %s | optimizer %s (eps %g, betas %g %g, wd %g) | lr %g %s warmup %d min ratio %g | clip %g | threads %d\n",
            s.init[0] ? s.init : "random", s.optimizer, oc.eps, oc.beta1, oc.beta2, oc.weight_decay, s.lr, s.schedule,
            s.warmup, s.min_lr_ratio, s.grad_clip, get_threads());
+    blas_advice();
+    if (optim_is_galore(oc.kind))
+        printf("galore: rank %d | projector refresh every %d steps | scale %g | proj type %s%s\n", oc.rank, oc.update_proj_gap,
+               oc.scale, s.proj_type, s.per_layer ? " | per-layer updates" : "");
+    else if (s.per_layer) printf("per-layer updates\n");
 
     DataLoader train, val;
     int have_val = s.val[0] != '\0';
@@ -751,7 +1084,14 @@ int main(int argc, char** argv) {
         return 0;
     }
 
-    optimizer_alloc(&model);
+    Trainer trainer;
+    trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip);
+    {
+        MemPlan mp;
+        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU);
+        printf("memory plan: %.1f MiB (weights %.1f, optimizer state %.1f); --memory-plan 1 for the table\n", mp.total / 1048576.0,
+               mp.items[0].bytes / 1048576.0, (memplan_paper_estimate(&mp) - mp.items[0].bytes) / 1048576.0);
+    }
     double flops_tok = llama_flops_per_token(&config, &model.table, T);
     double t_start = now_seconds(), t_train = 0.0;
     int tokens_per_step = B * T * s.grad_accum;
@@ -759,7 +1099,7 @@ int main(int argc, char** argv) {
         double t0 = now_seconds();
         float norm = 0.0f;
         float lr = (float)(s.lr * lr_lambda(step, s.warmup, s.steps, s.min_lr_ratio, strcmp(s.schedule, "cosine") == 0));
-        float loss = train_step(&model, &train, &oc, lr, step + 1, s.grad_accum, s.grad_clip, inputs, targets, &norm);
+        float loss = train_step(&trainer, &train, lr, step + 1, inputs, targets, &norm);
         if (!isfinite(loss)) die("step %d: loss is %f; hint: lower --lr or raise --warmup", step + 1, loss);
         double dt = now_seconds() - t0;
         if (step > 0 || s.steps == 1) t_train += dt; // the first step warms caches: keep it out of the ETA
@@ -798,6 +1138,7 @@ int main(int argc, char** argv) {
     dataloader_free(&train);
     if (have_val) dataloader_free(&val);
     free(inputs); free(targets);
+    trainer_free(&trainer);
     llama_free(&model);
     return 0;
 }

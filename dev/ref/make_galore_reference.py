@@ -1,0 +1,494 @@
+# make_galore_reference.py: reference data for the GaLore optimizers, produced by the official
+# galore-torch package (GaLoreAdamW, GaLoreAdamW8bit) itself, on CPU, in float32.
+# Writes dev/ref/galore/{unit.bin, unit_reverse.bin, e2e_adamw.bin, e2e_adamw8bit.bin}.
+# Run (from anywhere, deterministic, ~10 s): /opt/refenv/bin/python dev/ref/make_galore_reference.py
+# Needs galore-torch 1.0 and bitsandbytes 0.50 in the venv, plus dev/ref/tiny (make_reference.py)
+# and dev/ref/make_adam8bit_reference.py (the numpy model of bitsandbytes' CUDA kernels).
+#
+# All files are little-endian: a header of 256 int32 (float values stored as their f32 bit
+# pattern in the slots named "f"), then the arrays listed, back to back, no padding.
+#
+# unit.bin (GaLoreAdamW, proj_type "std") and unit_reverse.bin (proj_type "reverse_std"):
+#   header i32: [0] magic 20241126, [1] version 1, [2] NP number of params (4), [3] S steps (8),
+#     [4] rank (7), [5] update_proj_gap (3), [6] proj_type (0 std, 1 reverse_std),
+#     [7] NR refreshes (3), [8] NG GaLore params (3: the first NG of the table),
+#     [9..9+NG) side of each GaLore param's projector (0 right: P is [r,n], R = G P^T;
+#     1 left: P is [m,r], R = P^T G),
+#     f [16] lr, [17] beta1, [18] beta2, [19] eps, [20] weight_decay, [21] scale
+#   dims i32[NP*3]: per param ndim, rows, cols (cols = 1 for 1-D); params in this order:
+#     A [40,24] (m > n), B [24,40] (m < n), Cq [32,32], d [24] (1-D, plain group)
+#   p0 f32[N] initial params (the NP params concatenated, each flat row-major; N = 2968)
+#   for step s = 1..S: grads f32[N] fed at step s, then params f32[N] after step s
+#   for refresh k = 1..NR (at steps 1, 4, 7): the projectors of the NG GaLore params, each flat
+#     as galore-torch stored it ([r,n] right, [m,r] left), concatenated
+#   GaLoreAdamW(lr 1e-2, betas (0.9, 0.999), eps 1e-6, wd 0.05), group of A,B,Cq with rank 7,
+#   gap 3, scale 0.25; d in a plain group. Gradients: G = U diag(s) V^T + 1e-3 * noise with
+#   fresh random orthonormal U, V each step and s_k = 2^(-k/2) (k = 0..11), so consecutive
+#   singular values differ by a factor sqrt(2) and the top-7 singular vectors are well
+#   determined (unique up to sign).
+#
+# e2e_adamw.bin (GaLoreAdamW) and e2e_adamw8bit.bin (GaLoreAdamW8bit), the tiny LLaMA of
+# dev/ref/tiny on its shard train.bin:
+#   header i32: [0] magic 20241127 (adamw) / 20241128 (adamw8bit), [1] version 1, [2] B (3),
+#     [3] T (13), [4] steps (12), [5] rank (8), [6] update_proj_gap (5), [7] P total param
+#     floats (77460), [8] the step after which p_mid was taken (5),
+#     f [16] lr, [17] scale, [18] weight_decay, [19] eps, [20] beta1, [21] beta2
+#   losses f32[steps]: loss of step k (1..steps), computed before that step's update
+#   p_final f32[P]: params after the last step
+#   p_mid f32[P]: params after step 5 (the last step of the first projector window; the
+#     2nd refresh happens at step 6)
+#   Param order (PyTorch layout, flat row-major): model.embed_tokens.weight; per layer l:
+#   input_layernorm, q_proj, k_proj, v_proj, o_proj, post_attention_layernorm, gate_proj,
+#   up_proj, down_proj; model.norm.weight; lm_head.weight (= make_reference.param_table).
+#   Batch k (0-based) = tokens [k*B*T, k*B*T + B*T + 1) of the shard: inputs the first B*T,
+#   targets the same shifted by one. loss = mean cross-entropy. No scheduler, no clipping.
+#   GaLore params: every nn.Linear weight whose module name contains "attn" or "mlp" (as
+#   galore-torch's torchrun_main.py), rank 8, gap 5 (refreshes at steps 1, 6, 11), scale 0.25,
+#   proj_type std; everything else in a plain group. AdamW: lr 1e-2, wd 0, eps 1e-6 (HF-style,
+#   eps outside the bias correction). AdamW8bit: lr 1e-2, wd 0, eps 1e-8 (torch-style).
+#
+# 8-bit semantics: bitsandbytes' CPU path is not its CUDA kernel (see adam8bit.md), so the
+# two bnb entry points GaLoreAdamW8bit reaches (Optimizer2State.update_step ->
+# F.optimizer_update_32bit / F.optimizer_update_8bit_blockwise) are monkeypatched to the numpy
+# kernel model ref32_step / ref8_step of make_adam8bit_reference.py. bnb's own CPU path is also
+# run and its losses are printed for comparison (not stored).
+# NOTE for this tiny model: tensors under min_8bit_size = 4096 elements keep fp32 states, and
+# every GaLore low-rank gradient here is small ([60,8], [8,84], ...), so in e2e_adamw8bit only
+# embed_tokens and lm_head (12660 elements each) have 8-bit blockwise states; GaLore matrices
+# and norms go through the 32-bit kernel (torch-style eps).
+import importlib.util
+import math
+import os
+import struct
+import sys
+import warnings
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import transformers  # noqa: E402
+from transformers import LlamaForCausalLM  # noqa: E402
+
+import bitsandbytes  # noqa: E402
+import bitsandbytes.functional as BF  # noqa: E402
+import galore_torch  # noqa: E402
+from galore_torch import GaLoreAdamW, GaLoreAdamW8bit  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "galore")
+TINY = os.path.join(HERE, "tiny")
+f32 = np.float32
+
+# ----------------------------------------------------------------------------
+# hyperparameters (mirrored into the headers)
+UNIT_MAGIC, E2E_MAGIC, E2E8_MAGIC = 20241126, 20241127, 20241128
+U_SHAPES = [("A", (40, 24)), ("B", (24, 40)), ("Cq", (32, 32)), ("d", (24,))]
+U_NG = 3
+U_S, U_RANK, U_GAP, U_SCALE = 8, 7, 3, 0.25
+U_LR, U_B1, U_B2, U_EPS, U_WD = 1e-2, 0.9, 0.999, 1e-6, 0.05
+U_REFRESH = [1, 4, 7]
+
+B, T, STEPS = 3, 13, 12
+E_RANK, E_GAP, E_SCALE, E_LR, E_WD = 8, 5, 0.25, 1e-2, 0.0
+E_MID = 5
+E_REFRESH = [1, 6, 11]
+SHARD_MAGIC = 20240520
+
+# one thread: float32 reductions in BLAS can depend on the thread split
+torch.set_num_threads(1)
+# GaLoreAdamW8bit.step calls torch.cuda.synchronize() unconditionally; there is no GPU here
+torch.cuda.synchronize = lambda *a, **k: None
+
+
+def fbits(v):
+    return struct.unpack("<i", struct.pack("<f", v))[0]
+
+
+def load_adam8bit_ref():
+    path = os.path.join(HERE, "make_adam8bit_reference.py")
+    spec = importlib.util.spec_from_file_location("make_adam8bit_reference", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def flat(tensors):
+    return torch.cat([t.detach().reshape(-1) for t in tensors]).to(torch.float32).numpy()
+
+
+def proj_side(proj):
+    """0 right ([r,n], R = G P^T), 1 left ([m,r], R = P^T G), from the rule galore-torch uses"""
+    return {"right": 0, "left": 1}[proj]
+
+
+def expected_side(shape, proj_type):
+    m, n = shape
+    if proj_type == "std":
+        return "right" if m >= n else "left"
+    if proj_type == "reverse_std":
+        return "left" if m >= n else "right"
+    return proj_type
+
+
+# ----------------------------------------------------------------------------
+# A. unit: GaLoreAdamW on synthetic gradients
+
+
+def make_grad(rng, shape):
+    if len(shape) == 1:
+        return (rng.normal(size=shape) * 0.1).astype(f32)
+    m, n = shape
+    k = 12
+    U, _ = np.linalg.qr(rng.normal(size=(m, k)))
+    V, _ = np.linalg.qr(rng.normal(size=(n, k)))
+    s = 2.0 ** (-np.arange(k) / 2.0)
+    return ((U * s) @ V.T + 1e-3 * rng.normal(size=(m, n))).astype(f32)
+
+
+def run_unit(proj_type, fname):
+    rng = np.random.default_rng(20241126)
+    params = [torch.nn.Parameter(torch.from_numpy((rng.normal(size=s) * 0.02).astype(f32)))
+              for _, s in U_SHAPES]
+    p0 = flat(params)
+    groups = [{"params": params[:U_NG], "rank": U_RANK, "update_proj_gap": U_GAP,
+               "scale": U_SCALE, "proj_type": proj_type},
+              {"params": params[U_NG:]}]
+    opt = GaLoreAdamW(groups, lr=U_LR, betas=(U_B1, U_B2), eps=U_EPS, weight_decay=U_WD,
+                      no_deprecation_warning=True)
+    grads_steps, params_steps = [], []
+    projs = []          # per refresh: list of NG projector tensors
+    refresh_steps = []
+    last = [None] * U_NG
+    for s in range(1, U_S + 1):
+        gs = [torch.from_numpy(make_grad(rng, sh)) for _, sh in U_SHAPES]
+        for p, g in zip(params, gs):
+            p.grad = g.clone()
+        opt.step()
+        grads_steps.append(flat(gs))
+        params_steps.append(flat(params))
+        # a refresh replaces the projector's ortho_matrix by a new tensor
+        cur = [opt.state[p]["projector"].ortho_matrix for p in params[:U_NG]]
+        changed = [c is not l for c, l in zip(cur, last)]
+        assert all(changed) or not any(changed), "GaLore params refreshed at different steps"
+        if all(changed):
+            refresh_steps.append(s)
+            projs.append([c.detach().clone() for c in cur])
+        last = cur
+    assert refresh_steps == U_REFRESH, f"refreshes at {refresh_steps}, expected {U_REFRESH}"
+    sides = []
+    for (name, sh), P in zip(U_SHAPES[:U_NG], projs[0]):
+        side = expected_side(sh, proj_type)
+        want = (U_RANK, sh[1]) if side == "right" else (sh[0], U_RANK)
+        assert tuple(P.shape) == want and P.dtype == torch.float32, (name, P.shape, P.dtype)
+        sides.append(side)
+    for p in params[:U_NG]:
+        assert opt.state[p]["step"] == U_S and opt.state[p]["exp_avg"].numel() < p.numel()
+
+    header = np.zeros(256, dtype="<i4")
+    header[0:9] = [UNIT_MAGIC, 1, len(U_SHAPES), U_S, U_RANK, U_GAP,
+                   {"std": 0, "reverse_std": 1}[proj_type], len(U_REFRESH), U_NG]
+    header[9:9 + U_NG] = [proj_side(sd) for sd in sides]
+    for i, v in enumerate([U_LR, U_B1, U_B2, U_EPS, U_WD, U_SCALE]):
+        header[16 + i] = fbits(v)
+    dims = []
+    for _, sh in U_SHAPES:
+        dims += [len(sh), sh[0], sh[1] if len(sh) == 2 else 1]
+    path = os.path.join(OUT, fname)
+    with open(path, "wb") as f:
+        f.write(header.tobytes())
+        f.write(np.array(dims, dtype="<i4").tobytes())
+        f.write(p0.astype("<f4").tobytes())
+        for g, p in zip(grads_steps, params_steps):
+            f.write(g.astype("<f4").tobytes())
+            f.write(p.astype("<f4").tobytes())
+        for r in projs:
+            f.write(flat(r).astype("<f4").tobytes())
+    print(f"unit {proj_type}: refreshes at steps {refresh_steps}; sides: "
+          + ", ".join(f"{n}{list(sh)} {sd}" for (n, sh), sd in zip(U_SHAPES, sides)) + f", d{list(U_SHAPES[3][1])} plain")
+    err = replay_unit(path)
+    print(f"unit {proj_type}: independent float64 replay from the file (stored projectors): "
+          f"max |dp| {err:.3e} over all steps")
+    assert err < 1e-5
+    return path
+
+
+def replay_unit(path):
+    """Re-read the file and redo the algorithm of galore.md in float64 with the stored
+    projectors: checks both the layout and that galore-torch does what the spec says."""
+    raw = open(path, "rb").read()
+    h = np.frombuffer(raw, "<i4", 256)
+    hf = np.frombuffer(raw, "<f4", 256)
+    npar, S, r, gap, nr, ng = h[2], h[3], h[4], h[5], h[7], h[8]
+    side = h[9:9 + ng]
+    lr, b1, b2, eps, wd, scale = [float(x) for x in hf[16:22]]
+    off = 1024
+    dims = np.frombuffer(raw, "<i4", npar * 3, off).reshape(npar, 3)
+    off += npar * 12
+    sizes = [int(d[1] * d[2]) for d in dims]
+    N = sum(sizes)
+
+    def take(k):
+        nonlocal off
+        a = np.frombuffer(raw, "<f4", k, off).astype(np.float64)
+        off += 4 * k
+        return a
+
+    def split(a):
+        out, o = [], 0
+        for d, sz in zip(dims, sizes):
+            out.append(a[o:o + sz].reshape(d[1], d[2]))
+            o += sz
+        return out
+
+    p = split(take(N))
+    gs, ps = [], []
+    for _ in range(S):
+        gs.append(split(take(N)))
+        ps.append(split(take(N)))
+    projs = []
+    for _ in range(nr):
+        lst = []
+        for i in range(ng):
+            m, n = dims[i][1], dims[i][2]
+            shape = (r, n) if side[i] == 0 else (m, r)
+            lst.append(take(shape[0] * shape[1]).reshape(shape))
+        projs.append(lst)
+    assert off == len(raw), "trailing bytes"
+    M = [None] * npar
+    V = [None] * npar
+    err = 0.0
+    for s in range(1, S + 1):
+        k = (s - 1) // gap  # projector window index
+        for i in range(npar):
+            g = gs[s - 1][i]
+            if i < ng:
+                P = projs[k][i]
+                g = g @ P.T if side[i] == 0 else P.T @ g
+            if M[i] is None:
+                M[i], V[i] = np.zeros_like(g), np.zeros_like(g)
+            M[i] = b1 * M[i] + (1 - b1) * g
+            V[i] = b2 * V[i] + (1 - b2) * g * g
+            step = lr * math.sqrt(1 - b2 ** s) / (1 - b1 ** s)
+            Nn = M[i] / (np.sqrt(V[i]) + eps)
+            if i < ng:
+                Nn = (Nn @ P if side[i] == 0 else P @ Nn) * scale
+            p[i] = p[i] - step * Nn
+            p[i] = p[i] - lr * wd * p[i]
+            err = max(err, float(np.abs(p[i] - ps[s - 1][i]).max()))
+    return err
+
+
+# ----------------------------------------------------------------------------
+# B, C. end to end on the tiny model
+
+
+def param_table(cfg):
+    names = ["model.embed_tokens.weight"]
+    for l in range(cfg.num_hidden_layers):
+        p = f"model.layers.{l}."
+        names += [p + "input_layernorm.weight", p + "self_attn.q_proj.weight",
+                  p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight",
+                  p + "self_attn.o_proj.weight", p + "post_attention_layernorm.weight",
+                  p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight"]
+    names += ["model.norm.weight", "lm_head.weight"]
+    return names
+
+
+def load_tokens():
+    raw = open(os.path.join(TINY, "train.bin"), "rb").read()
+    h = np.frombuffer(raw, "<i4", 256)
+    assert h[0] == SHARD_MAGIC and h[1] == 1
+    return np.frombuffer(raw, "<u2", int(h[2]), 1024).astype(np.int64)
+
+
+def run_e2e(kind, toks):
+    model = LlamaForCausalLM.from_pretrained(TINY, dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    cfg = model.config
+    V = cfg.vocab_size
+    names = param_table(cfg)
+    named = dict(model.named_parameters())
+    assert set(names) == set(named) and all(p.dtype == torch.float32 for p in named.values())
+    # param groups exactly as torchrun_main.py builds them
+    galore_params, galore_names = [], []
+    for mname, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        if not any(k in mname for k in ["attn", "mlp"]):
+            continue
+        galore_params.append(module.weight)
+        galore_names.append(mname + ".weight")
+    ids = [id(p) for p in galore_params]
+    regular = [p for p in model.parameters() if id(p) not in ids]
+    groups = [{"params": regular},
+              {"params": galore_params, "rank": E_RANK, "update_proj_gap": E_GAP,
+               "scale": E_SCALE, "proj_type": "std"}]
+    if kind == "adamw":
+        opt = GaLoreAdamW(groups, lr=E_LR, weight_decay=E_WD, no_deprecation_warning=True)
+    else:
+        opt = GaLoreAdamW8bit(groups, lr=E_LR, weight_decay=E_WD)
+    eps = opt.defaults["eps"]
+    b1, b2 = opt.defaults["betas"]
+    tok = torch.from_numpy(toks)
+    losses, p_mid = [], None
+    refresh = {n: [] for n in galore_names}
+    last = {n: None for n in galore_names}
+    for k in range(STEPS):
+        buf = tok[k * B * T: k * B * T + B * T + 1]
+        x = buf[:-1].view(B, T)
+        y = buf[1:].view(B, T)
+        # set_to_none matters for the 8-bit optimizer: it leaves p.grad = the LOW-RANK gradient,
+        # so zeroing in place would make the next backward accumulate into a wrongly shaped grad
+        model.zero_grad(set_to_none=True)
+        logits = model(input_ids=x).logits
+        loss = F.cross_entropy(logits.view(-1, V), y.reshape(-1))
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
+        for n, p in zip(galore_names, galore_params):
+            om = opt.state[p]["projector"].ortho_matrix
+            if om is not last[n]:
+                refresh[n].append(k + 1)
+            last[n] = om
+        if k + 1 == E_MID:
+            p_mid = flat([named[n] for n in names])
+    p_final = flat([named[n] for n in names])
+    for n in galore_names:
+        assert refresh[n] == E_REFRESH, f"{n}: refreshes at {refresh[n]}"
+    sides = []
+    for n, p in zip(galore_names, galore_params):
+        st = opt.state[p]
+        om = st["projector"].ortho_matrix
+        side = expected_side(tuple(p.shape), "std")
+        want = (E_RANK, p.shape[1]) if side == "right" else (p.shape[0], E_RANK)
+        assert tuple(om.shape) == want, (n, om.shape)
+        lowrank = st["exp_avg"] if kind == "adamw" else st["state1"]
+        sides.append((n, tuple(p.shape), side, tuple(lowrank.shape), str(lowrank.dtype)))
+    plain = []
+    for n in names:
+        if n in galore_names:
+            continue
+        st = opt.state[named[n]]
+        s1 = st["exp_avg"] if kind == "adamw" else st["state1"]
+        plain.append((n, tuple(named[n].shape), str(s1.dtype)))
+    return dict(losses=np.array(losses, dtype=f32), p_final=p_final, p_mid=p_mid, sides=sides,
+                plain=plain, eps=eps, b1=b1, b2=b2, P=len(p_final))
+
+
+def write_e2e(res, magic, fname):
+    header = np.zeros(256, dtype="<i4")
+    header[0:9] = [magic, 1, B, T, STEPS, E_RANK, E_GAP, res["P"], E_MID]
+    for i, v in enumerate([E_LR, E_SCALE, E_WD, res["eps"], res["b1"], res["b2"]]):
+        header[16 + i] = fbits(v)
+    path = os.path.join(OUT, fname)
+    with open(path, "wb") as f:
+        f.write(header.tobytes())
+        f.write(res["losses"].astype("<f4").tobytes())
+        f.write(res["p_final"].astype("<f4").tobytes())
+        f.write(res["p_mid"].astype("<f4").tobytes())
+    return path
+
+
+# ----------------------------------------------------------------------------
+# the bnb -> numpy CUDA-kernel model patch
+
+
+def install_kernel_model(ref):
+    calls = {"8bit": 0, "32bit": 0}
+
+    def upd32(optimizer_name, g, p, state1, beta1, eps, step, lr, state2=None, beta2=0.0,
+              beta3=0.0, alpha=0.0, weight_decay=0.0, gnorm_scale=1.0, unorm_vec=None,
+              max_unorm=0.0, skip_zeros=False):
+        assert optimizer_name == "adam" and beta3 == 0.0 and alpha == 0.0
+        assert gnorm_scale == 1.0 and unorm_vec is None and max_unorm == 0.0 and not skip_zeros
+        for t in (g, p, state1, state2):
+            assert t.dtype == torch.float32 and t.is_contiguous()
+        pn, m, v = ref.ref32_step(p.numpy().reshape(-1), g.numpy().reshape(-1),
+                                  state1.numpy().reshape(-1), state2.numpy().reshape(-1),
+                                  beta1, beta2, eps, lr, weight_decay, step)
+        p.copy_(torch.from_numpy(pn).view_as(p))
+        state1.copy_(torch.from_numpy(m).view_as(state1))
+        state2.copy_(torch.from_numpy(v).view_as(state2))
+        calls["32bit"] += 1
+
+    def upd8(optimizer_name, g, p, state1, state2, beta1, beta2, beta3, alpha, eps, step, lr,
+             qmap1, qmap2, absmax1, absmax2, weight_decay=0.0, gnorm_scale=1.0, skip_zeros=False):
+        assert optimizer_name == "adam" and beta3 == 0.0 and alpha == 0.0
+        assert gnorm_scale == 1.0 and not skip_zeros
+        assert g.dtype == torch.float32 and p.dtype == torch.float32
+        pn, qm, qv, am, av = ref.ref8_step(
+            p.numpy().reshape(-1), g.numpy().reshape(-1), state1.numpy().reshape(-1),
+            state2.numpy().reshape(-1), absmax1.numpy().copy(), absmax2.numpy().copy(),
+            qmap1.numpy().astype(f32), qmap2.numpy().astype(f32),
+            beta1, beta2, eps, lr, weight_decay, step)
+        p.copy_(torch.from_numpy(pn).view_as(p))
+        state1.copy_(torch.from_numpy(qm).view_as(state1))
+        state2.copy_(torch.from_numpy(qv).view_as(state2))
+        absmax1.copy_(torch.from_numpy(am))
+        absmax2.copy_(torch.from_numpy(av))
+        calls["8bit"] += 1
+
+    saved = (BF.optimizer_update_32bit, BF.optimizer_update_8bit_blockwise)
+    BF.optimizer_update_32bit = upd32
+    BF.optimizer_update_8bit_blockwise = upd8
+    return saved, calls
+
+
+def restore(saved):
+    BF.optimizer_update_32bit, BF.optimizer_update_8bit_blockwise = saved
+
+
+# ----------------------------------------------------------------------------
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    files = [run_unit("std", "unit.bin"), run_unit("reverse_std", "unit_reverse.bin")]
+
+    toks = load_tokens()
+    assert len(toks) >= STEPS * B * T + 1
+    res = run_e2e("adamw", toks)
+    files.append(write_e2e(res, E2E_MAGIC, "e2e_adamw.bin"))
+    print(f"\ne2e GaLoreAdamW (eps {res['eps']}, betas ({res['b1']}, {res['b2']})): P = {res['P']}, "
+          f"refreshes at steps {E_REFRESH} for every GaLore matrix")
+    for n, sh, side, lsh, dt in res["sides"]:
+        print(f"  {n:38s} {str(list(sh)):9s} {side:5s}  low-rank state {list(lsh)} {dt}")
+    print("  plain: " + ", ".join(n for n, _, _ in res["plain"]))
+    for k, l in enumerate(res["losses"]):
+        print(f"  step {k + 1:2d}  loss {l:.7f}")
+    assert res["losses"][-1] < res["losses"][0]
+
+    ref = load_adam8bit_ref()
+    saved, calls = install_kernel_model(ref)
+    try:
+        res8 = run_e2e("adamw8bit", toks)
+    finally:
+        restore(saved)
+    files.append(write_e2e(res8, E2E8_MAGIC, "e2e_adamw8bit.bin"))
+    print(f"\ne2e GaLoreAdamW8bit, bnb kernels replaced by make_adam8bit_reference's numpy model "
+          f"(eps {res8['eps']}; {calls['8bit']} blockwise 8-bit and {calls['32bit']} 32-bit kernel calls)")
+    for n, sh, side, lsh, dt in res8["sides"]:
+        print(f"  {n:38s} {str(list(sh)):9s} {side:5s}  low-rank state {list(lsh)} {dt}")
+    print("  plain: " + ", ".join(f"{n} ({dt})" for n, _, dt in res8["plain"]))
+    # bitsandbytes' own CPU path, for comparison only
+    resc = run_e2e("adamw8bit", toks)
+    for k in range(STEPS):
+        print(f"  step {k + 1:2d}  loss {res8['losses'][k]:.7f}   (bnb CPU path {resc['losses'][k]:.7f})")
+    print(f"  bnb CPU path vs kernel model: max |dp| after step {E_MID} "
+          f"{np.abs(resc['p_mid'] - res8['p_mid']).max():.3e}, after step {STEPS} "
+          f"{np.abs(resc['p_final'] - res8['p_final']).max():.3e}")
+    assert res8["losses"][-1] < res8["losses"][0]
+
+    total = 0
+    for fn in files:
+        sz = os.path.getsize(fn)
+        total += sz
+        print(f"wrote {fn} ({sz} bytes)")
+    print(f"total {total} bytes; torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"bitsandbytes {bitsandbytes.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
+
+
+if __name__ == "__main__":
+    main()
