@@ -2,7 +2,9 @@
 # `make test` builds and runs every CPU test and compiles and links every .cu target.
 CC ?= gcc
 CFLAGS ?= -O3 -march=native
-CFLAGS += -fopenmp -Wall -Wextra -Wno-unused-function -I.
+# -ffp-contract=off: no fused multiply-adds, so the CPU arithmetic is the plain IEEE sequence the
+# references (PyTorch, the numpy model of the bitsandbytes kernel) compute; BLAS is unaffected
+CFLAGS += -fopenmp -ffp-contract=off -Wall -Wextra -Wno-unused-function -I.
 # BLAS: any CBLAS + LAPACK works. Debian's OpenMP build of OpenBLAS (libopenblas0-openmp) is
 # used when present, linked by path with an rpath: it shares the program's OpenMP threads,
 # where the pthreads build fights them for the cores (measured: 1.85x slower on 2 cores).
@@ -18,7 +20,7 @@ else
 endif
 LDLIBS = -lcjson $(BLAS_LIBS) $(LAPACK_LIBS) -lm
 
-HEADERS = utils.h rand.h llama.h cli.h safetensors.h dataloader.h tokenizer.h galore.h adam8bit.h memplan.h
+HEADERS = utils.h rand.h llama.h cli.h safetensors.h dataloader.h tokenizer.h galore.h adam8bit.h memplan.h checkpoint.h
 
 # CUDA: targets exist once their sources do; without nvcc they are skipped with a message
 NVCC ?= nvcc

@@ -46,9 +46,12 @@ typedef struct {
     char out[PATHLEN];
     char log[PATHLEN];
     int save_every;
+    int keep;                  // complete checkpoints kept (0: all)
+    int resume;
+    int max_bad_steps;
     char save_dtype[8];        // f32 | bf16
     int eval_every;
-    int eval_batches;
+    int64_t eval_tokens;
     int sample_every;
     int sample_len;
     int threads;
@@ -100,12 +103,15 @@ static const OptSpec CLI_OPTIONS[] = {
     {"eps", OPT_FLOAT, OPT_S(eps), "-1", NULL, "Adam epsilon; -1 picks the optimizer's own: 1e-8 (torch, bitsandbytes), 1e-6 for galore_adamw (galore-torch's HF AdamW)"},
     {"grad-clip", OPT_FLOAT, OPT_S(grad_clip), "1.0", NULL, "clip the global gradient norm to this (0: off; off by default with --per-layer)"},
     {"seed", OPT_INT64, OPT_S(seed), "42", NULL, "seed for init, shuffling and sampling"},
-    {"out", OPT_STR, OPT_S(out), "out", NULL, "run folder: the final checkpoint (model.safetensors + config.json) goes here (\"\" = none)"},
+    {"out", OPT_STR, OPT_S(out), "out", NULL, "run folder: checkpoints OUT/ckpt_N/ and the final model.safetensors + config.json (\"\" = none)"},
     {"log", OPT_STR, OPT_S(log), "", NULL, "JSONL log: one object per optimizer step, eval results as their own lines"},
-    {"save-every", OPT_INT, OPT_S(save_every), "0", NULL, "also write the checkpoint every N steps (0: only at the end)"},
-    {"save-dtype", OPT_CHOICE, OPT_S(save_dtype), "f32", "f32|bf16", "dtype of the saved weights"},
+    {"save-every", OPT_INT, OPT_S(save_every), "0", NULL, "write a checkpoint (weights + full training state) every N steps, and at the end (0: only at the end)"},
+    {"keep", OPT_INT, OPT_S(keep), "2", NULL, "complete checkpoints to keep, newest first (0: all)"},
+    {"resume", OPT_INT, OPT_S(resume), "0", NULL, "1: continue from the newest complete checkpoint in --out (bitwise as if never stopped); starts fresh when there is none"},
+    {"max-bad-steps", OPT_INT, OPT_S(max_bad_steps), "5", NULL, "a non-finite loss or gradient skips the update; stop after this many in a row"},
+    {"save-dtype", OPT_CHOICE, OPT_S(save_dtype), "f32", "f32|bf16", "dtype of the final exported model.safetensors (checkpoints are always f32, for exact resume)"},
     {"eval-every", OPT_INT, OPT_S(eval_every), "100", NULL, "evaluate val loss every N steps, and at the end (0: only at the end)"},
-    {"eval-batches", OPT_INT, OPT_S(eval_batches), "20", NULL, "micro-batches of the val set per evaluation (always the same ones)"},
+    {"eval-tokens", OPT_INT64, OPT_S(eval_tokens), "10000000", NULL, "val tokens per evaluation (the paper's 10M; capped at the val set; always the same ones)"},
     {"sample-every", OPT_INT, OPT_S(sample_every), "0", NULL, "print a decoded sample every N steps (0: only at the end)"},
     {"sample-len", OPT_INT, OPT_S(sample_len), "64", NULL, "tokens per sample (0: no samples)"},
     {"threads", OPT_INT, OPT_S(threads), "0", NULL, "CPU threads for OpenMP and BLAS (0: all cores)"},

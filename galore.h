@@ -89,6 +89,21 @@ HOSTDEV static inline int64_t galore_rank(int64_t m, int64_t n, int64_t r) {
 // (0-based) is a multiple of T: at 1-based steps 1, T+1, 2T+1, ...
 HOSTDEV static inline int galore_refresh_due(int64_t t, int64_t T) { return T <= 0 ? (t == 1) : ((t - 1) % T == 0); }
 
+// galore_sign_fix: singular vectors are unique only up to sign, and LAPACK builds (MKL,
+// OpenBLAS, cuSOLVER's gesvdj) choose differently. Across a refresh the sign matters (the moments
+// carry over into the new basis), so every engine flips each kept basis vector to make its entry
+// of largest magnitude positive (the first one on ties): the same projector on CPU and GPU, and a
+// convention a reference can adopt. Vector j is P[j*n ..] (right) or column j of P (left).
+static void galore_sign_fix(float* P, int side, int64_t m, int64_t n, int64_t r) {
+    int64_t len = side == SIDE_RIGHT ? n : m, stride = side == SIDE_RIGHT ? 1 : r;
+    for (int64_t j = 0; j < r; j++) {
+        float* v = side == SIDE_RIGHT ? P + j * n : P + j;
+        int64_t best = 0;
+        for (int64_t i = 1; i < len; i++) if (fabsf(v[i * stride]) > fabsf(v[best * stride])) best = i;
+        if (v[best * stride] < 0.0f) for (int64_t i = 0; i < len; i++) v[i * stride] = -v[i * stride];
+    }
+}
+
 // ----------------------------------------------------------------------------
 // per-tensor state layout: the one place that decides what each tensor keeps
 

@@ -27,19 +27,18 @@ static EngineBytes engine_bytes(int engine) {
 // ----------------------------------------------------------------------------
 // CPU activations: the list train_llama.c allocates (one allocation, then a pointer table)
 
-#define CPU_NUM_ACT 21
+#define CPU_NUM_ACT 18
 static const char* const CPU_ACT_NAMES[CPU_NUM_ACT] = {
-    "res", "ln1", "rstd1", "q", "k", "v", "att", "atty", "res2", "ln2", "rstd2", "gate", "up", "act",
+    "res", "ln1", "rstd1", "qkv", "att", "atty", "res2", "ln2", "rstd2", "gu", "act",
     "lnf", "rstdf", "logits", "losses", "lse", "dres", "scratch",
 };
 static void cpu_activation_sizes(const LlamaConfig* c, int B, int T, size_t sizes[CPU_NUM_ACT]) {
     size_t L = c->L, C = c->C, H = c->H, NH = c->NH, V = c->V, BT = (size_t)B * T;
     size_t KV = (size_t)c->NKV * (C / NH);
-    size_t scratch = C > 2 * H ? C : 2 * H;
-    if (3 * C > scratch) scratch = 3 * C;
+    size_t scratch = 3 * H > C + 2 * KV ? 3 * H : C + 2 * KV; // dact + dgu, or dqkv
     size_t s[CPU_NUM_ACT] = {
-        (L + 1) * BT * C, L * BT * C, L * BT, L * BT * C, L * BT * KV, L * BT * KV,
-        L * B * NH * T * T, L * BT * C, L * BT * C, L * BT * C, L * BT, L * BT * H, L * BT * H,
+        (L + 1) * BT * C, L * BT * C, L * BT, L * BT * (C + 2 * KV),
+        L * B * NH * T * T, L * BT * C, L * BT * C, L * BT * C, L * BT, L * BT * 2 * H,
         L * BT * H, BT * C, BT, BT * V, BT, BT, BT * C, BT * scratch,
     };
     memcpy(sizes, s, sizeof s);

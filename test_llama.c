@@ -3,6 +3,10 @@
 // are not powers of two: step-0 logits, loss and every gradient, then 10 training steps with
 // AdamW and with Adam (schedule, clipping, weight decay, the shard loader), final weights too.
 // Also the built-in configs' parameter counts, config.json and safetensors round trips.
+// GaLore against galore-torch (dev/ref/make_galore_reference.py, float32): the optimizer on
+// synthetic gradients across refreshes for every side rule, and 12 training steps of
+// galore_adamw and galore_adamw8bit (bitsandbytes' kernel math) from the same init and shard;
+// per-layer updates and low-rank accumulation against the whole-model step; the memory plan.
 //
 // Error metric for a tensor: max_k |ours_k - ref_k| / max_k |ref_k| ("normalized max error").
 // fp32 against a float64 reference: forward values land near 1e-6, so the bounds below are
@@ -89,7 +93,9 @@ static void train_reference(Llama* m, const Reference* r, int kind, float* losse
     for (int s = 0; s < r->S; s++) {
         float lr = (float)(r->lr * lr_lambda(s, r->warmup, r->N, r->min_ratio, 1));
         float norm;
-        losses[s] = train_step(&tr, &dl, lr, s + 1, inputs, targets, &norm);
+        int skipped;
+        int64_t nt;
+        losses[s] = train_step(&tr, &dl, lr, inputs, targets, &norm, &skipped, &nt);
     }
     free(inputs); free(targets);
     dataloader_free(&dl);
@@ -362,7 +368,7 @@ static void test_galore_unit(const char* file, int proj_type) {
     sides = buf;
     check(pworst < 1e-4, "galore %s: projectors of %d refreshes span the reference's (worst 1-|cos| %.1e, bound 1e-4), %d sign flips; sides %s",
           PROJ_NAMES[proj_type], nref, pworst, flips, sides);
-    check(win1 < 2e-6, "galore %s: weights inside the first projector window vs galore-torch: normalized max error %.2e (bound 2e-6)",
+    check(win1 < 1e-5, "galore %s: weights inside the first projector window vs galore-torch: normalized max error %.2e (bound 1e-5)",
           PROJ_NAMES[proj_type], win1);
     check(later < 2e-5, "galore %s: weights across %d refreshes (moments carried over): normalized max error %.2e (bound 2e-5)",
           PROJ_NAMES[proj_type], nref - 1, later);
@@ -410,7 +416,9 @@ static void test_galore_e2e(const char* file, int kind) {
     float first = 0.0f, last = 0.0f;
     for (int s = 0; s < S; s++) {
         float norm;
-        float loss = train_step(&tr, &dl, lr, s + 1, inputs, targets, &norm);
+        int skipped;
+        int64_t nt;
+        float loss = train_step(&tr, &dl, lr, inputs, targets, &norm, &skipped, &nt);
         double d = fabs(loss - ref_losses[s]) / fabs(ref_losses[s]);
         if (!(d <= lmax)) lmax = d;
         if (s == 0) first = loss;
@@ -419,10 +427,10 @@ static void test_galore_e2e(const char* file, int kind) {
     }
     fin = norm_max_err(m.params, ref_final, m.table.total);
     const char* name = OPTIM_NAMES[kind];
-    check(lmax < 1e-4, "%s e2e: %d losses %.6f -> %.6f (ref %.6f -> %.6f), max relative error %.2e (bound 1e-4)", name, S, first, last,
+    check(lmax < 1e-5, "%s e2e: %d losses %.6f -> %.6f (ref %.6f -> %.6f), max relative error %.2e (bound 1e-5)", name, S, first, last,
           ref_losses[0], ref_losses[S - 1], lmax);
     check(mid < 1e-4, "%s e2e: weights after step %d (first window) normalized max error %.2e (bound 1e-4)", name, oc.update_proj_gap, mid);
-    check(fin < 1e-3, "%s e2e: weights after %d steps (%lld SVDs) normalized max error %.2e (bound 1e-3)", name, S, (long long)tr.opt.refreshes, fin);
+    check(fin < 5e-4, "%s e2e: weights after %d steps (%lld SVDs) normalized max error %.2e (bound 5e-4)", name, S, (long long)tr.opt.refreshes, fin);
     free(inputs); free(targets); free(ref_losses); free(ref_final); free(ref_mid);
     dataloader_free(&dl);
     trainer_free(&tr);
@@ -445,7 +453,9 @@ static void run_steps(const LlamaConfig* c, const OptimConfig* oc, int per_layer
     int inputs[39], targets[39];
     for (int s = 0; s < steps; s++) {
         float norm;
-        train_step(&tr, &dl, 1e-2f, s + 1, inputs, targets, &norm);
+        int skipped;
+        int64_t nt;
+        train_step(&tr, &dl, 1e-2f, inputs, targets, &norm, &skipped, &nt);
     }
     memcpy(out, m.params, sizeof(float) * m.table.total);
     dataloader_free(&dl);

@@ -25,6 +25,7 @@
 #include "tokenizer.h"
 #include "galore.h"
 #include "memplan.h"
+#include "checkpoint.h"
 
 // OpenBLAS lets us set its thread count; the reference BLAS has no threads. A weak symbol keeps
 // the build working with either library.
@@ -38,16 +39,14 @@ typedef struct {
     float* res;      // (L+1, B, T, C) residual stream entering each layer; res[L] enters the final norm
     float* ln1;      // (L, B, T, C) input_layernorm output
     float* rstd1;    // (L, B, T)
-    float* q;        // (L, B, T, C) queries after RoPE
-    float* k;        // (L, B, T, KV) keys after RoPE
-    float* v;        // (L, B, T, KV)
+    float* qkv;      // (L, B, T, C + 2 KV) queries, keys (both after RoPE) and values side by side:
+                     // Wq, Wk, Wv are adjacent in the parameter table, so one matmul makes all three
     float* att;      // (L, B, NH, T, T) softmax probabilities (upper triangle zero)
     float* atty;     // (L, B, T, C) attention output before o_proj
     float* res2;     // (L, B, T, C) residual after attention
     float* ln2;      // (L, B, T, C) post_attention_layernorm output
     float* rstd2;    // (L, B, T)
-    float* gate;     // (L, B, T, H) gate_proj output (pre-activation)
-    float* up;       // (L, B, T, H)
+    float* gu;       // (L, B, T, 2H) gate_proj | up_proj outputs (adjacent weights: one matmul)
     float* act;      // (L, B, T, H) silu(gate) * up
     float* lnf;      // (B, T, C) final norm output
     float* rstdf;    // (B, T)
@@ -55,7 +54,7 @@ typedef struct {
     float* losses;   // (B, T) per-position loss (0 where the target is ignored)
     float* lse;      // (B, T) log-sum-exp of each row of logits
     float* dres;     // (B, T, C) gradient of the residual stream, walked back through the layers
-    float* scratch;  // (B, T, max(C, 2H, 3C)) backward scratch: dln, dq/dk/dv, dgate/dup
+    float* scratch;  // (B, T, max(3H, C + 2KV)) backward scratch: dln, dqkv, dact + dgu
 } Activations;
 
 typedef struct {
@@ -122,9 +121,9 @@ static void llama_alloc_activations(Llama* m, int B, int T) {
     free(m->act_memory);
     m->act_memory = (float*)callocCheck(total, sizeof(float));
     float** ptrs[CPU_NUM_ACT] = {
-        &m->acts.res, &m->acts.ln1, &m->acts.rstd1, &m->acts.q, &m->acts.k, &m->acts.v,
-        &m->acts.att, &m->acts.atty, &m->acts.res2, &m->acts.ln2, &m->acts.rstd2, &m->acts.gate,
-        &m->acts.up, &m->acts.act, &m->acts.lnf, &m->acts.rstdf, &m->acts.logits, &m->acts.losses,
+        &m->acts.res, &m->acts.ln1, &m->acts.rstd1, &m->acts.qkv,
+        &m->acts.att, &m->acts.atty, &m->acts.res2, &m->acts.ln2, &m->acts.rstd2, &m->acts.gu,
+        &m->acts.act, &m->acts.lnf, &m->acts.rstdf, &m->acts.logits, &m->acts.losses,
         &m->acts.lse, &m->acts.dres, &m->acts.scratch,
     };
     float* p = m->act_memory;
@@ -216,9 +215,10 @@ static void rmsnorm_backward(float* dx, float* dw, const float* dy, const float*
     }
 }
 
-// rotate_half RoPE in place on (B, T, nh, HD): pairs (i, i + HD/2) rotate by pos * inv_freq[i].
-// sign = +1 forward; -1 applies the inverse rotation, which is the backward pass.
-static void rope_apply(float* x, const float* cosb, const float* sinb, int B, int T, int nh, int HD, float sign) {
+// rotate_half RoPE in place on nh heads of HD per (b, t) row, rows ld floats apart: pairs
+// (i, i + HD/2) rotate by pos * inv_freq[i]. sign = +1 forward; -1 applies the inverse
+// rotation, which is the backward pass.
+static void rope_apply(float* x, const float* cosb, const float* sinb, int B, int T, int nh, int HD, int ld, float sign) {
     int half = HD / 2;
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
@@ -226,7 +226,7 @@ static void rope_apply(float* x, const float* cosb, const float* sinb, int B, in
             const float* cs = cosb + (size_t)t * half;
             const float* sn = sinb + (size_t)t * half;
             for (int h = 0; h < nh; h++) {
-                float* xh = x + (((size_t)b * T + t) * nh + h) * HD;
+                float* xh = x + ((size_t)b * T + t) * ld + (size_t)h * HD;
                 for (int i = 0; i < half; i++) {
                     float x1 = xh[i], x2 = xh[i + half];
                     float s = sign * sn[i];
@@ -239,23 +239,24 @@ static void rope_apply(float* x, const float* cosb, const float* sinb, int B, in
 }
 
 // causal attention with grouped KV heads: query head h reads kv head h / (NH/NKV), as HF's
-// repeat_kv. q (B,T,NH,HD), k/v (B,T,NKV,HD), att (B,NH,T,T), y (B,T,NH,HD).
+// repeat_kv. qkv (B,T,C+2KV) holds q (NH,HD), k (NKV,HD), v (NKV,HD) per row; att (B,NH,T,T);
+// y (B,T,NH,HD).
 // One small sgemm per (b, h) inside the OpenMP loop: the OpenMP build of OpenBLAS runs those
 // single-threaded, and the BLAS kernels beat hand loops even though they also compute the masked
 // upper triangle.
-static void attention_forward(float* y, float* att, const float* q, const float* k, const float* v,
-                              int B, int T, int NH, int NKV, int HD) {
-    int C = NH * HD, KV = NKV * HD, rep = NH / NKV;
+static void attention_forward(float* y, float* att, const float* qkv, int B, int T, int NH, int NKV, int HD) {
+    int C = NH * HD, KV = NKV * HD, rep = NH / NKV, ld = C + 2 * KV;
+    const float *q = qkv, *k = qkv + C, *v = qkv + C + KV;
     float scale = 1.0f / sqrtf((float)HD);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             int kh = h / rep;
-            const float* qh = q + (size_t)b * T * C + h * HD;
-            const float* kb = k + (size_t)b * T * KV + kh * HD;
-            const float* vb = v + (size_t)b * T * KV + kh * HD;
+            const float* qh = q + (size_t)b * T * ld + h * HD;
+            const float* kb = k + (size_t)b * T * ld + kh * HD;
+            const float* vb = v + (size_t)b * T * ld + kh * HD;
             float* at = att + ((size_t)b * NH + h) * T * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, qh, C, kb, KV, 0.0f, at, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, qh, ld, kb, ld, 0.0f, at, T);
             for (int t = 0; t < T; t++) {
                 float* row = at + (size_t)t * T;
                 float maxv = -INFINITY;
@@ -266,20 +267,21 @@ static void attention_forward(float* y, float* att, const float* q, const float*
                 for (int s = 0; s <= t; s++) row[s] *= inv;
                 for (int s = t + 1; s < T; s++) row[s] = 0.0f;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, at, T, vb, KV, 0.0f,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, at, T, vb, ld, 0.0f,
                         y + (size_t)b * T * C + h * HD, C);
         }
     }
 }
 
-// dq, dk, dv are overwritten. Parallel over (b, kv head) so that the heads sharing a kv head
+// dqkv (same layout as qkv) is overwritten. Parallel over (b, kv head) so that the heads sharing a kv head
 // add into dk/dv in a fixed order (no races, deterministic). Per head:
 // datt = dy v^T; dv += att^T dy; dpre = att * (datt - rowsum(att * datt)) * scale;
 // dq = dpre k; dk += dpre^T q.
-static void attention_backward(float* dq, float* dk, float* dv, const float* dy, const float* att,
-                               const float* q, const float* k, const float* v,
+static void attention_backward(float* dqkv, const float* dy, const float* att, const float* qkv,
                                int B, int T, int NH, int NKV, int HD) {
-    int C = NH * HD, KV = NKV * HD, rep = NH / NKV;
+    int C = NH * HD, KV = NKV * HD, rep = NH / NKV, ld = C + 2 * KV;
+    const float *q = qkv, *k = qkv + C, *v = qkv + C + KV;
+    float *dq = dqkv, *dk = dqkv + C, *dv = dqkv + C + KV;
     float scale = 1.0f / sqrtf((float)HD);
     #pragma omp parallel
     {
@@ -287,17 +289,17 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dy,
         #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++) {
             for (int kh = 0; kh < NKV; kh++) {
-                const float* kb = k + (size_t)b * T * KV + kh * HD;
-                const float* vb = v + (size_t)b * T * KV + kh * HD;
-                float* dkb = dk + (size_t)b * T * KV + kh * HD;
-                float* dvb = dv + (size_t)b * T * KV + kh * HD;
+                const float* kb = k + (size_t)b * T * ld + kh * HD;
+                const float* vb = v + (size_t)b * T * ld + kh * HD;
+                float* dkb = dk + (size_t)b * T * ld + kh * HD;
+                float* dvb = dv + (size_t)b * T * ld + kh * HD;
                 for (int h = kh * rep; h < (kh + 1) * rep; h++) {
                     const float* at = att + ((size_t)b * NH + h) * T * T;
                     const float* dyh = dy + (size_t)b * T * C + h * HD;
-                    const float* qh = q + (size_t)b * T * C + h * HD;
+                    const float* qh = q + (size_t)b * T * ld + h * HD;
                     float beta = h == kh * rep ? 0.0f : 1.0f; // the first head of the group overwrites
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, 1.0f, dyh, C, vb, KV, 0.0f, datt, T);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, at, T, dyh, C, beta, dvb, KV);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, 1.0f, dyh, C, vb, ld, 0.0f, datt, T);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, at, T, dyh, C, beta, dvb, ld);
                     for (int t = 0; t < T; t++) {
                         const float* a = at + (size_t)t * T;
                         float* d = datt + (size_t)t * T;
@@ -307,9 +309,9 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dy,
                         for (int s = 0; s <= t; s++) d[s] = a[s] * (d[s] - ds) * scale;
                         for (int s = t + 1; s < T; s++) d[s] = 0.0f;
                     }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, datt, T, kb, KV, 0.0f,
-                                dq + (size_t)b * T * C + h * HD, C);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, datt, T, qh, C, beta, dkb, KV);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, datt, T, kb, ld, 0.0f,
+                                dq + (size_t)b * T * ld + h * HD, ld);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, datt, T, qh, ld, beta, dkb, ld);
                 }
             }
         }
@@ -317,23 +319,31 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dy,
     }
 }
 
-// act = silu(gate) * up
-static void swiglu_forward(float* act, const float* gate, const float* up, size_t n) {
+// act (N, H) = silu(gate) * up, where gu (N, 2H) holds gate | up per row
+static void swiglu_forward(float* act, const float* gu, size_t N, int H) {
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i];
-        act[i] = g / (1.0f + expf(-g)) * up[i];
+    for (size_t i = 0; i < N; i++) {
+        const float* g = gu + i * 2 * H;
+        const float* u = g + H;
+        float* a = act + i * H;
+        for (int j = 0; j < H; j++) a[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
     }
 }
 
-static void swiglu_backward(float* dgate, float* dup, const float* dact, const float* gate, const float* up, size_t n) {
+// dgu (N, 2H) = dgate | dup from dact (N, H)
+static void swiglu_backward(float* dgu, const float* dact, const float* gu, size_t N, int H) {
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        // read everything first: dup may alias dact (the caller reuses the buffer)
-        float g = gate[i], u = up[i], da = dact[i];
-        float sig = 1.0f / (1.0f + expf(-g));
-        dup[i] = da * g * sig;
-        dgate[i] = da * u * sig * (1.0f + g * (1.0f - sig));
+    for (size_t i = 0; i < N; i++) {
+        const float* g = gu + i * 2 * H;
+        const float* u = g + H;
+        const float* da = dact + i * H;
+        float* dg = dgu + i * 2 * H;
+        float* du = dg + H;
+        for (int j = 0; j < H; j++) {
+            float sig = 1.0f / (1.0f + expf(-g[j]));
+            du[j] = da[j] * g[j] * sig;
+            dg[j] = da[j] * u[j] * sig * (1.0f + g[j] * (1.0f - sig));
+        }
     }
 }
 
@@ -372,7 +382,7 @@ static void crossentropy_backward(float* logits, const float* lse, const int* ta
 // layer l's slices of the activations. Each layer's block is laid out with the allocated B, T
 // strides, and a smaller forward (sampling) uses the front of each block.
 typedef struct {
-    float *x, *ln1, *rstd1, *q, *k, *v, *att, *atty, *x2, *ln2, *rstd2, *gate, *up, *act, *xout;
+    float *x, *ln1, *rstd1, *qkv, *att, *atty, *x2, *ln2, *rstd2, *gu, *act, *xout;
 } LayerActs;
 
 static LayerActs layer_acts(Llama* m, int l) {
@@ -383,16 +393,13 @@ static LayerActs layer_acts(Llama* m, int l) {
     la.x = a->res + l * sBT * C;
     la.ln1 = a->ln1 + l * sBT * C;
     la.rstd1 = a->rstd1 + l * sBT;
-    la.q = a->q + l * sBT * C;
-    la.k = a->k + l * sBT * KV;
-    la.v = a->v + l * sBT * KV;
+    la.qkv = a->qkv + l * sBT * (C + 2 * KV);
     la.att = a->att + l * (size_t)m->B * c->NH * m->T * m->T;
     la.atty = a->atty + l * sBT * C;
     la.x2 = a->res2 + l * sBT * C;
     la.ln2 = a->ln2 + l * sBT * C;
     la.rstd2 = a->rstd2 + l * sBT;
-    la.gate = a->gate + l * sBT * H;
-    la.up = a->up + l * sBT * H;
+    la.gu = a->gu + l * sBT * 2 * H;
     la.act = a->act + l * sBT * H;
     la.xout = a->res + (l + 1) * sBT * C;
     return la;
@@ -415,23 +422,20 @@ static void llama_forward(Llama* m, const int* inputs, const int* targets, int B
     }
     for (int l = 0; l < L; l++) {
         LayerActs la = layer_acts(m, l);
-        float *x = la.x, *ln1 = la.ln1, *rstd1 = la.rstd1, *q = la.q, *k = la.k, *v = la.v, *att = la.att;
-        float *atty = la.atty, *x2 = la.x2, *ln2 = la.ln2, *rstd2 = la.rstd2, *gate = la.gate, *up = la.up, *act = la.act;
+        float *x = la.x, *ln1 = la.ln1, *rstd1 = la.rstd1, *qkv = la.qkv, *att = la.att;
+        float *atty = la.atty, *x2 = la.x2, *ln2 = la.ln2, *rstd2 = la.rstd2, *gu = la.gu, *act = la.act;
         float* xout = la.xout;
         rmsnorm_forward(ln1, rstd1, x, P(m, pt_layer(l, P_LN1)), (int)BT, C, c->norm_eps);
-        matmul_forward(q, ln1, P(m, pt_layer(l, P_WQ)), (int)BT, C, C);
-        matmul_forward(k, ln1, P(m, pt_layer(l, P_WK)), (int)BT, C, KV);
-        matmul_forward(v, ln1, P(m, pt_layer(l, P_WV)), (int)BT, C, KV);
-        rope_apply(q, m->rope_cos, m->rope_sin, B, T, NH, HD, 1.0f);
-        rope_apply(k, m->rope_cos, m->rope_sin, B, T, NKV, HD, 1.0f);
-        attention_forward(atty, att, q, k, v, B, T, NH, NKV, HD);
+        matmul_forward(qkv, ln1, P(m, pt_layer(l, P_WQ)), (int)BT, C, C + 2 * KV); // Wq | Wk | Wv
+        rope_apply(qkv, m->rope_cos, m->rope_sin, B, T, NH, HD, C + 2 * KV, 1.0f);
+        rope_apply(qkv + C, m->rope_cos, m->rope_sin, B, T, NKV, HD, C + 2 * KV, 1.0f);
+        attention_forward(atty, att, qkv, B, T, NH, NKV, HD);
         matmul_forward(x2, atty, P(m, pt_layer(l, P_WO)), (int)BT, C, C);
         #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < BT * C; i++) x2[i] += x[i];
         rmsnorm_forward(ln2, rstd2, x2, P(m, pt_layer(l, P_LN2)), (int)BT, C, c->norm_eps);
-        matmul_forward(gate, ln2, P(m, pt_layer(l, P_WG)), (int)BT, C, H);
-        matmul_forward(up, ln2, P(m, pt_layer(l, P_WU)), (int)BT, C, H);
-        swiglu_forward(act, gate, up, BT * H);
+        matmul_forward(gu, ln2, P(m, pt_layer(l, P_WG)), (int)BT, C, 2 * H); // Wgate | Wup
+        swiglu_forward(act, gu, BT, H);
         matmul_forward(xout, act, P(m, pt_layer(l, P_WD)), (int)BT, H, C);
         #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < BT * C; i++) xout[i] += x2[i];
@@ -474,31 +478,26 @@ static void llama_backward(Llama* m, const int* inputs, const int* targets, int 
     grads_ready(m, pt_norm(c), pt_lm_head(c));
     for (int l = L - 1; l >= 0; l--) {
         LayerActs la = layer_acts(m, l);
-        float *x = la.x, *ln1 = la.ln1, *rstd1 = la.rstd1, *q = la.q, *k = la.k, *v = la.v, *att = la.att;
-        float *atty = la.atty, *x2 = la.x2, *ln2 = la.ln2, *rstd2 = la.rstd2, *gate = la.gate, *up = la.up, *act = la.act;
+        float *x = la.x, *ln1 = la.ln1, *rstd1 = la.rstd1, *qkv = la.qkv, *att = la.att;
+        float *atty = la.atty, *x2 = la.x2, *ln2 = la.ln2, *rstd2 = la.rstd2, *gu = la.gu, *act = la.act;
         // MLP: dres is d(xout) = d(x2) through the skip, plus the MLP branch
         float* dact = a->scratch;                 // (BT, H)
-        float* dgate = a->scratch + BT * H;       // (BT, H)
+        float* dgu = a->scratch + BT * H;         // (BT, 2H) dgate | dup
         matmul_backward(dact, G(m, pt_layer(l, P_WD)), dres, act, P(m, pt_layer(l, P_WD)), (int)BT, H, C, 0.0f);
-        float* dup = dact; // dup overwrites dact element by element after it is read
-        swiglu_backward(dgate, dup, dact, gate, up, BT * H);
+        swiglu_backward(dgu, dact, gu, BT, H);
         float* dln2 = a->lnf; // the final norm's output is no longer needed: reuse it as (BT, C)
-        matmul_backward(dln2, G(m, pt_layer(l, P_WG)), dgate, ln2, P(m, pt_layer(l, P_WG)), (int)BT, C, H, 0.0f);
-        matmul_backward(dln2, G(m, pt_layer(l, P_WU)), dup, ln2, P(m, pt_layer(l, P_WU)), (int)BT, C, H, 1.0f);
+        // Wgate | Wup and their gradient slots are adjacent: one matmul for both
+        matmul_backward(dln2, G(m, pt_layer(l, P_WG)), dgu, ln2, P(m, pt_layer(l, P_WG)), (int)BT, C, 2 * H, 0.0f);
         rmsnorm_backward(dres, G(m, pt_layer(l, P_LN2)), dln2, x2, P(m, pt_layer(l, P_LN2)), rstd2, (int)BT, C);
         // attention: dres is now d(x2)
         float* datty = a->lnf;                    // (BT, C)
         matmul_backward(datty, G(m, pt_layer(l, P_WO)), dres, atty, P(m, pt_layer(l, P_WO)), (int)BT, C, C, 0.0f);
-        float* dq = a->scratch;                   // (BT, C)
-        float* dk = a->scratch + BT * C;          // (BT, KV)
-        float* dv = a->scratch + 2 * BT * C;      // (BT, KV)
-        attention_backward(dq, dk, dv, datty, att, q, k, v, B, T, NH, NKV, HD);
-        rope_apply(dq, m->rope_cos, m->rope_sin, B, T, NH, HD, -1.0f);
-        rope_apply(dk, m->rope_cos, m->rope_sin, B, T, NKV, HD, -1.0f);
+        float* dqkv = a->scratch;                 // (BT, C + 2KV)
+        attention_backward(dqkv, datty, att, qkv, B, T, NH, NKV, HD);
+        rope_apply(dqkv, m->rope_cos, m->rope_sin, B, T, NH, HD, C + 2 * KV, -1.0f);
+        rope_apply(dqkv + C, m->rope_cos, m->rope_sin, B, T, NKV, HD, C + 2 * KV, -1.0f);
         float* dln1 = a->lnf;                     // (BT, C)
-        matmul_backward(dln1, G(m, pt_layer(l, P_WQ)), dq, ln1, P(m, pt_layer(l, P_WQ)), (int)BT, C, C, 0.0f);
-        matmul_backward(dln1, G(m, pt_layer(l, P_WK)), dk, ln1, P(m, pt_layer(l, P_WK)), (int)BT, C, KV, 1.0f);
-        matmul_backward(dln1, G(m, pt_layer(l, P_WV)), dv, ln1, P(m, pt_layer(l, P_WV)), (int)BT, C, KV, 1.0f);
+        matmul_backward(dln1, G(m, pt_layer(l, P_WQ)), dqkv, ln1, P(m, pt_layer(l, P_WQ)), (int)BT, C, C + 2 * KV, 0.0f);
         rmsnorm_backward(dres, G(m, pt_layer(l, P_LN1)), dln1, x, P(m, pt_layer(l, P_LN1)), rstd1, (int)BT, C);
         grads_ready(m, pt_layer(l, 0), pt_layer(l, P_PER_LAYER - 1));
     }
@@ -624,6 +623,7 @@ static void galore_refresh(Optimizer* o, int i, const float* G) {
     } else {
         for (int row = 0; row < M; row++) for (int j = 0; j < r; j++) P[(size_t)row * r + j] = u[row + (size_t)j * M];
     }
+    galore_sign_fix(P, l->side, M, N, r);
     o->has_proj[i] = 1;
     o->refreshes++;
     free(a); free(s); free(u); free(vt); free(iwork); free(work);
@@ -755,11 +755,13 @@ typedef struct {
     int per_layer;
     int grad_accum;
     float grad_clip;      // whole-model mode only
+    int64_t t;            // optimizer updates done (a skipped step does not count): the next update is t + 1
     // the step in progress
     int micro;            // micro-batch index within the step
     float lr;
-    int64_t t;            // 1-based step
     double sumsq;         // squared norm of the step's gradient, summed tensor by tensor
+    int bad;              // a non-finite gradient was seen: the (remaining) updates are skipped
+    int updated;          // per-layer: some tensor was updated this step
     // per-layer with accumulation: full accumulators for the non-GaLore tensors (always) and for
     // GaLore tensors that refresh this step (allocated for that step only); low-rank ones for
     // GaLore tensors between refreshes, so gradient memory stays one layer's worth
@@ -774,21 +776,29 @@ static void trainer_grads_ready(void* ctx, int first, int last) {
     Llama* m = tr->model;
     Optimizer* o = &tr->opt;
     int final_micro = tr->micro == tr->grad_accum - 1;
+    int64_t t = tr->t + 1;
     for (int i = first; i <= last; i++) {
         float* g = G(m, i);
         int64_t n = m->table.info[i].numel;
         const TensorLayout* l = &o->lay[i];
+        // a non-finite gradient skips this tensor's update and every later one of the step (the
+        // groups above were already updated: per-layer mode cannot take them back)
+        double ss = sumsq(g, (size_t)n);
+        if (!isfinite(ss)) tr->bad = 1;
+        if (tr->bad) continue;
         if (tr->grad_accum == 1) {
-            tr->sumsq += sumsq(g, (size_t)n);
-            optimizer_update(o, i, P(m, i), g, 0, tr->lr, tr->t);
+            tr->sumsq += ss;
+            optimizer_update(o, i, P(m, i), g, 0, tr->lr, t);
+            tr->updated = 1;
             continue;
         }
-        int lowrank = l->side != SIDE_NONE && o->has_proj[i] && !galore_refresh_due(tr->t, o->cfg.update_proj_gap);
+        int lowrank = l->side != SIDE_NONE && o->has_proj[i] && !galore_refresh_due(t, o->cfg.update_proj_gap);
         if (lowrank) {
             galore_project(o, i, g, tr->racc[i], tr->micro == 0 ? 0.0f : 1.0f);
             if (final_micro) {
                 tr->sumsq += sumsq(tr->racc[i], (size_t)l->snumel);
-                optimizer_update(o, i, P(m, i), tr->racc[i], 1, tr->lr, tr->t);
+                optimizer_update(o, i, P(m, i), tr->racc[i], 1, tr->lr, t);
+                tr->updated = 1;
             }
         } else {
             if (tr->acc[i] == NULL) tr->acc[i] = (float*)callocCheck((size_t)n, sizeof(float)); // a refresh step
@@ -797,7 +807,8 @@ static void trainer_grads_ready(void* ctx, int first, int last) {
             else for (int64_t k = 0; k < n; k++) a[k] += g[k];
             if (final_micro) {
                 tr->sumsq += sumsq(a, (size_t)n);
-                optimizer_update(o, i, P(m, i), a, 0, tr->lr, tr->t);
+                optimizer_update(o, i, P(m, i), a, 0, tr->lr, t);
+                tr->updated = 1;
                 if (l->side != SIDE_NONE) { free(a); tr->acc[i] = NULL; }
             }
         }
@@ -845,27 +856,41 @@ static void trainer_free(Trainer* tr) {
 // train_step: one optimizer step over grad_accum micro-batches (each gradient scaled by
 // 1/grad_accum). Whole-model mode: backward fills every gradient, then the global norm,
 // clipping, and one update per tensor. Per-layer mode: the updates run inside backward.
-// *norm gets the gradient norm (before clipping). Returns the mean loss of the micro-batches,
-// computed before the update.
-static float train_step(Trainer* tr, DataLoader* dl, float lr, int64_t t, int* inputs, int* targets, float* norm) {
+// A non-finite loss or gradient skips the update (*skipped = 1) and does not count as an
+// optimizer step. *norm gets the gradient norm before clipping, *n_targets the targets counted.
+// Returns the mean loss of the micro-batches, computed before the update.
+static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int* targets, float* norm,
+                        int* skipped, int64_t* n_targets) {
     Llama* m = tr->model;
-    tr->lr = lr; tr->t = t; tr->sumsq = 0.0;
+    tr->lr = lr; tr->sumsq = 0.0; tr->bad = 0; tr->updated = 0;
     if (!tr->per_layer) llama_zero_grad(m);
     double loss_sum = 0.0;
+    *n_targets = 0;
     for (int micro = 0; micro < tr->grad_accum; micro++) {
         tr->micro = micro;
         dataloader_next_batch(dl, inputs, targets);
         llama_forward(m, inputs, targets, dl->B, dl->T);
-        llama_backward(m, inputs, targets, dl->B, dl->T, 1.0f / tr->grad_accum);
         loss_sum += m->mean_loss;
+        *n_targets += m->n_valid;
+        if (!isfinite(m->mean_loss)) tr->bad = 1;
+        // per-layer mode updates inside backward: a bad loss must stop it before it starts
+        if (tr->bad && tr->per_layer) continue;
+        llama_backward(m, inputs, targets, dl->B, dl->T, 1.0f / tr->grad_accum);
     }
     if (!tr->per_layer) {
         *norm = (float)sqrt(sumsq(m->grad_mem, m->grad_size));
-        if (tr->grad_clip > 0.0f) grads_clip(m, *norm, tr->grad_clip);
-        for (int i = 0; i < m->table.n; i++) optimizer_update(&tr->opt, i, P(m, i), G(m, i), 0, lr, t);
+        if (!isfinite(*norm)) tr->bad = 1;
+        if (!tr->bad) {
+            if (tr->grad_clip > 0.0f) grads_clip(m, *norm, tr->grad_clip);
+            for (int i = 0; i < m->table.n; i++) optimizer_update(&tr->opt, i, P(m, i), G(m, i), 0, lr, tr->t + 1);
+            tr->updated = 1;
+        }
     } else {
-        *norm = (float)sqrt(tr->sumsq);
+        *norm = tr->bad ? NAN : (float)sqrt(tr->sumsq);
+        llama_zero_grad(m); // a skipped step can leave a group's gradient in the slots
     }
+    if (tr->updated) tr->t++;
+    *skipped = tr->bad;
     return (float)(loss_sum / tr->grad_accum);
 }
 
@@ -977,6 +1002,129 @@ static void print_sample(Llama* m, const Tokenizer* tok, int have_tok, int eos, 
     free(tokens);
 }
 
+// ----------------------------------------------------------------------------
+// checkpoints of this engine: the entries of state.bin (checkpoint.h)
+
+// the settings a resumed run must share with the saved one (others, like --lr or --steps, may change)
+#define FP_N 16
+static const char* const FP_NAMES[FP_N] = {
+    "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers",
+    "vocab_size", "--optimizer", "--rank", "--update-proj-gap", "--proj-type", "--batch", "--seq", "--grad-accum",
+    "--per-layer", "--shuffle", "--seed",
+};
+
+typedef struct {
+    int64_t step;          // training steps done
+    int64_t updates;       // optimizer updates done (skipped steps do not count)
+    int64_t epoch, batch;  // train loader position
+    int64_t sample_rng;    // sampling RNG state (bits of the uint64)
+    int64_t refreshes;     // SVDs done
+    int64_t bad_in_a_row;  // consecutive skipped steps
+    int64_t reserved;
+} Progress;
+
+static void fingerprint(int64_t* fp, const LlamaConfig* c, const OptimConfig* oc, const Settings* s) {
+    int g = optim_is_galore(oc->kind);
+    int64_t v[FP_N] = {c->C, c->H, c->NH, c->NKV, c->L, c->V, oc->kind, g ? oc->rank : 0, g ? oc->update_proj_gap : 0,
+                       g ? oc->proj_type : 0, s->batch, s->seq, s->grad_accum, s->per_layer, s->shuffle, s->seed};
+    memcpy(fp, v, sizeof v);
+}
+
+// the list of blobs: progress, fingerprint, projector flags, then per tensor its state
+static int state_entries(StateEntry* e, Trainer* tr, Progress* pr, int64_t* fp) {
+    Optimizer* o = &tr->opt;
+    int n = 0;
+    #define ADD(nm, ptr, bytes) do { snprintf(e[n].name, STATE_NAME_LEN, "%s", nm); e[n].data = (void*)(ptr); e[n].nbytes = (int64_t)(bytes); n++; } while (0)
+    ADD("progress", pr, sizeof *pr);
+    ADD("fingerprint", fp, sizeof(int64_t) * FP_N);
+    ADD("has_proj", o->has_proj, sizeof(int) * o->n);
+    for (int i = 0; i < o->n; i++) {
+        const TensorLayout* l = &o->lay[i];
+        char nm[STATE_NAME_LEN];
+        if (l->state == STATE_8BIT) {
+            snprintf(nm, sizeof nm, "qm.%d", i); ADD(nm, o->qm[i], l->snumel);
+            snprintf(nm, sizeof nm, "qv.%d", i); ADD(nm, o->qv[i], l->snumel);
+            snprintf(nm, sizeof nm, "absmax_m.%d", i); ADD(nm, o->absmax_m[i], sizeof(float) * l->nblocks);
+            snprintf(nm, sizeof nm, "absmax_v.%d", i); ADD(nm, o->absmax_v[i], sizeof(float) * l->nblocks);
+        } else {
+            snprintf(nm, sizeof nm, "m.%d", i); ADD(nm, o->m[i], sizeof(float) * l->snumel);
+            snprintf(nm, sizeof nm, "v.%d", i); ADD(nm, o->v[i], sizeof(float) * l->snumel);
+        }
+        if (l->proj_numel) { snprintf(nm, sizeof nm, "proj.%d", i); ADD(nm, o->proj[i], sizeof(float) * l->proj_numel); }
+    }
+    #undef ADD
+    return n;
+}
+
+static void checkpoint_save_run(const Settings* s, const LlamaConfig* c, Llama* m, Trainer* tr, const DataLoader* dl,
+                                const Rng* rng, int64_t step, int64_t bad_in_a_row) {
+    char tmpdir[1100], path[1200];
+    checkpoint_begin(tmpdir, sizeof tmpdir, s->out, step);
+    llama_save(c, &m->table, m->params, tmpdir, ST_F32);
+    Progress pr;
+    memset(&pr, 0, sizeof pr);
+    pr.step = step; pr.updates = tr->t; pr.epoch = dl->epoch; pr.batch = dl->batch_in_epoch;
+    pr.sample_rng = (int64_t)rng->state; pr.refreshes = tr->opt.refreshes; pr.bad_in_a_row = bad_in_a_row;
+    int64_t fp[FP_N];
+    fingerprint(fp, c, &tr->opt.cfg, s);
+    StateEntry* e = (StateEntry*)mallocCheck(sizeof(StateEntry) * (size_t)(3 + 6 * tr->opt.n));
+    int n = state_entries(e, tr, &pr, fp);
+    snprintf(path, sizeof path, "%.1000s/state.bin", tmpdir);
+    state_write(path, e, n);
+    free(e);
+    checkpoint_commit(tmpdir, s->out, step, s->keep);
+}
+
+// checkpoint_resume_run: restore the newest complete checkpoint of --out; returns 0 if there is none
+static int checkpoint_resume_run(const Settings* s, const LlamaConfig* c, Llama* m, Trainer* tr, DataLoader* dl, Rng* rng,
+                                 Progress* pr) {
+    int64_t steps[4096];
+    int n = checkpoint_list(s->out, steps, 4096);
+    if (n == 0) return 0;
+    char dir[1100], path[1200], why[512];
+    checkpoint_path(dir, sizeof dir, s->out, steps[0], "");
+    snprintf(path, sizeof path, "%.1000s/model.safetensors", dir);
+    llama_load_params(&m->table, m->params, path);
+    int64_t fp_now[FP_N], fp_saved[FP_N];
+    fingerprint(fp_now, c, &tr->opt.cfg, s);
+    StateEntry* e = (StateEntry*)mallocCheck(sizeof(StateEntry) * (size_t)(3 + 6 * tr->opt.n));
+    int ne = state_entries(e, tr, pr, fp_saved);
+    snprintf(path, sizeof path, "%.1000s/state.bin", dir);
+    // the fingerprint first, alone, so that a settings mismatch gets a message naming the flag
+    StateEntry fpe = e[1];
+    if (!state_read(path, &fpe, 1, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
+    for (int k = 0; k < FP_N; k++)
+        if (fp_saved[k] != fp_now[k])
+            die("%s: saved with %s = %lld, this run has %lld; resume with the same settings (or a new --out)", path, FP_NAMES[k],
+                (long long)fp_saved[k], (long long)fp_now[k]);
+    if (!state_read(path, e, ne, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
+    free(e);
+    if (pr->step != steps[0]) die("%s: holds step %lld but sits in folder of step %lld", path, (long long)pr->step, (long long)steps[0]);
+    tr->t = pr->updates;
+    tr->opt.refreshes = pr->refreshes;
+    rng->state = (uint64_t)pr->sample_rng;
+    dataloader_set_position(dl, pr->epoch, pr->batch);
+    return 1;
+}
+
+// log_truncate: on resume, drop the lines of steps after the checkpoint (the crashed run logged
+// them, the resumed run logs them again); written atomically like everything else
+static void log_truncate(const char* path, int64_t step) {
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) return;
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%.1000s.tmp", path);
+    FILE* g = fopenCheck(tmp, "wb");
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        const char* p = strstr(line, "\"step\": ");
+        long long st = p ? atoll(p + 8) : 0;
+        if (st <= step && strchr(line, '\n')) fputs(line, g);
+    }
+    fclose(f);
+    file_commit(g, tmp, path);
+}
+
 #ifndef TESTING
 int main(int argc, char** argv) {
     Settings s;
@@ -1035,6 +1183,10 @@ int main(int argc, char** argv) {
         return 0;
     }
 
+    if (s.resume && !s.out[0]) die("--resume 1 needs --out, the folder holding the checkpoints");
+    if (s.eval_tokens < 0) die("--eval-tokens %lld: must be non-negative", (long long)s.eval_tokens);
+    if (s.max_bad_steps < 1) die("--max-bad-steps %d: must be at least 1", s.max_bad_steps);
+
     Llama model;
     llama_build(&model, &config);
     if (s.init[0]) llama_load_params(&model.table, model.params, s.init);
@@ -1065,22 +1217,26 @@ int main(int argc, char** argv) {
     int eval_batches = 0;
     if (have_val) {
         dataloader_init(&val, s.val, B, T, 0, 0, 0, 1, config.V);
-        eval_batches = s.eval_batches < val.batches_per_epoch ? s.eval_batches : (int)val.batches_per_epoch;
-        printf("val: %s | %lld tokens | %d batches per eval\n", s.val, (long long)val.num_tokens, eval_batches);
+        int64_t want = (s.eval_tokens + (int64_t)B * T - 1) / ((int64_t)B * T);
+        eval_batches = (int)(want < val.batches_per_epoch ? want : val.batches_per_epoch);
+        printf("val: %s | %lld tokens | %d batches (%lld tokens) per eval\n", s.val, (long long)val.num_tokens, eval_batches,
+               (long long)eval_batches * B * T);
     }
     Tokenizer tok;
     int have_tok = s.tokenizer[0] ? tokenizer_init(&tok, s.tokenizer) : 0;
     if (!have_tok && s.sample_len > 0) printf("note: no tokenizer at '%s': samples are printed as ids\n", s.tokenizer);
     int eos = have_tok && tok.eos_id >= 0 ? tok.eos_id : 0;
-    FILE* logf = NULL;
-    if (s.log[0]) logf = fopenCheck(s.log, "w");
     Rng sample_rng; rng_init(&sample_rng, (uint64_t)s.seed ^ 0x5A5A5A5AULL);
 
     if (s.steps == 0) {
         if (!have_val) die("--steps 0 evaluates only, and needs --val");
         float vl = evaluate(&model, &val, eval_batches, inputs, targets);
         printf("val loss %.7f | ppl %.4f | %d batches\n", vl, exp(vl), eval_batches);
-        if (logf) { fprintf(logf, "{\"step\": 0, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", vl, exp(vl)); fclose(logf); }
+        if (s.log[0]) {
+            FILE* logf = fopenCheck(s.log, "w");
+            fprintf(logf, "{\"step\": 0, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", vl, exp(vl));
+            fclose(logf);
+        }
         return 0;
     }
 
@@ -1092,31 +1248,60 @@ int main(int argc, char** argv) {
         printf("memory plan: %.1f MiB (weights %.1f, optimizer state %.1f); --memory-plan 1 for the table\n", mp.total / 1048576.0,
                mp.items[0].bytes / 1048576.0, (memplan_paper_estimate(&mp) - mp.items[0].bytes) / 1048576.0);
     }
+    int start = 0;
+    int64_t bad_in_a_row = 0;
+    if (s.resume) {
+        Progress pr;
+        if (checkpoint_resume_run(&s, &config, &model, &trainer, &train, &sample_rng, &pr)) {
+            start = (int)pr.step;
+            bad_in_a_row = pr.bad_in_a_row;
+            printf("resumed from %s/ckpt_%08d: step %d, %lld updates, loader epoch %lld batch %lld\n", s.out, start, start,
+                   (long long)pr.updates, (long long)pr.epoch, (long long)pr.batch);
+        } else {
+            printf("resume: no complete checkpoint in %s, starting fresh\n", s.out);
+        }
+    }
+    FILE* logf = NULL;
+    if (s.log[0]) {
+        if (start > 0) log_truncate(s.log, start);
+        logf = fopenCheck(s.log, start > 0 ? "a" : "w");
+    }
     double flops_tok = llama_flops_per_token(&config, &model.table, T);
     double t_start = now_seconds(), t_train = 0.0;
-    int tokens_per_step = B * T * s.grad_accum;
-    for (int step = 0; step < s.steps; step++) {
+    int timed = 0;
+    for (int step = start; step < s.steps; step++) {
         double t0 = now_seconds();
         float norm = 0.0f;
+        int skipped = 0;
+        int64_t n_targets = 0;
         float lr = (float)(s.lr * lr_lambda(step, s.warmup, s.steps, s.min_lr_ratio, strcmp(s.schedule, "cosine") == 0));
-        float loss = train_step(&trainer, &train, lr, step + 1, inputs, targets, &norm);
-        if (!isfinite(loss)) die("step %d: loss is %f; hint: lower --lr or raise --warmup", step + 1, loss);
+        float loss = train_step(&trainer, &train, lr, inputs, targets, &norm, &skipped, &n_targets);
         double dt = now_seconds() - t0;
-        if (step > 0 || s.steps == 1) t_train += dt; // the first step warms caches: keep it out of the ETA
-        double tok_s = tokens_per_step / dt;
-        int timed = step > 0 ? step : 1;
-        double eta = (s.steps - step - 1) * (t_train / timed);
-        if ((step + 1) % s.print_every == 0 || step == 0 || step + 1 == s.steps) {
-            char etab[32];
-            format_duration(etab, sizeof etab, eta);
-            printf("step %5d/%d | loss %.6f | norm %.4f | lr %.3e | %.1f ms | %.0f tok/s | %.2f GFLOP/s | mem %.0f MiB | ETA %s\n",
-                   step + 1, s.steps, loss, norm, lr, dt * 1e3, tok_s, tok_s * flops_tok / 1e9, rss_mib(), etab);
-            fflush(stdout);
-        }
-        if (logf) {
-            fprintf(logf, "{\"step\": %d, \"loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %.9g, \"ms\": %.3f, \"tokens_per_s\": %.3f}\n",
-                    step + 1, loss, norm, lr, dt * 1e3, tok_s);
-            fflush(logf);
+        if (step > start || s.steps - start == 1) { t_train += dt; timed++; } // the first step warms caches
+        double tok_s = n_targets / dt; // ignored (padding) targets do not count
+        double eta = (s.steps - step - 1) * (t_train / (timed > 0 ? timed : 1));
+        if (skipped) {
+            bad_in_a_row++;
+            printf("step %5d/%d | loss %f | norm %f | non-finite: update skipped (%lld in a row, --max-bad-steps %d)\n", step + 1,
+                   s.steps, loss, norm, (long long)bad_in_a_row, s.max_bad_steps);
+            if (logf) { fprintf(logf, "{\"step\": %d, \"skipped\": true, \"loss\": null, \"lr\": %.9g}\n", step + 1, lr); fflush(logf); }
+            if (bad_in_a_row >= s.max_bad_steps)
+                die("step %d: %lld steps in a row had a non-finite loss or gradient; stopping (the last checkpoint is intact); "
+                    "hint: lower --lr, raise --warmup, or set --grad-clip", step + 1, (long long)bad_in_a_row);
+        } else {
+            bad_in_a_row = 0;
+            if ((step + 1) % s.print_every == 0 || step == start || step + 1 == s.steps) {
+                char etab[32];
+                format_duration(etab, sizeof etab, eta);
+                printf("step %5d/%d | loss %.6f | norm %.4f | lr %.3e | %.1f ms | %.0f tok/s | %.2f GFLOP/s | mem %.0f MiB | ETA %s\n",
+                       step + 1, s.steps, loss, norm, lr, dt * 1e3, tok_s, tok_s * flops_tok / 1e9, rss_mib(), etab);
+                fflush(stdout);
+            }
+            if (logf) {
+                fprintf(logf, "{\"step\": %d, \"loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %.9g, \"ms\": %.3f, \"tokens_per_s\": %.3f}\n",
+                        step + 1, loss, norm, lr, dt * 1e3, tok_s);
+                fflush(logf);
+            }
         }
         int last = step + 1 == s.steps;
         if (have_val && ((s.eval_every > 0 && (step + 1) % s.eval_every == 0) || last)) {
@@ -1127,12 +1312,16 @@ int main(int argc, char** argv) {
         if (s.sample_every > 0 && (step + 1) % s.sample_every == 0 && !last)
             print_sample(&model, &tok, have_tok, eos, s.sample_len, &sample_rng);
         if (s.out[0] && ((s.save_every > 0 && (step + 1) % s.save_every == 0) || last)) {
-            llama_save(&config, &model.table, model.params, s.out, strcmp(s.save_dtype, "bf16") == 0 ? ST_BF16 : ST_F32);
-            printf("saved %s/model.safetensors and config.json (step %d)\n", s.out, step + 1);
+            checkpoint_save_run(&s, &config, &model, &trainer, &train, &sample_rng, step + 1, bad_in_a_row);
+            printf("saved checkpoint %s/ckpt_%08d (step %d)\n", s.out, step + 1, step + 1);
         }
     }
+    if (s.out[0]) {
+        llama_save(&config, &model.table, model.params, s.out, strcmp(s.save_dtype, "bf16") == 0 ? ST_BF16 : ST_F32);
+        printf("saved %s/model.safetensors and config.json (%s)\n", s.out, s.save_dtype);
+    }
     print_sample(&model, &tok, have_tok, eos, s.sample_len, &sample_rng);
-    printf("done: %d steps in %.1f s, peak RSS %.0f MiB\n", s.steps, now_seconds() - t_start, rss_mib());
+    printf("done: %d steps in %.1f s, peak RSS %.0f MiB\n", s.steps - start, now_seconds() - t_start, rss_mib());
     if (logf) fclose(logf);
     if (have_tok) tokenizer_free(&tok);
     dataloader_free(&train);

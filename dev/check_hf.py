@@ -45,7 +45,7 @@ def run(cmd):
 
 
 def c_val_loss(init, val, B, T, n, threads):
-    out = run(["./train_llama", "--steps", "0", "--init", init, "--val", val, "--eval-batches", str(n),
+    out = run(["./train_llama", "--steps", "0", "--init", init, "--val", val, "--eval-tokens", str(n * B * T),
                "--batch", str(B), "--seq", str(T), "--threads", str(threads), "--out", "", "--sample-len", "0"])
     m = re.search(r"^val loss ([-+0-9.eE]+) \| ppl [^|]+\| (\d+) batches", out, re.M)
     if not m:

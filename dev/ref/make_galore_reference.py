@@ -52,6 +52,22 @@
 # F.optimizer_update_32bit / F.optimizer_update_8bit_blockwise) are monkeypatched to the numpy
 # kernel model ref32_step / ref8_step of make_adam8bit_reference.py. bnb's own CPU path is also
 # run and its losses are printed for comparison (not stored).
+# bnb 0.50 argument shift: galore-torch 1.0 calls Optimizer2State(..., min_8bit_size,
+# percentile_clipping=100, block_wise=True) positionally, but bnb 0.50 dropped those two
+# parameters, so they land in max_unorm = 100 and skip_zeros = True. With max_unorm > 0 and
+# the zeroed low-rank stand-in (||p|| = 0) the 32-bit kernel scales every GaLore update by 0.
+# This script resets opt.args to max_unorm 0, skip_zeros False (the meaning the paper's bnb
+# had) for the stored run, and prints the as-installed run for comparison.
+#
+# Singular-vector signs: LAPACK builds differ in the signs they return (torch's CPU SVD here vs
+# the OpenBLAS LAPACK galore.c links), and across a refresh the sign matters because the moments
+# carry over. galore.c fixes a convention (galore.h galore_sign_fix: each kept basis vector's
+# entry of largest magnitude is made positive), and this script applies the same convention to
+# galore-torch's projector (a wrapper around GaLoreProjector.get_orthogonal_matrix). Within one
+# projector window the update does not depend on the signs, so the first window equals
+# unmodified galore-torch's.
+# The stored run contains genuine 8-bit blow-ups (10 elements, e.g. embed_tokens flat 11682 -> 58):
+# v rounds to byte 0 while m does not, so m/(c2*eps) is huge. That is the kernel's math.
 # NOTE for this tiny model: tensors under min_8bit_size = 4096 elements keep fp32 states, and
 # every GaLore low-rank gradient here is small ([60,8], [8,84], ...), so in e2e_adamw8bit only
 # embed_tokens and lm_head (12660 elements each) have 8-bit blockwise states; GaLore matrices
@@ -303,7 +319,7 @@ def load_tokens():
     return np.frombuffer(raw, "<u2", int(h[2]), 1024).astype(np.int64)
 
 
-def run_e2e(kind, toks):
+def run_e2e(kind, toks, fix_bnb_args=True):
     model = LlamaForCausalLM.from_pretrained(TINY, dtype=torch.float32, attn_implementation="eager")
     model.eval()
     cfg = model.config
@@ -329,9 +345,22 @@ def run_e2e(kind, toks):
         opt = GaLoreAdamW(groups, lr=E_LR, weight_decay=E_WD, no_deprecation_warning=True)
     else:
         opt = GaLoreAdamW8bit(groups, lr=E_LR, weight_decay=E_WD)
+        # galore-torch 1.0 passes (..., min_8bit_size, percentile_clipping=100, block_wise=True)
+        # positionally to Optimizer2State, whose bnb 0.50 signature is (..., min_8bit_size,
+        # max_unorm, skip_zeros): so max_unorm = 100 and skip_zeros = True. With max_unorm > 0
+        # the 32-bit kernel scales the update by max_unorm*||p||/||u|| when ||u|| is larger,
+        # and ||p|| is 0 for GaLore's zeroed low-rank stand-in: every GaLore matrix with
+        # fp32 states (low-rank numel < 4096) gets an update of exactly 0. The bnb versions
+        # the paper used had those two slots as percentile_clipping/block_wise (no-ops here),
+        # so restore their meaning: no update-norm cap, no zero skipping.
+        assert opt.args.max_unorm == 100 and opt.args.skip_zeros is True, "bnb args changed"
+        if fix_bnb_args:
+            opt.args.max_unorm = 0.0
+            opt.args.skip_zeros = False
     eps = opt.defaults["eps"]
     b1, b2 = opt.defaults["betas"]
     tok = torch.from_numpy(toks)
+    p_init = flat([named[n] for n in names])
     losses, p_mid = [], None
     refresh = {n: [] for n in galore_names}
     last = {n: None for n in galore_names}
@@ -373,7 +402,15 @@ def run_e2e(kind, toks):
         st = opt.state[named[n]]
         s1 = st["exp_avg"] if kind == "adamw" else st["state1"]
         plain.append((n, tuple(named[n].shape), str(s1.dtype)))
+    # largest change of any GaLore matrix over the run
+    off, gl_change = 0, 0.0
+    for n in names:
+        sz = named[n].numel()
+        if n in galore_names:
+            gl_change = max(gl_change, float(np.abs(p_final[off:off + sz] - p_init[off:off + sz]).max()))
+        off += sz
     return dict(losses=np.array(losses, dtype=f32), p_final=p_final, p_mid=p_mid, sides=sides,
+                gl_change=gl_change,
                 plain=plain, eps=eps, b1=b1, b2=b2, P=len(p_final))
 
 
@@ -443,7 +480,26 @@ def restore(saved):
 # ----------------------------------------------------------------------------
 
 
+def install_sign_convention():
+    from galore_torch.galore_projector import GaLoreProjector
+    orig = GaLoreProjector.get_orthogonal_matrix
+
+    def fixed(self, weights, rank, type):
+        out = orig(self, weights, rank, type)
+        if type not in ("left", "right"):
+            return out
+        vecs = out if type == "right" else out.t()          # one basis vector per row
+        idx = vecs.abs().argmax(dim=1)                        # first index of the largest |entry|
+        sign = torch.sign(vecs.gather(1, idx[:, None]))
+        sign[sign == 0] = 1
+        vecs = vecs * sign
+        return (vecs if type == "right" else vecs.t()).contiguous()
+
+    GaLoreProjector.get_orthogonal_matrix = fixed
+
+
 def main():
+    install_sign_convention()
     os.makedirs(OUT, exist_ok=True)
     files = [run_unit("std", "unit.bin"), run_unit("reverse_std", "unit_reverse.bin")]
 
@@ -472,13 +528,24 @@ def main():
     for n, sh, side, lsh, dt in res8["sides"]:
         print(f"  {n:38s} {str(list(sh)):9s} {side:5s}  low-rank state {list(lsh)} {dt}")
     print("  plain: " + ", ".join(f"{n} ({dt})" for n, _, dt in res8["plain"]))
-    # bitsandbytes' own CPU path, for comparison only
+    # bitsandbytes' own CPU path, for comparison only: with the args fixed, and as installed
     resc = run_e2e("adamw8bit", toks)
+    resb = run_e2e("adamw8bit", toks, fix_bnb_args=False)
+    print("  step  loss (stored)   bnb CPU path   bnb CPU path, args as installed")
     for k in range(STEPS):
-        print(f"  step {k + 1:2d}  loss {res8['losses'][k]:.7f}   (bnb CPU path {resc['losses'][k]:.7f})")
+        print(f"  {k + 1:4d}  {res8['losses'][k]:.7f}      {resc['losses'][k]:.7f}      {resb['losses'][k]:.7f}")
     print(f"  bnb CPU path vs kernel model: max |dp| after step {E_MID} "
           f"{np.abs(resc['p_mid'] - res8['p_mid']).max():.3e}, after step {STEPS} "
           f"{np.abs(resc['p_final'] - res8['p_final']).max():.3e}")
+    print(f"  largest change of a GaLore weight over {STEPS} steps: stored {res8['gl_change']:.3e}, "
+          f"as installed (max_unorm 100, skip_zeros) {resb['gl_change']:.3e}")
+    assert res8["gl_change"] > 1e-3 and resb["gl_change"] == 0.0
+    # 8-bit v underflow: an element with a tiny gradient in a block with a large one gets
+    # v/absmax below half the smallest unsigned map entry -> v byte 0, while m survives, so
+    # m/(0 + c2*eps) with eps 1e-8 throws the weight far away (seen in embed_tokens here)
+    big = lambda r: int(np.sum(np.abs(r["p_final"] - res["p_final"]) > 1.0))
+    print(f"  params that moved > 1.0 away from the GaLoreAdamW run (8-bit v-underflow blow-ups): "
+          f"stored {big(res8)}, bnb CPU path {big(resc)}; max |p| stored {np.abs(res8['p_final']).max():.3f}")
     assert res8["losses"][-1] < res8["losses"][0]
 
     total = 0

@@ -38,13 +38,13 @@ expect_error "weights of another model" "llama_tiny\|shape\|missing" --init dev/
 # --help: every option in the table shows up, and it exits 0
 help=$("$bin" --help); rc=$?
 missing=""
-for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every threads; do
+for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type per-layer grad-accum keep resume max-bad-steps memory-plan; do
     grep -q -- "--$opt " <<<"$help" || missing="$missing $opt"
 done
 [ $rc -eq 0 ] && [ -z "$missing" ] && ok "--help lists every flag" || bad "--help (rc $rc) misses:$missing"
 
 # a short run on the embedded data
-out=$("$bin" --steps 40 --warmup 5 --eval-every 40 --eval-batches 4 --sample-len 8 --out "$tmp/run" --log "$tmp/log.jsonl" 2>&1); rc=$?
+out=$("$bin" --steps 40 --warmup 5 --eval-every 40 --eval-tokens 8192 --sample-len 8 --out "$tmp/run" --log "$tmp/log.jsonl" 2>&1); rc=$?
 [ $rc -eq 0 ] && ok "short run exits 0" || bad "short run (rc $rc): $(tail -3 <<<"$out")"
 first=$(grep -m1 '"step": 1,' "$tmp/log.jsonl" | sed 's/.*"loss": \([^,]*\),.*/\1/')
 last=$(grep '"loss"' "$tmp/log.jsonl" | tail -1 | sed 's/.*"loss": \([^,]*\),.*/\1/')
@@ -53,9 +53,9 @@ if [ "$nlines" = 40 ] && awk -v a="$first" -v b="$last" 'BEGIN{exit !(b < a - 1.
 else bad "loss/log: $nlines lines, $first -> $last"; fi
 grep -q '"lr": ' "$tmp/log.jsonl" && grep -q '"val_loss": ' "$tmp/log.jsonl" && ok "log has lr and val_loss lines" || bad "log fields"
 grep -q '^sample: ' <<<"$out" && ok "a decoded sample is printed" || bad "no sample line"
-[ -f "$tmp/run/model.safetensors" ] && [ -f "$tmp/run/config.json" ] && [ ! -e "$tmp/run/model.safetensors.tmp" ] && ok "checkpoint written" || bad "checkpoint files"
+[ -f "$tmp/run/model.safetensors" ] && [ -f "$tmp/run/config.json" ] && [ -f "$tmp/run/ckpt_00000040/DONE" ] && [ -f "$tmp/run/ckpt_00000040/state.bin" ] && [ -z "$(ls "$tmp/run" | grep tmp)" ] && ok "checkpoint written" || bad "checkpoint files: $(ls -R "$tmp/run")"
 vrun=$(grep '^eval step 40' <<<"$out" | sed 's/.*val loss \([0-9.]*\).*/\1/')
-vload=$("$bin" --init "$tmp/run/model.safetensors" --steps 0 --eval-batches 4 | sed -n 's/^val loss \([0-9.]*\).*/\1/p')
+vload=$("$bin" --init "$tmp/run/model.safetensors" --steps 0 --eval-tokens 8192 | sed -n 's/^val loss \([0-9.]*\).*/\1/p')
 [ -n "$vrun" ] && awk -v a="$vrun" -v b="$vload" 'BEGIN{d=a-b; if(d<0)d=-d; exit !(d < 1e-5)}' && ok "reloaded checkpoint gives the run's val loss ($vrun = $vload)" || bad "reload val loss $vrun vs $vload"
 
 echo "$pass passed, $fail failed"
