@@ -75,6 +75,7 @@ test-cpu: train_llama $(CPU_TESTS)
 	./dev/test/test_safetensors
 	./dev/test/test_adam8bit
 	bash dev/test/test_cli.sh
+	bash dev/test/test_crash.sh
 
 test: test-cpu cuda
 	@echo "make test: all CPU tests passed; CUDA targets compiled where nvcc exists (no GPU runs here)"

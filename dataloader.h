@@ -1,15 +1,25 @@
 // dataloader.h: token shards (llm.c layout) -> (inputs, targets) micro-batches of B x T.
 //
 // Shard file: a 1024-byte header of 256 little-endian int32, then the tokens.
-//   header[0] magic, header[1] version, header[2] token count, header[3] layout (0 = packed; a
-//   padded "paper" layout is reserved for later and rejected for now), the rest unused.
+//   header[0] magic, header[1] version, header[2] token count, header[3] layout,
+//   header[4] row length R and header[5] pad id (layout 1 only; 0 for layout 0), the rest unused.
 //   magic 20240520 version 1: uint16 tokens (llm.c GPT-2 shards)
 //   magic 20240801 version 7: uint32 tokens (llm.c llama3 shards)
 // The file size must be exactly 1024 + count * width.
 //
-// All shards matching a glob, sorted by name, form ONE token stream of num_tokens tokens.
-// Sample s is the tokens [s*T, s*T + T + 1) of that stream (inputs = first T, targets = the
-// same shifted by one), so a sample may span a shard boundary; num_samples = (num_tokens-1)/T.
+// Layout 0, packed (llm.c): all shards matching a glob, sorted by name, form ONE token stream of
+// num_tokens tokens. Sample s is the tokens [s*T, s*T + T + 1) of that stream (inputs = first T,
+// targets = the same shifted by one), so a sample may span a shard boundary;
+// num_samples = (num_tokens-1)/T.
+//
+// Layout 1, paper/padded (GaLore's C4 setup: one document per row, no packing): each shard is
+// rows of exactly R tokens (count % R == 0, so rows never straddle shards), each row one
+// document truncated or right-padded with the pad id. Sample s is row s of the concatenated
+// shards; num_samples = num_tokens / R and T must equal R. inputs = the R tokens of the row;
+// targets[t] = row[t+1] for t < R-1, -1 (ignored) for t = R-1 and wherever row[t+1] == pad id.
+// That is HF LlamaForCausalLM's loss with labels = input_ids, labels[pad] = -100 (it shifts
+// internally). The padding is on the right, so causal attention never lets a real token see a
+// pad and no attention mask is needed. All shards of one glob must share layout, R and pad id.
 // Rank r of world w owns the samples with s % w == r; an epoch is batches_per_epoch = (owned
 // samples) / B micro-batches. shuffle=0: micro-batch k uses owned samples k*B .. k*B+B-1 in
 // order; shuffle=1: each epoch uses a Fisher-Yates permutation of the owned samples drawn from a
@@ -17,6 +27,8 @@
 // a last whole batch are skipped for that epoch. After the last batch of an epoch the loader
 // goes on with batch 0 of the next one; (epoch, batch_in_epoch) is the whole state, so
 // dataloader_set_position() resumes exactly.
+//
+// Either way, sharding and shuffling below work on sample indices only.
 //
 // Tokens are read through a read-only mmap of each shard (64-bit offsets throughout), and every
 // token read is checked against vocab_size so that a shard made with another tokenizer dies
@@ -44,6 +56,7 @@
 #define DATA_MAGIC_U32 20240801
 #define DATA_VERSION_U32 7
 #define DATA_LAYOUT_PACKED 0
+#define DATA_LAYOUT_PAPER 1
 
 typedef struct {
     char* path;
@@ -53,6 +66,9 @@ typedef struct {
     int width;              // bytes per token: 2 or 4
     int64_t count;          // tokens in this shard
     int64_t start;          // offset of its first token in the concatenated stream
+    int layout;             // header[3]: DATA_LAYOUT_PACKED or DATA_LAYOUT_PAPER
+    int row_len;            // header[4]: R for the paper layout, 0 for packed
+    int pad_id;             // header[5]: pad id for the paper layout, -1 for packed
 } DataShard;
 
 typedef struct {
@@ -62,11 +78,15 @@ typedef struct {
     uint64_t seed;
     int rank, world;
     int vocab_size;
+    // layout shared by every shard of the glob
+    int layout;             // DATA_LAYOUT_PACKED or DATA_LAYOUT_PAPER
+    int row_len;            // paper: R (== T); packed: 0
+    int pad_id;             // paper: targets equal to it are ignored (-1); packed: -1
     // shards: one concatenated stream
     int num_shards;
     DataShard* shards;      // (num_shards,) sorted by path
     int64_t num_tokens;     // whole stream
-    int64_t num_samples;    // (num_tokens - 1) / T, over all ranks
+    int64_t num_samples;    // packed: (num_tokens - 1) / T; paper: num_tokens / R (rows); over all ranks
     int64_t rank_samples;   // samples owned by this rank: s % world == rank
     int64_t batches_per_epoch; // rank_samples / B
     // position: the batch that the next dataloader_next_batch() returns
@@ -139,11 +159,30 @@ static void dataloader_open_shard(DataShard* sh, const char* path) {
             "this is not a token shard of the llm.c layout", path, header[0], DATA_MAGIC_U16, DATA_MAGIC_U32);
     }
     if (header[2] < 0) die("shard %s: negative token count %d in the header; hint: the file is corrupt", path, header[2]);
-    if (header[3] != DATA_LAYOUT_PACKED) {
-        die("shard %s: layout flag header[3] = %d is not supported (only 0 = packed); hint: this "
-            "shard was written for a newer version of galore.c", path, header[3]);
+    if (header[3] != DATA_LAYOUT_PACKED && header[3] != DATA_LAYOUT_PAPER) {
+        die("shard %s: layout flag header[3] = %d is not supported (0 = packed, 1 = paper/padded); "
+            "hint: this shard was written for a newer version of galore.c", path, header[3]);
     }
     sh->count = header[2];
+    sh->layout = header[3];
+    sh->row_len = 0;
+    sh->pad_id = -1;
+    if (sh->layout == DATA_LAYOUT_PAPER) {
+        if (header[4] < 2) {
+            die("shard %s: paper layout with row length header[4] = %d (must be >= 2); hint: the "
+                "header is corrupt, regenerate the shard", path, header[4]);
+        }
+        if (header[5] < 0) {
+            die("shard %s: paper layout with negative pad id header[5] = %d; hint: the header is "
+                "corrupt, regenerate the shard", path, header[5]);
+        }
+        if (sh->count % header[4] != 0) {
+            die("shard %s: paper layout: token count %lld is not a multiple of the row length %d; "
+                "hint: the shard is corrupt or cut short, regenerate it", path, (long long)sh->count, header[4]);
+        }
+        sh->row_len = header[4];
+        sh->pad_id = header[5];
+    }
     int64_t expect = (int64_t)DATA_HEADER_BYTES + sh->count * sh->width;
     if (size < expect) {
         die("shard %s: truncated: header says %lld tokens (%lld bytes) but the file has %lld bytes; "
@@ -243,12 +282,42 @@ static void dataloader_init(DataLoader* dl, const char* pattern, int B, int T, i
     }
     globfree(&g);
     dl->num_tokens = total;
-    int64_t need = (int64_t)B * T + 1;
-    if (total < need) {
-        die("dataloader: %s holds %lld tokens, fewer than one batch needs (B*T+1 = %lld); hint: "
-            "lower --batch / --seq or use more data", pattern, (long long)total, (long long)need);
+    // one layout for the whole glob: a mixed stream has no single meaning of "sample"
+    const DataShard* first = &dl->shards[0];
+    for (int i = 1; i < dl->num_shards; i++) {
+        const DataShard* sh = &dl->shards[i];
+        if (sh->layout != first->layout || sh->row_len != first->row_len || sh->pad_id != first->pad_id) {
+            die("dataloader: shards of %s mix layouts: %s has layout %d (row length %d, pad %d) but %s has "
+                "layout %d (row length %d, pad %d); hint: point the glob at shards made by one run of the "
+                "data script", pattern, first->path, first->layout, first->row_len, first->pad_id,
+                sh->path, sh->layout, sh->row_len, sh->pad_id);
+        }
     }
-    dl->num_samples = (total - 1) / T;
+    dl->layout = first->layout;
+    dl->row_len = first->row_len;
+    dl->pad_id = first->pad_id;
+    if (dl->layout == DATA_LAYOUT_PAPER) {
+        if (T != dl->row_len) {
+            die("dataloader: --seq must equal the row length R of paper-layout shard %s: --seq is %d, "
+                "R is %d; hint: pass --seq %d", first->path, T, dl->row_len, dl->row_len);
+        }
+        if (dl->pad_id >= vocab_size) {
+            die("dataloader: paper-layout shard %s has pad id %d >= vocab_size %d; hint: the shard was "
+                "made with a different tokenizer than the model's", first->path, dl->pad_id, vocab_size);
+        }
+        dl->num_samples = total / T;
+        if (dl->num_samples < B) {
+            die("dataloader: %s holds %lld rows of %d tokens, fewer than one batch of %d; hint: lower "
+                "--batch or use more data", pattern, (long long)dl->num_samples, T, B);
+        }
+    } else {
+        int64_t need = (int64_t)B * T + 1;
+        if (total < need) {
+            die("dataloader: %s holds %lld tokens, fewer than one batch needs (B*T+1 = %lld); hint: "
+                "lower --batch / --seq or use more data", pattern, (long long)total, (long long)need);
+        }
+        dl->num_samples = (total - 1) / T;
+    }
     dl->rank_samples = dl->num_samples > rank ? (dl->num_samples - rank + world - 1) / world : 0;
     dl->batches_per_epoch = dl->rank_samples / B;
     if (dl->batches_per_epoch < 1) {
@@ -270,15 +339,26 @@ static int64_t dataloader_sample_start(DataLoader* dl, int64_t epoch, int64_t ba
     return s * dl->T;
 }
 
-// inputs, targets: (B, T) int32; a target of -1 would mean "ignored" (not produced yet)
+// inputs, targets: (B, T) int32; a target of -1 means "ignored" (paper layout: the last
+// position of a row and every position whose next token is the pad)
 static void dataloader_next_batch(DataLoader* dl, int* inputs, int* targets) {
     int T = dl->T;
     int* buf = (int*)mallocCheck(((size_t)T + 1) * sizeof(int));
     for (int b = 0; b < dl->B; b++) {
         int64_t start = dataloader_sample_start(dl, dl->epoch, dl->batch_in_epoch, b);
-        dataloader_read_tokens(dl, start, (int64_t)T + 1, buf);
-        memcpy(inputs + (size_t)b * T, buf, (size_t)T * sizeof(int));
-        memcpy(targets + (size_t)b * T, buf + 1, (size_t)T * sizeof(int));
+        int* in = inputs + (size_t)b * T;
+        int* tg = targets + (size_t)b * T;
+        if (dl->layout == DATA_LAYOUT_PAPER) {
+            // one row: T == R tokens, all inside one shard
+            dataloader_read_tokens(dl, start, (int64_t)T, buf);
+            memcpy(in, buf, (size_t)T * sizeof(int));
+            for (int t = 0; t < T - 1; t++) tg[t] = buf[t + 1] == dl->pad_id ? -1 : buf[t + 1];
+            tg[T - 1] = -1;
+        } else {
+            dataloader_read_tokens(dl, start, (int64_t)T + 1, buf);
+            memcpy(in, buf, (size_t)T * sizeof(int));
+            memcpy(tg, buf + 1, (size_t)T * sizeof(int));
+        }
     }
     free(buf);
     dl->batch_in_epoch++;

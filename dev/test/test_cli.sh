@@ -58,5 +58,13 @@ vrun=$(grep '^eval step 40' <<<"$out" | sed 's/.*val loss \([0-9.]*\).*/\1/')
 vload=$("$bin" --init "$tmp/run/model.safetensors" --steps 0 --eval-tokens 8192 | sed -n 's/^val loss \([0-9.]*\).*/\1/p')
 [ -n "$vrun" ] && awk -v a="$vrun" -v b="$vload" 'BEGIN{d=a-b; if(d<0)d=-d; exit !(d < 1e-5)}' && ok "reloaded checkpoint gives the run's val loss ($vrun = $vload)" || bad "reload val loss $vrun vs $vload"
 
+# a blown-up run: non-finite losses skip their updates, are logged, and stop the run after
+# --max-bad-steps in a row with one clear line
+out=$("$bin" --steps 20 --warmup 0 --lr 1e30 --grad-clip 0 --max-bad-steps 3 --val "" --sample-len 0 --out "$tmp/nan" --save-every 1 --log "$tmp/nan.jsonl" 2>&1); rc=$?
+nskip=$(grep -c '"skipped": true' "$tmp/nan.jsonl")
+if [ $rc -ne 0 ] && [ "$nskip" = 3 ] && grep -q "update skipped" <<<"$out" && grep -q "^error: step .*3 steps in a row had a non-finite loss" <<<"$out" \
+   && [ -f "$tmp/nan/ckpt_00000003/DONE" ]; then ok "non-finite steps are skipped, logged, and stop the run after 3: $(grep '^error' <<<"$out" | cut -c1-80)..."
+else bad "NaN handling (rc $rc, $nskip skipped): $(tail -3 <<<"$out")"; fi
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -17,16 +17,17 @@ static int passed = 0, failed = 0;
 
 static char tmpdir[256];
 
-// a shard: header (magic, version, declared count, layout), then `n` tokens of `width` bytes,
-// then `extra` junk bytes
-static void write_shard(const char* name, int magic, int version, int declared, int layout,
-                        const uint32_t* toks, int n, int width, int extra) {
+// a shard: header (magic, version, declared count, layout, row length, pad id), then `n` tokens
+// of `width` bytes, then `extra` junk bytes
+static void write_shard_ex(const char* name, int magic, int version, int declared, int layout,
+                           int row_len, int pad_id, const uint32_t* toks, int n, int width, int extra) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", tmpdir, name);
     FILE* f = fopenCheck(path, "wb");
     int32_t header[256];
     memset(header, 0, sizeof header);
     header[0] = magic; header[1] = version; header[2] = declared; header[3] = layout;
+    header[4] = row_len; header[5] = pad_id;
     fwriteCheck(header, sizeof(int32_t), 256, f, path);
     for (int i = 0; i < n; i++) {
         uint8_t b[4] = {(uint8_t)toks[i], (uint8_t)(toks[i] >> 8), (uint8_t)(toks[i] >> 16), (uint8_t)(toks[i] >> 24)};
@@ -34,6 +35,16 @@ static void write_shard(const char* name, int magic, int version, int declared, 
     }
     for (int i = 0; i < extra; i++) fputc(0, f);
     fclose(f);
+}
+
+static void write_shard(const char* name, int magic, int version, int declared, int layout,
+                        const uint32_t* toks, int n, int width, int extra) {
+    write_shard_ex(name, magic, version, declared, layout, 0, 0, toks, n, width, extra);
+}
+
+// a uint16 paper-layout shard of whole rows
+static void write_paper(const char* name, int row_len, int pad_id, const uint32_t* toks, int n) {
+    write_shard_ex(name, 20240520, 1, n, 1, row_len, pad_id, toks, n, 2, 0);
 }
 
 // stream positions as token values: token at stream offset g is g + base
@@ -310,7 +321,7 @@ static void test_bad_shards(void) {
     pattern_of(pat, sizeof pat, "bad_version.bin");
     expect_death("unknown version", child_load, &a, "unknown version");
 
-    write_shard("bad_layout.bin", 20240520, 1, 64, 1, t, 64, 2, 0);
+    write_shard("bad_layout.bin", 20240520, 1, 64, 2, t, 64, 2, 0);
     pattern_of(pat, sizeof pat, "bad_layout.bin");
     expect_death("layout flag", child_load, &a, "layout flag");
 
@@ -332,6 +343,128 @@ static void test_bad_shards(void) {
 
     pattern_of(pat, sizeof pat, "nothing_here_*.bin");
     expect_death("glob matches nothing", child_load, &a, "no shard matches");
+}
+
+// ----------------------------------------------------------------------------------------------
+// layout 1 (paper/padded rows)
+
+static void test_paper(void) {
+    // R = 6, pad 0: two shards of two rows each and an empty shard; rows never straddle shards
+    static const uint32_t rows_a[] = {5, 6, 7, 8, 9, 10,   // full row: no pad
+                                      11, 12, 1, 0, 0, 0}; // doc, eos 1, padding
+    static const uint32_t rows_b[] = {1, 0, 0, 0, 0, 0,    // empty document: eos then pads
+                                      20, 21, 22, 23, 1, 0};
+    write_paper("p_000.bin", 6, 0, rows_a, 12);
+    write_paper("p_001.bin", 6, 0, rows_b, 12);
+    write_paper("p_002.bin", 6, 0, rows_b, 0);
+    static const int want_tg[4][6] = {{6, 7, 8, 9, 10, -1}, {12, 1, -1, -1, -1, -1},
+                                      {-1, -1, -1, -1, -1, -1}, {21, 22, 23, 1, -1, -1}};
+    const uint32_t* want_in[4] = {rows_a, rows_a + 6, rows_b, rows_b + 6};
+    char pat[512]; pattern_of(pat, sizeof pat, "p_*.bin");
+    DataLoader dl;
+    dataloader_init(&dl, pat, 2, 6, 0, 0, 0, 1, 50);
+    CHECK(dl.layout == 1 && dl.row_len == 6 && dl.pad_id == 0, "paper fields: layout %d R %d pad %d", dl.layout, dl.row_len, dl.pad_id);
+    CHECK(dl.num_tokens == 24 && dl.num_samples == 4 && dl.batches_per_epoch == 2, "paper counts: tokens %lld rows %lld bpe %lld",
+          (long long)dl.num_tokens, (long long)dl.num_samples, (long long)dl.batches_per_epoch);
+    int in[12], tg[12];
+    for (int k = 0; k < 2; k++) {
+        dataloader_next_batch(&dl, in, tg);
+        for (int b = 0; b < 2; b++) {
+            int r = k * 2 + b, ok = 1;
+            for (int t = 0; t < 6; t++) if (in[b * 6 + t] != (int)want_in[r][t] || tg[b * 6 + t] != want_tg[r][t]) ok = 0;
+            CHECK(ok, "paper row %d: inputs %d %d %d %d %d %d targets %d %d %d %d %d %d", r, in[b * 6], in[b * 6 + 1],
+                  in[b * 6 + 2], in[b * 6 + 3], in[b * 6 + 4], in[b * 6 + 5], tg[b * 6], tg[b * 6 + 1], tg[b * 6 + 2],
+                  tg[b * 6 + 3], tg[b * 6 + 4], tg[b * 6 + 5]);
+        }
+    }
+    CHECK(dl.epoch == 1 && dl.batch_in_epoch == 0, "paper wrap: %lld %lld", (long long)dl.epoch, (long long)dl.batch_in_epoch);
+    dataloader_free(&dl);
+    { // the packed layout is unchanged
+        DataLoader d0;
+        char pa[512]; pattern_of(pa, sizeof pa, "a_*.bin");
+        dataloader_init(&d0, pa, 2, 8, 0, 0, 0, 1, 1000);
+        CHECK(d0.layout == 0 && d0.row_len == 0 && d0.pad_id == -1, "packed fields: layout %d R %d pad %d", d0.layout, d0.row_len, d0.pad_id);
+        int i0[16], t0[16];
+        dataloader_next_batch(&d0, i0, t0);
+        CHECK(i0[0] == 0 && t0[0] == 1 && t0[15] == 16, "packed batch changed: %d %d %d", i0[0], t0[0], t0[15]);
+        dataloader_free(&d0);
+    }
+
+    // the pad is header[5], not 0: a real token 0 keeps its target, pad 49 is ignored
+    static const uint32_t rows_c[] = {4, 0, 7, 1, 49, 49,  3, 0, 0, 2, 5, 1};
+    write_paper("q_000.bin", 6, 49, rows_c, 12);
+    pattern_of(pat, sizeof pat, "q_000.bin");
+    dataloader_init(&dl, pat, 2, 6, 0, 0, 0, 1, 50);
+    dataloader_next_batch(&dl, in, tg);
+    static const int want_c[12] = {0, 7, 1, -1, -1, -1,  0, 0, 2, 5, 1, -1};
+    CHECK(memcmp(tg, want_c, sizeof want_c) == 0, "pad 49 targets: %d %d %d %d %d %d | %d %d %d %d %d %d",
+          tg[0], tg[1], tg[2], tg[3], tg[4], tg[5], tg[6], tg[7], tg[8], tg[9], tg[10], tg[11]);
+    dataloader_free(&dl);
+
+    // ranks and shuffling work on rows: world 2 rank 1 owns rows 1 and 3
+    pattern_of(pat, sizeof pat, "p_*.bin");
+    dataloader_init(&dl, pat, 1, 6, 0, 0, 1, 2, 50);
+    CHECK(dl.rank_samples == 2 && dl.batches_per_epoch == 2, "paper rank 1 of 2: %lld rows", (long long)dl.rank_samples);
+    dataloader_next_batch(&dl, in, tg);
+    CHECK(in[0] == 11 && tg[1] == 1, "rank 1 batch 0 is not row 1: in[0] %d", in[0]);
+    dataloader_next_batch(&dl, in, tg);
+    CHECK(in[0] == 20 && tg[3] == 1, "rank 1 batch 1 is not row 3: in[0] %d", in[0]);
+    dataloader_free(&dl);
+    dataloader_init(&dl, pat, 1, 6, 1, 5, 0, 1, 50);
+    int seen_ok = 1, identity = 1;
+    for (int e = 0; e < 3; e++) {
+        int count[4] = {0};
+        for (int k = 0; k < 4; k++) {
+            dataloader_next_batch(&dl, in, tg);
+            int r = -1;
+            for (int j = 0; j < 4; j++) if (in[0] == (int)want_in[j][0] && in[1] == (int)want_in[j][1]) r = j;
+            if (r < 0 || memcmp(tg, want_tg[r], sizeof want_tg[r]) != 0) seen_ok = 0; else count[r]++;
+            if (r != k) identity = 0;
+        }
+        for (int j = 0; j < 4; j++) if (count[j] != 1) seen_ok = 0;
+    }
+    CHECK(seen_ok, "paper shuffle: each epoch must visit each row once, with its own targets");
+    CHECK(!identity, "paper shuffle gave the sequential order three epochs in a row");
+    dataloader_free(&dl);
+
+    // errors
+    LoadArgs a;
+    a.B = 2; a.T = 6; a.vocab = 50; a.pattern = pat;
+    LoadArgs aT = a; aT.T = 8;
+    pattern_of(pat, sizeof pat, "p_*.bin");
+    char want[600];
+    snprintf(want, sizeof want, "--seq must equal the row length R of paper-layout shard %s/p_000.bin", tmpdir);
+    expect_death("paper T != R", child_load, &aT, want);
+    LoadArgs aV = a; aV.vocab = 13; // shard p_001 row 3 holds ids 20..23
+    expect_death("paper token >= vocab", child_load, &aV, "p_001.bin: token id 20 at token offset 6 >= vocab_size 13");
+    LoadArgs aB = a; aB.B = 5; // 4 rows
+    expect_death("paper fewer rows than a batch", child_load, &aB, "4 rows of 6 tokens, fewer than one batch of 5");
+
+    write_range("mix_000.bin", 2, 0, 60, 0); // packed, then paper: mixed layouts
+    write_paper("mix_001.bin", 6, 0, rows_a, 12);
+    pattern_of(pat, sizeof pat, "mix_*.bin");
+    expect_death("mixed layouts", child_load, &a, "mix layouts");
+    write_paper("mr_000.bin", 6, 0, rows_a, 12); // same layout, other R
+    write_paper("mr_001.bin", 4, 0, rows_a, 12);
+    pattern_of(pat, sizeof pat, "mr_*.bin");
+    expect_death("mixed row lengths", child_load, &a, "mix layouts");
+    write_paper("mp_000.bin", 6, 0, rows_a, 12); // same R, other pad
+    write_paper("mp_001.bin", 6, 3, rows_a, 12);
+    pattern_of(pat, sizeof pat, "mp_*.bin");
+    expect_death("mixed pad ids", child_load, &a, "mix layouts");
+
+    write_paper("pv_000.bin", 6, 50, rows_a, 12);
+    pattern_of(pat, sizeof pat, "pv_000.bin");
+    expect_death("pad id >= vocab", child_load, &a, "pad id 50 >= vocab_size 50");
+    write_paper("pneg_000.bin", 6, -1, rows_a, 12);
+    pattern_of(pat, sizeof pat, "pneg_000.bin");
+    expect_death("negative pad id", child_load, &a, "negative pad id");
+    write_paper("prow_000.bin", 5, 0, rows_a, 12); // 12 tokens are not rows of 5
+    pattern_of(pat, sizeof pat, "prow_000.bin");
+    expect_death("count not a multiple of R", child_load, &a, "not a multiple of the row length 5");
+    write_paper("pr1_000.bin", 1, 0, rows_a, 12);
+    pattern_of(pat, sizeof pat, "pr1_000.bin");
+    expect_death("row length < 2", child_load, &a, "row length header[4] = 1");
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -444,6 +577,7 @@ int main(void) {
     test_shuffle();
     test_ranks();
     test_bad_shards();
+    test_paper();
     test_tokenizer_real();
     test_tokenizer_handmade();
     char cmd[600];
