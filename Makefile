@@ -39,7 +39,7 @@ NVCC_LDLIBS = -lcublas -lcublasLt -lcusolver -lcudnn -lcjson $(BLAS_LIBS) $(LAPA
 
 CPU_TESTS = test_llama dev/test/test_data dev/test/test_safetensors dev/test/test_adam8bit
 
-.PHONY: all test test-cpu cuda clean
+.PHONY: all test test-cpu test-sanitizers test-fuzz cuda clean
 all: train_llama cuda
 
 train_llama: train_llama.c $(HEADERS)
@@ -77,8 +77,16 @@ test-cpu: train_llama $(CPU_TESTS)
 	bash dev/test/test_cli.sh
 	bash dev/test/test_crash.sh
 
-test: test-cpu cuda
-	@echo "make test: all CPU tests passed; CUDA targets compiled where nvcc exists (no GPU runs here)"
+# the CPU tests again under AddressSanitizer and UBSan, and each parser's fuzzer briefly
+test-sanitizers:
+	bash dev/test/run_sanitizers.sh
+
+FUZZ_TIME ?= 15
+test-fuzz:
+	$(MAKE) -C dev/fuzz run FUZZ_TIME=$(FUZZ_TIME)
+
+test: test-cpu test-sanitizers test-fuzz cuda
+	@echo "make test: all CPU tests passed (also under ASan/UBSan), fuzzers found nothing; CUDA targets compiled where nvcc exists (no GPU runs here)"
 
 clean:
 	rm -f train_llama test_llama $(CPU_TESTS) $(CU_TARGETS)

@@ -61,9 +61,11 @@ static int json_int(const cJSON* root, const char* key, int def, const char* pat
         if (def < -1) die("%s: missing required field \"%s\"; hint: pass a Hugging Face LlamaConfig config.json", path, key);
         return def;
     }
-    if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int)it->valuedouble)
-        die("%s: field \"%s\" must be an integer", path, key);
-    return (int)it->valuedouble;
+    // range first: casting a double outside int's range is undefined behaviour (found by fuzzing)
+    double d = it->valuedouble;
+    if (!cJSON_IsNumber(it) || !(d >= -2147483648.0 && d <= 2147483647.0) || d != (double)(int)d)
+        die("%s: field \"%s\" must be an integer in int range", path, key);
+    return (int)d;
 }
 
 static double json_num(const cJSON* root, const char* key, double def, const char* path) {
