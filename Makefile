@@ -20,7 +20,7 @@ else
 endif
 LDLIBS = -lcjson $(BLAS_LIBS) $(LAPACK_LIBS) -lm
 
-HEADERS = utils.h rand.h llama.h cli.h safetensors.h dataloader.h tokenizer.h galore.h adam8bit.h memplan.h checkpoint.h
+HEADERS = utils.h rand.h llama.h llama_math.h cli.h safetensors.h dataloader.h tokenizer.h galore.h adam8bit.h memplan.h checkpoint.h
 
 # CUDA: targets exist once their sources do; without nvcc they are skipped with a message
 NVCC ?= nvcc
@@ -35,11 +35,14 @@ else
   NVCC_ARCH = -gencode arch=compute_$(GPU_COMPUTE_CAPABILITY),code=sm_$(GPU_COMPUTE_CAPABILITY)
 endif
 NVCC_FLAGS = -O3 -std=c++17 --use_fast_math -I. $(NVCC_ARCH) -Xcompiler -fopenmp
-NVCC_LDLIBS = -lcublas -lcublasLt -lcusolver -lcudnn -lcjson $(BLAS_LIBS) $(LAPACK_LIBS) -lgomp
+# nvcc does not take -Wl,...: pass the BLAS rpath through -Xlinker
+COMMA := ,
+NVCC_BLAS_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(BLAS_LIBS))
+NVCC_LDLIBS = -lcublas -lcublasLt -lcusolver -lcudnn -lcjson $(NVCC_BLAS_LIBS) $(LAPACK_LIBS) -lgomp
 
 CPU_TESTS = test_llama dev/test/test_data dev/test/test_safetensors dev/test/test_adam8bit
 
-.PHONY: all test test-cpu test-sanitizers test-fuzz cuda clean
+.PHONY: all test test-cpu test-sanitizers test-fuzz test-gpu cuda clean
 all: train_llama cuda
 
 train_llama: train_llama.c $(HEADERS)
@@ -60,6 +63,14 @@ dev/test/test_adam8bit: dev/test/test_adam8bit.c adam8bit.h utils.h
 %cu: %.cu $(HEADERS) $(wildcard *.cuh)
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LDLIBS)
 
+# test_llama.cu includes train_llama.cu, and the CPU engine for the CPU-vs-GPU check
+test_llamacu: train_llama.cu train_llama.c
+
+# on a machine with a GPU: the GPU tests and every dev/cuda kernel check
+test-gpu: test_llamacu
+	./test_llamacu
+	$(MAKE) -C dev/cuda run
+
 cuda:
 ifeq ($(NVCC_FOUND),)
 	@echo "note: nvcc not found: CUDA targets ($(or $(CU_TARGETS),none)) skipped; install the CUDA Toolkit to build them"
@@ -67,6 +78,7 @@ else ifeq ($(CU_TARGETS),)
 	@echo "note: no .cu sources yet: nothing to build for CUDA"
 else
 	$(MAKE) $(CU_TARGETS)
+	$(MAKE) -C dev/cuda
 endif
 
 test-cpu: train_llama $(CPU_TESTS)

@@ -57,6 +57,11 @@ typedef struct {
     int threads;
     int print_every;
     int memory_plan;           // print the memory plan and exit
+    // GPU program only (the CPU program accepts and ignores them)
+    int master_weights;        // fp32 master weights and fp32 moments
+    int stochastic_rounding;   // stochastic rounding of the bf16 update
+    int device;                // CUDA device index
+    int attn_fallback;         // cuBLAS attention instead of cuDNN's fused SDPA
 } Settings;
 
 typedef enum { OPT_INT, OPT_INT64, OPT_FLOAT, OPT_STR, OPT_CHOICE } OptType;
@@ -117,6 +122,10 @@ static const OptSpec CLI_OPTIONS[] = {
     {"threads", OPT_INT, OPT_S(threads), "0", NULL, "CPU threads for OpenMP and BLAS (0: all cores)"},
     {"print-every", OPT_INT, OPT_S(print_every), "1", NULL, "print a console line every N steps (the log gets every step)"},
     {"memory-plan", OPT_INT, OPT_S(memory_plan), "0", NULL, "1: print the memory plan (weights, gradients, optimizer state, activations) for this config and flags, and exit"},
+    {"master-weights", OPT_INT, OPT_S(master_weights), "0", NULL, "GPU: 1 keeps fp32 master weights and fp32 Adam moments (0: pure bf16 weights and moments, as the GaLore paper)"},
+    {"stochastic-rounding", OPT_INT, OPT_S(stochastic_rounding), "0", NULL, "GPU: 1 rounds the bf16 results of each update stochastically (seeded, reproducible)"},
+    {"device", OPT_INT, OPT_S(device), "0", NULL, "GPU: CUDA device index"},
+    {"attn-fallback", OPT_INT, OPT_S(attn_fallback), "0", NULL, "GPU: 1 uses the cuBLAS attention path even where cuDNN's fused attention works"},
 };
 #define CLI_NUM_OPTIONS ((int)(sizeof(CLI_OPTIONS) / sizeof(CLI_OPTIONS[0])))
 

@@ -19,7 +19,10 @@
 #include "llama_math.h"
 
 // bf16 everywhere on the GPU: weights, activations, gradients (and moments by default)
+#ifndef FLOATX_DEFINED
+#define FLOATX_DEFINED
 typedef __nv_bfloat16 floatX;
+#endif
 
 // ----------------------------------------------------------------------------
 // checked calls: one line, then exit(1). The hint is the first thing to try.
