@@ -20,7 +20,7 @@ else
 endif
 LDLIBS = -lcjson $(BLAS_LIBS) $(LAPACK_LIBS) -lm
 
-HEADERS = utils.h rand.h llama.h llama_math.h cli.h safetensors.h dataloader.h tokenizer.h galore.h adam8bit.h memplan.h checkpoint.h
+HEADERS = utils.h hostdev.h rand.h run.h llama.h llama_math.h cli.h safetensors.h dataloader.h tokenizer.h galore.h adam8bit.h memplan.h checkpoint.h
 
 # CUDA: targets exist once their sources do; without nvcc they are skipped with a message
 NVCC ?= nvcc
@@ -88,6 +88,7 @@ test-cpu: train_llama $(CPU_TESTS)
 	./dev/test/test_adam8bit
 	bash dev/test/test_cli.sh
 	bash dev/test/test_crash.sh
+	bash dev/test/test_c4.sh
 
 # the CPU tests again under AddressSanitizer and UBSan, and each parser's fuzzer briefly
 test-sanitizers:

@@ -18,13 +18,7 @@
 #ifndef ADAM8BIT_H
 #define ADAM8BIT_H
 
-#ifndef HOSTDEV
-#ifdef __CUDACC__
-#define HOSTDEV __host__ __device__
-#else
-#define HOSTDEV
-#endif
-#endif
+#include "hostdev.h"
 
 #include <stdint.h>
 #include <stddef.h>

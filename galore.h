@@ -15,13 +15,7 @@
 #include "llama.h"
 #include "adam8bit.h"
 
-#ifndef HOSTDEV
-#ifdef __CUDACC__
-#define HOSTDEV __host__ __device__
-#else
-#define HOSTDEV
-#endif
-#endif
+#include "hostdev.h"
 
 // ----------------------------------------------------------------------------
 // optimizer kinds and their settings

@@ -9,13 +9,7 @@
 #include <string.h>
 #include <math.h>
 
-#ifndef HOSTDEV
-#ifdef __CUDACC__
-#define HOSTDEV __host__ __device__
-#else
-#define HOSTDEV
-#endif
-#endif
+#include "hostdev.h"
 
 // silu(g) * u, as the CPU's swiglu_forward: g / (1 + exp(-g)) * u
 HOSTDEV static inline float swiglu_elem(float g, float u) { return g / (1.0f + expf(-g)) * u; }

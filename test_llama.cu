@@ -378,8 +378,12 @@ static void test_determinism(const Reference* r, const LlamaConfig* c, const flo
     dataloader_init(&dl, REF_DIR "/train.bin", r->B, r->T, 0, 0, 0, 1, r->V);
     Rng rng; rng_init(&rng, 7);
     float pre[3], a[10], b[10];
+    GpuRun run;
+    memset(&run, 0, sizeof run);
+    run.tr = &tr;
+    Engine e = gpu_engine(&run);
     run_gpu_steps(&tr, &dl, r, 0, 3, pre, NULL);
-    gpu_checkpoint_save(&s, c, &tr, &dl, &rng, 3, 0);
+    run_save(&e, &s, c, &oc, &dl, &rng, 3, 0);
     run_gpu_steps(&tr, &dl, r, 3, 10, a, NULL);
     size_t P = m.table.total;
     float* wa = (float*)mallocCheck(sizeof(float) * P);
@@ -387,8 +391,8 @@ static void test_determinism(const Reference* r, const LlamaConfig* c, const flo
     gpu_download_params(&m, wa);
     // scramble the state, then resume from the checkpoint
     run_gpu_steps(&tr, &dl, r, 13, 2, pre, NULL);
-    GpuProgress pr;
-    int ok = gpu_checkpoint_resume(&s, c, &tr, &dl, &rng, &pr);
+    Progress pr;
+    int ok = run_resume(&e, &s, c, &oc, &dl, &rng, &pr);
     run_gpu_steps(&tr, &dl, r, 3, 10, b, NULL);
     gpu_download_params(&m, wb);
     char mode[96];

@@ -26,6 +26,7 @@
 #include "galore.h"
 #include "memplan.h"
 #include "checkpoint.h"
+#include "run.h"
 
 // OpenBLAS lets us set its thread count; the reference BLAS has no threads. A weak symbol keeps
 // the build working with either library.
@@ -916,30 +917,16 @@ static float evaluate(Llama* m, DataLoader* dl, int n, int* inputs, int* targets
 // recomputing the whole prefix each time: slow but simple, and only a few dozen tokens
 static int sample_tokens(Llama* m, int* tokens, int n_prompt, int n_new, Rng* rng) {
     int n = n_prompt;
-    int V = m->config.V;
     for (int i = 0; i < n_new && n < m->T; i++) {
         llama_forward(m, tokens, NULL, 1, n);
-        const float* li = m->acts.logits + (size_t)(n - 1) * V;
-        float maxv = -INFINITY;
-        for (int j = 0; j < V; j++) if (li[j] > maxv) maxv = li[j];
-        double sum = 0.0;
-        for (int j = 0; j < V; j++) sum += exp((double)(li[j] - maxv));
-        double r = rng_uniform(rng) * sum, acc = 0.0;
-        int next = V - 1;
-        for (int j = 0; j < V; j++) { acc += exp((double)(li[j] - maxv)); if (acc > r) { next = j; break; } }
-        tokens[n++] = next;
+        tokens[n] = sample_from_logits(m->acts.logits + (size_t)(n - 1) * m->config.V, m->config.V, rng);
+        n++;
     }
     return n;
 }
 
 // ----------------------------------------------------------------------------
 // run helpers
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static double rss_mib(void) {
     FILE* f = fopen("/proc/self/statm", "r");
@@ -948,14 +935,6 @@ static double rss_mib(void) {
     if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
     fclose(f);
     return rss * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
-}
-
-static void format_duration(char* buf, size_t n, double s) {
-    if (s < 0 || !isfinite(s)) { snprintf(buf, n, "?"); return; }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
-    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(buf, n, "%lds", t);
 }
 
 static int get_threads(void);
@@ -982,61 +961,16 @@ static int get_threads(void) {
 #endif
 }
 
-static void print_sample(Llama* m, const Tokenizer* tok, int have_tok, int eos, int len, Rng* rng) {
-    if (len <= 0) return;
-    int total = len + 1 < m->T ? len + 1 : m->T;
-    int* tokens = (int*)mallocCheck(sizeof(int) * (size_t)m->T);
-    tokens[0] = eos; // documents follow an end-of-text token in the packed layout
-    int n = sample_tokens(m, tokens, 1, total - 1, rng);
-    if (have_tok) {
-        size_t cap = (size_t)n * 64 + 16;
-        char* text = (char*)mallocCheck(cap);
-        tokenizer_decode(tok, tokens + 1, n - 1, text, cap);
-        printf("sample: %s\n", text);
-        free(text);
-    } else {
-        printf("sample ids:");
-        for (int i = 1; i < n; i++) printf(" %d", tokens[i]);
-        printf("\n");
-    }
-    free(tokens);
-}
-
 // ----------------------------------------------------------------------------
-// checkpoints of this engine: the entries of state.bin (checkpoint.h)
+// the CPU engine for run.h: the Trainer is the context
 
-// the settings a resumed run must share with the saved one (others, like --lr or --steps, may change)
-#define FP_N 16
-static const char* const FP_NAMES[FP_N] = {
-    "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers",
-    "vocab_size", "--optimizer", "--rank", "--update-proj-gap", "--proj-type", "--batch", "--seq", "--grad-accum",
-    "--per-layer", "--shuffle", "--seed",
-};
-
-typedef struct {
-    int64_t step;          // training steps done
-    int64_t updates;       // optimizer updates done (skipped steps do not count)
-    int64_t epoch, batch;  // train loader position
-    int64_t sample_rng;    // sampling RNG state (bits of the uint64)
-    int64_t refreshes;     // SVDs done
-    int64_t bad_in_a_row;  // consecutive skipped steps
-    int64_t reserved;
-} Progress;
-
-static void fingerprint(int64_t* fp, const LlamaConfig* c, const OptimConfig* oc, const Settings* s) {
-    int g = optim_is_galore(oc->kind);
-    int64_t v[FP_N] = {c->C, c->H, c->NH, c->NKV, c->L, c->V, oc->kind, g ? oc->rank : 0, g ? oc->update_proj_gap : 0,
-                       g ? oc->proj_type : 0, s->batch, s->seq, s->grad_accum, s->per_layer, s->shuffle, s->seed};
-    memcpy(fp, v, sizeof v);
-}
-
-// the list of blobs: progress, fingerprint, projector flags, then per tensor its state
-static int state_entries(StateEntry* e, Trainer* tr, Progress* pr, int64_t* fp) {
-    Optimizer* o = &tr->opt;
+// the optimizer's checkpoint entries: which tensors have a projector, then per tensor its moments
+// (fp32, or 8-bit with absmax) and projector
+static int cpu_state_entries(void* ctx, StateEntry* e, int cap) {
+    Optimizer* o = &((Trainer*)ctx)->opt;
     int n = 0;
-    #define ADD(nm, ptr, bytes) do { snprintf(e[n].name, STATE_NAME_LEN, "%s", nm); e[n].data = (void*)(ptr); e[n].nbytes = (int64_t)(bytes); n++; } while (0)
-    ADD("progress", pr, sizeof *pr);
-    ADD("fingerprint", fp, sizeof(int64_t) * FP_N);
+    #define ADD(nm, ptr, bytes) do { if (n >= cap) die("internal: too many state entries"); \
+        snprintf(e[n].name, STATE_NAME_LEN, "%s", nm); e[n].data = (void*)(ptr); e[n].nbytes = (int64_t)(bytes); n++; } while (0)
     ADD("has_proj", o->has_proj, sizeof(int) * o->n);
     for (int i = 0; i < o->n; i++) {
         const TensorLayout* l = &o->lay[i];
@@ -1056,120 +990,45 @@ static int state_entries(StateEntry* e, Trainer* tr, Progress* pr, int64_t* fp) 
     return n;
 }
 
-static void checkpoint_save_run(const Settings* s, const LlamaConfig* c, Llama* m, Trainer* tr, const DataLoader* dl,
-                                const Rng* rng, int64_t step, int64_t bad_in_a_row) {
-    char tmpdir[1100], path[1200];
-    checkpoint_begin(tmpdir, sizeof tmpdir, s->out, step);
-    llama_save(c, &m->table, m->params, tmpdir, ST_F32);
-    Progress pr;
-    memset(&pr, 0, sizeof pr);
-    pr.step = step; pr.updates = tr->t; pr.epoch = dl->epoch; pr.batch = dl->batch_in_epoch;
-    pr.sample_rng = (int64_t)rng->state; pr.refreshes = tr->opt.refreshes; pr.bad_in_a_row = bad_in_a_row;
-    int64_t fp[FP_N];
-    fingerprint(fp, c, &tr->opt.cfg, s);
-    StateEntry* e = (StateEntry*)mallocCheck(sizeof(StateEntry) * (size_t)(3 + 6 * tr->opt.n));
-    int n = state_entries(e, tr, &pr, fp);
-    snprintf(path, sizeof path, "%.1000s/state.bin", tmpdir);
-    state_write(path, e, n);
-    free(e);
-    checkpoint_commit(tmpdir, s->out, step, s->keep);
+static float cpu_train_step(void* ctx, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped, int64_t* n_targets) {
+    return train_step((Trainer*)ctx, dl, lr, inputs, targets, norm, skipped, n_targets);
 }
-
-// checkpoint_resume_run: restore the newest complete checkpoint of --out; returns 0 if there is none
-static int checkpoint_resume_run(const Settings* s, const LlamaConfig* c, Llama* m, Trainer* tr, DataLoader* dl, Rng* rng,
-                                 Progress* pr) {
-    int64_t steps[4096];
-    int n = checkpoint_list(s->out, steps, 4096);
-    if (n == 0) return 0;
-    char dir[1100], path[1200], why[512];
-    checkpoint_path(dir, sizeof dir, s->out, steps[0], "");
-    snprintf(path, sizeof path, "%.1000s/model.safetensors", dir);
-    llama_load_params(&m->table, m->params, path);
-    int64_t fp_now[FP_N], fp_saved[FP_N];
-    fingerprint(fp_now, c, &tr->opt.cfg, s);
-    StateEntry* e = (StateEntry*)mallocCheck(sizeof(StateEntry) * (size_t)(3 + 6 * tr->opt.n));
-    int ne = state_entries(e, tr, pr, fp_saved);
-    snprintf(path, sizeof path, "%.1000s/state.bin", dir);
-    // the fingerprint first, alone, so that a settings mismatch gets a message naming the flag
-    StateEntry fpe = e[1];
-    if (!state_read(path, &fpe, 1, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
-    for (int k = 0; k < FP_N; k++)
-        if (fp_saved[k] != fp_now[k])
-            die("%s: saved with %s = %lld, this run has %lld; resume with the same settings (or a new --out)", path, FP_NAMES[k],
-                (long long)fp_saved[k], (long long)fp_now[k]);
-    if (!state_read(path, e, ne, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
-    free(e);
-    if (pr->step != steps[0]) die("%s: holds step %lld but sits in folder of step %lld", path, (long long)pr->step, (long long)steps[0]);
-    tr->t = pr->updates;
-    tr->opt.refreshes = pr->refreshes;
-    rng->state = (uint64_t)pr->sample_rng;
-    dataloader_set_position(dl, pr->epoch, pr->batch);
-    return 1;
+static float cpu_evaluate(void* ctx, DataLoader* dl, int n, int* inputs, int* targets) { return evaluate(((Trainer*)ctx)->model, dl, n, inputs, targets); }
+static int cpu_sample(void* ctx, int* tokens, int n_prompt, int n_new, Rng* rng) { return sample_tokens(((Trainer*)ctx)->model, tokens, n_prompt, n_new, rng); }
+static float* cpu_params_to_host(void* ctx) { return ((Trainer*)ctx)->model->params; } // already on the host
+static void cpu_params_release(void* ctx, float* host) { (void)ctx; (void)host; }
+static void cpu_params_from_host(void* ctx, const float* host) { (void)ctx; (void)host; } // loaded in place
+static void cpu_state_noop(void* ctx) { (void)ctx; }
+static void cpu_get_progress(void* ctx, Progress* pr) { Trainer* tr = (Trainer*)ctx; pr->updates = tr->t; pr->refreshes = tr->opt.refreshes; }
+static void cpu_set_progress(void* ctx, const Progress* pr) { Trainer* tr = (Trainer*)ctx; tr->t = pr->updates; tr->opt.refreshes = pr->refreshes; }
+static void cpu_step_extra(void* ctx, double tok_s, char* buf, size_t n) {
+    Llama* m = ((Trainer*)ctx)->model;
+    snprintf(buf, n, "%.2f GFLOP/s | mem %.0f MiB", tok_s * llama_flops_per_token(&m->config, &m->table, m->T) / 1e9, rss_mib());
 }
+static void cpu_done_report(void* ctx) { (void)ctx; printf("peak RSS %.0f MiB\n", rss_mib()); }
 
-// log_truncate: on resume, drop the lines of steps after the checkpoint (the crashed run logged
-// them, the resumed run logs them again); written atomically like everything else
-static void log_truncate(const char* path, int64_t step) {
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) return;
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%.1000s.tmp", path);
-    FILE* g = fopenCheck(tmp, "wb");
-    char line[4096];
-    while (fgets(line, sizeof line, f)) {
-        const char* p = strstr(line, "\"step\": ");
-        long long st = p ? atoll(p + 8) : 0;
-        if (st <= step && strchr(line, '\n')) fputs(line, g);
-    }
-    fclose(f);
-    file_commit(g, tmp, path);
+static Engine cpu_engine(Trainer* tr) {
+    Engine e;
+    memset(&e, 0, sizeof e);
+    e.ctx = tr;
+    e.train_step = cpu_train_step; e.evaluate = cpu_evaluate; e.sample = cpu_sample; e.max_seq = tr->model->T;
+    e.params_to_host = cpu_params_to_host; e.params_release = cpu_params_release; e.params_from_host = cpu_params_from_host;
+    e.state_entries = cpu_state_entries; e.state_before_save = cpu_state_noop; e.state_after_load = cpu_state_noop;
+    e.state_done = cpu_state_noop; e.get_progress = cpu_get_progress; e.set_progress = cpu_set_progress;
+    e.step_extra = cpu_step_extra; e.done_report = cpu_done_report;
+    e.skip_hint = "lower --lr, raise --warmup, or set --grad-clip";
+    return e;
 }
 
 #ifndef TESTING
 int main(int argc, char** argv) {
     Settings s;
-    int help = 0;
-    cli_parse(&s, argc, argv, &help);
-    if (help) {
-        cli_help(argv[0], "galore.c CPU trainer: pretrains HF-compatible LLaMA models in fp32 on the CPU.\n"
-                          "Writes DIR/model.safetensors + DIR/config.json that transformers' from_pretrained opens.");
-        return 0;
-    }
-    set_threads(s.threads);
-    // config: --model, else the config.json beside --init, else the default
     LlamaConfig config;
-    if (s.init[0] && !cli_was_given(argc, argv, "model")) {
-        char path[PATHLEN + 32];
-        snprintf(path, sizeof path, "%s", s.init);
-        char* slash = strrchr(path, '/');
-        if (slash) strcpy(slash + 1, "config.json"); else strcpy(path, "config.json");
-        llama_config_from_json(&config, path);
-    } else {
-        llama_config_resolve(&config, s.model);
-    }
-    if (s.batch < 1) die("--batch %d: must be at least 1", s.batch);
-    if (s.seq < 1 || s.seq > config.maxT) die("--seq %d: must be between 1 and max_position_embeddings %d", s.seq, config.maxT);
-    if (s.grad_accum < 1) die("--grad-accum %d: must be at least 1", s.grad_accum);
-    if (s.shuffle > 1) die("--shuffle %d: must be 0 or 1", s.shuffle);
-    if (!(s.lr >= 0.0f)) die("--lr %g: must be non-negative", s.lr);
-    if (s.min_lr_ratio < 0.0f || s.min_lr_ratio > 1.0f) die("--min-lr-ratio %g: must be in [0, 1]", s.min_lr_ratio);
-    if (s.beta1 < 0.0f || s.beta1 >= 1.0f || s.beta2 < 0.0f || s.beta2 >= 1.0f) die("--beta1/--beta2: must be in [0, 1)");
     OptimConfig oc;
-    memset(&oc, 0, sizeof oc);
-    oc.kind = optim_kind_from_name(s.optimizer);
-    oc.beta1 = s.beta1; oc.beta2 = s.beta2; oc.weight_decay = s.weight_decay;
-    oc.eps = s.eps >= 0.0f ? s.eps : OPTIM_DEFAULT_EPS[oc.kind];
-    oc.rank = s.rank; oc.update_proj_gap = s.update_proj_gap; oc.scale = s.galore_scale;
-    oc.proj_type = proj_type_from_name(s.proj_type);
-    if (optim_is_galore(oc.kind) && (s.rank < 1 || s.update_proj_gap < 1))
-        die("--rank %d / --update-proj-gap %d: GaLore needs both at least 1", s.rank, s.update_proj_gap);
-    if (s.per_layer > 1) die("--per-layer %d: must be 0 or 1", s.per_layer);
-    if (s.per_layer) {
-        // the global norm is only known after the last layer's update: no clipping
-        if (cli_was_given(argc, argv, "grad-clip") && s.grad_clip > 0.0f)
-            die("--grad-clip %g with --per-layer: the global gradient norm is not known until every tensor is updated; pass --grad-clip 0", s.grad_clip);
-        s.grad_clip = 0.0f;
-    }
+    if (!run_setup(argc, argv, "galore.c CPU trainer: pretrains HF-compatible LLaMA models in fp32 on the CPU.\n"
+                               "Writes DIR/model.safetensors + DIR/config.json that transformers' from_pretrained opens.",
+                   &s, &config, &oc)) return 0;
+    set_threads(s.threads);
     int B = s.batch, T = s.seq;
     if (s.memory_plan) {
         MemPlan mp;
@@ -1182,11 +1041,6 @@ int main(int argc, char** argv) {
         memplan_print(&mp, title);
         return 0;
     }
-
-    if (s.resume && !s.out[0]) die("--resume 1 needs --out, the folder holding the checkpoints");
-    if (s.eval_tokens < 0) die("--eval-tokens %lld: must be non-negative", (long long)s.eval_tokens);
-    if (s.max_bad_steps < 1) die("--max-bad-steps %d: must be at least 1", s.max_bad_steps);
-
     Llama model;
     llama_build(&model, &config);
     if (s.init[0]) llama_load_params(&model.table, model.params, s.init);
@@ -1204,130 +1058,20 @@ int main(int argc, char** argv) {
         printf("galore: rank %d | projector refresh every %d steps | scale %g | proj type %s%s\n", oc.rank, oc.update_proj_gap,
                oc.scale, s.proj_type, s.per_layer ? " | per-layer updates" : "");
     else if (s.per_layer) printf("per-layer updates\n");
-
-    DataLoader train, val;
-    int have_val = s.val[0] != '\0';
-    int* inputs = (int*)mallocCheck(sizeof(int) * (size_t)B * T);
-    int* targets = (int*)mallocCheck(sizeof(int) * (size_t)B * T);
-    if (s.steps > 0) {
-        dataloader_init(&train, s.train, B, T, s.shuffle, (uint64_t)s.seed, 0, 1, config.V);
-        printf("train: %s | %d shards | %lld tokens | %lld batches of %d x %d per epoch\n", s.train, train.num_shards,
-               (long long)train.num_tokens, (long long)train.batches_per_epoch, B, T);
-    }
-    int eval_batches = 0;
-    if (have_val) {
-        dataloader_init(&val, s.val, B, T, 0, 0, 0, 1, config.V);
-        int64_t want = (s.eval_tokens + (int64_t)B * T - 1) / ((int64_t)B * T);
-        eval_batches = (int)(want < val.batches_per_epoch ? want : val.batches_per_epoch);
-        printf("val: %s | %lld tokens | %d batches (%lld tokens) per eval\n", s.val, (long long)val.num_tokens, eval_batches,
-               (long long)eval_batches * B * T);
-    }
-    Tokenizer tok;
-    int have_tok = s.tokenizer[0] ? tokenizer_init(&tok, s.tokenizer) : 0;
-    if (!have_tok && s.sample_len > 0) printf("note: no tokenizer at '%s': samples are printed as ids\n", s.tokenizer);
-    int eos = have_tok && tok.eos_id >= 0 ? tok.eos_id : 0;
-    Rng sample_rng; rng_init(&sample_rng, (uint64_t)s.seed ^ 0x5A5A5A5AULL);
-
-    if (s.steps == 0) {
-        if (!have_val) die("--steps 0 evaluates only, and needs --val");
-        float vl = evaluate(&model, &val, eval_batches, inputs, targets);
-        printf("val loss %.7f | ppl %.4f | %d batches\n", vl, exp(vl), eval_batches);
-        if (s.log[0]) {
-            FILE* logf = fopenCheck(s.log, "w");
-            fprintf(logf, "{\"step\": 0, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", vl, exp(vl));
-            fclose(logf);
-        }
-        return 0;
-    }
-
     Trainer trainer;
-    trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip);
-    {
+    if (s.steps > 0) {
+        trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip);
         MemPlan mp;
         memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU);
         printf("memory plan: %.1f MiB (weights %.1f, optimizer state %.1f); --memory-plan 1 for the table\n", mp.total / 1048576.0,
                mp.items[0].bytes / 1048576.0, (memplan_paper_estimate(&mp) - mp.items[0].bytes) / 1048576.0);
+    } else {
+        memset(&trainer, 0, sizeof trainer); // evaluation only: no optimizer state
+        trainer.model = &model;
     }
-    int start = 0;
-    int64_t bad_in_a_row = 0;
-    if (s.resume) {
-        Progress pr;
-        if (checkpoint_resume_run(&s, &config, &model, &trainer, &train, &sample_rng, &pr)) {
-            start = (int)pr.step;
-            bad_in_a_row = pr.bad_in_a_row;
-            printf("resumed from %s/ckpt_%08d: step %d, %lld updates, loader epoch %lld batch %lld\n", s.out, start, start,
-                   (long long)pr.updates, (long long)pr.epoch, (long long)pr.batch);
-        } else {
-            printf("resume: no complete checkpoint in %s, starting fresh\n", s.out);
-        }
-    }
-    FILE* logf = NULL;
-    if (s.log[0]) {
-        if (start > 0) log_truncate(s.log, start);
-        logf = fopenCheck(s.log, start > 0 ? "a" : "w");
-    }
-    double flops_tok = llama_flops_per_token(&config, &model.table, T);
-    double t_start = now_seconds(), t_train = 0.0;
-    int timed = 0;
-    for (int step = start; step < s.steps; step++) {
-        double t0 = now_seconds();
-        float norm = 0.0f;
-        int skipped = 0;
-        int64_t n_targets = 0;
-        float lr = (float)(s.lr * lr_lambda(step, s.warmup, s.steps, s.min_lr_ratio, strcmp(s.schedule, "cosine") == 0));
-        float loss = train_step(&trainer, &train, lr, inputs, targets, &norm, &skipped, &n_targets);
-        double dt = now_seconds() - t0;
-        if (step > start || s.steps - start == 1) { t_train += dt; timed++; } // the first step warms caches
-        double tok_s = n_targets / dt; // ignored (padding) targets do not count
-        double eta = (s.steps - step - 1) * (t_train / (timed > 0 ? timed : 1));
-        if (skipped) {
-            bad_in_a_row++;
-            printf("step %5d/%d | loss %f | norm %f | non-finite: update skipped (%lld in a row, --max-bad-steps %d)\n", step + 1,
-                   s.steps, loss, norm, (long long)bad_in_a_row, s.max_bad_steps);
-            if (logf) { fprintf(logf, "{\"step\": %d, \"skipped\": true, \"loss\": null, \"lr\": %.9g}\n", step + 1, lr); fflush(logf); }
-            if (bad_in_a_row >= s.max_bad_steps)
-                die("step %d: %lld steps in a row had a non-finite loss or gradient; stopping (the last checkpoint is intact); "
-                    "hint: lower --lr, raise --warmup, or set --grad-clip", step + 1, (long long)bad_in_a_row);
-        } else {
-            bad_in_a_row = 0;
-            if ((step + 1) % s.print_every == 0 || step == start || step + 1 == s.steps) {
-                char etab[32];
-                format_duration(etab, sizeof etab, eta);
-                printf("step %5d/%d | loss %.6f | norm %.4f | lr %.3e | %.1f ms | %.0f tok/s | %.2f GFLOP/s | mem %.0f MiB | ETA %s\n",
-                       step + 1, s.steps, loss, norm, lr, dt * 1e3, tok_s, tok_s * flops_tok / 1e9, rss_mib(), etab);
-                fflush(stdout);
-            }
-            if (logf) {
-                fprintf(logf, "{\"step\": %d, \"loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %.9g, \"ms\": %.3f, \"tokens_per_s\": %.3f}\n",
-                        step + 1, loss, norm, lr, dt * 1e3, tok_s);
-                fflush(logf);
-            }
-        }
-        int last = step + 1 == s.steps;
-        if (have_val && ((s.eval_every > 0 && (step + 1) % s.eval_every == 0) || last)) {
-            float vl = evaluate(&model, &val, eval_batches, inputs, targets);
-            printf("eval step %d | val loss %.6f | ppl %.3f\n", step + 1, vl, exp(vl));
-            if (logf) { fprintf(logf, "{\"step\": %d, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", step + 1, vl, exp(vl)); fflush(logf); }
-        }
-        if (s.sample_every > 0 && (step + 1) % s.sample_every == 0 && !last)
-            print_sample(&model, &tok, have_tok, eos, s.sample_len, &sample_rng);
-        if (s.out[0] && ((s.save_every > 0 && (step + 1) % s.save_every == 0) || last)) {
-            checkpoint_save_run(&s, &config, &model, &trainer, &train, &sample_rng, step + 1, bad_in_a_row);
-            printf("saved checkpoint %s/ckpt_%08d (step %d)\n", s.out, step + 1, step + 1);
-        }
-    }
-    if (s.out[0]) {
-        llama_save(&config, &model.table, model.params, s.out, strcmp(s.save_dtype, "bf16") == 0 ? ST_BF16 : ST_F32);
-        printf("saved %s/model.safetensors and config.json (%s)\n", s.out, s.save_dtype);
-    }
-    print_sample(&model, &tok, have_tok, eos, s.sample_len, &sample_rng);
-    printf("done: %d steps in %.1f s, peak RSS %.0f MiB\n", s.steps - start, now_seconds() - t_start, rss_mib());
-    if (logf) fclose(logf);
-    if (have_tok) tokenizer_free(&tok);
-    dataloader_free(&train);
-    if (have_val) dataloader_free(&val);
-    free(inputs); free(targets);
-    trainer_free(&trainer);
+    Engine engine = cpu_engine(&trainer);
+    run_main(&engine, &s, &config, &oc);
+    if (s.steps > 0) trainer_free(&trainer);
     llama_free(&model);
     return 0;
 }

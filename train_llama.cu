@@ -30,6 +30,7 @@
 #include "llama_math.h"
 #include "llama_kernels.cuh"
 #include "attention.cuh"
+#include "run.h"
 
 // ----------------------------------------------------------------------------
 // the memory plan: every device buffer, by name and bytes. The allocation walks the same list.
@@ -538,188 +539,109 @@ static int gpu_sample_tokens(GpuLlama* m, int* tokens, int n_prompt, int n_new, 
         memcpy(in, tokens, sizeof(int) * (size_t)n);
         gpu_forward(m, in, NULL, m->B, m->T, 0.0f);
         cudaCheck(cudaMemcpy(row, m->acts.logits + (size_t)(n - 1) * V, sizeof(uint16_t) * (size_t)V, cudaMemcpyDeviceToHost));
-        float maxv = -INFINITY;
-        for (int j = 0; j < V; j++) { li[j] = f32_from_bf16(row[j]); if (li[j] > maxv) maxv = li[j]; }
-        double sum = 0.0;
-        for (int j = 0; j < V; j++) sum += exp((double)(li[j] - maxv));
-        double r = rng_uniform(rng) * sum, acc = 0.0;
-        int next = V - 1;
-        for (int j = 0; j < V; j++) { acc += exp((double)(li[j] - maxv)); if (acc > r) { next = j; break; } }
-        tokens[n++] = next;
+        for (int j = 0; j < V; j++) li[j] = f32_from_bf16(row[j]);
+        tokens[n++] = sample_from_logits(li, V, rng);
     }
     free(in); free(row); free(li);
     return n;
 }
 
-static void gpu_print_sample(GpuLlama* m, const Tokenizer* tok, int have_tok, int eos, int len, Rng* rng) {
-    if (len <= 0) return;
-    int total = len + 1 < m->T ? len + 1 : m->T;
-    int* tokens = (int*)mallocCheck(sizeof(int) * (size_t)m->T);
-    tokens[0] = eos;
-    int n = gpu_sample_tokens(m, tokens, 1, total - 1, rng);
-    if (have_tok) {
-        size_t cap = (size_t)n * 64 + 16;
-        char* text = (char*)mallocCheck(cap);
-        tokenizer_decode(tok, tokens + 1, n - 1, text, cap);
-        printf("sample: %s\n", text);
-        free(text);
-    } else {
-        printf("sample ids:");
-        for (int i = 1; i < n; i++) printf(" %d", tokens[i]);
-        printf("\n");
-    }
-    free(tokens);
-}
-
 // ----------------------------------------------------------------------------
-// run helpers (as the CPU program's)
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void format_duration(char* buf, size_t n, double s) {
-    if (s < 0 || !isfinite(s)) { snprintf(buf, n, "?"); return; }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
-    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(buf, n, "%lds", t);
-}
-
-// ----------------------------------------------------------------------------
-// checkpoints: the CPU program's format and entries (checkpoint.h), so either engine can resume
-// the other's: F32 weights (the masters, or the bf16 weights exactly), fp32 moments m.%d / v.%d
-// (bf16 moments widen exactly and narrow back exactly), has_proj all zero (no GaLore here).
-
-#define GPU_FP_N 16 // the CPU's FP_N: the same fingerprint fields in the same order
-static const char* const GPU_FP_NAMES[GPU_FP_N] = {
-    "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers",
-    "vocab_size", "--optimizer", "--rank", "--update-proj-gap", "--proj-type", "--batch", "--seq", "--grad-accum",
-    "--per-layer", "--shuffle", "--seed",
-};
+// the GPU engine for run.h. Checkpoints use the CPU program's format and entries, so either
+// engine can resume the other's: F32 weights (the masters, or the bf16 weights exactly), fp32
+// moments m.%d / v.%d (bf16 moments widen exactly and narrow back exactly), has_proj all zero
+// (no GaLore on the GPU yet). The optimizer state is staged through host buffers.
 
 typedef struct {
-    int64_t step, updates, epoch, batch, sample_rng, refreshes, bad_in_a_row, reserved;
-} GpuProgress; // the CPU's Progress, field for field
+    GpuTrainer* tr;
+    float* hm; float* hv; int* has_proj; // host staging for state.bin, only while saving or resuming
+    double peak_tflops;
+    double flops_tok;
+} GpuRun;
 
-static void gpu_fingerprint(int64_t* fp, const LlamaConfig* c, const OptimConfig* oc, const Settings* s) {
-    int g = optim_is_galore(oc->kind);
-    int64_t v[GPU_FP_N] = {c->C, c->H, c->NH, c->NKV, c->L, c->V, oc->kind, g ? oc->rank : 0, g ? oc->update_proj_gap : 0,
-                           g ? oc->proj_type : 0, s->batch, s->seq, s->grad_accum, s->per_layer, s->shuffle, s->seed};
-    memcpy(fp, v, sizeof v);
+static void gpu_stage_alloc(GpuRun* g) {
+    GpuLlama* m = g->tr->model;
+    if (g->hm) return;
+    g->hm = (float*)mallocCheck(sizeof(float) * m->table.total);
+    g->hv = (float*)mallocCheck(sizeof(float) * m->table.total);
+    g->has_proj = (int*)callocCheck((size_t)m->table.n, sizeof(int));
 }
 
-// host staging of the optimizer state for state.bin: allocated for a save/resume, then freed
-typedef struct { float* m; float* v; int* has_proj; } HostState;
-
-static int gpu_state_entries(StateEntry* e, const GpuLlama* m, HostState* hs, GpuProgress* pr, int64_t* fp) {
+static int gpu_state_entries(void* ctx, StateEntry* e, int cap) {
+    GpuRun* g = (GpuRun*)ctx;
+    GpuLlama* m = g->tr->model;
+    gpu_stage_alloc(g);
     int n = 0;
-    #define ADD(nm, ptr, bytes) do { snprintf(e[n].name, STATE_NAME_LEN, "%s", nm); e[n].data = (void*)(ptr); e[n].nbytes = (int64_t)(bytes); n++; } while (0)
-    ADD("progress", pr, sizeof *pr);
-    ADD("fingerprint", fp, sizeof(int64_t) * GPU_FP_N);
-    ADD("has_proj", hs->has_proj, sizeof(int) * m->table.n);
+    #define ADD(nm, ptr, bytes) do { if (n >= cap) die("internal: too many state entries"); \
+        snprintf(e[n].name, STATE_NAME_LEN, "%s", nm); e[n].data = (void*)(ptr); e[n].nbytes = (int64_t)(bytes); n++; } while (0)
+    ADD("has_proj", g->has_proj, sizeof(int) * m->table.n);
     for (int i = 0; i < m->table.n; i++) {
         const ParamInfo* p = &m->table.info[i];
         char nm[STATE_NAME_LEN];
-        snprintf(nm, sizeof nm, "m.%d", i); ADD(nm, hs->m + p->offset, sizeof(float) * p->numel);
-        snprintf(nm, sizeof nm, "v.%d", i); ADD(nm, hs->v + p->offset, sizeof(float) * p->numel);
+        snprintf(nm, sizeof nm, "m.%d", i); ADD(nm, g->hm + p->offset, sizeof(float) * p->numel);
+        snprintf(nm, sizeof nm, "v.%d", i); ADD(nm, g->hv + p->offset, sizeof(float) * p->numel);
     }
     #undef ADD
     return n;
 }
 
-static void host_state_alloc(HostState* hs, const GpuLlama* m) {
-    hs->m = (float*)mallocCheck(sizeof(float) * m->table.total);
-    hs->v = (float*)mallocCheck(sizeof(float) * m->table.total);
-    hs->has_proj = (int*)callocCheck((size_t)m->table.n, sizeof(int));
+static void gpu_state_before_save(void* ctx) {
+    GpuRun* g = (GpuRun*)ctx;
+    GpuLlama* m = g->tr->model;
+    gpu_stage_alloc(g);
+    download_f32(g->hm, m->mom_m, m->table.total, m->master);
+    download_f32(g->hv, m->mom_v, m->table.total, m->master);
 }
-static void host_state_free(HostState* hs) { free(hs->m); free(hs->v); free(hs->has_proj); }
 
-static void gpu_checkpoint_save(const Settings* s, const LlamaConfig* c, GpuTrainer* tr, const DataLoader* dl, const Rng* rng,
-                                int64_t step, int64_t bad_in_a_row) {
-    GpuLlama* m = tr->model;
-    char tmpdir[1100], path[1200];
-    checkpoint_begin(tmpdir, sizeof tmpdir, s->out, step);
+static void gpu_state_after_load(void* ctx) {
+    GpuRun* g = (GpuRun*)ctx;
+    GpuLlama* m = g->tr->model;
+    for (int i = 0; i < m->table.n; i++)
+        if (g->has_proj[i]) die("the checkpoint holds GaLore projectors (a galore_* run); resume it with the CPU trainer");
+    upload_f32(m->mom_m, g->hm, m->table.total, m->master);
+    upload_f32(m->mom_v, g->hv, m->table.total, m->master);
+}
+
+static void gpu_state_done(void* ctx) {
+    GpuRun* g = (GpuRun*)ctx;
+    free(g->hm); free(g->hv); free(g->has_proj);
+    g->hm = g->hv = NULL; g->has_proj = NULL;
+}
+
+static float gpu_run_train_step(void* ctx, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped, int64_t* n_targets) {
+    return gpu_train_step(((GpuRun*)ctx)->tr, dl, lr, inputs, targets, norm, skipped, n_targets);
+}
+static float gpu_run_evaluate(void* ctx, DataLoader* dl, int n, int* inputs, int* targets) { return gpu_evaluate(((GpuRun*)ctx)->tr->model, dl, n, inputs, targets); }
+static int gpu_run_sample(void* ctx, int* tokens, int n_prompt, int n_new, Rng* rng) { return gpu_sample_tokens(((GpuRun*)ctx)->tr->model, tokens, n_prompt, n_new, rng); }
+static float* gpu_params_to_host(void* ctx) {
+    GpuLlama* m = ((GpuRun*)ctx)->tr->model;
     float* hp = (float*)mallocCheck(sizeof(float) * m->table.total);
     gpu_download_params(m, hp);
-    llama_save(c, &m->table, hp, tmpdir, ST_F32);
-    free(hp);
-    HostState hs;
-    host_state_alloc(&hs, m);
-    download_f32(hs.m, m->mom_m, m->table.total, m->master);
-    download_f32(hs.v, m->mom_v, m->table.total, m->master);
-    GpuProgress pr;
-    memset(&pr, 0, sizeof pr);
-    pr.step = step; pr.updates = tr->t; pr.epoch = dl->epoch; pr.batch = dl->batch_in_epoch;
-    pr.sample_rng = (int64_t)rng->state; pr.refreshes = 0; pr.bad_in_a_row = bad_in_a_row;
-    int64_t fp[GPU_FP_N];
-    gpu_fingerprint(fp, c, &tr->cfg, s);
-    StateEntry* e = (StateEntry*)mallocCheck(sizeof(StateEntry) * (size_t)(3 + 2 * m->table.n));
-    int n = gpu_state_entries(e, m, &hs, &pr, fp);
-    snprintf(path, sizeof path, "%.1000s/state.bin", tmpdir);
-    state_write(path, e, n);
-    free(e);
-    host_state_free(&hs);
-    checkpoint_commit(tmpdir, s->out, step, s->keep);
+    return hp;
 }
-
-// restore the newest complete checkpoint of --out; returns 0 if there is none
-static int gpu_checkpoint_resume(const Settings* s, const LlamaConfig* c, GpuTrainer* tr, DataLoader* dl, Rng* rng, GpuProgress* pr) {
-    GpuLlama* m = tr->model;
-    int64_t steps[4096];
-    int n = checkpoint_list(s->out, steps, 4096);
-    if (n == 0) return 0;
-    char dir[1100], path[1200], why[512];
-    checkpoint_path(dir, sizeof dir, s->out, steps[0], "");
-    snprintf(path, sizeof path, "%.1000s/model.safetensors", dir);
-    float* hp = (float*)mallocCheck(sizeof(float) * m->table.total);
-    llama_load_params(&m->table, hp, path);
-    int64_t fp_now[GPU_FP_N], fp_saved[GPU_FP_N];
-    gpu_fingerprint(fp_now, c, &tr->cfg, s);
-    HostState hs;
-    host_state_alloc(&hs, m);
-    StateEntry* e = (StateEntry*)mallocCheck(sizeof(StateEntry) * (size_t)(3 + 2 * m->table.n));
-    int ne = gpu_state_entries(e, m, &hs, pr, fp_saved);
-    snprintf(path, sizeof path, "%.1000s/state.bin", dir);
-    StateEntry fpe = e[1];
-    if (!state_read(path, &fpe, 1, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
-    for (int k = 0; k < GPU_FP_N; k++)
-        if (fp_saved[k] != fp_now[k])
-            die("%s: saved with %s = %lld, this run has %lld; resume with the same settings (or a new --out)", path, GPU_FP_NAMES[k],
-                (long long)fp_saved[k], (long long)fp_now[k]);
-    if (!state_read(path, e, ne, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
-    free(e);
-    for (int i = 0; i < m->table.n; i++)
-        if (hs.has_proj[i]) die("%s: holds GaLore projectors (a galore_* run); resume it with the CPU trainer", path);
-    if (pr->step != steps[0]) die("%s: holds step %lld but sits in folder of step %lld", path, (long long)pr->step, (long long)steps[0]);
-    gpu_upload_params(m, hp);
-    upload_f32(m->mom_m, hs.m, m->table.total, m->master);
-    upload_f32(m->mom_v, hs.v, m->table.total, m->master);
-    free(hp);
-    host_state_free(&hs);
-    tr->t = pr->updates;
-    rng->state = (uint64_t)pr->sample_rng;
-    dataloader_set_position(dl, pr->epoch, pr->batch);
-    return 1;
+static void gpu_params_release(void* ctx, float* host) { (void)ctx; free(host); }
+static void gpu_params_from_host(void* ctx, const float* host) { gpu_upload_params(((GpuRun*)ctx)->tr->model, host); }
+static void gpu_get_progress(void* ctx, Progress* pr) { pr->updates = ((GpuRun*)ctx)->tr->t; pr->refreshes = 0; }
+static void gpu_set_progress(void* ctx, const Progress* pr) { ((GpuRun*)ctx)->tr->t = pr->updates; }
+static void gpu_step_extra(void* ctx, double tok_s, char* buf, size_t n) {
+    GpuRun* g = (GpuRun*)ctx;
+    char mfub[32];
+    format_mfu(mfub, sizeof mfub, g->flops_tok, tok_s, g->peak_tflops);
+    snprintf(buf, n, "MFU %s | GPU mem %.0f MiB", mfub, gpu_mem_used_mib());
 }
+static void gpu_done_report(void* ctx) { (void)ctx; printf("GPU memory in use %.0f MiB\n", gpu_mem_used_mib()); }
 
-// on resume, drop the log lines of steps after the checkpoint (as the CPU program)
-static void gpu_log_truncate(const char* path, int64_t step) {
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) return;
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%.1000s.tmp", path);
-    FILE* g = fopenCheck(tmp, "wb");
-    char line[4096];
-    while (fgets(line, sizeof line, f)) {
-        const char* p = strstr(line, "\"step\": ");
-        long long st = p ? atoll(p + 8) : 0;
-        if (st <= step && strchr(line, '\n')) fputs(line, g);
-    }
-    fclose(f);
-    file_commit(g, tmp, path);
+static Engine gpu_engine(GpuRun* g) {
+    Engine e;
+    memset(&e, 0, sizeof e);
+    e.ctx = g;
+    e.train_step = gpu_run_train_step; e.evaluate = gpu_run_evaluate; e.sample = gpu_run_sample; e.max_seq = g->tr->model->T;
+    e.params_to_host = gpu_params_to_host; e.params_release = gpu_params_release; e.params_from_host = gpu_params_from_host;
+    e.state_entries = gpu_state_entries; e.state_before_save = gpu_state_before_save; e.state_after_load = gpu_state_after_load;
+    e.state_done = gpu_state_done; e.get_progress = gpu_get_progress; e.set_progress = gpu_set_progress;
+    e.step_extra = gpu_step_extra; e.done_report = gpu_done_report;
+    e.skip_hint = "lower --lr, raise --warmup, set --grad-clip, or try --master-weights 1";
+    return e;
 }
 
 // what attention keeps per layer, for the plan printed without a GPU: cuDNN's softmax stats
@@ -731,42 +653,13 @@ static size_t attn_saved_estimate(const LlamaConfig* c, int B, int T, int fallba
 #ifndef TESTING
 int main(int argc, char** argv) {
     Settings s;
-    int help = 0;
-    cli_parse(&s, argc, argv, &help);
-    if (help) {
-        cli_help(argv[0], "galore.c GPU trainer: pretrains HF-compatible LLaMA models on one NVIDIA GPU in bf16.\n"
-                          "Writes DIR/model.safetensors + DIR/config.json that transformers' from_pretrained opens.");
-        return 0;
-    }
     LlamaConfig config;
-    if (s.init[0] && !cli_was_given(argc, argv, "model")) {
-        char path[PATHLEN + 32];
-        snprintf(path, sizeof path, "%s", s.init);
-        char* slash = strrchr(path, '/');
-        if (slash) strcpy(slash + 1, "config.json"); else strcpy(path, "config.json");
-        llama_config_from_json(&config, path);
-    } else {
-        llama_config_resolve(&config, s.model);
-    }
-    if (s.batch < 1) die("--batch %d: must be at least 1", s.batch);
-    if (s.seq < 1 || s.seq > config.maxT) die("--seq %d: must be between 1 and max_position_embeddings %d", s.seq, config.maxT);
-    if (s.grad_accum < 1) die("--grad-accum %d: must be at least 1", s.grad_accum);
-    if (s.shuffle > 1) die("--shuffle %d: must be 0 or 1", s.shuffle);
-    if (!(s.lr >= 0.0f)) die("--lr %g: must be non-negative", s.lr);
-    if (s.min_lr_ratio < 0.0f || s.min_lr_ratio > 1.0f) die("--min-lr-ratio %g: must be in [0, 1]", s.min_lr_ratio);
-    if (s.beta1 < 0.0f || s.beta1 >= 1.0f || s.beta2 < 0.0f || s.beta2 >= 1.0f) die("--beta1/--beta2: must be in [0, 1)");
-    if (s.master_weights > 1) die("--master-weights %d: must be 0 or 1", s.master_weights);
-    if (s.stochastic_rounding > 1) die("--stochastic-rounding %d: must be 0 or 1", s.stochastic_rounding);
-    if (s.attn_fallback > 1) die("--attn-fallback %d: must be 0 or 1", s.attn_fallback);
+    OptimConfig oc;
+    if (!run_setup(argc, argv, "galore.c GPU trainer: pretrains HF-compatible LLaMA models on one NVIDIA GPU in bf16.\n"
+                               "Writes DIR/model.safetensors + DIR/config.json that transformers' from_pretrained opens.",
+                   &s, &config, &oc)) return 0;
     if (s.master_weights && s.stochastic_rounding)
         printf("note: --stochastic-rounding has no effect with --master-weights 1 (the fp32 masters are updated; the bf16 copy rounds to nearest)\n");
-    OptimConfig oc;
-    memset(&oc, 0, sizeof oc);
-    oc.kind = optim_kind_from_name(s.optimizer);
-    oc.beta1 = s.beta1; oc.beta2 = s.beta2; oc.weight_decay = s.weight_decay;
-    oc.eps = s.eps >= 0.0f ? s.eps : OPTIM_DEFAULT_EPS[oc.kind];
-    oc.rank = s.rank; oc.update_proj_gap = s.update_proj_gap; oc.scale = s.galore_scale;
-    oc.proj_type = proj_type_from_name(s.proj_type);
     if (oc.kind != OPTIM_ADAMW && oc.kind != OPTIM_ADAM)
         die("--optimizer %s: galore_* and adam8bit on the GPU: not yet; use the CPU trainer", s.optimizer);
     if (s.per_layer) die("--per-layer 1 on the GPU: not yet; use the CPU trainer");
@@ -786,10 +679,6 @@ int main(int argc, char** argv) {
                    (double)config.L * (attn_saved_estimate(&config, B, T, 1) - as) / 1048576.0);
         return 0;
     }
-    if (s.resume && !s.out[0]) die("--resume 1 needs --out, the folder holding the checkpoints");
-    if (s.eval_tokens < 0) die("--eval-tokens %lld: must be non-negative", (long long)s.eval_tokens);
-    if (s.max_bad_steps < 1) die("--max-bad-steps %d: must be at least 1", s.max_bad_steps);
-
     int ndev = 0;
     cudaError_t de = cudaGetDeviceCount(&ndev);
     if (de != cudaSuccess || ndev == 0) die("no CUDA device (%s); hint: use the CPU trainer ./train_llama", de != cudaSuccess ? cudaGetErrorString(de) : "count 0");
@@ -830,128 +719,15 @@ int main(int argc, char** argv) {
            s.min_lr_ratio, s.grad_clip, s.master_weights ? "fp32 master weights + moments" : "bf16 weights + moments",
            s.stochastic_rounding && !s.master_weights ? " | stochastic rounding" : "");
 
-    DataLoader train, val;
-    int have_val = s.val[0] != '\0';
-    int* inputs = (int*)mallocCheck(sizeof(int) * (size_t)B * T);
-    int* targets = (int*)mallocCheck(sizeof(int) * (size_t)B * T);
-    if (s.steps > 0) {
-        dataloader_init(&train, s.train, B, T, s.shuffle, (uint64_t)s.seed, 0, 1, config.V);
-        printf("train: %s | %d shards | %lld tokens | %lld batches of %d x %d per epoch\n", s.train, train.num_shards,
-               (long long)train.num_tokens, (long long)train.batches_per_epoch, B, T);
-    }
-    int eval_batches = 0;
-    if (have_val) {
-        dataloader_init(&val, s.val, B, T, 0, 0, 0, 1, config.V);
-        int64_t want = (s.eval_tokens + (int64_t)B * T - 1) / ((int64_t)B * T);
-        eval_batches = (int)(want < val.batches_per_epoch ? want : val.batches_per_epoch);
-        printf("val: %s | %lld tokens | %d batches (%lld tokens) per eval\n", s.val, (long long)val.num_tokens, eval_batches,
-               (long long)eval_batches * B * T);
-    }
-    Tokenizer tok;
-    int have_tok = s.tokenizer[0] ? tokenizer_init(&tok, s.tokenizer) : 0;
-    if (!have_tok && s.sample_len > 0) printf("note: no tokenizer at '%s': samples are printed as ids\n", s.tokenizer);
-    int eos = have_tok && tok.eos_id >= 0 ? tok.eos_id : 0;
-    Rng sample_rng; rng_init(&sample_rng, (uint64_t)s.seed ^ 0x5A5A5A5AULL);
-
-    if (s.steps == 0) {
-        if (!have_val) die("--steps 0 evaluates only, and needs --val");
-        float vl = gpu_evaluate(&model, &val, eval_batches, inputs, targets);
-        printf("val loss %.7f | ppl %.4f | %d batches\n", vl, exp(vl), eval_batches);
-        if (s.log[0]) {
-            FILE* logf = fopenCheck(s.log, "w");
-            fprintf(logf, "{\"step\": 0, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", vl, exp(vl));
-            fclose(logf);
-        }
-        return 0;
-    }
-
     GpuTrainer trainer;
     gpu_trainer_init(&trainer, &model, &oc, s.grad_accum, s.grad_clip, s.stochastic_rounding, (uint64_t)s.seed);
-    int start = 0;
-    int64_t bad_in_a_row = 0;
-    if (s.resume) {
-        GpuProgress pr;
-        if (gpu_checkpoint_resume(&s, &config, &trainer, &train, &sample_rng, &pr)) {
-            start = (int)pr.step;
-            bad_in_a_row = pr.bad_in_a_row;
-            printf("resumed from %s/ckpt_%08d: step %d, %lld updates, loader epoch %lld batch %lld\n", s.out, start, start,
-                   (long long)pr.updates, (long long)pr.epoch, (long long)pr.batch);
-        } else {
-            printf("resume: no complete checkpoint in %s, starting fresh\n", s.out);
-        }
-    }
-    FILE* logf = NULL;
-    if (s.log[0]) {
-        if (start > 0) gpu_log_truncate(s.log, start);
-        logf = fopenCheck(s.log, start > 0 ? "a" : "w");
-    }
-    double flops_tok = llama_flops_per_token(&config, &model.table, T);
-    double t_start = now_seconds(), t_train = 0.0;
-    int timed = 0;
-    for (int step = start; step < s.steps; step++) {
-        double t0 = now_seconds();
-        float norm = 0.0f;
-        int skipped = 0;
-        int64_t n_targets = 0;
-        float lr = (float)(s.lr * lr_lambda(step, s.warmup, s.steps, s.min_lr_ratio, strcmp(s.schedule, "cosine") == 0));
-        float loss = gpu_train_step(&trainer, &train, lr, inputs, targets, &norm, &skipped, &n_targets);
-        double dt = now_seconds() - t0; // the step ends with a stream synchronize: this is GPU time
-        if (step > start || s.steps - start == 1) { t_train += dt; timed++; }
-        double tok_s = n_targets / dt;
-        double eta = (s.steps - step - 1) * (t_train / (timed > 0 ? timed : 1));
-        if (skipped) {
-            bad_in_a_row++;
-            printf("step %5d/%d | loss %f | norm %f | non-finite: update skipped (%lld in a row, --max-bad-steps %d)\n", step + 1,
-                   s.steps, loss, norm, (long long)bad_in_a_row, s.max_bad_steps);
-            if (logf) { fprintf(logf, "{\"step\": %d, \"skipped\": true, \"loss\": null, \"lr\": %.9g}\n", step + 1, lr); fflush(logf); }
-            if (bad_in_a_row >= s.max_bad_steps)
-                die("step %d: %lld steps in a row had a non-finite loss or gradient; stopping (the last checkpoint is intact); "
-                    "hint: lower --lr, raise --warmup, set --grad-clip, or try --master-weights 1", step + 1, (long long)bad_in_a_row);
-        } else {
-            bad_in_a_row = 0;
-            if ((step + 1) % s.print_every == 0 || step == start || step + 1 == s.steps) {
-                char etab[32], mfub[32];
-                format_duration(etab, sizeof etab, eta);
-                format_mfu(mfub, sizeof mfub, flops_tok, tok_s, peak);
-                printf("step %5d/%d | loss %.6f | norm %.4f | lr %.3e | %.1f ms | %.0f tok/s | MFU %s | GPU mem %.0f MiB | ETA %s\n",
-                       step + 1, s.steps, loss, norm, lr, dt * 1e3, tok_s, mfub, gpu_mem_used_mib(), etab);
-                fflush(stdout);
-            }
-            if (logf) {
-                fprintf(logf, "{\"step\": %d, \"loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %.9g, \"ms\": %.3f, \"tokens_per_s\": %.3f}\n",
-                        step + 1, loss, norm, lr, dt * 1e3, tok_s);
-                fflush(logf);
-            }
-        }
-        int last = step + 1 == s.steps;
-        if (have_val && ((s.eval_every > 0 && (step + 1) % s.eval_every == 0) || last)) {
-            float vl = gpu_evaluate(&model, &val, eval_batches, inputs, targets);
-            printf("eval step %d | val loss %.6f | ppl %.3f\n", step + 1, vl, exp(vl));
-            if (logf) { fprintf(logf, "{\"step\": %d, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", step + 1, vl, exp(vl)); fflush(logf); }
-        }
-        if (s.sample_every > 0 && (step + 1) % s.sample_every == 0 && !last)
-            gpu_print_sample(&model, &tok, have_tok, eos, s.sample_len, &sample_rng);
-        if (s.out[0] && ((s.save_every > 0 && (step + 1) % s.save_every == 0) || last)) {
-            gpu_checkpoint_save(&s, &config, &trainer, &train, &sample_rng, step + 1, bad_in_a_row);
-            printf("saved checkpoint %s/ckpt_%08d (step %d)\n", s.out, step + 1, step + 1);
-        }
-    }
-    if (s.out[0]) {
-        float* hp = (float*)mallocCheck(sizeof(float) * model.table.total);
-        gpu_download_params(&model, hp);
-        llama_save(&config, &model.table, hp, s.out, strcmp(s.save_dtype, "bf16") == 0 ? ST_BF16 : ST_F32);
-        free(hp);
-        printf("saved %s/model.safetensors and config.json (%s)\n", s.out, s.save_dtype);
-    }
-    gpu_print_sample(&model, &tok, have_tok, eos, s.sample_len, &sample_rng);
-    size_t peak_free = 0, peak_total = 0;
-    cudaMemGetInfo(&peak_free, &peak_total);
-    printf("done: %d steps in %.1f s, GPU memory in use %.0f MiB\n", s.steps - start, now_seconds() - t_start, gpu_mem_used_mib());
-    if (logf) fclose(logf);
-    if (have_tok) tokenizer_free(&tok);
-    dataloader_free(&train);
-    if (have_val) dataloader_free(&val);
-    free(inputs); free(targets);
+    GpuRun run;
+    memset(&run, 0, sizeof run);
+    run.tr = &trainer;
+    run.peak_tflops = peak;
+    run.flops_tok = llama_flops_per_token(&config, &model.table, T);
+    Engine engine = gpu_engine(&run);
+    run_main(&engine, &s, &config, &oc);
     gpu_free(&model);
     return 0;
 }

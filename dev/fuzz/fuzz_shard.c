@@ -47,7 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         for (int64_t k = 0; k < nb; k++) {
             dataloader_next_batch(&dl, inputs, targets);
             for (int i = 0; i < B * T; i++) {
-                if (inputs[i] < 0 || inputs[i] >= vocab || targets[i] < 0 || targets[i] >= vocab) abort();
+                // paper layout: -1 marks an ignored target (the last position, pads)
+                if (inputs[i] < 0 || inputs[i] >= vocab || targets[i] < (dl.layout == 1 ? -1 : 0) || targets[i] >= vocab) abort();
             }
         }
         // exact resume: back to batch 0 of epoch 1 must give the same batch again

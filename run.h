@@ -1,0 +1,403 @@
+// run.h: a training run, the same on every engine. The CPU program (train_llama.c) and the GPU
+// program (train_llama.cu) differ in where the arithmetic happens; everything else is here, once:
+// settings and config resolution, the data, the step loop with its schedule, console lines and
+// JSONL log, skipping non-finite steps, evaluation, samples, checkpoints and exact resume.
+// An engine plugs in through the Engine table of callbacks.
+#ifndef RUN_H
+#define RUN_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <math.h>
+#include <time.h>
+#include "utils.h"
+#include "rand.h"
+#include "llama.h"
+#include "cli.h"
+#include "galore.h"
+#include "dataloader.h"
+#include "tokenizer.h"
+#include "checkpoint.h"
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void format_duration(char* buf, size_t n, double s) {
+    if (s < 0 || !isfinite(s)) { snprintf(buf, n, "?"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
+    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, n, "%lds", t);
+}
+
+// ----------------------------------------------------------------------------
+// settings
+
+// run_setup: parse the command line, resolve the config (--model, else the config.json beside
+// --init), validate, fill the optimizer config. Returns 0 when --help was printed.
+static int run_setup(int argc, char** argv, const char* about, Settings* s, LlamaConfig* config, OptimConfig* oc) {
+    int help = 0;
+    cli_parse(s, argc, argv, &help);
+    if (help) { cli_help(argv[0], about); return 0; }
+    if (s->init[0] && !cli_was_given(argc, argv, "model")) {
+        char path[PATHLEN + 32];
+        snprintf(path, sizeof path, "%s", s->init);
+        char* slash = strrchr(path, '/');
+        if (slash) strcpy(slash + 1, "config.json"); else strcpy(path, "config.json");
+        llama_config_from_json(config, path);
+    } else {
+        llama_config_resolve(config, s->model);
+    }
+    if (s->batch < 1) die("--batch %d: must be at least 1", s->batch);
+    if (s->seq < 1 || s->seq > config->maxT) die("--seq %d: must be between 1 and max_position_embeddings %d", s->seq, config->maxT);
+    if (s->grad_accum < 1) die("--grad-accum %d: must be at least 1", s->grad_accum);
+    if (s->shuffle > 1) die("--shuffle %d: must be 0 or 1", s->shuffle);
+    if (!(s->lr >= 0.0f)) die("--lr %g: must be non-negative", s->lr);
+    if (s->min_lr_ratio < 0.0f || s->min_lr_ratio > 1.0f) die("--min-lr-ratio %g: must be in [0, 1]", s->min_lr_ratio);
+    if (s->beta1 < 0.0f || s->beta1 >= 1.0f || s->beta2 < 0.0f || s->beta2 >= 1.0f) die("--beta1/--beta2: must be in [0, 1)");
+    if (s->per_layer > 1) die("--per-layer %d: must be 0 or 1", s->per_layer);
+    if (s->resume > 1) die("--resume %d: must be 0 or 1", s->resume);
+    if (s->master_weights > 1) die("--master-weights %d: must be 0 or 1", s->master_weights);
+    if (s->stochastic_rounding > 1) die("--stochastic-rounding %d: must be 0 or 1", s->stochastic_rounding);
+    if (s->attn_fallback > 1) die("--attn-fallback %d: must be 0 or 1", s->attn_fallback);
+    if (s->resume && !s->out[0]) die("--resume 1 needs --out, the folder holding the checkpoints");
+    if (s->eval_tokens < 0) die("--eval-tokens %lld: must be non-negative", (long long)s->eval_tokens);
+    if (s->max_bad_steps < 1) die("--max-bad-steps %d: must be at least 1", s->max_bad_steps);
+    memset(oc, 0, sizeof *oc);
+    oc->kind = optim_kind_from_name(s->optimizer);
+    oc->beta1 = s->beta1; oc->beta2 = s->beta2; oc->weight_decay = s->weight_decay;
+    oc->eps = s->eps >= 0.0f ? s->eps : OPTIM_DEFAULT_EPS[oc->kind];
+    oc->rank = s->rank; oc->update_proj_gap = s->update_proj_gap; oc->scale = s->galore_scale;
+    oc->proj_type = proj_type_from_name(s->proj_type);
+    if (optim_is_galore(oc->kind) && (s->rank < 1 || s->update_proj_gap < 1))
+        die("--rank %d / --update-proj-gap %d: GaLore needs both at least 1", s->rank, s->update_proj_gap);
+    if (s->per_layer) {
+        // the global norm is only known after the last tensor's update: no clipping
+        if (cli_was_given(argc, argv, "grad-clip") && s->grad_clip > 0.0f)
+            die("--grad-clip %g with --per-layer: the global gradient norm is not known until every tensor is updated; pass --grad-clip 0", s->grad_clip);
+        s->grad_clip = 0.0f;
+    }
+    return 1;
+}
+
+// ----------------------------------------------------------------------------
+// the training state every engine keeps in a checkpoint, besides its own entries
+
+typedef struct {
+    int64_t step;          // training steps done
+    int64_t updates;       // optimizer updates done (skipped steps do not count)
+    int64_t epoch, batch;  // train loader position
+    int64_t sample_rng;    // sampling RNG state (bits of the uint64)
+    int64_t refreshes;     // SVDs done
+    int64_t bad_in_a_row;  // consecutive skipped steps
+    int64_t reserved;
+} Progress;
+
+// the settings a resumed run must share with the saved one (others, like --lr or --steps, may change)
+#define FP_N 16
+static const char* const FP_NAMES[FP_N] = {
+    "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers",
+    "vocab_size", "--optimizer", "--rank", "--update-proj-gap", "--proj-type", "--batch", "--seq", "--grad-accum",
+    "--per-layer", "--shuffle", "--seed",
+};
+
+static void fingerprint(int64_t* fp, const LlamaConfig* c, const OptimConfig* oc, const Settings* s) {
+    int g = optim_is_galore(oc->kind);
+    int64_t v[FP_N] = {c->C, c->H, c->NH, c->NKV, c->L, c->V, oc->kind, g ? oc->rank : 0, g ? oc->update_proj_gap : 0,
+                       g ? oc->proj_type : 0, s->batch, s->seq, s->grad_accum, s->per_layer, s->shuffle, s->seed};
+    memcpy(fp, v, sizeof v);
+}
+
+// log_truncate: on resume, drop the lines of steps after the checkpoint (the crashed run logged
+// them, the resumed run logs them again); written atomically like everything else
+static void log_truncate(const char* path, int64_t step) {
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) return;
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%.1000s.tmp", path);
+    FILE* g = fopenCheck(tmp, "wb");
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        const char* p = strstr(line, "\"step\": ");
+        long long st = p ? atoll(p + 8) : 0;
+        if (st <= step && strchr(line, '\n')) fputs(line, g);
+    }
+    fclose(f);
+    file_commit(g, tmp, path);
+}
+
+// ----------------------------------------------------------------------------
+// the engine interface
+
+typedef struct {
+    void* ctx;
+    // one optimizer step over grad_accum micro-batches read from dl; see train_step in train_llama.c
+    float (*train_step)(void* ctx, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped, int64_t* n_targets);
+    // mean val loss over the first n batches of dl (reset first)
+    float (*evaluate)(void* ctx, DataLoader* dl, int n, int* inputs, int* targets);
+    // n_new tokens sampled after tokens[0..n_prompt) into tokens; returns the new length
+    int (*sample)(void* ctx, int* tokens, int n_prompt, int n_new, Rng* rng);
+    int max_seq;          // the longest sequence sample() can take
+    // the weights on the host: CPU, the parameters themselves; GPU, a copy (release frees it)
+    float* (*params_to_host)(void* ctx);
+    void (*params_release)(void* ctx, float* host);
+    void (*params_from_host)(void* ctx, const float* host); // after a resume wrote into params_to_host's buffer
+    // the engine's own checkpoint entries (optimizer state), and the hooks around reading and
+    // writing them (the GPU stages device buffers through the host)
+    int (*state_entries)(void* ctx, StateEntry* e, int cap);
+    void (*state_before_save)(void* ctx);
+    void (*state_after_load)(void* ctx);
+    void (*state_done)(void* ctx);
+    void (*get_progress)(void* ctx, Progress* pr); // updates, refreshes
+    void (*set_progress)(void* ctx, const Progress* pr);
+    // the part of the console line that is the engine's: "GFLOP/s | mem" or "MFU | GPU mem"
+    void (*step_extra)(void* ctx, double tokens_per_s, char* buf, size_t n);
+    const char* skip_hint;  // advice when the run stops on non-finite steps
+    void (*done_report)(void* ctx); // printed at the end, e.g. peak memory (may be NULL)
+} Engine;
+
+// ----------------------------------------------------------------------------
+// checkpoints through an engine
+
+#define RUN_MAX_ENTRIES 4096
+
+static void run_save(const Engine* e, const Settings* s, const LlamaConfig* c, const OptimConfig* oc, const DataLoader* dl,
+                     const Rng* rng, int64_t step, int64_t bad_in_a_row) {
+    char tmpdir[1100], path[1200];
+    checkpoint_begin(tmpdir, sizeof tmpdir, s->out, step);
+    ParamTable pt;
+    param_table_build(&pt, c);
+    float* hp = e->params_to_host(e->ctx);
+    llama_save(c, &pt, hp, tmpdir, ST_F32);
+    e->params_release(e->ctx, hp);
+    param_table_free(&pt);
+    Progress pr;
+    memset(&pr, 0, sizeof pr);
+    e->get_progress(e->ctx, &pr);
+    pr.step = step; pr.epoch = dl->epoch; pr.batch = dl->batch_in_epoch;
+    pr.sample_rng = (int64_t)rng->state; pr.bad_in_a_row = bad_in_a_row;
+    int64_t fp[FP_N];
+    fingerprint(fp, c, oc, s);
+    StateEntry* ent = (StateEntry*)mallocCheck(sizeof(StateEntry) * RUN_MAX_ENTRIES);
+    snprintf(ent[0].name, STATE_NAME_LEN, "progress"); ent[0].data = &pr; ent[0].nbytes = sizeof pr;
+    snprintf(ent[1].name, STATE_NAME_LEN, "fingerprint"); ent[1].data = fp; ent[1].nbytes = sizeof fp;
+    e->state_before_save(e->ctx);
+    int n = 2 + e->state_entries(e->ctx, ent + 2, RUN_MAX_ENTRIES - 2);
+    snprintf(path, sizeof path, "%.1000s/state.bin", tmpdir);
+    state_write(path, ent, n);
+    e->state_done(e->ctx);
+    free(ent);
+    checkpoint_commit(tmpdir, s->out, step, s->keep);
+}
+
+// run_resume: restore the newest complete checkpoint of --out; returns 0 if there is none
+static int run_resume(const Engine* e, const Settings* s, const LlamaConfig* c, const OptimConfig* oc, DataLoader* dl, Rng* rng,
+                      Progress* pr) {
+    int64_t steps[4096];
+    int n = checkpoint_list(s->out, steps, 4096);
+    if (n == 0) return 0;
+    char dir[1100], path[1200], why[512];
+    checkpoint_path(dir, sizeof dir, s->out, steps[0], "");
+    snprintf(path, sizeof path, "%.1000s/state.bin", dir);
+    // the fingerprint first, alone, so that a settings mismatch gets a message naming the flag
+    int64_t fp_now[FP_N], fp_saved[FP_N];
+    fingerprint(fp_now, c, oc, s);
+    StateEntry fpe;
+    snprintf(fpe.name, STATE_NAME_LEN, "fingerprint"); fpe.data = fp_saved; fpe.nbytes = sizeof fp_saved;
+    if (!state_read(path, &fpe, 1, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
+    for (int k = 0; k < FP_N; k++)
+        if (fp_saved[k] != fp_now[k])
+            die("%s: saved with %s = %lld, this run has %lld; resume with the same settings (or a new --out)", path, FP_NAMES[k],
+                (long long)fp_saved[k], (long long)fp_now[k]);
+    StateEntry* ent = (StateEntry*)mallocCheck(sizeof(StateEntry) * RUN_MAX_ENTRIES);
+    snprintf(ent[0].name, STATE_NAME_LEN, "progress"); ent[0].data = pr; ent[0].nbytes = sizeof *pr;
+    int ne = 1 + e->state_entries(e->ctx, ent + 1, RUN_MAX_ENTRIES - 1);
+    if (!state_read(path, ent, ne, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
+    free(ent);
+    if (pr->step != steps[0]) die("%s: holds step %lld but sits in the folder of step %lld", path, (long long)pr->step, (long long)steps[0]);
+    e->state_after_load(e->ctx);
+    e->state_done(e->ctx);
+    ParamTable pt;
+    param_table_build(&pt, c);
+    float* hp = e->params_to_host(e->ctx);
+    snprintf(path, sizeof path, "%.1000s/model.safetensors", dir);
+    llama_load_params(&pt, hp, path);
+    e->params_from_host(e->ctx, hp);
+    e->params_release(e->ctx, hp);
+    param_table_free(&pt);
+    e->set_progress(e->ctx, pr);
+    rng->state = (uint64_t)pr->sample_rng;
+    dataloader_set_position(dl, pr->epoch, pr->batch);
+    return 1;
+}
+
+// ----------------------------------------------------------------------------
+// the run
+
+// sample_from_logits: draw from softmax(logits) (temperature 1) with one uniform from rng, the
+// same draw on every engine for the same logits
+static int sample_from_logits(const float* li, int V, Rng* rng) {
+    float maxv = -INFINITY;
+    for (int j = 0; j < V; j++) if (li[j] > maxv) maxv = li[j];
+    double sum = 0.0;
+    for (int j = 0; j < V; j++) sum += exp((double)(li[j] - maxv));
+    double r = rng_uniform(rng) * sum, acc = 0.0;
+    for (int j = 0; j < V; j++) { acc += exp((double)(li[j] - maxv)); if (acc > r) return j; }
+    return V - 1;
+}
+
+static void run_print_sample(const Engine* e, const Tokenizer* tok, int have_tok, int eos, int len, Rng* rng) {
+    if (len <= 0) return;
+    int total = len + 1 < e->max_seq ? len + 1 : e->max_seq;
+    int* tokens = (int*)mallocCheck(sizeof(int) * (size_t)e->max_seq);
+    tokens[0] = eos; // documents follow an end-of-text token in the packed layout
+    int n = e->sample(e->ctx, tokens, 1, total - 1, rng);
+    if (have_tok) {
+        size_t cap = (size_t)n * 64 + 16;
+        char* text = (char*)mallocCheck(cap);
+        tokenizer_decode(tok, tokens + 1, n - 1, text, cap);
+        printf("sample: %s\n", text);
+        free(text);
+    } else {
+        printf("sample ids:");
+        for (int i = 1; i < n; i++) printf(" %d", tokens[i]);
+        printf("\n");
+    }
+    free(tokens);
+}
+
+// run_main: data, optional eval-only, resume, the step loop, the final export
+static int run_main(const Engine* e, const Settings* s, const LlamaConfig* config, const OptimConfig* oc) {
+    int B = s->batch, T = s->seq;
+    DataLoader train, val;
+    int have_val = s->val[0] != '\0';
+    int* inputs = (int*)mallocCheck(sizeof(int) * (size_t)B * T);
+    int* targets = (int*)mallocCheck(sizeof(int) * (size_t)B * T);
+    if (s->steps > 0) {
+        dataloader_init(&train, s->train, B, T, s->shuffle, (uint64_t)s->seed, 0, 1, config->V);
+        printf("train: %s | %d shards | %lld tokens | %lld batches of %d x %d per epoch\n", s->train, train.num_shards,
+               (long long)train.num_tokens, (long long)train.batches_per_epoch, B, T);
+    }
+    int eval_batches = 0;
+    if (have_val) {
+        dataloader_init(&val, s->val, B, T, 0, 0, 0, 1, config->V);
+        int64_t want = (s->eval_tokens + (int64_t)B * T - 1) / ((int64_t)B * T);
+        eval_batches = (int)(want < val.batches_per_epoch ? want : val.batches_per_epoch);
+        printf("val: %s | %lld tokens | %d batches (%lld tokens) per eval\n", s->val, (long long)val.num_tokens, eval_batches,
+               (long long)eval_batches * B * T);
+    }
+    Tokenizer tok;
+    int have_tok = s->tokenizer[0] ? tokenizer_init(&tok, s->tokenizer) : 0;
+    if (!have_tok && s->sample_len > 0) printf("note: no tokenizer at '%s': samples are printed as ids\n", s->tokenizer);
+    int eos = have_tok && tok.eos_id >= 0 ? tok.eos_id : 0;
+    Rng sample_rng; rng_init(&sample_rng, (uint64_t)s->seed ^ 0x5A5A5A5AULL);
+
+    if (s->steps == 0) {
+        if (!have_val) die("--steps 0 evaluates only, and needs --val");
+        float vl = e->evaluate(e->ctx, &val, eval_batches, inputs, targets);
+        printf("val loss %.7f | ppl %.4f | %d batches\n", vl, exp(vl), eval_batches);
+        if (s->log[0]) {
+            FILE* logf = fopenCheck(s->log, "w");
+            fprintf(logf, "{\"step\": 0, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", vl, exp(vl));
+            fclose(logf);
+        }
+        dataloader_free(&val);
+        if (have_tok) tokenizer_free(&tok);
+        free(inputs); free(targets);
+        return 0;
+    }
+
+    int start = 0;
+    int64_t bad_in_a_row = 0;
+    if (s->resume) {
+        Progress pr;
+        if (run_resume(e, s, config, oc, &train, &sample_rng, &pr)) {
+            start = (int)pr.step;
+            bad_in_a_row = pr.bad_in_a_row;
+            printf("resumed from %s/ckpt_%08d: step %d, %lld updates, loader epoch %lld batch %lld\n", s->out, start, start,
+                   (long long)pr.updates, (long long)pr.epoch, (long long)pr.batch);
+        } else {
+            printf("resume: no complete checkpoint in %s, starting fresh\n", s->out);
+        }
+    }
+    FILE* logf = NULL;
+    if (s->log[0]) {
+        if (start > 0) log_truncate(s->log, start);
+        logf = fopenCheck(s->log, start > 0 ? "a" : "w");
+    }
+    double t_start = now_seconds(), t_train = 0.0;
+    int timed = 0;
+    for (int step = start; step < s->steps; step++) {
+        double t0 = now_seconds();
+        float norm = 0.0f;
+        int skipped = 0;
+        int64_t n_targets = 0;
+        float lr = (float)(s->lr * lr_lambda(step, s->warmup, s->steps, s->min_lr_ratio, strcmp(s->schedule, "cosine") == 0));
+        float loss = e->train_step(e->ctx, &train, lr, inputs, targets, &norm, &skipped, &n_targets);
+        double dt = now_seconds() - t0;
+        if (step > start || s->steps - start == 1) { t_train += dt; timed++; } // the first step warms caches
+        double tok_s = n_targets / dt; // ignored (padding) targets do not count
+        double eta = (s->steps - step - 1) * (t_train / (timed > 0 ? timed : 1));
+        if (skipped) {
+            bad_in_a_row++;
+            printf("step %5d/%d | loss %f | norm %f | non-finite: update skipped (%lld in a row, --max-bad-steps %d)\n", step + 1,
+                   s->steps, loss, norm, (long long)bad_in_a_row, s->max_bad_steps);
+            if (logf) { fprintf(logf, "{\"step\": %d, \"skipped\": true, \"loss\": null, \"lr\": %.9g}\n", step + 1, lr); fflush(logf); }
+            if (bad_in_a_row >= s->max_bad_steps)
+                die("step %d: %lld steps in a row had a non-finite loss or gradient; stopping (the last checkpoint is intact); hint: %s",
+                    step + 1, (long long)bad_in_a_row, e->skip_hint);
+        } else {
+            bad_in_a_row = 0;
+            if ((step + 1) % s->print_every == 0 || step == start || step + 1 == s->steps) {
+                char etab[32], extra[160];
+                format_duration(etab, sizeof etab, eta);
+                e->step_extra(e->ctx, tok_s, extra, sizeof extra);
+                printf("step %5d/%d | loss %.6f | norm %.4f | lr %.3e | %.1f ms | %.0f tok/s | %s | ETA %s\n",
+                       step + 1, s->steps, loss, norm, lr, dt * 1e3, tok_s, extra, etab);
+                fflush(stdout);
+            }
+            if (logf) {
+                fprintf(logf, "{\"step\": %d, \"loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %.9g, \"ms\": %.3f, \"tokens_per_s\": %.3f}\n",
+                        step + 1, loss, norm, lr, dt * 1e3, tok_s);
+                fflush(logf);
+            }
+        }
+        int last = step + 1 == s->steps;
+        if (have_val && ((s->eval_every > 0 && (step + 1) % s->eval_every == 0) || last)) {
+            float vl = e->evaluate(e->ctx, &val, eval_batches, inputs, targets);
+            printf("eval step %d | val loss %.6f | ppl %.3f\n", step + 1, vl, exp(vl));
+            if (logf) { fprintf(logf, "{\"step\": %d, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", step + 1, vl, exp(vl)); fflush(logf); }
+        }
+        if (s->sample_every > 0 && (step + 1) % s->sample_every == 0 && !last)
+            run_print_sample(e, &tok, have_tok, eos, s->sample_len, &sample_rng);
+        if (s->out[0] && ((s->save_every > 0 && (step + 1) % s->save_every == 0) || last)) {
+            run_save(e, s, config, oc, &train, &sample_rng, step + 1, bad_in_a_row);
+            printf("saved checkpoint %s/ckpt_%08d (step %d)\n", s->out, step + 1, step + 1);
+        }
+    }
+    if (s->out[0]) {
+        ParamTable pt;
+        param_table_build(&pt, config);
+        float* hp = e->params_to_host(e->ctx);
+        llama_save(config, &pt, hp, s->out, strcmp(s->save_dtype, "bf16") == 0 ? ST_BF16 : ST_F32);
+        e->params_release(e->ctx, hp);
+        param_table_free(&pt);
+        printf("saved %s/model.safetensors and config.json (%s)\n", s->out, s->save_dtype);
+    }
+    run_print_sample(e, &tok, have_tok, eos, s->sample_len, &sample_rng);
+    printf("done: %d steps in %.1f s\n", s->steps - start, now_seconds() - t_start);
+    if (e->done_report) e->done_report(e->ctx);
+    if (logf) fclose(logf);
+    if (have_tok) tokenizer_free(&tok);
+    dataloader_free(&train);
+    if (have_val) dataloader_free(&val);
+    free(inputs); free(targets);
+    return 0;
+}
+
+#endif // RUN_H
