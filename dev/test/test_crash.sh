@@ -28,14 +28,17 @@ run_case() {
     local name=$1; shift
     local ref="$tmp/$name.ref" out="$tmp/$name.run"
     "$bin" "${common[@]}" "$@" --out "$ref" --log "$ref.jsonl" > "$ref.stdout" 2>&1 || { bad "$name: reference run failed: $(tail -2 "$ref.stdout")"; return; }
-    local kills=0 done=0 halfseen="" resumes=0
+    local kills=0 done=0 halfseen="" resumes=0 base=5
     while [ $done = 0 ]; do
         "$bin" "${common[@]}" "$@" --out "$out" --log "$out.jsonl" --resume 1 > "$out.stdout" 2>&1 &
         local pid=$!
-        if [ $kills -lt "$MAX_KILLS" ]; then
-            # 5 to 155 ms: from start-up to several steps in, many of them inside a save
-            sleep "0.$(printf '%03d' $((5 + RANDOM % 150)))"
+        # keep killing until MAX_KILLS kills and at least 3 resumes (bounded at 4 x MAX_KILLS)
+        if [ $kills -lt "$MAX_KILLS" ] || { [ $resumes -lt 3 ] && [ $kills -lt $((4 * MAX_KILLS)) ]; }; then
+            # base + 0 to 150 ms: from start-up to several steps in, many of them inside a save;
+            # on a loaded machine start-up is slower, so the base grows while no checkpoint exists
+            sleep "$(awk -v ms=$((base + RANDOM % 150)) 'BEGIN{printf "%.3f", ms / 1000}')"
             kill -9 $pid 2>/dev/null && kills=$((kills+1))
+            ls "$out"/ckpt_*/DONE >/dev/null 2>&1 || base=$((base + 40))
         fi
         { wait $pid; } 2>/dev/null; local rc=$?
         if [ $rc -eq 0 ]; then done=1
