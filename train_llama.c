@@ -556,8 +556,6 @@ static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig
         if (l->side != SIDE_NONE) {
             if ((size_t)l->snumel > max_s) max_s = (size_t)l->snumel;
             if ((size_t)(l->m * l->n) > max_full) max_full = (size_t)(l->m * l->n);
-        } else if (l->state == STATE_8BIT) {
-            (void)0;
         }
     }
     o->fmem = (float*)callocCheck(nf, sizeof(float));
@@ -937,12 +935,19 @@ static double rss_mib(void) {
     return rss * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
 }
 
-static int get_threads(void);
+static int get_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 static void set_threads(int n) {
 #ifdef _OPENMP
     if (n > 0) omp_set_num_threads(n);
-    n = omp_get_max_threads();
 #endif
+    n = get_threads();
     if (openblas_set_num_threads && n > 0) openblas_set_num_threads(n);
 }
 
@@ -951,14 +956,6 @@ static void blas_advice(void) {
     if (openblas_get_parallel && openblas_get_parallel() == 1 && get_threads() > 1)
         printf("note: OpenBLAS is its pthreads build, which competes with OpenMP for the cores; "
                "apt-get install libopenblas0-openmp and rebuild for about 2x\n");
-}
-
-static int get_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
 }
 
 // ----------------------------------------------------------------------------
