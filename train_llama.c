@@ -519,8 +519,12 @@ static void llama_backward(Llama* m, const int* inputs, const int* targets, int 
 // memory plan counts.
 
 // LAPACK's SVD, the routine torch uses on the CPU, so singular-vector signs agree with the
-// reference (gfortran passes the length of a character argument as a hidden last argument)
-extern void sgesdd_(const char* jobz, const int* m, const int* n, float* a, const int* lda, float* s, float* u,
+// reference (gfortran passes the length of a character argument as a hidden last argument).
+// extern "C" also when C++ compiles this file (the GPU tests include it inside a namespace)
+#ifdef __cplusplus
+extern "C"
+#endif
+void sgesdd_(const char* jobz, const int* m, const int* n, float* a, const int* lda, float* s, float* u,
                     const int* ldu, float* vt, const int* ldvt, float* work, const int* lwork, int* iwork, int* info,
                     size_t jobz_len);
 

@@ -4,6 +4,11 @@
 // accumulation in every matmul (cuBLASLt), attention through attention.cuh (cuDNN fused SDPA, or
 // a cuBLAS fallback), Adam/AdamW with bf16 moments by default as the GaLore paper's pure-bf16
 // runs (--master-weights 1: fp32 master weights and fp32 moments), optional stochastic rounding.
+// Every optimizer of the CPU program: adamw, adam, galore_adamw (cuSOLVER SVD, cuBLAS projections:
+// galore.cuh), adam8bit and galore_adamw8bit (blockwise 8-bit states: adam8bit.cuh), with the
+// per-tensor state of galore.h's tensor_layout; --per-layer 1 updates each layer inside backward
+// (gradient memory: the largest layer), with --grad-accum accumulating GaLore gradients in the
+// low-rank space, as the CPU does.
 // Every device buffer is allocated once at startup from one plan (gpu_plan_build), which
 // --memory-plan 1 prints without touching the GPU.
 // test_llama.cu includes this file with TESTING defined to reach its internals.
@@ -30,6 +35,8 @@
 #include "llama_math.h"
 #include "llama_kernels.cuh"
 #include "attention.cuh"
+#include "adam8bit.cuh"
+#include "galore.cuh"
 #include "run.h"
 
 // ----------------------------------------------------------------------------
@@ -64,30 +71,108 @@ static void gpu_act_sizes(const LlamaConfig* c, int B, int T, size_t attn_saved,
     for (int i = 0; i < A_NUM; i++) bytes[i] = align256(b[i]);
 }
 
-#define GPU_PLAN_MAX 48
-typedef struct { char name[80]; double bytes; } GpuPlanItem;
-typedef struct { GpuPlanItem it[GPU_PLAN_MAX]; int n; double total; double state; } GpuPlan;
+#define GPU_PLAN_MAX 64
+typedef struct { char name[80]; double bytes; int transient; } GpuPlanItem;
+typedef struct { GpuPlanItem it[GPU_PLAN_MAX]; int n; double total; double state; double transient; } GpuPlan;
 
-static void gpu_plan_add(GpuPlan* p, const char* name, double bytes, int is_state) {
+// is_state: counts in the paper's "weights + optimizer state" estimate; transient: allocated only
+// for a while (refresh-step accumulators), shown but not in the total
+static void gpu_plan_add_ex(GpuPlan* p, const char* name, double bytes, int is_state, int transient) {
     if (p->n >= GPU_PLAN_MAX) die("internal: GPU plan has more than %d rows", GPU_PLAN_MAX);
     snprintf(p->it[p->n].name, sizeof p->it[p->n].name, "%s", name);
     p->it[p->n].bytes = bytes;
+    p->it[p->n].transient = transient;
     p->n++;
+    if (transient) { p->transient += bytes; return; }
     p->total += bytes;
     if (is_state) p->state += bytes;
 }
+static void gpu_plan_add(GpuPlan* p, const char* name, double bytes, int is_state) { gpu_plan_add_ex(p, name, bytes, is_state, 0); }
 
-static void gpu_plan_build(GpuPlan* p, const LlamaConfig* c, int B, int T, int master, size_t attn_saved, size_t attn_ws) {
+// update groups for --per-layer (the CPU's param_group): 0 the embedding, 1 + l layer l, L + 1 the
+// final norm and lm_head
+static int gpu_param_group(const LlamaConfig* c, int i) { return i == 0 ? 0 : i < pt_norm(c) ? 1 + (i - 1) / P_PER_LAYER : c->L + 1; }
+
+// gradient slots (the CPU's llama_set_grad_mode): whole-model, each tensor at its parameter offset;
+// per-layer, each group's tensors from offset 0, so the buffer is the largest group's. goff (n) out.
+static size_t gpu_grad_layout(const ParamTable* pt, const LlamaConfig* c, int per_layer, size_t* goff) {
+    size_t size = 0;
+    for (int i = 0; i < pt->n; i++) {
+        int first = i;
+        if (per_layer) while (first > 0 && gpu_param_group(c, first - 1) == gpu_param_group(c, i)) first--;
+        size_t o = per_layer ? (size_t)(pt->info[i].offset - pt->info[first].offset) : (size_t)pt->info[i].offset;
+        if (goff) goff[i] = o;
+        size_t end = o + (size_t)pt->info[i].numel;
+        if (end > size) size = end;
+    }
+    return size;
+}
+
+// the optimizer state of galore.h's per-tensor layout on the GPU, in bytes: moments in bf16 (fp32
+// with master weights, and always fp32 on the 8-bit kinds' 32-bit path for small tensors, as
+// bitsandbytes), 8-bit states and their absmax, bf16 projectors. The allocation uses the same sums.
+typedef struct { double moments, q8, absmax, proj; int mom_f32; } GpuOptimBytes;
+static GpuOptimBytes gpu_optim_bytes(const ParamTable* pt, const OptimConfig* oc, int master) {
+    GpuOptimBytes b;
+    memset(&b, 0, sizeof b);
+    b.mom_f32 = master || optim_is_8bit(oc->kind);
+    for (int i = 0; i < pt->n; i++) {
+        TensorLayout l;
+        tensor_layout(&l, &pt->info[i], oc);
+        if (l.state == STATE_8BIT) { b.q8 += 2.0 * l.snumel; b.absmax += 2.0 * 4 * l.nblocks; }
+        else b.moments += 2.0 * l.snumel * (b.mom_f32 ? 4 : sizeof(floatX));
+        b.proj += (double)l.proj_numel * sizeof(floatX);
+    }
+    return b;
+}
+
+// gpu_plan_build: every device buffer for (config, optimizer, flags). oc NULL: AdamW. svd_ws: the
+// cuSOLVER workspace in bytes, or < 0 for the estimate (no GPU to ask)
+static void gpu_plan_build(GpuPlan* p, const LlamaConfig* c, int B, int T, int master, size_t attn_saved, size_t attn_ws,
+                           const OptimConfig* oc_in, int per_layer, int grad_accum, double svd_ws) {
     memset(p, 0, sizeof *p);
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    if (oc_in) oc = *oc_in; else oc.kind = OPTIM_ADAMW;
     ParamTable pt;
     param_table_build(&pt, c);
     double P = (double)pt.total;
-    param_table_free(&pt);
     int half = c->C / c->NH / 2;
     gpu_plan_add(p, "weights (bf16)", P * sizeof(floatX), 1);
-    gpu_plan_add(p, "gradients (bf16)", P * sizeof(floatX), 0);
+    double gsize = (double)gpu_grad_layout(&pt, c, per_layer, NULL);
+    gpu_plan_add(p, per_layer ? "gradients (largest update group, bf16)" : "gradients (bf16)", gsize * sizeof(floatX), 0);
     if (master) gpu_plan_add(p, "master weights (fp32)", P * 4, 1);
-    gpu_plan_add(p, master ? "adam moments m, v (fp32)" : "adam moments m, v (bf16)", 2.0 * P * (master ? 4 : sizeof(floatX)), 1);
+    GpuOptimBytes ob = gpu_optim_bytes(&pt, &oc, master);
+    gpu_plan_add(p, ob.mom_f32 ? "adam moments m, v (fp32)" : "adam moments m, v (bf16)", ob.moments, 1);
+    gpu_plan_add(p, "8-bit moments qm, qv (uint8)", ob.q8, 1);
+    gpu_plan_add(p, "8-bit absmax (fp32, per 256 elements)", ob.absmax, 1);
+    gpu_plan_add(p, "GaLore projectors (bf16)", ob.proj, 1);
+    if (optim_is_8bit(oc.kind)) gpu_plan_add(p, "8-bit quantization maps", 512.0 * 4, 0);
+    // per-layer accumulation: full accumulators for the full-rank tensors, low-rank ones for GaLore
+    // tensors, and full ones for the GaLore tensors of a refresh step (allocated for that step)
+    TensorLayout* lay = (TensorLayout*)mallocCheck(sizeof(TensorLayout) * pt.n);
+    double acc_full = 0.0, acc_low = 0.0, galore_full = 0.0;
+    for (int i = 0; i < pt.n; i++) {
+        tensor_layout(&lay[i], &pt.info[i], &oc);
+        if (lay[i].side == SIDE_NONE) acc_full += (double)pt.info[i].numel;
+        else { acc_low += (double)lay[i].snumel; galore_full += (double)(lay[i].m * lay[i].n); }
+    }
+    if (per_layer && grad_accum > 1) {
+        gpu_plan_add(p, "gradient accumulators (full-rank tensors, bf16)", acc_full * sizeof(floatX), 0);
+        gpu_plan_add(p, "gradient accumulators (GaLore low-rank, bf16)", acc_low * sizeof(floatX), 0);
+        gpu_plan_add_ex(p, "refresh-step accumulators (GaLore, bf16)", galore_full * sizeof(floatX), 0, 1);
+    }
+    GaloreDims gd = galore_dims(lay, pt.n);
+    if (gd.max_full > 0) {
+        gpu_plan_add(p, "GaLore full scratch: SVD input, then update U (fp32)", (double)gd.max_full * 4, 0);
+        gpu_plan_add(p, "GaLore SVD factors U, V (fp32, largest matrix)", 2.0 * gd.max_full * 4, 0);
+        gpu_plan_add(p, "GaLore singular values + fp32 projector (fp32)", (double)(gd.max_k + gd.max_proj) * 4, 0);
+        gpu_plan_add(p, "GaLore low-rank R, N (fp32)", 2.0 * gd.max_s * 4, 0);
+        gpu_plan_add(p, svd_ws < 0 ? "cuSOLVER gesvdj workspace (ESTIMATE: 1x largest matrix)" : "cuSOLVER gesvdj workspace (queried)",
+                     svd_ws < 0 ? galore_svd_workspace_estimate(&gd) : svd_ws, 0);
+    }
+    free(lay);
+    param_table_free(&pt);
     gpu_plan_add(p, "rope cos/sin tables (fp32)", 2.0 * c->maxT * half * 4, 0);
     size_t ab[A_NUM];
     gpu_act_sizes(c, B, T, attn_saved, ab);
@@ -102,7 +187,9 @@ static void gpu_plan_build(GpuPlan* p, const LlamaConfig* c, int B, int T, int m
 
 static void gpu_plan_print(const GpuPlan* p, const char* title) {
     printf("GPU memory plan: %s\n", title);
-    for (int i = 0; i < p->n; i++) if (p->it[i].bytes > 0) printf("  %-52s %12.2f MiB\n", p->it[i].name, p->it[i].bytes / 1048576.0);
+    for (int i = 0; i < p->n; i++)
+        if (p->it[i].bytes > 0)
+            printf("  %-52s %12.2f MiB%s\n", p->it[i].name, p->it[i].bytes / 1048576.0, p->it[i].transient ? " (transient, not in total)" : "");
     printf("  %-52s %12.2f MiB (%.3f GB)\n", "total", p->total / 1048576.0, p->total / 1e9);
     printf("  %-52s %12.2f MiB (%.3f GB)\n", "weights + optimizer state (paper's estimate)", p->state / 1048576.0, p->state / 1e9);
 }
@@ -123,9 +210,16 @@ typedef struct {
     int B, T;                 // the (only) shape the activations and the attention plan are built for
     int master;               // fp32 master weights + fp32 moments
     floatX* params;           // (P) bf16, flat in table order (the CPU's layout: Wq|Wk|Wv and Wg|Wu adjacent)
-    floatX* grads;            // (P) bf16
+    // gradients: tensor i's at grads + goff[i]. Whole-model mode: (P), goff = the parameter offset.
+    // Per-layer mode: the slots of one update group are reused by every group (the largest
+    // group's size); backward calls grads_ready(ctx, first, last) when a group is final (as the CPU)
+    floatX* grads;            // (grad_size) bf16
+    size_t grad_size;
+    int grads_per_layer;      // the layout of goff
+    size_t* goff;             // (table.n)
+    void (*grads_ready)(void* ctx, int first, int last);
+    void* grads_ctx;
     float* master_w;          // (P) fp32 or NULL
-    void* mom_m; void* mom_v; // (P) each: floatX, or float with master
     float *rope_cos, *rope_sin; // (maxT, HD/2) fp32
     GpuActs acts;
     void* act_memory;
@@ -145,7 +239,7 @@ typedef struct {
 } GpuLlama;
 
 static inline floatX* PX(GpuLlama* m, int i) { return m->params + m->table.info[i].offset; }
-static inline floatX* GX(GpuLlama* m, int i) { return m->grads + m->table.info[i].offset; }
+static inline floatX* GX(GpuLlama* m, int i) { return m->grads + m->goff[i]; }
 
 // HF's rope tables in fp32, computed exactly as the CPU's llama_rope_init, then uploaded
 static void gpu_rope_init(GpuLlama* m) {
@@ -173,7 +267,9 @@ static void print_alloc(const char* name, size_t bytes) { printf("  alloc %-52s 
 
 // gpu_build: handles, attention plan, every buffer of the plan (printed as allocated). Weights
 // are uploaded afterwards (gpu_upload_params).
-static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int master, int attn_fallback, int verbose) {
+// per_layer: lay the gradient slots out for per-layer updates right away (the largest group's size),
+// so a model that only fits with --per-layer never allocates whole-model gradients
+static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int master, int attn_fallback, int verbose, int per_layer = 0) {
     memset(m, 0, sizeof *m);
     m->config = *c;
     m->B = B; m->T = T; m->master = master;
@@ -201,23 +297,19 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
     m->attn_saved_bytes = attention_saved_bytes(&m->attn);
     if (verbose && !m->attn.bwd_deterministic)
         printf("note: the attention backward chosen is not bitwise deterministic run to run (cuDNN engine); --attn-fallback 1 is deterministic\n");
-    GpuPlan plan;
-    gpu_plan_build(&plan, c, B, T, master, m->attn_saved_bytes, attention_workspace_bytes(&m->attn));
-    if (verbose) printf("allocating %.1f MiB on the GPU:\n", plan.total / 1048576.0);
+    if (verbose) printf("allocating the model's buffers on the GPU (the optimizer's follow):\n");
     m->params = (floatX*)cudaMallocCheck(sizeof(floatX) * P, "weights (bf16)");
-    m->grads = (floatX*)cudaMallocCheck(sizeof(floatX) * P, "gradients (bf16)");
-    if (verbose) { print_alloc("weights (bf16)", sizeof(floatX) * P); print_alloc("gradients (bf16)", sizeof(floatX) * P); }
-    size_t mb = master ? sizeof(float) : sizeof(floatX);
+    m->goff = (size_t*)mallocCheck(sizeof(size_t) * (size_t)m->table.n);
+    m->grad_size = gpu_grad_layout(&m->table, c, per_layer, m->goff);
+    m->grads_per_layer = per_layer;
+    const char* gname = per_layer ? "gradients (largest update group, bf16)" : "gradients (bf16)";
+    m->grads = (floatX*)cudaMallocCheck(sizeof(floatX) * m->grad_size, gname);
+    if (verbose) { print_alloc("weights (bf16)", sizeof(floatX) * P); print_alloc(gname, sizeof(floatX) * m->grad_size); }
     if (master) {
         m->master_w = (float*)cudaMallocCheck(sizeof(float) * P, "master weights (fp32)");
         if (verbose) print_alloc("master weights (fp32)", sizeof(float) * P);
     }
-    // one allocation for both moments
-    char* mom = (char*)cudaMallocCheck(2 * mb * P, master ? "adam moments m, v (fp32)" : "adam moments m, v (bf16)");
-    m->mom_m = mom; m->mom_v = mom + mb * P;
-    if (verbose) print_alloc(master ? "adam moments m, v (fp32)" : "adam moments m, v (bf16)", 2 * mb * P);
-    cudaCheck(cudaMemset(m->grads, 0, sizeof(floatX) * P));
-    cudaCheck(cudaMemset(mom, 0, 2 * mb * P));
+    cudaCheck(cudaMemset(m->grads, 0, sizeof(floatX) * m->grad_size));
     gpu_rope_init(m);
     // activations: one allocation, then a pointer table
     size_t ab[A_NUM], total = 0;
@@ -250,7 +342,7 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
 static void gpu_free(GpuLlama* m) {
     cudaCheck(cudaFree(m->params)); cudaCheck(cudaFree(m->grads));
     if (m->master_w) cudaCheck(cudaFree(m->master_w));
-    cudaCheck(cudaFree(m->mom_m));
+    free(m->goff);
     cudaCheck(cudaFree(m->rope_cos)); cudaCheck(cudaFree(m->rope_sin));
     cudaCheck(cudaFree(m->act_memory)); cudaCheck(cudaFree(m->mm.workspace));
     attention_free(&m->attn);
@@ -261,6 +353,25 @@ static void gpu_free(GpuLlama* m) {
     free(m->h_counts); free(m->h_bucket); free(m->h_losses); free(m->h_partials);
     param_table_free(&m->table);
 }
+
+// gpu_set_grad_mode: lay out the gradient slots for whole-model or per-layer updates and
+// reallocate them zeroed (per-layer: the largest update group's size instead of P)
+static void gpu_set_grad_mode(GpuLlama* m, int per_layer, int verbose) {
+    if (per_layer != m->grads_per_layer) {
+        size_t size = gpu_grad_layout(&m->table, &m->config, per_layer, m->goff);
+        cudaCheck(cudaFree(m->grads));
+        m->grads = (floatX*)cudaMallocCheck(sizeof(floatX) * size, per_layer ? "gradients (largest update group, bf16)" : "gradients (bf16)");
+        if (verbose) print_alloc(per_layer ? "gradients (largest update group, bf16), instead" : "gradients (bf16), instead", sizeof(floatX) * size);
+        m->grad_size = size;
+        m->grads_per_layer = per_layer;
+    }
+    cudaCheck(cudaMemset(m->grads, 0, sizeof(floatX) * m->grad_size));
+    m->grads_ready = NULL;
+    m->grads_ctx = NULL;
+}
+
+// per-layer mode: tensors first..last now hold their final gradient for this micro-batch
+static inline void gpu_grads_ready(GpuLlama* m, int first, int last) { if (m->grads_ready) m->grads_ready(m->grads_ctx, first, last); }
 
 // host fp32 (P) -> device: bf16 weights by round-to-nearest-even (exact when the values came from
 // bf16), and the fp32 masters when kept
@@ -374,7 +485,7 @@ static void gpu_forward(GpuLlama* m, const int* inputs, const int* targets, int 
 }
 
 static void gpu_zero_grad(GpuLlama* m) {
-    cudaCheck(cudaMemsetAsync(m->grads, 0, sizeof(floatX) * m->table.total, m->stream));
+    cudaCheck(cudaMemsetAsync(m->grads, 0, sizeof(floatX) * m->grad_size, m->stream));
 }
 
 // gpu_backward: ADDS the gradient of (grad_scale * mean loss) into the gradients; the forward
@@ -392,6 +503,7 @@ static void gpu_backward(GpuLlama* m, const int* inputs, int B, int T) {
     matmul_backward(&m->mm, dln, GX(m, pt_lm_head(c)), dlogits, a->lnf, PX(m, pt_lm_head(c)), BT, C, V, s);
     rmsnorm_backward(dres, GX(m, pt_norm(c)), a->rms_scratch, dln, a->res + (size_t)L * BT * C, PX(m, pt_norm(c)), a->rstdf,
                      BT, C, 0, s);
+    gpu_grads_ready(m, pt_norm(c), pt_lm_head(c));
     for (int l = L - 1; l >= 0; l--) {
         GpuLayerActs la = gpu_layer_acts(m, l);
         floatX* dact = a->scratch;                      // (BT, H)
@@ -409,18 +521,20 @@ static void gpu_backward(GpuLlama* m, const int* inputs, int B, int T) {
         floatX* dln1 = a->lnf;                          // (BT, C)
         matmul_backward(&m->mm, dln1, GX(m, pt_layer(l, P_WQ)), dqkv, la.ln1, PX(m, pt_layer(l, P_WQ)), BT, C, C + 2 * KV, s);
         rmsnorm_backward(dres, GX(m, pt_layer(l, P_LN1)), a->rms_scratch, dln1, la.x, PX(m, pt_layer(l, P_LN1)), la.rstd1, BT, C, 1, s);
+        gpu_grads_ready(m, pt_layer(l, 0), pt_layer(l, P_PER_LAYER - 1));
     }
     // embedding: positions bucketed by token on the host, summed in order on the device
     int nu = encoder_backward_buckets(m->h_bucket, m->h_counts, inputs, BT, V);
     cudaCheck(cudaMemcpyAsync(a->bucket, m->h_bucket, sizeof(int) * (size_t)(BT + 2 * nu + 1), cudaMemcpyHostToDevice, s));
     encoder_backward(GX(m, 0), dres, a->bucket, BT, nu, C, s);
+    gpu_grads_ready(m, 0, 0);
     // the host bucket is reused by the next backward: wait for the copy (and the step) to finish
     cudaCheck(cudaStreamSynchronize(s));
 }
 
 // squared L2 norm of the whole gradient: fixed-grid partials on the device, added in double on the host
 static double gpu_grad_sumsq(GpuLlama* m) {
-    sumsq_partials(m->acts.norm_partials, m->grads, m->table.total, m->stream);
+    sumsq_partials(m->acts.norm_partials, m->grads, m->grad_size, m->stream);
     cudaCheck(cudaMemcpyAsync(m->h_partials, m->acts.norm_partials, sizeof(float) * NORM_BLOCKS, cudaMemcpyDeviceToHost, m->stream));
     cudaCheck(cudaStreamSynchronize(m->stream));
     double ss = 0.0;
@@ -429,85 +543,390 @@ static double gpu_grad_sumsq(GpuLlama* m) {
 }
 
 // ----------------------------------------------------------------------------
-// optimizer and trainer: the CPU's shape (one update per tensor, whole-model gradients, global
-// norm clipping, non-finite steps skipped)
+// optimizer and trainer: the CPU's shape. One update per tensor (gpu_optim_update) with the state
+// of galore.h's tensor_layout, the same layout as the CPU's Optimizer, so the memory plan, the
+// allocation and the checkpoints agree across engines. Whole-model mode: backward fills every
+// gradient, then the global norm, clipping, and the updates. Per-layer mode: the updates run inside
+// backward (gpu_trainer_grads_ready), GaLore gradients accumulate in the low-rank space.
+
+// the measured high-water mark of device memory: sampled (cudaMemGetInfo) where it peaks, at the
+// end of each step and while the transient refresh buffers are alive. Libraries (cuBLAS, cuDNN,
+// cuSOLVER) allocate on their own, so this is what the device reports, not a sum of our buffers.
+static double g_mem_high_mib = 0.0;
+static void gpu_mem_sample(void) {
+    double u = gpu_mem_used_mib();
+    if (u > g_mem_high_mib) g_mem_high_mib = u;
+}
+
+typedef struct {
+    OptimConfig cfg;
+    int n;                      // tensors
+    TensorLayout* lay;          // (n) galore.h's layout: the CPU's
+    int mom_f32;                // fp32 moments (master weights, or the 8-bit kinds' 32-bit path); else bf16
+    void** m; void** v;         // (n) moments (srows, scols), or NULL (8-bit state)
+    uint8_t** qm; uint8_t** qv; // (n) 8-bit moments (snumel), or NULL
+    float** absmax_m; float** absmax_v; // (n) (nblocks) each, or NULL
+    floatX** proj;              // (n) bf16 projector ((r, n) right, (m, r) left), or NULL
+    int* has_proj;              // (n) host
+    char* mom_mem; uint8_t* q_mem; float* absmax_mem; floatX* proj_mem; // the allocations behind the tables
+    float* maps;                // (512) device: the signed and unsigned dynamic maps (8-bit kinds)
+    GaloreGpu gl;               // SVD, projection scratch and handles (GaLore kinds)
+} GpuOptim;
+
+static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, int verbose) {
+    memset(o, 0, sizeof *o);
+    o->cfg = *cfg;
+    o->n = m->table.n;
+    o->lay = (TensorLayout*)mallocCheck(sizeof(TensorLayout) * o->n);
+    GpuOptimBytes ob = gpu_optim_bytes(&m->table, cfg, m->master);
+    o->mom_f32 = ob.mom_f32;
+    size_t mb = o->mom_f32 ? sizeof(float) : sizeof(floatX);
+    const char* mom_name = o->mom_f32 ? "adam moments m, v (fp32)" : "adam moments m, v (bf16)";
+    o->mom_mem = (char*)cudaMallocCheck((size_t)ob.moments, mom_name);
+    o->q_mem = (uint8_t*)cudaMallocCheck((size_t)ob.q8, "8-bit moments qm, qv (uint8)");
+    o->absmax_mem = (float*)cudaMallocCheck((size_t)ob.absmax, "8-bit absmax (fp32)");
+    o->proj_mem = (floatX*)cudaMallocCheck((size_t)ob.proj, "GaLore projectors (bf16)");
+    cudaCheck(cudaMemset(o->mom_mem, 0, (size_t)ob.moments > 0 ? (size_t)ob.moments : 1));
+    cudaCheck(cudaMemset(o->q_mem, 0, (size_t)ob.q8 > 0 ? (size_t)ob.q8 : 1));          // bitsandbytes' zeros init
+    cudaCheck(cudaMemset(o->absmax_mem, 0, (size_t)ob.absmax > 0 ? (size_t)ob.absmax : 1));
+    if (verbose) {
+        print_alloc(mom_name, (size_t)ob.moments);
+        if (ob.q8 > 0) { print_alloc("8-bit moments qm, qv (uint8)", (size_t)ob.q8); print_alloc("8-bit absmax (fp32)", (size_t)ob.absmax); }
+        if (ob.proj > 0) print_alloc("GaLore projectors (bf16)", (size_t)ob.proj);
+    }
+    size_t ptrs = sizeof(void*) * (size_t)o->n;
+    o->m = (void**)callocCheck(1, ptrs); o->v = (void**)callocCheck(1, ptrs);
+    o->qm = (uint8_t**)callocCheck(1, ptrs); o->qv = (uint8_t**)callocCheck(1, ptrs);
+    o->absmax_m = (float**)callocCheck(1, ptrs); o->absmax_v = (float**)callocCheck(1, ptrs);
+    o->proj = (floatX**)callocCheck(1, ptrs);
+    o->has_proj = (int*)callocCheck((size_t)o->n, sizeof(int));
+    char* mp = o->mom_mem;
+    uint8_t* q = o->q_mem;
+    float* am = o->absmax_mem;
+    floatX* pp = o->proj_mem;
+    for (int i = 0; i < o->n; i++) {
+        TensorLayout* l = &o->lay[i];
+        tensor_layout(l, &m->table.info[i], cfg);
+        if (l->state == STATE_8BIT) {
+            o->qm[i] = q; q += l->snumel;
+            o->qv[i] = q; q += l->snumel;
+            o->absmax_m[i] = am; am += l->nblocks;
+            o->absmax_v[i] = am; am += l->nblocks;
+        } else {
+            o->m[i] = mp; mp += mb * l->snumel;
+            o->v[i] = mp; mp += mb * l->snumel;
+        }
+        if (l->proj_numel) { o->proj[i] = pp; pp += l->proj_numel; }
+    }
+    if (optim_is_8bit(cfg->kind)) o->maps = adam8bit_maps_upload();
+    galore_gpu_init(&o->gl, o->lay, o->n, m->blas, m->stream, verbose);
+    if (verbose && o->gl.max_full > 0) {
+        print_alloc("GaLore full scratch: SVD input, then update U (fp32)", sizeof(float) * o->gl.max_full);
+        print_alloc("GaLore SVD factors U, V (fp32)", 2 * sizeof(float) * o->gl.max_full);
+        print_alloc("GaLore singular values + fp32 projector (fp32)", sizeof(float) * (o->gl.max_k + o->gl.max_proj));
+        print_alloc("GaLore low-rank R, N (fp32)", 2 * sizeof(float) * o->gl.max_s);
+    }
+}
+
+static void gpu_optim_free(GpuOptim* o) {
+    cudaCheck(cudaFree(o->mom_mem)); cudaCheck(cudaFree(o->q_mem)); cudaCheck(cudaFree(o->absmax_mem)); cudaCheck(cudaFree(o->proj_mem));
+    if (o->maps) cudaCheck(cudaFree(o->maps));
+    galore_gpu_free(&o->gl);
+    free(o->lay); free(o->m); free(o->v); free(o->qm); free(o->qv); free(o->absmax_m); free(o->absmax_v); free(o->proj); free(o->has_proj);
+}
 
 typedef struct {
     GpuLlama* model;
     OptimConfig cfg;
+    GpuOptim opt;
     int grad_accum;
     float grad_clip;
     int sr;                // stochastic rounding
     uint32_t sr_seed;
     int64_t t;             // optimizer updates done
+    int per_layer;
+    // the step in progress (per-layer mode)
+    int micro; float lr; double sumsq; int bad; int updated;
+    // per-layer with accumulation (the CPU's Trainer.acc / racc): bf16 full accumulators for the
+    // full-rank tensors, bf16 low-rank ones for GaLore tensors, full ones for a GaLore tensor only
+    // during a step that refreshes it
+    floatX** acc; floatX** racc; floatX* acc_mem; floatX* racc_mem;
+    float* d_part; float* h_part; // (P_PER_LAYER, NORM_BLOCKS) per-tensor norm partials of one group
 } GpuTrainer;
 
-static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc, int grad_accum, float grad_clip, int sr, uint64_t seed) {
-    memset(tr, 0, sizeof *tr);
-    if (oc->kind != OPTIM_ADAMW && oc->kind != OPTIM_ADAM)
-        die("--optimizer %s: galore_* and adam8bit on the GPU: not yet; use the CPU trainer", OPTIM_NAMES[oc->kind]);
-    tr->model = m;
-    tr->cfg = *oc;
-    tr->grad_accum = grad_accum;
-    tr->grad_clip = grad_clip;
-    tr->sr = sr;
-    tr->sr_seed = lm_hash32((uint32_t)seed ^ lm_hash32((uint32_t)(seed >> 32) ^ 0x5bd1e995U));
-}
-
-// one Adam/AdamW update of tensor i at 1-based step t; gscale is the clipping coefficient
-static void gpu_optimizer_update(GpuTrainer* tr, int i, float lr, int64_t t, float gscale) {
+// the squared norms of k tensors (bf16), one sync: fixed-grid partials, added in order in double
+static void gpu_sumsq_many(GpuTrainer* tr, const floatX* const* x, const size_t* n, int k, double* out) {
     GpuLlama* m = tr->model;
-    const OptimConfig* c = &tr->cfg;
-    const ParamInfo* p = &m->table.info[i];
-    size_t off = p->offset, n = (size_t)p->numel;
-    float b1 = c->beta1, b2 = c->beta2, eps = c->eps, wd = c->weight_decay;
-    // torch: step_size = lr / (1 - b1^t), denom = sqrt(v) / sqrt(1 - b2^t) + eps (as the CPU)
-    float step_size = (float)(lr / (1.0 - pow((double)b1, (double)t)));
-    float inv_bc2 = (float)(1.0 / sqrt(1.0 - pow((double)b2, (double)t)));
-    float decay = c->kind == OPTIM_ADAMW ? 1.0f - lr * wd : 1.0f;
-    float l2 = c->kind == OPTIM_ADAM ? wd : 0.0f;
-    // the random stream of this (step, tensor): reproducible, so resume and the determinism test hold
-    uint32_t seed = lm_hash32(tr->sr_seed ^ lm_hash32((uint32_t)t * 0x9E3779B9U + (uint32_t)i));
-    if (m->master) {
-        adam_update<float, float>(m->master_w + off, m->params + off, m->grads + off, (float*)m->mom_m + off, (float*)m->mom_v + off, n,
-                                  b1, b2, eps, step_size, inv_bc2, decay, l2, gscale, 0, seed, m->stream);
-    } else {
-        adam_update<floatX, floatX>(m->params + off, NULL, m->grads + off, (floatX*)m->mom_m + off, (floatX*)m->mom_v + off, n,
-                                    b1, b2, eps, step_size, inv_bc2, decay, l2, gscale, tr->sr, seed, m->stream);
+    if (k > P_PER_LAYER) die("internal: %d tensors in one norm batch", k);
+    for (int j = 0; j < k; j++) sumsq_partials(tr->d_part + (size_t)j * NORM_BLOCKS, x[j], n[j], m->stream);
+    cudaCheck(cudaMemcpyAsync(tr->h_part, tr->d_part, sizeof(float) * NORM_BLOCKS * k, cudaMemcpyDeviceToHost, m->stream));
+    cudaCheck(cudaStreamSynchronize(m->stream));
+    for (int j = 0; j < k; j++) {
+        double ss = 0.0;
+        for (int b = 0; b < NORM_BLOCKS; b++) ss += (double)tr->h_part[(size_t)j * NORM_BLOCKS + b];
+        out[j] = ss;
     }
 }
 
-// gpu_train_step: one optimizer step over grad_accum micro-batches, as the CPU's train_step in
-// whole-model mode. Returns the mean loss; *norm the gradient norm before clipping.
+// gpu_optim_update: one step of tensor i (the CPU's optimizer_update). g (bf16) is its full gradient
+// (g_lowrank 0), or for a GaLore tensor between refreshes its low-rank accumulator R (g_lowrank 1).
+// t is the 1-based step; lr includes the schedule; gscale the clipping coefficient (whole-model).
+static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowrank, float lr, int64_t t, float gscale) {
+    GpuLlama* m = tr->model;
+    GpuOptim* o = &tr->opt;
+    const OptimConfig* c = &o->cfg;
+    const TensorLayout* l = &o->lay[i];
+    const ParamInfo* p = &m->table.info[i];
+    cudaStream_t s = m->stream;
+    size_t off = p->offset, n = (size_t)p->numel;
+    float b1 = c->beta1, b2 = c->beta2, eps = c->eps, wd = c->weight_decay;
+    // the random stream of this (step, tensor): reproducible, so resume and the determinism test hold
+    uint32_t seed = lm_hash32(tr->sr_seed ^ lm_hash32((uint32_t)t * 0x9E3779B9U + (uint32_t)i));
+    int sr = m->master ? 0 : tr->sr;
+    float* pm = m->master ? m->master_w + off : NULL; // the tensor updated: fp32 masters, with the bf16 copy pb
+    floatX* pb = m->params + off;
+    GaloreGpu* gl = &o->gl;
+    if (l->side != SIDE_NONE) {
+        int due = !o->has_proj[i] || galore_refresh_due(t, c->update_proj_gap);
+        if (!g_lowrank) {
+            if (due) {
+                galore_gpu_refresh(gl, l, g, gscale, o->proj[i], i); // leaves the fp32 projector in gl->Pf
+                o->has_proj[i] = 1;
+                gpu_mem_sample();
+            } else {
+                galore_widen(gl->Pf, o->proj[i], (size_t)l->proj_numel, 1.0f, s);
+            }
+            galore_gpu_project(gl, l, g, o->proj[i], gl->R, 1, gscale, 0.0f);
+        } else {
+            if (due) die("internal: tensor %d got a low-rank gradient at a refresh step", i);
+            galore_widen(gl->Pf, o->proj[i], (size_t)l->proj_numel, 1.0f, s);
+            galore_widen(gl->R, g, (size_t)l->snumel, 1.0f, s);
+        }
+    }
+    switch (c->kind) {
+    case OPTIM_ADAMW:
+    case OPTIM_ADAM: {
+        // torch: step_size = lr / (1 - b1^t), denom = sqrt(v) / sqrt(1 - b2^t) + eps (as the CPU)
+        float step_size = (float)(lr / (1.0 - pow((double)b1, (double)t)));
+        float inv_bc2 = (float)(1.0 / sqrt(1.0 - pow((double)b2, (double)t)));
+        float decay = c->kind == OPTIM_ADAMW ? 1.0f - lr * wd : 1.0f;
+        float l2 = c->kind == OPTIM_ADAM ? wd : 0.0f;
+        if (m->master)
+            adam_update<float, float>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, step_size, inv_bc2, decay, l2, gscale, 0, seed, s);
+        else
+            adam_update<floatX, floatX>(pb, NULL, g, (floatX*)o->m[i], (floatX*)o->v[i], n, b1, b2, eps, step_size, inv_bc2, decay, l2, gscale,
+                                        sr, seed, s);
+        break;
+    }
+    case OPTIM_GALORE_ADAMW: {
+        // HF AdamW: step_size = lr sqrt(1 - b2^t) / (1 - b1^t); eps is not bias-corrected; decay after
+        float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
+        int decay_on = wd > 0.0f;
+        float dec = -lr * wd;
+        if (l->side == SIDE_NONE) {
+            if (m->master) galore_hf_full<float, float>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, -step_size, decay_on, dec, gscale, 0, seed, s);
+            else galore_hf_full<floatX, floatX>(pb, NULL, g, (floatX*)o->m[i], (floatX*)o->v[i], n, b1, b2, eps, -step_size, decay_on, dec, gscale, sr, seed, s);
+        } else {
+            if (o->mom_f32) galore_hf_lowrank<float>(gl->N, gl->R, (float*)o->m[i], (float*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s);
+            else galore_hf_lowrank<floatX>(gl->N, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], (size_t)l->snumel, b1, b2, eps, sr, seed, s);
+            galore_gpu_project_back(gl, l, gl->N, gl->Pf, gl->A, c->scale);
+            if (m->master) galore_apply<float>(pm, pb, gl->A, n, -step_size, decay_on, dec, 0, seed, s);
+            else galore_apply<floatX>(pb, NULL, gl->A, n, -step_size, decay_on, dec, sr, seed, s);
+        }
+        break;
+    }
+    case OPTIM_ADAM8BIT:
+    case OPTIM_GALORE_ADAMW8BIT: {
+        if (l->side == SIDE_NONE) {
+            // plain bitsandbytes Adam: decoupled decay inside the kernel
+            if (l->state == STATE_8BIT) {
+                if (m->master) adam8bit_update_gpu<float, floatX>(pm, pb, g, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], n, o->maps, b1, b2, eps, lr, wd, (int)t, gscale, 0, seed, s);
+                else adam8bit_update_gpu<floatX, floatX>(pb, NULL, g, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], n, o->maps, b1, b2, eps, lr, wd, (int)t, gscale, sr, seed, s);
+            } else {
+                if (m->master) adam32_update_gpu<float, floatX>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, lr, wd, (int)t, gscale, 0, seed, s);
+                else adam32_update_gpu<floatX, floatX>(pb, NULL, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, lr, wd, (int)t, gscale, sr, seed, s);
+            }
+        } else {
+            // galore-torch: the kernel runs on R with a zero "parameter" (decay off); its result is
+            // the low-rank update, projected back, scaled, added; then the decay
+            float* Z = gl->N;
+            size_t sn = (size_t)l->snumel;
+            cudaCheck(cudaMemsetAsync(Z, 0, sizeof(float) * sn, s));
+            if (l->state == STATE_8BIT)
+                adam8bit_update_gpu<float, float>(Z, NULL, gl->R, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], sn, o->maps, b1, b2, eps, lr, 0.0f, (int)t, 1.0f, 0, 0u, s);
+            else adam32_update_gpu<float, float>(Z, NULL, gl->R, (float*)o->m[i], (float*)o->v[i], sn, b1, b2, eps, lr, 0.0f, (int)t, 1.0f, 0, 0u, s);
+            galore_gpu_project_back(gl, l, Z, gl->Pf, gl->A, c->scale);
+            if (m->master) galore_apply<float>(pm, pb, gl->A, n, 1.0f, wd > 0.0f, -lr * wd, 0, seed, s);
+            else galore_apply<floatX>(pb, NULL, gl->A, n, 1.0f, wd > 0.0f, -lr * wd, sr, seed, s);
+        }
+        break;
+    }
+    default: die("internal: optimizer kind %d", c->kind);
+    }
+}
+
+// the per-layer hook (the CPU's trainer_grads_ready): tensors first..last have this micro-batch's
+// gradient in their slots
+static void gpu_trainer_grads_ready(void* ctx, int first, int last) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    GpuLlama* m = tr->model;
+    GpuOptim* o = &tr->opt;
+    cudaStream_t s = m->stream;
+    int final_micro = tr->micro == tr->grad_accum - 1;
+    int64_t t = tr->t + 1;
+    int k = last - first + 1;
+    const floatX* xs[P_PER_LAYER];
+    size_t ns[P_PER_LAYER];
+    double ss[P_PER_LAYER];
+    for (int j = 0; j < k; j++) { xs[j] = GX(m, first + j); ns[j] = (size_t)m->table.info[first + j].numel; }
+    gpu_sumsq_many(tr, xs, ns, k, ss);
+    for (int i = first; i <= last; i++) {
+        floatX* g = GX(m, i);
+        size_t n = (size_t)m->table.info[i].numel;
+        const TensorLayout* l = &o->lay[i];
+        // a non-finite gradient skips this tensor's update and every later one of the step (the
+        // groups above were already updated: per-layer mode cannot take them back)
+        if (!isfinite(ss[i - first])) tr->bad = 1;
+        if (tr->bad) continue;
+        if (tr->grad_accum == 1) {
+            tr->sumsq += ss[i - first];
+            gpu_optim_update(tr, i, g, 0, tr->lr, t, 1.0f);
+            tr->updated = 1;
+            continue;
+        }
+        int lowrank = l->side != SIDE_NONE && o->has_proj[i] && !galore_refresh_due(t, o->cfg.update_proj_gap);
+        if (lowrank) {
+            galore_gpu_project(&o->gl, l, g, o->proj[i], tr->racc[i], 0, 1.0f, tr->micro == 0 ? 0.0f : 1.0f);
+            if (final_micro) {
+                const floatX* x = tr->racc[i];
+                size_t sn = (size_t)l->snumel;
+                double q;
+                gpu_sumsq_many(tr, &x, &sn, 1, &q);
+                tr->sumsq += q;
+                gpu_optim_update(tr, i, tr->racc[i], 1, tr->lr, t, 1.0f);
+                tr->updated = 1;
+            }
+        } else {
+            if (tr->acc[i] == NULL) // a refresh step of a GaLore tensor: its full accumulator, for this step only
+                tr->acc[i] = (floatX*)cudaMallocCheck(sizeof(floatX) * n, "refresh-step gradient accumulator (GaLore)");
+            floatX* a = tr->acc[i];
+            if (tr->micro == 0) cudaCheck(cudaMemcpyAsync(a, g, sizeof(floatX) * n, cudaMemcpyDeviceToDevice, s));
+            else galore_accumulate(a, g, n, s);
+            if (final_micro) {
+                const floatX* x = a;
+                double q;
+                gpu_sumsq_many(tr, &x, &n, 1, &q);
+                tr->sumsq += q;
+                gpu_optim_update(tr, i, a, 0, tr->lr, t, 1.0f);
+                tr->updated = 1;
+                if (l->side != SIDE_NONE) {
+                    gpu_mem_sample();
+                    cudaCheck(cudaStreamSynchronize(s));
+                    cudaCheck(cudaFree(a));
+                    tr->acc[i] = NULL;
+                }
+            }
+        }
+    }
+    // the slots are reused by the next group: leave them zero for backward's accumulation
+    size_t start = m->goff[first], end = m->goff[last] + (size_t)m->table.info[last].numel;
+    cudaCheck(cudaMemsetAsync(m->grads + start, 0, sizeof(floatX) * (end - start), s));
+}
+
+static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc, int per_layer, int grad_accum, float grad_clip, int sr,
+                             uint64_t seed, int verbose) {
+    memset(tr, 0, sizeof *tr);
+    tr->model = m;
+    tr->cfg = *oc;
+    tr->grad_accum = grad_accum;
+    tr->grad_clip = per_layer ? 0.0f : grad_clip; // per-layer: no global norm before the updates
+    tr->per_layer = per_layer;
+    tr->sr = sr;
+    tr->sr_seed = lm_hash32((uint32_t)seed ^ lm_hash32((uint32_t)(seed >> 32) ^ 0x5bd1e995U));
+    gpu_set_grad_mode(m, per_layer, verbose);
+    gpu_optim_init(&tr->opt, m, oc, verbose);
+    tr->d_part = (float*)cudaMallocCheck(sizeof(float) * NORM_BLOCKS * P_PER_LAYER, "per-tensor norm partials");
+    tr->h_part = (float*)mallocCheck(sizeof(float) * NORM_BLOCKS * P_PER_LAYER);
+    if (per_layer) {
+        m->grads_ready = gpu_trainer_grads_ready;
+        m->grads_ctx = tr;
+        if (grad_accum > 1) {
+            size_t ptrs = sizeof(floatX*) * (size_t)m->table.n, nfull = 0, nlow = 0;
+            tr->acc = (floatX**)callocCheck(1, ptrs);
+            tr->racc = (floatX**)callocCheck(1, ptrs);
+            for (int i = 0; i < m->table.n; i++) {
+                if (tr->opt.lay[i].side == SIDE_NONE) nfull += (size_t)m->table.info[i].numel;
+                else nlow += (size_t)tr->opt.lay[i].snumel;
+            }
+            tr->acc_mem = (floatX*)cudaMallocCheck(sizeof(floatX) * nfull, "gradient accumulators (full-rank tensors, bf16)");
+            tr->racc_mem = (floatX*)cudaMallocCheck(sizeof(floatX) * (nlow > 0 ? nlow : 1), "gradient accumulators (GaLore low-rank, bf16)");
+            if (verbose) {
+                print_alloc("gradient accumulators (full-rank tensors, bf16)", sizeof(floatX) * nfull);
+                if (nlow) print_alloc("gradient accumulators (GaLore low-rank, bf16)", sizeof(floatX) * nlow);
+            }
+            floatX *fa = tr->acc_mem, *la = tr->racc_mem;
+            for (int i = 0; i < m->table.n; i++) {
+                if (tr->opt.lay[i].side == SIDE_NONE) { tr->acc[i] = fa; fa += m->table.info[i].numel; }
+                else { tr->racc[i] = la; la += tr->opt.lay[i].snumel; }
+            }
+        }
+    }
+}
+
+static void gpu_trainer_free(GpuTrainer* tr) {
+    gpu_optim_free(&tr->opt);
+    cudaCheck(cudaFree(tr->d_part));
+    free(tr->h_part);
+    if (tr->acc) {
+        for (int i = 0; i < tr->model->table.n; i++)
+            if (tr->acc[i] && tr->opt.lay[i].side != SIDE_NONE) cudaCheck(cudaFree(tr->acc[i]));
+        cudaCheck(cudaFree(tr->acc_mem)); cudaCheck(cudaFree(tr->racc_mem));
+        free(tr->acc); free(tr->racc);
+    }
+    tr->model->grads_ready = NULL;
+}
+
+// gpu_train_step: one optimizer step over grad_accum micro-batches, as the CPU's train_step.
+// Returns the mean loss; *norm the gradient norm before clipping.
 static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped,
                             int64_t* n_targets) {
     GpuLlama* m = tr->model;
-    int bad = 0;
-    gpu_zero_grad(m);
+    tr->lr = lr; tr->sumsq = 0.0; tr->bad = 0; tr->updated = 0;
+    if (!tr->per_layer) gpu_zero_grad(m);
     double loss_sum = 0.0;
     *n_targets = 0;
     for (int micro = 0; micro < tr->grad_accum; micro++) {
+        tr->micro = micro;
         dataloader_next_batch(dl, inputs, targets);
         gpu_forward(m, inputs, targets, dl->B, dl->T, 1.0f / tr->grad_accum);
         loss_sum += m->mean_loss;
         *n_targets += m->n_valid;
-        if (!isfinite(m->mean_loss)) bad = 1;
+        if (!isfinite(m->mean_loss)) tr->bad = 1;
+        // per-layer mode updates inside backward: a bad loss must stop it before it starts
+        if (tr->bad && tr->per_layer) continue;
         gpu_backward(m, inputs, dl->B, dl->T);
     }
-    *norm = (float)sqrt(gpu_grad_sumsq(m));
-    if (!isfinite(*norm)) bad = 1;
-    if (!bad) {
-        // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1
-        float gscale = 1.0f;
-        if (tr->grad_clip > 0.0f) {
-            float coef = tr->grad_clip / (*norm + 1e-6f);
-            if (coef < 1.0f) gscale = coef;
+    if (!tr->per_layer) {
+        *norm = (float)sqrt(gpu_grad_sumsq(m));
+        if (!isfinite(*norm)) tr->bad = 1;
+        if (!tr->bad) {
+            // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1
+            float gscale = 1.0f;
+            if (tr->grad_clip > 0.0f) {
+                float coef = tr->grad_clip / (*norm + 1e-6f);
+                if (coef < 1.0f) gscale = coef;
+            }
+            for (int i = 0; i < m->table.n; i++) gpu_optim_update(tr, i, GX(m, i), 0, lr, tr->t + 1, gscale);
+            tr->updated = 1;
         }
-        for (int i = 0; i < m->table.n; i++) gpu_optimizer_update(tr, i, lr, tr->t + 1, gscale);
-        cudaCheck(cudaStreamSynchronize(m->stream));
-        tr->t++;
+    } else {
+        *norm = tr->bad ? NAN : (float)sqrt(tr->sumsq);
+        gpu_zero_grad(m); // a skipped step can leave a group's gradient in the slots
     }
-    *skipped = bad;
+    cudaCheck(cudaStreamSynchronize(m->stream));
+    gpu_mem_sample();
+    if (tr->updated) tr->t++;
+    *skipped = tr->bad;
     return (float)(loss_sum / tr->grad_accum);
 }
 
@@ -548,38 +967,77 @@ static int gpu_sample_tokens(GpuLlama* m, int* tokens, int n_prompt, int n_new, 
 
 // ----------------------------------------------------------------------------
 // the GPU engine for run.h. Checkpoints use the CPU program's format and entries, so either
-// engine can resume the other's: F32 weights (the masters, or the bf16 weights exactly), fp32
-// moments m.%d / v.%d (bf16 moments widen exactly and narrow back exactly), has_proj all zero
-// (no GaLore on the GPU yet). The optimizer state is staged through host buffers.
+// engine can resume the other's: F32 weights (the masters, or the bf16 weights exactly), and the
+// optimizer state of tensor_layout under the CPU's names: has_proj, then per tensor m.%d / v.%d
+// (fp32; bf16 moments widen exactly and narrow back exactly) or qm.%d / qv.%d / absmax_m.%d /
+// absmax_v.%d, and proj.%d (fp32; the bf16 projectors widen exactly). Staged through the host.
 
 typedef struct {
     GpuTrainer* tr;
-    float* hm; float* hv; int* has_proj; // host staging for state.bin, only while saving or resuming
+    // host staging for state.bin, only while saving or resuming: per tensor, as the CPU's Optimizer
+    float* hf; uint8_t* hq;            // the allocations
+    float** hm; float** hv; float** ham; float** hav; float** hp; uint8_t** hqm; uint8_t** hqv; // (n) each
+    int* has_proj;
     double peak_tflops;
     double flops_tok;
+    double plan_total;                 // bytes: the plan of this run (gpu_plan_build)
+    double mem_start_mib;              // used before our first allocation (the CUDA context, other processes)
+    double mem_alloc_mib;              // used after every buffer was allocated
 } GpuRun;
 
 static void gpu_stage_alloc(GpuRun* g) {
-    GpuLlama* m = g->tr->model;
-    if (g->hm) return;
-    g->hm = (float*)mallocCheck(sizeof(float) * m->table.total);
-    g->hv = (float*)mallocCheck(sizeof(float) * m->table.total);
-    g->has_proj = (int*)callocCheck((size_t)m->table.n, sizeof(int));
+    if (g->hf) return;
+    GpuOptim* o = &g->tr->opt;
+    size_t nf = 0, nq = 0;
+    for (int i = 0; i < o->n; i++) {
+        const TensorLayout* l = &o->lay[i];
+        if (l->state == STATE_8BIT) { nq += 2 * (size_t)l->snumel; nf += 2 * (size_t)l->nblocks; }
+        else nf += 2 * (size_t)l->snumel;
+        nf += (size_t)l->proj_numel;
+    }
+    g->hf = (float*)mallocCheck(sizeof(float) * (nf > 0 ? nf : 1));
+    g->hq = (uint8_t*)mallocCheck(nq > 0 ? nq : 1);
+    size_t ptrs = sizeof(void*) * (size_t)o->n;
+    g->hm = (float**)callocCheck(1, ptrs); g->hv = (float**)callocCheck(1, ptrs);
+    g->ham = (float**)callocCheck(1, ptrs); g->hav = (float**)callocCheck(1, ptrs);
+    g->hp = (float**)callocCheck(1, ptrs);
+    g->hqm = (uint8_t**)callocCheck(1, ptrs); g->hqv = (uint8_t**)callocCheck(1, ptrs);
+    g->has_proj = (int*)callocCheck((size_t)o->n, sizeof(int));
+    float* f = g->hf;
+    uint8_t* q = g->hq;
+    for (int i = 0; i < o->n; i++) {
+        const TensorLayout* l = &o->lay[i];
+        if (l->state == STATE_8BIT) {
+            g->hqm[i] = q; q += l->snumel; g->hqv[i] = q; q += l->snumel;
+            g->ham[i] = f; f += l->nblocks; g->hav[i] = f; f += l->nblocks;
+        } else {
+            g->hm[i] = f; f += l->snumel; g->hv[i] = f; f += l->snumel;
+        }
+        if (l->proj_numel) { g->hp[i] = f; f += l->proj_numel; }
+    }
 }
 
 static int gpu_state_entries(void* ctx, StateEntry* e, int cap) {
     GpuRun* g = (GpuRun*)ctx;
-    GpuLlama* m = g->tr->model;
+    GpuOptim* o = &g->tr->opt;
     gpu_stage_alloc(g);
     int n = 0;
     #define ADD(nm, ptr, bytes) do { if (n >= cap) die("internal: too many state entries"); \
         snprintf(e[n].name, STATE_NAME_LEN, "%s", nm); e[n].data = (void*)(ptr); e[n].nbytes = (int64_t)(bytes); n++; } while (0)
-    ADD("has_proj", g->has_proj, sizeof(int) * m->table.n);
-    for (int i = 0; i < m->table.n; i++) {
-        const ParamInfo* p = &m->table.info[i];
+    ADD("has_proj", g->has_proj, sizeof(int) * o->n);
+    for (int i = 0; i < o->n; i++) {
+        const TensorLayout* l = &o->lay[i];
         char nm[STATE_NAME_LEN];
-        snprintf(nm, sizeof nm, "m.%d", i); ADD(nm, g->hm + p->offset, sizeof(float) * p->numel);
-        snprintf(nm, sizeof nm, "v.%d", i); ADD(nm, g->hv + p->offset, sizeof(float) * p->numel);
+        if (l->state == STATE_8BIT) {
+            snprintf(nm, sizeof nm, "qm.%d", i); ADD(nm, g->hqm[i], l->snumel);
+            snprintf(nm, sizeof nm, "qv.%d", i); ADD(nm, g->hqv[i], l->snumel);
+            snprintf(nm, sizeof nm, "absmax_m.%d", i); ADD(nm, g->ham[i], sizeof(float) * l->nblocks);
+            snprintf(nm, sizeof nm, "absmax_v.%d", i); ADD(nm, g->hav[i], sizeof(float) * l->nblocks);
+        } else {
+            snprintf(nm, sizeof nm, "m.%d", i); ADD(nm, g->hm[i], sizeof(float) * l->snumel);
+            snprintf(nm, sizeof nm, "v.%d", i); ADD(nm, g->hv[i], sizeof(float) * l->snumel);
+        }
+        if (l->proj_numel) { snprintf(nm, sizeof nm, "proj.%d", i); ADD(nm, g->hp[i], sizeof(float) * l->proj_numel); }
     }
     #undef ADD
     return n;
@@ -587,25 +1045,51 @@ static int gpu_state_entries(void* ctx, StateEntry* e, int cap) {
 
 static void gpu_state_before_save(void* ctx) {
     GpuRun* g = (GpuRun*)ctx;
-    GpuLlama* m = g->tr->model;
+    GpuOptim* o = &g->tr->opt;
     gpu_stage_alloc(g);
-    download_f32(g->hm, m->mom_m, m->table.total, m->master);
-    download_f32(g->hv, m->mom_v, m->table.total, m->master);
+    cudaCheck(cudaStreamSynchronize(g->tr->model->stream));
+    memcpy(g->has_proj, o->has_proj, sizeof(int) * o->n);
+    for (int i = 0; i < o->n; i++) {
+        const TensorLayout* l = &o->lay[i];
+        if (l->state == STATE_8BIT) {
+            cudaCheck(cudaMemcpy(g->hqm[i], o->qm[i], (size_t)l->snumel, cudaMemcpyDeviceToHost));
+            cudaCheck(cudaMemcpy(g->hqv[i], o->qv[i], (size_t)l->snumel, cudaMemcpyDeviceToHost));
+            cudaCheck(cudaMemcpy(g->ham[i], o->absmax_m[i], sizeof(float) * l->nblocks, cudaMemcpyDeviceToHost));
+            cudaCheck(cudaMemcpy(g->hav[i], o->absmax_v[i], sizeof(float) * l->nblocks, cudaMemcpyDeviceToHost));
+        } else {
+            download_f32(g->hm[i], o->m[i], (size_t)l->snumel, o->mom_f32);
+            download_f32(g->hv[i], o->v[i], (size_t)l->snumel, o->mom_f32);
+        }
+        if (l->proj_numel) download_f32(g->hp[i], o->proj[i], (size_t)l->proj_numel, 0);
+    }
 }
 
 static void gpu_state_after_load(void* ctx) {
     GpuRun* g = (GpuRun*)ctx;
-    GpuLlama* m = g->tr->model;
-    for (int i = 0; i < m->table.n; i++)
-        if (g->has_proj[i]) die("the checkpoint holds GaLore projectors (a galore_* run); resume it with the CPU trainer");
-    upload_f32(m->mom_m, g->hm, m->table.total, m->master);
-    upload_f32(m->mom_v, g->hv, m->table.total, m->master);
+    GpuOptim* o = &g->tr->opt;
+    for (int i = 0; i < o->n; i++) {
+        const TensorLayout* l = &o->lay[i];
+        if (g->has_proj[i] != 0 && g->has_proj[i] != 1) die("checkpoint: has_proj[%d] = %d; hint: a damaged state.bin", i, g->has_proj[i]);
+        if (g->has_proj[i] && l->side == SIDE_NONE) die("checkpoint: tensor %d has a projector, which this optimizer does not keep; resume with the saved --optimizer", i);
+        o->has_proj[i] = g->has_proj[i];
+        if (l->state == STATE_8BIT) {
+            cudaCheck(cudaMemcpy(o->qm[i], g->hqm[i], (size_t)l->snumel, cudaMemcpyHostToDevice));
+            cudaCheck(cudaMemcpy(o->qv[i], g->hqv[i], (size_t)l->snumel, cudaMemcpyHostToDevice));
+            cudaCheck(cudaMemcpy(o->absmax_m[i], g->ham[i], sizeof(float) * l->nblocks, cudaMemcpyHostToDevice));
+            cudaCheck(cudaMemcpy(o->absmax_v[i], g->hav[i], sizeof(float) * l->nblocks, cudaMemcpyHostToDevice));
+        } else {
+            upload_f32(o->m[i], g->hm[i], (size_t)l->snumel, o->mom_f32);
+            upload_f32(o->v[i], g->hv[i], (size_t)l->snumel, o->mom_f32);
+        }
+        if (l->proj_numel) upload_f32(o->proj[i], g->hp[i], (size_t)l->proj_numel, 0);
+    }
 }
 
 static void gpu_state_done(void* ctx) {
     GpuRun* g = (GpuRun*)ctx;
-    free(g->hm); free(g->hv); free(g->has_proj);
-    g->hm = g->hv = NULL; g->has_proj = NULL;
+    free(g->hf); free(g->hq); free(g->hm); free(g->hv); free(g->ham); free(g->hav); free(g->hp); free(g->hqm); free(g->hqv);
+    free(g->has_proj);
+    g->hf = NULL; g->hq = NULL; g->hm = g->hv = g->ham = g->hav = g->hp = NULL; g->hqm = g->hqv = NULL; g->has_proj = NULL;
 }
 
 static float gpu_run_train_step(void* ctx, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped, int64_t* n_targets) {
@@ -621,15 +1105,28 @@ static float* gpu_params_to_host(void* ctx) {
 }
 static void gpu_params_release(void* ctx, float* host) { (void)ctx; free(host); }
 static void gpu_params_from_host(void* ctx, const float* host) { gpu_upload_params(((GpuRun*)ctx)->tr->model, host); }
-static void gpu_get_progress(void* ctx, Progress* pr) { pr->updates = ((GpuRun*)ctx)->tr->t; pr->refreshes = 0; }
-static void gpu_set_progress(void* ctx, const Progress* pr) { ((GpuRun*)ctx)->tr->t = pr->updates; }
+static void gpu_get_progress(void* ctx, Progress* pr) { GpuTrainer* tr = ((GpuRun*)ctx)->tr; pr->updates = tr->t; pr->refreshes = tr->opt.gl.refreshes; }
+static void gpu_set_progress(void* ctx, const Progress* pr) { GpuTrainer* tr = ((GpuRun*)ctx)->tr; tr->t = pr->updates; tr->opt.gl.refreshes = pr->refreshes; }
 static void gpu_step_extra(void* ctx, double tok_s, char* buf, size_t n) {
     GpuRun* g = (GpuRun*)ctx;
     char mfub[32];
     format_mfu(mfub, sizeof mfub, g->flops_tok, tok_s, g->peak_tflops);
     snprintf(buf, n, "MFU %s | GPU mem %.0f MiB", mfub, gpu_mem_used_mib());
 }
-static void gpu_done_report(void* ctx) { (void)ctx; printf("GPU memory in use %.0f MiB\n", gpu_mem_used_mib()); }
+// the measured memory beside the plan: what the device reports (cudaMemGetInfo) before our first
+// allocation, after all of them, the sampled high-water mark, and now. The difference to the plan
+// is the libraries' own memory (cuBLAS/cuDNN/cuSOLVER handles and their internal workspaces).
+static void gpu_done_report(void* ctx) {
+    GpuRun* g = (GpuRun*)ctx;
+    gpu_mem_sample();
+    double plan = g->plan_total / 1048576.0;
+    printf("GPU memory: plan %.0f MiB | measured: %.0f MiB in use before allocating, %.0f after (+%.0f), peak %.0f (+%.0f, sampled each step and at refreshes), now %.0f\n",
+           plan, g->mem_start_mib, g->mem_alloc_mib, g->mem_alloc_mib - g->mem_start_mib, g_mem_high_mib, g_mem_high_mib - g->mem_start_mib,
+           gpu_mem_used_mib());
+    if (g->tr->opt.gl.refreshes > 0)
+        printf("GaLore: %lld projector refreshes (cuSOLVER gesvdj%s)\n", (long long)g->tr->opt.gl.refreshes,
+               g->tr->opt.gl.gesvd_fallbacks ? ", some by the gesvd fallback" : "");
+}
 
 static Engine gpu_engine(GpuRun* g) {
     Engine e;
@@ -660,19 +1157,24 @@ int main(int argc, char** argv) {
                    &s, &config, &oc)) return 0;
     if (s.master_weights && s.stochastic_rounding)
         printf("note: --stochastic-rounding has no effect with --master-weights 1 (the fp32 masters are updated; the bf16 copy rounds to nearest)\n");
-    if (oc.kind != OPTIM_ADAMW && oc.kind != OPTIM_ADAM)
-        die("--optimizer %s: galore_* and adam8bit on the GPU: not yet; use the CPU trainer", s.optimizer);
-    if (s.per_layer) die("--per-layer 1 on the GPU: not yet; use the CPU trainer");
     int B = s.batch, T = s.seq;
     if (s.memory_plan) {
         GpuPlan plan;
         char title[256];
         size_t as = attn_saved_estimate(&config, B, T, s.attn_fallback);
-        gpu_plan_build(&plan, &config, B, T, s.master_weights, as, 0);
-        snprintf(title, sizeof title, "%s, %s, batch %d x %d, %s, attention %s", config.name, s.optimizer, B, T,
+        gpu_plan_build(&plan, &config, B, T, s.master_weights, as, 0, &oc, s.per_layer, s.grad_accum, -1.0);
+        char rk[32] = "";
+        if (optim_is_galore(oc.kind)) snprintf(rk, sizeof rk, " rank %d", oc.rank);
+        snprintf(title, sizeof title, "%s, %s%s%s, batch %d x %d, %s, attention %s", config.name, s.optimizer, rk,
+                 s.per_layer ? ", per-layer updates" : "", B, T,
                  s.master_weights ? "fp32 master weights + fp32 moments" : "pure bf16 weights + bf16 moments",
                  s.attn_fallback ? "cuBLAS fallback" : "cuDNN");
         gpu_plan_print(&plan, title);
+        if (plan.transient > 0)
+            printf("  note: at a refresh step with --grad-accum > 1, each GaLore matrix refreshing holds a full bf16 accumulator for that step "
+                   "(all of them at step 1): up to +%.2f MiB\n", plan.transient / 1048576.0);
+        if (optim_is_galore(oc.kind))
+            printf("  note: cuSOLVER's gesvdj workspace needs a device to query; the row above is an estimate, train_llamacu prints the real size at startup\n");
         if (!s.attn_fallback)
             printf("  note: where cuDNN cannot build an attention plan (e.g. head dim not a multiple of 8), the cuBLAS fallback keeps (B, NH, T, T) "
                    "probabilities per layer instead: +%.2f MiB; the attention workspace is known only on the GPU\n",
@@ -684,6 +1186,8 @@ int main(int argc, char** argv) {
     if (de != cudaSuccess || ndev == 0) die("no CUDA device (%s); hint: use the CPU trainer ./train_llama", de != cudaSuccess ? cudaGetErrorString(de) : "count 0");
     if (s.device >= ndev) die("--device %d: this machine has %d CUDA device(s)", s.device, ndev);
     cudaCheck(cudaSetDevice(s.device));
+    cudaCheck(cudaFree(0)); // create the context now, so the baseline below includes it
+    double mem_start = gpu_mem_used_mib();
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, s.device));
     double peak = gpu_peak_bf16_tflops(prop.name);
@@ -694,7 +1198,16 @@ int main(int argc, char** argv) {
            prop.totalGlobalMem / 1073741824.0, peakb);
 
     GpuLlama model;
-    gpu_build(&model, &config, B, T, s.master_weights, s.attn_fallback, 1);
+    gpu_build(&model, &config, B, T, s.master_weights, s.attn_fallback, 1, s.per_layer);
+    GpuTrainer trainer;
+    gpu_trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip, s.stochastic_rounding, (uint64_t)s.seed, 1);
+    double mem_alloc = gpu_mem_used_mib();
+    g_mem_high_mib = mem_alloc;
+    GpuPlan plan;
+    gpu_plan_build(&plan, &config, B, T, s.master_weights, model.attn_saved_bytes, attention_workspace_bytes(&model.attn), &oc, s.per_layer,
+                   s.grad_accum, 4.0 * trainer.opt.gl.lwork);
+    printf("GPU memory plan: %.1f MiB (weights + optimizer state %.1f MiB); --memory-plan 1 for the table\n", plan.total / 1048576.0,
+           plan.state / 1048576.0);
     {
         float* hp = (float*)mallocCheck(sizeof(float) * model.table.total);
         if (s.init[0]) llama_load_params(&model.table, hp, s.init);
@@ -719,15 +1232,21 @@ int main(int argc, char** argv) {
            s.min_lr_ratio, s.grad_clip, s.master_weights ? "fp32 master weights + moments" : "bf16 weights + moments",
            s.stochastic_rounding && !s.master_weights ? " | stochastic rounding" : "");
 
-    GpuTrainer trainer;
-    gpu_trainer_init(&trainer, &model, &oc, s.grad_accum, s.grad_clip, s.stochastic_rounding, (uint64_t)s.seed);
+    if (optim_is_galore(oc.kind))
+        printf("galore: rank %d | projector refresh every %d steps (cuSOLVER gesvdj) | scale %g | proj type %s%s\n", oc.rank, oc.update_proj_gap,
+               oc.scale, s.proj_type, s.per_layer ? " | per-layer updates" : "");
+    else if (s.per_layer) printf("per-layer updates\n");
     GpuRun run;
     memset(&run, 0, sizeof run);
     run.tr = &trainer;
+    run.plan_total = plan.total;
+    run.mem_start_mib = mem_start;
+    run.mem_alloc_mib = mem_alloc;
     run.peak_tflops = peak;
     run.flops_tok = llama_flops_per_token(&config, &model.table, T);
     Engine engine = gpu_engine(&run);
     run_main(&engine, &s, &config, &oc);
+    gpu_trainer_free(&trainer);
     gpu_free(&model);
     return 0;
 }

@@ -1,0 +1,372 @@
+// galore.cuh: GaLore on the GPU, built on galore.h (side rule, shapes, refresh schedule, the
+// sign convention and adam_hf_elem, all shared with the CPU optimizer in train_llama.c).
+//
+//   refresh        the projector from cuSOLVER's economy SVD of the fp32 gradient: gesvdj (Jacobi,
+//                  tol FLT_EPSILON, 400 sweeps, singular values sorted descending, as PyTorch on
+//                  CUDA), gesvd when gesvdj reports no convergence; the top-r vectors, galore_sign_fix's
+//                  convention (each vector's entry of largest magnitude positive, the first on ties)
+//                  in a small kernel, stored in bf16 like the paper's projectors
+//   project        R = G P^T (right) / P^T G (left): cuBLAS GemmEx, bf16 inputs, fp32 compute, fp32
+//                  (optimizer) or bf16 (low-rank accumulator) output
+//   project back   U = scale * (N P) / scale * (P N) in fp32 (cublasSgemm on an fp32 copy of P)
+//   elementwise    the HF AdamW step on R (adam_hf_elem), the weight update p += -step_size * U, the
+//                  decay; the 8-bit path uses adam8bit.cuh on R with a zero parameter
+//
+// Layouts as on the CPU (PyTorch row-major): G (m, n); P (r, n) right or (m, r) left; R (m, r) right
+// or (r, n) left. cuBLAS is column-major: a row-major (a, b) matrix is a column-major (b, a) one.
+//
+// The SVD runs on X = the row-major G read as column-major (n, m), i.e. G^T, so no transpose is
+// needed: X = Ux S Vx^T means G = Vx S Ux^T, so the right vectors of G (length n) are Ux's columns
+// and the left ones (length m) are Vx's columns.
+#ifndef GALORE_CUH
+#define GALORE_CUH
+
+#include <float.h>
+#include "cuda_common.cuh"
+#include "galore.h"
+#include "adam8bit.cuh"
+
+// ----------------------------------------------------------------------------
+// scratch and handles
+
+typedef struct {
+    cusolverDnHandle_t solver;
+    gesvdjInfo_t jparams;
+    cublasHandle_t blas;       // the model's handle (same stream)
+    cudaStream_t stream;
+    int64_t max_full;          // largest m*n of a GaLore tensor
+    int64_t max_k;             // largest min(m, n)
+    int64_t max_s;             // largest low-rank numel (R's)
+    int64_t max_proj;          // largest projector numel
+    float* A;                  // (max_full) SVD input (fp32 G, destroyed), later the update U
+    float* Uf;                 // (max_full) SVD factor
+    float* Vf;                 // (max_full) SVD factor (and gesvd's transposed input)
+    float* S;                  // (max_k) singular values
+    float* Pf;                 // (max_proj) fp32 projector: gathered at refresh, widened from bf16 for back-projection
+    float* R;                  // (max_s) low-rank gradient
+    float* N;                  // (max_s) low-rank direction / update (GaLore 8-bit: the zero parameter)
+    float* work; int lwork;    // gesvdj workspace (floats)
+    int* d_info;
+    int64_t refreshes, gesvd_fallbacks;
+    int force_gesvd;           // tests: skip gesvdj, run the fallback
+} GaloreGpu;
+
+// the scratch the GPU optimizer needs for these tensors (also what the memory plan prints)
+typedef struct { int64_t max_full, max_k, max_s, max_proj; } GaloreDims;
+
+static GaloreDims galore_dims(const TensorLayout* lay, int n) {
+    GaloreDims d;
+    memset(&d, 0, sizeof d);
+    for (int i = 0; i < n; i++) {
+        const TensorLayout* l = &lay[i];
+        if (l->side == SIDE_NONE) continue;
+        int64_t full = l->m * l->n, k = l->m < l->n ? l->m : l->n;
+        if (full > d.max_full) d.max_full = full;
+        if (k > d.max_k) d.max_k = k;
+        if (l->snumel > d.max_s) d.max_s = l->snumel;
+        if (l->proj_numel > d.max_proj) d.max_proj = l->proj_numel;
+    }
+    return d;
+}
+
+// gesvdj's workspace without a GPU is unknown (cusolverDnSgesvdj_bufferSize needs a handle, which
+// needs a device): the plan uses this estimate, one more fp32 copy of the largest matrix; the
+// real size is queried in galore_gpu_init and printed there
+static double galore_svd_workspace_estimate(const GaloreDims* d) { return (double)d->max_full * 4.0; }
+
+// galore_gpu_workspace_query: the largest gesvdj workspace (floats) over the GaLore shapes
+static int galore_gpu_workspace_query(GaloreGpu* g, const TensorLayout* lay, int n) {
+    int best = 0;
+    for (int i = 0; i < n; i++) {
+        const TensorLayout* l = &lay[i];
+        if (l->side == SIDE_NONE) continue;
+        int rows = (int)l->n, cols = (int)l->m, lw = 0;
+        cusolverCheck(cusolverDnSgesvdj_bufferSize(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows,
+                                                   g->Vf, cols, &lw, g->jparams));
+        if (lw > best) best = lw;
+    }
+    return best;
+}
+
+static void galore_gpu_init(GaloreGpu* g, const TensorLayout* lay, int n, cublasHandle_t blas, cudaStream_t stream, int verbose) {
+    memset(g, 0, sizeof *g);
+    GaloreDims d = galore_dims(lay, n);
+    g->max_full = d.max_full; g->max_k = d.max_k; g->max_s = d.max_s; g->max_proj = d.max_proj;
+    g->blas = blas;
+    g->stream = stream;
+    if (d.max_full == 0) return; // no GaLore tensor
+    cusolverCheck(cusolverDnCreate(&g->solver));
+    cusolverCheck(cusolverDnSetStream(g->solver, stream));
+    cusolverCheck(cusolverDnCreateGesvdjInfo(&g->jparams));
+    cusolverCheck(cusolverDnXgesvdjSetTolerance(g->jparams, (double)FLT_EPSILON));
+    cusolverCheck(cusolverDnXgesvdjSetMaxSweeps(g->jparams, 400));
+    cusolverCheck(cusolverDnXgesvdjSetSortEig(g->jparams, 1));
+    g->A = (float*)cudaMallocCheck(sizeof(float) * d.max_full, "GaLore full scratch (SVD input, update U)");
+    g->Uf = (float*)cudaMallocCheck(sizeof(float) * d.max_full, "GaLore SVD factor U");
+    g->Vf = (float*)cudaMallocCheck(sizeof(float) * d.max_full, "GaLore SVD factor V");
+    g->S = (float*)cudaMallocCheck(sizeof(float) * d.max_k, "GaLore singular values");
+    g->Pf = (float*)cudaMallocCheck(sizeof(float) * d.max_proj, "GaLore fp32 projector scratch");
+    g->R = (float*)cudaMallocCheck(sizeof(float) * d.max_s, "GaLore low-rank gradient R");
+    g->N = (float*)cudaMallocCheck(sizeof(float) * d.max_s, "GaLore low-rank update N");
+    g->d_info = (int*)cudaMallocCheck(sizeof(int), "cuSOLVER info");
+    g->lwork = galore_gpu_workspace_query(g, lay, n);
+    g->work = (float*)cudaMallocCheck(sizeof(float) * (size_t)(g->lwork > 0 ? g->lwork : 1), "cuSOLVER gesvdj workspace");
+    if (verbose)
+        printf("  alloc %-52s %10.2f MiB (queried; the plan's estimate was %.2f MiB)\n", "cuSOLVER gesvdj workspace",
+               g->lwork * 4.0 / 1048576.0, galore_svd_workspace_estimate(&d) / 1048576.0);
+}
+
+static void galore_gpu_free(GaloreGpu* g) {
+    if (g->max_full == 0) return;
+    cudaCheck(cudaFree(g->A)); cudaCheck(cudaFree(g->Uf)); cudaCheck(cudaFree(g->Vf)); cudaCheck(cudaFree(g->S));
+    cudaCheck(cudaFree(g->Pf)); cudaCheck(cudaFree(g->R)); cudaCheck(cudaFree(g->N)); cudaCheck(cudaFree(g->d_info));
+    cudaCheck(cudaFree(g->work));
+    cusolverCheck(cusolverDnDestroyGesvdjInfo(g->jparams));
+    cusolverCheck(cusolverDnDestroy(g->solver));
+}
+
+// ----------------------------------------------------------------------------
+// small kernels
+
+// dst (n) fp32 = scale * src (bf16)
+__global__ void galore_widen_kernel(float* dst, const floatX* src, size_t n, float scale) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) dst[i] = scale * bf2f(src[i]);
+}
+static void galore_widen(float* dst, const floatX* src, size_t n, float scale, cudaStream_t s) {
+    galore_widen_kernel<<<grid_for(n, 256), 256, 0, s>>>(dst, src, n, scale);
+    cudaCheckLaunch();
+}
+
+// dst (n) bf16 = src (fp32), round to nearest even
+__global__ void galore_narrow_kernel(floatX* dst, const float* src, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) dst[i] = f2bf(src[i]);
+}
+static void galore_narrow(floatX* dst, const float* src, size_t n, cudaStream_t s) {
+    galore_narrow_kernel<<<grid_for(n, 256), 256, 0, s>>>(dst, src, n);
+    cudaCheckLaunch();
+}
+
+// a (n) bf16 += b (n) bf16, in fp32, rounded once (gradient accumulators)
+__global__ void galore_accumulate_kernel(floatX* a, const floatX* b, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) a[i] = f2bf(bf2f(a[i]) + bf2f(b[i]));
+}
+static void galore_accumulate(floatX* a, const floatX* b, size_t n, cudaStream_t s) {
+    galore_accumulate_kernel<<<grid_for(n, 256), 256, 0, s>>>(a, b, n);
+    cudaCheckLaunch();
+}
+
+// gather the top-r basis vectors into P: vector j's element i is base[i*si + j*sj]; right: P (r, len)
+// row j; left: P (len, r) column j
+__global__ void galore_gather_kernel(float* P, const float* base, int64_t si, int64_t sj, int64_t len, int64_t r, int right) {
+    size_t total = (size_t)len * r;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
+        int64_t j = (int64_t)(idx / len), i = (int64_t)(idx % len);
+        float x = base[i * si + j * sj];
+        if (right) P[j * len + i] = x; else P[i * r + j] = x;
+    }
+}
+
+// galore_sign_fix on the device, one block per vector: the entry of largest magnitude (the first
+// on ties, as the CPU's strict '>' scan) decides; a negative one flips the vector
+#define SIGNFIX_THREADS 256
+__global__ void galore_sign_fix_kernel(float* P, int right, int64_t len, int64_t r) {
+    __shared__ float sabs[SIGNFIX_THREADS];
+    __shared__ int64_t sidx[SIGNFIX_THREADS];
+    int64_t j = blockIdx.x;
+    int64_t stride = right ? 1 : r;
+    float* v = right ? P + j * len : P + j;
+    float best = -1.0f;
+    int64_t bi = 0;
+    for (int64_t i = threadIdx.x; i < len; i += blockDim.x) {
+        float a = fabsf(v[i * stride]);
+        if (a > best) { best = a; bi = i; } // increasing i per thread: the first of equals stays
+    }
+    sabs[threadIdx.x] = best; sidx[threadIdx.x] = bi;
+    __syncthreads();
+    for (int o = blockDim.x / 2; o > 0; o >>= 1) {
+        if ((int)threadIdx.x < o) {
+            float a2 = sabs[threadIdx.x + o];
+            int64_t i2 = sidx[threadIdx.x + o];
+            if (a2 > sabs[threadIdx.x] || (a2 == sabs[threadIdx.x] && i2 < sidx[threadIdx.x])) { sabs[threadIdx.x] = a2; sidx[threadIdx.x] = i2; }
+        }
+        __syncthreads();
+    }
+    __shared__ int flip;
+    if (threadIdx.x == 0) flip = v[sidx[0] * stride] < 0.0f; // read once, before any thread negates it
+    __syncthreads();
+    if (flip) for (int64_t i = threadIdx.x; i < len; i += blockDim.x) v[i * stride] = -v[i * stride];
+}
+
+// col-major (rows, cols) src -> col-major (cols, rows) dst
+__global__ void galore_transpose_kernel(float* dst, const float* src, int64_t rows, int64_t cols) {
+    size_t total = (size_t)rows * cols;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
+        int64_t rr = (int64_t)(idx % rows), cc = (int64_t)(idx / rows);
+        dst[cc + rr * cols] = src[idx];
+    }
+}
+
+// ----------------------------------------------------------------------------
+// refresh
+
+// galore_gpu_refresh: P (bf16, the stored projector: (r, n) right, (m, r) left) from the SVD of
+// gscale * G (bf16 (m, n)). Leaves the fp32 projector (the bf16 one widened) in g->Pf.
+static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, floatX* P, int tensor) {
+    cudaStream_t s = g->stream;
+    int64_t M = l->m, Nn = l->n, K = M < Nn ? M : Nn, r = l->r;
+    int right = l->side == SIDE_RIGHT;
+    size_t full = (size_t)(M * Nn);
+    galore_widen(g->A, G, full, gscale, s);
+    // X = G^T as column-major (Nn, M), lda Nn
+    int rows = (int)Nn, cols = (int)M;
+    int info = 0;
+    if (!g->force_gesvd) {
+        cusolverCheck(cusolverDnSgesvdj(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows, g->Vf, cols,
+                                        g->work, g->lwork, g->d_info, g->jparams));
+        cudaCheck(cudaMemcpyAsync(&info, g->d_info, sizeof(int), cudaMemcpyDeviceToHost, s));
+        cudaCheck(cudaStreamSynchronize(s));
+    }
+    const float* base;
+    int64_t si, sj;
+    if (info == 0 && !g->force_gesvd) {
+        // right vectors of G = Ux columns (Nn, K); left ones = Vx columns (M, K)
+        if (right) { base = g->Uf; si = 1; sj = Nn; } else { base = g->Vf; si = 1; sj = M; }
+    } else {
+        // gesvdj did not converge (info > 0) or rejected the input: LAPACK-style gesvd, which wants
+        // rows >= cols. Its workspace is allocated here, on this rare path.
+        if (g->gesvd_fallbacks++ == 0 && !g->force_gesvd)
+            printf("note: cuSOLVER gesvdj returned info %d on tensor %d (%lld x %lld); using gesvd for such refreshes\n", info, tensor,
+                   (long long)M, (long long)Nn);
+        galore_widen(g->A, G, full, gscale, s); // gesvdj overwrote A
+        int gr, gc;
+        float *in, *u, *vt;
+        if (Nn >= M) { gr = (int)Nn; gc = (int)M; in = g->A; u = g->Uf; vt = g->Vf; }      // X = G^T (Nn, M)
+        else {                                                                              // Y = G (M, Nn) col-major
+            galore_transpose_kernel<<<grid_for(full, 256), 256, 0, s>>>(g->Vf, g->A, Nn, M);
+            cudaCheckLaunch();
+            gr = (int)M; gc = (int)Nn; in = g->Vf; u = g->Uf; vt = g->A;
+        }
+        int lw = 0;
+        cusolverCheck(cusolverDnSgesvd_bufferSize(g->solver, gr, gc, &lw));
+        float* work = (float*)cudaMallocCheck(sizeof(float) * (size_t)(lw > 0 ? lw : 1), "cuSOLVER gesvd workspace (fallback)");
+        float* rwork = (float*)cudaMallocCheck(sizeof(float) * (size_t)K, "cuSOLVER gesvd rwork (fallback)");
+        signed char jobu = 'S', jobvt = 'S';
+        cusolverCheck(cusolverDnSgesvd(g->solver, jobu, jobvt, gr, gc, in, gr, g->S, u, gr, vt, (int)K, work, lw, rwork, g->d_info));
+        cudaCheck(cudaMemcpyAsync(&info, g->d_info, sizeof(int), cudaMemcpyDeviceToHost, s));
+        cudaCheck(cudaStreamSynchronize(s));
+        cudaCheck(cudaFree(work)); cudaCheck(cudaFree(rwork));
+        if (info != 0) die("SVD of the gradient of tensor %d (%lld x %lld) failed: cuSOLVER gesvdj and gesvd info %d; hint: a NaN gradient?",
+                           tensor, (long long)M, (long long)Nn, info);
+        // U: (gr, K) ld gr, the vectors of length gr; VT: (K, gc) ld K, the vectors of length gc (row j)
+        int u_is_right = Nn >= M; // gr == Nn: U holds G's right vectors
+        if (right == u_is_right) { base = u; si = 1; sj = gr; }
+        else { base = vt; si = K; sj = 1; }
+    }
+    int64_t len = right ? Nn : M;
+    galore_gather_kernel<<<grid_for((size_t)(len * r), 256), 256, 0, s>>>(g->Pf, base, si, sj, len, r, right);
+    cudaCheckLaunch();
+    galore_sign_fix_kernel<<<(unsigned)r, SIGNFIX_THREADS, 0, s>>>(g->Pf, right, len, r);
+    cudaCheckLaunch();
+    galore_narrow(P, g->Pf, (size_t)l->proj_numel, s);
+    galore_widen(g->Pf, P, (size_t)l->proj_numel, 1.0f, s); // later steps back-project with the stored bf16 projector
+    g->refreshes++;
+}
+
+// ----------------------------------------------------------------------------
+// projection
+
+// R = alpha * (G P^T) right (m, r) / alpha * (P^T G) left (r, n), + beta * R. G, P bf16; R fp32
+// (r_f32 1) or bf16 (low-rank accumulator)
+static void galore_gpu_project(GaloreGpu* g, const TensorLayout* l, const floatX* G, const floatX* P, void* R, int r_f32, float alpha,
+                               float beta) {
+    int M = (int)l->m, Nn = (int)l->n, r = (int)l->r;
+    cudaDataType_t rt = r_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    cublasCheck(cublasSetStream(g->blas, g->stream));
+    if (l->side == SIDE_RIGHT) {
+        // R^T (r, m) = P (col-major (n, r), transposed) * G^T (col-major (n, m))
+        cublasCheck(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, r, M, Nn, &alpha, P, CUDA_R_16BF, Nn, G, CUDA_R_16BF, Nn, &beta, R, rt, r,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    } else {
+        // R^T (n, r) = G^T (col-major (n, m)) * P (col-major (r, m), transposed)
+        cublasCheck(cublasGemmEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_T, Nn, r, M, &alpha, G, CUDA_R_16BF, Nn, P, CUDA_R_16BF, r, &beta, R, rt, Nn,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+}
+
+// U (m, n) fp32 = scale * (Nl P) right / scale * (P Nl) left, with Pf the fp32 projector
+static void galore_gpu_project_back(GaloreGpu* g, const TensorLayout* l, const float* Nl, const float* Pf, float* U, float scale) {
+    int M = (int)l->m, Nn = (int)l->n, r = (int)l->r;
+    float beta = 0.0f;
+    cublasCheck(cublasSetStream(g->blas, g->stream));
+    if (l->side == SIDE_RIGHT) {
+        // U^T (n, m) = P^T (col-major (n, r)) * N^T (col-major (r, m))
+        cublasCheck(cublasSgemm(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, Nn, M, r, &scale, Pf, Nn, Nl, r, &beta, U, Nn));
+    } else {
+        // U^T (n, m) = N^T (col-major (n, r)) * P^T (col-major (r, m))
+        cublasCheck(cublasSgemm(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, Nn, M, r, &scale, Nl, Nn, Pf, r, &beta, U, Nn));
+    }
+}
+
+// ----------------------------------------------------------------------------
+// elementwise steps (fp32 math; TP the updated tensor: bf16 weights or fp32 masters with pbf their
+// bf16 copy; TM the moments: bf16 or fp32; TG the gradient)
+
+__device__ static inline void gl_store(floatX* p, float v, int sr, uint32_t seed, size_t i) { *p = sr ? f2bf_stochastic(v, seed, i) : f2bf(v); }
+__device__ static inline void gl_store(float* p, float v, int sr, uint32_t seed, size_t i) { (void)sr; (void)seed; (void)i; *p = v; }
+
+// the low-rank HF AdamW direction: Nl = m / (sqrt(v) + eps) after the moment updates (adam_hf_elem)
+template <class TM>
+__global__ void galore_hf_lowrank_kernel(float* Nl, const float* R, TM* m, TM* v, size_t n, float b1, float b2, float eps, int sr, uint32_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float mf = to_f32(m[i]), vf = to_f32(v[i]);
+        Nl[i] = adam_hf_elem(R[i], &mf, &vf, b1, b2, eps);
+        gl_store(&m[i], mf, sr, seed ^ 0x68bc21ebU, i);
+        gl_store(&v[i], vf, sr, seed ^ 0x02e5be93U, i);
+    }
+}
+template <class TM>
+static void galore_hf_lowrank(float* Nl, const float* R, TM* m, TM* v, size_t n, float b1, float b2, float eps, int sr, uint32_t seed, cudaStream_t s) {
+    galore_hf_lowrank_kernel<TM><<<grid_for(n, 256), 256, 0, s>>>(Nl, R, m, v, n, b1, b2, eps, sr, seed);
+    cudaCheckLaunch();
+}
+
+// p = p + neg_step * U, then (wd on) p = p + dec * p: the CPU's two passes, rounded once
+template <class TP>
+__global__ void galore_apply_kernel(TP* p, floatX* pbf, const float* U, size_t n, float neg_step, int decay_on, float dec, int sr, uint32_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float pf = to_f32(p[i]);
+        pf = pf + neg_step * U[i];
+        if (decay_on) pf = pf + dec * pf;
+        gl_store(&p[i], pf, sr, seed, i);
+        if (pbf != NULL) pbf[i] = f2bf(pf);
+    }
+}
+template <class TP>
+static void galore_apply(TP* p, floatX* pbf, const float* U, size_t n, float neg_step, int decay_on, float dec, int sr, uint32_t seed, cudaStream_t s) {
+    galore_apply_kernel<TP><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, U, n, neg_step, decay_on, dec, sr, seed);
+    cudaCheckLaunch();
+}
+
+// a full-rank tensor under galore_adamw: p = p + (-step_size) * adam_hf_elem(g), then the decay
+template <class TP, class TM>
+__global__ void galore_hf_full_kernel(TP* p, floatX* pbf, const floatX* g, TM* m, TM* v, size_t n, float b1, float b2, float eps,
+                                      float neg_step, int decay_on, float dec, float gscale, int sr, uint32_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float mf = to_f32(m[i]), vf = to_f32(v[i]);
+        float pf = to_f32(p[i]);
+        pf = pf + neg_step * adam_hf_elem(bf2f(g[i]) * gscale, &mf, &vf, b1, b2, eps);
+        if (decay_on) pf = pf + dec * pf;
+        gl_store(&m[i], mf, sr, seed ^ 0x68bc21ebU, i);
+        gl_store(&v[i], vf, sr, seed ^ 0x02e5be93U, i);
+        gl_store(&p[i], pf, sr, seed, i);
+        if (pbf != NULL) pbf[i] = f2bf(pf);
+    }
+}
+template <class TP, class TM>
+static void galore_hf_full(TP* p, floatX* pbf, const floatX* g, TM* m, TM* v, size_t n, float b1, float b2, float eps, float neg_step,
+                           int decay_on, float dec, float gscale, int sr, uint32_t seed, cudaStream_t s) {
+    galore_hf_full_kernel<TP, TM><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, g, m, v, n, b1, b2, eps, neg_step, decay_on, dec, gscale, sr, seed);
+    cudaCheckLaunch();
+}
+
+#endif // GALORE_CUH
