@@ -7,7 +7,7 @@
 //                            verbatim): obviously the CPU's semantics, slow; kept as the reference
 //   adam8bit_update_gpu      256 threads, one element each, the new absmax by a block reduction
 //                            (what bitsandbytes' kOptimizerStatic8bit2StateBlockwise does); the
-//                            per-element steps mirror adam8bit_update_block line by line
+//                            per-element steps are adam8bit.h's adam8bit_elem_* functions
 // test_llama.cu checks the two against each other and against the CPU.
 // And the 32-bit path (tensors under ADAM8_MIN_SIZE elements): adam32_update_gpu on fp32 m, v.
 //
@@ -96,35 +96,18 @@ __global__ void __launch_bounds__(ADAM8_BLOCK) adam8bit_kernel(TP* p, floatX* pb
     uint8_t qmi = live ? qm[i] : (uint8_t)128, qvi = live ? qv[i] : (uint8_t)0;
     int finite = !isnan(gi) && !isinf(gi);
     float mi, vi;
-    if (finite) {
-        vi = adam8bit_dequantize(smap_v, qvi, old_av) * b2 + ((1.0f - b2) * gi) * gi;
-        mi = adam8bit_dequantize(smap_m, qmi, old_am) * b1 + (1.0f - b1) * gi;
-    } else {
-        mi = 0.0f;
-        vi = 0.0f;
-    }
+    adam8bit_elem_moments(gi, qmi, qvi, old_am, old_av, smap_m, smap_v, b1, b2, &mi, &vi);
     float am = block_reduce_max(fabsf(mi));
     float av = block_reduce_max(fabsf(vi));
     am = fmaxf(am, 0.0f); av = fmaxf(av, 0.0f); // the CPU's reduction starts at 0
     if (threadIdx.x == 0) { absmax_m[blk] = am; absmax_v[blk] = av; } // every thread read the old ones above
     if (!live) return;
     if (finite) {
-        float pi = a8_load(p[i]) + step_size * (mi / (sqrtf(vi) + c2 * eps));
-        if (wd > 0.0f) pi = pi * (1.0f - lr * wd);
+        float pi = adam8bit_elem_param(a8_load(p[i]), mi, vi, step_size, c2, eps, lr, wd);
         a8_store(&p[i], pi, sr, seed, i);
         if (pbf != NULL) pbf[i] = __float2bfloat16_rn(pi);
     }
-    int q1, q2;
-    if (am > 0.0f) {
-        q1 = adam8bit_quantize(smap_m, mi / am);
-        if ((signbit(smap_m[q1]) != 0) != (signbit(mi) != 0)) q1 += (mi > 0.0f) ? 1 : -1;
-        q1 &= 255;
-    } else {
-        q1 = adam8bit_quantize(smap_m, 0.0f);
-    }
-    q2 = av > 0.0f ? adam8bit_quantize(smap_v, vi / av) : adam8bit_quantize(smap_v, 0.0f);
-    qm[i] = (uint8_t)q1;
-    qv[i] = (uint8_t)q2;
+    adam8bit_elem_quantize(mi, vi, am, av, smap_m, smap_v, &qm[i], &qv[i]);
 }
 
 template <class TP, class TG>

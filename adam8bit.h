@@ -125,6 +125,48 @@ HOSTDEV static inline float adam8bit_dequantize(const float* map, uint8_t q, flo
 // part in the absmax reduction, so |map_m[128] * old absmax_m * b1| is a floor of the new
 // absmax_m (about 5e-7 of the old one; it only shows when the block's real m all vanish).
 // p, g: (n,)   qm, qv: (n,) in/out   absmax_m, absmax_v: (1,) in/out   map_m, map_v: (256,)
+// The three per-element steps of the kernel, shared by the CPU's block loop below and the GPU's
+// one-thread-per-element kernel (adam8bit.cuh), so both run the same arithmetic.
+
+// step 1: the new m and v from the dequantized old state; a NaN/Inf gradient resets both to 0
+HOSTDEV static inline void adam8bit_elem_moments(float g, uint8_t qm, uint8_t qv, float old_am, float old_av,
+                                                 const float* map_m, const float* map_v, float b1, float b2,
+                                                 float* m, float* v) {
+    if (!isnan(g) && !isinf(g)) {
+        *v = adam8bit_dequantize(map_v, qv, old_av) * b2 + ((1.0f - b2) * g) * g;
+        *m = adam8bit_dequantize(map_m, qm, old_am) * b1 + (1.0f - b1) * g;
+    } else {
+        *m = 0.0f;
+        *v = 0.0f;
+    }
+}
+
+// step 2: the parameter from the unquantized new m, v (the caller skips it for a non-finite
+// gradient), then decoupled decay. step_size = -lr * c2 / c1, c2 = sqrt(1 - b2^t)
+HOSTDEV static inline float adam8bit_elem_param(float p, float m, float v, float step_size, float c2, float eps,
+                                                float lr, float wd) {
+    float pi = p + step_size * (m / (sqrtf(v) + c2 * eps));
+    if (wd > 0.0f) pi = pi * (1.0f - lr * wd);
+    return pi;
+}
+
+// step 3: requantize against the block's new absmax (am, av); an all-zero block stores the zero
+// entries. Keep m's sign: the kernel compares sign bits, so a tiny negative (or -0) m that rounds
+// to the +0 entry moves one entry down, to the smallest negative value.
+HOSTDEV static inline void adam8bit_elem_quantize(float m, float v, float am, float av, const float* map_m,
+                                                  const float* map_v, uint8_t* qm, uint8_t* qv) {
+    int q1;
+    if (am > 0.0f) {
+        q1 = adam8bit_quantize(map_m, m / am);
+        if ((signbit(map_m[q1]) != 0) != (signbit(m) != 0)) q1 += (m > 0.0f) ? 1 : -1;
+        q1 &= 255;   // the kernel stores an unsigned char
+    } else {
+        q1 = adam8bit_quantize(map_m, 0.0f);
+    }
+    *qm = (uint8_t)q1;
+    *qv = (uint8_t)(av > 0.0f ? adam8bit_quantize(map_v, v / av) : adam8bit_quantize(map_v, 0.0f));
+}
+
 HOSTDEV static void adam8bit_update_block(float* p, const float* g, uint8_t* qm, uint8_t* qv,
                                           float* absmax_m, float* absmax_v, int n,
                                           const float* map_m, const float* map_v,
@@ -136,46 +178,22 @@ HOSTDEV static void adam8bit_update_block(float* p, const float* g, uint8_t* qm,
     float m[ADAM8_BLOCK], v[ADAM8_BLOCK];
     float am = 0.0f, av = 0.0f;    // |x| >= 0, so starting at 0 equals the kernel's -FLT_MAX
     for (int i = 0; i < n; i++) {
-        float gi = g[i];
-        if (!isnan(gi) && !isinf(gi)) {
-            v[i] = adam8bit_dequantize(map_v, qv[i], old_av) * b2 + ((1.0f - b2) * gi) * gi;
-            m[i] = adam8bit_dequantize(map_m, qm[i], old_am) * b1 + (1.0f - b1) * gi;
-        } else {
-            m[i] = 0.0f;
-            v[i] = 0.0f;
-        }
+        adam8bit_elem_moments(g[i], qm[i], qv[i], old_am, old_av, map_m, map_v, b1, b2, &m[i], &v[i]);
         am = fmaxf(am, fabsf(m[i]));
         av = fmaxf(av, fabsf(v[i]));
     }
     if (n < ADAM8_BLOCK) {
         // idle lanes of the kernel: g = 0, m byte 128, v byte 0 (see above)
-        float pad_m = adam8bit_dequantize(map_m, 128, old_am) * b1 + (1.0f - b1) * 0.0f;
-        float pad_v = adam8bit_dequantize(map_v, 0, old_av) * b2 + ((1.0f - b2) * 0.0f) * 0.0f;
+        float pad_m, pad_v;
+        adam8bit_elem_moments(0.0f, 128, 0, old_am, old_av, map_m, map_v, b1, b2, &pad_m, &pad_v);
         am = fmaxf(am, fabsf(pad_m));
         av = fmaxf(av, fabsf(pad_v));
     }
     *absmax_m = am;
     *absmax_v = av;
     for (int i = 0; i < n; i++) {
-        float gi = g[i];
-        if (!isnan(gi) && !isinf(gi)) {
-            float pi = p[i] + step_size * (m[i] / (sqrtf(v[i]) + c2 * eps));
-            if (wd > 0.0f) pi = pi * (1.0f - lr * wd);
-            p[i] = pi;
-        }
-        int q1, q2;
-        if (am > 0.0f) {
-            q1 = adam8bit_quantize(map_m, m[i] / am);
-            // keep m's sign: the kernel compares sign bits, so a tiny negative (or -0) m that
-            // rounds to the +0 entry moves one entry down, to the smallest negative value
-            if ((signbit(map_m[q1]) != 0) != (signbit(m[i]) != 0)) q1 += (m[i] > 0.0f) ? 1 : -1;
-            q1 &= 255;   // the kernel stores an unsigned char
-        } else {
-            q1 = adam8bit_quantize(map_m, 0.0f);
-        }
-        q2 = av > 0.0f ? adam8bit_quantize(map_v, v[i] / av) : adam8bit_quantize(map_v, 0.0f);
-        qm[i] = (uint8_t)q1;
-        qv[i] = (uint8_t)q2;
+        if (!isnan(g[i]) && !isinf(g[i])) p[i] = adam8bit_elem_param(p[i], m[i], v[i], step_size, c2, eps, lr, wd);
+        adam8bit_elem_quantize(m[i], v[i], am, av, map_m, map_v, &qm[i], &qv[i]);
     }
 }
 
