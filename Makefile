@@ -89,6 +89,7 @@ test-cpu: train_llama $(CPU_TESTS)
 	bash dev/test/test_cli.sh
 	bash dev/test/test_crash.sh
 	bash dev/test/test_c4.sh
+	bash scripts/test_scripts.sh
 
 # the CPU tests again under AddressSanitizer and UBSan, and each parser's fuzzer briefly
 test-sanitizers:

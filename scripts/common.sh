@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # scripts/common.sh: shared logic of the paper-run scripts (sourced, not run).
 #
 # A run script sets the paper's numbers as *_DEFAULT variables and calls
@@ -9,7 +10,8 @@
 # after DONE does nothing.
 #
 # Environment (all optional; the defaults are the paper's recipe):
-#   TRAINER      trainer binary; default ./train_llamacu when built, else ./train_llama
+#   TRAINER      trainer binary; default ./train_llamacu when built and nvidia-smi sees a GPU,
+#                else ./train_llama
 #                (built with `make train_llama` when missing)
 #   RUN_DIR      run folder: checkpoints, log.jsonl, train.out (console), DONE [runs/NAME]
 #   TRAIN, VAL   token shard globs [dev/data/c4/c4_train_*.bin, dev/data/c4/c4_validation_*.bin]
@@ -29,6 +31,7 @@
 #   MAX_FAILS    give up after this many failed attempts in a row that made no new
 #                checkpoint (a bad flag or missing data fails the same way every time) [3]
 #   RETRY_SLEEP  seconds between attempts [10]
+#   DRY_RUN=1    print the trainer command and exit
 
 set -uo pipefail
 
@@ -42,7 +45,8 @@ trap 'echo "interrupted: run the script again to resume"; exit 130' INT TERM
 pick_trainer() {
     if [ -n "${TRAINER:-}" ]; then
         echo "$TRAINER"
-    elif [ -x ./train_llamacu ]; then
+    elif [ -x ./train_llamacu ] && nvidia-smi -L >/dev/null 2>&1; then
+        # a GPU build on a machine without a usable GPU (make builds it wherever nvcc is) is skipped
         echo ./train_llamacu
     else
         if [ ! -x ./train_llama ]; then make train_llama >&2 || return 1; fi
@@ -69,7 +73,7 @@ paper_run() {
         echo "$name: $run_dir/DONE exists, nothing to do (delete it, or the folder, to train again)"
         return 0
     fi
-    mkdir -p "$run_dir" || return 1
+    [ -n "${DRY_RUN:-}" ] || mkdir -p "$run_dir" || return 1
     local trainer; trainer="$(pick_trainer)" || { echo "$name: no trainer (make train_llama failed)"; return 1; }
 
     local model="${MODEL:-$MODEL_DEFAULT}"
@@ -103,6 +107,7 @@ paper_run() {
     # shellcheck disable=SC2206 # EXTRA_ARGS is split on spaces on purpose
     [ -n "${EXTRA_ARGS:-}" ] && args+=($EXTRA_ARGS)
 
+    if [ -n "${DRY_RUN:-}" ]; then echo "$trainer ${args[*]}"; return 0; fi
     echo "$trainer ${args[*]}" > "$run_dir/command.txt"
     local fails=0 before after rc
     while true; do
