@@ -138,8 +138,8 @@ typedef struct {
     void* ctx;
     // one optimizer step over grad_accum micro-batches read from dl; see train_step in train_llama.c
     float (*train_step)(void* ctx, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped, int64_t* n_targets);
-    // mean val loss over the first n batches of dl (reset first)
-    float (*evaluate)(void* ctx, DataLoader* dl, int n, int* inputs, int* targets);
+    // forward only: the mean loss of (B, T) inputs/targets and the number of targets it counted
+    float (*forward_loss)(void* ctx, const int* inputs, const int* targets, int B, int T, int* n_valid);
     // n_new tokens sampled after tokens[0..n_prompt) into tokens; returns the new length
     int (*sample)(void* ctx, int* tokens, int n_prompt, int n_new, Rng* rng);
     int max_seq;          // the longest sequence sample() can take
@@ -163,6 +163,34 @@ typedef struct {
 
 // ----------------------------------------------------------------------------
 // checkpoints through an engine
+
+// optimizer_state_entries: the optimizer's checkpoint entries, the same names on every engine so
+// that either resumes the other's: which tensors have a projector, then per tensor its moments
+// (fp32 m./v., or 8-bit qm./qv. with absmax_m./absmax_v.) and projector (proj.), following
+// tensor_layout. The pointer tables are host memory (the GPU passes its staging buffers).
+static int optimizer_state_entries(StateEntry* e, int cap, int n_tensors, const TensorLayout* lay, int* has_proj,
+                                   float** m, float** v, uint8_t** qm, uint8_t** qv, float** absmax_m, float** absmax_v,
+                                   float** proj) {
+    int n = 0;
+    #define ADD(ptr, bytes, ...) do { if (n >= cap) die("internal: too many state entries"); \
+        snprintf(e[n].name, STATE_NAME_LEN, __VA_ARGS__); e[n].data = (void*)(ptr); e[n].nbytes = (int64_t)(bytes); n++; } while (0)
+    ADD(has_proj, sizeof(int) * n_tensors, "has_proj");
+    for (int i = 0; i < n_tensors; i++) {
+        const TensorLayout* l = &lay[i];
+        if (l->state == STATE_8BIT) {
+            ADD(qm[i], l->snumel, "qm.%d", i);
+            ADD(qv[i], l->snumel, "qv.%d", i);
+            ADD(absmax_m[i], sizeof(float) * l->nblocks, "absmax_m.%d", i);
+            ADD(absmax_v[i], sizeof(float) * l->nblocks, "absmax_v.%d", i);
+        } else {
+            ADD(m[i], sizeof(float) * l->snumel, "m.%d", i);
+            ADD(v[i], sizeof(float) * l->snumel, "v.%d", i);
+        }
+        if (l->proj_numel) ADD(proj[i], sizeof(float) * l->proj_numel, "proj.%d", i);
+    }
+    #undef ADD
+    return n;
+}
 
 #define RUN_MAX_ENTRIES 4096
 
@@ -239,6 +267,22 @@ static int run_resume(const Engine* e, const Settings* s, const LlamaConfig* c, 
 // ----------------------------------------------------------------------------
 // the run
 
+// evaluate: mean loss over the first n batches of dl (reset first, so every eval sees the same
+// tokens), weighted by the counted targets
+static float evaluate(const Engine* e, DataLoader* dl, int n, int* inputs, int* targets) {
+    dataloader_reset(dl);
+    double sum = 0.0;
+    int64_t count = 0;
+    for (int b = 0; b < n; b++) {
+        dataloader_next_batch(dl, inputs, targets);
+        int n_valid = 0;
+        float loss = e->forward_loss(e->ctx, inputs, targets, dl->B, dl->T, &n_valid);
+        sum += (double)loss * n_valid;
+        count += n_valid;
+    }
+    return count > 0 ? (float)(sum / count) : 0.0f;
+}
+
 // sample_from_logits: draw from softmax(logits) (temperature 1) with one uniform from rng, the
 // same draw on every engine for the same logits
 static int sample_from_logits(const float* li, int V, Rng* rng) {
@@ -299,7 +343,7 @@ static int run_main(const Engine* e, const Settings* s, const LlamaConfig* confi
 
     if (s->steps == 0) {
         if (!have_val) die("--steps 0 evaluates only, and needs --val");
-        float vl = e->evaluate(e->ctx, &val, eval_batches, inputs, targets);
+        float vl = evaluate(e, &val, eval_batches, inputs, targets);
         printf("val loss %.7f | ppl %.4f | %d batches\n", vl, exp(vl), eval_batches);
         if (s->log[0]) {
             FILE* logf = fopenCheck(s->log, "w");
@@ -369,7 +413,7 @@ static int run_main(const Engine* e, const Settings* s, const LlamaConfig* confi
         }
         int last = step + 1 == s->steps;
         if (have_val && ((s->eval_every > 0 && (step + 1) % s->eval_every == 0) || last)) {
-            float vl = e->evaluate(e->ctx, &val, eval_batches, inputs, targets);
+            float vl = evaluate(e, &val, eval_batches, inputs, targets);
             printf("eval step %d | val loss %.6f | ppl %.3f\n", step + 1, vl, exp(vl));
             if (logf) { fprintf(logf, "{\"step\": %d, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", step + 1, vl, exp(vl)); fflush(logf); }
         }

@@ -900,21 +900,6 @@ static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int*
 // ----------------------------------------------------------------------------
 // evaluation and sampling
 
-// mean loss over the first n batches of the loader (reset first, so every eval sees the same
-// tokens), weighted by the counted targets
-static float evaluate(Llama* m, DataLoader* dl, int n, int* inputs, int* targets) {
-    dataloader_reset(dl);
-    double sum = 0.0;
-    int64_t count = 0;
-    for (int b = 0; b < n; b++) {
-        dataloader_next_batch(dl, inputs, targets);
-        llama_forward(m, inputs, targets, dl->B, dl->T);
-        sum += (double)m->mean_loss * m->n_valid;
-        count += m->n_valid;
-    }
-    return count > 0 ? (float)(sum / count) : 0.0f;
-}
-
 // draw n tokens after the prompt by sampling the softmax (temperature 1) with a seeded RNG,
 // recomputing the whole prefix each time: slow but simple, and only a few dozen tokens
 static int sample_tokens(Llama* m, int* tokens, int n_prompt, int n_new, Rng* rng) {
@@ -965,36 +950,21 @@ static void blas_advice(void) {
 // ----------------------------------------------------------------------------
 // the CPU engine for run.h: the Trainer is the context
 
-// the optimizer's checkpoint entries: which tensors have a projector, then per tensor its moments
-// (fp32, or 8-bit with absmax) and projector
+// the optimizer's checkpoint entries (run.h): the CPU keeps them on the host already
 static int cpu_state_entries(void* ctx, StateEntry* e, int cap) {
     Optimizer* o = &((Trainer*)ctx)->opt;
-    int n = 0;
-    #define ADD(nm, ptr, bytes) do { if (n >= cap) die("internal: too many state entries"); \
-        snprintf(e[n].name, STATE_NAME_LEN, "%s", nm); e[n].data = (void*)(ptr); e[n].nbytes = (int64_t)(bytes); n++; } while (0)
-    ADD("has_proj", o->has_proj, sizeof(int) * o->n);
-    for (int i = 0; i < o->n; i++) {
-        const TensorLayout* l = &o->lay[i];
-        char nm[STATE_NAME_LEN];
-        if (l->state == STATE_8BIT) {
-            snprintf(nm, sizeof nm, "qm.%d", i); ADD(nm, o->qm[i], l->snumel);
-            snprintf(nm, sizeof nm, "qv.%d", i); ADD(nm, o->qv[i], l->snumel);
-            snprintf(nm, sizeof nm, "absmax_m.%d", i); ADD(nm, o->absmax_m[i], sizeof(float) * l->nblocks);
-            snprintf(nm, sizeof nm, "absmax_v.%d", i); ADD(nm, o->absmax_v[i], sizeof(float) * l->nblocks);
-        } else {
-            snprintf(nm, sizeof nm, "m.%d", i); ADD(nm, o->m[i], sizeof(float) * l->snumel);
-            snprintf(nm, sizeof nm, "v.%d", i); ADD(nm, o->v[i], sizeof(float) * l->snumel);
-        }
-        if (l->proj_numel) { snprintf(nm, sizeof nm, "proj.%d", i); ADD(nm, o->proj[i], sizeof(float) * l->proj_numel); }
-    }
-    #undef ADD
-    return n;
+    return optimizer_state_entries(e, cap, o->n, o->lay, o->has_proj, o->m, o->v, o->qm, o->qv, o->absmax_m, o->absmax_v, o->proj);
 }
 
 static float cpu_train_step(void* ctx, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped, int64_t* n_targets) {
     return train_step((Trainer*)ctx, dl, lr, inputs, targets, norm, skipped, n_targets);
 }
-static float cpu_evaluate(void* ctx, DataLoader* dl, int n, int* inputs, int* targets) { return evaluate(((Trainer*)ctx)->model, dl, n, inputs, targets); }
+static float cpu_forward_loss(void* ctx, const int* inputs, const int* targets, int B, int T, int* n_valid) {
+    Llama* m = ((Trainer*)ctx)->model;
+    llama_forward(m, inputs, targets, B, T);
+    *n_valid = m->n_valid;
+    return m->mean_loss;
+}
 static int cpu_sample(void* ctx, int* tokens, int n_prompt, int n_new, Rng* rng) { return sample_tokens(((Trainer*)ctx)->model, tokens, n_prompt, n_new, rng); }
 static float* cpu_params_to_host(void* ctx) { return ((Trainer*)ctx)->model->params; } // already on the host
 static void cpu_params_release(void* ctx, float* host) { (void)ctx; (void)host; }
@@ -1012,7 +982,7 @@ static Engine cpu_engine(Trainer* tr) {
     Engine e;
     memset(&e, 0, sizeof e);
     e.ctx = tr;
-    e.train_step = cpu_train_step; e.evaluate = cpu_evaluate; e.sample = cpu_sample; e.max_seq = tr->model->T;
+    e.train_step = cpu_train_step; e.forward_loss = cpu_forward_loss; e.sample = cpu_sample; e.max_seq = tr->model->T;
     e.params_to_host = cpu_params_to_host; e.params_release = cpu_params_release; e.params_from_host = cpu_params_from_host;
     e.state_entries = cpu_state_entries; e.state_before_save = cpu_state_noop; e.state_after_load = cpu_state_noop;
     e.state_done = cpu_state_noop; e.get_progress = cpu_get_progress; e.set_progress = cpu_set_progress;

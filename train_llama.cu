@@ -933,17 +933,10 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
 // ----------------------------------------------------------------------------
 // evaluation and sampling
 
-static float gpu_evaluate(GpuLlama* m, DataLoader* dl, int n, int* inputs, int* targets) {
-    dataloader_reset(dl);
-    double sum = 0.0;
-    int64_t count = 0;
-    for (int b = 0; b < n; b++) {
-        dataloader_next_batch(dl, inputs, targets);
-        gpu_forward(m, inputs, targets, dl->B, dl->T, 0.0f);
-        sum += (double)m->mean_loss * m->n_valid;
-        count += m->n_valid;
-    }
-    return count > 0 ? (float)(sum / count) : 0.0f;
+static float gpu_forward_loss(GpuLlama* m, const int* inputs, const int* targets, int B, int T, int* n_valid) {
+    gpu_forward(m, inputs, targets, B, T, 0.0f);
+    *n_valid = m->n_valid;
+    return m->mean_loss;
 }
 
 // sampling as the CPU's sample_tokens (same RNG use, so the same logits give the same tokens).
@@ -1021,26 +1014,7 @@ static int gpu_state_entries(void* ctx, StateEntry* e, int cap) {
     GpuRun* g = (GpuRun*)ctx;
     GpuOptim* o = &g->tr->opt;
     gpu_stage_alloc(g);
-    int n = 0;
-    #define ADD(nm, ptr, bytes) do { if (n >= cap) die("internal: too many state entries"); \
-        snprintf(e[n].name, STATE_NAME_LEN, "%s", nm); e[n].data = (void*)(ptr); e[n].nbytes = (int64_t)(bytes); n++; } while (0)
-    ADD("has_proj", g->has_proj, sizeof(int) * o->n);
-    for (int i = 0; i < o->n; i++) {
-        const TensorLayout* l = &o->lay[i];
-        char nm[STATE_NAME_LEN];
-        if (l->state == STATE_8BIT) {
-            snprintf(nm, sizeof nm, "qm.%d", i); ADD(nm, g->hqm[i], l->snumel);
-            snprintf(nm, sizeof nm, "qv.%d", i); ADD(nm, g->hqv[i], l->snumel);
-            snprintf(nm, sizeof nm, "absmax_m.%d", i); ADD(nm, g->ham[i], sizeof(float) * l->nblocks);
-            snprintf(nm, sizeof nm, "absmax_v.%d", i); ADD(nm, g->hav[i], sizeof(float) * l->nblocks);
-        } else {
-            snprintf(nm, sizeof nm, "m.%d", i); ADD(nm, g->hm[i], sizeof(float) * l->snumel);
-            snprintf(nm, sizeof nm, "v.%d", i); ADD(nm, g->hv[i], sizeof(float) * l->snumel);
-        }
-        if (l->proj_numel) { snprintf(nm, sizeof nm, "proj.%d", i); ADD(nm, g->hp[i], sizeof(float) * l->proj_numel); }
-    }
-    #undef ADD
-    return n;
+    return optimizer_state_entries(e, cap, o->n, o->lay, g->has_proj, g->hm, g->hv, g->hqm, g->hqv, g->ham, g->hav, g->hp);
 }
 
 static void gpu_state_before_save(void* ctx) {
@@ -1095,7 +1069,9 @@ static void gpu_state_done(void* ctx) {
 static float gpu_run_train_step(void* ctx, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped, int64_t* n_targets) {
     return gpu_train_step(((GpuRun*)ctx)->tr, dl, lr, inputs, targets, norm, skipped, n_targets);
 }
-static float gpu_run_evaluate(void* ctx, DataLoader* dl, int n, int* inputs, int* targets) { return gpu_evaluate(((GpuRun*)ctx)->tr->model, dl, n, inputs, targets); }
+static float gpu_run_forward_loss(void* ctx, const int* inputs, const int* targets, int B, int T, int* n_valid) {
+    return gpu_forward_loss(((GpuRun*)ctx)->tr->model, inputs, targets, B, T, n_valid);
+}
 static int gpu_run_sample(void* ctx, int* tokens, int n_prompt, int n_new, Rng* rng) { return gpu_sample_tokens(((GpuRun*)ctx)->tr->model, tokens, n_prompt, n_new, rng); }
 static float* gpu_params_to_host(void* ctx) {
     GpuLlama* m = ((GpuRun*)ctx)->tr->model;
@@ -1132,7 +1108,7 @@ static Engine gpu_engine(GpuRun* g) {
     Engine e;
     memset(&e, 0, sizeof e);
     e.ctx = g;
-    e.train_step = gpu_run_train_step; e.evaluate = gpu_run_evaluate; e.sample = gpu_run_sample; e.max_seq = g->tr->model->T;
+    e.train_step = gpu_run_train_step; e.forward_loss = gpu_run_forward_loss; e.sample = gpu_run_sample; e.max_seq = g->tr->model->T;
     e.params_to_host = gpu_params_to_host; e.params_release = gpu_params_release; e.params_from_host = gpu_params_from_host;
     e.state_entries = gpu_state_entries; e.state_before_save = gpu_state_before_save; e.state_after_load = gpu_state_after_load;
     e.state_done = gpu_state_done; e.get_progress = gpu_get_progress; e.set_progress = gpu_set_progress;
