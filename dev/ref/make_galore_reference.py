@@ -1,6 +1,7 @@
 # make_galore_reference.py: reference data for the GaLore optimizers, produced by the official
 # galore-torch package (GaLoreAdamW, GaLoreAdamW8bit) itself, on CPU, in float32.
-# Writes dev/ref/galore/{unit.bin, unit_reverse.bin, e2e_adamw.bin, e2e_adamw8bit.bin}.
+# Writes dev/ref/galore/{unit.bin, unit_reverse.bin, unit8bit.bin, e2e_adamw.bin,
+# e2e_adamw8bit.bin}.
 # Run (from anywhere, deterministic, ~10 s): /opt/refenv/bin/python dev/ref/make_galore_reference.py
 # Needs galore-torch 1.0 and bitsandbytes 0.50 in the venv, plus dev/ref/tiny (make_reference.py)
 # and dev/ref/make_adam8bit_reference.py (the numpy model of bitsandbytes' CUDA kernels).
@@ -14,6 +15,7 @@
 #     [7] NR refreshes (3), [8] NG GaLore params (3: the first NG of the table),
 #     [9..9+NG) side of each GaLore param's projector (0 right: P is [r,n], R = G P^T;
 #     1 left: P is [m,r], R = P^T G),
+#     [12] optimizer (0 GaLoreAdamW; 1 GaLoreAdamW8bit, only in unit8bit.bin; so NG <= 3),
 #     f [16] lr, [17] beta1, [18] beta2, [19] eps, [20] weight_decay, [21] scale
 #   dims i32[NP*3]: per param ndim, rows, cols (cols = 1 for 1-D); params in this order:
 #     A [40,24] (m > n), B [24,40] (m < n), Cq [32,32], d [24] (1-D, plain group)
@@ -27,7 +29,23 @@
 #   singular values differ by a factor sqrt(2) and the top-7 singular vectors are well
 #   determined (unique up to sign).
 #
-# e2e_adamw.bin (GaLoreAdamW) and e2e_adamw8bit.bin (GaLoreAdamW8bit), the tiny LLaMA of
+# unit8bit.bin (GaLoreAdamW8bit, proj_type "std", through the numpy kernel model below, bnb
+# args fixed): the layout of unit.bin with [0] magic 20241130 and [12] optimizer 1; NP 4, S 7,
+#   rank 56, gap 3 (refreshes at 1, 4, 7), NG 2. Params: A [96,80] (right, R [96,56]),
+#   B [80,96] (left, R [56,96]): both low-rank states have 5376 >= 4096 (min_8bit_size)
+#   elements, so they take bitsandbytes' 8-bit blockwise kernel; E [64,80] (5120 elements, a
+#   plain 2-D tensor in the plain group: ordinary 8-bit Adam, no projector); d [24] (32-bit
+#   kernel). N = 2*7680 + 5120 + 24 = 20504.
+#   GaLoreAdamW8bit(lr 1e-2, betas (0.9, 0.999), eps 1e-8 (its default), wd 0.05), scale 0.25.
+#   Decay: galore-torch zeroes the group's weight_decay around the kernel for A, B and applies
+#   p += -lr*wd*p after the project-back; E and d decay inside the kernel, p *= 1 - lr*wd.
+#   Gradients as unit.bin's but with a spectrum that keeps all 56 kept vectors determined:
+#   k = min(m, n) singular values s_k = 2^(-k/24) (3% apart; the smallest gap among the top 57
+#   of any GaLore gradient is 5.8e-3) and 1e-5 * noise; E the same, d 0.1 * normal.
+#   Matching it from float32 C: a float32 SVD from another LAPACK gives projectors that differ
+#   by ~6e-6 per entry, so R differs in its last digits and a few state bytes (1-6 of 5376 per
+#   step) land on the neighbouring code; weights after step 1 (no quantized state read yet)
+#   and the non-GaLore E, d agree exactly or to rounding, later GaLore weights to ~1e-3. (GaLoreAdamW) and e2e_adamw8bit.bin (GaLoreAdamW8bit), the tiny LLaMA of
 # dev/ref/tiny on its shard train.bin:
 #   header i32: [0] magic 20241127 (adamw) / 20241128 (adamw8bit), [1] version 1, [2] B (3),
 #     [3] T (13), [4] steps (12), [5] rank (8), [6] update_proj_gap (5), [7] P total param
@@ -100,11 +118,18 @@ f32 = np.float32
 # ----------------------------------------------------------------------------
 # hyperparameters (mirrored into the headers)
 UNIT_MAGIC, E2E_MAGIC, E2E8_MAGIC = 20241126, 20241127, 20241128
+UNIT8_MAGIC = 20241130
 U_SHAPES = [("A", (40, 24)), ("B", (24, 40)), ("Cq", (32, 32)), ("d", (24,))]
 U_NG = 3
 U_S, U_RANK, U_GAP, U_SCALE = 8, 7, 3, 0.25
 U_LR, U_B1, U_B2, U_EPS, U_WD = 1e-2, 0.9, 0.999, 1e-6, 0.05
 U_REFRESH = [1, 4, 7]
+# unit8bit.bin: rank 56 makes both GaLore states 5376 elements (8-bit); E is a plain 2-D tensor
+U8_SHAPES = [("A", (96, 80)), ("B", (80, 96)), ("E", (64, 80)), ("d", (24,))]
+U8_NG = 2
+U8_S, U8_RANK, U8_GAP, U8_SCALE = 7, 56, 3, 0.25
+U8_LR, U8_B1, U8_B2, U8_EPS, U8_WD = 1e-2, 0.9, 0.999, 1e-8, 0.05
+U8_REFRESH = [1, 4, 7]
 
 B, T, STEPS = 3, 13, 12
 E_RANK, E_GAP, E_SCALE, E_LR, E_WD = 8, 5, 0.25, 1e-2, 0.0
@@ -294,6 +319,193 @@ def replay_unit(path):
             p[i] = p[i] - lr * wd * p[i]
             err = max(err, float(np.abs(p[i] - ps[s - 1][i]).max()))
     return err
+
+
+# ----------------------------------------------------------------------------
+# A'. unit8bit: GaLoreAdamW8bit on synthetic gradients, low-rank states big enough for 8 bits
+
+
+def make_grad8(rng, shape):
+    """unit.bin's generator with a slower spectrum: rank 56 needs 57 well separated singular
+    values (2^(-k/2) would put the 56th at 1e-8, below float32 resolution)"""
+    if len(shape) == 1:
+        return (rng.normal(size=shape) * 0.1).astype(f32)
+    m, n = shape
+    k = min(m, n)
+    U, _ = np.linalg.qr(rng.normal(size=(m, k)))
+    V, _ = np.linalg.qr(rng.normal(size=(n, k)))
+    s = 2.0 ** (-np.arange(k) / 24.0)
+    return ((U * s) @ V.T + 1e-5 * rng.normal(size=(m, n))).astype(f32)
+
+
+def run_unit8bit(ref, fname):
+    rng = np.random.default_rng(20241130)
+    params = [torch.nn.Parameter(torch.from_numpy((rng.normal(size=s) * 0.02).astype(f32)))
+              for _, s in U8_SHAPES]
+    p0 = flat(params)
+    groups = [{"params": params[:U8_NG], "rank": U8_RANK, "update_proj_gap": U8_GAP,
+               "scale": U8_SCALE, "proj_type": "std"},
+              {"params": params[U8_NG:]}]
+    opt = GaLoreAdamW8bit(groups, lr=U8_LR, betas=(U8_B1, U8_B2), eps=U8_EPS, weight_decay=U8_WD)
+    # the bnb 0.50 argument shift (see the top of this file and run_e2e)
+    assert opt.args.max_unorm == 100 and opt.args.skip_zeros is True, "bnb args changed"
+    opt.args.max_unorm = 0.0
+    opt.args.skip_zeros = False
+    saved, calls = install_kernel_model(ref)
+    grads_steps, params_steps, projs, refresh_steps = [], [], [], []
+    last = [None] * U8_NG
+    min_gap = np.inf  # smallest gap among the top r+1 singular values of a GaLore gradient
+    try:
+        for s in range(1, U8_S + 1):
+            gs = [torch.from_numpy(make_grad8(rng, sh)) for _, sh in U8_SHAPES]
+            for g in gs[:U8_NG]:
+                sv = np.linalg.svd(g.numpy().astype(np.float64), compute_uv=False)[:U8_RANK + 1]
+                min_gap = min(min_gap, float(np.min(sv[:-1] - sv[1:])))
+            for p, g in zip(params, gs):
+                p.grad = g.clone()
+            opt.step()
+            grads_steps.append(flat(gs))
+            params_steps.append(flat(params))
+            cur = [opt.state[p]["projector"].ortho_matrix for p in params[:U8_NG]]
+            changed = [c is not l for c, l in zip(cur, last)]
+            assert all(changed) or not any(changed), "GaLore params refreshed at different steps"
+            if all(changed):
+                refresh_steps.append(s)
+                projs.append([c.detach().clone() for c in cur])
+            last = cur
+    finally:
+        restore(saved)
+    assert refresh_steps == U8_REFRESH, f"refreshes at {refresh_steps}, expected {U8_REFRESH}"
+    # every step: A, B (low-rank) and E through the 8-bit kernel, d through the 32-bit one
+    assert calls == {"8bit": 3 * U8_S, "32bit": U8_S}, calls
+    states = []
+    for (name, sh), p in zip(U8_SHAPES, params):
+        st = opt.state[p]
+        assert st["step"] == U8_S
+        states.append(f"{name}{list(sh)} state {list(st['state1'].shape)} {st['state1'].dtype}")
+        want8 = len(sh) == 2
+        assert (st["state1"].dtype == torch.uint8) == want8, (name, st["state1"].dtype)
+    sides = []
+    for (name, sh), P in zip(U8_SHAPES[:U8_NG], projs[0]):
+        side = expected_side(sh, "std")
+        want = (U8_RANK, sh[1]) if side == "right" else (sh[0], U8_RANK)
+        assert tuple(P.shape) == want and P.dtype == torch.float32, (name, P.shape, P.dtype)
+        sides.append(side)
+    assert sides == ["right", "left"]
+
+    header = np.zeros(256, dtype="<i4")
+    header[0:9] = [UNIT8_MAGIC, 1, len(U8_SHAPES), U8_S, U8_RANK, U8_GAP, 0, len(U8_REFRESH), U8_NG]
+    header[9:9 + U8_NG] = [proj_side(sd) for sd in sides]
+    header[12] = 1  # optimizer: GaLoreAdamW8bit
+    for i, v in enumerate([U8_LR, U8_B1, U8_B2, U8_EPS, U8_WD, U8_SCALE]):
+        header[16 + i] = fbits(v)
+    dims = []
+    for _, sh in U8_SHAPES:
+        dims += [len(sh), sh[0], sh[1] if len(sh) == 2 else 1]
+    path = os.path.join(OUT, fname)
+    with open(path, "wb") as f:
+        f.write(header.tobytes())
+        f.write(np.array(dims, dtype="<i4").tobytes())
+        f.write(p0.astype("<f4").tobytes())
+        for g, p in zip(grads_steps, params_steps):
+            f.write(g.astype("<f4").tobytes())
+            f.write(p.astype("<f4").tobytes())
+        for r in projs:
+            f.write(flat(r).astype("<f4").tobytes())
+    print(f"\nunit8bit (GaLoreAdamW8bit via the kernel model): refreshes at steps {refresh_steps}; "
+          f"{calls['8bit']} 8-bit and {calls['32bit']} 32-bit kernel calls; smallest gap among the "
+          f"top {U8_RANK + 1} singular values of a GaLore gradient {min_gap:.2e}")
+    print("  " + "; ".join(states) + f"; sides A {sides[0]}, B {sides[1]}")
+    err, worst = replay_unit8bit(ref, path)
+    print(f"unit8bit: float32 numpy replay from the file (stored projectors, kernel model): "
+          f"max |dp| {err:.3e} over all steps (worst in {worst})")
+    assert err < 1e-5
+    return path
+
+
+def replay_unit8bit(ref, path):
+    """Re-read unit8bit.bin and redo GaLoreAdamW8bit from it in float32 numpy: project with
+    the stored projectors, the kernel model on R with a zero parameter and no decay, project
+    back times scale, add, then p += -lr*wd*p; E and d straight through the kernel model with
+    the decay inside. Checks the layout and the decay order. Not bit exact (numpy's matmul is
+    not torch's), so a quantization byte can in principle flip: reports the worst |dp|."""
+    raw = open(path, "rb").read()
+    h = np.frombuffer(raw, "<i4", 256)
+    hf = np.frombuffer(raw, "<f4", 256)
+    assert h[0] == UNIT8_MAGIC and h[12] == 1
+    npar, S, r, gap, nr, ng = [int(x) for x in (h[2], h[3], h[4], h[5], h[7], h[8])]
+    side = h[9:9 + ng]
+    lr, b1, b2, eps, wd, scale = [f32(x) for x in hf[16:22]]
+    off = 1024
+    dims = np.frombuffer(raw, "<i4", npar * 3, off).reshape(npar, 3)
+    off += npar * 12
+    sizes = [int(d[1] * d[2]) for d in dims]
+    N = sum(sizes)
+
+    def take(k):
+        nonlocal off
+        a = np.frombuffer(raw, "<f4", k, off).copy()
+        off += 4 * k
+        return a
+
+    def split(a):
+        out, o = [], 0
+        for d, sz in zip(dims, sizes):
+            out.append(a[o:o + sz].reshape(d[1], d[2]))
+            o += sz
+        return out
+
+    p = split(take(N))
+    gs, ps = [], []
+    for _ in range(S):
+        gs.append(split(take(N)))
+        ps.append(split(take(N)))
+    projs = []
+    for _ in range(nr):
+        lst = []
+        for i in range(ng):
+            m, n = dims[i][1], dims[i][2]
+            shape = (r, n) if side[i] == 0 else (m, r)
+            lst.append(take(shape[0] * shape[1]).reshape(shape))
+        projs.append(lst)
+    assert off == len(raw), "trailing bytes"
+    map_m = BF.create_dynamic_map(signed=True).numpy().astype(f32)
+    map_v = BF.create_dynamic_map(signed=False).numpy().astype(f32)
+    st = [None] * npar
+    err, worst = 0.0, ""
+    for s in range(1, S + 1):
+        k = (s - 1) // gap
+        for i in range(npar):
+            g = gs[s - 1][i]
+            if i < ng:
+                P = projs[k][i]
+                g = (g @ P.T if side[i] == 0 else P.T @ g).astype(f32)
+            x = np.zeros_like(g) if i < ng else p[i]
+            dec = f32(0) if i < ng else wd
+            n = g.size
+            if st[i] is None:
+                if n >= 4096:
+                    nb = (n + 255) // 256
+                    st[i] = [np.zeros(n, np.uint8), np.zeros(n, np.uint8), np.zeros(nb, f32), np.zeros(nb, f32)]
+                else:
+                    st[i] = [np.zeros(n, f32), np.zeros(n, f32)]
+            if n >= 4096:
+                xn, *st[i] = ref.ref8_step(x.reshape(-1), g.reshape(-1), *st[i], map_m, map_v,
+                                           b1, b2, eps, lr, dec, s)
+            else:
+                xn, *st[i] = ref.ref32_step(x.reshape(-1), g.reshape(-1), *st[i], b1, b2, eps, lr, dec, s)
+            xn = xn.reshape(g.shape)
+            if i < ng:
+                P = projs[k][i]
+                u = ((xn @ P if side[i] == 0 else P @ xn) * scale).astype(f32)
+                p[i] = (p[i] + u).astype(f32)
+                p[i] = (p[i] + (-lr * wd) * p[i]).astype(f32)
+            else:
+                p[i] = xn
+            e = float(np.abs(p[i] - ps[s - 1][i]).max())
+            if e > err:
+                err, worst = e, f"param {i} step {s}"
+    return err, worst
 
 
 # ----------------------------------------------------------------------------
@@ -547,6 +759,8 @@ def main():
     print(f"  params that moved > 1.0 away from the GaLoreAdamW run (8-bit v-underflow blow-ups): "
           f"stored {big(res8)}, bnb CPU path {big(resc)}; max |p| stored {np.abs(res8['p_final']).max():.3f}")
     assert res8["losses"][-1] < res8["losses"][0]
+
+    files.append(run_unit8bit(ref, "unit8bit.bin"))
 
     total = 0
     for fn in files:
