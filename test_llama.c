@@ -552,10 +552,12 @@ static void test_per_layer(void) {
         check(memcmp(a, b, sizeof(float) * pt.total) == 0, "%s: --per-layer weights after 7 steps equal the whole-model step's bit for bit", OPTIM_NAMES[oc.kind]);
         run_steps(&c, &oc, 0, 2, 7, a);
         run_steps(&c, &oc, 1, 2, 7, b);
-        // the sums differ only in rounding order (P^T(G1 + G2) vs P^T G1 + P^T G2); with 8-bit
-        // states such a difference can move a value across a quantization boundary, so that
-        // bound is looser
-        double e = norm_max_err(b, a, pt.total), bound = optim_is_8bit(oc.kind) ? 5e-4 : 1e-5;
+        // the sums differ only in rounding order (P^T(G1 + G2) vs P^T G1 + P^T G2, and BLAS's
+        // beta = 1 accumulation vs a separate add), and Adam turns rounding in tiny gradients into
+        // full-size steps: measured 2e-7 to 5e-7 with OpenBLAS, up to 3.7e-5 with the reference
+        // BLAS; a wrong accumulation is off by O(1). With 8-bit states a difference can also
+        // move a value across a quantization boundary.
+        double e = norm_max_err(b, a, pt.total), bound = optim_is_8bit(oc.kind) ? 5e-4 : 2e-4;
         check(e < bound, "%s: --per-layer --grad-accum 2 (low-rank accumulation) vs whole-model: normalized max error %.2e after 7 steps (bound %.0e)",
               OPTIM_NAMES[oc.kind], e, bound);
     }
