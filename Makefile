@@ -20,7 +20,7 @@ else
 endif
 LDLIBS = -lcjson $(BLAS_LIBS) $(LAPACK_LIBS) -lm
 
-HEADERS = utils.h hostdev.h rand.h run.h llama.h llama_math.h cli.h safetensors.h dataloader.h tokenizer.h galore.h adam8bit.h memplan.h checkpoint.h
+HEADERS = dev/ref/reference.h utils.h hostdev.h rand.h run.h llama.h llama_math.h cli.h safetensors.h dataloader.h tokenizer.h galore.h adam8bit.h memplan.h checkpoint.h
 
 # CUDA: targets exist once their sources do; without nvcc they are skipped with a message
 NVCC ?= nvcc

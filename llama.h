@@ -314,6 +314,40 @@ static void llama_save(const LlamaConfig* c, const ParamTable* pt, const float* 
     llama_config_write(c, path, dtype == ST_BF16 ? "bfloat16" : "float32");
 }
 
+// update groups for --per-layer: 0 the embedding, 1 + l layer l, L + 1 the final norm and lm_head
+static int param_group(const LlamaConfig* c, int i) { return i == 0 ? 0 : i < pt_norm(c) ? 1 + (i - 1) / P_PER_LAYER : c->L + 1; }
+
+// grad_layout: the gradient slots of both engines (and the memory plan). Whole-model: each tensor
+// at its parameter offset. Per-layer: each group's tensors from offset 0, since the groups take
+// turns in one buffer, so it is the largest group's size. Fills goff (n) when not NULL; returns
+// the buffer's size in elements.
+static size_t grad_layout(const ParamTable* pt, const LlamaConfig* c, int per_layer, size_t* goff) {
+    size_t size = 0;
+    for (int i = 0; i < pt->n; i++) {
+        int first = per_layer ? i : 0; // the group's first tensor; whole-model: one group of all
+        if (per_layer) while (first > 0 && param_group(c, first - 1) == param_group(c, i)) first--;
+        size_t o = pt->info[i].offset - pt->info[first].offset;
+        if (goff) goff[i] = o;
+        size_t end = o + (size_t)pt->info[i].numel;
+        if (end > size) size = end;
+    }
+    return size;
+}
+
+// llama_rope_tables: cos/sin (maxT, HD/2) as HF computes them, in float32: inv_freq = 1 /
+// theta^(2i/HD), angle = pos * inv_freq rounded to float, then cos/sin in float
+static void llama_rope_tables(const LlamaConfig* c, float* cosb, float* sinb) {
+    int HD = c->C / c->NH, half = HD / 2;
+    for (int i = 0; i < half; i++) {
+        float inv_freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)HD);
+        for (int t = 0; t < c->maxT; t++) {
+            float angle = (float)t * inv_freq;
+            cosb[t * half + i] = cosf(angle);
+            sinb[t * half + i] = sinf(angle);
+        }
+    }
+}
+
 // parameter counts for the startup line and the memory plan
 static size_t llama_num_params(const ParamTable* pt) { return pt->total; }
 static size_t llama_num_galore_params(const ParamTable* pt) {

@@ -68,11 +68,7 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
     param_table_build(&pt, c);
     double P = (double)pt.total;
     // gradients: whole model, or the largest update group (a layer, the embedding, norm + lm_head)
-    double layer = 0.0;
-    for (int j = 0; j < P_PER_LAYER; j++) layer += (double)pt.info[pt_layer(0, j)].numel;
-    double embed = (double)pt.info[0].numel, head = (double)pt.info[pt_lm_head(c)].numel + c->C;
-    double group = layer > embed ? layer : embed;
-    if (head > group) group = head;
+    double grads = (double)grad_layout(&pt, c, per_layer, NULL);
     // optimizer state from the per-tensor layout
     double moments = 0.0, q8 = 0.0, absmax = 0.0, proj = 0.0, max_s = 0.0, max_full = 0.0;
     double acc_full = 0.0, acc_low = 0.0, galore_full = 0.0;
@@ -90,7 +86,7 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
         } else acc_full += (double)pt.info[i].numel;
     }
     memplan_add(mp, "weights", P * eb.weight, 0);
-    memplan_add(mp, per_layer ? "gradients (largest update group)" : "gradients", (per_layer ? group : P) * eb.grad, 0);
+    memplan_add(mp, per_layer ? "gradients (largest update group)" : "gradients", grads * eb.grad, 0);
     if (per_layer && grad_accum > 1) {
         memplan_add(mp, "gradient accumulators (full-rank tensors)", acc_full * eb.grad, 0);
         memplan_add(mp, "gradient accumulators (low-rank)", acc_low * eb.grad, 0);

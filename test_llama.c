@@ -36,47 +36,7 @@ static double norm_max_err(const float* a, const float* b, size_t n) {
     return maxr > 0.0 ? maxd / maxr : maxd;
 }
 
-#define REF_DIR "dev/ref/tiny"
-
-typedef struct {
-    int B, T, V, P, S, ntensors, warmup, N;
-    float lr, beta1, beta2, eps_adamw, wd, clip, min_ratio, eps_adam;
-    int* inputs; int* targets;
-    float* logits; float loss; float* grads;
-    float* losses_adamw; float* params_adamw; float* losses_adam; float* params_adam;
-} Reference;
-
-static float hdr_float(const int32_t* h, int i) { float f; memcpy(&f, &h[i], 4); return f; }
-
-static void reference_load(Reference* r, const char* path, const ParamTable* pt) {
-    FILE* f = fopenCheck(path, "rb");
-    int32_t h[256];
-    freadCheck(h, sizeof(int32_t), 256, f, path);
-    if (h[0] != 20241125 || h[1] != 1) die("%s: bad magic/version; hint: rerun dev/ref/make_reference.py", path);
-    r->B = h[2]; r->T = h[3]; r->V = h[4]; r->P = h[5]; r->S = h[6]; r->ntensors = h[7]; r->warmup = h[8]; r->N = h[9];
-    r->lr = hdr_float(h, 16); r->beta1 = hdr_float(h, 17); r->beta2 = hdr_float(h, 18); r->eps_adamw = hdr_float(h, 19);
-    r->wd = hdr_float(h, 20); r->clip = hdr_float(h, 21); r->min_ratio = hdr_float(h, 22); r->eps_adam = hdr_float(h, 23);
-    if ((size_t)r->P != pt->total || r->ntensors != pt->n) die("%s: %d floats in %d tensors, the table has %zu in %d", path, r->P, r->ntensors, pt->total, pt->n);
-    size_t BT = (size_t)r->B * r->T;
-    r->inputs = (int*)mallocCheck(sizeof(int) * BT);
-    r->targets = (int*)mallocCheck(sizeof(int) * BT);
-    r->logits = (float*)mallocCheck(sizeof(float) * BT * r->V);
-    r->grads = (float*)mallocCheck(sizeof(float) * r->P);
-    r->losses_adamw = (float*)mallocCheck(sizeof(float) * r->S);
-    r->params_adamw = (float*)mallocCheck(sizeof(float) * r->P);
-    r->losses_adam = (float*)mallocCheck(sizeof(float) * r->S);
-    r->params_adam = (float*)mallocCheck(sizeof(float) * r->P);
-    freadCheck(r->inputs, sizeof(int), BT, f, path);
-    freadCheck(r->targets, sizeof(int), BT, f, path);
-    freadCheck(r->logits, sizeof(float), BT * r->V, f, path);
-    freadCheck(&r->loss, sizeof(float), 1, f, path);
-    freadCheck(r->grads, sizeof(float), r->P, f, path);
-    freadCheck(r->losses_adamw, sizeof(float), r->S, f, path);
-    freadCheck(r->params_adamw, sizeof(float), r->P, f, path);
-    freadCheck(r->losses_adam, sizeof(float), r->S, f, path);
-    freadCheck(r->params_adam, sizeof(float), r->P, f, path);
-    fclose(f);
-}
+#include "dev/ref/reference.h"
 
 // run S steps of the reference's recipe through the trainer's own train_step
 static void train_reference(Llama* m, const Reference* r, int kind, float* losses) {

@@ -87,20 +87,11 @@ static inline float* G(Llama* m, int i) { return m->grad_mem + m->goff[i]; }
 // model setup
 
 static void llama_rope_init(Llama* m) {
-    // HF computes inv_freq and the angles in float32: inv_freq = 1 / theta^(2i/HD), angle =
-    // pos * inv_freq rounded to float, then cos/sin in float. Do the same so the tables agree.
     const LlamaConfig* c = &m->config;
-    int HD = c->C / c->NH, half = HD / 2;
-    m->rope_cos = (float*)mallocCheck(sizeof(float) * (size_t)c->maxT * half);
-    m->rope_sin = (float*)mallocCheck(sizeof(float) * (size_t)c->maxT * half);
-    for (int i = 0; i < half; i++) {
-        float inv_freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)HD);
-        for (int t = 0; t < c->maxT; t++) {
-            float angle = (float)t * inv_freq;
-            m->rope_cos[t * half + i] = cosf(angle);
-            m->rope_sin[t * half + i] = sinf(angle);
-        }
-    }
+    size_t n = (size_t)c->maxT * (c->C / c->NH / 2);
+    m->rope_cos = (float*)mallocCheck(sizeof(float) * n);
+    m->rope_sin = (float*)mallocCheck(sizeof(float) * n);
+    llama_rope_tables(c, m->rope_cos, m->rope_sin);
 }
 
 static void llama_build(Llama* m, const LlamaConfig* c) {
@@ -132,25 +123,9 @@ static void llama_alloc_activations(Llama* m, int B, int T) {
     m->B = B; m->T = T;
 }
 
-// update groups for --per-layer: 0 the embedding, 1 + l layer l, L + 1 the final norm and lm_head
-static int param_group(const LlamaConfig* c, int i) { return i == 0 ? 0 : i < pt_norm(c) ? 1 + (i - 1) / P_PER_LAYER : c->L + 1; }
-
 // llama_set_grad_mode: lay out the gradient slots (see Llama.grad_mem) and allocate them zeroed
 static void llama_set_grad_mode(Llama* m, int per_layer) {
-    const LlamaConfig* c = &m->config;
-    size_t size = 0;
-    if (!per_layer) {
-        for (int i = 0; i < m->table.n; i++) m->goff[i] = m->table.info[i].offset;
-        size = m->table.total;
-    } else {
-        for (int i = 0; i < m->table.n; i++) {
-            int first = i;
-            while (first > 0 && param_group(c, first - 1) == param_group(c, i)) first--;
-            m->goff[i] = m->table.info[i].offset - m->table.info[first].offset;
-            size_t end = m->goff[i] + (size_t)m->table.info[i].numel;
-            if (end > size) size = end;
-        }
-    }
+    size_t size = grad_layout(&m->table, &m->config, per_layer, m->goff);
     free(m->grad_mem);
     m->grad_mem = (float*)callocCheck(size, sizeof(float));
     m->grad_size = size;

@@ -89,25 +89,6 @@ static void gpu_plan_add_ex(GpuPlan* p, const char* name, double bytes, int is_s
 }
 static void gpu_plan_add(GpuPlan* p, const char* name, double bytes, int is_state) { gpu_plan_add_ex(p, name, bytes, is_state, 0); }
 
-// update groups for --per-layer (the CPU's param_group): 0 the embedding, 1 + l layer l, L + 1 the
-// final norm and lm_head
-static int gpu_param_group(const LlamaConfig* c, int i) { return i == 0 ? 0 : i < pt_norm(c) ? 1 + (i - 1) / P_PER_LAYER : c->L + 1; }
-
-// gradient slots (the CPU's llama_set_grad_mode): whole-model, each tensor at its parameter offset;
-// per-layer, each group's tensors from offset 0, so the buffer is the largest group's. goff (n) out.
-static size_t gpu_grad_layout(const ParamTable* pt, const LlamaConfig* c, int per_layer, size_t* goff) {
-    size_t size = 0;
-    for (int i = 0; i < pt->n; i++) {
-        int first = i;
-        if (per_layer) while (first > 0 && gpu_param_group(c, first - 1) == gpu_param_group(c, i)) first--;
-        size_t o = per_layer ? (size_t)(pt->info[i].offset - pt->info[first].offset) : (size_t)pt->info[i].offset;
-        if (goff) goff[i] = o;
-        size_t end = o + (size_t)pt->info[i].numel;
-        if (end > size) size = end;
-    }
-    return size;
-}
-
 // the optimizer state of galore.h's per-tensor layout on the GPU, in bytes: moments in bf16 (fp32
 // with master weights, and always fp32 on the 8-bit kinds' 32-bit path for small tensors, as
 // bitsandbytes), 8-bit states and their absmax, bf16 projectors. The allocation uses the same sums.
@@ -139,7 +120,7 @@ static void gpu_plan_build(GpuPlan* p, const LlamaConfig* c, int B, int T, int m
     double P = (double)pt.total;
     int half = c->C / c->NH / 2;
     gpu_plan_add(p, "weights (bf16)", P * sizeof(floatX), 1);
-    double gsize = (double)gpu_grad_layout(&pt, c, per_layer, NULL);
+    double gsize = (double)grad_layout(&pt, c, per_layer, NULL);
     gpu_plan_add(p, per_layer ? "gradients (largest update group, bf16)" : "gradients (bf16)", gsize * sizeof(floatX), 0);
     if (master) gpu_plan_add(p, "master weights (fp32)", P * 4, 1);
     GpuOptimBytes ob = gpu_optim_bytes(&pt, &oc, master);
@@ -244,18 +225,10 @@ static inline floatX* GX(GpuLlama* m, int i) { return m->grads + m->goff[i]; }
 // HF's rope tables in fp32, computed exactly as the CPU's llama_rope_init, then uploaded
 static void gpu_rope_init(GpuLlama* m) {
     const LlamaConfig* c = &m->config;
-    int HD = c->C / c->NH, half = HD / 2;
-    size_t n = (size_t)c->maxT * half;
+    size_t n = (size_t)c->maxT * (c->C / c->NH / 2);
     float* hc = (float*)mallocCheck(sizeof(float) * n);
     float* hs = (float*)mallocCheck(sizeof(float) * n);
-    for (int i = 0; i < half; i++) {
-        float inv_freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)HD);
-        for (int t = 0; t < c->maxT; t++) {
-            float angle = (float)t * inv_freq;
-            hc[t * half + i] = cosf(angle);
-            hs[t * half + i] = sinf(angle);
-        }
-    }
+    llama_rope_tables(c, hc, hs);
     m->rope_cos = (float*)cudaMallocCheck(sizeof(float) * n, "rope cos table");
     m->rope_sin = (float*)cudaMallocCheck(sizeof(float) * n, "rope sin table");
     cudaCheck(cudaMemcpy(m->rope_cos, hc, sizeof(float) * n, cudaMemcpyHostToDevice));
@@ -300,7 +273,7 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
     if (verbose) printf("allocating the model's buffers on the GPU (the optimizer's follow):\n");
     m->params = (floatX*)cudaMallocCheck(sizeof(floatX) * P, "weights (bf16)");
     m->goff = (size_t*)mallocCheck(sizeof(size_t) * (size_t)m->table.n);
-    m->grad_size = gpu_grad_layout(&m->table, c, per_layer, m->goff);
+    m->grad_size = grad_layout(&m->table, c, per_layer, m->goff);
     m->grads_per_layer = per_layer;
     const char* gname = per_layer ? "gradients (largest update group, bf16)" : "gradients (bf16)";
     m->grads = (floatX*)cudaMallocCheck(sizeof(floatX) * m->grad_size, gname);
@@ -358,7 +331,7 @@ static void gpu_free(GpuLlama* m) {
 // reallocate them zeroed (per-layer: the largest update group's size instead of P)
 static void gpu_set_grad_mode(GpuLlama* m, int per_layer, int verbose) {
     if (per_layer != m->grads_per_layer) {
-        size_t size = gpu_grad_layout(&m->table, &m->config, per_layer, m->goff);
+        size_t size = grad_layout(&m->table, &m->config, per_layer, m->goff);
         cudaCheck(cudaFree(m->grads));
         m->grads = (floatX*)cudaMallocCheck(sizeof(floatX) * size, per_layer ? "gradients (largest update group, bf16)" : "gradients (bf16)");
         if (verbose) print_alloc(per_layer ? "gradients (largest update group, bf16), instead" : "gradients (bf16), instead", sizeof(floatX) * size);

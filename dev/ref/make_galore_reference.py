@@ -255,15 +255,15 @@ def run_unit(proj_type, fname):
     return path
 
 
-def replay_unit(path):
-    """Re-read the file and redo the algorithm of galore.md in float64 with the stored
-    projectors: checks both the layout and that galore-torch does what the spec says."""
+def read_unit(path, dtype):
+    """Parse a unit*.bin file (layout in the header comment) into its header fields, the
+    initial params p, per-step gradients gs and params ps, and the projectors of each refresh,
+    as arrays of dtype."""
     raw = open(path, "rb").read()
     h = np.frombuffer(raw, "<i4", 256)
     hf = np.frombuffer(raw, "<f4", 256)
-    npar, S, r, gap, nr, ng = h[2], h[3], h[4], h[5], h[7], h[8]
+    npar, S, r, gap, nr, ng = [int(x) for x in (h[2], h[3], h[4], h[5], h[7], h[8])]
     side = h[9:9 + ng]
-    lr, b1, b2, eps, wd, scale = [float(x) for x in hf[16:22]]
     off = 1024
     dims = np.frombuffer(raw, "<i4", npar * 3, off).reshape(npar, 3)
     off += npar * 12
@@ -272,7 +272,7 @@ def replay_unit(path):
 
     def take(k):
         nonlocal off
-        a = np.frombuffer(raw, "<f4", k, off).astype(np.float64)
+        a = np.frombuffer(raw, "<f4", k, off).astype(dtype)
         off += 4 * k
         return a
 
@@ -297,6 +297,14 @@ def replay_unit(path):
             lst.append(take(shape[0] * shape[1]).reshape(shape))
         projs.append(lst)
     assert off == len(raw), "trailing bytes"
+    return h, hf, npar, S, r, gap, nr, ng, side, dims, p, gs, ps, projs
+
+
+def replay_unit(path):
+    """Re-read the file and redo the algorithm of galore.md in float64 with the stored
+    projectors: checks both the layout and that galore-torch does what the spec says."""
+    h, hf, npar, S, r, gap, nr, ng, side, dims, p, gs, ps, projs = read_unit(path, np.float64)
+    lr, b1, b2, eps, wd, scale = [float(x) for x in hf[16:22]]
     M = [None] * npar
     V = [None] * npar
     err = 0.0
@@ -429,46 +437,9 @@ def replay_unit8bit(ref, path):
     back times scale, add, then p += -lr*wd*p; E and d straight through the kernel model with
     the decay inside. Checks the layout and the decay order. Not bit exact (numpy's matmul is
     not torch's), so a quantization byte can in principle flip: reports the worst |dp|."""
-    raw = open(path, "rb").read()
-    h = np.frombuffer(raw, "<i4", 256)
-    hf = np.frombuffer(raw, "<f4", 256)
+    h, hf, npar, S, r, gap, nr, ng, side, dims, p, gs, ps, projs = read_unit(path, f32)
     assert h[0] == UNIT8_MAGIC and h[12] == 1
-    npar, S, r, gap, nr, ng = [int(x) for x in (h[2], h[3], h[4], h[5], h[7], h[8])]
-    side = h[9:9 + ng]
     lr, b1, b2, eps, wd, scale = [f32(x) for x in hf[16:22]]
-    off = 1024
-    dims = np.frombuffer(raw, "<i4", npar * 3, off).reshape(npar, 3)
-    off += npar * 12
-    sizes = [int(d[1] * d[2]) for d in dims]
-    N = sum(sizes)
-
-    def take(k):
-        nonlocal off
-        a = np.frombuffer(raw, "<f4", k, off).copy()
-        off += 4 * k
-        return a
-
-    def split(a):
-        out, o = [], 0
-        for d, sz in zip(dims, sizes):
-            out.append(a[o:o + sz].reshape(d[1], d[2]))
-            o += sz
-        return out
-
-    p = split(take(N))
-    gs, ps = [], []
-    for _ in range(S):
-        gs.append(split(take(N)))
-        ps.append(split(take(N)))
-    projs = []
-    for _ in range(nr):
-        lst = []
-        for i in range(ng):
-            m, n = dims[i][1], dims[i][2]
-            shape = (r, n) if side[i] == 0 else (m, r)
-            lst.append(take(shape[0] * shape[1]).reshape(shape))
-        projs.append(lst)
-    assert off == len(raw), "trailing bytes"
     map_m = BF.create_dynamic_map(signed=True).numpy().astype(f32)
     map_v = BF.create_dynamic_map(signed=False).numpy().astype(f32)
     st = [None] * npar
