@@ -19,8 +19,16 @@ else
   LAPACK_LIBS ?= -llapack
 endif
 LDLIBS = -lcjson $(BLAS_LIBS) $(LAPACK_LIBS) -lm
+# MPI (data parallel, dist.h): train_llama and train_llamacu are built with it when mpicc is found
+# (Debian: openmpi-bin libopenmpi-dev); without it they run one process and say so if mpirun
+# starts several. Another MPI: make MPI_CFLAGS="-DUSE_MPI -I..." MPI_LIBS="-L... -lmpi".
+MPICC ?= mpicc
+ifneq ($(shell command -v $(MPICC) 2>/dev/null),)
+  MPI_CFLAGS ?= -DUSE_MPI $(shell $(MPICC) --showme:compile 2>/dev/null)
+  MPI_LIBS ?= $(shell $(MPICC) --showme:link 2>/dev/null)
+endif
 
-HEADERS = dev/ref/reference.h utils.h hostdev.h rand.h run.h llama.h llama_math.h cli.h safetensors.h dataloader.h tokenizer.h galore.h adam8bit.h memplan.h checkpoint.h
+HEADERS = dev/ref/reference.h utils.h hostdev.h rand.h dist.h run.h llama.h llama_math.h cli.h safetensors.h dataloader.h tokenizer.h galore.h adam8bit.h memplan.h checkpoint.h
 
 # CUDA: targets exist once their sources do; without nvcc they are skipped with a message
 NVCC ?= nvcc
@@ -38,7 +46,8 @@ NVCC_FLAGS = -O3 -std=c++17 --use_fast_math -I. $(NVCC_ARCH) -Xcompiler -fopenmp
 # nvcc does not take -Wl,...: pass the BLAS rpath through -Xlinker
 COMMA := ,
 NVCC_BLAS_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(BLAS_LIBS))
-NVCC_LDLIBS = -lcublas -lcublasLt -lcusolver -lcudnn -lcjson $(NVCC_BLAS_LIBS) $(LAPACK_LIBS) -lgomp
+NVCC_LDLIBS = -lcublas -lcublasLt -lcusolver -lcudnn -lnccl -lcjson $(NVCC_BLAS_LIBS) $(LAPACK_LIBS) -lgomp
+NVCC_MPI_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(MPI_LIBS))
 
 CPU_TESTS = test_llama dev/test/test_data dev/test/test_safetensors dev/test/test_adam8bit
 
@@ -46,7 +55,7 @@ CPU_TESTS = test_llama dev/test/test_data dev/test/test_safetensors dev/test/tes
 all: train_llama cuda
 
 train_llama: train_llama.c $(HEADERS)
-	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(MPI_CFLAGS) $< -o $@ $(LDLIBS) $(MPI_LIBS)
 
 test_llama: test_llama.c train_llama.c $(HEADERS)
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
@@ -61,15 +70,16 @@ dev/test/test_adam8bit: dev/test/test_adam8bit.c adam8bit.h utils.h
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 
 %cu: %.cu $(HEADERS) $(wildcard *.cuh)
-	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) $(MPI_CFLAGS) $< -o $@ $(NVCC_LDLIBS) $(NVCC_MPI_LIBS)
 
 # test_llama.cu includes train_llama.cu, and the CPU engine for the CPU-vs-GPU check
 test_llamacu: train_llama.cu train_llama.c
 
 # on a machine with a GPU: the GPU tests and every dev/cuda kernel check
-test-gpu: test_llamacu
+test-gpu: test_llamacu train_llamacu
 	./test_llamacu
 	$(MAKE) -C dev/cuda run
+	bash dev/test/test_dist_gpu.sh
 
 cuda:
 ifeq ($(NVCC_FOUND),)
@@ -88,6 +98,7 @@ test-cpu: train_llama $(CPU_TESTS)
 	./dev/test/test_adam8bit
 	bash dev/test/test_cli.sh
 	bash dev/test/test_crash.sh
+	bash dev/test/test_dist.sh
 	bash dev/test/test_c4.sh
 	bash scripts/test_scripts.sh
 

@@ -56,7 +56,10 @@ typedef struct {
     int sample_len;
     int threads;
     int print_every;
-    int memory_plan;           // print the memory plan and exit
+    char memory_plan[8];       // "1" / "json": print the memory plan and exit ("0": train)
+    int recompute;             // recompute layer activations in backward instead of keeping them
+    char svd[16];              // GaLore projector: auto | exact | randomized
+    char dist_init[PATHLEN];   // how ranks find each other without MPI: "" | file:PATH | tcp:HOST:PORT
     // GPU program only (the CPU program accepts and ignores them)
     int master_weights;        // fp32 master weights and fp32 moments
     int stochastic_rounding;   // stochastic rounding of the bf16 update
@@ -101,7 +104,7 @@ static const OptSpec CLI_OPTIONS[] = {
     {"galore-scale", OPT_FLOAT, OPT_S(galore_scale), "0.25", NULL, "GaLore alpha: scales the projected-back update of GaLore matrices"},
     {"proj-type", OPT_CHOICE, OPT_S(proj_type), "std", "std|reverse_std|left|right", "GaLore side: std projects the smaller dimension (right basis when m >= n)"},
     {"per-layer", OPT_INT, OPT_S(per_layer), "0", NULL,
-     "1: update each tensor inside backward as soon as its gradient is final; gradient memory is one layer's; gives up global norm clipping (--grad-clip must be 0)"},
+     "1: update each tensor inside backward as soon as its gradient is final; gradient memory is the largest update group's (a matmul's weights: q|k|v, gate|up, ... or the embedding); gives up global norm clipping (--grad-clip must be 0)"},
     {"weight-decay", OPT_FLOAT, OPT_S(weight_decay), "0", NULL, "weight decay, applied to every tensor"},
     {"beta1", OPT_FLOAT, OPT_S(beta1), "0.9", NULL, "Adam beta1"},
     {"beta2", OPT_FLOAT, OPT_S(beta2), "0.999", NULL, "Adam beta2"},
@@ -121,7 +124,13 @@ static const OptSpec CLI_OPTIONS[] = {
     {"sample-len", OPT_INT, OPT_S(sample_len), "64", NULL, "tokens per sample (0: no samples)"},
     {"threads", OPT_INT, OPT_S(threads), "0", NULL, "CPU threads for OpenMP and BLAS (0: all cores)"},
     {"print-every", OPT_INT, OPT_S(print_every), "1", NULL, "print a console line every N steps (the log gets every step)"},
-    {"memory-plan", OPT_INT, OPT_S(memory_plan), "0", NULL, "1: print the memory plan (weights, gradients, optimizer state, activations) for this config and flags, and exit"},
+    {"memory-plan", OPT_CHOICE, OPT_S(memory_plan), "0", "0|1|json", "1: print the memory plan (weights, gradients, optimizer state, activations, workspaces) for this config and flags, and exit, without touching a GPU; json: the same as JSON"},
+    {"recompute", OPT_INT, OPT_S(recompute), "0", NULL,
+     "1: keep only each layer's input in forward and recompute the rest of its activations in backward (less memory, ~1/3 more compute; results are identical)"},
+    {"svd", OPT_CHOICE, OPT_S(svd), "auto", "auto|exact|randomized",
+     "GaLore projector refresh: exact (full economy SVD, as galore-torch), randomized (range finder with power iterations; rank << dims), auto (picked per matrix shape, see galore.h)"},
+    {"dist-init", OPT_STR, OPT_S(dist_init), "", NULL,
+     "data parallel without MPI: file:PATH (a shared file) or tcp:HOST:PORT (rank 0's address) to exchange the NCCL id, with RANK / WORLD_SIZE / LOCAL_RANK (or Slurm's) in the environment; \"\": MPI when launched by mpirun, else one process"},
     {"master-weights", OPT_INT, OPT_S(master_weights), "0", NULL, "GPU: 1 keeps fp32 master weights and fp32 Adam moments (0: pure bf16 weights and moments, as the GaLore paper)"},
     {"stochastic-rounding", OPT_INT, OPT_S(stochastic_rounding), "0", NULL, "GPU: 1 rounds the bf16 results of each update stochastically (seeded, reproducible)"},
     {"device", OPT_INT, OPT_S(device), "0", NULL, "GPU: CUDA device index"},

@@ -20,9 +20,9 @@
 // That is HF LlamaForCausalLM's loss with labels = input_ids, labels[pad] = -100 (it shifts
 // internally). The padding is on the right, so causal attention never lets a real token see a
 // pad and no attention mask is needed. All shards of one glob must share layout, R and pad id.
-// Rank r of world w owns the samples with s % w == r; an epoch is batches_per_epoch = (owned
-// samples) / B micro-batches. shuffle=0: micro-batch k uses owned samples k*B .. k*B+B-1 in
-// order; shuffle=1: each epoch uses a Fisher-Yates permutation of the owned samples drawn from a
+// Rank r of world w owns the samples with s % w == r and uses the first floor(N / w) of them; an
+// epoch is batches_per_epoch = floor(N / w) / B micro-batches on every rank. shuffle=0:
+// micro-batch k uses owned samples k*B .. k*B+B-1 in order; shuffle=1: each epoch uses a Fisher-Yates permutation of the owned samples drawn from a
 // splitmix64 stream seeded by (seed, epoch), the same on every machine. Samples that do not fill
 // a last whole batch are skipped for that epoch. After the last batch of an epoch the loader
 // goes on with batch 0 of the next one; (epoch, batch_in_epoch) is the whole state, so
@@ -318,7 +318,10 @@ static void dataloader_init(DataLoader* dl, const char* pattern, int B, int T, i
         }
         dl->num_samples = (total - 1) / T;
     }
-    dl->rank_samples = dl->num_samples > rank ? (dl->num_samples - rank + world - 1) / world : 0;
+    // every rank uses the same number of its samples (floor(N / world)), so all ranks have the
+    // same batches per epoch and stay in lockstep; world ranks with batch B then read the same
+    // samples per step as one process with batch world*B (--shuffle 0)
+    dl->rank_samples = dl->num_samples / world;
     dl->batches_per_epoch = dl->rank_samples / B;
     if (dl->batches_per_epoch < 1) {
         die("dataloader: rank %d of %d gets %lld samples of %s, fewer than one batch of %d; hint: "

@@ -5,7 +5,10 @@
 //                  tol FLT_EPSILON, 400 sweeps, singular values sorted descending, as PyTorch on
 //                  CUDA), gesvd when gesvdj reports no convergence; the top-r vectors, galore_sign_fix's
 //                  convention (each vector's entry of largest magnitude positive, the first on ties)
-//                  in a small kernel, stored in bf16 like the paper's projectors
+//                  in a small kernel, stored in bf16 like the paper's projectors. Where the layout
+//                  says SVD_RANDOMIZED (galore_svd_pick, --svd): galore.h's randomized range finder
+//                  instead (Omega drawn on the device by galore_gaussian, the CPU's very matrix;
+//                  cuBLAS gemms; cuSOLVER geqrf + orgqr; gesvdj of the small (l x other) sketch)
 //   project        R = G P^T (right) / P^T G (left): cuBLAS GemmEx, bf16 inputs, fp32 compute, fp32
 //                  (optimizer) or bf16 (low-rank accumulator) output
 //   project back   U = scale * (N P) / scale * (P N) in fp32 (cublasSgemm on an fp32 copy of P)
@@ -48,11 +51,29 @@ typedef struct {
     float* work; int lwork;    // gesvdj workspace (floats)
     int* d_info;
     int64_t refreshes, gesvd_fallbacks;
+    int64_t n_galore;          // GaLore tensors: a refresh round is n_galore refreshes (galore_svd_round)
     int force_gesvd;           // tests: skip gesvdj, run the fallback
 } GaloreGpu;
 
-// the scratch the GPU optimizer needs for these tensors (also what the memory plan prints)
-typedef struct { int64_t max_full, max_k, max_s, max_proj; } GaloreDims;
+// the scratch the GPU optimizer needs for these tensors (also what the memory plan prints).
+// svd_ws: the estimated cuSOLVER workspace (floats), the largest over the tensors of what its
+// refresh needs (galore_svd_workspace_estimate)
+typedef struct { int64_t max_full, max_k, max_s, max_proj; double svd_ws; } GaloreDims;
+
+// the randomized refresh's shapes: A (len x other) is G (left) or G^T (right), l the sketch width
+static void galore_rand_dims(const TensorLayout* l, int* len, int* other, int* w) {
+    int right = l->side == SIDE_RIGHT;
+    *len = (int)(right ? l->n : l->m);
+    *other = (int)(right ? l->m : l->n);
+    *w = (int)galore_svd_width(l->m, l->n, l->r);
+}
+
+// the randomized refresh's slices of the cuSOLVER workspace g->work (floats): tau (l) at 0, U_B
+// (l x l) at *ub, cuSOLVER's own workspace at *ws; each starts on a 256-byte boundary
+static void galore_rand_offsets(int w, size_t* ub, size_t* ws) {
+    *ub = ((size_t)w + 63) / 64 * 64;
+    *ws = (*ub + (size_t)w * w + 63) / 64 * 64;
+}
 
 static GaloreDims galore_dims(const TensorLayout* lay, int n) {
     GaloreDims d;
@@ -65,24 +86,60 @@ static GaloreDims galore_dims(const TensorLayout* lay, int n) {
         if (k > d.max_k) d.max_k = k;
         if (l->snumel > d.max_s) d.max_s = l->snumel;
         if (l->proj_numel > d.max_proj) d.max_proj = l->proj_numel;
+        // exact: gesvdj's workspace, estimated as one more fp32 copy of the matrix; randomized:
+        // tau (l) + U_B (l x l) + the QR / small-SVD workspace, estimated as one more tall sketch
+        // (max(len, other) + l) x l
+        double ws = (double)full;
+        if (l->svd == SVD_RANDOMIZED) {
+            int len, other, w;
+            galore_rand_dims(l, &len, &other, &w);
+            size_t ub, wso;
+            galore_rand_offsets(w, &ub, &wso);
+            ws = (double)wso + ((double)(len > other ? len : other) + w) * w;
+        }
+        if (ws > d.svd_ws) d.svd_ws = ws;
     }
     return d;
 }
 
 // gesvdj's workspace without a GPU is unknown (cusolverDnSgesvdj_bufferSize needs a handle, which
-// needs a device): the plan uses this estimate, one more fp32 copy of the largest matrix; the
-// real size is queried in galore_gpu_init and printed there
-static double galore_svd_workspace_estimate(const GaloreDims* d) { return (double)d->max_full * 4.0; }
+// needs a device): the plan uses this estimate, one more fp32 copy of the largest matrix (of the
+// exact path; galore_dims says what the randomized one adds); the real size is queried in
+// galore_gpu_init and printed there
+static double galore_svd_workspace_estimate(const GaloreDims* d) { return d->svd_ws * 4.0; }
 
-// galore_gpu_workspace_query: the largest gesvdj workspace (floats) over the GaLore shapes
+// the randomized refresh's workspace (floats) for one tensor, laid out in g->work as tau (l),
+// U_B (l x l), then the largest of geqrf / orgqr on both sketches and gesvdj of (other x l)
+// (galore_rand_offsets)
+static int galore_gpu_rand_lwork(GaloreGpu* g, const TensorLayout* l) {
+    int len, other, w, lw = 0, best = 0;
+    galore_rand_dims(l, &len, &other, &w);
+    int rows[2] = {len, other};
+    for (int k = 0; k < 2; k++) {
+        cusolverCheck(cusolverDnSgeqrf_bufferSize(g->solver, rows[k], w, g->Uf, rows[k], &lw));
+        if (lw > best) best = lw;
+        cusolverCheck(cusolverDnSorgqr_bufferSize(g->solver, rows[k], w, w, g->Uf, rows[k], g->S, &lw));
+        if (lw > best) best = lw;
+    }
+    cusolverCheck(cusolverDnSgesvdj_bufferSize(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, other, w, g->Vf, other, g->S, g->A, other, g->Uf, w,
+                                               &lw, g->jparams));
+    if (lw > best) best = lw;
+    size_t ub, ws;
+    galore_rand_offsets(w, &ub, &ws);
+    return (int)ws + best;
+}
+
+// galore_gpu_workspace_query: the largest refresh workspace (floats) over the GaLore shapes:
+// gesvdj's of the whole matrix (exact), or galore_gpu_rand_lwork (randomized)
 static int galore_gpu_workspace_query(GaloreGpu* g, const TensorLayout* lay, int n) {
     int best = 0;
     for (int i = 0; i < n; i++) {
         const TensorLayout* l = &lay[i];
         if (l->side == SIDE_NONE) continue;
         int rows = (int)l->n, cols = (int)l->m, lw = 0;
-        cusolverCheck(cusolverDnSgesvdj_bufferSize(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows,
-                                                   g->Vf, cols, &lw, g->jparams));
+        if (l->svd == SVD_RANDOMIZED) lw = galore_gpu_rand_lwork(g, l);
+        else cusolverCheck(cusolverDnSgesvdj_bufferSize(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows,
+                                                        g->Vf, cols, &lw, g->jparams));
         if (lw > best) best = lw;
     }
     return best;
@@ -94,6 +151,7 @@ static void galore_gpu_init(GaloreGpu* g, const TensorLayout* lay, int n, cublas
     g->max_full = d.max_full; g->max_k = d.max_k; g->max_s = d.max_s; g->max_proj = d.max_proj;
     g->blas = blas;
     g->stream = stream;
+    for (int i = 0; i < n; i++) g->n_galore += lay[i].side != SIDE_NONE;
     if (d.max_full == 0) return; // no GaLore tensor
     cusolverCheck(cusolverDnCreate(&g->solver));
     cusolverCheck(cusolverDnSetStream(g->solver, stream));
@@ -206,8 +264,101 @@ __global__ void galore_transpose_kernel(float* dst, const float* src, int64_t ro
     }
 }
 
+// out (n) = galore_gaussian(seed, 0 .. n-1): the randomized refresh's Omega, bit for bit the CPU's
+__global__ void galore_gaussian_kernel(float* out, size_t n, uint64_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) out[i] = galore_gaussian(seed, (uint64_t)i);
+}
+static void galore_gaussian_fill(float* out, size_t n, uint64_t seed, cudaStream_t s) {
+    galore_gaussian_kernel<<<grid_for(n, 256), 256, 0, s>>>(out, n, seed);
+    cudaCheckLaunch();
+}
+
 // ----------------------------------------------------------------------------
 // refresh
+
+// cuSOLVER's devInfo of the last call: anything but 0 stops with the routine and the shape
+static int galore_gpu_info(GaloreGpu* g) {
+    int info = 0;
+    cudaCheck(cudaMemcpyAsync(&info, g->d_info, sizeof(int), cudaMemcpyDeviceToHost, g->stream));
+    cudaCheck(cudaStreamSynchronize(g->stream));
+    return info;
+}
+
+// a (rows x cols, column-major, rows >= cols) := the orthonormal Q of its QR (geqrf + orgqr)
+static void galore_gpu_orthonormalize(GaloreGpu* g, float* a, int rows, int cols, float* tau, float* work, int lwork, int tensor) {
+    cusolverCheck(cusolverDnSgeqrf(g->solver, rows, cols, a, rows, tau, work, lwork, g->d_info));
+    int info = galore_gpu_info(g);
+    if (info == 0) {
+        cusolverCheck(cusolverDnSorgqr(g->solver, rows, cols, cols, a, rows, tau, work, lwork, g->d_info));
+        info = galore_gpu_info(g);
+    }
+    if (info != 0) die("internal: cuSOLVER QR (geqrf/orgqr) of a %d x %d sketch of tensor %d failed (info %d)", rows, cols, tensor, info);
+}
+
+// galore_gpu_range_finder: the randomized refresh (galore.h; train_llama.c's galore_range_finder
+// is the CPU's, with the same Omega) from the fp32 G^T in g->A (column-major (Nn, M), which it
+// overwrites). Returns U = Q U_B[:, :r], the top-r vectors as the columns of a column-major
+// (len, r) matrix in g->Vf. A (len x other) is G^T read as stored (right: len = Nn) or its
+// transpose (left: len = M). Scratch, all inside the exact path's buffers (l <= min(m, n)):
+//   Uf  (len, l)    the sketch Y, then its Q
+//   Vf  (other, l)  Omega, then A^T Q and its Q, then B^T = A^T Q; at the end U (len, r)
+//   A   (other, l)  gesvdj's left factor of B^T (G is no longer needed by then)
+//   work            tau (l), U_B (l, l), then the cuSOLVER workspace (galore_gpu_rand_lwork)
+// B^T = Ux S Vx^T (gesvdj, tall and thin) gives B = Q^T A = Vx S Ux^T: U_B = Vx. If gesvdj does not
+// converge (or force_gesvd), gesvd of B^T from a re-widened G (jobu 'N', V^T into U_B's place).
+static const float* galore_gpu_range_finder(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, int tensor) {
+    cudaStream_t s = g->stream;
+    int M = (int)l->m, Nn = (int)l->n, r = (int)l->r, len, other, w;
+    galore_rand_dims(l, &len, &other, &w);
+    cublasOperation_t opA = l->side == SIDE_RIGHT ? CUBLAS_OP_N : CUBLAS_OP_T, opAt = l->side == SIDE_RIGHT ? CUBLAS_OP_T : CUBLAS_OP_N;
+    size_t ub, ws;
+    galore_rand_offsets(w, &ub, &ws);
+    float* tau = g->work;       // (l)
+    float* Ub = g->work + ub;   // (l, l)
+    float* work = g->work + ws; // the rest: at least galore_gpu_rand_lwork's
+    int lwork = g->lwork - (int)ws;
+    float *Q = g->Uf, *Z = g->Vf;
+    const float one = 1.0f, zero = 0.0f;
+    cublasCheck(cublasSetStream(g->blas, s));
+    galore_gaussian_fill(Z, (size_t)other * w, galore_svd_seed(tensor, galore_svd_round(g->refreshes, g->n_galore)), s); // Omega (other, l)
+    cublasCheck(cublasSgemm(g->blas, opA, CUBLAS_OP_N, len, w, other, &one, g->A, Nn, Z, other, &zero, Q, len));   // Y = A Omega
+    galore_gpu_orthonormalize(g, Q, len, w, tau, work, lwork, tensor);
+    for (int it = 0; it < GALORE_SVD_POWER_ITERS; it++) {
+        cublasCheck(cublasSgemm(g->blas, opAt, CUBLAS_OP_N, other, w, len, &one, g->A, Nn, Q, len, &zero, Z, other)); // Z = A^T Q
+        galore_gpu_orthonormalize(g, Z, other, w, tau, work, lwork, tensor);
+        cublasCheck(cublasSgemm(g->blas, opA, CUBLAS_OP_N, len, w, other, &one, g->A, Nn, Z, other, &zero, Q, len));  // Y = A Z
+        galore_gpu_orthonormalize(g, Q, len, w, tau, work, lwork, tensor);
+    }
+    cublasCheck(cublasSgemm(g->blas, opAt, CUBLAS_OP_N, other, w, len, &one, g->A, Nn, Q, len, &zero, Z, other));     // B^T = A^T Q
+    int info = 0;
+    if (!g->force_gesvd) {
+        cusolverCheck(cusolverDnSgesvdj(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, other, w, Z, other, g->S, g->A, other, Ub, w, work, lwork,
+                                        g->d_info, g->jparams));
+        info = galore_gpu_info(g);
+    }
+    cublasOperation_t opU = CUBLAS_OP_N; // U_B = Vx as stored (gesvdj), or (V^T)^T (gesvd)
+    if (g->force_gesvd || info != 0) {
+        if (g->gesvd_fallbacks++ == 0 && !g->force_gesvd)
+            printf("note: cuSOLVER gesvdj returned info %d on the %d x %d sketch of tensor %d; using gesvd for such refreshes\n", info, other, w,
+                   tensor);
+        galore_widen(g->A, G, (size_t)M * Nn, gscale, s); // gesvdj overwrote A, and B^T with it
+        cublasCheck(cublasSgemm(g->blas, opAt, CUBLAS_OP_N, other, w, len, &one, g->A, Nn, Q, len, &zero, Z, other));
+        int lw = 0;
+        cusolverCheck(cusolverDnSgesvd_bufferSize(g->solver, other, w, &lw));
+        float* gwork = (float*)cudaMallocCheck(sizeof(float) * (size_t)(lw > 0 ? lw : 1), "cuSOLVER gesvd workspace (fallback)");
+        float* rwork = (float*)cudaMallocCheck(sizeof(float) * (size_t)w, "cuSOLVER gesvd rwork (fallback)");
+        signed char jobu = 'N', jobvt = 'A';
+        cusolverCheck(cusolverDnSgesvd(g->solver, jobu, jobvt, other, w, Z, other, g->S, g->A, other, Ub, w, gwork, lw, rwork, g->d_info));
+        info = galore_gpu_info(g);
+        cudaCheck(cudaFree(gwork)); cudaCheck(cudaFree(rwork));
+        if (info != 0) die("randomized SVD of the gradient of tensor %d (%d x %d) failed: cuSOLVER gesvdj and gesvd info %d on its %d x %d sketch; "
+                           "hint: a NaN gradient?", tensor, M, Nn, info, other, w);
+        opU = CUBLAS_OP_T;
+    }
+    // U (len, r) = Q (len, l) U_B[:, :r]; with gesvd's V^T (l, l), U_B[:, :r] = (its first r rows)^T
+    cublasCheck(cublasSgemm(g->blas, CUBLAS_OP_N, opU, len, r, w, &one, Q, len, Ub, w, &zero, g->Vf, len));
+    return g->Vf;
+}
 
 // galore_gpu_refresh: P (bf16, the stored projector: (r, n) right, (m, r) left) from the SVD of
 // gscale * G (bf16 (m, n)). Leaves the fp32 projector (the bf16 one widened) in g->Pf.
@@ -220,7 +371,8 @@ static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX
     // X = G^T as column-major (Nn, M), lda Nn
     int rows = (int)Nn, cols = (int)M;
     int info = 0;
-    if (!g->force_gesvd) {
+    int randomized = l->svd == SVD_RANDOMIZED; // galore_svd_pick's choice for this shape and --svd
+    if (!g->force_gesvd && !randomized) {
         cusolverCheck(cusolverDnSgesvdj(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows, g->Vf, cols,
                                         g->work, g->lwork, g->d_info, g->jparams));
         cudaCheck(cudaMemcpyAsync(&info, g->d_info, sizeof(int), cudaMemcpyDeviceToHost, s));
@@ -228,7 +380,10 @@ static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX
     }
     const float* base;
     int64_t si, sj;
-    if (info == 0 && !g->force_gesvd) {
+    if (randomized) {
+        // U's columns (length len = Nn right, M left), ld len
+        base = galore_gpu_range_finder(g, l, G, gscale, tensor); si = 1; sj = right ? Nn : M;
+    } else if (info == 0 && !g->force_gesvd) {
         // right vectors of G = Ux columns (Nn, K); left ones = Vx columns (M, K)
         if (right) { base = g->Uf; si = 1; sj = Nn; } else { base = g->Vf; si = 1; sj = M; }
     } else {

@@ -314,8 +314,19 @@ static void llama_save(const LlamaConfig* c, const ParamTable* pt, const float* 
     llama_config_write(c, path, dtype == ST_BF16 ? "bfloat16" : "float32");
 }
 
-// update groups for --per-layer: 0 the embedding, 1 + l layer l, L + 1 the final norm and lm_head
-static int param_group(const LlamaConfig* c, int i) { return i == 0 ? 0 : i < pt_norm(c) ? 1 + (i - 1) / P_PER_LAYER : c->L + 1; }
+// update groups for --per-layer: the tensors whose gradients backward finishes together, and
+// that are updated together the moment it has: the embedding; in each layer, each matmul's
+// weights (q|k|v and gate|up are one fused matmul each) and each norm; the final norm; lm_head.
+// Per-layer mode's gradient buffer is the largest group's: for llama_7b the embedding or lm_head
+// (250 MiB in bf16) instead of a whole layer (386 MiB). Groups are contiguous in the table, and
+// backward meets them in reverse table order (sub: a layer's slots -> its group within the layer).
+#define GROUPS_PER_LAYER 6
+static int param_group(const LlamaConfig* c, int i) {
+    static const int sub[P_PER_LAYER] = {0, 1, 1, 1, 2, 3, 4, 4, 5}; // ln1, q|k|v, o, ln2, gate|up, down
+    if (i == 0) return 0;
+    if (i < pt_norm(c)) return 1 + ((i - 1) / P_PER_LAYER) * GROUPS_PER_LAYER + sub[(i - 1) % P_PER_LAYER];
+    return 1 + c->L * GROUPS_PER_LAYER + (i - pt_norm(c));
+}
 
 // grad_layout: the gradient slots of both engines (and the memory plan). Whole-model: each tensor
 // at its parameter offset. Per-layer: each group's tensors from offset 0, since the groups take

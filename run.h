@@ -20,6 +20,7 @@
 #include "dataloader.h"
 #include "tokenizer.h"
 #include "checkpoint.h"
+#include "dist.h"
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -62,6 +63,7 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     if (s->beta1 < 0.0f || s->beta1 >= 1.0f || s->beta2 < 0.0f || s->beta2 >= 1.0f) die("--beta1/--beta2: must be in [0, 1)");
     if (s->per_layer > 1) die("--per-layer %d: must be 0 or 1", s->per_layer);
     if (s->resume > 1) die("--resume %d: must be 0 or 1", s->resume);
+    if (s->recompute > 1) die("--recompute %d: must be 0 or 1", s->recompute);
     if (s->master_weights > 1) die("--master-weights %d: must be 0 or 1", s->master_weights);
     if (s->stochastic_rounding > 1) die("--stochastic-rounding %d: must be 0 or 1", s->stochastic_rounding);
     if (s->attn_fallback > 1) die("--attn-fallback %d: must be 0 or 1", s->attn_fallback);
@@ -74,6 +76,7 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     oc->eps = s->eps >= 0.0f ? s->eps : OPTIM_DEFAULT_EPS[oc->kind];
     oc->rank = s->rank; oc->update_proj_gap = s->update_proj_gap; oc->scale = s->galore_scale;
     oc->proj_type = proj_type_from_name(s->proj_type);
+    oc->svd = svd_from_name(s->svd); // the parser accepted only auto|exact|randomized
     if (optim_is_galore(oc->kind) && (s->rank < 1 || s->update_proj_gap < 1))
         die("--rank %d / --update-proj-gap %d: GaLore needs both at least 1", s->rank, s->update_proj_gap);
     if (s->per_layer) {
@@ -83,6 +86,29 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
         s->grad_clip = 0.0f;
     }
     return 1;
+}
+
+// run_print_galore: the GaLore line of the startup banner (both engines): rank, schedule, and how
+// the refreshes compute the projector (--svd), matrix by matrix as tensor_layout picks it.
+// exact_name: the engine's exact SVD ("LAPACK sgesdd", "cuSOLVER gesvdj").
+static void run_print_galore(const LlamaConfig* c, const OptimConfig* oc, const Settings* s, const char* exact_name) {
+    if (!optim_is_galore(oc->kind)) {
+        if (s->per_layer) printf("per-layer updates\n");
+        return;
+    }
+    ParamTable pt;
+    param_table_build(&pt, c);
+    int n_exact = 0, n_rand = 0;
+    for (int i = 0; i < pt.n; i++) {
+        TensorLayout l;
+        tensor_layout(&l, &pt.info[i], oc);
+        if (l.side == SIDE_NONE) continue;
+        if (l.svd == SVD_RANDOMIZED) n_rand++; else n_exact++;
+    }
+    param_table_free(&pt);
+    printf("galore: rank %d | projector refresh every %d steps: %s for %d matrices, randomized range finder for %d (--svd %s) | "
+           "scale %g | proj type %s%s\n", oc->rank, oc->update_proj_gap, exact_name, n_exact, n_rand, s->svd, oc->scale, s->proj_type,
+           s->per_layer ? " | per-layer updates" : "");
 }
 
 // ----------------------------------------------------------------------------
@@ -99,17 +125,19 @@ typedef struct {
 } Progress;
 
 // the settings a resumed run must share with the saved one (others, like --lr or --steps, may change)
-#define FP_N 16
+// (the number of ranks: each rank's loader position means other samples at another world size)
+#define FP_N 18
 static const char* const FP_NAMES[FP_N] = {
     "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers",
     "vocab_size", "--optimizer", "--rank", "--update-proj-gap", "--proj-type", "--batch", "--seq", "--grad-accum",
-    "--per-layer", "--shuffle", "--seed",
+    "--per-layer", "--shuffle", "--seed", "the number of processes (data-parallel ranks)", "--svd",
 };
 
-static void fingerprint(int64_t* fp, const LlamaConfig* c, const OptimConfig* oc, const Settings* s) {
+static void fingerprint(int64_t* fp, const LlamaConfig* c, const OptimConfig* oc, const Settings* s, int world) {
     int g = optim_is_galore(oc->kind);
     int64_t v[FP_N] = {c->C, c->H, c->NH, c->NKV, c->L, c->V, oc->kind, g ? oc->rank : 0, g ? oc->update_proj_gap : 0,
-                       g ? oc->proj_type : 0, s->batch, s->seq, s->grad_accum, s->per_layer, s->shuffle, s->seed};
+                       g ? oc->proj_type : 0, s->batch, s->seq, s->grad_accum, s->per_layer, s->shuffle, s->seed, world,
+                       g ? oc->svd : 0};
     memcpy(fp, v, sizeof v);
 }
 
@@ -194,8 +222,28 @@ static int optimizer_state_entries(StateEntry* e, int cap, int n_tensors, const 
 
 #define RUN_MAX_ENTRIES 4096
 
-static void run_save(const Engine* e, const Settings* s, const LlamaConfig* c, const OptimConfig* oc, const DataLoader* dl,
+// run_check_ranks: data parallel keeps a full replica on every rank, updated alike from the same
+// summed gradients; check that the replicas really are identical (a hash of the weights) before
+// one of them is saved for all. Every rank calls it.
+static void run_check_ranks(const Engine* e, Dist* d, const LlamaConfig* c, int64_t step) {
+    if (d->world == 1) return;
+    ParamTable pt;
+    param_table_build(&pt, c);
+    float* hp = e->params_to_host(e->ctx);
+    uint64_t h = fnv1a(FNV_SEED, hp, sizeof(float) * pt.total);
+    e->params_release(e->ctx, hp);
+    param_table_free(&pt);
+    if (!dist_same_u64(d, h))
+        die("step %lld: the weights differ between the %d ranks (rank %d hash %016llx); the replicas diverged, nothing was saved; "
+            "hint: report this with the command line", (long long)step, d->world, d->rank, (unsigned long long)h);
+}
+
+// run_save: every rank calls it; the replicas are checked, then rank 0 writes the checkpoint (the
+// optimizer state is replicated too, and the loader position is the same on every rank)
+static void run_save(const Engine* e, Dist* d, const Settings* s, const LlamaConfig* c, const OptimConfig* oc, const DataLoader* dl,
                      const Rng* rng, int64_t step, int64_t bad_in_a_row) {
+    run_check_ranks(e, d, c, step);
+    if (d->rank != 0) return;
     char tmpdir[1100], path[1200];
     checkpoint_begin(tmpdir, sizeof tmpdir, s->out, step);
     ParamTable pt;
@@ -210,7 +258,7 @@ static void run_save(const Engine* e, const Settings* s, const LlamaConfig* c, c
     pr.step = step; pr.epoch = dl->epoch; pr.batch = dl->batch_in_epoch;
     pr.sample_rng = (int64_t)rng->state; pr.bad_in_a_row = bad_in_a_row;
     int64_t fp[FP_N];
-    fingerprint(fp, c, oc, s);
+    fingerprint(fp, c, oc, s, d->world);
     StateEntry* ent = (StateEntry*)mallocCheck(sizeof(StateEntry) * RUN_MAX_ENTRIES);
     snprintf(ent[0].name, STATE_NAME_LEN, "progress"); ent[0].data = &pr; ent[0].nbytes = sizeof pr;
     snprintf(ent[1].name, STATE_NAME_LEN, "fingerprint"); ent[1].data = fp; ent[1].nbytes = sizeof fp;
@@ -224,8 +272,8 @@ static void run_save(const Engine* e, const Settings* s, const LlamaConfig* c, c
 }
 
 // run_resume: restore the newest complete checkpoint of --out; returns 0 if there is none
-static int run_resume(const Engine* e, const Settings* s, const LlamaConfig* c, const OptimConfig* oc, DataLoader* dl, Rng* rng,
-                      Progress* pr) {
+static int run_resume(const Engine* e, const Dist* d, const Settings* s, const LlamaConfig* c, const OptimConfig* oc, DataLoader* dl,
+                      Rng* rng, Progress* pr) {
     int64_t steps[4096];
     int n = checkpoint_list(s->out, steps, 4096);
     if (n == 0) return 0;
@@ -234,7 +282,7 @@ static int run_resume(const Engine* e, const Settings* s, const LlamaConfig* c, 
     snprintf(path, sizeof path, "%.1000s/state.bin", dir);
     // the fingerprint first, alone, so that a settings mismatch gets a message naming the flag
     int64_t fp_now[FP_N], fp_saved[FP_N];
-    fingerprint(fp_now, c, oc, s);
+    fingerprint(fp_now, c, oc, s, d->world);
     StateEntry fpe;
     snprintf(fpe.name, STATE_NAME_LEN, "fingerprint"); fpe.data = fp_saved; fpe.nbytes = sizeof fp_saved;
     if (!state_read(path, &fpe, 1, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
@@ -269,7 +317,8 @@ static int run_resume(const Engine* e, const Settings* s, const LlamaConfig* c, 
 
 // evaluate: mean loss over the first n batches of dl (reset first, so every eval sees the same
 // tokens), weighted by the counted targets
-static float evaluate(const Engine* e, DataLoader* dl, int n, int* inputs, int* targets) {
+// (data parallel: each rank its shard, summed over the ranks)
+static float evaluate(const Engine* e, Dist* d, DataLoader* dl, int n, int* inputs, int* targets) {
     dataloader_reset(dl);
     double sum = 0.0;
     int64_t count = 0;
@@ -280,7 +329,9 @@ static float evaluate(const Engine* e, DataLoader* dl, int n, int* inputs, int* 
         sum += (double)loss * n_valid;
         count += n_valid;
     }
-    return count > 0 ? (float)(sum / count) : 0.0f;
+    double sc[2] = {sum, (double)count};
+    dist_sum_f64(d, sc, 2);
+    return sc[1] > 0 ? (float)(sc[0] / sc[1]) : 0.0f;
 }
 
 // sample_from_logits: draw from softmax(logits) (temperature 1) with one uniform from rng, the
@@ -315,25 +366,28 @@ static void run_print_sample(const Engine* e, const Tokenizer* tok, int have_tok
     free(tokens);
 }
 
-// run_main: data, optional eval-only, resume, the step loop, the final export
-static int run_main(const Engine* e, const Settings* s, const LlamaConfig* config, const OptimConfig* oc) {
+// run_main: data, optional eval-only, resume, the step loop, the final export. Data parallel: every
+// rank runs this; each reads its shard of the data, rank 0 prints (the others' stdout is off),
+// logs, samples and writes checkpoints; collectives (eval sums, the replica check) run on all.
+static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConfig* config, const OptimConfig* oc) {
     int B = s->batch, T = s->seq;
     DataLoader train, val;
     int have_val = s->val[0] != '\0';
     int* inputs = (int*)mallocCheck(sizeof(int) * (size_t)B * T);
     int* targets = (int*)mallocCheck(sizeof(int) * (size_t)B * T);
     if (s->steps > 0) {
-        dataloader_init(&train, s->train, B, T, s->shuffle, (uint64_t)s->seed, 0, 1, config->V);
-        printf("train: %s | %d shards | %lld tokens | %lld batches of %d x %d per epoch\n", s->train, train.num_shards,
-               (long long)train.num_tokens, (long long)train.batches_per_epoch, B, T);
+        dataloader_init(&train, s->train, B, T, s->shuffle, (uint64_t)s->seed, d->rank, d->world, config->V);
+        printf("train: %s | %d shards | %lld tokens | %lld batches of %d x %d per epoch%s\n", s->train, train.num_shards,
+               (long long)train.num_tokens, (long long)train.batches_per_epoch, B, T, d->world > 1 ? " on each rank" : "");
     }
     int eval_batches = 0;
     if (have_val) {
-        dataloader_init(&val, s->val, B, T, 0, 0, 0, 1, config->V);
+        dataloader_init(&val, s->val, B, T, 0, 0, d->rank, d->world, config->V);
         int64_t want = (s->eval_tokens + (int64_t)B * T - 1) / ((int64_t)B * T);
+        want = (want + d->world - 1) / d->world; // batches per rank
         eval_batches = (int)(want < val.batches_per_epoch ? want : val.batches_per_epoch);
-        printf("val: %s | %lld tokens | %d batches (%lld tokens) per eval\n", s->val, (long long)val.num_tokens, eval_batches,
-               (long long)eval_batches * B * T);
+        printf("val: %s | %lld tokens | %d batches (%lld tokens) per eval\n", s->val, (long long)val.num_tokens, eval_batches * d->world,
+               (long long)eval_batches * d->world * B * T);
     }
     Tokenizer tok;
     int have_tok = s->tokenizer[0] ? tokenizer_init(&tok, s->tokenizer) : 0;
@@ -343,9 +397,9 @@ static int run_main(const Engine* e, const Settings* s, const LlamaConfig* confi
 
     if (s->steps == 0) {
         if (!have_val) die("--steps 0 evaluates only, and needs --val");
-        float vl = evaluate(e, &val, eval_batches, inputs, targets);
-        printf("val loss %.7f | ppl %.4f | %d batches\n", vl, exp(vl), eval_batches);
-        if (s->log[0]) {
+        float vl = evaluate(e, d, &val, eval_batches, inputs, targets);
+        printf("val loss %.7f | ppl %.4f | %d batches\n", vl, exp(vl), eval_batches * d->world);
+        if (s->log[0] && d->rank == 0) {
             FILE* logf = fopenCheck(s->log, "w");
             fprintf(logf, "{\"step\": 0, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", vl, exp(vl));
             fclose(logf);
@@ -360,7 +414,7 @@ static int run_main(const Engine* e, const Settings* s, const LlamaConfig* confi
     int64_t bad_in_a_row = 0;
     if (s->resume) {
         Progress pr;
-        if (run_resume(e, s, config, oc, &train, &sample_rng, &pr)) {
+        if (run_resume(e, d, s, config, oc, &train, &sample_rng, &pr)) {
             start = (int)pr.step;
             bad_in_a_row = pr.bad_in_a_row;
             printf("resumed from %s/ckpt_%08d: step %d, %lld updates, loader epoch %lld batch %lld\n", s->out, start, start,
@@ -370,7 +424,7 @@ static int run_main(const Engine* e, const Settings* s, const LlamaConfig* confi
         }
     }
     FILE* logf = NULL;
-    if (s->log[0]) {
+    if (s->log[0] && d->rank == 0) {
         if (start > 0) log_truncate(s->log, start);
         logf = fopenCheck(s->log, start > 0 ? "a" : "w");
     }
@@ -413,18 +467,18 @@ static int run_main(const Engine* e, const Settings* s, const LlamaConfig* confi
         }
         int last = step + 1 == s->steps;
         if (have_val && ((s->eval_every > 0 && (step + 1) % s->eval_every == 0) || last)) {
-            float vl = evaluate(e, &val, eval_batches, inputs, targets);
+            float vl = evaluate(e, d, &val, eval_batches, inputs, targets);
             printf("eval step %d | val loss %.6f | ppl %.3f\n", step + 1, vl, exp(vl));
             if (logf) { fprintf(logf, "{\"step\": %d, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", step + 1, vl, exp(vl)); fflush(logf); }
         }
-        if (s->sample_every > 0 && (step + 1) % s->sample_every == 0 && !last)
+        if (s->sample_every > 0 && (step + 1) % s->sample_every == 0 && !last && d->rank == 0)
             run_print_sample(e, &tok, have_tok, eos, s->sample_len, &sample_rng);
         if (s->out[0] && ((s->save_every > 0 && (step + 1) % s->save_every == 0) || last)) {
-            run_save(e, s, config, oc, &train, &sample_rng, step + 1, bad_in_a_row);
+            run_save(e, d, s, config, oc, &train, &sample_rng, step + 1, bad_in_a_row);
             printf("saved checkpoint %s/ckpt_%08d (step %d)\n", s->out, step + 1, step + 1);
         }
     }
-    if (s->out[0]) {
+    if (s->out[0] && d->rank == 0) {
         ParamTable pt;
         param_table_build(&pt, config);
         float* hp = e->params_to_host(e->ctx);
@@ -433,7 +487,7 @@ static int run_main(const Engine* e, const Settings* s, const LlamaConfig* confi
         param_table_free(&pt);
         printf("saved %s/model.safetensors and config.json (%s)\n", s->out, s->save_dtype);
     }
-    run_print_sample(e, &tok, have_tok, eos, s->sample_len, &sample_rng);
+    if (d->rank == 0) run_print_sample(e, &tok, have_tok, eos, s->sample_len, &sample_rng);
     printf("done: %d steps in %.1f s\n", s->steps - start, now_seconds() - t_start);
     if (e->done_report) e->done_report(e->ctx);
     if (logf) fclose(logf);

@@ -8,7 +8,7 @@
 // PyTorch in pure bf16 and with --master-weights; determinism (save, 10 steps, reload, rerun:
 // bit-identical losses and weights) in each optimizer mode. Then GaLore and 8-bit Adam: the 8-bit
 // kernels (parallel vs the serial adam8bit_update_block vs the CPU), the projector refresh (gesvdj
-// and gesvd vs LAPACK + the sign convention), one optimizer step of each kind from the same gradient
+// and gesvd vs LAPACK + the sign convention; the randomized one vs the CPU's range finder), one optimizer step of each kind from the same gradient
 // vs the CPU's Optimizer (projectors, moments, 8-bit states, weights) and 5 steps on each engine's
 // own gradients, per-layer == whole-model on the GPU, and save/resume determinism with projectors.
 //
@@ -371,7 +371,9 @@ static void test_determinism(const Reference* r, const LlamaConfig* c, const flo
     run.tr = &tr;
     Engine e = gpu_engine(&run);
     run_gpu_steps(&tr, &dl, r, 0, 3, pre, NULL);
-    run_save(&e, &s, c, &oc, &dl, &rng, 3, 0);
+    Dist one;
+    dist_init(&one, NULL, NULL, "");
+    run_save(&e, &one, &s, c, &oc, &dl, &rng, 3, 0);
     run_gpu_steps(&tr, &dl, r, 3, 10, a, NULL);
     size_t P = m.table.total;
     float* wa = (float*)mallocCheck(sizeof(float) * P);
@@ -380,7 +382,7 @@ static void test_determinism(const Reference* r, const LlamaConfig* c, const flo
     // scramble the state, then resume from the checkpoint
     run_gpu_steps(&tr, &dl, r, 13, 2, pre, NULL);
     Progress pr;
-    int ok = run_resume(&e, &s, c, &oc, &dl, &rng, &pr);
+    int ok = run_resume(&e, &one, &s, c, &oc, &dl, &rng, &pr);
     run_gpu_steps(&tr, &dl, r, 3, 10, b, NULL);
     gpu_download_params(&m, wb);
     char mode[96];
@@ -513,6 +515,42 @@ static void test_adam8bit_kernels(void) {
     cudaCheck(cudaFree(maps));
 }
 
+// two projectors of one layout, vector by vector: the vectors pointing opposite ways (returned)
+// and the largest elementwise difference (*worst)
+static int proj_compare(const float* a, const float* b, const TensorLayout* lay, double* worst) {
+    int right = lay->side == SIDE_RIGHT;
+    int64_t len = right ? lay->n : lay->m, r = lay->r;
+    int flips = 0;
+    *worst = 0.0;
+    for (int64_t j = 0; j < r; j++) {
+        double dot = 0.0;
+        for (int64_t i = 0; i < len; i++) {
+            size_t idx = right ? (size_t)(j * len + i) : (size_t)(i * r + j);
+            dot += (double)a[idx] * b[idx];
+            *worst = fmax(*worst, fabs((double)a[idx] - b[idx]));
+        }
+        if (dot < 0) flips++;
+    }
+    return flips;
+}
+
+// one projector refresh on the GPU (gesvdj, or gesvd when force_gesvd) from the host gradient G
+// (m x n, full = m n elements, uploaded in bf16); the projector back on the host in fp32 (free it)
+static float* gpu_refresh_host(const TensorLayout* lay, const float* G, size_t full, int force_gesvd, cublasHandle_t blas) {
+    GaloreGpu gg;
+    galore_gpu_init(&gg, lay, 1, blas, 0, 0);
+    gg.force_gesvd = force_gesvd;
+    floatX* dG = (floatX*)cudaMallocCheck(sizeof(floatX) * full, "test G");
+    floatX* dP = (floatX*)cudaMallocCheck(sizeof(floatX) * lay->proj_numel, "test P");
+    upload_f32(dG, G, full, 0);
+    galore_gpu_refresh(&gg, lay, dG, 1.0f, dP, 0);
+    float* gproj = (float*)mallocCheck(sizeof(float) * lay->proj_numel);
+    download_f32(gproj, dP, (size_t)lay->proj_numel, 0);
+    cudaCheck(cudaFree(dG)); cudaCheck(cudaFree(dP));
+    galore_gpu_free(&gg);
+    return gproj;
+}
+
 // the projector refresh (gesvdj, and the gesvd fallback) against the CPU's galore_refresh (LAPACK
 // sgesdd + galore_sign_fix) on the same bf16 matrix: both sides, square, ties of the side rule
 static void test_galore_refresh(void) {
@@ -550,37 +588,136 @@ static void test_galore_refresh(void) {
             int chas = 0;
             co.proj = &cproj; co.has_proj = &chas;
             cpu::galore_refresh(&co, 0, G);
-            // GPU
-            GaloreGpu gg;
-            galore_gpu_init(&gg, &lay, 1, blas, 0, 0);
-            gg.force_gesvd = force;
-            floatX* dG = (floatX*)cudaMallocCheck(sizeof(floatX) * full, "test G");
-            floatX* dP = (floatX*)cudaMallocCheck(sizeof(floatX) * lay.proj_numel, "test P");
-            upload_f32(dG, G, full, 0);
-            galore_gpu_refresh(&gg, &lay, dG, 1.0f, dP, 0);
-            float* gproj = (float*)mallocCheck(sizeof(float) * lay.proj_numel);
-            download_f32(gproj, dP, (size_t)lay.proj_numel, 0);
+            float* gproj = gpu_refresh_host(&lay, G, full, force, blas);
             // elementwise (the sign convention makes the vectors comparable) and per vector
             int right = lay.side == SIDE_RIGHT;
-            int64_t len = right ? lay.n : lay.m, r = lay.r;
-            int flips = 0;
-            double worst = 0.0;
-            for (int64_t j = 0; j < r; j++) {
-                double dot = 0.0;
-                for (int64_t i = 0; i < len; i++) {
-                    size_t idx = right ? (size_t)(j * len + i) : (size_t)(i * r + j);
-                    dot += (double)gproj[idx] * cproj[idx];
-                    worst = fmax(worst, fabs((double)gproj[idx] - cproj[idx]));
-                }
-                if (dot < 0) flips++;
-            }
+            int64_t r = lay.r;
+            double worst;
+            int flips = proj_compare(gproj, cproj, &lay, &worst);
             // bf16 storage of unit-vector entries (|x| < 1): 2^-9 = 2e-3; the SVDs agree to ~1e-5
             check(flips == 0 && worst < 4e-3, "GaLore refresh %s %dx%d (%s, r %lld): projector vs the CPU (sgesdd + sign fix): %d sign flips, "
                   "max abs difference %.2e (bound 4e-3: bf16 projector)", force ? "gesvd" : "gesvdj", shapes[sh][0], shapes[sh][1],
                   right ? "right" : "left", (long long)r, flips, worst);
             free(G); free(cproj); free(gproj);
-            cudaCheck(cudaFree(dG)); cudaCheck(cudaFree(dP));
-            galore_gpu_free(&gg);
+        }
+    }
+    cublasCheck(cublasDestroy(blas));
+}
+
+// G (m x n row-major, rounded to bf16 values) = U diag(sigma) V^T, U and V orthonormal (QR of
+// Gaussian matrices), sigma_i = 0.7^i (geometric: every vector well separated) or 1/(1+i)
+static void svd_test_matrix(float* G, int m, int n, int geometric, uint64_t seed) {
+    int k = m < n ? m : n, big = m > n ? m : n;
+    Rng rng;
+    rng_init(&rng, seed);
+    float* U = (float*)mallocCheck(sizeof(float) * (size_t)m * k); // (m, k) column-major
+    float* V = (float*)mallocCheck(sizeof(float) * (size_t)n * k); // (n, k) column-major, then scaled by sigma
+    for (size_t i = 0; i < (size_t)m * k; i++) U[i] = (float)rng_normal(&rng);
+    for (size_t i = 0; i < (size_t)n * k; i++) V[i] = (float)rng_normal(&rng);
+    int lw = cpu::galore_qr_lwork(big, k);
+    float* work = (float*)mallocCheck(sizeof(float) * (size_t)lw);
+    float* tau = (float*)mallocCheck(sizeof(float) * (size_t)k);
+    cpu::galore_orthonormalize(U, m, k, tau, work, lw);
+    cpu::galore_orthonormalize(V, n, k, tau, work, lw);
+    for (int i = 0; i < k; i++) {
+        float sg = (float)(geometric ? pow(0.7, i) : 1.0 / (1.0 + i));
+        for (int b = 0; b < n; b++) V[b + (size_t)i * n] *= sg;
+    }
+    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, n, m, k, 1.0f, V, n, U, m, 0.0f, G, n); // G^T (n, m) column-major
+    for (size_t i = 0; i < (size_t)m * n; i++) G[i] = f32_from_bf16(bf16_from_f32(G[i]));
+    free(U); free(V); free(work); free(tau);
+}
+
+// ||G P^T||_F^2 (right) or ||P^T G||_F^2 (left): the energy of G a projector keeps
+static double svd_test_captured(const float* G, const float* P, int m, int n, int r, int side) {
+    size_t nr = side == SIDE_RIGHT ? (size_t)m * r : (size_t)r * n;
+    float* R = (float*)mallocCheck(sizeof(float) * nr);
+    if (side == SIDE_RIGHT) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r, n, 1.0f, G, n, P, n, 0.0f, R, r);
+    else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, n, m, 1.0f, P, r, G, n, 0.0f, R, n);
+    double e = cpu::sumsq(R, nr);
+    free(R);
+    return e;
+}
+
+// the randomized refresh (--svd randomized) on the GPU against the CPU's galore_range_finder on the
+// same bf16 matrix: Omega first (the device's galore_gaussian bit for bit the host's), then both
+// sides, gesvdj and the gesvd fallback for the small SVD; and the energy it captures against the
+// CPU's exact SVD
+static void test_galore_refresh_randomized(void) {
+    {
+        size_t n = (size_t)1 << 20;
+        uint64_t seed = galore_svd_seed(5, 3);
+        float* d = (float*)cudaMallocCheck(sizeof(float) * n, "test Omega");
+        galore_gaussian_fill(d, n, seed, 0);
+        float* h = (float*)mallocCheck(sizeof(float) * n);
+        download_bytes(h, d, sizeof(float) * n);
+        size_t diff = 0;
+        for (size_t i = 0; i < n; i++) {
+            float hv = galore_gaussian(seed, (uint64_t)i);
+            diff += memcmp(&h[i], &hv, sizeof(float)) != 0;
+        }
+        check(diff == 0, "galore_gaussian on the device == on the host, bit for bit, over 2^20 draws (%zu differ): the GPU's Omega is the CPU's", diff);
+        free(h);
+        cudaCheck(cudaFree(d));
+    }
+    int shapes[2][2] = {{300, 200}, {160, 400}};
+    int sides[2] = {PROJ_LEFT, PROJ_RIGHT};
+    cublasHandle_t blas;
+    cublasCheck(cublasCreate(&blas));
+    for (int force = 0; force <= 1; force++) {
+        for (int sh = 0; sh < 2; sh++) {
+            for (int sd = 0; sd < 2; sd++) {
+                for (int geo = 0; geo <= 1; geo++) {
+                    int m = shapes[sh][0], n = shapes[sh][1], r = 12;
+                    ParamInfo pi;
+                    memset(&pi, 0, sizeof pi);
+                    pi.ndim = 2; pi.rows = m; pi.cols = n; pi.numel = (size_t)m * n; pi.galore = 1;
+                    OptimConfig oc;
+                    memset(&oc, 0, sizeof oc);
+                    oc.kind = OPTIM_GALORE_ADAMW; oc.rank = r; oc.update_proj_gap = 10; oc.scale = 0.25f; oc.proj_type = sides[sd];
+                    oc.svd = SVD_RANDOMIZED;
+                    TensorLayout lay;
+                    tensor_layout(&lay, &pi, &oc);
+                    size_t full = (size_t)m * n;
+                    float* G = (float*)mallocCheck(sizeof(float) * full);
+                    svd_test_matrix(G, m, n, geo, 200 + 10 * sh + sd);
+                    // CPU: the range finder with the seed the GPU's first refresh of tensor 0 uses, and the exact SVD
+                    float* cproj = (float*)mallocCheck(sizeof(float) * lay.proj_numel);
+                    float* eproj = (float*)mallocCheck(sizeof(float) * lay.proj_numel);
+                    cpu::galore_range_finder(G, m, n, r, lay.side, galore_svd_seed(0, galore_svd_round(0, 1)), cproj);
+                    {
+                        TensorLayout le = lay;
+                        le.svd = SVD_EXACT;
+                        cpu::Optimizer co;
+                        memset(&co, 0, sizeof co);
+                        int chas = 0;
+                        co.cfg = oc; co.n = 1; co.lay = &le; co.proj = &eproj; co.has_proj = &chas;
+                        cpu::galore_refresh(&co, 0, G);
+                    }
+                    float* gproj = gpu_refresh_host(&lay, G, full, force, blas);
+                    int right = lay.side == SIDE_RIGHT;
+                    double cap = svd_test_captured(G, gproj, m, n, r, lay.side) / svd_test_captured(G, eproj, m, n, r, lay.side);
+                    const char* name = force ? "gesvd" : "gesvdj";
+                    if (geo) {
+                        // sigma 0.7^i: the vectors are well separated, so the GPU's equal the CPU's range
+                        // finder's elementwise: bf16 storage of unit-vector entries 2^-9 = 2e-3; the fp32
+                        // arithmetic of the two agrees to ~1e-5: bound 4e-3 as the exact refresh's
+                        double worst;
+                        int flips = proj_compare(gproj, cproj, &lay, &worst);
+                        check(flips == 0 && worst < 4e-3 && cap > 0.999,
+                              "GaLore randomized refresh (%s for the sketch) %dx%d %s r %d, sigma 0.7^i: vs the CPU's galore_range_finder: "
+                              "%d sign flips, max abs difference %.2e (bound 4e-3: bf16 projector); captures %.6f of the exact top-r energy "
+                              "(bound 0.999)", name, m, n, right ? "right" : "left", r, flips, worst, cap);
+                    } else {
+                        // sigma 1/(1+i): the vectors near the cut mix (the CPU test explains), so the check is
+                        // the energy the bf16 projector keeps against the CPU's exact top-r: measured on
+                        // the CPU 0.99992..0.99996 in fp32, bf16 rounding of P moves it by ~1e-4: bound 0.999
+                        check(cap > 0.999, "GaLore randomized refresh (%s for the sketch) %dx%d %s r %d, sigma 1/(1+i): captures %.6f of "
+                              "the exact top-r energy (bound 0.999)", name, m, n, right ? "right" : "left", r, cap);
+                    }
+                    free(G); free(cproj); free(eproj); free(gproj);
+                }
+            }
         }
     }
     cublasCheck(cublasDestroy(blas));
@@ -728,31 +865,18 @@ static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
 // on the (already updated) weights above it, and every kernel is deterministic, so the weights
 // must agree bit for bit. With accumulation, per-layer accumulates GaLore gradients in the
 // low-rank space (P^T sum G = sum P^T G up to rounding): close, not equal.
+static void gpu_recompute_run(const LlamaConfig* c, const float* init, const OptimConfig* oc, int per_layer, int accum, int recompute,
+                              int steps, float* losses, float* out, int attn_fallback, int* deterministic);
 static void gpu_run_steps(const LlamaConfig* c, const OptimConfig* oc, int per_layer, int accum, int steps, float* out, int attn_fallback) {
-    int B = 2, T = 32;
-    GpuLlama m;
-    gpu_build(&m, c, B, T, 0, attn_fallback, 0, per_layer);
-    float* hp = (float*)mallocCheck(sizeof(float) * m.table.total);
-    llama_init_params(&m.table, hp, 99);
-    gpu_upload_params(&m, hp);
-    free(hp);
-    GpuTrainer tr;
-    gpu_trainer_init(&tr, &m, oc, per_layer, accum, 0.0f, 0, 42, 0);
-    DataLoader dl;
-    dataloader_init(&dl, REF_DIR "/train.bin", B, T, 0, 0, 0, 1, c->V);
-    int* in = (int*)mallocCheck(sizeof(int) * B * T);
-    int* tg = (int*)mallocCheck(sizeof(int) * B * T);
-    for (int s = 0; s < steps; s++) {
-        float norm;
-        int skipped;
-        int64_t nt;
-        gpu_train_step(&tr, &dl, 1e-3f, in, tg, &norm, &skipped, &nt);
-    }
-    gpu_download_params(&m, out);
-    free(in); free(tg);
-    dataloader_free(&dl);
-    gpu_trainer_free(&tr);
-    gpu_free(&m);
+    ParamTable pt;
+    param_table_build(&pt, c);
+    float* init = (float*)mallocCheck(sizeof(float) * pt.total);
+    llama_init_params(&pt, init, 99);
+    float* losses = (float*)mallocCheck(sizeof(float) * (size_t)steps);
+    int det;
+    gpu_recompute_run(c, init, oc, per_layer, accum, 0, steps, losses, out, attn_fallback, &det);
+    free(losses); free(init);
+    param_table_free(&pt);
 }
 
 static void test_gpu_per_layer(int attn_fallback) {
@@ -786,6 +910,79 @@ static void test_gpu_per_layer(int attn_fallback) {
             check(cs > 0.99, "%s on the GPU, --grad-accum 2: per-layer (low-rank accumulation at step 2) vs whole-model: weight change "
                   "cosine %.5f (bound 0.99), normalized max error %.2e", OPTIM_NAMES[oc.kind], cs, e);
         }
+    }
+    free(a); free(b); free(init);
+    param_table_free(&pt);
+}
+
+// --recompute 1 against 0 on the GPU: backward recomputes each layer (attention's saved stats
+// included) with the same kernels on the same inputs, and every kernel is deterministic, so the
+// losses and weights must agree bit for bit (unless the cuDNN attention backward chosen is not
+// deterministic, which the check then names). Also the plan's saving by hand.
+// (also gpu_run_steps': accum micro-batches per step)
+static void gpu_recompute_run(const LlamaConfig* c, const float* init, const OptimConfig* oc, int per_layer, int accum, int recompute,
+                              int steps, float* losses, float* out, int attn_fallback, int* deterministic) {
+    int B = 2, T = 32;
+    GpuLlama m;
+    gpu_build(&m, c, B, T, 0, attn_fallback, 0, per_layer, recompute);
+    gpu_upload_params(&m, init);
+    GpuTrainer tr;
+    gpu_trainer_init(&tr, &m, oc, per_layer, accum, 0.0f, 0, 42, 0);
+    DataLoader dl;
+    dataloader_init(&dl, REF_DIR "/train.bin", B, T, 0, 0, 0, 1, c->V);
+    int* in = (int*)mallocCheck(sizeof(int) * B * T);
+    int* tg = (int*)mallocCheck(sizeof(int) * B * T);
+    for (int s = 0; s < steps; s++) {
+        float norm;
+        int skipped;
+        int64_t nt;
+        losses[s] = gpu_train_step(&tr, &dl, 1e-3f, in, tg, &norm, &skipped, &nt);
+    }
+    gpu_download_params(&m, out);
+    *deterministic = m.attn.bwd_deterministic;
+    free(in); free(tg);
+    dataloader_free(&dl);
+    gpu_trainer_free(&tr);
+    gpu_free(&m);
+}
+
+static void test_gpu_recompute(int attn_fallback) {
+    // the plan: llama_7b 16 x 256 (every buffer a multiple of 256 bytes, so no alignment padding)
+    // saves L-1 layers of ln1, atty, res2, ln2 (C), qkv (C+2KV), gu | act (3H) in bf16, rstd1/2 in
+    // fp32 and cuDNN's softmax stats (B, NH, T) fp32
+    LlamaConfig c7;
+    llama_config_resolve(&c7, "llama_7b");
+    size_t as = attention_activation_bytes(16, 256, c7.NH, c7.C / c7.NH, 1);
+    GpuPlan p0, p1;
+    gpu_plan_build(&p0, &c7, 16, 256, 0, as, 0, NULL, 1, 1, -1.0, 0);
+    gpu_plan_build(&p1, &c7, 16, 256, 0, as, 0, NULL, 1, 1, -1.0, 1);
+    double BT = 16.0 * 256, C = c7.C, H = c7.H, KV = (double)c7.NKV * (c7.C / c7.NH);
+    double by_hand = (c7.L - 1) * (BT * (2 * (4 * C + C + 2 * KV + 3 * H) + 2 * 4) + 16.0 * c7.NH * 256 * 4);
+    check(fabs((p0.total - p1.total) - by_hand) < 1.0, "GPU plan llama_7b 16 x 256: --recompute 1 saves %.2f MiB of activations (by hand %.2f MiB)",
+          (p0.total - p1.total) / 1048576.0, by_hand / 1048576.0);
+    LlamaConfig c;
+    llama_config_resolve(&c, "llama_tiny");
+    ParamTable pt;
+    param_table_build(&pt, &c);
+    float* a = (float*)mallocCheck(sizeof(float) * pt.total);
+    float* b = (float*)mallocCheck(sizeof(float) * pt.total);
+    float* init = (float*)mallocCheck(sizeof(float) * pt.total);
+    llama_init_params(&pt, init, 99);
+    int kinds[2] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW8BIT};
+    for (int kk = 0; kk < 2; kk++) {
+        OptimConfig oc;
+        memset(&oc, 0, sizeof oc);
+        oc.kind = kinds[kk]; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; oc.weight_decay = 0.0f;
+        oc.rank = 32; oc.update_proj_gap = 2; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+        int per_layer = kk == 1, det = 1;
+        float la[4], lb[4];
+        gpu_recompute_run(&c, init, &oc, per_layer, 1, 0, 4, la, a, attn_fallback, &det);
+        gpu_recompute_run(&c, init, &oc, per_layer, 1, 1, 4, lb, b, attn_fallback, &det);
+        int same_l = memcmp(la, lb, sizeof la) == 0, same_w = memcmp(a, b, sizeof(float) * pt.total) == 0;
+        check(same_l && same_w, "%s%s on the GPU: --recompute 1 vs 0 over 4 steps: losses %s (%.6f -> %.6f vs %.6f -> %.6f), weights %s "
+              "(normalized max error %.2e)%s", OPTIM_NAMES[oc.kind], per_layer ? " per-layer" : "", same_l ? "bit-identical" : "DIFFER",
+              la[0], la[3], lb[0], lb[3], same_w ? "bit-identical" : "DIFFER", norm_max_err(b, a, pt.total),
+              det ? "" : " (the attention backward is not deterministic: cuDNN engine; try --attn-fallback 1)");
     }
     free(a); free(b); free(init);
     param_table_free(&pt);
@@ -834,10 +1031,12 @@ int main(int argc, char** argv) {
     // GaLore and 8-bit Adam on the GPU
     test_adam8bit_kernels();
     test_galore_refresh();
+    test_galore_refresh_randomized();
     test_optimizer_vs_cpu(OPTIM_GALORE_ADAMW, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_ADAM8BIT, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_GALORE_ADAMW8BIT, gf.attn_fallback);
     test_gpu_per_layer(gf.attn_fallback);
+    test_gpu_recompute(gf.attn_fallback);
     test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_GALORE_ADAMW8BIT, 0);
     test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_GALORE_ADAMW, 1);
     test_determinism(&r, &c, init, 0, 1, gf.attn_fallback, OPTIM_ADAM8BIT, 1);

@@ -26,6 +26,7 @@
 #include "galore.h"
 #include "memplan.h"
 #include "checkpoint.h"
+#include "dist.h"
 #include "run.h"
 
 // OpenBLAS lets us set its thread count; the reference BLAS has no threads. A weak symbol keeps
@@ -34,7 +35,9 @@ extern void openblas_set_num_threads(int) __attribute__((weak));
 extern int openblas_get_parallel(void) __attribute__((weak)); // 0 sequential, 1 pthreads, 2 OpenMP
 
 // ----------------------------------------------------------------------------
-// activations: one allocation, then a pointer table (llm.c style)
+// activations: one allocation, then a pointer table (llm.c style). With --recompute 1 the
+// per-layer buffers (L, ...) below hold one layer (1, ...): forward keeps only res, and backward
+// recomputes layer l's activations into that one layer (layer_forward) right before its backward.
 
 typedef struct {
     float* res;      // (L+1, B, T, C) residual stream entering each layer; res[L] enters the final norm
@@ -72,12 +75,17 @@ typedef struct {
     void (*grads_ready)(void* ctx, int first, int last);
     void* grads_ctx;
     int B, T;             // the activation sizes allocated for
+    int recompute;        // 1: the per-layer activations hold one layer, recomputed in backward
     Activations acts;
     float* act_memory;
+    size_t act_size;      // floats in act_memory (cpu_activation_sizes: the memory plan's count)
     float* rope_cos;      // (maxT, HD/2)
     float* rope_sin;
     float mean_loss;      // of the last forward with targets; -1 when there were none
     int n_valid;          // targets counted in it
+    int64_t n_norm;       // backward divides the loss gradient by this count (0: n_valid); data
+                          // parallel sets the targets of all ranks, so that the summed gradients
+                          // are the gradient of the mean over the whole global batch
 } Llama;
 
 static inline float* P(Llama* m, int i) { return m->params + m->table.info[i].offset; }
@@ -104,10 +112,11 @@ static void llama_build(Llama* m, const LlamaConfig* c) {
     m->mean_loss = -1.0f;
 }
 
-// the sizes and their order come from memplan.h, which the memory plan prints
-static void llama_alloc_activations(Llama* m, int B, int T) {
+// the sizes and their order come from memplan.h, which the memory plan prints. recompute 1: the
+// per-layer buffers hold one layer (see Activations)
+static void llama_alloc_activations_ex(Llama* m, int B, int T, int recompute) {
     size_t sizes[CPU_NUM_ACT];
-    cpu_activation_sizes(&m->config, B, T, sizes);
+    cpu_activation_sizes(&m->config, B, T, recompute, sizes);
     size_t total = 0;
     for (int i = 0; i < CPU_NUM_ACT; i++) total += sizes[i];
     free(m->act_memory);
@@ -121,7 +130,10 @@ static void llama_alloc_activations(Llama* m, int B, int T) {
     float* p = m->act_memory;
     for (int i = 0; i < CPU_NUM_ACT; i++) { *ptrs[i] = p; p += sizes[i]; }
     m->B = B; m->T = T;
+    m->recompute = recompute;
+    m->act_size = total;
 }
+static void llama_alloc_activations(Llama* m, int B, int T) { llama_alloc_activations_ex(m, B, T, 0); }
 
 // llama_set_grad_mode: lay out the gradient slots (see Llama.grad_mem) and allocate them zeroed
 static void llama_set_grad_mode(Llama* m, int per_layer) {
@@ -356,7 +368,8 @@ static void crossentropy_backward(float* logits, const float* lse, const int* ta
 }
 
 // layer l's slices of the activations. Each layer's block is laid out with the allocated B, T
-// strides, and a smaller forward (sampling) uses the front of each block.
+// strides, and a smaller forward (sampling) uses the front of each block. With recompute every
+// layer maps to the one layer of buffers; x and xout are always layer l's own residual slices.
 typedef struct {
     float *x, *ln1, *rstd1, *qkv, *att, *atty, *x2, *ln2, *rstd2, *gu, *act, *xout;
 } LayerActs;
@@ -365,20 +378,50 @@ static LayerActs layer_acts(Llama* m, int l) {
     const LlamaConfig* c = &m->config;
     Activations* a = &m->acts;
     size_t C = c->C, H = c->H, KV = (size_t)c->NKV * (c->C / c->NH), sBT = (size_t)m->B * m->T;
+    size_t k = m->recompute ? 0 : (size_t)l; // the block of the per-layer buffers
     LayerActs la;
     la.x = a->res + l * sBT * C;
-    la.ln1 = a->ln1 + l * sBT * C;
-    la.rstd1 = a->rstd1 + l * sBT;
-    la.qkv = a->qkv + l * sBT * (C + 2 * KV);
-    la.att = a->att + l * (size_t)m->B * c->NH * m->T * m->T;
-    la.atty = a->atty + l * sBT * C;
-    la.x2 = a->res2 + l * sBT * C;
-    la.ln2 = a->ln2 + l * sBT * C;
-    la.rstd2 = a->rstd2 + l * sBT;
-    la.gu = a->gu + l * sBT * 2 * H;
-    la.act = a->act + l * sBT * H;
+    la.ln1 = a->ln1 + k * sBT * C;
+    la.rstd1 = a->rstd1 + k * sBT;
+    la.qkv = a->qkv + k * sBT * (C + 2 * KV);
+    la.att = a->att + k * (size_t)m->B * c->NH * m->T * m->T;
+    la.atty = a->atty + k * sBT * C;
+    la.x2 = a->res2 + k * sBT * C;
+    la.ln2 = a->ln2 + k * sBT * C;
+    la.rstd2 = a->rstd2 + k * sBT;
+    la.gu = a->gu + k * sBT * 2 * H;
+    la.act = a->act + k * sBT * H;
     la.xout = a->res + (l + 1) * sBT * C;
     return la;
+}
+
+// layer_forward: layer l of the forward pass on its input la.x, filling its activations (B, T as
+// llama_forward's). write_out 0 stops after act: backward's recompute needs every activation
+// but not the output, which the forward already left in res[l + 1]. The same calls in the same
+// order as the forward, so a recompute reproduces the forward's values bit for bit.
+static void layer_forward(Llama* m, int l, int B, int T, int write_out) {
+    const LlamaConfig* c = &m->config;
+    int C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = C / NH, KV = NKV * HD;
+    size_t BT = (size_t)B * T;
+    LayerActs la = layer_acts(m, l);
+    float *x = la.x, *ln1 = la.ln1, *rstd1 = la.rstd1, *qkv = la.qkv, *att = la.att;
+    float *atty = la.atty, *x2 = la.x2, *ln2 = la.ln2, *rstd2 = la.rstd2, *gu = la.gu, *act = la.act;
+    float* xout = la.xout;
+    rmsnorm_forward(ln1, rstd1, x, P(m, pt_layer(l, P_LN1)), (int)BT, C, c->norm_eps);
+    matmul_forward(qkv, ln1, P(m, pt_layer(l, P_WQ)), (int)BT, C, C + 2 * KV); // Wq | Wk | Wv
+    rope_apply(qkv, m->rope_cos, m->rope_sin, B, T, NH, HD, C + 2 * KV, 1.0f);
+    rope_apply(qkv + C, m->rope_cos, m->rope_sin, B, T, NKV, HD, C + 2 * KV, 1.0f);
+    attention_forward(atty, att, qkv, B, T, NH, NKV, HD);
+    matmul_forward(x2, atty, P(m, pt_layer(l, P_WO)), (int)BT, C, C);
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < BT * C; i++) x2[i] += x[i];
+    rmsnorm_forward(ln2, rstd2, x2, P(m, pt_layer(l, P_LN2)), (int)BT, C, c->norm_eps);
+    matmul_forward(gu, ln2, P(m, pt_layer(l, P_WG)), (int)BT, C, 2 * H); // Wgate | Wup
+    swiglu_forward(act, gu, BT, H);
+    if (!write_out) return;
+    matmul_forward(xout, act, P(m, pt_layer(l, P_WD)), (int)BT, H, C);
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < BT * C; i++) xout[i] += x2[i];
 }
 
 // llama_forward: inputs (B, T) token ids; targets (B, T) or NULL (then only logits). B and T
@@ -386,7 +429,7 @@ static LayerActs layer_acts(Llama* m, int l) {
 static void llama_forward(Llama* m, const int* inputs, const int* targets, int B, int T) {
     const LlamaConfig* c = &m->config;
     Activations* a = &m->acts;
-    int C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = C / NH, KV = NKV * HD, V = c->V, L = c->L;
+    int C = c->C, V = c->V, L = c->L;
     size_t BT = (size_t)B * T;
     if (B > m->B || T > m->T) die("internal: forward with B=%d T=%d beyond the allocated %d x %d", B, T, m->B, m->T);
     // activations are laid out with the allocated B, T strides per layer
@@ -396,26 +439,7 @@ static void llama_forward(Llama* m, const int* inputs, const int* targets, int B
         if (tok < 0 || tok >= V) die("token id %d at position %zu is outside the vocabulary of %d", tok, i, V);
         memcpy(a->res + i * C, P(m, 0) + (size_t)tok * C, sizeof(float) * C);
     }
-    for (int l = 0; l < L; l++) {
-        LayerActs la = layer_acts(m, l);
-        float *x = la.x, *ln1 = la.ln1, *rstd1 = la.rstd1, *qkv = la.qkv, *att = la.att;
-        float *atty = la.atty, *x2 = la.x2, *ln2 = la.ln2, *rstd2 = la.rstd2, *gu = la.gu, *act = la.act;
-        float* xout = la.xout;
-        rmsnorm_forward(ln1, rstd1, x, P(m, pt_layer(l, P_LN1)), (int)BT, C, c->norm_eps);
-        matmul_forward(qkv, ln1, P(m, pt_layer(l, P_WQ)), (int)BT, C, C + 2 * KV); // Wq | Wk | Wv
-        rope_apply(qkv, m->rope_cos, m->rope_sin, B, T, NH, HD, C + 2 * KV, 1.0f);
-        rope_apply(qkv + C, m->rope_cos, m->rope_sin, B, T, NKV, HD, C + 2 * KV, 1.0f);
-        attention_forward(atty, att, qkv, B, T, NH, NKV, HD);
-        matmul_forward(x2, atty, P(m, pt_layer(l, P_WO)), (int)BT, C, C);
-        #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < BT * C; i++) x2[i] += x[i];
-        rmsnorm_forward(ln2, rstd2, x2, P(m, pt_layer(l, P_LN2)), (int)BT, C, c->norm_eps);
-        matmul_forward(gu, ln2, P(m, pt_layer(l, P_WG)), (int)BT, C, 2 * H); // Wgate | Wup
-        swiglu_forward(act, gu, BT, H);
-        matmul_forward(xout, act, P(m, pt_layer(l, P_WD)), (int)BT, H, C);
-        #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < BT * C; i++) xout[i] += x2[i];
-    }
+    for (int l = 0; l < L; l++) layer_forward(m, l, B, T, 1);
     rmsnorm_forward(a->lnf, a->rstdf, a->res + L * sBT * C, P(m, pt_norm(c)), (int)BT, C, c->norm_eps);
     matmul_forward(a->logits, a->lnf, P(m, pt_lm_head(c)), (int)BT, C, V);
     if (targets == NULL) { m->mean_loss = -1.0f; m->n_valid = 0; return; }
@@ -442,17 +466,22 @@ static void llama_backward(Llama* m, const int* inputs, const int* targets, int 
     size_t BT = (size_t)B * T, sBT = (size_t)m->B * m->T;
     // every target ignored: the loss is constant and every gradient zero (per-layer mode still
     // walks the layers so that each tensor gets its update)
-    float dloss = m->n_valid > 0 ? grad_scale / (float)m->n_valid : 0.0f;
+    int64_t n_norm = m->n_norm > 0 ? m->n_norm : m->n_valid;
+    float dloss = n_norm > 0 ? grad_scale / (float)n_norm : 0.0f;
     crossentropy_backward(a->logits, a->lse, targets, (int)BT, V, dloss);
     float* dlogits = a->logits;
     float* dres = a->dres;     // (BT, C) gradient flowing into the residual stream
     float* dln = a->scratch;   // (BT, C)
     memset(dln, 0, sizeof(float) * BT * C);
     matmul_backward(dln, G(m, pt_lm_head(c)), dlogits, a->lnf, P(m, pt_lm_head(c)), (int)BT, C, V, 0.0f);
+    grads_ready(m, pt_lm_head(c), pt_lm_head(c));
     memset(dres, 0, sizeof(float) * BT * C);
     rmsnorm_backward(dres, G(m, pt_norm(c)), dln, a->res + L * sBT * C, P(m, pt_norm(c)), a->rstdf, (int)BT, C);
-    grads_ready(m, pt_norm(c), pt_lm_head(c));
+    grads_ready(m, pt_norm(c), pt_norm(c));
     for (int l = L - 1; l >= 0; l--) {
+        // recompute: the one layer of buffers still holds layer L-1's activations from the forward
+        // (backward always follows its forward); every lower layer is recomputed from its input
+        if (m->recompute && l < L - 1) layer_forward(m, l, B, T, 0);
         LayerActs la = layer_acts(m, l);
         float *x = la.x, *ln1 = la.ln1, *rstd1 = la.rstd1, *qkv = la.qkv, *att = la.att;
         float *atty = la.atty, *x2 = la.x2, *ln2 = la.ln2, *rstd2 = la.rstd2, *gu = la.gu, *act = la.act;
@@ -460,22 +489,27 @@ static void llama_backward(Llama* m, const int* inputs, const int* targets, int 
         float* dact = a->scratch;                 // (BT, H)
         float* dgu = a->scratch + BT * H;         // (BT, 2H) dgate | dup
         matmul_backward(dact, G(m, pt_layer(l, P_WD)), dres, act, P(m, pt_layer(l, P_WD)), (int)BT, H, C, 0.0f);
+        grads_ready(m, pt_layer(l, P_WD), pt_layer(l, P_WD));
         swiglu_backward(dgu, dact, gu, BT, H);
         float* dln2 = a->lnf; // the final norm's output is no longer needed: reuse it as (BT, C)
         // Wgate | Wup and their gradient slots are adjacent: one matmul for both
         matmul_backward(dln2, G(m, pt_layer(l, P_WG)), dgu, ln2, P(m, pt_layer(l, P_WG)), (int)BT, C, 2 * H, 0.0f);
+        grads_ready(m, pt_layer(l, P_WG), pt_layer(l, P_WU)); // gate | up
         rmsnorm_backward(dres, G(m, pt_layer(l, P_LN2)), dln2, x2, P(m, pt_layer(l, P_LN2)), rstd2, (int)BT, C);
+        grads_ready(m, pt_layer(l, P_LN2), pt_layer(l, P_LN2));
         // attention: dres is now d(x2)
         float* datty = a->lnf;                    // (BT, C)
         matmul_backward(datty, G(m, pt_layer(l, P_WO)), dres, atty, P(m, pt_layer(l, P_WO)), (int)BT, C, C, 0.0f);
+        grads_ready(m, pt_layer(l, P_WO), pt_layer(l, P_WO));
         float* dqkv = a->scratch;                 // (BT, C + 2KV)
         attention_backward(dqkv, datty, att, qkv, B, T, NH, NKV, HD);
         rope_apply(dqkv, m->rope_cos, m->rope_sin, B, T, NH, HD, C + 2 * KV, -1.0f);
         rope_apply(dqkv + C, m->rope_cos, m->rope_sin, B, T, NKV, HD, C + 2 * KV, -1.0f);
         float* dln1 = a->lnf;                     // (BT, C)
         matmul_backward(dln1, G(m, pt_layer(l, P_WQ)), dqkv, ln1, P(m, pt_layer(l, P_WQ)), (int)BT, C, C + 2 * KV, 0.0f);
+        grads_ready(m, pt_layer(l, P_WQ), pt_layer(l, P_WV)); // q | k | v
         rmsnorm_backward(dres, G(m, pt_layer(l, P_LN1)), dln1, x, P(m, pt_layer(l, P_LN1)), rstd1, (int)BT, C);
-        grads_ready(m, pt_layer(l, 0), pt_layer(l, P_PER_LAYER - 1));
+        grads_ready(m, pt_layer(l, P_LN1), pt_layer(l, P_LN1));
     }
     // embedding: rows of repeated tokens add up, so keep it serial over positions
     float* dwte = G(m, 0);
@@ -502,6 +536,17 @@ extern "C"
 void sgesdd_(const char* jobz, const int* m, const int* n, float* a, const int* lda, float* s, float* u,
                     const int* ldu, float* vt, const int* ldvt, float* work, const int* lwork, int* iwork, int* info,
                     size_t jobz_len);
+// LAPACK's QR (the randomized refresh re-orthonormalizes its sketches): sgeqrf factors A = QR in
+// Householder form, sorgqr forms the orthonormal Q from it
+#ifdef __cplusplus
+extern "C"
+#endif
+void sgeqrf_(const int* m, const int* n, float* a, const int* lda, float* tau, float* work, const int* lwork, int* info);
+#ifdef __cplusplus
+extern "C"
+#endif
+void sorgqr_(const int* m, const int* n, const int* k, float* a, const int* lda, const float* tau, float* work, const int* lwork,
+             int* info);
 
 typedef struct {
     OptimConfig cfg;
@@ -575,10 +620,87 @@ static void optimizer_free(Optimizer* o) {
     free(o->proj); free(o->has_proj); free(o->R); free(o->N); free(o->U);
 }
 
+// the LAPACK workspace (floats) that QRs of a (rows x cols) matrix need, rows >= cols
+static int galore_qr_lwork(int rows, int cols) {
+    int lw = -1, info = 0, best = 1;
+    float q = 0.0f, dummy = 0.0f;
+    sgeqrf_(&rows, &cols, &dummy, &rows, &dummy, &q, &lw, &info);
+    if ((int)q + 1 > best) best = (int)q + 1;
+    sorgqr_(&rows, &cols, &cols, &dummy, &rows, &dummy, &q, &lw, &info);
+    if ((int)q + 1 > best) best = (int)q + 1;
+    return best;
+}
+
+// a (rows x cols, column-major, rows >= cols) := the orthonormal Q of its QR, in place
+static void galore_orthonormalize(float* a, int rows, int cols, float* tau, float* work, int lwork) {
+    int info = 0;
+    sgeqrf_(&rows, &cols, a, &rows, tau, work, &lwork, &info);
+    if (info == 0) sorgqr_(&rows, &cols, &cols, a, &rows, tau, work, &lwork, &info);
+    if (info != 0) die("internal: LAPACK QR of a %d x %d sketch failed (info %d)", rows, cols, info);
+}
+
+// galore_range_finder: the projector of G (M x N row-major) at rank r for this side from a
+// randomized range finder with power iterations (galore.h explains it): P (r x N) right or
+// (M x r) left, the top r vectors by descending singular value, galore_sign_fix's convention.
+// Omega is the stream `seed` of galore_gaussian, so the GPU (galore.cuh) draws the same one.
+//
+// Column-major throughout (LAPACK's layout): the row-major G is the column-major Gt (N x M),
+// ld N. A, whose left singular vectors are wanted, is Gt for the right side (len = N, other = M)
+// and Gt^T for the left one (len = M, other = N); opA says which.
+static void galore_range_finder(const float* G, int M, int N, int r, int side, uint64_t seed, float* P) {
+    int right = side == SIDE_RIGHT;
+    int len = right ? N : M, other = right ? M : N, l = (int)galore_svd_width(M, N, r);
+    CBLAS_TRANSPOSE opA = right ? CblasNoTrans : CblasTrans, opAt = right ? CblasTrans : CblasNoTrans;
+    float* Q = (float*)mallocCheck(sizeof(float) * (size_t)len * l);   // (len, l) the sketch Y, then its Q
+    float* Z = (float*)mallocCheck(sizeof(float) * (size_t)other * l); // (other, l) Omega, then A^T Q; later B (l, other)
+    float* vt = (float*)mallocCheck(sizeof(float) * (size_t)other * l);// (l, other) B's right vectors (not used)
+    float* ub = (float*)mallocCheck(sizeof(float) * (size_t)l * l);    // (l, l) B's left vectors
+    float* sv = (float*)mallocCheck(sizeof(float) * l);                // (l) B's singular values
+    float* tau = (float*)mallocCheck(sizeof(float) * l);
+    int* iwork = (int*)mallocCheck(sizeof(int) * 8 * (size_t)l);
+    int lwork = galore_qr_lwork(len, l), lw2 = galore_qr_lwork(other, l), info = 0, query = -1;
+    if (lw2 > lwork) lwork = lw2;
+    float wq = 0.0f;
+    sgesdd_("S", &l, &other, Z, &l, sv, ub, &l, vt, &l, &wq, &query, iwork, &info, 1);
+    if ((int)wq + 1 > lwork) lwork = (int)wq + 1;
+    float* work = (float*)mallocCheck(sizeof(float) * (size_t)lwork);
+    #pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < (int64_t)other * l; k++) Z[k] = galore_gaussian(seed, (uint64_t)k);
+    cblas_sgemm(CblasColMajor, opA, CblasNoTrans, len, l, other, 1.0f, G, N, Z, other, 0.0f, Q, len);     // Y = A Omega
+    galore_orthonormalize(Q, len, l, tau, work, lwork);
+    for (int it = 0; it < GALORE_SVD_POWER_ITERS; it++) {
+        cblas_sgemm(CblasColMajor, opAt, CblasNoTrans, other, l, len, 1.0f, G, N, Q, len, 0.0f, Z, other); // Z = A^T Q
+        galore_orthonormalize(Z, other, l, tau, work, lwork);
+        cblas_sgemm(CblasColMajor, opA, CblasNoTrans, len, l, other, 1.0f, G, N, Z, other, 0.0f, Q, len);   // Y = A Z
+        galore_orthonormalize(Q, len, l, tau, work, lwork);
+    }
+    float* B = Z;
+    cblas_sgemm(CblasColMajor, CblasTrans, opA, l, other, len, 1.0f, Q, len, G, N, 0.0f, B, l);              // B = Q^T A (l, other)
+    sgesdd_("S", &l, &other, B, &l, sv, ub, &l, vt, &l, work, &lwork, iwork, &info, 1);
+    if (info != 0) die("randomized SVD of a %d x %d gradient failed: LAPACK sgesdd info %d on its %d x %d sketch; hint: a NaN gradient?",
+                       M, N, info, l, other);
+    // U = Q ub[:, :r] (len, r): written as P (r, N) row-major = (N, r) column-major on the right,
+    // and as its transpose P (M, r) row-major = (r, M) column-major on the left
+    if (right) cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, N, r, l, 1.0f, Q, N, ub, l, 0.0f, P, N);
+    else cblas_sgemm(CblasColMajor, CblasTrans, CblasTrans, r, M, l, 1.0f, ub, l, Q, M, 0.0f, P, r);
+    galore_sign_fix(P, side, M, N, r);
+    free(Q); free(Z); free(vt); free(ub); free(sv); free(tau); free(iwork); free(work);
+}
+
 // galore_refresh: the projector from the SVD of this gradient (fp32, economy, gesdd as torch),
-// top-r singular vectors by descending singular value
+// top-r singular vectors by descending singular value; or, where the layout says so
+// (galore_svd_pick), from galore_range_finder with the Omega of (tensor, refresh round)
 static void galore_refresh(Optimizer* o, int i, const float* G) {
     const TensorLayout* l = &o->lay[i];
+    if (l->svd == SVD_RANDOMIZED) {
+        int n_galore = 0;
+        for (int j = 0; j < o->n; j++) n_galore += o->lay[j].side != SIDE_NONE;
+        uint64_t seed = galore_svd_seed(i, galore_svd_round(o->refreshes, n_galore));
+        galore_range_finder(G, (int)l->m, (int)l->n, (int)l->r, l->side, seed, o->proj[i]);
+        o->has_proj[i] = 1;
+        o->refreshes++;
+        return;
+    }
     int M = (int)l->m, N = (int)l->n, K = M < N ? M : N, r = (int)l->r;
     // LAPACK is column-major: copy G (M x N row-major) into A (M x N column-major), as torch does
     float* a = (float*)mallocCheck(sizeof(float) * (size_t)M * N);
@@ -734,94 +856,116 @@ typedef struct {
     int grad_accum;
     float grad_clip;      // whole-model mode only
     int64_t t;            // optimizer updates done (a skipped step does not count): the next update is t + 1
+    Dist* dist;           // the data-parallel ranks (world 1: none)
     // the step in progress
     int micro;            // micro-batch index within the step
     float lr;
     double sumsq;         // squared norm of the step's gradient, summed tensor by tensor
     int bad;              // a non-finite gradient was seen: the (remaining) updates are skipped
     int updated;          // per-layer: some tensor was updated this step
-    // per-layer with accumulation: full accumulators for the non-GaLore tensors (always) and for
+    double comm_bytes;    // data parallel: bytes all-reduced this step
+    double comm_full;     // ... and what all-reducing every full gradient would have been
+    // accumulators: full ones for the non-GaLore tensors (per-layer with accumulation) and for
     // GaLore tensors that refresh this step (allocated for that step only); low-rank ones for
-    // GaLore tensors between refreshes, so gradient memory stays one layer's worth
+    // GaLore tensors between refreshes (per-layer with accumulation, and data parallel, which
+    // all-reduces R = P^T G instead of G), so gradient memory stays one update group's worth
     float** acc;          // (n) full accumulators or NULL
     float** racc;         // (n) low-rank accumulators or NULL
     float* acc_mem; float* racc_mem;
 } Trainer;
 
-// the per-layer hook: tensors first..last have this micro-batch's gradient in their slots
+// whether tensor i's gradient travels as its low-rank projection at update t: a GaLore tensor
+// with a projector that is not refreshed at t (the projection of the sum is the sum of the
+// projections, galore.md)
+static int trainer_lowrank(const Trainer* tr, int i, int64_t t) {
+    const Optimizer* o = &tr->opt;
+    return o->lay[i].side != SIDE_NONE && o->has_proj[i] && !galore_refresh_due(t, o->cfg.update_proj_gap);
+}
+
+// sum x over the ranks; full: the elements of the full gradient it stands for (for the count of
+// bytes saved by reducing low-rank gradients)
+static void trainer_reduce(Trainer* tr, float* x, size_t n, size_t full) {
+    if (!tr->dist->active) return;
+    dist_sum_f32(tr->dist, x, n);
+    tr->comm_bytes += sizeof(float) * (double)n;
+    tr->comm_full += sizeof(float) * (double)full;
+}
+
+// the per-layer hook: tensors first..last have this micro-batch's gradient in their slots.
+// A tensor's gradient is accumulated over the micro-batches (low-rank between refreshes), summed
+// over the ranks, then the tensor is updated.
 static void trainer_grads_ready(void* ctx, int first, int last) {
     Trainer* tr = (Trainer*)ctx;
     Llama* m = tr->model;
     Optimizer* o = &tr->opt;
     int final_micro = tr->micro == tr->grad_accum - 1;
+    int dp = tr->dist->active;
     int64_t t = tr->t + 1;
     for (int i = first; i <= last; i++) {
         float* g = G(m, i);
         int64_t n = m->table.info[i].numel;
         const TensorLayout* l = &o->lay[i];
         // a non-finite gradient skips this tensor's update and every later one of the step (the
-        // groups above were already updated: per-layer mode cannot take them back)
-        double ss = sumsq(g, (size_t)n);
-        if (!isfinite(ss)) tr->bad = 1;
+        // groups above were already updated: per-layer mode cannot take them back). With data
+        // parallel, bad is decided on the summed gradients, so every rank decides alike.
         if (tr->bad) continue;
-        if (tr->grad_accum == 1) {
-            tr->sumsq += ss;
-            optimizer_update(o, i, P(m, i), g, 0, tr->lr, t);
-            tr->updated = 1;
-            continue;
-        }
-        int lowrank = l->side != SIDE_NONE && o->has_proj[i] && !galore_refresh_due(t, o->cfg.update_proj_gap);
-        if (lowrank) {
+        float* src = g;       // the gradient of the step that the update sees
+        size_t len = (size_t)n;
+        int lowrank = 0;
+        if (trainer_lowrank(tr, i, t) && (tr->grad_accum > 1 || dp)) {
             galore_project(o, i, g, tr->racc[i], tr->micro == 0 ? 0.0f : 1.0f);
-            if (final_micro) {
-                tr->sumsq += sumsq(tr->racc[i], (size_t)l->snumel);
-                optimizer_update(o, i, P(m, i), tr->racc[i], 1, tr->lr, t);
-                tr->updated = 1;
-            }
-        } else {
+            src = tr->racc[i]; len = (size_t)l->snumel; lowrank = 1;
+        } else if (tr->grad_accum > 1) {
             if (tr->acc[i] == NULL) tr->acc[i] = (float*)callocCheck((size_t)n, sizeof(float)); // a refresh step
             float* a = tr->acc[i];
             if (tr->micro == 0) memcpy(a, g, sizeof(float) * (size_t)n);
             else for (int64_t k = 0; k < n; k++) a[k] += g[k];
-            if (final_micro) {
-                tr->sumsq += sumsq(a, (size_t)n);
-                optimizer_update(o, i, P(m, i), a, 0, tr->lr, t);
-                tr->updated = 1;
-                if (l->side != SIDE_NONE) { free(a); tr->acc[i] = NULL; }
-            }
+            src = a;
         }
+        if (!final_micro) continue;
+        trainer_reduce(tr, src, len, (size_t)n);
+        double ss = sumsq(src, len);
+        if (!isfinite(ss)) { tr->bad = 1; continue; }
+        tr->sumsq += ss;
+        optimizer_update(o, i, P(m, i), src, lowrank, tr->lr, t);
+        tr->updated = 1;
+        if (tr->acc && src == tr->acc[i] && l->side != SIDE_NONE) { free(tr->acc[i]); tr->acc[i] = NULL; }
     }
     // the slots are reused by the next group: leave them zero for backward's accumulation
     size_t start = m->goff[first], end = m->goff[last] + (size_t)m->table.info[last].numel;
     memset(m->grad_mem + start, 0, sizeof(float) * (end - start));
 }
 
-static void trainer_init(Trainer* tr, Llama* m, const OptimConfig* oc, int per_layer, int grad_accum, float grad_clip) {
+static void trainer_init(Trainer* tr, Llama* m, const OptimConfig* oc, int per_layer, int grad_accum, float grad_clip, Dist* dist) {
+    static Dist single = {0, 1, 0, 0, 0, "single", NULL, NULL, NULL};
     memset(tr, 0, sizeof *tr);
     tr->model = m;
     tr->per_layer = per_layer;
     tr->grad_accum = grad_accum;
     tr->grad_clip = grad_clip;
+    tr->dist = dist ? dist : &single;
     optimizer_init(&tr->opt, &m->table, oc);
     llama_set_grad_mode(m, per_layer);
+    int dp = tr->dist->active;
+    int need_full = per_layer && grad_accum > 1, need_low = need_full || dp;
     if (per_layer) {
         m->grads_ready = trainer_grads_ready;
         m->grads_ctx = tr;
-        if (grad_accum > 1) {
-            size_t ptrs = sizeof(float*) * (size_t)m->table.n, nfull = 0, nlow = 0;
-            tr->acc = (float**)callocCheck(1, ptrs);
-            tr->racc = (float**)callocCheck(1, ptrs);
-            for (int i = 0; i < m->table.n; i++) {
-                if (tr->opt.lay[i].side == SIDE_NONE) nfull += (size_t)m->table.info[i].numel;
-                else nlow += (size_t)tr->opt.lay[i].snumel;
-            }
-            tr->acc_mem = (float*)callocCheck(nfull, sizeof(float));
-            tr->racc_mem = (float*)callocCheck(nlow, sizeof(float));
-            float *fa = tr->acc_mem, *la = tr->racc_mem;
-            for (int i = 0; i < m->table.n; i++) {
-                if (tr->opt.lay[i].side == SIDE_NONE) { tr->acc[i] = fa; fa += m->table.info[i].numel; }
-                else { tr->racc[i] = la; la += tr->opt.lay[i].snumel; }
-            }
+    }
+    if (need_full || need_low) {
+        size_t ptrs = sizeof(float*) * (size_t)m->table.n, nfull = 0, nlow = 0;
+        tr->acc = (float**)callocCheck(1, ptrs);
+        tr->racc = (float**)callocCheck(1, ptrs);
+        for (int i = 0; i < m->table.n; i++) {
+            if (tr->opt.lay[i].side == SIDE_NONE) nfull += need_full ? (size_t)m->table.info[i].numel : 0;
+            else nlow += (size_t)tr->opt.lay[i].snumel;
+        }
+        tr->acc_mem = (float*)callocCheck(nfull > 0 ? nfull : 1, sizeof(float));
+        tr->racc_mem = (float*)callocCheck(nlow > 0 ? nlow : 1, sizeof(float));
+        float *fa = tr->acc_mem, *la = tr->racc_mem;
+        for (int i = 0; i < m->table.n; i++) {
+            if (tr->opt.lay[i].side == SIDE_NONE) { if (need_full) { tr->acc[i] = fa; fa += m->table.info[i].numel; } }
+            else { tr->racc[i] = la; la += tr->opt.lay[i].snumel; }
         }
     }
 }
@@ -831,16 +975,38 @@ static void trainer_free(Trainer* tr) {
     free(tr->acc); free(tr->racc); free(tr->acc_mem); free(tr->racc_mem);
 }
 
+// trainer_reduce_all (whole-model data parallel): sum the gradients over the ranks, as the
+// low-rank R = P^T G of each GaLore tensor between refreshes (into racc) when clipping is off,
+// else as full gradients (clipping needs the norm of the full summed gradient, which the
+// projections do not give). Sets lowrank[i].
+static void trainer_reduce_all(Trainer* tr, int* lowrank) {
+    Llama* m = tr->model;
+    for (int i = 0; i < m->table.n; i++) {
+        size_t n = (size_t)m->table.info[i].numel;
+        lowrank[i] = tr->grad_clip <= 0.0f && trainer_lowrank(tr, i, tr->t + 1);
+        if (lowrank[i]) {
+            galore_project(&tr->opt, i, G(m, i), tr->racc[i], 0.0f);
+            trainer_reduce(tr, tr->racc[i], (size_t)tr->opt.lay[i].snumel, n);
+        } else {
+            trainer_reduce(tr, G(m, i), n, n);
+        }
+    }
+}
+
 // train_step: one optimizer step over grad_accum micro-batches (each gradient scaled by
 // 1/grad_accum). Whole-model mode: backward fills every gradient, then the global norm,
 // clipping, and one update per tensor. Per-layer mode: the updates run inside backward.
+// Data parallel: each rank runs its own micro-batches; the loss gradient is normalized by the
+// targets of all ranks and the gradients are summed, so the step is the one a single process
+// takes on the concatenated batch (to rounding).
 // A non-finite loss or gradient skips the update (*skipped = 1) and does not count as an
-// optimizer step. *norm gets the gradient norm before clipping, *n_targets the targets counted.
+// optimizer step. *norm gets the gradient norm before clipping (of the low-rank R for tensors
+// reduced or accumulated as R), *n_targets the targets counted on all ranks.
 // Returns the mean loss of the micro-batches, computed before the update.
 static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int* targets, float* norm,
                         int* skipped, int64_t* n_targets) {
     Llama* m = tr->model;
-    tr->lr = lr; tr->sumsq = 0.0; tr->bad = 0; tr->updated = 0;
+    tr->lr = lr; tr->sumsq = 0.0; tr->bad = 0; tr->updated = 0; tr->comm_bytes = 0.0; tr->comm_full = 0.0;
     if (!tr->per_layer) llama_zero_grad(m);
     double loss_sum = 0.0;
     *n_targets = 0;
@@ -848,25 +1014,42 @@ static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int*
         tr->micro = micro;
         dataloader_next_batch(dl, inputs, targets);
         llama_forward(m, inputs, targets, dl->B, dl->T);
-        loss_sum += m->mean_loss;
-        *n_targets += m->n_valid;
-        if (!isfinite(m->mean_loss)) tr->bad = 1;
+        // the micro-batch's loss over all ranks: sum of losses and of targets (one small all-reduce)
+        double lt[2] = {(double)m->mean_loss * m->n_valid, (double)m->n_valid};
+        dist_sum_f64(tr->dist, lt, 2);
+        double mean = lt[1] > 0 ? lt[0] / lt[1] : 0.0;
+        m->n_norm = (int64_t)lt[1];
+        loss_sum += tr->dist->active ? mean : (double)m->mean_loss;
+        *n_targets += (int64_t)lt[1];
+        if (!isfinite(mean)) tr->bad = 1;
         // per-layer mode updates inside backward: a bad loss must stop it before it starts
         if (tr->bad && tr->per_layer) continue;
         llama_backward(m, inputs, targets, dl->B, dl->T, 1.0f / tr->grad_accum);
     }
     if (!tr->per_layer) {
-        *norm = (float)sqrt(sumsq(m->grad_mem, m->grad_size));
+        int* lowrank = (int*)callocCheck((size_t)m->table.n, sizeof(int));
+        double ss = 0.0;
+        if (tr->dist->active) {
+            trainer_reduce_all(tr, lowrank);
+            for (int i = 0; i < m->table.n; i++)
+                ss += lowrank[i] ? sumsq(tr->racc[i], (size_t)tr->opt.lay[i].snumel) : sumsq(G(m, i), (size_t)m->table.info[i].numel);
+        } else {
+            ss = sumsq(m->grad_mem, m->grad_size);
+        }
+        *norm = (float)sqrt(ss);
         if (!isfinite(*norm)) tr->bad = 1;
         if (!tr->bad) {
             if (tr->grad_clip > 0.0f) grads_clip(m, *norm, tr->grad_clip);
-            for (int i = 0; i < m->table.n; i++) optimizer_update(&tr->opt, i, P(m, i), G(m, i), 0, lr, tr->t + 1);
+            for (int i = 0; i < m->table.n; i++)
+                optimizer_update(&tr->opt, i, P(m, i), lowrank[i] ? tr->racc[i] : G(m, i), lowrank[i], lr, tr->t + 1);
             tr->updated = 1;
         }
+        free(lowrank);
     } else {
         *norm = tr->bad ? NAN : (float)sqrt(tr->sumsq);
         llama_zero_grad(m); // a skipped step can leave a group's gradient in the slots
     }
+    m->n_norm = 0;
     if (tr->updated) tr->t++;
     *skipped = tr->bad;
     return (float)(loss_sum / tr->grad_accum);
@@ -948,8 +1131,13 @@ static void cpu_state_noop(void* ctx) { (void)ctx; }
 static void cpu_get_progress(void* ctx, Progress* pr) { Trainer* tr = (Trainer*)ctx; pr->updates = tr->t; pr->refreshes = tr->opt.refreshes; }
 static void cpu_set_progress(void* ctx, const Progress* pr) { Trainer* tr = (Trainer*)ctx; tr->t = pr->updates; tr->opt.refreshes = pr->refreshes; }
 static void cpu_step_extra(void* ctx, double tok_s, char* buf, size_t n) {
-    Llama* m = ((Trainer*)ctx)->model;
-    snprintf(buf, n, "%.2f GFLOP/s | mem %.0f MiB", tok_s * llama_flops_per_token(&m->config, &m->table, m->T) / 1e9, rss_mib());
+    Trainer* tr = (Trainer*)ctx;
+    Llama* m = tr->model;
+    // tok_s counts every rank's tokens: FLOP/s per rank
+    int k = snprintf(buf, n, "%.2f GFLOP/s | mem %.0f MiB", tok_s / tr->dist->world * llama_flops_per_token(&m->config, &m->table, m->T) / 1e9, rss_mib());
+    if (tr->dist->active && k > 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, " | all-reduce %.2f MiB (full gradients %.2f MiB: %.0f%% saved)", tr->comm_bytes / 1048576.0,
+                 tr->comm_full / 1048576.0, tr->comm_full > 0 ? 100.0 * (1.0 - tr->comm_bytes / tr->comm_full) : 0.0);
 }
 static void cpu_done_report(void* ctx) { (void)ctx; printf("peak RSS %.0f MiB\n", rss_mib()); }
 
@@ -974,24 +1162,31 @@ int main(int argc, char** argv) {
     if (!run_setup(argc, argv, "galore.c CPU trainer: pretrains HF-compatible LLaMA models in fp32 on the CPU.\n"
                                "Writes DIR/model.safetensors + DIR/config.json that transformers' from_pretrained opens.",
                    &s, &config, &oc)) return 0;
+    Dist dist;
+    dist_init(&dist, &argc, &argv, s.dist_init);
+    if (strcmp(dist.method, "file") == 0 || strcmp(dist.method, "tcp") == 0)
+        die("--dist-init %s: the CPU program sums gradients over MPI; launch it with mpirun -np N (--dist-init is train_llamacu's NCCL rendezvous)", s.dist_init);
+    if (dist.rank != 0 && freopen("/dev/null", "w", stdout) == NULL) die("rank %d: cannot silence stdout", dist.rank);
     set_threads(s.threads);
     int B = s.batch, T = s.seq;
-    if (s.memory_plan) {
+    if (strcmp(s.memory_plan, "0") != 0) {
+        int json = strcmp(s.memory_plan, "json") == 0;
+        cJSON* plans = json ? cJSON_CreateArray() : NULL;
         MemPlan mp;
         char title[256];
-        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU);
+        memplan_build_ex(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU, s.recompute);
         snprintf(title, sizeof title, "%s, %s%s, batch %d x %d, CPU engine (fp32)", config.name, s.optimizer, s.per_layer ? " per-layer" : "", B, T);
-        memplan_print(&mp, title);
+        if (json) memplan_json(plans, &mp, title, "cpu"); else memplan_print(&mp, title);
         memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_GPU);
         snprintf(title, sizeof title, "%s, %s%s, GPU engine (bf16 weights and moments; activations: see train_llamacu)", config.name, s.optimizer, s.per_layer ? " per-layer" : "");
-        memplan_print(&mp, title);
+        if (json) { memplan_json(plans, &mp, title, "gpu_state"); plan_json_print(plans); } else memplan_print(&mp, title);
         return 0;
     }
     Llama model;
     llama_build(&model, &config);
     if (s.init[0]) llama_load_params(&model.table, model.params, s.init);
     else llama_init_params(&model.table, model.params, (uint64_t)s.seed);
-    llama_alloc_activations(&model, B, T);
+    llama_alloc_activations_ex(&model, B, T, s.recompute);
     size_t np = llama_num_params(&model.table);
     printf("galore.c CPU | model %s | C %d H %d heads %d kv %d layers %d vocab %d | %.2fM params (%.1f%% in GaLore-able matrices)\n",
            config.name, config.C, config.H, config.NH, config.NKV, config.L, config.V, np / 1e6,
@@ -1000,25 +1195,30 @@ int main(int argc, char** argv) {
            s.init[0] ? s.init : "random", s.optimizer, oc.eps, oc.beta1, oc.beta2, oc.weight_decay, s.lr, s.schedule,
            s.warmup, s.min_lr_ratio, s.grad_clip, get_threads());
     blas_advice();
-    if (optim_is_galore(oc.kind))
-        printf("galore: rank %d | projector refresh every %d steps | scale %g | proj type %s%s\n", oc.rank, oc.update_proj_gap,
-               oc.scale, s.proj_type, s.per_layer ? " | per-layer updates" : "");
-    else if (s.per_layer) printf("per-layer updates\n");
+    if (dist.active)
+        printf("data parallel: %d processes (%s) | batch %d x %d per rank, %d x %d per step%s | gradients summed over MPI%s\n", dist.world,
+               dist.method, B, T, dist.world * B * s.grad_accum, T, s.grad_accum > 1 ? " (with accumulation)" : "",
+               optim_is_galore(oc.kind) ? (s.grad_clip > 0.0f && !s.per_layer
+                   ? "; GaLore matrices as full gradients (--grad-clip needs their norm; --grad-clip 0 sends R = P^T G between refreshes)"
+                   : "; GaLore matrices as R = P^T G between refreshes") : "");
+    run_print_galore(&config, &oc, &s, "exact SVD (LAPACK sgesdd)");
     Trainer trainer;
     if (s.steps > 0) {
-        trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip);
+        trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip, &dist);
         MemPlan mp;
-        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU);
+        memplan_build_ex(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU, s.recompute);
         printf("memory plan: %.1f MiB (weights %.1f, optimizer state %.1f); --memory-plan 1 for the table\n", mp.total / 1048576.0,
                mp.items[0].bytes / 1048576.0, (memplan_paper_estimate(&mp) - mp.items[0].bytes) / 1048576.0);
     } else {
         memset(&trainer, 0, sizeof trainer); // evaluation only: no optimizer state
         trainer.model = &model;
+        trainer.dist = &dist;
     }
     Engine engine = cpu_engine(&trainer);
-    run_main(&engine, &s, &config, &oc);
+    run_main(&engine, &dist, &s, &config, &oc);
     if (s.steps > 0) trainer_free(&trainer);
     llama_free(&model);
+    dist_finalize(&dist);
     return 0;
 }
 #endif

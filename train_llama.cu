@@ -7,7 +7,7 @@
 // Every optimizer of the CPU program: adamw, adam, galore_adamw (cuSOLVER SVD, cuBLAS projections:
 // galore.cuh), adam8bit and galore_adamw8bit (blockwise 8-bit states: adam8bit.cuh), with the
 // per-tensor state of galore.h's tensor_layout; --per-layer 1 updates each layer inside backward
-// (gradient memory: the largest layer), with --grad-accum accumulating GaLore gradients in the
+// (gradient memory: the largest update group, llama.h), with --grad-accum accumulating GaLore gradients in the
 // low-rank space, as the CPU does.
 // Every device buffer is allocated once at startup from one plan (gpu_plan_build), which
 // --memory-plan 1 prints without touching the GPU.
@@ -37,7 +37,9 @@
 #include "attention.cuh"
 #include "adam8bit.cuh"
 #include "galore.cuh"
+#include "dist.h"
 #include "run.h"
+#include <nccl.h>
 
 // ----------------------------------------------------------------------------
 // the memory plan: every device buffer, by name and bytes. The allocation walks the same list.
@@ -54,17 +56,30 @@ static const char* const GPU_ACT_NAMES[A_NUM] = {
     "rmsnorm dw scratch fp32", "grad norm partials fp32", "inputs int32", "targets int32", "encoder buckets int32",
 };
 
+// --recompute 1: forward keeps res (every layer's input); the per-layer buffers ln1 .. act hold
+// one layer, which backward recomputes layer by layer (gpu_layer_forward)
+static const char* const GPU_ACT_NAMES_RECOMPUTE[A_ACT + 1] = {
+    "res (L+1, B, T, C) bf16: every layer's input", "ln1 (B, T, C) bf16: 1 layer, recomputed", "rstd1 (B, T) fp32: 1 layer, recomputed",
+    "qkv (B, T, C+2KV) bf16: 1 layer, recomputed", "atty (B, T, C) bf16: 1 layer, recomputed",
+    "attention saved: 1 layer, recomputed", "res2 (B, T, C) bf16: 1 layer, recomputed",
+    "ln2 (B, T, C) bf16: 1 layer, recomputed", "rstd2 (B, T) fp32: 1 layer, recomputed", "gu (B, T, 2H) bf16: 1 layer, recomputed",
+    "act (B, T, H) bf16: 1 layer, recomputed",
+};
+static const char* gpu_act_name(int i, int recompute) { return recompute && i <= A_ACT ? GPU_ACT_NAMES_RECOMPUTE[i] : GPU_ACT_NAMES[i]; }
+
 static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
 
-// bytes of each activation buffer; attn_saved: what attention keeps per layer for its backward
-static void gpu_act_sizes(const LlamaConfig* c, int B, int T, size_t attn_saved, size_t bytes[A_NUM]) {
+// bytes of each activation buffer; attn_saved: what attention keeps per layer for its backward;
+// recompute: the per-layer buffers (all but res) hold one layer
+static void gpu_act_sizes(const LlamaConfig* c, int B, int T, size_t attn_saved, size_t bytes[A_NUM], int recompute = 0) {
     size_t L = c->L, C = c->C, H = c->H, V = c->V, BT = (size_t)B * T, KV = (size_t)c->NKV * (C / c->NH);
     size_t scratch = 3 * H > C + 2 * KV ? 3 * H : C + 2 * KV;
     size_t X = sizeof(floatX), F = sizeof(float), I = sizeof(int);
+    size_t Lk = recompute ? 1 : L; // layers of the per-layer buffers kept
     size_t b[A_NUM] = {
-        (L + 1) * BT * C * X, L * BT * C * X, L * BT * F, L * BT * (C + 2 * KV) * X,
-        L * BT * C * X, L * align256(attn_saved), L * BT * C * X, L * BT * C * X,
-        L * BT * F, L * BT * 2 * H * X, L * BT * H * X, BT * C * X, BT * F,
+        (L + 1) * BT * C * X, Lk * BT * C * X, Lk * BT * F, Lk * BT * (C + 2 * KV) * X,
+        Lk * BT * C * X, Lk * align256(attn_saved), Lk * BT * C * X, Lk * BT * C * X,
+        Lk * BT * F, Lk * BT * 2 * H * X, Lk * BT * H * X, BT * C * X, BT * F,
         BT * V * X, BT * F, BT * C * X, BT * scratch * X,
         (size_t)RMS_DW_CHUNKS * C * F, (size_t)NORM_BLOCKS * F, BT * I, BT * I, (3 * BT + 1) * I,
     };
@@ -108,9 +123,9 @@ static GpuOptimBytes gpu_optim_bytes(const ParamTable* pt, const OptimConfig* oc
 }
 
 // gpu_plan_build: every device buffer for (config, optimizer, flags). oc NULL: AdamW. svd_ws: the
-// cuSOLVER workspace in bytes, or < 0 for the estimate (no GPU to ask)
+// cuSOLVER workspace in bytes, or < 0 for the estimate (no GPU to ask). recompute: --recompute
 static void gpu_plan_build(GpuPlan* p, const LlamaConfig* c, int B, int T, int master, size_t attn_saved, size_t attn_ws,
-                           const OptimConfig* oc_in, int per_layer, int grad_accum, double svd_ws) {
+                           const OptimConfig* oc_in, int per_layer, int grad_accum, double svd_ws, int recompute = 0) {
     memset(p, 0, sizeof *p);
     OptimConfig oc;
     memset(&oc, 0, sizeof oc);
@@ -156,10 +171,10 @@ static void gpu_plan_build(GpuPlan* p, const LlamaConfig* c, int B, int T, int m
     param_table_free(&pt);
     gpu_plan_add(p, "rope cos/sin tables (fp32)", 2.0 * c->maxT * half * 4, 0);
     size_t ab[A_NUM];
-    gpu_act_sizes(c, B, T, attn_saved, ab);
+    gpu_act_sizes(c, B, T, attn_saved, ab, recompute);
     for (int i = 0; i < A_NUM; i++) {
         char nm[80];
-        snprintf(nm, sizeof nm, "act: %s", GPU_ACT_NAMES[i]);
+        snprintf(nm, sizeof nm, "act: %s", gpu_act_name(i, recompute));
         gpu_plan_add(p, nm, (double)ab[i], 0);
     }
     gpu_plan_add(p, "cuBLASLt workspace", (double)MATMUL_WORKSPACE_BYTES, 0);
@@ -189,6 +204,7 @@ typedef struct {
     LlamaConfig config;
     ParamTable table;
     int B, T;                 // the (only) shape the activations and the attention plan are built for
+    int recompute;            // 1: the per-layer activations hold one layer, recomputed in backward
     int master;               // fp32 master weights + fp32 moments
     floatX* params;           // (P) bf16, flat in table order (the CPU's layout: Wq|Wk|Wv and Wg|Wu adjacent)
     // gradients: tensor i's at grads + goff[i]. Whole-model mode: (P), goff = the parameter offset.
@@ -217,6 +233,8 @@ typedef struct {
     float* h_partials;        // (NORM_BLOCKS)
     float mean_loss;          // of the last forward with targets; -1 when there were none
     int n_valid;
+    int64_t n_norm;           // the loss gradient is divided by this count (0: n_valid); data parallel:
+                              // the targets of all ranks (the CPU's Llama.n_norm)
 } GpuLlama;
 
 static inline floatX* PX(GpuLlama* m, int i) { return m->params + m->table.info[i].offset; }
@@ -241,11 +259,13 @@ static void print_alloc(const char* name, size_t bytes) { printf("  alloc %-52s 
 // gpu_build: handles, attention plan, every buffer of the plan (printed as allocated). Weights
 // are uploaded afterwards (gpu_upload_params).
 // per_layer: lay the gradient slots out for per-layer updates right away (the largest group's size),
-// so a model that only fits with --per-layer never allocates whole-model gradients
-static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int master, int attn_fallback, int verbose, int per_layer = 0) {
+// so a model that only fits with --per-layer never allocates whole-model gradients.
+// recompute: --recompute 1, one layer of per-layer activations (gpu_act_sizes)
+static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int master, int attn_fallback, int verbose, int per_layer = 0,
+                      int recompute = 0) {
     memset(m, 0, sizeof *m);
     m->config = *c;
-    m->B = B; m->T = T; m->master = master;
+    m->B = B; m->T = T; m->master = master; m->recompute = recompute;
     m->mean_loss = -1.0f;
     param_table_build(&m->table, c);
     size_t P = m->table.total, BT = (size_t)B * T;
@@ -286,7 +306,7 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
     gpu_rope_init(m);
     // activations: one allocation, then a pointer table
     size_t ab[A_NUM], total = 0;
-    gpu_act_sizes(c, B, T, m->attn_saved_bytes, ab);
+    gpu_act_sizes(c, B, T, m->attn_saved_bytes, ab, recompute);
     for (int i = 0; i < A_NUM; i++) total += ab[i];
     m->act_memory = cudaMallocCheck(total, "activations");
     cudaCheck(cudaMemset(m->act_memory, 0, total));
@@ -301,7 +321,7 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
     for (int i = 0; i < A_NUM; i++) {
         *ptrs[i] = (void*)p;
         p += ab[i];
-        if (verbose) { char nm[80]; snprintf(nm, sizeof nm, "act: %s", GPU_ACT_NAMES[i]); print_alloc(nm, ab[i]); }
+        if (verbose) { char nm[80]; snprintf(nm, sizeof nm, "act: %s", gpu_act_name(i, recompute)); print_alloc(nm, ab[i]); }
     }
     m->mm.workspace_bytes = MATMUL_WORKSPACE_BYTES;
     m->mm.workspace = cudaMallocCheck(MATMUL_WORKSPACE_BYTES, "cuBLASLt workspace");
@@ -379,7 +399,8 @@ static void gpu_download_params(GpuLlama* m, float* host) {
     else download_f32(host, m->params, m->table.total, 0);
 }
 
-// layer l's slices, laid out with the allocated B*T strides
+// layer l's slices, laid out with the allocated B*T strides. With recompute every layer maps to
+// the one layer of buffers; x and xout are always layer l's own residual slices.
 typedef struct {
     floatX *x, *ln1, *qkv, *atty, *x2, *ln2, *gu, *act, *xout;
     float *rstd1, *rstd2;
@@ -390,21 +411,42 @@ static GpuLayerActs gpu_layer_acts(GpuLlama* m, int l) {
     const LlamaConfig* c = &m->config;
     GpuActs* a = &m->acts;
     size_t C = c->C, H = c->H, KV = (size_t)c->NKV * (c->C / c->NH), BT = (size_t)m->B * m->T;
+    size_t k = m->recompute ? 0 : (size_t)l; // the block of the per-layer buffers
     GpuLayerActs la;
     la.x = a->res + l * BT * C;
-    la.ln1 = a->ln1 + l * BT * C;
-    la.rstd1 = a->rstd1 + l * BT;
-    la.qkv = a->qkv + l * BT * (C + 2 * KV);
-    la.atty = a->atty + l * BT * C;
+    la.ln1 = a->ln1 + k * BT * C;
+    la.rstd1 = a->rstd1 + k * BT;
+    la.qkv = a->qkv + k * BT * (C + 2 * KV);
+    la.atty = a->atty + k * BT * C;
     // each layer's slice starts 256-byte aligned (cuDNN wants aligned tensors)
-    la.attn_saved = m->attn_saved_bytes ? (void*)(a->attn_saved + l * align256(m->attn_saved_bytes)) : NULL;
-    la.x2 = a->res2 + l * BT * C;
-    la.ln2 = a->ln2 + l * BT * C;
-    la.rstd2 = a->rstd2 + l * BT;
-    la.gu = a->gu + l * BT * 2 * H;
-    la.act = a->act + l * BT * H;
+    la.attn_saved = m->attn_saved_bytes ? (void*)(a->attn_saved + k * align256(m->attn_saved_bytes)) : NULL;
+    la.x2 = a->res2 + k * BT * C;
+    la.ln2 = a->ln2 + k * BT * C;
+    la.rstd2 = a->rstd2 + k * BT;
+    la.gu = a->gu + k * BT * 2 * H;
+    la.act = a->act + k * BT * H;
     la.xout = a->res + (l + 1) * BT * C;
     return la;
+}
+
+// gpu_layer_forward: layer l of the forward on its input la.x, filling its activations and
+// attention's saved tensor. write_out 0 stops after act: backward's recompute needs every
+// activation but not the output, which the forward already left in res[l + 1]. The same kernels
+// on the same inputs as the forward (deterministic), so a recompute reproduces its values exactly.
+static void gpu_layer_forward(GpuLlama* m, int l, int write_out) {
+    const LlamaConfig* c = &m->config;
+    cudaStream_t s = m->stream;
+    int B = m->B, T = m->T, C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = C / NH, KV = NKV * HD, BT = B * T;
+    GpuLayerActs la = gpu_layer_acts(m, l);
+    rmsnorm_forward(la.ln1, la.rstd1, la.x, PX(m, pt_layer(l, P_LN1)), BT, C, c->norm_eps, s);
+    matmul_forward(&m->mm, la.qkv, la.ln1, PX(m, pt_layer(l, P_WQ)), NULL, BT, C, C + 2 * KV, s); // Wq | Wk | Wv
+    rope_forward(la.qkv, m->rope_cos, m->rope_sin, B, T, NH + NKV, HD, C + 2 * KV, s);           // q and k heads are adjacent
+    attention_forward(&m->attn, la.atty, la.attn_saved, la.qkv, s);
+    matmul_forward(&m->mm, la.x2, la.atty, PX(m, pt_layer(l, P_WO)), la.x, BT, C, C, s);          // + residual
+    rmsnorm_forward(la.ln2, la.rstd2, la.x2, PX(m, pt_layer(l, P_LN2)), BT, C, c->norm_eps, s);
+    matmul_forward(&m->mm, la.gu, la.ln2, PX(m, pt_layer(l, P_WG)), NULL, BT, C, 2 * H, s);        // Wgate | Wup
+    swiglu_forward(la.act, la.gu, BT, H, s);
+    if (write_out) matmul_forward(&m->mm, la.xout, la.act, PX(m, pt_layer(l, P_WD)), la.x2, BT, H, C, s); // + residual
 }
 
 // gpu_forward: inputs (B, T) host token ids at exactly the built shape; targets (B, T) host or
@@ -414,7 +456,7 @@ static void gpu_forward(GpuLlama* m, const int* inputs, const int* targets, int 
     const LlamaConfig* c = &m->config;
     GpuActs* a = &m->acts;
     cudaStream_t s = m->stream;
-    int C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = C / NH, KV = NKV * HD, V = c->V, L = c->L;
+    int C = c->C, V = c->V, L = c->L;
     // attention's plan is built for one (B, T): callers pad smaller batches (sampling does)
     if (B != m->B || T != m->T) die("internal: GPU forward with B=%d T=%d, built for %d x %d", B, T, m->B, m->T);
     int BT = B * T;
@@ -422,18 +464,7 @@ static void gpu_forward(GpuLlama* m, const int* inputs, const int* targets, int 
         if (inputs[i] < 0 || inputs[i] >= V) die("token id %d at position %d is outside the vocabulary of %d", inputs[i], i, V);
     cudaCheck(cudaMemcpyAsync(a->inputs, inputs, sizeof(int) * BT, cudaMemcpyHostToDevice, s));
     encoder_forward(a->res, a->inputs, PX(m, 0), BT, C, s);
-    for (int l = 0; l < L; l++) {
-        GpuLayerActs la = gpu_layer_acts(m, l);
-        rmsnorm_forward(la.ln1, la.rstd1, la.x, PX(m, pt_layer(l, P_LN1)), BT, C, c->norm_eps, s);
-        matmul_forward(&m->mm, la.qkv, la.ln1, PX(m, pt_layer(l, P_WQ)), NULL, BT, C, C + 2 * KV, s); // Wq | Wk | Wv
-        rope_forward(la.qkv, m->rope_cos, m->rope_sin, B, T, NH + NKV, HD, C + 2 * KV, s);           // q and k heads are adjacent
-        attention_forward(&m->attn, la.atty, la.attn_saved, la.qkv, s);
-        matmul_forward(&m->mm, la.x2, la.atty, PX(m, pt_layer(l, P_WO)), la.x, BT, C, C, s);          // + residual
-        rmsnorm_forward(la.ln2, la.rstd2, la.x2, PX(m, pt_layer(l, P_LN2)), BT, C, c->norm_eps, s);
-        matmul_forward(&m->mm, la.gu, la.ln2, PX(m, pt_layer(l, P_WG)), NULL, BT, C, 2 * H, s);        // Wgate | Wup
-        swiglu_forward(la.act, la.gu, BT, H, s);
-        matmul_forward(&m->mm, la.xout, la.act, PX(m, pt_layer(l, P_WD)), la.x2, BT, H, C, s);        // + residual
-    }
+    for (int l = 0; l < L; l++) gpu_layer_forward(m, l, 1);
     rmsnorm_forward(a->lnf, a->rstdf, a->res + (size_t)L * BT * C, PX(m, pt_norm(c)), BT, C, c->norm_eps, s);
     matmul_forward(&m->mm, a->logits, a->lnf, PX(m, pt_lm_head(c)), NULL, BT, C, V, s);
     if (targets == NULL) {
@@ -447,7 +478,8 @@ static void gpu_forward(GpuLlama* m, const int* inputs, const int* targets, int 
         n_valid += targets[i] >= 0;
     }
     cudaCheck(cudaMemcpyAsync(a->targets, targets, sizeof(int) * BT, cudaMemcpyHostToDevice, s));
-    float dloss = (grad_scale > 0.0f && n_valid > 0) ? grad_scale / (float)n_valid : 0.0f;
+    int64_t n_norm = m->n_norm > 0 ? m->n_norm : n_valid;
+    float dloss = (grad_scale > 0.0f && n_norm > 0) ? grad_scale / (float)n_norm : 0.0f;
     fused_classifier(a->logits, a->losses, a->targets, BT, V, dloss, grad_scale > 0.0f, s);
     cudaCheck(cudaMemcpyAsync(m->h_losses, a->losses, sizeof(float) * BT, cudaMemcpyDeviceToHost, s));
     cudaCheck(cudaStreamSynchronize(s));
@@ -474,27 +506,36 @@ static void gpu_backward(GpuLlama* m, const int* inputs, int B, int T) {
     floatX* dres = a->dres;        // (BT, C) gradient of the residual stream
     floatX* dln = a->scratch;      // (BT, C)
     matmul_backward(&m->mm, dln, GX(m, pt_lm_head(c)), dlogits, a->lnf, PX(m, pt_lm_head(c)), BT, C, V, s);
+    gpu_grads_ready(m, pt_lm_head(c), pt_lm_head(c));
     rmsnorm_backward(dres, GX(m, pt_norm(c)), a->rms_scratch, dln, a->res + (size_t)L * BT * C, PX(m, pt_norm(c)), a->rstdf,
                      BT, C, 0, s);
-    gpu_grads_ready(m, pt_norm(c), pt_lm_head(c));
+    gpu_grads_ready(m, pt_norm(c), pt_norm(c));
     for (int l = L - 1; l >= 0; l--) {
+        // recompute: the one layer of buffers still holds layer L-1's activations from the forward
+        // (backward always follows its forward); every lower layer is recomputed from its input
+        if (m->recompute && l < L - 1) gpu_layer_forward(m, l, 0);
         GpuLayerActs la = gpu_layer_acts(m, l);
         floatX* dact = a->scratch;                      // (BT, H)
         floatX* dgu = a->scratch + (size_t)BT * H;      // (BT, 2H)
         matmul_backward(&m->mm, dact, GX(m, pt_layer(l, P_WD)), dres, la.act, PX(m, pt_layer(l, P_WD)), BT, H, C, s);
+        gpu_grads_ready(m, pt_layer(l, P_WD), pt_layer(l, P_WD));
         swiglu_backward(dgu, dact, la.gu, BT, H, s);
         floatX* dln2 = a->lnf;                          // the final norm's output is no longer needed
         matmul_backward(&m->mm, dln2, GX(m, pt_layer(l, P_WG)), dgu, la.ln2, PX(m, pt_layer(l, P_WG)), BT, C, 2 * H, s);
+        gpu_grads_ready(m, pt_layer(l, P_WG), pt_layer(l, P_WU)); // gate | up
         rmsnorm_backward(dres, GX(m, pt_layer(l, P_LN2)), a->rms_scratch, dln2, la.x2, PX(m, pt_layer(l, P_LN2)), la.rstd2, BT, C, 1, s);
+        gpu_grads_ready(m, pt_layer(l, P_LN2), pt_layer(l, P_LN2));
         floatX* datty = a->lnf;                         // (BT, C)
         matmul_backward(&m->mm, datty, GX(m, pt_layer(l, P_WO)), dres, la.atty, PX(m, pt_layer(l, P_WO)), BT, C, C, s);
+        gpu_grads_ready(m, pt_layer(l, P_WO), pt_layer(l, P_WO));
         floatX* dqkv = a->scratch;                      // (BT, C + 2KV)
         attention_backward(&m->attn, dqkv, datty, la.atty, la.qkv, la.attn_saved, s);
         rope_backward(dqkv, m->rope_cos, m->rope_sin, B, T, NH + NKV, HD, C + 2 * KV, s);
         floatX* dln1 = a->lnf;                          // (BT, C)
         matmul_backward(&m->mm, dln1, GX(m, pt_layer(l, P_WQ)), dqkv, la.ln1, PX(m, pt_layer(l, P_WQ)), BT, C, C + 2 * KV, s);
+        gpu_grads_ready(m, pt_layer(l, P_WQ), pt_layer(l, P_WV)); // q | k | v
         rmsnorm_backward(dres, GX(m, pt_layer(l, P_LN1)), a->rms_scratch, dln1, la.x, PX(m, pt_layer(l, P_LN1)), la.rstd1, BT, C, 1, s);
-        gpu_grads_ready(m, pt_layer(l, 0), pt_layer(l, P_PER_LAYER - 1));
+        gpu_grads_ready(m, pt_layer(l, P_LN1), pt_layer(l, P_LN1));
     }
     // embedding: positions bucketed by token on the host, summed in order on the device
     int nu = encoder_backward_buckets(m->h_bucket, m->h_counts, inputs, BT, V);
@@ -625,7 +666,105 @@ typedef struct {
     // during a step that refreshes it
     floatX** acc; floatX** racc; floatX* acc_mem; floatX* racc_mem;
     float* d_part; float* h_part; // (P_PER_LAYER, NORM_BLOCKS) per-tensor norm partials of one group
+    // data parallel (dist.h; NCCL carries the gradients): whole-model mode all-reduces each layer's
+    // gradients on comm_stream as soon as backward has finished the layer, overlapping the rest of
+    // backward; GaLore tensors between refreshes travel as their bf16 projection R (racc) when
+    // clipping is off. Per-layer mode all-reduces inside the update hook on the main stream.
+    Dist* dist;
+    ncclComm_t comm;
+    cudaStream_t comm_stream;
+    cudaEvent_t ev_layer, ev_comm;
+    int* lowrank;          // (n) whole-model: this step reduces tensor i as R
+    double* d_scalars;     // (16) NCCL scalar collectives when MPI is absent
+    double comm_bytes, comm_full; // this step: bytes all-reduced, and what full gradients would be
 } GpuTrainer;
+
+// ----------------------------------------------------------------------------
+// data parallel on NCCL
+
+static void nccl_check(ncclResult_t r, const char* file, int line) {
+    if (r == ncclSuccess) return;
+    fflush(stdout);
+    fprintf(stderr, "error: NCCL: %s (%d) (%s:%d); hint: %s\n", ncclGetErrorString(r), (int)r, file, line,
+            r == ncclSystemError || r == ncclRemoteError ? "a rank died or the network failed; NCCL_DEBUG=INFO shows where"
+                                                         : "every rank must run the same command; NCCL_DEBUG=INFO for details");
+    exit(EXIT_FAILURE);
+}
+#define ncclCheck(call) nccl_check((call), __FILE__, __LINE__)
+
+// whether tensor i's gradient travels as its low-rank projection at update t (the CPU's trainer_lowrank)
+static int gpu_trainer_lowrank(const GpuTrainer* tr, int i, int64_t t) {
+    const GpuOptim* o = &tr->opt;
+    return o->lay[i].side != SIDE_NONE && o->has_proj[i] && !galore_refresh_due(t, o->cfg.update_proj_gap);
+}
+
+// sum n bf16 values over the ranks, in place on stream s; full: the full gradient's elements it stands for
+static void gpu_reduce(GpuTrainer* tr, floatX* x, size_t n, size_t full, cudaStream_t s) {
+    if (!tr->dist->active) return;
+    ncclCheck(ncclAllReduce(x, x, n, ncclBfloat16, ncclSum, tr->comm, s));
+    tr->comm_bytes += sizeof(floatX) * (double)n;
+    tr->comm_full += sizeof(floatX) * (double)full;
+}
+
+// scalar collectives over NCCL for runs without MPI (--dist-init): dist.h calls them
+static void gpu_nccl_sum_f64(void* ctx, double* x, int n) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    cudaStream_t s = tr->model->stream;
+    if (n > 16) die("internal: %d scalars in one collective", n);
+    cudaCheck(cudaMemcpyAsync(tr->d_scalars, x, sizeof(double) * n, cudaMemcpyHostToDevice, s));
+    ncclCheck(ncclAllReduce(tr->d_scalars, tr->d_scalars, (size_t)n, ncclDouble, ncclSum, tr->comm, s));
+    cudaCheck(cudaMemcpyAsync(x, tr->d_scalars, sizeof(double) * n, cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaStreamSynchronize(s));
+}
+static void gpu_nccl_barrier(void* ctx) { double x = 0.0; gpu_nccl_sum_f64(ctx, &x, 1); }
+
+// the whole-model data-parallel hook: backward has finished tensors first..last; on the last
+// micro-batch, project the GaLore ones that travel low-rank (main stream), then all-reduce the
+// group on comm_stream while backward goes on with the layers below
+static void gpu_dp_grads_ready(void* ctx, int first, int last) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    GpuLlama* m = tr->model;
+    GpuOptim* o = &tr->opt;
+    if (tr->micro != tr->grad_accum - 1) return;
+    int64_t t = tr->t + 1;
+    for (int i = first; i <= last; i++) {
+        tr->lowrank[i] = tr->grad_clip <= 0.0f && gpu_trainer_lowrank(tr, i, t);
+        if (tr->lowrank[i]) {
+            galore_gpu_project(&o->gl, &o->lay[i], GX(m, i), o->proj[i], tr->racc[i], 0, 1.0f, 0.0f);
+            // the full slot no longer counts: zero it so the whole-gradient norm below skips it
+            cudaCheck(cudaMemsetAsync(GX(m, i), 0, sizeof(floatX) * (size_t)m->table.info[i].numel, m->stream));
+        }
+    }
+    cudaCheck(cudaEventRecord(tr->ev_layer, m->stream));
+    cudaCheck(cudaStreamWaitEvent(tr->comm_stream, tr->ev_layer, 0));
+    ncclCheck(ncclGroupStart());
+    for (int i = first; i <= last; i++) {
+        size_t n = (size_t)m->table.info[i].numel;
+        if (tr->lowrank[i]) gpu_reduce(tr, tr->racc[i], (size_t)o->lay[i].snumel, n, tr->comm_stream);
+        else gpu_reduce(tr, GX(m, i), n, n, tr->comm_stream);
+    }
+    ncclCheck(ncclGroupEnd());
+}
+
+// gpu_dist_init: the NCCL communicator (rank 0's id reaches the others through MPI, or the file
+// or socket of --dist-init), the side stream, and NCCL scalar collectives where MPI is absent
+static void gpu_dist_init(GpuTrainer* tr, Dist* d, const char* init) {
+    tr->dist = d;
+    if (!d->active) return;
+    GpuLlama* m = tr->model;
+    ncclUniqueId id;
+    memset(&id, 0, sizeof id);
+    if (d->rank == 0) ncclCheck(ncclGetUniqueId(&id));
+    dist_share(d, init, &id, sizeof id);
+    ncclCheck(ncclCommInitRank(&tr->comm, d->world, id, d->rank));
+    cudaCheck(cudaStreamCreateWithFlags(&tr->comm_stream, cudaStreamNonBlocking));
+    cudaCheck(cudaEventCreateWithFlags(&tr->ev_layer, cudaEventDisableTiming));
+    cudaCheck(cudaEventCreateWithFlags(&tr->ev_comm, cudaEventDisableTiming));
+    tr->lowrank = (int*)callocCheck((size_t)m->table.n, sizeof(int));
+    tr->d_scalars = (double*)cudaMallocCheck(sizeof(double) * 16, "data-parallel scalars");
+    if (!d->mpi) { d->ops_ctx = tr; d->sum_f64 = gpu_nccl_sum_f64; d->barrier = gpu_nccl_barrier; }
+    if (!tr->per_layer) { m->grads_ready = gpu_dp_grads_ready; m->grads_ctx = tr; }
+}
 
 // the squared norms of k tensors (bf16), one sync: fixed-grid partials, added in order in double
 static void gpu_sumsq_many(GpuTrainer* tr, const floatX* const* x, const size_t* n, int k, double* out) {
@@ -739,65 +878,66 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
 }
 
 // the per-layer hook (the CPU's trainer_grads_ready): tensors first..last have this micro-batch's
-// gradient in their slots
+// gradient in their slots. Each tensor's gradient is accumulated over the micro-batches (low-rank
+// between refreshes), summed over the ranks (data parallel), then the tensor is updated.
 static void gpu_trainer_grads_ready(void* ctx, int first, int last) {
     GpuTrainer* tr = (GpuTrainer*)ctx;
     GpuLlama* m = tr->model;
     GpuOptim* o = &tr->opt;
     cudaStream_t s = m->stream;
     int final_micro = tr->micro == tr->grad_accum - 1;
+    int dp = tr->dist->active;
     int64_t t = tr->t + 1;
-    int k = last - first + 1;
+    int k = 0;
+    int idx[P_PER_LAYER], lowr[P_PER_LAYER];
     const floatX* xs[P_PER_LAYER];
     size_t ns[P_PER_LAYER];
     double ss[P_PER_LAYER];
-    for (int j = 0; j < k; j++) { xs[j] = GX(m, first + j); ns[j] = (size_t)m->table.info[first + j].numel; }
-    gpu_sumsq_many(tr, xs, ns, k, ss);
-    for (int i = first; i <= last; i++) {
-        floatX* g = GX(m, i);
-        size_t n = (size_t)m->table.info[i].numel;
-        const TensorLayout* l = &o->lay[i];
-        // a non-finite gradient skips this tensor's update and every later one of the step (the
-        // groups above were already updated: per-layer mode cannot take them back)
-        if (!isfinite(ss[i - first])) tr->bad = 1;
-        if (tr->bad) continue;
-        if (tr->grad_accum == 1) {
-            tr->sumsq += ss[i - first];
-            gpu_optim_update(tr, i, g, 0, tr->lr, t, 1.0f);
-            tr->updated = 1;
-            continue;
-        }
-        int lowrank = l->side != SIDE_NONE && o->has_proj[i] && !galore_refresh_due(t, o->cfg.update_proj_gap);
-        if (lowrank) {
-            galore_gpu_project(&o->gl, l, g, o->proj[i], tr->racc[i], 0, 1.0f, tr->micro == 0 ? 0.0f : 1.0f);
-            if (final_micro) {
-                const floatX* x = tr->racc[i];
-                size_t sn = (size_t)l->snumel;
-                double q;
-                gpu_sumsq_many(tr, &x, &sn, 1, &q);
-                tr->sumsq += q;
-                gpu_optim_update(tr, i, tr->racc[i], 1, tr->lr, t, 1.0f);
-                tr->updated = 1;
+    // a non-finite gradient skips this tensor's update and every later one of the step (the groups
+    // above were already updated: per-layer mode cannot take them back); bad is decided on the
+    // summed gradients, so every rank decides alike
+    if (!tr->bad) {
+        for (int i = first; i <= last; i++) {
+            floatX* g = GX(m, i);
+            size_t n = (size_t)m->table.info[i].numel;
+            const TensorLayout* l = &o->lay[i];
+            floatX* src = g;  // the step's gradient the update sees
+            size_t len = n;
+            int lowrank = 0;
+            if (gpu_trainer_lowrank(tr, i, t) && (tr->grad_accum > 1 || dp)) {
+                galore_gpu_project(&o->gl, l, g, o->proj[i], tr->racc[i], 0, 1.0f, tr->micro == 0 ? 0.0f : 1.0f);
+                src = tr->racc[i]; len = (size_t)l->snumel; lowrank = 1;
+            } else if (tr->grad_accum > 1) {
+                if (tr->acc[i] == NULL) // a refresh step of a GaLore tensor: its full accumulator, for this step only
+                    tr->acc[i] = (floatX*)cudaMallocCheck(sizeof(floatX) * n, "refresh-step gradient accumulator (GaLore)");
+                floatX* a = tr->acc[i];
+                if (tr->micro == 0) cudaCheck(cudaMemcpyAsync(a, g, sizeof(floatX) * n, cudaMemcpyDeviceToDevice, s));
+                else galore_accumulate(a, g, n, s);
+                src = a;
             }
-        } else {
-            if (tr->acc[i] == NULL) // a refresh step of a GaLore tensor: its full accumulator, for this step only
-                tr->acc[i] = (floatX*)cudaMallocCheck(sizeof(floatX) * n, "refresh-step gradient accumulator (GaLore)");
-            floatX* a = tr->acc[i];
-            if (tr->micro == 0) cudaCheck(cudaMemcpyAsync(a, g, sizeof(floatX) * n, cudaMemcpyDeviceToDevice, s));
-            else galore_accumulate(a, g, n, s);
-            if (final_micro) {
-                const floatX* x = a;
-                double q;
-                gpu_sumsq_many(tr, &x, &n, 1, &q);
-                tr->sumsq += q;
-                gpu_optim_update(tr, i, a, 0, tr->lr, t, 1.0f);
-                tr->updated = 1;
-                if (l->side != SIDE_NONE) {
-                    gpu_mem_sample();
-                    cudaCheck(cudaStreamSynchronize(s));
-                    cudaCheck(cudaFree(a));
-                    tr->acc[i] = NULL;
-                }
+            if (!final_micro) continue;
+            idx[k] = i; lowr[k] = lowrank; xs[k] = src; ns[k] = len; k++;
+        }
+    }
+    if (k > 0) {
+        if (dp) {
+            ncclCheck(ncclGroupStart());
+            for (int j = 0; j < k; j++) gpu_reduce(tr, (floatX*)xs[j], ns[j], (size_t)m->table.info[idx[j]].numel, s);
+            ncclCheck(ncclGroupEnd());
+        }
+        gpu_sumsq_many(tr, xs, ns, k, ss);
+        for (int j = 0; j < k; j++) {
+            int i = idx[j];
+            if (!isfinite(ss[j])) tr->bad = 1;
+            if (tr->bad) continue;
+            tr->sumsq += ss[j];
+            gpu_optim_update(tr, i, xs[j], lowr[j], tr->lr, t, 1.0f);
+            tr->updated = 1;
+            if (tr->acc && xs[j] == tr->acc[i] && o->lay[i].side != SIDE_NONE) {
+                gpu_mem_sample();
+                cudaCheck(cudaStreamSynchronize(s));
+                cudaCheck(cudaFree(tr->acc[i]));
+                tr->acc[i] = NULL;
             }
         }
     }
@@ -806,8 +946,10 @@ static void gpu_trainer_grads_ready(void* ctx, int first, int last) {
     cudaCheck(cudaMemsetAsync(m->grads + start, 0, sizeof(floatX) * (end - start), s));
 }
 
+// dist: the data-parallel ranks (NULL: one process); gpu_dist_init then makes the communicator
 static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc, int per_layer, int grad_accum, float grad_clip, int sr,
-                             uint64_t seed, int verbose) {
+                             uint64_t seed, int verbose, Dist* dist = NULL) {
+    static Dist single = {0, 1, 0, 0, 0, "single", NULL, NULL, NULL};
     memset(tr, 0, sizeof *tr);
     tr->model = m;
     tr->cfg = *oc;
@@ -816,6 +958,7 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     tr->per_layer = per_layer;
     tr->sr = sr;
     tr->sr_seed = lm_hash32((uint32_t)seed ^ lm_hash32((uint32_t)(seed >> 32) ^ 0x5bd1e995U));
+    tr->dist = dist ? dist : &single;
     gpu_set_grad_mode(m, per_layer, verbose);
     gpu_optim_init(&tr->opt, m, oc, verbose);
     tr->d_part = (float*)cudaMallocCheck(sizeof(float) * NORM_BLOCKS * P_PER_LAYER, "per-tensor norm partials");
@@ -823,25 +966,27 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     if (per_layer) {
         m->grads_ready = gpu_trainer_grads_ready;
         m->grads_ctx = tr;
-        if (grad_accum > 1) {
-            size_t ptrs = sizeof(floatX*) * (size_t)m->table.n, nfull = 0, nlow = 0;
-            tr->acc = (floatX**)callocCheck(1, ptrs);
-            tr->racc = (floatX**)callocCheck(1, ptrs);
-            for (int i = 0; i < m->table.n; i++) {
-                if (tr->opt.lay[i].side == SIDE_NONE) nfull += (size_t)m->table.info[i].numel;
-                else nlow += (size_t)tr->opt.lay[i].snumel;
-            }
-            tr->acc_mem = (floatX*)cudaMallocCheck(sizeof(floatX) * nfull, "gradient accumulators (full-rank tensors, bf16)");
-            tr->racc_mem = (floatX*)cudaMallocCheck(sizeof(floatX) * (nlow > 0 ? nlow : 1), "gradient accumulators (GaLore low-rank, bf16)");
-            if (verbose) {
-                print_alloc("gradient accumulators (full-rank tensors, bf16)", sizeof(floatX) * nfull);
-                if (nlow) print_alloc("gradient accumulators (GaLore low-rank, bf16)", sizeof(floatX) * nlow);
-            }
-            floatX *fa = tr->acc_mem, *la = tr->racc_mem;
-            for (int i = 0; i < m->table.n; i++) {
-                if (tr->opt.lay[i].side == SIDE_NONE) { tr->acc[i] = fa; fa += m->table.info[i].numel; }
-                else { tr->racc[i] = la; la += tr->opt.lay[i].snumel; }
-            }
+    }
+    // accumulators: full ones for per-layer accumulation, low-rank ones for it and for data parallel
+    int need_full = per_layer && grad_accum > 1, need_low = need_full || tr->dist->active;
+    if (need_full || need_low) {
+        size_t ptrs = sizeof(floatX*) * (size_t)m->table.n, nfull = 0, nlow = 0;
+        tr->acc = (floatX**)callocCheck(1, ptrs);
+        tr->racc = (floatX**)callocCheck(1, ptrs);
+        for (int i = 0; i < m->table.n; i++) {
+            if (tr->opt.lay[i].side == SIDE_NONE) nfull += need_full ? (size_t)m->table.info[i].numel : 0;
+            else nlow += (size_t)tr->opt.lay[i].snumel;
+        }
+        tr->acc_mem = (floatX*)cudaMallocCheck(sizeof(floatX) * (nfull > 0 ? nfull : 1), "gradient accumulators (full-rank tensors, bf16)");
+        tr->racc_mem = (floatX*)cudaMallocCheck(sizeof(floatX) * (nlow > 0 ? nlow : 1), "gradient accumulators (GaLore low-rank, bf16)");
+        if (verbose) {
+            if (nfull) print_alloc("gradient accumulators (full-rank tensors, bf16)", sizeof(floatX) * nfull);
+            if (nlow) print_alloc("gradient accumulators (GaLore low-rank, bf16)", sizeof(floatX) * nlow);
+        }
+        floatX *fa = tr->acc_mem, *la = tr->racc_mem;
+        for (int i = 0; i < m->table.n; i++) {
+            if (tr->opt.lay[i].side == SIDE_NONE) { if (need_full) { tr->acc[i] = fa; fa += m->table.info[i].numel; } }
+            else { tr->racc[i] = la; la += tr->opt.lay[i].snumel; }
         }
     }
 }
@@ -856,31 +1001,68 @@ static void gpu_trainer_free(GpuTrainer* tr) {
         cudaCheck(cudaFree(tr->acc_mem)); cudaCheck(cudaFree(tr->racc_mem));
         free(tr->acc); free(tr->racc);
     }
+    if (tr->dist->active) {
+        ncclCheck(ncclCommDestroy(tr->comm));
+        cudaCheck(cudaStreamDestroy(tr->comm_stream));
+        cudaCheck(cudaEventDestroy(tr->ev_layer)); cudaCheck(cudaEventDestroy(tr->ev_comm));
+        cudaCheck(cudaFree(tr->d_scalars));
+        free(tr->lowrank);
+    }
     tr->model->grads_ready = NULL;
 }
 
-// gpu_train_step: one optimizer step over grad_accum micro-batches, as the CPU's train_step.
-// Returns the mean loss; *norm the gradient norm before clipping.
+// gpu_train_step: one optimizer step over grad_accum micro-batches, as the CPU's train_step (data
+// parallel included). Returns the mean loss; *norm the gradient norm before clipping.
 static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped,
                             int64_t* n_targets) {
     GpuLlama* m = tr->model;
-    tr->lr = lr; tr->sumsq = 0.0; tr->bad = 0; tr->updated = 0;
+    int dp = tr->dist->active;
+    tr->lr = lr; tr->sumsq = 0.0; tr->bad = 0; tr->updated = 0; tr->comm_bytes = 0.0; tr->comm_full = 0.0;
     if (!tr->per_layer) gpu_zero_grad(m);
     double loss_sum = 0.0;
     *n_targets = 0;
     for (int micro = 0; micro < tr->grad_accum; micro++) {
         tr->micro = micro;
         dataloader_next_batch(dl, inputs, targets);
+        if (dp) {
+            // the loss gradient is normalized by the targets of every rank: count them first
+            int64_t nv = 0;
+            for (int i = 0; i < dl->B * dl->T; i++) nv += targets[i] >= 0;
+            double c = (double)nv;
+            dist_sum_f64(tr->dist, &c, 1);
+            m->n_norm = (int64_t)c;
+        }
         gpu_forward(m, inputs, targets, dl->B, dl->T, 1.0f / tr->grad_accum);
-        loss_sum += m->mean_loss;
-        *n_targets += m->n_valid;
-        if (!isfinite(m->mean_loss)) tr->bad = 1;
-        // per-layer mode updates inside backward: a bad loss must stop it before it starts
+        double lt[2] = {(double)m->mean_loss * m->n_valid, (double)m->n_valid};
+        dist_sum_f64(tr->dist, lt, 2);
+        double mean = lt[1] > 0 ? lt[0] / lt[1] : 0.0;
+        loss_sum += dp ? mean : (double)m->mean_loss;
+        *n_targets += (int64_t)lt[1];
+        if (!isfinite(mean)) tr->bad = 1;
+        // per-layer mode updates inside backward: a bad loss must stop it before it starts. Data
+        // parallel whole-model: the backward's hooks all-reduce, so every rank runs it.
         if (tr->bad && tr->per_layer) continue;
         gpu_backward(m, inputs, dl->B, dl->T);
     }
     if (!tr->per_layer) {
-        *norm = (float)sqrt(gpu_grad_sumsq(m));
+        double ss_low = 0.0;
+        if (dp) {
+            // the last layer's all-reduce is queued on comm_stream: the updates wait for it
+            cudaCheck(cudaEventRecord(tr->ev_comm, tr->comm_stream));
+            cudaCheck(cudaStreamWaitEvent(m->stream, tr->ev_comm, 0));
+            for (int i0 = 0; i0 < m->table.n; i0 += P_PER_LAYER) {
+                const floatX* xs[P_PER_LAYER];
+                size_t ns[P_PER_LAYER];
+                double q[P_PER_LAYER];
+                int k = 0;
+                for (int i = i0; i < m->table.n && i < i0 + P_PER_LAYER; i++)
+                    if (tr->lowrank[i]) { xs[k] = tr->racc[i]; ns[k] = (size_t)tr->opt.lay[i].snumel; k++; }
+                if (k == 0) continue;
+                gpu_sumsq_many(tr, xs, ns, k, q);
+                for (int j = 0; j < k; j++) ss_low += q[j];
+            }
+        }
+        *norm = (float)sqrt(gpu_grad_sumsq(m) + ss_low); // low-rank tensors' full slots were zeroed
         if (!isfinite(*norm)) tr->bad = 1;
         if (!tr->bad) {
             // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1
@@ -889,13 +1071,17 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
                 float coef = tr->grad_clip / (*norm + 1e-6f);
                 if (coef < 1.0f) gscale = coef;
             }
-            for (int i = 0; i < m->table.n; i++) gpu_optim_update(tr, i, GX(m, i), 0, lr, tr->t + 1, gscale);
+            for (int i = 0; i < m->table.n; i++) {
+                int lr_i = dp && tr->lowrank[i];
+                gpu_optim_update(tr, i, lr_i ? tr->racc[i] : GX(m, i), lr_i, lr, tr->t + 1, gscale);
+            }
             tr->updated = 1;
         }
     } else {
         *norm = tr->bad ? NAN : (float)sqrt(tr->sumsq);
         gpu_zero_grad(m); // a skipped step can leave a group's gradient in the slots
     }
+    m->n_norm = 0;
     cudaCheck(cudaStreamSynchronize(m->stream));
     gpu_mem_sample();
     if (tr->updated) tr->t++;
@@ -1059,8 +1245,15 @@ static void gpu_set_progress(void* ctx, const Progress* pr) { GpuTrainer* tr = (
 static void gpu_step_extra(void* ctx, double tok_s, char* buf, size_t n) {
     GpuRun* g = (GpuRun*)ctx;
     char mfub[32];
-    format_mfu(mfub, sizeof mfub, g->flops_tok, tok_s, g->peak_tflops);
-    snprintf(buf, n, "MFU %s | GPU mem %.0f MiB", mfub, gpu_mem_used_mib());
+    GpuTrainer* tr = g->tr;
+    int world = tr->dist->world;
+    int dp = tr->dist->active;
+    // tok_s counts every rank's tokens: MFU per GPU
+    format_mfu(mfub, sizeof mfub, g->flops_tok, tok_s / world, g->peak_tflops);
+    int k = snprintf(buf, n, "MFU %s | GPU mem %.0f MiB", mfub, gpu_mem_used_mib());
+    if (dp && k > 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, " | all-reduce %.2f MiB (full gradients %.2f MiB: %.0f%% saved)", tr->comm_bytes / 1048576.0,
+                 tr->comm_full / 1048576.0, tr->comm_full > 0 ? 100.0 * (1.0 - tr->comm_bytes / tr->comm_full) : 0.0);
 }
 // the measured memory beside the plan: what the device reports (cudaMemGetInfo) before our first
 // allocation, after all of them, the sampled high-water mark, and now. The difference to the plan
@@ -1106,19 +1299,36 @@ int main(int argc, char** argv) {
                    &s, &config, &oc)) return 0;
     if (s.master_weights && s.stochastic_rounding)
         printf("note: --stochastic-rounding has no effect with --master-weights 1 (the fp32 masters are updated; the bf16 copy rounds to nearest)\n");
+    Dist dist;
+    dist_init(&dist, &argc, &argv, s.dist_init);
+    if (dist.rank != 0 && freopen("/dev/null", "w", stdout) == NULL) die("rank %d: cannot silence stdout", dist.rank);
     int B = s.batch, T = s.seq;
-    if (s.memory_plan) {
+    if (strcmp(s.memory_plan, "0") != 0) {
         GpuPlan plan;
         char title[256];
         size_t as = attn_saved_estimate(&config, B, T, s.attn_fallback);
-        gpu_plan_build(&plan, &config, B, T, s.master_weights, as, 0, &oc, s.per_layer, s.grad_accum, -1.0);
+        gpu_plan_build(&plan, &config, B, T, s.master_weights, as, 0, &oc, s.per_layer, s.grad_accum, -1.0, s.recompute);
         char rk[32] = "";
         if (optim_is_galore(oc.kind)) snprintf(rk, sizeof rk, " rank %d", oc.rank);
         snprintf(title, sizeof title, "%s, %s%s%s, batch %d x %d, %s, attention %s", config.name, s.optimizer, rk,
                  s.per_layer ? ", per-layer updates" : "", B, T,
                  s.master_weights ? "fp32 master weights + fp32 moments" : "pure bf16 weights + bf16 moments",
                  s.attn_fallback ? "cuBLAS fallback" : "cuDNN");
+        if (strcmp(s.memory_plan, "json") == 0) {
+            cJSON* plans = cJSON_CreateArray();
+            cJSON* p = plan_json_begin(plans, title, "gpu");
+            for (int i = 0; i < plan.n; i++) if (plan.it[i].bytes > 0) plan_json_item(p, plan.it[i].name, plan.it[i].bytes, plan.it[i].transient);
+            plan_json_end(p, plan.total, plan.state);
+            plan_json_print(plans);
+            return 0;
+        }
         gpu_plan_print(&plan, title);
+        if (s.recompute) {
+            GpuPlan keep; // the same run keeping every layer's activations
+            gpu_plan_build(&keep, &config, B, T, s.master_weights, as, 0, &oc, s.per_layer, s.grad_accum, -1.0, 0);
+            printf("  note: --recompute 1 keeps each layer's input and one layer of the rest, recomputed in backward (one more forward "
+                   "of the layers): %.2f MiB less than --recompute 0 (%.2f MiB)\n", (keep.total - plan.total) / 1048576.0, keep.total / 1048576.0);
+        }
         if (plan.transient > 0)
             printf("  note: at a refresh step with --grad-accum > 1, each GaLore matrix refreshing holds a full bf16 accumulator for that step "
                    "(all of them at step 1): up to +%.2f MiB\n", plan.transient / 1048576.0);
@@ -1127,13 +1337,20 @@ int main(int argc, char** argv) {
         if (!s.attn_fallback)
             printf("  note: where cuDNN cannot build an attention plan (e.g. head dim not a multiple of 8), the cuBLAS fallback keeps (B, NH, T, T) "
                    "probabilities per layer instead: +%.2f MiB; the attention workspace is known only on the GPU\n",
-                   (double)config.L * (attn_saved_estimate(&config, B, T, 1) - as) / 1048576.0);
+                   (double)(s.recompute ? 1 : config.L) * (attn_saved_estimate(&config, B, T, 1) - as) / 1048576.0);
         return 0;
     }
     int ndev = 0;
     cudaError_t de = cudaGetDeviceCount(&ndev);
     if (de != cudaSuccess || ndev == 0) die("no CUDA device (%s); hint: use the CPU trainer ./train_llama", de != cudaSuccess ? cudaGetErrorString(de) : "count 0");
     if (s.device >= ndev) die("--device %d: this machine has %d CUDA device(s)", s.device, ndev);
+    if (dist.world > 1) {
+        // one GPU per process: the local rank picks it (--device offsets it)
+        if (dist.local_rank + s.device >= ndev)
+            die("rank %d (local rank %d): this machine has %d CUDA device(s); hint: start at most %d processes per machine", dist.rank,
+                dist.local_rank, ndev, ndev - s.device);
+        s.device += dist.local_rank;
+    }
     cudaCheck(cudaSetDevice(s.device));
     cudaCheck(cudaFree(0)); // create the context now, so the baseline below includes it
     double mem_start = gpu_mem_used_mib();
@@ -1147,14 +1364,22 @@ int main(int argc, char** argv) {
            prop.totalGlobalMem / 1073741824.0, peakb);
 
     GpuLlama model;
-    gpu_build(&model, &config, B, T, s.master_weights, s.attn_fallback, 1, s.per_layer);
+    gpu_build(&model, &config, B, T, s.master_weights, s.attn_fallback, 1, s.per_layer, s.recompute);
     GpuTrainer trainer;
-    gpu_trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip, s.stochastic_rounding, (uint64_t)s.seed, 1);
+    gpu_trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip, s.stochastic_rounding, (uint64_t)s.seed, 1, &dist);
+    gpu_dist_init(&trainer, &dist, s.dist_init);
+    if (dist.active)
+        printf("data parallel: %d processes (%s) | NCCL %s | batch %d x %d per rank, %d x %d per step | %s\n", dist.world, dist.method,
+               s.per_layer ? "all-reduce inside each update group (main stream)" : "all-reduce per layer on a side stream, overlapping backward",
+               B, T, dist.world * B * s.grad_accum, T,
+               optim_is_galore(oc.kind) ? (s.grad_clip > 0.0f && !s.per_layer
+                   ? "GaLore matrices as full gradients (--grad-clip needs their norm; --grad-clip 0 sends R = P^T G between refreshes)"
+                   : "GaLore matrices as R = P^T G between refreshes") : "full gradients");
     double mem_alloc = gpu_mem_used_mib();
     g_mem_high_mib = mem_alloc;
     GpuPlan plan;
     gpu_plan_build(&plan, &config, B, T, s.master_weights, model.attn_saved_bytes, attention_workspace_bytes(&model.attn), &oc, s.per_layer,
-                   s.grad_accum, 4.0 * trainer.opt.gl.lwork);
+                   s.grad_accum, 4.0 * trainer.opt.gl.lwork, s.recompute);
     printf("GPU memory plan: %.1f MiB (weights + optimizer state %.1f MiB); --memory-plan 1 for the table\n", plan.total / 1048576.0,
            plan.state / 1048576.0);
     {
@@ -1167,7 +1392,7 @@ int main(int argc, char** argv) {
     {
         // llm.c's hint: how large a batch the memory left would hold (activations grow with B)
         size_t a1[A_NUM], per_seq = 0, free_b = 0, total_b = 0;
-        gpu_act_sizes(&config, 1, T, attention_activation_bytes(1, T, config.NH, config.C / config.NH, model.attn.use_cudnn), a1);
+        gpu_act_sizes(&config, 1, T, attention_activation_bytes(1, T, config.NH, config.C / config.NH, model.attn.use_cudnn), a1, model.recompute);
         for (int i = 0; i < A_NUM; i++) per_seq += a1[i];
         cudaCheck(cudaMemGetInfo(&free_b, &total_b));
         printf("GPU memory: %.0f MiB in use, %.0f MiB free; activations take ~%.1f MiB per sequence of %d: --batch up to ~%d would fit\n",
@@ -1181,10 +1406,7 @@ int main(int argc, char** argv) {
            s.min_lr_ratio, s.grad_clip, s.master_weights ? "fp32 master weights + moments" : "bf16 weights + moments",
            s.stochastic_rounding && !s.master_weights ? " | stochastic rounding" : "");
 
-    if (optim_is_galore(oc.kind))
-        printf("galore: rank %d | projector refresh every %d steps (cuSOLVER gesvdj) | scale %g | proj type %s%s\n", oc.rank, oc.update_proj_gap,
-               oc.scale, s.proj_type, s.per_layer ? " | per-layer updates" : "");
-    else if (s.per_layer) printf("per-layer updates\n");
+    run_print_galore(&config, &oc, &s, "exact SVD (cuSOLVER gesvdj)");
     GpuRun run;
     memset(&run, 0, sizeof run);
     run.tr = &trainer;
@@ -1194,9 +1416,10 @@ int main(int argc, char** argv) {
     run.peak_tflops = peak;
     run.flops_tok = llama_flops_per_token(&config, &model.table, T);
     Engine engine = gpu_engine(&run);
-    run_main(&engine, &s, &config, &oc);
+    run_main(&engine, &dist, &s, &config, &oc);
     gpu_trainer_free(&trainer);
     gpu_free(&model);
+    dist_finalize(&dist);
     return 0;
 }
 #endif

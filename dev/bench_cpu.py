@@ -17,45 +17,11 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARD_MAGIC = 20240520
-
-# train_llama's built-in configs: hidden, intermediate, heads, kv heads, layers, vocab
-PRESETS = {
-    "llama_tiny": (256, 688, 4, 4, 4, 4096),
-    "llama_60m": (512, 1376, 8, 8, 8, 32000),
-    "llama_130m": (768, 2048, 12, 12, 12, 32000),
-    "llama_350m": (1024, 2736, 16, 16, 24, 32000),
-    "llama_1b": (2048, 5461, 32, 32, 24, 32000),
-}
-
-
-def make_config(name):
-    if name in PRESETS:
-        C, H, NH, NKV, L, V = PRESETS[name]
-        cfg = LlamaConfig(vocab_size=V, hidden_size=C, intermediate_size=H, num_hidden_layers=L,
-                          num_attention_heads=NH, num_key_value_heads=NKV, max_position_embeddings=1024,
-                          rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=False,
-                          attention_bias=False, mlp_bias=False, hidden_act="silu", use_cache=False)
-    elif os.path.isfile(name):
-        cfg = LlamaConfig.from_json_file(name)
-        cfg.use_cache = False
-    else:
-        sys.exit(f"--model {name}: not a built-in name ({', '.join(PRESETS)}) nor a config.json file")
-    cfg._attn_implementation = "sdpa"
-    return cfg
-
-
-def read_shard(path):
-    # llm.c token shard: 256 int32 header [magic, version, count], then count uint16 tokens
-    with open(path, "rb") as f:
-        data = f.read()
-    header = np.frombuffer(data[:1024], dtype=np.int32)
-    if len(data) < 1024 or header[0] != SHARD_MAGIC or header[1] != 1 or 1024 + 2 * int(header[2]) > len(data):
-        sys.exit(f"{path}: not an llm.c token shard (magic {SHARD_MAGIC}, version 1)")
-    return np.frombuffer(data[1024:1024 + 2 * int(header[2])], dtype=np.uint16).astype(np.int64)
+# the configs and the shard reader are bench_torch.py's (the GPU benchmark's reference trainer)
+from bench_torch import make_config, read_shard  # noqa: E402
 
 
 def bench_torch(cfg, tokens, B, T, steps, threads):

@@ -22,7 +22,15 @@
 #   MODEL        built-in config or config.json [the script's paper model]
 #   STEPS        optimizer steps [paper]; WARMUP [paper, or STEPS/10 when STEPS is overridden]
 #   TOTAL_BATCH  sequences per optimizer step [512]; MICRO_BATCH sequences per forward/backward
-#                [per script, sized for one 80 GB GPU]; --grad-accum = TOTAL_BATCH / MICRO_BATCH
+#                [per script, sized for one 80 GB GPU]; --grad-accum = TOTAL_BATCH / (MICRO_BATCH x NPROC)
+#   NPROC        data-parallel processes, one per GPU [1, or the script's]; NPROC > 1 starts the
+#                trainer under LAUNCHER
+#   LAUNCHER     what starts the ranks [mpirun -np NPROC --bind-to none]; several machines:
+#                "mpirun -np 64 --hostfile hosts --map-by ppr:8:node --bind-to none", or "srun"
+#                inside a Slurm allocation (scripts/slurm_llama7b.sbatch)
+#   RENDEZVOUS   mpi [default]: MPI tells each rank who it is and carries the NCCL id; file: ranks
+#                started without MPI (srun without PMI) read RANK/WORLD_SIZE or SLURM_PROCID/
+#                SLURM_NTASKS and exchange the NCCL id through RUN_DIR/nccl_id.* (a shared folder)
 #   SEQ          tokens per sequence [256]
 #   LR           peak learning rate [the script's]
 #   EVAL_EVERY [1000], EVAL_TOKENS [10000000], SAVE_EVERY [1000], KEEP [2], SEED [42]
@@ -88,7 +96,16 @@ paper_run() {
     if [ $((total % micro)) -ne 0 ]; then
         echo "$name: TOTAL_BATCH $total is not a multiple of MICRO_BATCH $micro"; return 1
     fi
-    local accum=$((total / micro))
+    local nproc="${NPROC:-${NPROC_DEFAULT:-1}}"
+    if [ $((total % (micro * nproc))) -ne 0 ]; then
+        echo "$name: TOTAL_BATCH $total is not a multiple of MICRO_BATCH $micro x NPROC $nproc"; return 1
+    fi
+    local accum=$((total / (micro * nproc)))
+    local launch=()
+    if [ "$nproc" -gt 1 ] || [ -n "${LAUNCHER:-}" ]; then
+        # shellcheck disable=SC2206 # LAUNCHER is split on spaces on purpose
+        launch=(${LAUNCHER:-mpirun -np $nproc --bind-to none})
+    fi
 
     local args=(
         --model "$model"
@@ -107,13 +124,16 @@ paper_run() {
     # shellcheck disable=SC2206 # EXTRA_ARGS is split on spaces on purpose
     [ -n "${EXTRA_ARGS:-}" ] && args+=($EXTRA_ARGS)
 
-    if [ -n "${DRY_RUN:-}" ]; then echo "$trainer ${args[*]}"; return 0; fi
-    echo "$trainer ${args[*]}" > "$run_dir/command.txt"
+    if [ -n "${DRY_RUN:-}" ]; then echo "${launch[*]} $trainer ${args[*]}"; return 0; fi
+    echo "${launch[*]} $trainer ${args[*]}" > "$run_dir/command.txt"
     local fails=0 before after rc
     while true; do
         before=$(latest_ckpt "$run_dir")
         echo "== $name: $trainer (attempt from checkpoint step $before) =="
-        "$trainer" "${args[@]}" 2>&1 | tee -a "$run_dir/train.out"
+        local rdv=()
+        # a fresh id file per attempt: a stale one from a crashed attempt must never be read
+        [ "${RENDEZVOUS:-mpi}" = file ] && rdv=(--dist-init "file:$run_dir/nccl_id.$(date +%s%N)")
+        "${launch[@]}" "$trainer" "${args[@]}" "${rdv[@]}" 2>&1 | tee -a "$run_dir/train.out"
         rc=${PIPESTATUS[0]}
         if [ "$rc" -eq 0 ]; then
             date -u +%Y-%m-%dT%H:%M:%SZ > "$run_dir/DONE"

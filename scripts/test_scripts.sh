@@ -100,5 +100,120 @@ check "bad flag: gives up with a non-zero status" bash -c "[ $rc -ne 0 ] && [ $r
 check "bad flag: no DONE" [ ! -f "$TMP/badflag/DONE" ]
 check "bad flag: says it gave up" grep -q "giving up" "$TMP/badflag.out"
 
+# GPU benchmarks (scripts/bench_*.sh) without a GPU or torch: DRY=1 prints the commands; a missing
+# trainer fails with one clear line; and the whole pipeline (runs, logs, parsing, ratio table,
+# RESULTS) on a fake trainer, python and nvidia-smi that print train_llamacu's formats
+B_ENV=(-u STEPS -u MODEL -u TRAIN -u VAL -u TOKENIZER -u EXTRA_ARGS -u SEQ -u TRAINER)
+env "${B_ENV[@]}" DRY=1 TRAINER=./train_llama RESULTS="$TMP/bench_dry.md" bash scripts/bench_table11.sh > "$TMP/b11dry.out" 2>&1
+rc=$?
+check "bench_table11 dry: exit 0" [ "$rc" -eq 0 ]
+check "bench_table11 dry: 6 train_llamacu runs of llama_1b at batch 1 x 256, 20 steps" \
+    [ "$(grep -c -- '^+ ./train_llama --model llama_1b .*--batch 1 --seq 256 --steps 20 ' "$TMP/b11dry.out")" -eq 6 ]
+check "bench_table11 dry: 6 bench_torch.py runs at batch 1 x 256" \
+    [ "$(grep -c -- '^+ python3 dev/bench_torch.py --model llama_1b .*--batch 1 --seq 256 --steps 20 --warmup-steps-excluded 5 ' "$TMP/b11dry.out")" -eq 6 ]
+for o in adamw adam8bit galore_adamw8bit; do
+    for pl in 0 1; do
+        check "bench_table11 dry: $o per-layer $pl on both engines" bash -c \
+            "[ \$(grep -c -- '--optimizer $o --per-layer $pl ' '$TMP/b11dry.out') -eq 2 ]"
+    done
+done
+check "bench_table11 dry: GaLore rank 512, T 200, alpha 0.25 on both engines" \
+    [ "$(grep -c -- '--optimizer galore_adamw8bit --per-layer [01] --rank 512 --update-proj-gap 200 --galore-scale 0.25 ' "$TMP/b11dry.out")" -eq 4 ]
+check "bench_table11 dry: no clipping, constant lr, no eval or checkpoint for ours" \
+    [ "$(grep -c -- "--lr 1e-3 --warmup 0 --schedule constant --grad-clip 0 --eval-every 0 --sample-len 0 --out ''" "$TMP/b11dry.out")" -eq 6 ]
+check "bench_table11 dry: prints the report command, appends nothing" \
+    bash -c "grep -q 'dev/gpu/bench_report.py table11' '$TMP/b11dry.out' && [ ! -e '$TMP/bench_dry.md' ]"
+env "${B_ENV[@]}" DRY=1 TRAINER=./train_llama RESULTS="$TMP/bench_dry.md" bash scripts/bench_7b.sh > "$TMP/b7dry.out" 2>&1
+rc=$?
+check "bench_7b dry: exit 0" [ "$rc" -eq 0 ]
+check "bench_7b dry: the memory plan of llama_7b galore_adamw8bit r 1024 per-layer, batch 1 x 256" \
+    grep -q -- '^+ ./train_llama --model llama_7b --optimizer galore_adamw8bit --rank 1024 --update-proj-gap 500 --galore-scale 0.25 --per-layer 1 --grad-clip 0 --batch 1 --seq 256 --memory-plan 1$' "$TMP/b7dry.out"
+check "bench_7b dry: ours and torch at batch 1 x 256" bash -c \
+    "grep -q -- '^+ ./train_llama --model llama_7b .*--batch 1 --seq 256 --train ' '$TMP/b7dry.out' && grep -q -- '^+ python3 dev/bench_torch.py --model llama_7b --optimizer galore_adamw8bit --rank 1024 --update-proj-gap 500 --galore-scale 0.25 --per-layer 1 --batch 1 --seq 256 ' '$TMP/b7dry.out'"
+if ./train_llama --help 2>&1 | grep -q -- '--recompute'; then
+    check "bench_7b dry: --recompute in --help, so batch 16 x 256 with recompute on both engines (and its plan)" \
+        [ "$(grep -c -- '--batch 16 --seq 256 --recompute 1' "$TMP/b7dry.out")" -eq 3 ]
+else
+    check "bench_7b dry: no --recompute in --help, so the batch-16 setting is skipped with a note" \
+        grep -q 'does not list --recompute' "$TMP/b7dry.out"
+fi
+for s in bench_table11 bench_7b; do
+    env "${B_ENV[@]}" TRAINER="$TMP/no/such/train_llamacu" RESULTS="$TMP/bench_missing.md" bash "scripts/$s.sh" > "$TMP/$s.missing" 2>&1
+    rc=$?
+    check "$s: a missing trainer fails (non-zero) with one clear line" bash -c \
+        "[ $rc -ne 0 ] && grep -q \"error: trainer '$TMP/no/such/train_llamacu' not found or not executable: build it with 'make train_llamacu'\" '$TMP/$s.missing' && [ \$(wc -l < '$TMP/$s.missing') -eq 1 ] && [ ! -e '$TMP/bench_missing.md' ]"
+done
+# the parser reads train_llamacu's console: fail here if those printf formats change
+check "bench_report.py: train_llama.cu still prints the device, plan and peak lines it parses" bash -c \
+    "grep -qF 'printf(\"device %d: %s | compute' train_llama.cu && grep -qF 'GPU memory plan: %.1f MiB (weights + optimizer state %.1f MiB)' train_llama.cu && grep -qF 'GPU memory: plan %.0f MiB | measured: %.0f MiB in use before allocating, %.0f after (+%.0f), peak %.0f (+%.0f' train_llama.cu && grep -qF '%-52s %12.2f MiB (%.3f GB)' train_llama.cu"
+mkdir -p "$TMP/fakebin"
+cat > "$TMP/fakebin/nvidia-smi" <<'EOF'
+#!/bin/bash
+case "$*" in -L) echo "GPU 0: Fake GPU 80GB (UUID: GPU-0)" ;; *query-gpu=name*) echo "Fake GPU 80GB" ;; esac
+EOF
+cat > "$TMP/fakebin/train_llamacu" <<'EOF'
+#!/bin/bash
+# train_llamacu's lines that bench_report.py reads, in its formats: step s at 10 tok/s (s = 1) or
+# 1700 + 100 s tok/s (a median that depends on which steps are left out), peak +10240 MiB
+log=""; plan=0; steps=0; prev=""
+for a in "$@"; do
+    case "$prev" in --log) log="$a" ;; --memory-plan) plan="$a" ;; --steps) steps="$a" ;; esac
+    [ "$a" = --help ] && { echo "  --recompute N   1: recompute activations"; exit 0; }
+    prev="$a"
+done
+if [ "$plan" = 1 ]; then
+    printf 'GPU memory plan: fake\n  %-52s %12.2f MiB\n  %-52s %12.2f MiB (%.3f GB)\n  %-52s %12.2f MiB (%.3f GB)\n' \
+        "weights (bf16)" 9000 total 10000 10.486 "weights + optimizer state (paper's estimate)" 9500 9.962
+    exit 0
+fi
+echo "device 0: Fake GPU 80GB | compute 9.0 | 79.1 GiB | peak bf16 989 TFLOPS"
+echo "GPU memory plan: 10000.0 MiB (weights + optimizer state 9500.0 MiB); --memory-plan 1 for the table"
+[ -n "${FAKE_FAIL:-}" ] && { echo "error: out of memory"; exit 1; }
+: > "$log"
+for s in $(seq "$steps"); do
+    t=$((s == 1 ? 10 : 1700 + 100 * s))
+    awk -v s="$s" -v t="$t" 'BEGIN { printf "{\"step\": %d, \"loss\": 8.1, \"grad_norm\": 0, \"lr\": 0.001, \"ms\": %.3f, \"tokens_per_s\": %.3f}\n", s, 256000 / t, t }' >> "$log"
+done
+echo "done: $steps steps in 9.9 s"
+echo "GPU memory: plan 10000 MiB | measured: 500 MiB in use before allocating, 10100 after (+9600), peak 10740 (+10240, sampled each step and at refreshes), now 10600"
+EOF
+cat > "$TMP/fakebin/python" <<'EOF'
+#!/bin/bash
+# bench_torch.py answers 1000 tok/s and a 20480 MiB peak; the import check passes; the rest is python3
+[ "${1:-}" = -c ] && exit 0
+if [ "${1:-}" = dev/bench_torch.py ]; then
+    out=""; prev=""
+    for a in "$@"; do [ "$prev" = --json ] && out="$a"; prev="$a"; done
+    echo '{"engine": "torch", "torch": "fake", "transformers": "fake", "galore_torch": "1.0", "bitsandbytes": "0.50.2", "device": "Fake GPU 80GB", "tokens_per_s": 1000.0, "first_step_ms": 30000.0, "max_memory_allocated_mib": 18432.0, "device_peak_over_baseline_mib": 20480.0}' | tee "$out"
+    exit 0
+fi
+exec python3 "$@"
+EOF
+chmod +x "$TMP/fakebin/nvidia-smi" "$TMP/fakebin/train_llamacu" "$TMP/fakebin/python"
+FAKE_ENV=(PATH="$TMP/fakebin:$PATH" TRAINER="$TMP/fakebin/train_llamacu" PYTHON="$TMP/fakebin/python" COMMIT=test123 RESULTS="$TMP/bench_results.md")
+env "${B_ENV[@]}" "${FAKE_ENV[@]}" OPTIMIZERS="adamw galore_adamw8bit" PER_LAYER=1 STEPS=8 SKIP=2 LOGDIR="$TMP/b11" \
+    bash scripts/bench_table11.sh > "$TMP/b11fake.out" 2>&1
+rc=$?
+check "bench_table11 (fake GPU): exit 0" [ "$rc" -eq 0 ]
+check "bench_table11 (fake GPU): ratios of the medians of steps 3..8 and of the peaks (2250/1000 tok/s, 10/20 GiB)" bash -c \
+    "grep -qF '| adamw | yes | 2250 | 1000 | **2.25** | 10.00 | 20.00 | **0.50** | 18.00 | 9.77 | 25600 / 30000 | 1354 / 9.63 |' '$TMP/b11fake.out' && grep -qF '| galore_adamw8bit | yes | 2250 | 1000 | **2.25** |' '$TMP/b11fake.out'"
+check "bench_table11 (fake GPU): card, commit and date in the table appended to RESULTS" bash -c \
+    "grep -q '^card: Fake GPU 80GB (train_llamacu saw: Fake GPU 80GB; torch saw: Fake GPU 80GB)' '$TMP/bench_results.md' && grep -q \"^date $(date -u +%Y-%m-%d) | commit test123 |\" '$TMP/bench_results.md'"
+env "${B_ENV[@]}" "${FAKE_ENV[@]}" FAKE_FAIL=1 OPTIMIZERS=adamw PER_LAYER=0 STEPS=8 SKIP=2 LOGDIR="$TMP/b11fail" \
+    bash scripts/bench_table11.sh > "$TMP/b11fail.out" 2>&1
+rc=$?
+check "bench_table11 (fake GPU): a failed run is reported, still tabled (n/a) and appended, exit non-zero" bash -c \
+    "[ $rc -ne 0 ] && grep -q 'FAILED with exit status 1' '$TMP/b11fail.out' && grep -qF '| adamw | no | n/a | 1000 | **n/a** |' '$TMP/b11fail.out' && [ \$(grep -c '^### Table 11' '$TMP/bench_results.md') -eq 2 ]"
+env "${B_ENV[@]}" "${FAKE_ENV[@]}" REPORT_ONLY=1 OPTIMIZERS="adamw galore_adamw8bit" PER_LAYER=1 STEPS=8 SKIP=2 LOGDIR="$TMP/b11" \
+    bash scripts/bench_table11.sh > "$TMP/b11again.out" 2>&1
+check "bench_table11 REPORT_ONLY=1: the same table again from the logs" bash -c \
+    "grep -qF '| adamw | yes | 2250 | 1000 | **2.25** | 10.00 | 20.00 | **0.50** |' '$TMP/b11again.out' && ! grep -q '^== ' '$TMP/b11again.out'"
+env "${B_ENV[@]}" "${FAKE_ENV[@]}" STEPS=6 LOGDIR="$TMP/b7" bash scripts/bench_7b.sh > "$TMP/b7fake.out" 2>&1
+rc=$?
+check "bench_7b (fake GPU): exit 0, both settings" bash -c \
+    "[ $rc -eq 0 ] && grep -qF '| batch 1 x 256 | 9.77 (9.28) | 10.00 | +2.4% (within 3%) | 20.00 | **0.50** | 2200 | 1000 | **2.20** |' '$TMP/b7fake.out' && grep -qF '| batch 16 x 256, --recompute 1 |' '$TMP/b7fake.out'"
+check "bench_7b (fake GPU): goals 20 and 24 GiB: PASS at 10 GiB" bash -c \
+    "grep -q -- '- batch 1 x 256: goal 20 GiB: \*\*PASS\*\*' '$TMP/b7fake.out' && grep -q -- '- batch 16 x 256, --recompute 1: goal 24 GiB: \*\*PASS\*\*' '$TMP/b7fake.out'"
+
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

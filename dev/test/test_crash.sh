@@ -6,13 +6,8 @@
 #  - the final weights and the logged losses equal an uninterrupted run's, bit for bit,
 # for GaLore across projector refreshes, 8-bit GaLore in per-layer mode, and AdamW with
 # gradient accumulation. Bounded: at most MAX_KILLS kills per case.
-set -u
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/testlib.sh"
 bin=./train_llama
-pass=0; fail=0
-ok()  { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 MAX_KILLS=${MAX_KILLS:-15}
 RANDOM=${SEED:-7}
 cat > "$tmp/config.json" <<'JSON'
@@ -74,5 +69,4 @@ grep -q "state.bin: hash mismatch" <<<"$msg" && ok "a corrupt state.bin is refus
 msg=$("$bin" "${common[@]}" --optimizer galore_adamw --rank 16 --update-proj-gap 7 --out "$tmp/adamw_accum.ref" --resume 1 2>&1 >/dev/null)
 grep -q "saved with --optimizer" <<<"$msg" && ok "resuming with other settings is refused: $msg" || bad "settings mismatch: $msg"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+summary

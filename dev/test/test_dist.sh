@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# test_dist.sh: data parallel on the CPU over MPI. `mpirun -np 2 ./train_llama --batch B` must take
+# the steps one process takes with --batch 2B (--shuffle 0: the two ranks read exactly the samples
+# of the single process's batch), to fp32 rounding: the ranks' gradients are summed in another
+# order than one matmul over 2B rows sums them. Cases: adamw, galore_adamw across refreshes with
+# the low-rank all-reduce (R = P^T G between refreshes), with full gradients (clipping on),
+# per-layer, per-layer with accumulation, 8-bit GaLore; the validation loss; checkpoints written
+# by 2 ranks resume bitwise on 2 ranks and refuse 1 rank; bad launches give one error line.
+source "$(dirname "$0")/testlib.sh"
+bin=./train_llama
+if ! command -v mpirun >/dev/null 2>&1; then
+    echo "FAIL mpirun not found: install openmpi-bin libopenmpi-dev (Debian) and rebuild (.ci/run does)"
+    echo "0 passed, 1 failed"; exit 1
+fi
+# CI runs as root in a container; 2 ranks on 2 cores, one thread each
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+mpi() { mpirun -np "$1" --bind-to none "${@:2}"; }
+common=(--seq 64 --steps 8 --shuffle 0 --threads 1 --out "" --sample-len 0 --warmup 2 --eval-every 0 --eval-tokens 4096)
+
+# compare NAME TOL: the losses (and val losses) of $tmp/one.jsonl and $tmp/two.jsonl agree within a
+# relative TOL at every step
+compare() {
+    local name=$1 tol=$2
+    local r; r=$(python3 - "$tmp/one.jsonl" "$tmp/two.jsonl" "$tol" <<'EOF'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+tol = float(sys.argv[3])
+if len(a) != len(b) or len(a) == 0:
+    print(f"bad {len(a)} vs {len(b)} log lines"); sys.exit()
+worst = 0.0
+for x, y in zip(a, b):
+    for k in ("loss", "val_loss"):
+        if k in x:
+            worst = max(worst, abs(x[k] - y[k]) / abs(x[k]))
+print(("ok " if worst <= tol else "bad ") + f"{len(a)} lines, max rel. difference {worst:.2e} (bound {tol:g})")
+EOF
+)
+    if [[ $r == ok* ]]; then ok "$name: ${r#ok }"; else bad "$name: ${r#bad }"; fi
+}
+
+# case NAME TOL ARGS...: one process at batch 8 vs two ranks at batch 4
+case_dp() {
+    local name=$1 tol=$2; shift 2
+    if ! "$bin" --batch 8 "${common[@]}" --log "$tmp/one.jsonl" "$@" > "$tmp/one.txt" 2>&1; then bad "$name: single run failed: $(tail -2 "$tmp/one.txt")"; return; fi
+    if ! mpi 2 "$bin" --batch 4 "${common[@]}" --log "$tmp/two.jsonl" "$@" > "$tmp/two.txt" 2>&1; then bad "$name: 2-rank run failed: $(tail -3 "$tmp/two.txt")"; return; fi
+    compare "$name" "$tol"
+}
+
+# the first launch says which binary we have: built without MPI it refuses mpirun in one line
+if ! mpi 2 "$bin" --batch 4 "${common[@]}" --steps 1 --val "" > "$tmp/probe.txt" 2>&1 || ! grep -q "data parallel: 2 processes (mpi)" "$tmp/probe.txt"; then
+    bad "train_llama does not run under mpirun: $(grep -m1 error "$tmp/probe.txt")"
+    echo "$pass passed, $fail failed"; exit 1
+fi
+ok "2 ranks over MPI"
+
+# fp32: one process vs two differ by the order of the final sums only; 1e-5 relative over 8 steps
+# (measured ~1e-7). The 8-bit states quantize: a rounding difference that crosses a code boundary
+# moves a weight by one code step, so 8-bit GaLore gets 1e-4 (measured ~1e-5).
+case_dp "adamw, clipping on" 1e-5 --optimizer adamw
+case_dp "galore_adamw, refreshes at 1 4 7, low-rank all-reduce" 1e-5 --optimizer galore_adamw --rank 16 --update-proj-gap 3 --grad-clip 0 --lr 0.01
+if grep -q "all-reduce .*(full gradients .*: 0% saved)" "$tmp/two.txt" && grep -q "all-reduce .*: [1-9][0-9]*% saved)" "$tmp/two.txt"; then
+    ok "bytes all-reduced printed: full at refresh steps, fewer between ($(grep -o '[0-9.]* MiB (full gradients [0-9.]* MiB: [1-9][0-9]*% saved)' "$tmp/two.txt" | head -1))"
+else bad "all-reduce bytes: $(grep -m2 -o 'all-reduce.*' "$tmp/two.txt")"; fi
+case_dp "galore_adamw, clipping on: full all-reduce" 1e-5 --optimizer galore_adamw --rank 16 --update-proj-gap 3 --lr 0.01
+case_dp "galore_adamw --per-layer" 1e-5 --optimizer galore_adamw --rank 16 --update-proj-gap 3 --per-layer 1 --lr 0.01
+case_dp "galore_adamw --per-layer --grad-accum 2" 1e-5 --optimizer galore_adamw --rank 16 --update-proj-gap 3 --per-layer 1 --grad-accum 2 --lr 0.01
+case_dp "adamw --per-layer" 1e-5 --optimizer adamw --per-layer 1
+case_dp "galore_adamw8bit, low-rank all-reduce" 1e-4 --optimizer galore_adamw8bit --rank 16 --update-proj-gap 3 --grad-clip 0 --lr 0.01
+
+# one rank under mpirun takes the data-parallel code path (low-rank R all-reduced as a separate
+# buffer, the update from R) with an all-reduce that is the identity: the same arithmetic as the
+# plain run, so the losses are bit-identical (the printed norm is of R between refreshes)
+for pl in 0 1; do
+    one=(--batch 4 "${common[@]}" --val "" --optimizer galore_adamw --rank 16 --update-proj-gap 3 --grad-clip 0 --lr 0.01 --per-layer $pl)
+    "$bin" "${one[@]}" --log "$tmp/p1.jsonl" > /dev/null 2>&1
+    mpi 1 "$bin" "${one[@]}" --log "$tmp/p2.jsonl" > "$tmp/p2.txt" 2>&1
+    if grep -q "data parallel: 1 processes" "$tmp/p2.txt" && [ -s "$tmp/p1.jsonl" ] &&
+       diff <(sed 's/, "grad_norm".*//' "$tmp/p1.jsonl") <(sed 's/, "grad_norm".*//' "$tmp/p2.jsonl") >/dev/null; then
+        ok "mpirun -np 1 (per-layer $pl): the data-parallel path gives bit-identical losses"
+    else bad "mpirun -np 1 (per-layer $pl): $(diff <(sed 's/, "grad_norm".*//' "$tmp/p1.jsonl") <(sed 's/, "grad_norm".*//' "$tmp/p2.jsonl") | head -2)"; fi
+done
+
+# the data-parallel run scripts (scripts/common.sh's NPROC / LAUNCHER) at a tiny setting
+if TRAINER=./train_llama MODEL=llama_tiny TRAIN="dev/data/tinytext/train_*.bin" VAL="dev/data/tinytext/val_*.bin" \
+   TOKENIZER="dev/data/tinytext/tokenizer.bin" STEPS=3 MICRO_BATCH=2 TOTAL_BATCH=8 SEQ=64 EVAL_TOKENS=2048 NPROC=2 \
+   EXTRA_ARGS="--sample-len 0 --threads 1" RETRY_SLEEP=0 MAX_FAILS=1 RUN_DIR="$tmp/dp1b" \
+   bash scripts/dp_llama1b_galore.sh > "$tmp/dp1b.txt" 2>&1 && [ -f "$tmp/dp1b/DONE" ] &&
+   grep -q -- "mpirun -np 2 --bind-to none ./train_llama .*--grad-accum 2 " "$tmp/dp1b/command.txt" &&
+   grep -q "data parallel: 2 processes" "$tmp/dp1b/train.out" && [ "$(grep -c tokens_per_s "$tmp/dp1b/log.jsonl")" = 3 ]; then
+    ok "scripts/dp_llama1b_galore.sh: 2 ranks x 2 sequences x --grad-accum 2 = TOTAL_BATCH 8, 3 steps, DONE"
+else bad "scripts/dp_llama1b_galore.sh: $(tail -3 "$tmp/dp1b.txt")"; fi
+cmd=$(DRY_RUN=1 RUN_DIR="$tmp/x" HOSTFILE=hosts TRAINER=./train_llamacu bash scripts/dp_llama7b_galore8bit.sh)
+if grep -q -- "^mpirun -np 64 --hostfile hosts --map-by ppr:8:node --bind-to none ./train_llamacu .*--batch 8 .*--grad-accum 1 .*--grad-clip 1.0" <<<"$cmd"; then
+    ok "scripts/dp_llama7b_galore8bit.sh: 64 ranks x 8 = 512 sequences, clip 1.0"
+else bad "dp 7b dry run: $cmd"; fi
+
+# checkpoints: 2 ranks, 3 steps + resume to 6 == 6 steps straight, bitwise (constant lr, so the
+# schedule does not depend on --steps)
+ck=(--batch 4 --seq 64 --shuffle 0 --threads 1 --sample-len 0 --val "" --schedule constant --warmup 0 --optimizer galore_adamw
+    --rank 16 --update-proj-gap 2 --grad-clip 0 --lr 0.01)
+mpi 2 "$bin" "${ck[@]}" --steps 6 --out "$tmp/a" --log "$tmp/a.jsonl" > "$tmp/a.txt" 2>&1 || bad "straight run: $(tail -2 "$tmp/a.txt")"
+mpi 2 "$bin" "${ck[@]}" --steps 3 --out "$tmp/b" --log "$tmp/b.jsonl" > "$tmp/b.txt" 2>&1 || bad "first half: $(tail -2 "$tmp/b.txt")"
+mpi 2 "$bin" "${ck[@]}" --steps 6 --out "$tmp/b" --log "$tmp/b.jsonl" --resume 1 > "$tmp/b2.txt" 2>&1 || bad "resumed half: $(tail -2 "$tmp/b2.txt")"
+if grep -q "resumed from" "$tmp/b2.txt" && [ -s "$tmp/a.jsonl" ] && diff <(sed 's/"ms".*//' "$tmp/a.jsonl") <(sed 's/"ms".*//' "$tmp/b.jsonl") >/dev/null; then
+    ok "2 ranks: resumed at step 3, the 6 logged losses are bit-identical"
+else bad "2-rank resume: $(diff <(sed 's/"ms".*//' "$tmp/a.jsonl") <(sed 's/"ms".*//' "$tmp/b.jsonl") | head -3)"; fi
+if cmp -s "$tmp/a/model.safetensors" "$tmp/b/model.safetensors"; then ok "2 ranks: final weights identical after resume"; else bad "2-rank resume: final weights differ"; fi
+out=$("$bin" "${ck[@]}" --batch 4 --steps 8 --out "$tmp/b" --resume 1 2>&1 >/dev/null); rc=$?
+if [ $rc -ne 0 ] && [ "$(grep -c '^error: ' <<<"$out")" = 1 ] && grep -q "number of processes (data-parallel ranks) = 2, this run has 1" <<<"$out"; then
+    ok "resume on another world size: one error line"
+else bad "resume with 1 rank (rc $rc): $out"; fi
+
+# bad launches
+out=$(RANK=0 WORLD_SIZE=1 "$bin" --dist-init "file:$tmp/id" --steps 1 2>&1 >/dev/null); rc=$?
+if [ $rc -ne 0 ] && grep -q "^error: .*mpirun" <<<"$out"; then ok "--dist-init on the CPU program: one error line"; else bad "--dist-init (rc $rc): $out"; fi
+out=$(RANK=0 "$bin" --dist-init tcp:host:1 --steps 1 2>&1 >/dev/null); rc=$?
+if [ $rc -ne 0 ] && grep -q "^error: .*WORLD_SIZE" <<<"$out"; then ok "--dist-init without WORLD_SIZE: one error line"; else bad "--dist-init no WORLD_SIZE (rc $rc): $out"; fi
+
+summary
