@@ -49,7 +49,7 @@ NVCC_BLAS_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(B
 NVCC_LDLIBS = -lcublas -lcublasLt -lcusolver -lcudnn -lnccl -lcjson $(NVCC_BLAS_LIBS) $(LAPACK_LIBS) -lgomp
 NVCC_MPI_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(MPI_LIBS))
 
-CPU_TESTS = test_llama dev/test/test_data dev/test/test_safetensors dev/test/test_adam8bit
+CPU_TESTS = test_llama dev/test/test_data dev/test/test_safetensors dev/test/test_adam8bit dev/test/test_rendezvous
 
 .PHONY: all test test-cpu test-sanitizers test-fuzz test-gpu cuda clean
 all: train_llama cuda
@@ -67,6 +67,9 @@ dev/test/test_safetensors: dev/test/test_safetensors.c safetensors.h utils.h
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 
 dev/test/test_adam8bit: dev/test/test_adam8bit.c adam8bit.h utils.h
+	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+
+dev/test/test_rendezvous: dev/test/test_rendezvous.c dist.h utils.h rand.h
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 
 %cu: %.cu $(HEADERS) $(wildcard *.cuh)
@@ -96,6 +99,7 @@ test-cpu: train_llama $(CPU_TESTS)
 	./dev/test/test_data
 	./dev/test/test_safetensors
 	./dev/test/test_adam8bit
+	./dev/test/test_rendezvous
 	bash dev/test/test_cli.sh
 	bash dev/test/test_crash.sh
 	bash dev/test/test_dist.sh

@@ -4,7 +4,7 @@
 # same way), but gcc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all, built into a
 # temp dir so the normal binaries are untouched. Programs run from the repo root, as in
 # `make test`. Prints "N passed, N failed" (N = programs) last; exits non-zero on any failure.
-#   bash dev/test/run_sanitizers.sh              all four programs
+#   bash dev/test/run_sanitizers.sh              all of them
 #   bash dev/test/run_sanitizers.sh test_data    a subset, by program name
 # ASan's leak checker is off (detect_leaks=0): libgomp's thread pool and OpenBLAS's buffers
 # are still allocated at exit and would be reported as leaks that are not ours.
@@ -26,7 +26,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:strict_strin
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 # name:source
-ALL="test_llama:test_llama.c test_data:dev/test/test_data.c test_safetensors:dev/test/test_safetensors.c test_adam8bit:dev/test/test_adam8bit.c"
+ALL="test_llama:test_llama.c test_data:dev/test/test_data.c test_safetensors:dev/test/test_safetensors.c test_adam8bit:dev/test/test_adam8bit.c test_rendezvous:dev/test/test_rendezvous.c"
 want=" $* "
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 pass=0; fail=0
