@@ -64,8 +64,8 @@ static void memplan_add(MemPlan* mp, const char* name, double bytes, int transie
 
 // memplan_build: per_layer and grad_accum as the trainer runs them; recompute as --recompute
 // (the CPU's activations; the GPU engine's are train_llamacu's plan)
-static void memplan_build_ex(MemPlan* mp, const LlamaConfig* c, const OptimConfig* oc, int per_layer, int grad_accum,
-                             int B, int T, int engine, int recompute) {
+static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* oc, int per_layer, int grad_accum,
+                          int B, int T, int engine, int recompute) {
     memset(mp, 0, sizeof *mp);
     EngineBytes eb = engine_bytes(engine);
     ParamTable pt;
@@ -114,10 +114,6 @@ static void memplan_build_ex(MemPlan* mp, const LlamaConfig* c, const OptimConfi
         memplan_add(mp, "logits", logits, 0);
     }
     param_table_free(&pt);
-}
-static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* oc, int per_layer, int grad_accum,
-                          int B, int T, int engine) {
-    memplan_build_ex(mp, c, oc, per_layer, grad_accum, B, T, engine, 0);
 }
 
 // the paper's Table 2 "memory estimate": weights plus optimizer state, in bf16

@@ -75,7 +75,7 @@ static void test_parity(void) {
     memcpy(init, m.params, sizeof(float) * m.table.total);
     Reference r;
     reference_load(&r, REF_DIR "/ref.bin", &m.table);
-    llama_alloc_activations(&m, r.B, r.T);
+    llama_alloc_activations(&m, r.B, r.T, 0);
 
     // step 0: logits, loss, gradients
     llama_forward(&m, r.inputs, r.targets, r.B, r.T);
@@ -203,7 +203,7 @@ static void test_grad_accum(void) {
     llama_build(&m, &c);
     llama_set_grad_mode(&m, 0);
     llama_load_params(&m.table, m.params, REF_DIR "/model.safetensors");
-    llama_alloc_activations(&m, 2, 9);
+    llama_alloc_activations(&m, 2, 9, 0);
     int in[18], tg[18];
     for (int i = 0; i < 18; i++) { in[i] = (i * 37 + 5) % c.V; tg[i] = (i * 53 + 11) % c.V; }
     llama_zero_grad(&m);
@@ -428,7 +428,7 @@ static void test_galore_e2e(const char* file, int kind) {
     Llama m;
     llama_build(&m, &c);
     llama_load_params(&m.table, m.params, REF_DIR "/model.safetensors");
-    llama_alloc_activations(&m, B, T);
+    llama_alloc_activations(&m, B, T, 0);
     if ((size_t)h[7] != m.table.total) die("%s: %d parameters, the table has %zu", path, h[7], m.table.total);
     float* ref_losses = (float*)mallocCheck(sizeof(float) * S);
     float* ref_final = (float*)mallocCheck(sizeof(float) * m.table.total);
@@ -476,7 +476,7 @@ static void run_steps(const LlamaConfig* c, const OptimConfig* oc, int per_layer
     llama_build(&m, c);
     llama_load_params(&m.table, m.params, REF_DIR "/model.safetensors");
     int B = 3, T = 13;
-    llama_alloc_activations(&m, B, T);
+    llama_alloc_activations(&m, B, T, 0);
     Trainer tr;
     trainer_init(&tr, &m, oc, per_layer, accum, 0.0f, NULL);
     DataLoader dl;
@@ -536,7 +536,7 @@ static void recompute_run(const LlamaConfig* c, const float* init, const OptimCo
     llama_build(&m, c);
     memcpy(m.params, init, sizeof(float) * m.table.total);
     int B = 3, T = 13;
-    llama_alloc_activations_ex(&m, B, T, recompute);
+    llama_alloc_activations(&m, B, T, recompute);
     Trainer tr;
     trainer_init(&tr, &m, oc, per_layer, accum, clip, NULL);
     DataLoader dl;
@@ -594,8 +594,8 @@ static void test_recompute(void) {
     memset(&oc, 0, sizeof oc);
     oc.kind = OPTIM_ADAMW;
     MemPlan p0, p1;
-    memplan_build_ex(&p0, &c, &oc, 0, 1, 3, 13, ENGINE_CPU, 0);
-    memplan_build_ex(&p1, &c, &oc, 0, 1, 3, 13, ENGINE_CPU, 1);
+    memplan_build(&p0, &c, &oc, 0, 1, 3, 13, ENGINE_CPU, 0);
+    memplan_build(&p1, &c, &oc, 0, 1, 3, 13, ENGINE_CPU, 1);
     double saved_alloc = 4.0 * ((double)fa - (double)fb), saved_plan = p0.total - p1.total;
     size_t C = c.C, H = c.H, KV = (size_t)c.NKV * (c.C / c.NH), BT = 39;
     double by_hand = 4.0 * (c.L - 1) * (BT * (4 * C + 2 + C + 2 * KV + 3 * H) + 3 * c.NH * 13 * 13);
@@ -615,7 +615,7 @@ static void test_memplan(void) {
     memset(&oc, 0, sizeof oc);
     oc.kind = OPTIM_GALORE_ADAMW8BIT; oc.rank = 1024; oc.update_proj_gap = 500; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
     MemPlan mp;
-    memplan_build(&mp, &c, &oc, 1, 1, 1, 256, ENGINE_GPU);
+    memplan_build(&mp, &c, &oc, 1, 1, 1, 256, ENGINE_GPU, 0);
     double est = memplan_paper_estimate(&mp) / 1e9;
     printf("     llama_7b galore_adamw8bit r 1024 per-layer, bf16: weights + optimizer state %.2f GB, with gradients %.2f GB\n", est,
            (est * 1e9 + mp.items[1].bytes) / 1e9);
@@ -639,7 +639,7 @@ static void test_memplan(void) {
     oc.rank = 8;
     Optimizer o;
     optimizer_init(&o, &pt, &oc);
-    memplan_build(&mp, &t, &oc, 0, 1, 3, 13, ENGINE_CPU);
+    memplan_build(&mp, &t, &oc, 0, 1, 3, 13, ENGINE_CPU, 0);
     double planned = 0.0;
     for (int i = 0; i < mp.n; i++) if (strstr(mp.items[i].name, "moments") || strstr(mp.items[i].name, "absmax") || strcmp(mp.items[i].name, "projectors") == 0) planned += mp.items[i].bytes;
     double allocated = 0.0;
@@ -653,8 +653,8 @@ static void test_memplan(void) {
     for (int rc = 0; rc <= 1; rc++) {
         Llama m;
         llama_build(&m, &t);
-        llama_alloc_activations_ex(&m, 3, 13, rc);
-        memplan_build_ex(&mp, &t, &oc, 0, 1, 3, 13, ENGINE_CPU, rc);
+        llama_alloc_activations(&m, 3, 13, rc);
+        memplan_build(&mp, &t, &oc, 0, 1, 3, 13, ENGINE_CPU, rc);
         double pa = 0.0;
         for (int i = 0; i < mp.n; i++) if (strncmp(mp.items[i].name, "activations", 11) == 0 || strcmp(mp.items[i].name, "logits") == 0) pa += mp.items[i].bytes;
         check(pa == 4.0 * m.act_size, "memory plan: activations + logits %.0f bytes planned, %.0f allocated (--recompute %d)", pa, 4.0 * m.act_size, rc);

@@ -10,7 +10,8 @@
 // kernels (parallel vs the serial adam8bit_update_block vs the CPU), the projector refresh (gesvdj
 // and gesvd vs LAPACK + the sign convention; the randomized one vs the CPU's range finder), one optimizer step of each kind from the same gradient
 // vs the CPU's Optimizer (projectors, moments, 8-bit states, weights) and 5 steps on each engine's
-// own gradients, per-layer == whole-model on the GPU, and save/resume determinism with projectors.
+// own gradients, the fused GaLore update against the unfused one (test_galore_fused), per-layer ==
+// whole-model on the GPU, and save/resume determinism with projectors.
 //
 // Error metrics for a tensor (ours a, reference b):
 //   normalized max error  max_k |a_k - b_k| / max_k |b_k|
@@ -139,7 +140,7 @@ static void test_host_math(void) {
         GpuPlan gp;
         gpu_plan_build(&gp, &c, 1, 256, 0, attention_activation_bytes(1, 256, c.NH, c.C / c.NH, 1), 0, &oc, 1, accum, -1.0);
         MemPlan mp;
-        memplan_build(&mp, &c, &oc, 1, accum, 1, 256, ENGINE_GPU);
+        memplan_build(&mp, &c, &oc, 1, accum, 1, 256, ENGINE_GPU, 0);
         double grads_gpu = 0.0, grads_mp = 0.0, acc_gpu = 0.0, acc_mp = 0.0;
         for (int i = 0; i < gp.n; i++) {
             if (strncmp(gp.it[i].name, "gradients", 9) == 0) grads_gpu = gp.it[i].bytes;
@@ -241,7 +242,7 @@ static void test_vs_cpu(int attn_fallback) {
     cpu::llama_set_grad_mode(&cm, 0);
     llama_init_params(&cm.table, cm.params, 1234);
     for (size_t k = 0; k < cm.table.total; k++) cm.params[k] = f32_from_bf16(bf16_from_f32(cm.params[k]));
-    cpu::llama_alloc_activations(&cm, B, T);
+    cpu::llama_alloc_activations(&cm, B, T, 0);
     int* in = (int*)mallocCheck(sizeof(int) * BT);
     int* tg = (int*)mallocCheck(sizeof(int) * BT);
     Rng rng; rng_init(&rng, 99);
@@ -744,7 +745,7 @@ static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
     for (size_t k = 0; k < P; k++) cm.params[k] = f32_from_bf16(bf16_from_f32(cm.params[k]));
     float* init = (float*)mallocCheck(sizeof(float) * P);
     memcpy(init, cm.params, sizeof(float) * P);
-    cpu::llama_alloc_activations(&cm, B, T);
+    cpu::llama_alloc_activations(&cm, B, T, 0);
     cpu::Optimizer co;
     cpu::optimizer_init(&co, &cm.table, &oc);
     GpuLlama m;
@@ -859,6 +860,172 @@ static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
     gpu_trainer_free(&tr);
     gpu_free(&m);
     cpu::llama_free(&cm);
+}
+
+// the fused GaLore update (galore.cuh: the Adam step writes a bf16 N, one GEMM W = beta W + alpha N P
+// in place) against the unfused reference path (fp32 N, fp32 U = scale N P, galore_apply), which
+// gl.unfused forces. Two llama_tiny trainers from the same weights take the same synthetic gradients
+// (a fixed direction plus noise, so Adam's steps add up), galore_adamw and galore_adamw8bit, rank 20
+// (not a multiple of 8: gemm_bf16_scaled takes cublasGemmEx if cuBLASLt has no algorithm) with decay
+// and rank 8 without (the 8-bit kind's q/k/v/o then take the 32-bit path: 2048 < 4096 elements);
+// q/k/v/o and gate/up project on the right, down on the left; 4 steps, refreshes at 1 and 3. Before
+// each step the fused model gets the unfused one's weights, so every step is compared from the same
+// start. Checks, per GaLore tensor and step:
+//   - projectors and optimizer state bit-identical (the paths share the refresh, the projection and
+//     the Adam arithmetic; only N's storage differs), every other tensor's weights bit-identical
+//   - N (bf16) = the unfused fp32 N rounded to nearest (the same kernel arithmetic; nvcc may contract
+//     the two template instances differently, so rare one-ulp neighbours are allowed, 0.1%)
+//   - W against beta W0 + alpha (N P) in double from the downloaded N, P, W0: |W - ref| <= 2^-8 |ref|
+//     (W rounded to nearest bf16: half an ulp, at most 2^-8 relative) + 2 r 2^-24 |alpha| (|N| |P|)
+//     + 2^-23 |W0| (fp32 accumulation and epilogue), per element: any layout, alpha or beta error
+//     is of the size of the update (many ulps: lr 3e-2, |W| ~ 0.02, decay 3% per step when on)
+//   - W fused vs unfused: each rounds to bf16 once (2^-8 |W| each) and N's bf16 rounding moves the
+//     update by at most 2^-8 |alpha| (|N| |P|); plus the fp32 terms above
+static void test_galore_fused(int attn_fallback) {
+    LlamaConfig c;
+    llama_config_resolve(&c, "llama_tiny");
+    int B = 2, T = 32;
+    int kinds[2] = {OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT};
+    int ranks[2] = {20, 8};
+    float wds[2] = {1.0f, 0.0f};
+    for (int kk = 0; kk < 2; kk++) {
+        for (int ri = 0; ri < 2; ri++) {
+            int kind = kinds[kk];
+            OptimConfig oc;
+            memset(&oc, 0, sizeof oc);
+            oc.kind = kind; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[kind]; oc.weight_decay = wds[ri];
+            oc.rank = ranks[ri]; oc.update_proj_gap = 2; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+            float lr = 3e-2f;
+            GpuLlama mf, mu;
+            gpu_build(&mf, &c, B, T, 0, attn_fallback, 0);
+            gpu_build(&mu, &c, B, T, 0, attn_fallback, 0);
+            size_t P = mf.table.total;
+            float* init = (float*)mallocCheck(sizeof(float) * P);
+            llama_init_params(&mf.table, init, 123);
+            gpu_upload_params(&mu, init);
+            GpuTrainer tf, tu;
+            gpu_trainer_init(&tf, &mf, &oc, 0, 1, 0.0f, 0, 42, 0);
+            gpu_trainer_init(&tu, &mu, &oc, 0, 1, 0.0f, 0, 42, 0);
+            tu.opt.gl.unfused = 1;
+            GpuOptimBytes ob = gpu_optim_bytes(&mf.table, &oc, 0);
+            float* g = (float*)mallocCheck(sizeof(float) * P);
+            float* dir = (float*)mallocCheck(sizeof(float) * P);
+            float* w0 = (float*)mallocCheck(sizeof(float) * P);
+            float* wf = (float*)mallocCheck(sizeof(float) * P);
+            float* wu = (float*)mallocCheck(sizeof(float) * P);
+            Rng rng; rng_init(&rng, 7 + kk * 2 + ri);
+            for (size_t k = 0; k < P; k++) dir[k] = (float)(1e-3 * rng_normal(&rng));
+            size_t state_diff = 0, proj_diff = 0, other_diff = 0, n_far = 0, n_near = 0, n_total = 0, w_bad = 0, wu_bad = 0, w_same = 0, w_n = 0;
+            double worst_ref = 0.0, worst_pair = 0.0, dot = 0.0, ff = 0.0, uu = 0.0;
+            int fallbacks0 = mf.mm.fallbacks;
+            for (int t = 1; t <= 4; t++) {
+                for (size_t k = 0; k < P; k++) g[k] = dir[k] + (float)(5e-4 * rng_normal(&rng));
+                upload_f32(mf.grads, g, P, 0);
+                upload_f32(mu.grads, g, P, 0);
+                cudaCheck(cudaMemcpy(mf.params, mu.params, sizeof(floatX) * P, cudaMemcpyDeviceToDevice));
+                download_f32(w0, mu.params, P, 0);
+                float step_size = (float)(lr * sqrt(1.0 - pow(0.999, (double)t)) / (1.0 - pow(0.9, (double)t)));
+                float alpha, beta;
+                galore_fused_coefs(kind == OPTIM_GALORE_ADAMW8BIT, step_size, oc.scale, lr, oc.weight_decay, &alpha, &beta);
+                for (int i = 0; i < mf.table.n; i++) {
+                    gpu_optim_update(&tf, i, GX(&mf, i), 0, lr, t, 1.0f);
+                    gpu_optim_update(&tu, i, GX(&mu, i), 0, lr, t, 1.0f);
+                    const TensorLayout* l = &tf.opt.lay[i];
+                    if (l->side == SIDE_NONE) continue;
+                    cudaCheck(cudaStreamSynchronize(mf.stream));
+                    cudaCheck(cudaStreamSynchronize(mu.stream));
+                    size_t sn = (size_t)l->snumel, pn = (size_t)l->proj_numel, off = mf.table.info[i].offset;
+                    int64_t M = l->m, Nn = l->n, r = l->r;
+                    float* nf = (float*)mallocCheck(sizeof(float) * sn);
+                    float* nu = (float*)mallocCheck(sizeof(float) * sn);
+                    float* pf = (float*)mallocCheck(sizeof(float) * pn);
+                    float* pu = (float*)mallocCheck(sizeof(float) * pn);
+                    download_f32(nf, tf.opt.gl.N, sn, 0); // the fused path's bf16 N
+                    download_f32(nu, tu.opt.gl.N, sn, 1);
+                    download_f32(pf, tf.opt.proj[i], pn, 0);
+                    download_f32(pu, tu.opt.proj[i], pn, 0);
+                    for (size_t k = 0; k < pn; k++) proj_diff += memcmp(&pf[k], &pu[k], sizeof(float)) != 0;
+                    for (size_t k = 0; k < sn; k++) {
+                        float want = f32_from_bf16(bf16_from_f32(nu[k]));
+                        if (nf[k] == want) continue;
+                        float ulp = fabsf(want) * (1.0f / 128.0f);
+                        if (fabsf(nf[k] - want) <= ulp) n_near++; else n_far++;
+                    }
+                    n_total += sn;
+                    download_f32(wf + off, mf.params + off, (size_t)(M * Nn), 0);
+                    download_f32(wu + off, mu.params + off, (size_t)(M * Nn), 0);
+                    for (int64_t a = 0; a < M; a++) {
+                        for (int64_t b = 0; b < Nn; b++) {
+                            double acc = 0.0, abs_acc = 0.0, abs_u = 0.0;
+                            for (int64_t k = 0; k < r; k++) {
+                                double x = l->side == SIDE_RIGHT ? (double)nf[a * r + k] * pf[k * Nn + b] : (double)pf[a * r + k] * nf[k * Nn + b];
+                                double xu = l->side == SIDE_RIGHT ? (double)nu[a * r + k] * pf[k * Nn + b] : (double)pf[a * r + k] * nu[k * Nn + b];
+                                acc += x; abs_acc += fabs(x); abs_u += fabs(xu);
+                            }
+                            size_t e = off + (size_t)(a * Nn + b);
+                            double ref = (double)beta * w0[e] + (double)alpha * acc;
+                            double fp32 = 2.0 * r * ldexp(1.0, -24) * fabs((double)alpha) * abs_acc + ldexp(1.0, -23) * fabs((double)w0[e]);
+                            double tol = ldexp(1.0, -8) * fabs(ref) + 2.0 * fp32; // the rounding is of the fp32 result, not of ref
+                            double err = fabs((double)wf[e] - ref);
+                            if (!(err <= tol)) w_bad++;
+                            worst_ref = fmax(worst_ref, err / (tol > 0.0 ? tol : 1e-30));
+                            // + the unfused path's own fp32 roundings (U, the step, the decay pass): a few 2^-24 |W0|
+                            double tol2 = ldexp(1.0, -8) * (fabs((double)wf[e]) + fabs((double)wu[e]) + fabs((double)alpha) * abs_u) + 2.0 * fp32 +
+                                          2.0 * r * ldexp(1.0, -24) * fabs((double)alpha) * abs_u + ldexp(1.0, -21) * fabs((double)w0[e]);
+                            double err2 = fabs((double)wf[e] - wu[e]);
+                            if (!(err2 <= tol2)) wu_bad++;
+                            worst_pair = fmax(worst_pair, err2 / (tol2 > 0.0 ? tol2 : 1e-30));
+                            w_same += wf[e] == wu[e];
+                            w_n++;
+                            double df = (double)wf[e] - w0[e], du = (double)wu[e] - w0[e];
+                            dot += df * du; ff += df * df; uu += du * du;
+                        }
+                    }
+                    free(nf); free(nu); free(pf); free(pu);
+                }
+                cudaCheck(cudaDeviceSynchronize());
+                // every other tensor, and the whole optimizer state, bit for bit
+                download_f32(wf, mf.params, P, 0);
+                download_f32(wu, mu.params, P, 0);
+                for (int i = 0; i < mf.table.n; i++) {
+                    if (tf.opt.lay[i].side != SIDE_NONE) continue;
+                    const ParamInfo* pi = &mf.table.info[i];
+                    other_diff += memcmp(wf + pi->offset, wu + pi->offset, sizeof(float) * (size_t)pi->numel) != 0;
+                }
+                size_t sizes[3] = {(size_t)ob.moments, (size_t)ob.q8, (size_t)ob.absmax};
+                const void* fs[3] = {tf.opt.mom_mem, tf.opt.q_mem, tf.opt.absmax_mem};
+                const void* us[3] = {tu.opt.mom_mem, tu.opt.q_mem, tu.opt.absmax_mem};
+                for (int k = 0; k < 3; k++) {
+                    if (sizes[k] == 0) continue;
+                    unsigned char* a = (unsigned char*)mallocCheck(sizes[k]);
+                    unsigned char* b = (unsigned char*)mallocCheck(sizes[k]);
+                    download_bytes(a, fs[k], sizes[k]);
+                    download_bytes(b, us[k], sizes[k]);
+                    for (size_t q = 0; q < sizes[k]; q++) state_diff += a[q] != b[q];
+                    free(a); free(b);
+                }
+            }
+            const char* kn = OPTIM_NAMES[kind];
+            int r = ranks[ri];
+            check(proj_diff == 0 && state_diff == 0 && other_diff == 0,
+                  "%s r %d fused vs unfused, 4 steps: projectors (%zu elements differ), optimizer state (%zu bytes differ) and "
+                  "non-GaLore tensors (%zu differ) bit-identical", kn, r, proj_diff, state_diff, other_diff);
+            check(n_far == 0 && n_near <= n_total / 1000,
+                  "%s r %d: fused N (bf16) = the unfused fp32 N rounded to nearest: %zu of %zu one ulp off (bound 0.1%%), %zu further (bound 0)",
+                  kn, r, n_near, n_total, n_far);
+            check(w_bad == 0, "%s r %d wd %g: fused W vs beta W0 + alpha N P in double, %zu elements: %zu beyond the bound "
+                  "(2^-8 |ref| + fp32 terms), worst at %.2f of it; %d GEMM shapes fell back to cublasGemmEx",
+                  kn, r, (double)oc.weight_decay, w_n, w_bad, worst_ref, mf.mm.fallbacks - fallbacks0);
+            double cs = (ff > 0.0 && uu > 0.0) ? dot / sqrt(ff * uu) : 0.0;
+            // the updates are ~10 bf16 ulps of W per step and each path rounds to nearest: cosine ~0.9995
+            check(wu_bad == 0 && cs > 0.995, "%s r %d: fused vs unfused weights: %zu beyond the bound (two roundings + bf16 N), worst at "
+                  "%.2f of it, %.1f%% bit-identical; weight change cosine %.6f (bound 0.995)", kn, r, wu_bad, worst_pair,
+                  100.0 * w_same / (w_n ? w_n : 1), cs);
+            free(g); free(dir); free(w0); free(wf); free(wu); free(init);
+            gpu_trainer_free(&tf); gpu_trainer_free(&tu);
+            gpu_free(&mf); gpu_free(&mu);
+        }
+    }
 }
 
 // per-layer updates against whole-model on the GPU, clipping off: layer l's gradients do not depend
@@ -1035,6 +1202,7 @@ int main(int argc, char** argv) {
     test_optimizer_vs_cpu(OPTIM_GALORE_ADAMW, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_ADAM8BIT, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_GALORE_ADAMW8BIT, gf.attn_fallback);
+    test_galore_fused(gf.attn_fallback);
     test_gpu_per_layer(gf.attn_fallback);
     test_gpu_recompute(gf.attn_fallback);
     test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_GALORE_ADAMW8BIT, 0);

@@ -114,7 +114,7 @@ static void llama_build(Llama* m, const LlamaConfig* c) {
 
 // the sizes and their order come from memplan.h, which the memory plan prints. recompute 1: the
 // per-layer buffers hold one layer (see Activations)
-static void llama_alloc_activations_ex(Llama* m, int B, int T, int recompute) {
+static void llama_alloc_activations(Llama* m, int B, int T, int recompute) {
     size_t sizes[CPU_NUM_ACT];
     cpu_activation_sizes(&m->config, B, T, recompute, sizes);
     size_t total = 0;
@@ -133,7 +133,6 @@ static void llama_alloc_activations_ex(Llama* m, int B, int T, int recompute) {
     m->recompute = recompute;
     m->act_size = total;
 }
-static void llama_alloc_activations(Llama* m, int B, int T) { llama_alloc_activations_ex(m, B, T, 0); }
 
 // llama_set_grad_mode: lay out the gradient slots (see Llama.grad_mem) and allocate them zeroed
 static void llama_set_grad_mode(Llama* m, int per_layer) {
@@ -1174,10 +1173,10 @@ int main(int argc, char** argv) {
         cJSON* plans = json ? cJSON_CreateArray() : NULL;
         MemPlan mp;
         char title[256];
-        memplan_build_ex(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU, s.recompute);
+        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU, s.recompute);
         snprintf(title, sizeof title, "%s, %s%s, batch %d x %d, CPU engine (fp32)", config.name, s.optimizer, s.per_layer ? " per-layer" : "", B, T);
         if (json) memplan_json(plans, &mp, title, "cpu"); else memplan_print(&mp, title);
-        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_GPU);
+        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_GPU, 0);
         snprintf(title, sizeof title, "%s, %s%s, GPU engine (bf16 weights and moments; activations: see train_llamacu)", config.name, s.optimizer, s.per_layer ? " per-layer" : "");
         if (json) { memplan_json(plans, &mp, title, "gpu_state"); plan_json_print(plans); } else memplan_print(&mp, title);
         return 0;
@@ -1186,7 +1185,7 @@ int main(int argc, char** argv) {
     llama_build(&model, &config);
     if (s.init[0]) llama_load_params(&model.table, model.params, s.init);
     else llama_init_params(&model.table, model.params, (uint64_t)s.seed);
-    llama_alloc_activations_ex(&model, B, T, s.recompute);
+    llama_alloc_activations(&model, B, T, s.recompute);
     size_t np = llama_num_params(&model.table);
     printf("galore.c CPU | model %s | C %d H %d heads %d kv %d layers %d vocab %d | %.2fM params (%.1f%% in GaLore-able matrices)\n",
            config.name, config.C, config.H, config.NH, config.NKV, config.L, config.V, np / 1e6,
@@ -1206,7 +1205,7 @@ int main(int argc, char** argv) {
     if (s.steps > 0) {
         trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip, &dist);
         MemPlan mp;
-        memplan_build_ex(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU, s.recompute);
+        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU, s.recompute);
         printf("memory plan: %.1f MiB (weights %.1f, optimizer state %.1f); --memory-plan 1 for the table\n", mp.total / 1048576.0,
                mp.items[0].bytes / 1048576.0, (memplan_paper_estimate(&mp) - mp.items[0].bytes) / 1048576.0);
     } else {

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# test_dist_gpu.sh (make test-gpu; needs a GPU and MPI): the NCCL data-parallel path of
-# train_llamacu on the one GPU a test machine has. `mpirun -np 1` starts a data-parallel run of one
-# rank: NCCL communicator, per-layer all-reduces on the side stream (whole-model) or inside the
-# update hook (per-layer), GaLore gradients reduced as bf16 R = P^T G. Its losses must match the
+# test_dist_gpu.sh (make test-gpu; needs a GPU, not MPI): the NCCL data-parallel path of
+# train_llamacu on the one GPU a test machine has. A data-parallel run of one rank (RANK=0
+# WORLD_SIZE=1 --dist-init file:..., the rendezvous that needs no MPI): NCCL communicator,
+# all-reduces per update group on the side stream (whole-model) or inside the update hook
+# (per-layer), GaLore gradients reduced as bf16 R = P^T G. Its losses must match the
 # plain run: bitwise for adamw (a one-rank all-reduce copies), and within bf16 rounding for GaLore
 # (R is rounded to bf16 before the update, where the plain run keeps it in fp32).
 # Several GPUs, when present: 2 ranks at batch 4 vs 1 process at batch 8 (bf16 tolerance).
 source "$(dirname "$0")/testlib.sh"
 bin=./train_llamacu
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 common=(--seq 128 --steps 8 --shuffle 0 --out "" --val "" --sample-len 0 --warmup 2)
 
 # same NAME TOL: losses of one.jsonl and two.jsonl within relative TOL (0: bitwise)
@@ -28,8 +28,16 @@ PY
 run_pair() { # NAME TOL NP BATCH_ONE BATCH_RANK ARGS...
     local name=$1 tol=$2 np=$3 b1=$4 bn=$5; shift 5
     "$bin" --batch "$b1" "${common[@]}" --log "$tmp/one.jsonl" "$@" > "$tmp/one.txt" 2>&1 || { bad "$name: plain run: $(tail -2 "$tmp/one.txt")"; return; }
-    mpirun -np "$np" --bind-to none "$bin" --batch "$bn" "${common[@]}" --log "$tmp/two.jsonl" "$@" > "$tmp/two.txt" 2>&1 ||
-        { bad "$name: mpirun run: $(tail -3 "$tmp/two.txt")"; return; }
+    # np ranks, one GPU each, meeting through a fresh id file
+    local id="$tmp/nccl_id.$RANDOM$RANDOM" pids=() r rc=0
+    for ((r = 0; r < np; r++)); do
+        RANK=$r WORLD_SIZE=$np LOCAL_RANK=$r "$bin" --batch "$bn" "${common[@]}" --dist-init "file:$id" \
+            --log "$tmp/two$r.jsonl" "$@" > "$tmp/two$r.txt" 2>&1 &
+        pids+=($!)
+    done
+    for r in "${pids[@]}"; do wait "$r" || rc=1; done
+    cp "$tmp/two0.jsonl" "$tmp/two.jsonl" 2>/dev/null; cp "$tmp/two0.txt" "$tmp/two.txt"
+    [ $rc -eq 0 ] || { bad "$name: data-parallel run: $(tail -3 "$tmp/two.txt")"; return; }
     grep -q "data parallel: $np processes" "$tmp/two.txt" || { bad "$name: no data-parallel line"; return; }
     same "$name" "$tol"
 }
