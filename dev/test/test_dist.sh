@@ -66,6 +66,8 @@ case_dp "galore_adamw, clipping on: full all-reduce" 1e-5 --optimizer galore_ada
 case_dp "galore_adamw --per-layer" 1e-5 --optimizer galore_adamw --rank 16 --update-proj-gap 3 --per-layer 1 --lr 0.01
 case_dp "galore_adamw --per-layer --grad-accum 2" 1e-5 --optimizer galore_adamw --rank 16 --update-proj-gap 3 --per-layer 1 --grad-accum 2 --lr 0.01
 case_dp "adamw --per-layer" 1e-5 --optimizer adamw --per-layer 1
+case_dp "galore_adamw --svd randomized (every rank draws the same sketch)" 1e-5 --optimizer galore_adamw --rank 16 --update-proj-gap 3 --grad-clip 0 --lr 0.01 --svd randomized
+case_dp "galore_adamw --per-layer --recompute 1" 1e-5 --optimizer galore_adamw --rank 16 --update-proj-gap 3 --per-layer 1 --recompute 1 --lr 0.01
 case_dp "galore_adamw8bit, low-rank all-reduce" 1e-4 --optimizer galore_adamw8bit --rank 16 --update-proj-gap 3 --grad-clip 0 --lr 0.01
 
 # one rank under mpirun takes the data-parallel code path (low-rank R all-reduced as a separate
