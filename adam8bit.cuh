@@ -15,6 +15,9 @@
 // "parameter" of GaLore's 8-bit path); pbf, when not NULL, receives the bf16 copy of an fp32 TP.
 // TG is the gradient (floatX, or float for GaLore's low-rank R). All arithmetic is fp32. gscale
 // multiplies the gradient first (global-norm clipping). sr: stochastic rounding of bf16 weights.
+// LOWRANK (GaLore's fused path, adam8bit_lowrank_gpu / adam32_lowrank_gpu): the "parameter" is the
+// zero tensor galore-torch hands the kernel; it is not read (taken as 0) and a skipped (non-finite)
+// element writes 0, so the output holds the low-rank update without a memset beforehand.
 //
 // Numerics vs the CPU: nvcc's --use_fast_math makes powf __powf and the division approximate, and
 // contracts a*b+c into FMAs (the CPU is built with -ffp-contract=off). That moves m, v and the
@@ -78,7 +81,7 @@ static void adam8bit_update_serial(TP* p, floatX* pbf, const TG* g, uint8_t* qm,
 // requantization with the sign fix. Idle lanes of a short last block load g = 0, m byte 128, v byte
 // 0 and take part in the absmax, as in bitsandbytes (adam8bit_update_block models the same).
 
-template <class TP, class TG>
+template <class TP, class TG, bool LOWRANK = false>
 __global__ void __launch_bounds__(ADAM8_BLOCK) adam8bit_kernel(TP* p, floatX* pbf, const TG* g, uint8_t* qm, uint8_t* qv, float* absmax_m,
                                                                float* absmax_v, size_t n, const float* maps, float b1, float b2, float eps,
                                                                float lr, float wd, int t, float gscale, int sr, uint32_t seed) {
@@ -103,9 +106,11 @@ __global__ void __launch_bounds__(ADAM8_BLOCK) adam8bit_kernel(TP* p, floatX* pb
     if (threadIdx.x == 0) { absmax_m[blk] = am; absmax_v[blk] = av; } // every thread read the old ones above
     if (!live) return;
     if (finite) {
-        float pi = adam8bit_elem_param(a8_load(p[i]), mi, vi, step_size, c2, eps, lr, wd);
+        float pi = adam8bit_elem_param(LOWRANK ? 0.0f : a8_load(p[i]), mi, vi, step_size, c2, eps, lr, wd);
         a8_store(&p[i], pi, sr, seed, i);
         if (pbf != NULL) pbf[i] = __float2bfloat16_rn(pi);
+    } else if (LOWRANK) {
+        a8_store(&p[i], 0.0f, 0, 0u, i); // the zero parameter, untouched
     }
     adam8bit_elem_quantize(mi, vi, am, av, smap_m, smap_v, &qm[i], &qv[i]);
 }
@@ -120,15 +125,28 @@ static void adam8bit_update_gpu(TP* p, floatX* pbf, const TG* g, uint8_t* qm, ui
     cudaCheckLaunch();
 }
 
+// GaLore's low-rank step (galore-torch runs the kernel on R with a zero parameter, no decay): U (n)
+// = what that parameter becomes, step_size * m / (sqrt(v) + c2 eps), 0 where R is not finite;
+// rounded to nearest when TU is bf16. R: (n) fp32; the state as adam8bit_update_gpu's
+template <class TU>
+static void adam8bit_lowrank_gpu(TU* U, const float* R, uint8_t* qm, uint8_t* qv, float* absmax_m, float* absmax_v, size_t n,
+                                 const float* maps, float b1, float b2, float eps, float lr, int t, cudaStream_t s) {
+    if (n == 0) return;
+    unsigned nblocks = (unsigned)((n + ADAM8_BLOCK - 1) / ADAM8_BLOCK);
+    adam8bit_kernel<TU, float, true><<<nblocks, ADAM8_BLOCK, 0, s>>>(U, NULL, R, qm, qv, absmax_m, absmax_v, n, maps, b1, b2, eps, lr, 0.0f, t,
+                                                                    1.0f, 0, 0u);
+    cudaCheckLaunch();
+}
+
 // ----------------------------------------------------------------------------
 // 32-bit path: adam32_update_elem per element; c2 and step_size from the host exactly as the CPU's
 // adam32_update computes them (powf on the host)
 
-template <class TP, class TG>
+template <class TP, class TG, bool LOWRANK = false>
 __global__ void adam32_kernel(TP* p, floatX* pbf, const TG* g, float* m, float* v, size_t n, float b1, float b2, float eps, float lr,
                               float wd, float c2, float step_size, float gscale, int sr, uint32_t seed) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float pf = a8_load(p[i]);
+        float pf = LOWRANK ? 0.0f : a8_load(p[i]);
         adam32_update_elem(&pf, &m[i], &v[i], a8_load(g[i]) * gscale, b1, b2, eps, lr, wd, c2, step_size);
         a8_store(&p[i], pf, sr, seed, i);
         if (pbf != NULL) pbf[i] = __float2bfloat16_rn(pf);
@@ -143,6 +161,19 @@ static void adam32_update_gpu(TP* p, floatX* pbf, const TG* g, float* m, float* 
     const float c2 = sqrtf(1.0f - powf(b2, (float)t));
     const float step_size = (-lr * c2) / c1;
     adam32_kernel<TP, TG><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, g, m, v, n, b1, b2, eps, lr, wd, c2, step_size, gscale, sr, seed);
+    cudaCheckLaunch();
+}
+
+// the 32-bit path's GaLore low-rank step (small R): as adam8bit_lowrank_gpu, on fp32 m, v (no
+// NaN guard, as adam32_update_elem)
+template <class TU>
+static void adam32_lowrank_gpu(TU* U, const float* R, float* m, float* v, size_t n, float b1, float b2, float eps, float lr, int t,
+                               cudaStream_t s) {
+    if (n == 0) return;
+    const float c1 = 1.0f - powf(b1, (float)t);
+    const float c2 = sqrtf(1.0f - powf(b2, (float)t));
+    const float step_size = (-lr * c2) / c1;
+    adam32_kernel<TU, float, true><<<grid_for(n, 256), 256, 0, s>>>(U, NULL, R, m, v, n, b1, b2, eps, lr, 0.0f, c2, step_size, 1.0f, 0, 0u);
     cudaCheckLaunch();
 }
 

@@ -11,9 +11,31 @@
 //                  cuBLAS gemms; cuSOLVER geqrf + orgqr; gesvdj of the small (l x other) sketch)
 //   project        R = G P^T (right) / P^T G (left): cuBLAS GemmEx, bf16 inputs, fp32 compute, fp32
 //                  (optimizer) or bf16 (low-rank accumulator) output
-//   project back   U = scale * (N P) / scale * (P N) in fp32 (cublasSgemm on an fp32 copy of P)
-//   elementwise    the HF AdamW step on R (adam_hf_elem), the weight update p += -step_size * U, the
-//                  decay; the 8-bit path uses adam8bit.cuh on R with a zero parameter
+//   project back   (unfused) U = scale * (N P) / scale * (P N) in fp32 (cublasSgemm on an fp32 copy of P)
+//   elementwise    the HF AdamW step on R (adam_hf_elem), (unfused) the weight update p += -step_size * U,
+//                  the decay; the 8-bit path uses adam8bit.cuh on R with a zero parameter
+//   fused          (bf16 weights rounded to nearest: the default, the paper's setting) the Adam step
+//                  writes N in bf16, then ONE bf16 cuBLASLt GEMM applies back-projection, scale, step
+//                  and decay in place: W = beta W + alpha (N P) (galore_gpu_update_fused; alpha and
+//                  beta derived in galore_fused_coefs). No fp32 copy of P, no (m, n) fp32 U. The
+//                  unfused path above stays for --master-weights 1 and --stochastic-rounding 1 (the
+//                  GEMM epilogue can do neither) and as the reference (GaloreGpu.unfused)
+//
+// Bytes moved per GaLore matrix (m x n bf16, rank r, s = r max(m, n) low-rank elements, p = r min(m, n)
+// projector elements) on a step without refresh, each kernel reading its inputs and writing its
+// outputs once (dev/galore_bytes.py counts them kernel by kernel, including the gradient's read):
+//                        unfused                          fused                 saved
+//   galore_adamw         14 mn + 12 p + 24 s              6 mn + 4 p + 20 s     8 mn + 8 p + 4 s
+//   galore_adamw8bit     14 mn + 12 p + 28.06 s           6 mn + 4 p + 16.06 s  8 mn + 8 p + 12 s
+// unfused: widen P (6p), project (2mn G + 2p + 4s R), [8-bit: memset Z 4s], Adam (16s), project back
+// (4s + 4p + 4mn U), apply (4mn U + 2mn + 2mn W); fused: project, Adam with a bf16 N (14s HF, 10s
+// 8-bit), GEMM (2s + 2p + 2mn + 2mn). Per step for all GaLore matrices:
+//   llama_7b r 1024 (224 matrices)  galore_adamw 140.8 -> 75.0 GB, galore_adamw8bit 147.4 -> 68.6 GB:
+//                                   44.0 -> 20.5 ms at 3.35 TB/s (H100 SXM HBM3)
+//   llama_1b r 512 (168 matrices)   galore_adamw 26.3 -> 14.0 GB, galore_adamw8bit 27.5 -> 12.8 GB:
+//                                   8.2 -> 3.8 ms
+// The back-projection GEMM also moves from fp32 SIMT (cublasSgemm, ~67 TFLOP/s on an H100 SXM) to bf16
+// tensor cores (989): 2 r m n flops, 13.3 TFLOP per step at llama_7b r 1024, ~198 -> ~13 ms at peak.
 //
 // Layouts as on the CPU (PyTorch row-major): G (m, n); P (r, n) right or (m, r) left; R (m, r) right
 // or (r, n) left. cuBLAS is column-major: a row-major (a, b) matrix is a column-major (b, a) one.
@@ -28,6 +50,7 @@
 #include "cuda_common.cuh"
 #include "galore.h"
 #include "adam8bit.cuh"
+#include "llama_kernels.cuh" // MatmulCtx, gemm_bf16_scaled: the fused update's GEMM
 
 // ----------------------------------------------------------------------------
 // scratch and handles
@@ -41,18 +64,22 @@ typedef struct {
     int64_t max_k;             // largest min(m, n)
     int64_t max_s;             // largest low-rank numel (R's)
     int64_t max_proj;          // largest projector numel
-    float* A;                  // (max_full) SVD input (fp32 G, destroyed), later the update U
+    float* A;                  // (max_full) SVD input (fp32 G, destroyed); the unfused path's update U
+                               // (the fused path needs it only at refresh steps, as the SVD input)
     float* Uf;                 // (max_full) SVD factor
     float* Vf;                 // (max_full) SVD factor (and gesvd's transposed input)
     float* S;                  // (max_k) singular values
-    float* Pf;                 // (max_proj) fp32 projector: gathered at refresh, widened from bf16 for back-projection
+    float* Pf;                 // (max_proj) the unfused path's fp32 projector (widened from bf16 for the
+                               // back-projection): an alias of Uf, which is free outside a refresh
     float* R;                  // (max_s) low-rank gradient
-    float* N;                  // (max_s) low-rank direction / update (GaLore 8-bit: the zero parameter)
+    float* N;                  // (max_s) low-rank direction / update (GaLore 8-bit: the zero parameter);
+                               // the fused path stores it in bf16 in the first half
     float* work; int lwork;    // gesvdj workspace (floats)
     int* d_info;
     int64_t refreshes, gesvd_fallbacks;
     int64_t n_galore;          // GaLore tensors: a refresh round is n_galore refreshes (galore_svd_round)
     int force_gesvd;           // tests: skip gesvdj, run the fallback
+    int unfused;               // tests: take the unfused (reference) update path even where the fused one applies
 } GaloreGpu;
 
 // the scratch the GPU optimizer needs for these tensors (also what the memory plan prints).
@@ -163,7 +190,7 @@ static void galore_gpu_init(GaloreGpu* g, const TensorLayout* lay, int n, cublas
     g->Uf = (float*)cudaMallocCheck(sizeof(float) * d.max_full, "GaLore SVD factor U");
     g->Vf = (float*)cudaMallocCheck(sizeof(float) * d.max_full, "GaLore SVD factor V");
     g->S = (float*)cudaMallocCheck(sizeof(float) * d.max_k, "GaLore singular values");
-    g->Pf = (float*)cudaMallocCheck(sizeof(float) * d.max_proj, "GaLore fp32 projector scratch");
+    g->Pf = g->Uf; // max_proj = max r min(m, n) <= max_full
     g->R = (float*)cudaMallocCheck(sizeof(float) * d.max_s, "GaLore low-rank gradient R");
     g->N = (float*)cudaMallocCheck(sizeof(float) * d.max_s, "GaLore low-rank update N");
     g->d_info = (int*)cudaMallocCheck(sizeof(int), "cuSOLVER info");
@@ -177,7 +204,7 @@ static void galore_gpu_init(GaloreGpu* g, const TensorLayout* lay, int n, cublas
 static void galore_gpu_free(GaloreGpu* g) {
     if (g->max_full == 0) return;
     cudaCheck(cudaFree(g->A)); cudaCheck(cudaFree(g->Uf)); cudaCheck(cudaFree(g->Vf)); cudaCheck(cudaFree(g->S));
-    cudaCheck(cudaFree(g->Pf)); cudaCheck(cudaFree(g->R)); cudaCheck(cudaFree(g->N)); cudaCheck(cudaFree(g->d_info));
+    cudaCheck(cudaFree(g->R)); cudaCheck(cudaFree(g->N)); cudaCheck(cudaFree(g->d_info));
     cudaCheck(cudaFree(g->work));
     cusolverCheck(cusolverDnDestroyGesvdjInfo(g->jparams));
     cusolverCheck(cusolverDnDestroy(g->solver));
@@ -361,7 +388,8 @@ static const float* galore_gpu_range_finder(GaloreGpu* g, const TensorLayout* l,
 }
 
 // galore_gpu_refresh: P (bf16, the stored projector: (r, n) right, (m, r) left) from the SVD of
-// gscale * G (bf16 (m, n)). Leaves the fp32 projector (the bf16 one widened) in g->Pf.
+// gscale * G (bf16 (m, n)). Leaves the fp32 projector (the bf16 one widened) in g->Pf (= Uf). The
+// top-r vectors are gathered into whichever of A / Vf the SVD no longer needs (not the one holding them).
 static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, floatX* P, int tensor) {
     cudaStream_t s = g->stream;
     int64_t M = l->m, Nn = l->n, K = M < Nn ? M : Nn, r = l->r;
@@ -418,11 +446,14 @@ static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX
         else { base = vt; si = K; sj = 1; }
     }
     int64_t len = right ? Nn : M;
-    galore_gather_kernel<<<grid_for((size_t)(len * r), 256), 256, 0, s>>>(g->Pf, base, si, sj, len, r, right);
+    // base lies in Uf or Vf (gesvdj, randomized, gesvd with Nn >= M: A was the destroyed input) or in
+    // Uf or A (gesvd with Nn < M: Vf was the destroyed transposed input)
+    float* pg = base == g->A ? g->Vf : g->A;
+    galore_gather_kernel<<<grid_for((size_t)(len * r), 256), 256, 0, s>>>(pg, base, si, sj, len, r, right);
     cudaCheckLaunch();
-    galore_sign_fix_kernel<<<(unsigned)r, SIGNFIX_THREADS, 0, s>>>(g->Pf, right, len, r);
+    galore_sign_fix_kernel<<<(unsigned)r, SIGNFIX_THREADS, 0, s>>>(pg, right, len, r);
     cudaCheckLaunch();
-    galore_narrow(P, g->Pf, (size_t)l->proj_numel, s);
+    galore_narrow(P, pg, (size_t)l->proj_numel, s);
     galore_widen(g->Pf, P, (size_t)l->proj_numel, 1.0f, s); // later steps back-project with the stored bf16 projector
     g->refreshes++;
 }
@@ -469,19 +500,20 @@ static void galore_gpu_project_back(GaloreGpu* g, const TensorLayout* l, const f
 __device__ static inline void gl_store(floatX* p, float v, int sr, uint32_t seed, size_t i) { *p = sr ? f2bf_stochastic(v, seed, i) : f2bf(v); }
 __device__ static inline void gl_store(float* p, float v, int sr, uint32_t seed, size_t i) { (void)sr; (void)seed; (void)i; *p = v; }
 
-// the low-rank HF AdamW direction: Nl = m / (sqrt(v) + eps) after the moment updates (adam_hf_elem)
-template <class TM>
-__global__ void galore_hf_lowrank_kernel(float* Nl, const float* R, TM* m, TM* v, size_t n, float b1, float b2, float eps, int sr, uint32_t seed) {
+// the low-rank HF AdamW direction: Nl = m / (sqrt(v) + eps) after the moment updates (adam_hf_elem);
+// TN float (unfused) or floatX (fused: rounded to nearest, the GEMM's input)
+template <class TM, class TN>
+__global__ void galore_hf_lowrank_kernel(TN* Nl, const float* R, TM* m, TM* v, size_t n, float b1, float b2, float eps, int sr, uint32_t seed) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float mf = to_f32(m[i]), vf = to_f32(v[i]);
-        Nl[i] = adam_hf_elem(R[i], &mf, &vf, b1, b2, eps);
+        gl_store(&Nl[i], adam_hf_elem(R[i], &mf, &vf, b1, b2, eps), 0, 0u, i);
         gl_store(&m[i], mf, sr, seed ^ 0x68bc21ebU, i);
         gl_store(&v[i], vf, sr, seed ^ 0x02e5be93U, i);
     }
 }
-template <class TM>
-static void galore_hf_lowrank(float* Nl, const float* R, TM* m, TM* v, size_t n, float b1, float b2, float eps, int sr, uint32_t seed, cudaStream_t s) {
-    galore_hf_lowrank_kernel<TM><<<grid_for(n, 256), 256, 0, s>>>(Nl, R, m, v, n, b1, b2, eps, sr, seed);
+template <class TM, class TN>
+static void galore_hf_lowrank(TN* Nl, const float* R, TM* m, TM* v, size_t n, float b1, float b2, float eps, int sr, uint32_t seed, cudaStream_t s) {
+    galore_hf_lowrank_kernel<TM, TN><<<grid_for(n, 256), 256, 0, s>>>(Nl, R, m, v, n, b1, b2, eps, sr, seed);
     cudaCheckLaunch();
 }
 
@@ -522,6 +554,45 @@ static void galore_hf_full(TP* p, floatX* pbf, const floatX* g, TM* m, TM* v, si
                            int decay_on, float dec, float gscale, int sr, uint32_t seed, cudaStream_t s) {
     galore_hf_full_kernel<TP, TM><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, g, m, v, n, b1, b2, eps, neg_step, decay_on, dec, gscale, sr, seed);
     cudaCheckLaunch();
+}
+
+// ----------------------------------------------------------------------------
+// the fused update
+
+// galore_fused_coefs: alpha, beta of W = beta W + alpha (N P), derived from what the unfused path
+// computes per element (galore_apply, the CPU's optimizer_update), with U = scale (N P) and
+// dec = -lr wd, the decay pass running only when wd > 0:
+//   galore_adamw (kind8 0): N = m / (sqrt(v) + eps) (adam_hf_elem), step_size = lr sqrt(1 - b2^t) / (1 - b1^t)
+//     p1 = p + (-step_size) U;  p2 = p1 + dec p1 = (1 + dec) p1
+//     => p2 = (1 + dec) p + (1 + dec) (-step_size) scale (N P):  beta = 1 + dec, alpha = -(1 + dec) step_size scale
+//   galore_adamw8bit (kind8 1): N = the kernel's result on a zero parameter, step8 m / (sqrt(v) + c2 eps) with
+//     its own step8 = -lr c2 / c1 inside (bitsandbytes' bias correction; no decay in the kernel)
+//     p1 = p + 1 U;  p2 = (1 + dec) p1  =>  beta = 1 + dec, alpha = (1 + dec) scale
+// Without decay beta = 1 exactly. What differs from the unfused path is rounding only: N is rounded
+// to bf16 (2^-9 of each element, where the unfused path keeps fp32), the products accumulate in
+// another order, and (1 + dec) multiplies once in the epilogue instead of as p1 + dec p1; the weight
+// is rounded to bf16 once in both.
+static void galore_fused_coefs(int kind8, float step_size, float scale, float lr, float wd, float* alpha, float* beta) {
+    float b = wd > 0.0f ? 1.0f + (-lr * wd) : 1.0f;
+    *beta = b;
+    *alpha = kind8 ? b * scale : b * (-step_size) * scale;
+}
+
+// W (m, n) bf16 = beta W + alpha (Nb P) right / alpha (P Nb) left, Nb bf16 ((m, r) right, (r, n)
+// left), P the stored bf16 projector: one GEMM with fp32 accumulation and epilogue, in place (C = D,
+// same layout, which cuBLASLt supports), W rounded to nearest once. gemm_bf16_scaled takes
+// cublasGemmEx where cuBLASLt's heuristic has no algorithm (odd ranks or leading dimensions,
+// 2-byte aligned slices of the weight buffer), so any r works.
+static void galore_gpu_update_fused(MatmulCtx* mm, const TensorLayout* l, floatX* W, const floatX* Nb, const floatX* P, float alpha,
+                                    float beta, cudaStream_t s) {
+    int M = (int)l->m, Nn = (int)l->n, r = (int)l->r;
+    if (l->side == SIDE_RIGHT) {
+        // W^T (n, m) = P^T (col-major (n, r)) * N^T (col-major (r, m)), as galore_gpu_project_back
+        gemm_bf16_scaled(mm, 0, 0, Nn, M, r, alpha, P, Nn, Nb, r, W, Nn, beta, s);
+    } else {
+        // W^T (n, m) = N^T (col-major (n, r)) * P^T (col-major (r, m))
+        gemm_bf16_scaled(mm, 0, 0, Nn, M, r, alpha, Nb, Nn, P, r, W, Nn, beta, s);
+    }
 }
 
 #endif // GALORE_CUH

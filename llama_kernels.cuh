@@ -357,6 +357,20 @@ typedef struct {
 
 #define MATMUL_WORKSPACE_BYTES ((size_t)32 << 20) // Hopper's recommended cuBLASLt workspace
 
+// matmul_ctx_init: the cuBLAS and cuBLASLt handles on stream s, as every program here sets them up:
+// no TF32 anywhere (bf16 inputs make it moot; fp32 products stay fp32), atomics off (deterministic
+// cuBLAS kernels), and the cuBLASLt workspace
+static void matmul_ctx_init(MatmulCtx* ctx, cudaStream_t s) {
+    memset(ctx, 0, sizeof *ctx);
+    cublasCheck(cublasCreate(&ctx->blas));
+    cublasCheck(cublasSetStream(ctx->blas, s));
+    cublasCheck(cublasSetMathMode(ctx->blas, CUBLAS_DEFAULT_MATH));
+    cublasCheck(cublasSetAtomicsMode(ctx->blas, CUBLAS_ATOMICS_NOT_ALLOWED));
+    cublasCheck(cublasLtCreate(&ctx->lt));
+    ctx->workspace_bytes = MATMUL_WORKSPACE_BYTES;
+    ctx->workspace = cudaMallocCheck(MATMUL_WORKSPACE_BYTES, "cuBLASLt workspace");
+}
+
 static uint32_t ptr_alignment(const void* p) {
     uintptr_t a = (uintptr_t)p;
     uint32_t al = 256;
@@ -364,10 +378,10 @@ static uint32_t ptr_alignment(const void* p) {
     return al;
 }
 
-// D (m x n, ldd) = alpha * op(A) op(B) + beta * D, column-major, all bf16; ta/tb: transpose flags
-static void gemm_bf16(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, const floatX* A, int lda, const floatX* B, int ldb,
-                      floatX* D, int ldd, float beta, cudaStream_t stream) {
-    float alpha = 1.0f;
+// D (m x n, ldd) = alpha * op(A) op(B) + beta * D, column-major, all bf16; ta/tb: transpose flags.
+// D is C (in place: cuBLASLt allows it when the two layouts are the same), rounded to bf16 once
+static void gemm_bf16_scaled(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, float alpha, const floatX* A, int lda, const floatX* B,
+                             int ldb, floatX* D, int ldd, float beta, cudaStream_t stream) {
     cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, ld;
@@ -407,6 +421,11 @@ static void gemm_bf16(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, const
     cublasCheck(cublasLtMatrixLayoutDestroy(lb));
     cublasCheck(cublasLtMatrixLayoutDestroy(ld));
     cublasCheck(cublasLtMatmulDescDestroy(op));
+}
+// alpha = 1: the model's matmuls
+static void gemm_bf16(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, const floatX* A, int lda, const floatX* B, int ldb,
+                      floatX* D, int ldd, float beta, cudaStream_t stream) {
+    gemm_bf16_scaled(ctx, ta, tb, m, n, k, 1.0f, A, lda, B, ldb, D, ldd, beta, stream);
 }
 
 // out (N, OC) = inp (N, IC) @ W^T (+ residual (N, OC) when not NULL: the residual add fused into

@@ -877,7 +877,8 @@ static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
 //     the two template instances differently, so rare one-ulp neighbours are allowed, 0.1%)
 //   - W against beta W0 + alpha (N P) in double from the downloaded N, P, W0: |W - ref| <= 2^-8 |ref|
 //     (W rounded to nearest bf16: half an ulp, at most 2^-8 relative) + 2 r 2^-24 |alpha| (|N| |P|)
-//     + 2^-23 |W0| (fp32 accumulation and epilogue), per element: any layout, alpha or beta error
+//     + 2^-23 |W0| (fp32 accumulation and epilogue; these fp32 terms twice, as the bf16 rounding is of
+//     the fp32 result, not of ref), per element: any layout, alpha or beta error
 //     is of the size of the update (many ulps: lr 3e-2, |W| ~ 0.02, decay 3% per step when on)
 //   - W fused vs unfused: each rounds to bf16 once (2^-8 |W| each) and N's bf16 rounding moves the
 //     update by at most 2^-8 |alpha| (|N| |P|); plus the fp32 terms above
@@ -924,7 +925,7 @@ static void test_galore_fused(int attn_fallback) {
                 upload_f32(mu.grads, g, P, 0);
                 cudaCheck(cudaMemcpy(mf.params, mu.params, sizeof(floatX) * P, cudaMemcpyDeviceToDevice));
                 download_f32(w0, mu.params, P, 0);
-                float step_size = (float)(lr * sqrt(1.0 - pow(0.999, (double)t)) / (1.0 - pow(0.9, (double)t)));
+                float step_size = (float)(lr * sqrt(1.0 - pow((double)oc.beta2, (double)t)) / (1.0 - pow((double)oc.beta1, (double)t))); // gpu_optim_update's
                 float alpha, beta;
                 galore_fused_coefs(kind == OPTIM_GALORE_ADAMW8BIT, step_size, oc.scale, lr, oc.weight_decay, &alpha, &beta);
                 for (int i = 0; i < mf.table.n; i++) {

@@ -160,9 +160,11 @@ static void gpu_plan_build(GpuPlan* p, const LlamaConfig* c, int B, int T, int m
     }
     GaloreDims gd = galore_dims(lay, pt.n);
     if (gd.max_full > 0) {
-        gpu_plan_add(p, "GaLore full scratch: SVD input, then update U (fp32)", (double)gd.max_full * 4, 0);
+        // A: the SVD input at refresh steps (and the unfused update's U; the fused update needs none);
+        // the unfused path's fp32 projector lives in the U factor's buffer between refreshes
+        gpu_plan_add(p, "GaLore full scratch: SVD input, unfused U (fp32)", (double)gd.max_full * 4, 0);
         gpu_plan_add(p, "GaLore SVD factors U, V (fp32, largest matrix)", 2.0 * gd.max_full * 4, 0);
-        gpu_plan_add(p, "GaLore singular values + fp32 projector (fp32)", (double)(gd.max_k + gd.max_proj) * 4, 0);
+        gpu_plan_add(p, "GaLore singular values (fp32)", (double)gd.max_k * 4, 0);
         gpu_plan_add(p, "GaLore low-rank R, N (fp32)", 2.0 * gd.max_s * 4, 0);
         gpu_plan_add(p, svd_ws < 0 ? "cuSOLVER gesvdj workspace (ESTIMATE: 1x largest matrix)" : "cuSOLVER gesvdj workspace (queried)",
                      svd_ws < 0 ? galore_svd_workspace_estimate(&gd) : svd_ws, 0);
@@ -271,13 +273,8 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
     size_t P = m->table.total, BT = (size_t)B * T;
     int HD = c->C / c->NH;
     cudaCheck(cudaStreamCreate(&m->stream));
-    cublasCheck(cublasCreate(&m->blas));
-    cublasCheck(cublasSetStream(m->blas, m->stream));
-    // no TF32 anywhere (bf16 inputs make it moot; fp32 products stay fp32), and pedantic atomics off
-    cublasCheck(cublasSetMathMode(m->blas, CUBLAS_DEFAULT_MATH));
-    cublasCheck(cublasSetAtomicsMode(m->blas, CUBLAS_ATOMICS_NOT_ALLOWED)); // deterministic cuBLAS kernels
-    cublasCheck(cublasLtCreate(&m->mm.lt));
-    m->mm.blas = m->blas;
+    matmul_ctx_init(&m->mm, m->stream);
+    m->blas = m->mm.blas;
     // no usable cuDNN is not fatal: attention falls back to cuBLAS (attention_init says so)
     cudnnStatus_t ds = cudnnCreate(&m->dnn);
     if (ds != CUDNN_STATUS_SUCCESS) {
@@ -323,8 +320,6 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
         p += ab[i];
         if (verbose) { char nm[80]; snprintf(nm, sizeof nm, "act: %s", gpu_act_name(i, recompute)); print_alloc(nm, ab[i]); }
     }
-    m->mm.workspace_bytes = MATMUL_WORKSPACE_BYTES;
-    m->mm.workspace = cudaMallocCheck(MATMUL_WORKSPACE_BYTES, "cuBLASLt workspace");
     if (verbose) print_alloc("cuBLASLt workspace", MATMUL_WORKSPACE_BYTES);
     m->h_counts = (int*)mallocCheck(sizeof(int) * ((size_t)c->V + 1));
     m->h_bucket = (int*)mallocCheck(sizeof(int) * (3 * BT + 1));
@@ -635,9 +630,9 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, int
     if (optim_is_8bit(cfg->kind)) o->maps = adam8bit_maps_upload();
     galore_gpu_init(&o->gl, o->lay, o->n, m->blas, m->stream, verbose);
     if (verbose && o->gl.max_full > 0) {
-        print_alloc("GaLore full scratch: SVD input, then update U (fp32)", sizeof(float) * o->gl.max_full);
+        print_alloc("GaLore full scratch: SVD input, unfused U (fp32)", sizeof(float) * o->gl.max_full);
         print_alloc("GaLore SVD factors U, V (fp32)", 2 * sizeof(float) * o->gl.max_full);
-        print_alloc("GaLore singular values + fp32 projector (fp32)", sizeof(float) * (o->gl.max_k + o->gl.max_proj));
+        print_alloc("GaLore singular values (fp32)", sizeof(float) * o->gl.max_k);
         print_alloc("GaLore low-rank R, N (fp32)", 2 * sizeof(float) * o->gl.max_s);
     }
 }
@@ -798,6 +793,11 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
     float* pm = m->master ? m->master_w + off : NULL; // the tensor updated: fp32 masters, with the bf16 copy pb
     floatX* pb = m->params + off;
     GaloreGpu* gl = &o->gl;
+    // GaLore tensors: the fused update (galore.cuh: Adam writes a bf16 N, one GEMM W = beta W +
+    // alpha N P) wherever the weights are bf16 rounded to nearest; fp32 masters and stochastic
+    // rounding take the unfused path (fp32 U, galore_apply), as does a test setting gl->unfused
+    int fused = l->side != SIDE_NONE && !m->master && !sr && !gl->unfused;
+    floatX* Nb = (floatX*)gl->N; // the fused path's bf16 N (snumel), in gl->N's first half
     if (l->side != SIDE_NONE) {
         int due = !o->has_proj[i] || galore_refresh_due(t, c->update_proj_gap);
         if (!g_lowrank) {
@@ -805,13 +805,13 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
                 galore_gpu_refresh(gl, l, g, gscale, o->proj[i], i); // leaves the fp32 projector in gl->Pf
                 o->has_proj[i] = 1;
                 gpu_mem_sample();
-            } else {
+            } else if (!fused) {
                 galore_widen(gl->Pf, o->proj[i], (size_t)l->proj_numel, 1.0f, s);
             }
             galore_gpu_project(gl, l, g, o->proj[i], gl->R, 1, gscale, 0.0f);
         } else {
             if (due) die("internal: tensor %d got a low-rank gradient at a refresh step", i);
-            galore_widen(gl->Pf, o->proj[i], (size_t)l->proj_numel, 1.0f, s);
+            if (!fused) galore_widen(gl->Pf, o->proj[i], (size_t)l->proj_numel, 1.0f, s);
             galore_widen(gl->R, g, (size_t)l->snumel, 1.0f, s);
         }
     }
@@ -838,6 +838,12 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
         if (l->side == SIDE_NONE) {
             if (m->master) galore_hf_full<float, float>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, -step_size, decay_on, dec, gscale, 0, seed, s);
             else galore_hf_full<floatX, floatX>(pb, NULL, g, (floatX*)o->m[i], (floatX*)o->v[i], n, b1, b2, eps, -step_size, decay_on, dec, gscale, sr, seed, s);
+        } else if (fused) {
+            float alpha, beta;
+            galore_fused_coefs(0, step_size, c->scale, lr, wd, &alpha, &beta);
+            if (o->mom_f32) galore_hf_lowrank<float>(Nb, gl->R, (float*)o->m[i], (float*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s);
+            else galore_hf_lowrank<floatX>(Nb, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s);
+            galore_gpu_update_fused(&m->mm, l, pb, Nb, o->proj[i], alpha, beta, s);
         } else {
             if (o->mom_f32) galore_hf_lowrank<float>(gl->N, gl->R, (float*)o->m[i], (float*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s);
             else galore_hf_lowrank<floatX>(gl->N, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], (size_t)l->snumel, b1, b2, eps, sr, seed, s);
@@ -858,6 +864,15 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
                 if (m->master) adam32_update_gpu<float, floatX>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, lr, wd, (int)t, gscale, 0, seed, s);
                 else adam32_update_gpu<floatX, floatX>(pb, NULL, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, lr, wd, (int)t, gscale, sr, seed, s);
             }
+        } else if (fused) {
+            // the kernel's result on the zero parameter, written to Nb directly (no memset)
+            size_t sn = (size_t)l->snumel;
+            float alpha, beta;
+            galore_fused_coefs(1, 0.0f, c->scale, lr, wd, &alpha, &beta);
+            if (l->state == STATE_8BIT)
+                adam8bit_lowrank_gpu<floatX>(Nb, gl->R, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], sn, o->maps, b1, b2, eps, lr, (int)t, s);
+            else adam32_lowrank_gpu<floatX>(Nb, gl->R, (float*)o->m[i], (float*)o->v[i], sn, b1, b2, eps, lr, (int)t, s);
+            galore_gpu_update_fused(&m->mm, l, pb, Nb, o->proj[i], alpha, beta, s);
         } else {
             // galore-torch: the kernel runs on R with a zero "parameter" (decay off); its result is
             // the low-rank update, projected back, scaled, added; then the decay

@@ -18,17 +18,7 @@ Compile (from the repository root; `make -C dev/cuda` does the same):
 nvcc -O3 -std=c++17 --use_fast_math -I. -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -Xcompiler -fopenmp dev/cuda/matmul.cu -o dev/cuda/matmul -lcublas -lcublasLt -lcusolver -lcudnn -lcjson -L/usr/lib/x86_64-linux-gnu/openblas-openmp -l:libblas.so.3 -l:liblapack.so.3 -lgomp
 Run: ./dev/cuda/matmul     (last line "N passed, N failed"; exit status 1 on any mismatch)
 */
-#include <cublasLt.h>
-
-// force the cublasGemmEx fallback of gemm_bf16 when g_force_gemmex is set
-static int g_force_gemmex = 0;
-static cublasStatus_t heuristic_or_none(cublasLtHandle_t h, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
-                                        cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d, cublasLtMatmulPreference_t pref, int req,
-                                        cublasLtMatmulHeuristicResult_t* res, int* found) {
-    if (g_force_gemmex) { *found = 0; return CUBLAS_STATUS_NOT_SUPPORTED; }
-    return cublasLtMatmulAlgoGetHeuristic(h, op, a, b, c, d, pref, req, res, found);
-}
-#define cublasLtMatmulAlgoGetHeuristic heuristic_or_none
+#include "force_gemmex.cuh" // g_force_gemmex: the cublasGemmEx fallback
 #include "common.cuh"
 
 typedef struct { int N, IC, OC; int woff; int time; const char* what; } Shape;
@@ -137,14 +127,7 @@ int main(void) {
     cudaCheck(cudaStreamCreate(&s));
     // the handles as train_llama.cu sets them up
     MatmulCtx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    cublasCheck(cublasCreate(&ctx.blas));
-    cublasCheck(cublasSetStream(ctx.blas, s));
-    cublasCheck(cublasSetMathMode(ctx.blas, CUBLAS_DEFAULT_MATH));
-    cublasCheck(cublasSetAtomicsMode(ctx.blas, CUBLAS_ATOMICS_NOT_ALLOWED));
-    cublasCheck(cublasLtCreate(&ctx.lt));
-    ctx.workspace_bytes = MATMUL_WORKSPACE_BYTES;
-    ctx.workspace = cudaMallocCheck(MATMUL_WORKSPACE_BYTES, "cuBLASLt workspace");
+    matmul_ctx_init(&ctx, s);
     const Shape shapes[] = {
         {128, 60, 120, 0, 0, "tiny qkv (C=60, C+2KV=120)"},
         {128, 60, 211, 0, 0, "tiny lm_head (V=211)"},
