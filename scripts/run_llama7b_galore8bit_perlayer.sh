@@ -16,9 +16,13 @@
 #   so they would not reproduce Table 3's 150K steps x 512 sequences. Our trainer accumulates
 #   in the low-rank space between projector refreshes (sum_k P^T G_k = P^T sum_k G_k), which
 #   keeps per-layer gradient memory AND the paper's effective batch. MICRO_BATCH defaults to 16
-#   (an 80 GB GPU; memory plan: ./train_llama --model llama_7b --memory-plan 1 ...); use
-#   MICRO_BATCH=1 for the 24 GB-card setting of the paper's memory claim (--grad-accum 512,
-#   slow: this is a memory demonstration, 150K such steps are out of reach on one card anyway).
+#   (an 80 GB GPU; memory plan: ./train_llamacu --model llama_7b ... --memory-plan 1). Accumulating
+#   costs memory of its own: the low-rank and full-rank accumulators (3.5 GiB at rank 1024), and
+#   at a refresh step a full bf16 accumulator per refreshing matrix (12.1 GiB at step 1, when
+#   every matrix gets its first projector), so the 24 GB-card setting of the paper's memory
+#   claim is MICRO_BATCH=1 TOTAL_BATCH=1 (--grad-accum 1, batch 1 x 256: plan 19.9 GiB), one
+#   optimizer step per sequence as the official per-layer code runs; a memory demonstration,
+#   150K such steps do not reproduce Table 3.
 # - Clipping: Table 3's multi-GPU runs clip at 1.0, but the global norm is unknown until the
 #   last layer has been updated in per-layer mode, so clipping is off (as in the official
 #   per-layer code, which ignores --grad_clipping). GRAD_CLIP must stay 0 here.
