@@ -166,7 +166,7 @@ static void gpu_plan_build(GpuPlan* p, const LlamaConfig* c, int B, int T, int m
         gpu_plan_add(p, "GaLore SVD factors U, V (fp32, largest matrix)", 2.0 * gd.max_full * 4, 0);
         gpu_plan_add(p, "GaLore singular values (fp32)", (double)gd.max_k * 4, 0);
         gpu_plan_add(p, "GaLore low-rank R, N (fp32)", 2.0 * gd.max_s * 4, 0);
-        gpu_plan_add(p, svd_ws < 0 ? "cuSOLVER gesvdj workspace (ESTIMATE: 1x largest matrix)" : "cuSOLVER gesvdj workspace (queried)",
+        gpu_plan_add(p, svd_ws < 0 ? "cuSOLVER workspace: SVD, QR (ESTIMATE: 1x largest matrix)" : "cuSOLVER workspace: SVD, QR (queried)",
                      svd_ws < 0 ? galore_svd_workspace_estimate(&gd) : svd_ws, 0);
     }
     free(lay);
@@ -1348,7 +1348,7 @@ int main(int argc, char** argv) {
             printf("  note: at a refresh step with --grad-accum > 1, each GaLore matrix refreshing holds a full bf16 accumulator for that step "
                    "(all of them at step 1): up to +%.2f MiB\n", plan.transient / 1048576.0);
         if (optim_is_galore(oc.kind))
-            printf("  note: cuSOLVER's gesvdj workspace needs a device to query; the row above is an estimate, train_llamacu prints the real size at startup\n");
+            printf("  note: cuSOLVER's workspace (gesvdj, and geqrf/orgqr for --svd randomized) needs a device to query; the row above is an estimate, train_llamacu prints the real size at startup\n");
         if (!s.attn_fallback)
             printf("  note: where cuDNN cannot build an attention plan (e.g. head dim not a multiple of 8), the cuBLAS fallback keeps (B, NH, T, T) "
                    "probabilities per layer instead: +%.2f MiB; the attention workspace is known only on the GPU\n",
