@@ -353,6 +353,12 @@ typedef struct {
     void* workspace;
     size_t workspace_bytes;
     int fallbacks;       // how many shapes went to cublasGemmEx (reported once)
+    // per-layer updates run on their own stream while backward goes on, and the gradient slots
+    // are shared by the update groups: matmul_backward waits for this event (the last group's
+    // update has read and zeroed the slots) between its input-gradient and its weight-gradient
+    // GEMMs, so the first overlaps the update and only the second waits. has_dw_wait 0: no wait
+    cudaEvent_t dw_wait;
+    int has_dw_wait;
 } MatmulCtx;
 
 #define MATMUL_WORKSPACE_BYTES ((size_t)32 << 20) // Hopper's recommended cuBLASLt workspace
@@ -444,6 +450,7 @@ static void matmul_forward(MatmulCtx* ctx, floatX* out, const floatX* inp, const
 static void matmul_backward(MatmulCtx* ctx, floatX* dinp, floatX* dW, const floatX* dout, const floatX* inp, const floatX* W,
                             int N, int IC, int OC, cudaStream_t s) {
     if (dinp != NULL) gemm_bf16(ctx, 0, 0, IC, N, OC, W, IC, dout, OC, dinp, IC, 0.0f, s);
+    if (ctx->has_dw_wait) cudaCheck(cudaStreamWaitEvent(s, ctx->dw_wait, 0));
     gemm_bf16(ctx, 0, 1, IC, OC, N, inp, IC, dout, OC, dW, IC, 1.0f, s);
 }
 

@@ -180,6 +180,7 @@ static void gpu_plan_build(GpuPlan* p, const LlamaConfig* c, int B, int T, int m
         gpu_plan_add(p, nm, (double)ab[i], 0);
     }
     gpu_plan_add(p, "cuBLASLt workspace", (double)MATMUL_WORKSPACE_BYTES, 0);
+    gpu_plan_add(p, "cuBLASLt workspace of the update stream", (double)MATMUL_WORKSPACE_BYTES, 0);
     gpu_plan_add(p, "attention workspace (cuDNN/fallback)", (double)attn_ws, 0);
 }
 
@@ -360,6 +361,9 @@ static void gpu_set_grad_mode(GpuLlama* m, int per_layer, int verbose) {
 
 // per-layer mode: tensors first..last now hold their final gradient for this micro-batch
 static inline void gpu_grads_ready(GpuLlama* m, int first, int last) { if (m->grads_ready) m->grads_ready(m->grads_ctx, first, last); }
+// before a kernel writes the shared gradient slots: wait until the last group's update (on the
+// trainer's update stream) has read and zeroed them (matmul_backward does the same for its dW)
+static inline void gpu_slot_wait(GpuLlama* m) { if (m->mm.has_dw_wait) cudaCheck(cudaStreamWaitEvent(m->stream, m->mm.dw_wait, 0)); }
 
 // host fp32 (P) -> device: bf16 weights by round-to-nearest-even (exact when the values came from
 // bf16), and the fp32 masters when kept
@@ -502,6 +506,7 @@ static void gpu_backward(GpuLlama* m, const int* inputs, int B, int T) {
     floatX* dln = a->scratch;      // (BT, C)
     matmul_backward(&m->mm, dln, GX(m, pt_lm_head(c)), dlogits, a->lnf, PX(m, pt_lm_head(c)), BT, C, V, s);
     gpu_grads_ready(m, pt_lm_head(c), pt_lm_head(c));
+    gpu_slot_wait(m);
     rmsnorm_backward(dres, GX(m, pt_norm(c)), a->rms_scratch, dln, a->res + (size_t)L * BT * C, PX(m, pt_norm(c)), a->rstdf,
                      BT, C, 0, s);
     gpu_grads_ready(m, pt_norm(c), pt_norm(c));
@@ -518,6 +523,7 @@ static void gpu_backward(GpuLlama* m, const int* inputs, int B, int T) {
         floatX* dln2 = a->lnf;                          // the final norm's output is no longer needed
         matmul_backward(&m->mm, dln2, GX(m, pt_layer(l, P_WG)), dgu, la.ln2, PX(m, pt_layer(l, P_WG)), BT, C, 2 * H, s);
         gpu_grads_ready(m, pt_layer(l, P_WG), pt_layer(l, P_WU)); // gate | up
+        gpu_slot_wait(m);
         rmsnorm_backward(dres, GX(m, pt_layer(l, P_LN2)), a->rms_scratch, dln2, la.x2, PX(m, pt_layer(l, P_LN2)), la.rstd2, BT, C, 1, s);
         gpu_grads_ready(m, pt_layer(l, P_LN2), pt_layer(l, P_LN2));
         floatX* datty = a->lnf;                         // (BT, C)
@@ -529,12 +535,14 @@ static void gpu_backward(GpuLlama* m, const int* inputs, int B, int T) {
         floatX* dln1 = a->lnf;                          // (BT, C)
         matmul_backward(&m->mm, dln1, GX(m, pt_layer(l, P_WQ)), dqkv, la.ln1, PX(m, pt_layer(l, P_WQ)), BT, C, C + 2 * KV, s);
         gpu_grads_ready(m, pt_layer(l, P_WQ), pt_layer(l, P_WV)); // q | k | v
+        gpu_slot_wait(m);
         rmsnorm_backward(dres, GX(m, pt_layer(l, P_LN1)), a->rms_scratch, dln1, la.x, PX(m, pt_layer(l, P_LN1)), la.rstd1, BT, C, 1, s);
         gpu_grads_ready(m, pt_layer(l, P_LN1), pt_layer(l, P_LN1));
     }
     // embedding: positions bucketed by token on the host, summed in order on the device
     int nu = encoder_backward_buckets(m->h_bucket, m->h_counts, inputs, BT, V);
     cudaCheck(cudaMemcpyAsync(a->bucket, m->h_bucket, sizeof(int) * (size_t)(BT + 2 * nu + 1), cudaMemcpyHostToDevice, s));
+    gpu_slot_wait(m);
     encoder_backward(GX(m, 0), dres, a->bucket, BT, nu, C, s);
     gpu_grads_ready(m, 0, 0);
     // the host bucket is reused by the next backward: wait for the copy (and the step) to finish
@@ -582,7 +590,8 @@ typedef struct {
     GaloreGpu gl;               // SVD, projection scratch and handles (GaLore kinds)
 } GpuOptim;
 
-static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, int verbose) {
+// ublas, us: the update stream's cuBLAS handle and the stream (GpuTrainer), which the GaLore work uses
+static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cublasHandle_t ublas, cudaStream_t us, int verbose) {
     memset(o, 0, sizeof *o);
     o->cfg = *cfg;
     o->n = m->table.n;
@@ -628,7 +637,7 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, int
         if (l->proj_numel) { o->proj[i] = pp; pp += l->proj_numel; }
     }
     if (optim_is_8bit(cfg->kind)) o->maps = adam8bit_maps_upload();
-    galore_gpu_init(&o->gl, o->lay, o->n, m->blas, m->stream, verbose);
+    galore_gpu_init(&o->gl, o->lay, o->n, ublas, us, verbose);
     if (verbose && o->gl.max_full > 0) {
         print_alloc("GaLore full scratch: SVD input, unfused U (fp32)", sizeof(float) * o->gl.max_full);
         print_alloc("GaLore SVD factors U, V (fp32)", 2 * sizeof(float) * o->gl.max_full);
@@ -661,6 +670,14 @@ typedef struct {
     // during a step that refreshes it
     floatX** acc; floatX** racc; floatX* acc_mem; floatX* racc_mem;
     float* d_part; float* h_part; // (P_PER_LAYER, NORM_BLOCKS) per-tensor norm partials of one group
+    // the optimizer's own stream: every update (and the GaLore work, galore.cuh's stream) runs on
+    // us, with its own cuBLAS/cuBLASLt handles and workspace (mm_upd). Per-layer mode enqueues a
+    // group's update there and returns to backward, which goes on with the groups below on the
+    // main stream (overlapped) until it must write the shared gradient slots again: ev_slot
+    // (recorded after the update has read and zeroed them) is what it waits for then.
+    cudaStream_t us;
+    MatmulCtx mm_upd;
+    cudaEvent_t ev_grad, ev_slot, ev_upd;
     // data parallel (dist.h; NCCL carries the gradients): whole-model mode all-reduces each layer's
     // gradients on comm_stream as soon as backward has finished the layer, overlapping the rest of
     // backward; GaLore tensors between refreshes travel as their bf16 projection R (racc) when
@@ -714,23 +731,26 @@ static void gpu_nccl_sum_f64(void* ctx, double* x, int n) {
 static void gpu_nccl_barrier(void* ctx) { double x = 0.0; gpu_nccl_sum_f64(ctx, &x, 1); }
 
 // the whole-model data-parallel hook: backward has finished tensors first..last; on the last
-// micro-batch, project the GaLore ones that travel low-rank (main stream), then all-reduce the
-// group on comm_stream while backward goes on with the layers below
+// micro-batch, project the GaLore ones that travel low-rank (on the update stream, GaLore's, once
+// the gradients are there), then all-reduce the group on comm_stream while backward goes on with
+// the layers below (in whole-model mode every tensor has its own slot: nothing waits for these)
 static void gpu_dp_grads_ready(void* ctx, int first, int last) {
     GpuTrainer* tr = (GpuTrainer*)ctx;
     GpuLlama* m = tr->model;
     GpuOptim* o = &tr->opt;
     if (tr->micro != tr->grad_accum - 1) return;
     int64_t t = tr->t + 1;
+    cudaCheck(cudaEventRecord(tr->ev_grad, m->stream));
+    cudaCheck(cudaStreamWaitEvent(tr->us, tr->ev_grad, 0));
     for (int i = first; i <= last; i++) {
         tr->lowrank[i] = tr->grad_clip <= 0.0f && gpu_trainer_lowrank(tr, i, t);
         if (tr->lowrank[i]) {
             galore_gpu_project(&o->gl, &o->lay[i], GX(m, i), o->proj[i], tr->racc[i], 0, 1.0f, 0.0f);
             // the full slot no longer counts: zero it so the whole-gradient norm below skips it
-            cudaCheck(cudaMemsetAsync(GX(m, i), 0, sizeof(floatX) * (size_t)m->table.info[i].numel, m->stream));
+            cudaCheck(cudaMemsetAsync(GX(m, i), 0, sizeof(floatX) * (size_t)m->table.info[i].numel, tr->us));
         }
     }
-    cudaCheck(cudaEventRecord(tr->ev_layer, m->stream));
+    cudaCheck(cudaEventRecord(tr->ev_layer, tr->us));
     cudaCheck(cudaStreamWaitEvent(tr->comm_stream, tr->ev_layer, 0));
     ncclCheck(ncclGroupStart());
     for (int i = first; i <= last; i++) {
@@ -762,12 +782,11 @@ static void gpu_dist_init(GpuTrainer* tr, Dist* d, const char* init) {
 }
 
 // the squared norms of k tensors (bf16), one sync: fixed-grid partials, added in order in double
-static void gpu_sumsq_many(GpuTrainer* tr, const floatX* const* x, const size_t* n, int k, double* out) {
-    GpuLlama* m = tr->model;
+static void gpu_sumsq_many(GpuTrainer* tr, const floatX* const* x, const size_t* n, int k, double* out, cudaStream_t s) {
     if (k > P_PER_LAYER) die("internal: %d tensors in one norm batch", k);
-    for (int j = 0; j < k; j++) sumsq_partials(tr->d_part + (size_t)j * NORM_BLOCKS, x[j], n[j], m->stream);
-    cudaCheck(cudaMemcpyAsync(tr->h_part, tr->d_part, sizeof(float) * NORM_BLOCKS * k, cudaMemcpyDeviceToHost, m->stream));
-    cudaCheck(cudaStreamSynchronize(m->stream));
+    for (int j = 0; j < k; j++) sumsq_partials(tr->d_part + (size_t)j * NORM_BLOCKS, x[j], n[j], s);
+    cudaCheck(cudaMemcpyAsync(tr->h_part, tr->d_part, sizeof(float) * NORM_BLOCKS * k, cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaStreamSynchronize(s));
     for (int j = 0; j < k; j++) {
         double ss = 0.0;
         for (int b = 0; b < NORM_BLOCKS; b++) ss += (double)tr->h_part[(size_t)j * NORM_BLOCKS + b];
@@ -784,7 +803,7 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
     const OptimConfig* c = &o->cfg;
     const TensorLayout* l = &o->lay[i];
     const ParamInfo* p = &m->table.info[i];
-    cudaStream_t s = m->stream;
+    cudaStream_t s = tr->us; // the update stream (see GpuTrainer)
     size_t off = p->offset, n = (size_t)p->numel;
     float b1 = c->beta1, b2 = c->beta2, eps = c->eps, wd = c->weight_decay;
     // the random stream of this (step, tensor): reproducible, so resume and the determinism test hold
@@ -843,7 +862,7 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
             galore_fused_coefs(0, step_size, c->scale, lr, wd, &alpha, &beta);
             if (o->mom_f32) galore_hf_lowrank<float>(Nb, gl->R, (float*)o->m[i], (float*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s);
             else galore_hf_lowrank<floatX>(Nb, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s);
-            galore_gpu_update_fused(&m->mm, l, pb, Nb, o->proj[i], alpha, beta, s);
+            galore_gpu_update_fused(&tr->mm_upd, l, pb, Nb, o->proj[i], alpha, beta, s);
         } else {
             if (o->mom_f32) galore_hf_lowrank<float>(gl->N, gl->R, (float*)o->m[i], (float*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s);
             else galore_hf_lowrank<floatX>(gl->N, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], (size_t)l->snumel, b1, b2, eps, sr, seed, s);
@@ -872,7 +891,7 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
             if (l->state == STATE_8BIT)
                 adam8bit_lowrank_gpu<floatX>(Nb, gl->R, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], sn, o->maps, b1, b2, eps, lr, (int)t, s);
             else adam32_lowrank_gpu<floatX>(Nb, gl->R, (float*)o->m[i], (float*)o->v[i], sn, b1, b2, eps, lr, (int)t, s);
-            galore_gpu_update_fused(&m->mm, l, pb, Nb, o->proj[i], alpha, beta, s);
+            galore_gpu_update_fused(&tr->mm_upd, l, pb, Nb, o->proj[i], alpha, beta, s);
         } else {
             // galore-torch: the kernel runs on R with a zero "parameter" (decay off); its result is
             // the low-rank update, projected back, scaled, added; then the decay
@@ -894,12 +913,17 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
 
 // the per-layer hook (the CPU's trainer_grads_ready): tensors first..last have this micro-batch's
 // gradient in their slots. Each tensor's gradient is accumulated over the micro-batches (low-rank
-// between refreshes), summed over the ranks (data parallel), then the tensor is updated.
+// between refreshes), summed over the ranks (data parallel), then the tensor is updated. All of it
+// runs on the update stream, after the gradients (ev_grad); the host waits only for the group's
+// norms (the NaN check), then returns to backward while the updates run; backward waits for
+// ev_slot before it writes the shared slots again (matmul_backward's dw_wait, gpu_slot_wait).
 static void gpu_trainer_grads_ready(void* ctx, int first, int last) {
     GpuTrainer* tr = (GpuTrainer*)ctx;
     GpuLlama* m = tr->model;
     GpuOptim* o = &tr->opt;
-    cudaStream_t s = m->stream;
+    cudaStream_t s = tr->us;
+    cudaCheck(cudaEventRecord(tr->ev_grad, m->stream));
+    cudaCheck(cudaStreamWaitEvent(s, tr->ev_grad, 0));
     int final_micro = tr->micro == tr->grad_accum - 1;
     int dp = tr->dist->active;
     int64_t t = tr->t + 1;
@@ -940,7 +964,7 @@ static void gpu_trainer_grads_ready(void* ctx, int first, int last) {
             for (int j = 0; j < k; j++) gpu_reduce(tr, (floatX*)xs[j], ns[j], (size_t)m->table.info[idx[j]].numel, s);
             ncclCheck(ncclGroupEnd());
         }
-        gpu_sumsq_many(tr, xs, ns, k, ss);
+        gpu_sumsq_many(tr, xs, ns, k, ss, s);
         for (int j = 0; j < k; j++) {
             int i = idx[j];
             if (!isfinite(ss[j])) tr->bad = 1;
@@ -959,6 +983,7 @@ static void gpu_trainer_grads_ready(void* ctx, int first, int last) {
     // the slots are reused by the next group: leave them zero for backward's accumulation
     size_t start = m->goff[first], end = m->goff[last] + (size_t)m->table.info[last].numel;
     cudaCheck(cudaMemsetAsync(m->grads + start, 0, sizeof(floatX) * (end - start), s));
+    cudaCheck(cudaEventRecord(tr->ev_slot, s));
 }
 
 // dist: the data-parallel ranks (NULL: one process); gpu_dist_init then makes the communicator
@@ -975,7 +1000,16 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     tr->sr_seed = lm_hash32((uint32_t)seed ^ lm_hash32((uint32_t)(seed >> 32) ^ 0x5bd1e995U));
     tr->dist = dist ? dist : &single;
     gpu_set_grad_mode(m, per_layer, verbose);
-    gpu_optim_init(&tr->opt, m, oc, verbose);
+    cudaCheck(cudaStreamCreate(&tr->us));
+    matmul_ctx_init(&tr->mm_upd, tr->us);
+    cudaCheck(cudaEventCreateWithFlags(&tr->ev_grad, cudaEventDisableTiming));
+    cudaCheck(cudaEventCreateWithFlags(&tr->ev_slot, cudaEventDisableTiming));
+    cudaCheck(cudaEventCreateWithFlags(&tr->ev_upd, cudaEventDisableTiming));
+    if (verbose) print_alloc("cuBLASLt workspace of the update stream", MATMUL_WORKSPACE_BYTES);
+    // per-layer: backward waits for the last group's update before it writes the slots again
+    m->mm.dw_wait = tr->ev_slot;
+    m->mm.has_dw_wait = per_layer;
+    gpu_optim_init(&tr->opt, m, oc, tr->mm_upd.blas, tr->us, verbose);
     tr->d_part = (float*)cudaMallocCheck(sizeof(float) * NORM_BLOCKS * P_PER_LAYER, "per-tensor norm partials");
     tr->h_part = (float*)mallocCheck(sizeof(float) * NORM_BLOCKS * P_PER_LAYER);
     if (per_layer) {
@@ -1007,7 +1041,13 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
 }
 
 static void gpu_trainer_free(GpuTrainer* tr) {
+    cudaCheck(cudaStreamSynchronize(tr->us));
     gpu_optim_free(&tr->opt);
+    tr->model->mm.has_dw_wait = 0;
+    cudaCheck(cudaEventDestroy(tr->ev_grad)); cudaCheck(cudaEventDestroy(tr->ev_slot)); cudaCheck(cudaEventDestroy(tr->ev_upd));
+    cudaCheck(cudaFree(tr->mm_upd.workspace));
+    cublasCheck(cublasLtDestroy(tr->mm_upd.lt)); cublasCheck(cublasDestroy(tr->mm_upd.blas));
+    cudaCheck(cudaStreamDestroy(tr->us));
     cudaCheck(cudaFree(tr->d_part));
     free(tr->h_part);
     if (tr->acc) {
@@ -1073,7 +1113,7 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
                 for (int i = i0; i < m->table.n && i < i0 + P_PER_LAYER; i++)
                     if (tr->lowrank[i]) { xs[k] = tr->racc[i]; ns[k] = (size_t)tr->opt.lay[i].snumel; k++; }
                 if (k == 0) continue;
-                gpu_sumsq_many(tr, xs, ns, k, q);
+                gpu_sumsq_many(tr, xs, ns, k, q, m->stream);
                 for (int j = 0; j < k; j++) ss_low += q[j];
             }
         }
@@ -1086,13 +1126,20 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
                 float coef = tr->grad_clip / (*norm + 1e-6f);
                 if (coef < 1.0f) gscale = coef;
             }
+            // the updates run on the update stream, after everything backward and the norm did
+            cudaCheck(cudaEventRecord(tr->ev_grad, m->stream));
+            cudaCheck(cudaStreamWaitEvent(tr->us, tr->ev_grad, 0));
             for (int i = 0; i < m->table.n; i++) {
                 int lr_i = dp && tr->lowrank[i];
                 gpu_optim_update(tr, i, lr_i ? tr->racc[i] : GX(m, i), lr_i, lr, tr->t + 1, gscale);
             }
             tr->updated = 1;
         }
-    } else {
+    }
+    // the next forward reads the updated weights: the main stream waits for the update stream
+    cudaCheck(cudaEventRecord(tr->ev_upd, tr->us));
+    cudaCheck(cudaStreamWaitEvent(m->stream, tr->ev_upd, 0));
+    if (tr->per_layer) {
         *norm = tr->bad ? NAN : (float)sqrt(tr->sumsq);
         gpu_zero_grad(m); // a skipped step can leave a group's gradient in the slots
     }
