@@ -769,6 +769,7 @@ static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
         gpu_optim_update(&tr, i, GX(&m, i), 0, lr, 1, 1.0f);
     }
     cudaCheck(cudaStreamSynchronize(m.stream));
+    cudaCheck(cudaStreamSynchronize(tr.us)); // the updates run on the trainer's update stream
     tr.t = 1;
     GpuOptim* o = &tr.opt;
     double wp = 0.0, wm = 0.0, wq = 0.0, worst_cos = 1.0;
@@ -847,6 +848,7 @@ static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
         for (int i = 0; i < cm.table.n; i++) cpu::optimizer_update(&co, i, cpu::P(&cm, i), cpu::G(&cm, i), 0, lr, st);
     }
     cudaCheck(cudaStreamSynchronize(m.stream));
+    cudaCheck(cudaStreamSynchronize(tr.us)); // the updates run on the trainer's update stream
     double lmax = 0.0;
     for (int st = 2; st <= S; st++) lmax = fmax(lmax, fabs(gl_[st] - cl_[st]) / fabs(cl_[st]));
     gpu_download_params(&m, gw);
@@ -934,7 +936,9 @@ static void test_galore_fused(int attn_fallback) {
                     const TensorLayout* l = &tf.opt.lay[i];
                     if (l->side == SIDE_NONE) continue;
                     cudaCheck(cudaStreamSynchronize(mf.stream));
+                    cudaCheck(cudaStreamSynchronize(tf.us));
                     cudaCheck(cudaStreamSynchronize(mu.stream));
+                    cudaCheck(cudaStreamSynchronize(tu.us));
                     size_t sn = (size_t)l->snumel, pn = (size_t)l->proj_numel, off = mf.table.info[i].offset;
                     int64_t M = l->m, Nn = l->n, r = l->r;
                     float* nf = (float*)mallocCheck(sizeof(float) * sn);
