@@ -58,7 +58,7 @@
 typedef struct {
     cusolverDnHandle_t solver;
     gesvdjInfo_t jparams;
-    cublasHandle_t blas;       // the model's handle (same stream)
+    cublasHandle_t blas;       // the trainer's update-stream handle (GpuTrainer.mm_upd), on stream
     cudaStream_t stream;
     int64_t max_full;          // largest m*n of a GaLore tensor
     int64_t max_k;             // largest min(m, n)

@@ -841,6 +841,9 @@ static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
         gl_[st] = m.mean_loss;
         gpu_backward(&m, in, B, T);
         for (int i = 0; i < cm.table.n; i++) gpu_optim_update(&tr, i, GX(&m, i), 0, lr, st, 1.0f);
+        // the updates (update stream) read the gradients and write the weights that the next
+        // step's zero_grad and forward (main stream) touch: nothing else orders the two streams
+        cudaCheck(cudaStreamSynchronize(tr.us));
         cpu::llama_zero_grad(&cm);
         cpu::llama_forward(&cm, in, tg, B, T);
         cl_[st] = cm.mean_loss;
@@ -920,7 +923,7 @@ static void test_galore_fused(int attn_fallback) {
             for (size_t k = 0; k < P; k++) dir[k] = (float)(1e-3 * rng_normal(&rng));
             size_t state_diff = 0, proj_diff = 0, other_diff = 0, n_far = 0, n_near = 0, n_total = 0, w_bad = 0, wu_bad = 0, w_same = 0, w_n = 0;
             double worst_ref = 0.0, worst_pair = 0.0, dot = 0.0, ff = 0.0, uu = 0.0;
-            int fallbacks0 = mf.mm.fallbacks;
+            int fallbacks0 = tf.mm_upd.fallbacks; // the fused GEMM runs on the update stream's context
             for (int t = 1; t <= 4; t++) {
                 for (size_t k = 0; k < P; k++) g[k] = dir[k] + (float)(5e-4 * rng_normal(&rng));
                 upload_f32(mf.grads, g, P, 0);
@@ -1020,7 +1023,7 @@ static void test_galore_fused(int attn_fallback) {
                   kn, r, n_near, n_total, n_far);
             check(w_bad == 0, "%s r %d wd %g: fused W vs beta W0 + alpha N P in double, %zu elements: %zu beyond the bound "
                   "(2^-8 |ref| + fp32 terms), worst at %.2f of it; %d GEMM shapes fell back to cublasGemmEx",
-                  kn, r, (double)oc.weight_decay, w_n, w_bad, worst_ref, mf.mm.fallbacks - fallbacks0);
+                  kn, r, (double)oc.weight_decay, w_n, w_bad, worst_ref, tf.mm_upd.fallbacks - fallbacks0);
             double cs = (ff > 0.0 && uu > 0.0) ? dot / sqrt(ff * uu) : 0.0;
             // the updates are ~10 bf16 ulps of W per step and each path rounds to nearest: cosine ~0.9995
             check(wu_bad == 0 && cs > 0.995, "%s r %d: fused vs unfused weights: %zu beyond the bound (two roundings + bf16 N), worst at "

@@ -681,7 +681,7 @@ typedef struct {
     // data parallel (dist.h; NCCL carries the gradients): whole-model mode all-reduces each layer's
     // gradients on comm_stream as soon as backward has finished the layer, overlapping the rest of
     // backward; GaLore tensors between refreshes travel as their bf16 projection R (racc) when
-    // clipping is off. Per-layer mode all-reduces inside the update hook on the main stream.
+    // clipping is off. Per-layer mode all-reduces inside the update hook on the update stream us.
     Dist* dist;
     ncclComm_t comm;
     cudaStream_t comm_stream;
@@ -1432,7 +1432,7 @@ int main(int argc, char** argv) {
     gpu_dist_init(&trainer, &dist, s.dist_init);
     if (dist.active)
         printf("data parallel: %d processes (%s) | NCCL %s | batch %d x %d per rank, %d x %d per step | %s\n", dist.world, dist.method,
-               s.per_layer ? "all-reduce inside each update group (main stream)" : "all-reduce per layer on a side stream, overlapping backward",
+               s.per_layer ? "all-reduce inside each update group (update stream)" : "all-reduce per layer on a side stream, overlapping backward",
                B, T, dist.world * B * s.grad_accum, T,
                optim_is_galore(oc.kind) ? (s.grad_clip > 0.0f && !s.per_layer
                    ? "GaLore matrices as full gradients (--grad-clip needs their norm; --grad-clip 0 sends R = P^T G between refreshes)"
