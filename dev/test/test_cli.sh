@@ -95,4 +95,20 @@ if [ "$(wc -l <<<"$lw")" = 6 ] && [ "$lp" = "$lw" ] && [ "$lres" = "$(tail -3 <<
     ok "--svd randomized: per-layer == whole-model (6 losses), resume from step 3 == uninterrupted, bit for bit"
 else bad "--svd randomized: whole [$(tr '\n' ' ' <<<"$lw")] per-layer [$(tr '\n' ' ' <<<"$lp")] resumed [$(tr '\n' ' ' <<<"$lres")]"; fi
 
+# --memory-plan json: valid JSON with the same buffers and totals as the table (both plans of the
+# CPU binary: its own and the GPU state estimate), checked by Python's json module
+jp=(--model llama_60m --optimizer galore_adamw8bit --rank 128 --per-layer 1 --batch 2 --seq 256)
+"$bin" "${jp[@]}" --memory-plan 1 > "$tmp/plan.txt" 2>&1; "$bin" "${jp[@]}" --memory-plan json > "$tmp/plan.json" 2>&1
+r=$(python3 - "$tmp/plan.json" "$tmp/plan.txt" <<'PY'
+import json, re, sys
+plans = json.load(open(sys.argv[1]))["plans"]
+totals = [float(m) for m in re.findall(r"^  total +([0-9.]+) MiB", open(sys.argv[2]).read(), re.M)]
+ok = len(plans) == 2 == len(totals) and all(
+    abs(p["total_bytes"] / 1048576 - t) < 0.01 and abs(sum(b["bytes"] for b in p["buffers"] if not b["transient"]) - p["total_bytes"]) < 1
+    for p, t in zip(plans, totals))
+print(("ok " if ok else "bad ") + " / ".join(f'{p["engine"]} {p["total_bytes"] / 1048576:.2f} MiB in {len(p["buffers"])} buffers' for p in plans))
+PY
+)
+if [[ $r == ok* ]]; then ok "--memory-plan json: ${r#ok }, the table's totals"; else bad "--memory-plan json: $r $(head -c 300 "$tmp/plan.json")"; fi
+
 summary
