@@ -1054,6 +1054,83 @@ static void gpu_run_steps(const LlamaConfig* c, const OptimConfig* oc, int per_l
     param_table_free(&pt);
 }
 
+// a non-finite gradient on the GPU (the update stream path): a wrapper around the gradient hook
+// writes a NaN into one update group's gradient as backward finishes it. Whole-model: the step is
+// skipped and no weight moves. Per-layer: the groups backward finished before (lm_head, the final
+// norm, the layers above) were updated, the poisoned group and every later one keep their weights
+// bit for bit; either way the step says skipped, and the next step is finite again (the shared
+// gradient slots were left zero).
+static void (*g_nan_next)(void*, int, int);
+static int g_nan_group = -1;
+static void nan_hook(void* ctx, int first, int last) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    GpuLlama* m = tr->model;
+    if (first == g_nan_group) {
+        cudaCheck(cudaStreamSynchronize(m->stream)); // the group's gradient is complete
+        floatX nan = __float2bfloat16(NAN);
+        cudaCheck(cudaMemcpy(GX(m, first), &nan, sizeof nan, cudaMemcpyHostToDevice));
+    }
+    if (g_nan_next) g_nan_next(ctx, first, last);
+}
+
+static void test_gpu_nonfinite(int attn_fallback) {
+    LlamaConfig c;
+    llama_config_resolve(&c, "llama_tiny");
+    int B = 2, T = 32, L = c.L;
+    for (int per_layer = 0; per_layer <= 1; per_layer++) {
+        OptimConfig oc;
+        memset(&oc, 0, sizeof oc);
+        oc.kind = OPTIM_GALORE_ADAMW8BIT; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind];
+        oc.rank = 32; oc.update_proj_gap = 2; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+        GpuLlama m;
+        gpu_build(&m, &c, B, T, 0, attn_fallback, 0, per_layer);
+        float* w0 = (float*)mallocCheck(sizeof(float) * m.table.total);
+        float* w1 = (float*)mallocCheck(sizeof(float) * m.table.total);
+        llama_init_params(&m.table, w0, 7);
+        gpu_upload_params(&m, w0);
+        GpuTrainer tr;
+        gpu_trainer_init(&tr, &m, &oc, per_layer, 1, 0.0f, 0, 42, 0);
+        DataLoader dl;
+        dataloader_init(&dl, REF_DIR "/train.bin", B, T, 0, 0, 0, 1, c.V);
+        int* in = (int*)mallocCheck(sizeof(int) * B * T);
+        int* tg = (int*)mallocCheck(sizeof(int) * B * T);
+        float norm;
+        int skipped;
+        int64_t nt;
+        gpu_train_step(&tr, &dl, 1e-3f, in, tg, &norm, &skipped, &nt); // a normal step first (projectors exist)
+        gpu_download_params(&m, w0);
+        // poison layer L/2's gate|up group (the hook is called with its first tensor)
+        int target = pt_layer(L / 2, P_WG);
+        g_nan_next = m.grads_ready; g_nan_group = target;
+        m.grads_ready = nan_hook; m.grads_ctx = &tr;
+        gpu_train_step(&tr, &dl, 1e-3f, in, tg, &norm, &skipped, &nt);
+        m.grads_ready = g_nan_next; g_nan_group = -1;
+        gpu_download_params(&m, w1);
+        int moved_before = 0, kept_after = 1, kept_all = 1;
+        for (int i = 0; i < m.table.n; i++) {
+            size_t off = m.table.info[i].offset, n = (size_t)m.table.info[i].numel;
+            int same = memcmp(w0 + off, w1 + off, sizeof(float) * n) == 0;
+            if (!same) kept_all = 0;
+            // backward order: lm_head, the final norm, then the layers top down, the embedding last
+            int before = i > target + 1 && i != 0; // the groups above gate|up of layer L/2 (down of the same layer included)
+            if (before && !same) moved_before = 1;
+            if (!before && !same) kept_after = 0;
+        }
+        if (per_layer)
+            check(skipped && moved_before && kept_after, "GPU per-layer, NaN in layer %d's gate|up gradient: step skipped (%d), the groups "
+                  "before it updated (%d), it and every later group unchanged bit for bit (%d)", L / 2, skipped, moved_before, kept_after);
+        else
+            check(skipped && kept_all, "GPU whole-model, NaN in one gradient: step skipped (%d), no weight moved (%d)", skipped, kept_all);
+        float loss = gpu_train_step(&tr, &dl, 1e-3f, in, tg, &norm, &skipped, &nt);
+        check(!skipped && isfinite(loss) && isfinite(norm), "GPU %s: the step after the skipped one is finite (loss %.4f, norm %.4f)",
+              per_layer ? "per-layer" : "whole-model", loss, norm);
+        free(in); free(tg); free(w0); free(w1);
+        dataloader_free(&dl);
+        gpu_trainer_free(&tr);
+        gpu_free(&m);
+    }
+}
+
 static void test_gpu_per_layer(int attn_fallback) {
     LlamaConfig c;
     llama_config_resolve(&c, "llama_tiny");
@@ -1212,6 +1289,7 @@ int main(int argc, char** argv) {
     test_optimizer_vs_cpu(OPTIM_GALORE_ADAMW8BIT, gf.attn_fallback);
     test_galore_fused(gf.attn_fallback);
     test_gpu_per_layer(gf.attn_fallback);
+    test_gpu_nonfinite(gf.attn_fallback);
     test_gpu_recompute(gf.attn_fallback);
     test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_GALORE_ADAMW8BIT, 0);
     test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_GALORE_ADAMW, 1);
