@@ -45,6 +45,12 @@ typedef struct {
     void (*barrier)(void* ctx);
 } Dist;
 
+// one process, no collectives: what a trainer uses when it is given no Dist
+static Dist* dist_single(void) {
+    static Dist single = {0, 1, 0, 0, 0, "single", NULL, NULL, NULL};
+    return &single;
+}
+
 static int dist_env_int(const char* a, const char* b, int def) {
     const char* v = getenv(a);
     if (v == NULL && b != NULL) v = getenv(b);
@@ -139,6 +145,17 @@ static void dist_sum_f64(Dist* d, double* x, int n) {
 #endif
     if (d->sum_f64 == NULL) die("internal: no scalar collective for %d ranks", d->world);
     d->sum_f64(d->ops_ctx, x, n);
+}
+
+// dist_mean_loss: a micro-batch's mean loss over every rank's targets (one all-reduce of the
+// summed losses and the counts); *n_all gets the targets of all ranks. A run that is not data
+// parallel gets its own mean back unchanged. Non-finite on every rank when it is on any.
+static double dist_mean_loss(Dist* d, float mean_loss, int n_valid, int64_t* n_all) {
+    if (!d->active) { *n_all = n_valid; return (double)mean_loss; }
+    double lt[2] = {(double)mean_loss * n_valid, (double)n_valid};
+    dist_sum_f64(d, lt, 2);
+    *n_all = (int64_t)lt[1];
+    return lt[1] > 0 ? lt[0] / lt[1] : 0.0;
 }
 
 static void dist_barrier(Dist* d) {

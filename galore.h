@@ -278,6 +278,27 @@ static void tensor_layout(TensorLayout* lay, const ParamInfo* p, const OptimConf
     lay->nblocks = lay->state == STATE_8BIT ? (lay->snumel + ADAM8_BLOCK - 1) / ADAM8_BLOCK : 0;
 }
 
+// galore_lowrank_at: whether tensor l's gradient at update t is accumulated and all-reduced as its
+// projection R: a GaLore tensor with a projector that t does not refresh (the projection of the
+// sum is the sum of the projections). Both trainers decide with it.
+static inline int galore_lowrank_at(const TensorLayout* l, int has_proj, int64_t t, int64_t T) {
+    return l->side != SIDE_NONE && has_proj && !galore_refresh_due(t, T);
+}
+
+// accum_layout: the gradient accumulators of a trainer, as element offsets into two buffers: a
+// full one for each non-GaLore tensor (full_off, when need_full; per-layer accumulation), a
+// low-rank one (snumel) for each GaLore tensor (low_off); -1 where a tensor has none. *nfull and
+// *nlow get the buffers' sizes. Both engines lay them out with it (the CPU in fp32, the GPU in bf16).
+static void accum_layout(const ParamTable* pt, const TensorLayout* lay, int need_full, int64_t* full_off, int64_t* low_off,
+                         size_t* nfull, size_t* nlow) {
+    *nfull = 0; *nlow = 0;
+    for (int i = 0; i < pt->n; i++) {
+        full_off[i] = low_off[i] = -1;
+        if (lay[i].side != SIDE_NONE) { low_off[i] = (int64_t)*nlow; *nlow += (size_t)lay[i].snumel; }
+        else if (need_full) { full_off[i] = (int64_t)*nfull; *nfull += (size_t)pt->info[i].numel; }
+    }
+}
+
 // ----------------------------------------------------------------------------
 // per-element Adam math, one function per convention. Each updates the moments in place.
 

@@ -111,6 +111,27 @@ static void run_print_galore(const LlamaConfig* c, const OptimConfig* oc, const 
            s->per_layer ? " | per-layer updates" : "");
 }
 
+// run_print_dist: the data-parallel line of the startup banner (both engines); how: the engine's
+// transport ("gradients summed over MPI", "NCCL ...")
+static void run_print_dist(const Dist* d, const Settings* s, const OptimConfig* oc, const char* how) {
+    if (!d->active) return;
+    const char* what = !optim_is_galore(oc->kind) ? "full gradients"
+                       : s->grad_clip > 0.0f && !s->per_layer
+                       ? "GaLore matrices as full gradients (--grad-clip needs their norm; --grad-clip 0 sends R = P^T G between refreshes)"
+                       : "GaLore matrices as R = P^T G between refreshes";
+    printf("data parallel: %d processes (%s) | %s | batch %d x %d per rank, %d x %d per step%s | %s\n", d->world, d->method, how, s->batch,
+           s->seq, d->world * s->batch * s->grad_accum, s->seq, s->grad_accum > 1 ? " (with accumulation)" : "", what);
+}
+
+// run_append_comm: the data-parallel part of a step line, after the engine's own (buf holds it):
+// the bytes all-reduced this step and what full gradients would have been
+static void run_append_comm(char* buf, size_t n, double bytes, double full) {
+    size_t k = strlen(buf);
+    if (k + 1 >= n) return;
+    snprintf(buf + k, n - k, " | all-reduce %.2f MiB (full gradients %.2f MiB: %.0f%% saved)", bytes / 1048576.0, full / 1048576.0,
+             full > 0 ? 100.0 * (1.0 - bytes / full) : 0.0);
+}
+
 // ----------------------------------------------------------------------------
 // the training state every engine keeps in a checkpoint, besides its own entries
 
@@ -222,33 +243,24 @@ static int optimizer_state_entries(StateEntry* e, int cap, int n_tensors, const 
 
 #define RUN_MAX_ENTRIES 4096
 
-// run_check_ranks: data parallel keeps a full replica on every rank, updated alike from the same
-// summed gradients; check that the replicas really are identical (a hash of the weights) before
-// one of them is saved for all. Every rank calls it.
-static void run_check_ranks(const Engine* e, Dist* d, const LlamaConfig* c, int64_t step) {
-    if (d->world == 1) return;
-    ParamTable pt;
-    param_table_build(&pt, c);
-    float* hp = e->params_to_host(e->ctx);
-    uint64_t h = fnv1a(FNV_SEED, hp, sizeof(float) * pt.total);
-    e->params_release(e->ctx, hp);
-    param_table_free(&pt);
-    if (!dist_same_u64(d, h))
-        die("step %lld: the weights differ between the %d ranks (rank %d hash %016llx); the replicas diverged, nothing was saved; "
-            "hint: report this with the command line", (long long)step, d->world, d->rank, (unsigned long long)h);
-}
-
-// run_save: every rank calls it; the replicas are checked, then rank 0 writes the checkpoint (the
-// optimizer state is replicated too, and the loader position is the same on every rank)
+// run_save: every rank calls it. Data parallel keeps a full replica on every rank, updated alike
+// from the same summed gradients: the replicas are checked to be identical (a hash of the weights,
+// on the host copy that rank 0 then saves), then rank 0 writes the checkpoint (the optimizer state
+// is replicated too, and the loader position is the same on every rank)
 static void run_save(const Engine* e, Dist* d, const Settings* s, const LlamaConfig* c, const OptimConfig* oc, const DataLoader* dl,
                      const Rng* rng, int64_t step, int64_t bad_in_a_row) {
-    run_check_ranks(e, d, c, step);
-    if (d->rank != 0) return;
-    char tmpdir[1100], path[1200];
-    checkpoint_begin(tmpdir, sizeof tmpdir, s->out, step);
     ParamTable pt;
     param_table_build(&pt, c);
     float* hp = e->params_to_host(e->ctx);
+    if (d->world > 1) {
+        uint64_t h = fnv1a(FNV_SEED, hp, sizeof(float) * pt.total);
+        if (!dist_same_u64(d, h))
+            die("step %lld: the weights differ between the %d ranks (rank %d hash %016llx); the replicas diverged, nothing was saved; "
+                "hint: report this with the command line", (long long)step, d->world, d->rank, (unsigned long long)h);
+    }
+    if (d->rank != 0) { e->params_release(e->ctx, hp); param_table_free(&pt); return; }
+    char tmpdir[1100], path[1200];
+    checkpoint_begin(tmpdir, sizeof tmpdir, s->out, step);
     llama_save(c, &pt, hp, tmpdir, ST_F32);
     e->params_release(e->ctx, hp);
     param_table_free(&pt);

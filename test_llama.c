@@ -471,27 +471,19 @@ static void test_galore_e2e(const char* file, int kind) {
 // per-layer updates against the whole-model step, clipping off: the gradients of layer l do not
 // depend on the (already updated) weights above it, so the weights must agree bit for bit.
 // With accumulation, per-layer accumulates in the low-rank space: equal up to rounding.
+static void recompute_run(const LlamaConfig* c, const float* init, const OptimConfig* oc, int per_layer, int accum, float clip,
+                          int recompute, int steps, float* losses, float* weights, float* logits, size_t* act_floats);
 static void run_steps(const LlamaConfig* c, const OptimConfig* oc, int per_layer, int accum, int steps, float* out) {
-    Llama m;
-    llama_build(&m, c);
-    llama_load_params(&m.table, m.params, REF_DIR "/model.safetensors");
-    int B = 3, T = 13;
-    llama_alloc_activations(&m, B, T, 0);
-    Trainer tr;
-    trainer_init(&tr, &m, oc, per_layer, accum, 0.0f, NULL);
-    DataLoader dl;
-    dataloader_init(&dl, REF_DIR "/train.bin", B, T, 0, 0, 0, 1, c->V);
-    int inputs[39], targets[39];
-    for (int s = 0; s < steps; s++) {
-        float norm;
-        int skipped;
-        int64_t nt;
-        train_step(&tr, &dl, 1e-2f, inputs, targets, &norm, &skipped, &nt);
-    }
-    memcpy(out, m.params, sizeof(float) * m.table.total);
-    dataloader_free(&dl);
-    trainer_free(&tr);
-    llama_free(&m);
+    ParamTable pt;
+    param_table_build(&pt, c);
+    float* init = (float*)mallocCheck(sizeof(float) * pt.total);
+    float* losses = (float*)mallocCheck(sizeof(float) * (size_t)steps);
+    float* logits = (float*)mallocCheck(sizeof(float) * 7 * (size_t)c->V);
+    size_t act;
+    llama_load_params(&pt, init, REF_DIR "/model.safetensors");
+    recompute_run(c, init, oc, per_layer, accum, 0.0f, 0, steps, losses, out, logits, &act);
+    free(init); free(losses); free(logits);
+    param_table_free(&pt);
 }
 
 static void test_per_layer(void) {
@@ -525,6 +517,7 @@ static void test_per_layer(void) {
     param_table_free(&pt);
 }
 
+// (run_steps' runner too: recompute 0, no clipping)
 // --recompute 1 against 0 from the same init and data: forward keeps only the layer inputs and
 // backward recomputes each layer with the same calls in the same order on the same values (same
 // thread count), so losses, final weights and a forward-only pass (sampling's B 1, shorter T) must

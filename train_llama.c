@@ -871,14 +871,13 @@ typedef struct {
     float** acc;          // (n) full accumulators or NULL
     float** racc;         // (n) low-rank accumulators or NULL
     float* acc_mem; float* racc_mem;
+    int* lowrank;         // (n) whole-model data parallel: this step sums tensor i as R
 } Trainer;
 
-// whether tensor i's gradient travels as its low-rank projection at update t: a GaLore tensor
-// with a projector that is not refreshed at t (the projection of the sum is the sum of the
-// projections, galore.md)
+// whether tensor i's gradient travels as its low-rank projection at update t (galore.h)
 static int trainer_lowrank(const Trainer* tr, int i, int64_t t) {
     const Optimizer* o = &tr->opt;
-    return o->lay[i].side != SIDE_NONE && o->has_proj[i] && !galore_refresh_due(t, o->cfg.update_proj_gap);
+    return galore_lowrank_at(&o->lay[i], o->has_proj[i], t, o->cfg.update_proj_gap);
 }
 
 // sum x over the ranks; full: the elements of the full gradient it stands for (for the count of
@@ -936,13 +935,12 @@ static void trainer_grads_ready(void* ctx, int first, int last) {
 }
 
 static void trainer_init(Trainer* tr, Llama* m, const OptimConfig* oc, int per_layer, int grad_accum, float grad_clip, Dist* dist) {
-    static Dist single = {0, 1, 0, 0, 0, "single", NULL, NULL, NULL};
     memset(tr, 0, sizeof *tr);
     tr->model = m;
     tr->per_layer = per_layer;
     tr->grad_accum = grad_accum;
     tr->grad_clip = grad_clip;
-    tr->dist = dist ? dist : &single;
+    tr->dist = dist ? dist : dist_single();
     optimizer_init(&tr->opt, &m->table, oc);
     llama_set_grad_mode(m, per_layer);
     int dp = tr->dist->active;
@@ -952,26 +950,26 @@ static void trainer_init(Trainer* tr, Llama* m, const OptimConfig* oc, int per_l
         m->grads_ctx = tr;
     }
     if (need_full || need_low) {
-        size_t ptrs = sizeof(float*) * (size_t)m->table.n, nfull = 0, nlow = 0;
-        tr->acc = (float**)callocCheck(1, ptrs);
-        tr->racc = (float**)callocCheck(1, ptrs);
-        for (int i = 0; i < m->table.n; i++) {
-            if (tr->opt.lay[i].side == SIDE_NONE) nfull += need_full ? (size_t)m->table.info[i].numel : 0;
-            else nlow += (size_t)tr->opt.lay[i].snumel;
-        }
+        int n = m->table.n;
+        int64_t* off = (int64_t*)mallocCheck(sizeof(int64_t) * 2 * (size_t)n);
+        size_t nfull, nlow;
+        accum_layout(&m->table, tr->opt.lay, need_full, off, off + n, &nfull, &nlow);
+        tr->acc = (float**)callocCheck((size_t)n, sizeof(float*));
+        tr->racc = (float**)callocCheck((size_t)n, sizeof(float*));
         tr->acc_mem = (float*)callocCheck(nfull > 0 ? nfull : 1, sizeof(float));
         tr->racc_mem = (float*)callocCheck(nlow > 0 ? nlow : 1, sizeof(float));
-        float *fa = tr->acc_mem, *la = tr->racc_mem;
-        for (int i = 0; i < m->table.n; i++) {
-            if (tr->opt.lay[i].side == SIDE_NONE) { if (need_full) { tr->acc[i] = fa; fa += m->table.info[i].numel; } }
-            else { tr->racc[i] = la; la += tr->opt.lay[i].snumel; }
+        for (int i = 0; i < n; i++) {
+            if (off[i] >= 0) tr->acc[i] = tr->acc_mem + off[i];
+            if (off[n + i] >= 0) tr->racc[i] = tr->racc_mem + off[n + i];
         }
+        free(off);
     }
+    tr->lowrank = (int*)callocCheck((size_t)m->table.n, sizeof(int));
 }
 
 static void trainer_free(Trainer* tr) {
     optimizer_free(&tr->opt);
-    free(tr->acc); free(tr->racc); free(tr->acc_mem); free(tr->racc_mem);
+    free(tr->acc); free(tr->racc); free(tr->acc_mem); free(tr->racc_mem); free(tr->lowrank);
 }
 
 // trainer_reduce_all (whole-model data parallel): sum the gradients over the ranks, as the
@@ -1014,19 +1012,19 @@ static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int*
         dataloader_next_batch(dl, inputs, targets);
         llama_forward(m, inputs, targets, dl->B, dl->T);
         // the micro-batch's loss over all ranks: sum of losses and of targets (one small all-reduce)
-        double lt[2] = {(double)m->mean_loss * m->n_valid, (double)m->n_valid};
-        dist_sum_f64(tr->dist, lt, 2);
-        double mean = lt[1] > 0 ? lt[0] / lt[1] : 0.0;
-        m->n_norm = (int64_t)lt[1];
-        loss_sum += tr->dist->active ? mean : (double)m->mean_loss;
-        *n_targets += (int64_t)lt[1];
+        int64_t n_all;
+        double mean = dist_mean_loss(tr->dist, m->mean_loss, m->n_valid, &n_all);
+        m->n_norm = n_all;
+        loss_sum += mean;
+        *n_targets += n_all;
         if (!isfinite(mean)) tr->bad = 1;
         // per-layer mode updates inside backward: a bad loss must stop it before it starts
         if (tr->bad && tr->per_layer) continue;
         llama_backward(m, inputs, targets, dl->B, dl->T, 1.0f / tr->grad_accum);
     }
     if (!tr->per_layer) {
-        int* lowrank = (int*)callocCheck((size_t)m->table.n, sizeof(int));
+        int* lowrank = tr->lowrank;
+        memset(lowrank, 0, sizeof(int) * (size_t)m->table.n);
         double ss = 0.0;
         if (tr->dist->active) {
             trainer_reduce_all(tr, lowrank);
@@ -1043,7 +1041,6 @@ static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int*
                 optimizer_update(&tr->opt, i, P(m, i), lowrank[i] ? tr->racc[i] : G(m, i), lowrank[i], lr, tr->t + 1);
             tr->updated = 1;
         }
-        free(lowrank);
     } else {
         *norm = tr->bad ? NAN : (float)sqrt(tr->sumsq);
         llama_zero_grad(m); // a skipped step can leave a group's gradient in the slots
@@ -1133,10 +1130,8 @@ static void cpu_step_extra(void* ctx, double tok_s, char* buf, size_t n) {
     Trainer* tr = (Trainer*)ctx;
     Llama* m = tr->model;
     // tok_s counts every rank's tokens: FLOP/s per rank
-    int k = snprintf(buf, n, "%.2f GFLOP/s | mem %.0f MiB", tok_s / tr->dist->world * llama_flops_per_token(&m->config, &m->table, m->T) / 1e9, rss_mib());
-    if (tr->dist->active && k > 0 && (size_t)k < n)
-        snprintf(buf + k, n - (size_t)k, " | all-reduce %.2f MiB (full gradients %.2f MiB: %.0f%% saved)", tr->comm_bytes / 1048576.0,
-                 tr->comm_full / 1048576.0, tr->comm_full > 0 ? 100.0 * (1.0 - tr->comm_bytes / tr->comm_full) : 0.0);
+    snprintf(buf, n, "%.2f GFLOP/s | mem %.0f MiB", tok_s / tr->dist->world * llama_flops_per_token(&m->config, &m->table, m->T) / 1e9, rss_mib());
+    if (tr->dist->active) run_append_comm(buf, n, tr->comm_bytes, tr->comm_full);
 }
 static void cpu_done_report(void* ctx) { (void)ctx; printf("peak RSS %.0f MiB\n", rss_mib()); }
 
@@ -1194,12 +1189,7 @@ int main(int argc, char** argv) {
            s.init[0] ? s.init : "random", s.optimizer, oc.eps, oc.beta1, oc.beta2, oc.weight_decay, s.lr, s.schedule,
            s.warmup, s.min_lr_ratio, s.grad_clip, get_threads());
     blas_advice();
-    if (dist.active)
-        printf("data parallel: %d processes (%s) | batch %d x %d per rank, %d x %d per step%s | gradients summed over MPI%s\n", dist.world,
-               dist.method, B, T, dist.world * B * s.grad_accum, T, s.grad_accum > 1 ? " (with accumulation)" : "",
-               optim_is_galore(oc.kind) ? (s.grad_clip > 0.0f && !s.per_layer
-                   ? "; GaLore matrices as full gradients (--grad-clip needs their norm; --grad-clip 0 sends R = P^T G between refreshes)"
-                   : "; GaLore matrices as R = P^T G between refreshes") : "");
+    run_print_dist(&dist, &s, &oc, "gradients summed over MPI");
     run_print_galore(&config, &oc, &s, "exact SVD (LAPACK sgesdd)");
     Trainer trainer;
     if (s.steps > 0) {

@@ -704,10 +704,10 @@ static void nccl_check(ncclResult_t r, const char* file, int line) {
 }
 #define ncclCheck(call) nccl_check((call), __FILE__, __LINE__)
 
-// whether tensor i's gradient travels as its low-rank projection at update t (the CPU's trainer_lowrank)
+// whether tensor i's gradient travels as its low-rank projection at update t (galore.h)
 static int gpu_trainer_lowrank(const GpuTrainer* tr, int i, int64_t t) {
     const GpuOptim* o = &tr->opt;
-    return o->lay[i].side != SIDE_NONE && o->has_proj[i] && !galore_refresh_due(t, o->cfg.update_proj_gap);
+    return galore_lowrank_at(&o->lay[i], o->has_proj[i], t, o->cfg.update_proj_gap);
 }
 
 // sum n bf16 values over the ranks, in place on stream s; full: the full gradient's elements it stands for
@@ -989,7 +989,6 @@ static void gpu_trainer_grads_ready(void* ctx, int first, int last) {
 // dist: the data-parallel ranks (NULL: one process); gpu_dist_init then makes the communicator
 static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc, int per_layer, int grad_accum, float grad_clip, int sr,
                              uint64_t seed, int verbose, Dist* dist = NULL) {
-    static Dist single = {0, 1, 0, 0, 0, "single", NULL, NULL, NULL};
     memset(tr, 0, sizeof *tr);
     tr->model = m;
     tr->cfg = *oc;
@@ -998,7 +997,7 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     tr->per_layer = per_layer;
     tr->sr = sr;
     tr->sr_seed = lm_hash32((uint32_t)seed ^ lm_hash32((uint32_t)(seed >> 32) ^ 0x5bd1e995U));
-    tr->dist = dist ? dist : &single;
+    tr->dist = dist ? dist : dist_single();
     gpu_set_grad_mode(m, per_layer, verbose);
     cudaCheck(cudaStreamCreate(&tr->us));
     matmul_ctx_init(&tr->mm_upd, tr->us);
@@ -1019,24 +1018,23 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     // accumulators: full ones for per-layer accumulation, low-rank ones for it and for data parallel
     int need_full = per_layer && grad_accum > 1, need_low = need_full || tr->dist->active;
     if (need_full || need_low) {
-        size_t ptrs = sizeof(floatX*) * (size_t)m->table.n, nfull = 0, nlow = 0;
-        tr->acc = (floatX**)callocCheck(1, ptrs);
-        tr->racc = (floatX**)callocCheck(1, ptrs);
-        for (int i = 0; i < m->table.n; i++) {
-            if (tr->opt.lay[i].side == SIDE_NONE) nfull += need_full ? (size_t)m->table.info[i].numel : 0;
-            else nlow += (size_t)tr->opt.lay[i].snumel;
-        }
+        int n = m->table.n;
+        int64_t* off = (int64_t*)mallocCheck(sizeof(int64_t) * 2 * (size_t)n);
+        size_t nfull, nlow;
+        accum_layout(&m->table, tr->opt.lay, need_full, off, off + n, &nfull, &nlow);
+        tr->acc = (floatX**)callocCheck((size_t)n, sizeof(floatX*));
+        tr->racc = (floatX**)callocCheck((size_t)n, sizeof(floatX*));
         tr->acc_mem = (floatX*)cudaMallocCheck(sizeof(floatX) * (nfull > 0 ? nfull : 1), "gradient accumulators (full-rank tensors, bf16)");
         tr->racc_mem = (floatX*)cudaMallocCheck(sizeof(floatX) * (nlow > 0 ? nlow : 1), "gradient accumulators (GaLore low-rank, bf16)");
         if (verbose) {
             if (nfull) print_alloc("gradient accumulators (full-rank tensors, bf16)", sizeof(floatX) * nfull);
             if (nlow) print_alloc("gradient accumulators (GaLore low-rank, bf16)", sizeof(floatX) * nlow);
         }
-        floatX *fa = tr->acc_mem, *la = tr->racc_mem;
-        for (int i = 0; i < m->table.n; i++) {
-            if (tr->opt.lay[i].side == SIDE_NONE) { if (need_full) { tr->acc[i] = fa; fa += m->table.info[i].numel; } }
-            else { tr->racc[i] = la; la += tr->opt.lay[i].snumel; }
+        for (int i = 0; i < n; i++) {
+            if (off[i] >= 0) tr->acc[i] = tr->acc_mem + off[i];
+            if (off[n + i] >= 0) tr->racc[i] = tr->racc_mem + off[n + i];
         }
+        free(off);
     }
 }
 
@@ -1088,11 +1086,10 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
             m->n_norm = (int64_t)c;
         }
         gpu_forward(m, inputs, targets, dl->B, dl->T, 1.0f / tr->grad_accum);
-        double lt[2] = {(double)m->mean_loss * m->n_valid, (double)m->n_valid};
-        dist_sum_f64(tr->dist, lt, 2);
-        double mean = lt[1] > 0 ? lt[0] / lt[1] : 0.0;
-        loss_sum += dp ? mean : (double)m->mean_loss;
-        *n_targets += (int64_t)lt[1];
+        int64_t n_all;
+        double mean = dist_mean_loss(tr->dist, m->mean_loss, m->n_valid, &n_all);
+        loss_sum += mean;
+        *n_targets += n_all;
         if (!isfinite(mean)) tr->bad = 1;
         // per-layer mode updates inside backward: a bad loss must stop it before it starts. Data
         // parallel whole-model: the backward's hooks all-reduce, so every rank runs it.
@@ -1312,10 +1309,8 @@ static void gpu_step_extra(void* ctx, double tok_s, char* buf, size_t n) {
     int dp = tr->dist->active;
     // tok_s counts every rank's tokens: MFU per GPU
     format_mfu(mfub, sizeof mfub, g->flops_tok, tok_s / world, g->peak_tflops);
-    int k = snprintf(buf, n, "MFU %s | GPU mem %.0f MiB", mfub, gpu_mem_used_mib());
-    if (dp && k > 0 && (size_t)k < n)
-        snprintf(buf + k, n - (size_t)k, " | all-reduce %.2f MiB (full gradients %.2f MiB: %.0f%% saved)", tr->comm_bytes / 1048576.0,
-                 tr->comm_full / 1048576.0, tr->comm_full > 0 ? 100.0 * (1.0 - tr->comm_bytes / tr->comm_full) : 0.0);
+    snprintf(buf, n, "MFU %s | GPU mem %.0f MiB", mfub, gpu_mem_used_mib());
+    if (dp) run_append_comm(buf, n, tr->comm_bytes, tr->comm_full);
 }
 // the measured memory beside the plan: what the device reports (cudaMemGetInfo) before our first
 // allocation, after all of them, the sampled high-water mark, and now. The difference to the plan
@@ -1430,13 +1425,8 @@ int main(int argc, char** argv) {
     GpuTrainer trainer;
     gpu_trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip, s.stochastic_rounding, (uint64_t)s.seed, 1, &dist);
     gpu_dist_init(&trainer, &dist, s.dist_init);
-    if (dist.active)
-        printf("data parallel: %d processes (%s) | NCCL %s | batch %d x %d per rank, %d x %d per step | %s\n", dist.world, dist.method,
-               s.per_layer ? "all-reduce inside each update group (update stream)" : "all-reduce per layer on a side stream, overlapping backward",
-               B, T, dist.world * B * s.grad_accum, T,
-               optim_is_galore(oc.kind) ? (s.grad_clip > 0.0f && !s.per_layer
-                   ? "GaLore matrices as full gradients (--grad-clip needs their norm; --grad-clip 0 sends R = P^T G between refreshes)"
-                   : "GaLore matrices as R = P^T G between refreshes") : "full gradients");
+    run_print_dist(&dist, &s, &oc, s.per_layer ? "NCCL all-reduce inside each update group (update stream)"
+                                                : "NCCL all-reduce per update group on a side stream, overlapping backward");
     double mem_alloc = gpu_mem_used_mib();
     g_mem_high_mib = mem_alloc;
     GpuPlan plan;

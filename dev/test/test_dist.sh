@@ -17,34 +17,12 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 mpi() { mpirun -np "$1" --bind-to none "${@:2}"; }
 common=(--seq 64 --steps 8 --shuffle 0 --threads 1 --out "" --sample-len 0 --warmup 2 --eval-every 0 --eval-tokens 4096)
 
-# compare NAME TOL: the losses (and val losses) of $tmp/one.jsonl and $tmp/two.jsonl agree within a
-# relative TOL at every step
-compare() {
-    local name=$1 tol=$2
-    local r; r=$(python3 - "$tmp/one.jsonl" "$tmp/two.jsonl" "$tol" <<'EOF'
-import json, sys
-a = [json.loads(l) for l in open(sys.argv[1])]
-b = [json.loads(l) for l in open(sys.argv[2])]
-tol = float(sys.argv[3])
-if len(a) != len(b) or len(a) == 0:
-    print(f"bad {len(a)} vs {len(b)} log lines"); sys.exit()
-worst = 0.0
-for x, y in zip(a, b):
-    for k in ("loss", "val_loss"):
-        if k in x:
-            worst = max(worst, abs(x[k] - y[k]) / abs(x[k]))
-print(("ok " if worst <= tol else "bad ") + f"{len(a)} lines, max rel. difference {worst:.2e} (bound {tol:g})")
-EOF
-)
-    if [[ $r == ok* ]]; then ok "$name: ${r#ok }"; else bad "$name: ${r#bad }"; fi
-}
-
 # case NAME TOL ARGS...: one process at batch 8 vs two ranks at batch 4
 case_dp() {
     local name=$1 tol=$2; shift 2
     if ! "$bin" --batch 8 "${common[@]}" --log "$tmp/one.jsonl" "$@" > "$tmp/one.txt" 2>&1; then bad "$name: single run failed: $(tail -2 "$tmp/one.txt")"; return; fi
     if ! mpi 2 "$bin" --batch 4 "${common[@]}" --log "$tmp/two.jsonl" "$@" > "$tmp/two.txt" 2>&1; then bad "$name: 2-rank run failed: $(tail -3 "$tmp/two.txt")"; return; fi
-    compare "$name" "$tol"
+    compare_losses "$name" "$tmp/one.jsonl" "$tmp/two.jsonl" "$tol"
 }
 
 # the first launch says which binary we have: built without MPI it refuses mpirun in one line

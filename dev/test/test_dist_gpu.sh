@@ -11,20 +11,6 @@ source "$(dirname "$0")/testlib.sh"
 bin=./train_llamacu
 common=(--seq 128 --steps 8 --shuffle 0 --out "" --val "" --sample-len 0 --warmup 2)
 
-# same NAME TOL: losses of one.jsonl and two.jsonl within relative TOL (0: bitwise)
-same() {
-    local r; r=$(python3 - "$tmp/one.jsonl" "$tmp/two.jsonl" "$2" <<'PY'
-import json, sys
-a = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
-b = [json.loads(l) for l in open(sys.argv[2]) if '"loss"' in l]
-tol = float(sys.argv[3])
-w = max((abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b)), default=1.0)
-print(("ok " if len(a) == len(b) > 0 and w <= tol else "bad ") + f"{len(a)} steps, max rel. difference {w:.2e} (bound {tol:g})")
-PY
-)
-    if [[ $r == ok* ]]; then ok "$1: ${r#ok }"; else bad "$1: ${r#bad }"; fi
-}
-
 run_pair() { # NAME TOL NP BATCH_ONE BATCH_RANK ARGS...
     local name=$1 tol=$2 np=$3 b1=$4 bn=$5; shift 5
     "$bin" --batch "$b1" "${common[@]}" --log "$tmp/one.jsonl" "$@" > "$tmp/one.txt" 2>&1 || { bad "$name: plain run: $(tail -2 "$tmp/one.txt")"; return; }
@@ -39,7 +25,7 @@ run_pair() { # NAME TOL NP BATCH_ONE BATCH_RANK ARGS...
     cp "$tmp/two0.jsonl" "$tmp/two.jsonl" 2>/dev/null; cp "$tmp/two0.txt" "$tmp/two.txt"
     [ $rc -eq 0 ] || { bad "$name: data-parallel run: $(tail -3 "$tmp/two.txt")"; return; }
     grep -q "data parallel: $np processes" "$tmp/two.txt" || { bad "$name: no data-parallel line"; return; }
-    same "$name" "$tol"
+    compare_losses "$name" "$tmp/one.jsonl" "$tmp/two.jsonl" "$tol"
 }
 
 # bf16: R rounded to bf16 moves the GaLore updates by ~2^-8 relative; over 8 steps the losses stay
