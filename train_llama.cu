@@ -1323,8 +1323,9 @@ static void gpu_done_report(void* ctx) {
            plan, g->mem_start_mib, g->mem_alloc_mib, g->mem_alloc_mib - g->mem_start_mib, g_mem_high_mib, g_mem_high_mib - g->mem_start_mib,
            gpu_mem_used_mib());
     if (g->tr->opt.gl.refreshes > 0)
-        printf("GaLore: %lld projector refreshes (cuSOLVER gesvdj%s)\n", (long long)g->tr->opt.gl.refreshes,
-               g->tr->opt.gl.gesvd_fallbacks ? ", some by the gesvd fallback" : "");
+        printf("GaLore: %lld projector refreshes (by cuSOLVER gesvdj %lld, gesvd %lld, randomized %lld; gesvdj fell back to gesvd %lld times)\n",
+               (long long)g->tr->opt.gl.refreshes, (long long)g->tr->opt.gl.n_gesvdj, (long long)g->tr->opt.gl.n_gesvd,
+               (long long)g->tr->opt.gl.n_randomized, (long long)g->tr->opt.gl.gesvd_fallbacks);
 }
 
 static Engine gpu_engine(GpuRun* g) {
