@@ -1461,7 +1461,9 @@ int main(int argc, char** argv) {
            s.min_lr_ratio, s.grad_clip, s.master_weights ? "fp32 master weights + moments" : "bf16 weights + moments",
            s.stochastic_rounding && !s.master_weights ? " | stochastic rounding" : "");
 
-    run_print_galore(&config, &oc, &s, "exact SVD (cuSOLVER gesvdj)");
+    char exact_name[96];
+    snprintf(exact_name, sizeof exact_name, "exact SVD (cuSOLVER gesvdj up to min dim %d, gesvd above)", GALORE_GESVDJ_MAX_DIM);
+    run_print_galore(&config, &oc, &s, exact_name);
     GpuRun run;
     memset(&run, 0, sizeof run);
     run.tr = &trainer;
