@@ -192,7 +192,7 @@ static int check_grads(const ParamTable* pt, const float* ours, const float* ref
 static void test_parity(const Reference* r, const LlamaConfig* c, const float* init, int attn_fallback) {
     GpuLlama m;
     gpu_build(&m, c, r->B, r->T, 0, attn_fallback, 0);
-    printf("     reference model: attention on the %s path\n", m.attn.use_cudnn ? "cuDNN" : "cuBLAS fallback");
+    printf("     reference model: attention: %s\n", attention_path(&m.attn));
     gpu_upload_params(&m, init);
     size_t BT = (size_t)r->B * r->T, P = m.table.total;
     float* logits = (float*)mallocCheck(sizeof(float) * BT * r->V);

@@ -1393,7 +1393,7 @@ int main(int argc, char** argv) {
             printf("  note: at a refresh step with --grad-accum > 1, each GaLore matrix refreshing holds a full bf16 accumulator for that step "
                    "(all of them at step 1): up to +%.2f MiB\n", plan.transient / 1048576.0);
         if (optim_is_galore(oc.kind))
-            printf("  note: cuSOLVER's workspace (gesvdj, and geqrf/orgqr for --svd randomized) needs a device to query; the row above is an estimate, train_llamacu prints the real size at startup\n");
+            printf("  note: cuSOLVER's workspace (gesvdj / gesvd, and geqrf/orgqr for --svd randomized) needs a device to query; the row above is an estimate, train_llamacu prints the real size at startup\n");
         if (s.attn_fallback != ATTN_FALLBACK)
             printf("  note: where cuDNN cannot build an attention plan (e.g. head dim not a multiple of 8), the cuBLAS fallback keeps (B, NH, T, T) "
                    "probabilities per layer instead: +%.2f MiB; the attention workspace is known only on the GPU\n",
