@@ -409,6 +409,7 @@ typedef struct {
     void* workspace;
     size_t workspace_bytes;
     GemmCache* cache;    // (host) heap, so a struct copy of the context shares it; freed by matmul_ctx_free
+    cudaStream_t stream; // the one stream its workspace serves (gemm_bf16_scaled stops on another)
     int fallbacks;       // how many calls went to cublasGemmEx (the first one says so)
     // per-layer updates run on their own stream while backward goes on, and the gradient slots
     // are shared by the update groups: matmul_backward waits for this event (the last group's
@@ -419,7 +420,7 @@ typedef struct {
 } MatmulCtx;
 
 #define MATMUL_WORKSPACE_BYTES ((size_t)32 << 20) // Hopper's recommended cuBLASLt workspace
-// A MatmulCtx (its handles, workspace and cache) serves one stream at a time: the trainer keeps one
+// A MatmulCtx (its handles, workspace and cache) serves one stream (ctx->stream, checked per call): the trainer keeps one
 // for the main stream (GpuLlama.mm) and one for the update stream (GpuTrainer.mm_upd), so no
 // workspace is ever used by two streams at once; the descriptors in the cache hold no stream.
 
@@ -428,6 +429,7 @@ typedef struct {
 // cuBLAS kernels), and the cuBLASLt workspace
 static void matmul_ctx_init(MatmulCtx* ctx, cudaStream_t s) {
     memset(ctx, 0, sizeof *ctx);
+    ctx->stream = s;
     cublasCheck(cublasCreate(&ctx->blas));
     cublasCheck(cublasSetStream(ctx->blas, s));
     cublasCheck(cublasSetMathMode(ctx->blas, CUBLAS_DEFAULT_MATH));
@@ -515,6 +517,8 @@ static GemmPlan* gemm_plan_get(MatmulCtx* ctx, int ta, int tb, int m, int n, int
 // rounded to bf16 once. The descriptors and algorithm come from the context's cache.
 static void gemm_bf16_scaled(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, float alpha, const floatX* A, int lda, const floatX* B,
                              int ldb, floatX* D, int ldd, float beta, cudaStream_t stream) {
+    // one workspace: two streams using it at once would race
+    if (stream != ctx->stream) die("internal: gemm_bf16_scaled on a stream other than its MatmulCtx's (its workspace serves one)");
     uint32_t alA = ptr_alignment(A), alB = ptr_alignment(B), alD = ptr_alignment(D);
     GemmPlan* p = gemm_plan_get(ctx, ta, tb, m, n, k, lda, ldb, ldd, alA, alB, alD);
     if (p->has_algo) {
