@@ -236,7 +236,7 @@ for k in test_llamacu train_llamacu test_dist_gpu.sh; do cp "$FR/fake_prog" "$FR
 chmod +x "$FR"/bin/* "$FR"/cuda/*
 echo "nvcc -O3 -gencode arch=compute_90,code=sm_90 (the fake build flags)" > "$FR/build_flags.txt"
 FR_ENV=(PATH="$FR/bin:$PATH" FR_RAN="$FR/ran" TEST_LLAMACU="$FR/bin/test_llamacu" TRAIN_LLAMACU="$FR/bin/train_llamacu" DEV_CUDA="$FR/cuda"
-        DIST_TEST="$FR/bin/test_dist_gpu.sh" BUILD_FLAGS_FILE="$FR/build_flags.txt" COMMIT=test123)
+        DIST_TEST="$FR/bin/test_dist_gpu.sh" BUILD_FLAGS_FILE="$FR/build_flags.txt" COMMIT=test123 DEVICE_ENV=)
 fr_order() { awk '{ print $1 }' "$1" | grep -v -e '^first_run' | tr '\n' ' '; }
 env -u OUT "${FR_ENV[@]}" RESULTS_DIR="$FR/ok" bash dev/gpu/first_run.sh > "$FR/ok.out" 2>&1
 rc=$?

@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2317  # the checks' functions are called through run_check
 # dev/gpu/first_run.sh: dev/gpu/README.md's verification of the CUDA program as one command, for
 # one call on a lent GPU machine (10 minutes, 8 files back). In the repository root, with the
 # carried binaries (train_llamacu, test_llamacu, dev/cuda/*) and .gpu/lib:
@@ -24,7 +25,7 @@
 # check, default 300), BUDGET (seconds for everything, default 540: a check that would start past it
 # is reported as not run, leaving time for the transfers), KEEP_GOING=1 (run every check, report all
 # failures), BUILD_FLAGS_FILE (default .gpu/lib/build_flags.txt, written at build time by
-# dev/gpu/README.md's step), TEST_LLAMACU / TRAIN_LLAMACU / DEV_CUDA / DIST_TEST (the programs; the
+# dev/gpu/README.md's step), DEVICE_ENV (default dev/gpu/device_env.sh, sourced first; empty: not), TEST_LLAMACU / TRAIN_LLAMACU / DEV_CUDA / DIST_TEST (the programs; the
 # CPU test of this script, scripts/test_scripts.sh, points them at fakes).
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
@@ -46,10 +47,12 @@ START=$SECONDS
 NFAIL=0
 FAILED=()
 
-# the library paths of the carried folders (and the image's cuDNN / NCCL), as the README's calls
-if [ -f dev/gpu/device_env.sh ]; then
+# the library paths of the carried folders (and the image's cuDNN / NCCL, libnvrtc), as the README's
+# calls; DEVICE_ENV= (empty) skips it (the CPU test of this script)
+DEVICE_ENV="${DEVICE_ENV-dev/gpu/device_env.sh}"
+if [ -n "$DEVICE_ENV" ] && [ -f "$DEVICE_ENV" ]; then
     # shellcheck source=/dev/null
-    source dev/gpu/device_env.sh > "$RES/logs/device_env.log" 2>&1
+    source "$DEVICE_ENV" > "$RES/logs/device_env.log" 2>&1
 fi
 
 {
