@@ -37,9 +37,12 @@ NVCC_FOUND := $(shell command -v $(NVCC) 2>/dev/null)
 CU_SOURCES := $(wildcard train_llama.cu test_llama.cu)
 CU_TARGETS := $(patsubst %.cu,%cu,$(CU_SOURCES))
 GPU_COMPUTE_CAPABILITY ?=
+# sm_80 .. sm_90 code, plus compute_90 PTX that the driver compiles for newer cards (else they fail
+# with "no kernel image is available"); one arch (GPU_COMPUTE_CAPABILITY=90): that code only
 ifeq ($(GPU_COMPUTE_CAPABILITY),)
   NVCC_ARCH = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 \
-              -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=sm_90
+              -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=sm_90 \
+              -gencode arch=compute_90,code=compute_90
 else
   NVCC_ARCH = -gencode arch=compute_$(GPU_COMPUTE_CAPABILITY),code=sm_$(GPU_COMPUTE_CAPABILITY)
 endif

@@ -12,14 +12,22 @@
 //      probabilities in bf16 for backward.
 // If cuDNN cannot build both plans (no engine for this GPU/shape, head dim, old cuDNN, ...) we
 // print ONE line "attention: cuDNN SDPA unavailable (<reason>): using the cuBLAS fallback".
+// Backward: cuDNN's deterministic form (dQ from the dP workspace) is tried first; where no engine
+// runs it, the dQ-accumulator form (fp32 atomics: NOT bitwise reproducible run to run), said in
+// one line. ATTN_DETERMINISTIC (bitwise comparisons: the tests, --attn-fallback 2) takes the
+// fallback instead of the accumulator form. attention_path(ctx) names what runs, for the logs.
 //
 // Layout (all bf16, row-major): qkv (B,T,C+2KV) holds q heads [0,C), k heads [C,C+KV), v heads
 // [C+KV,C+2KV), each head's HD contiguous; C = NH*HD, KV = NKV*HD. out (B,T,C); dqkv like qkv.
 // Query head h reads kv head h/(NH/NKV) (HF repeat_kv). Scale 1/sqrt(HD).
 //
 // API (the caller keeps one "saved" buffer per layer for backward):
-//   attention_init(ctx, cudnn, cublas, B, T, NH, NKV, HD, force_fallback)
-//       builds and caches the plans, allocates the workspace (attention_workspace_bytes).
+//   attention_init(ctx, cudnn, cublas, B, T, NH, NKV, HD, mode)
+//       mode ATTN_AUTO (0), ATTN_FALLBACK (1: cuBLAS only) or ATTN_DETERMINISTIC (2: cuDNN only
+//       with a deterministic backward); builds and caches the plans, allocates the workspace
+//       (attention_workspace_bytes).
+//   attention_path(ctx)  "cuDNN SDPA ..., backward deterministic|dQ-accumulator" or "cuBLAS fallback ..."
+//       with the causal mask's value: one line for the logs and the tests' messages
 //   attention_saved_bytes(ctx)  / attention_activation_bytes(B, T, NH, HD, use_cudnn)
 //       bytes of one layer's saved tensor: cuDNN: softmax stats (B,NH,T) fp32 (logsumexp of the
 //       scaled scores); fallback: probabilities (B,NH,T,T) bf16.
@@ -78,8 +86,8 @@ static void attn_cudnn_check(cudnnStatus_t s, const char* what, const char* file
         cudnnGetLastErrorString(msg, sizeof(msg));
         char* nl = strchr(msg, '\n'); if (nl) *nl = 0;
         fflush(stdout);
-        fprintf(stderr, "error: cuDNN: %s: %s [%s] (%s:%d); hint: force_fallback=1 in attention_init uses "
-                        "the cuBLAS path; CUDNN_LOGERR_DBG=1 CUDNN_LOGDEST_DBG=stderr prints cuDNN's reason\n",
+        fprintf(stderr, "error: cuDNN: %s: %s [%s] (%s:%d); hint: --attn-fallback 1 (attention_init's ATTN_FALLBACK) "
+                        "uses the cuBLAS path; CUDNN_LOGERR_DBG=1 CUDNN_LOGDEST_DBG=stderr prints cuDNN's reason\n",
                 what, cudnnGetErrorString(s), msg, file, line);
         exit(EXIT_FAILURE);
     }
@@ -88,6 +96,9 @@ static void attn_cudnn_check(cudnnStatus_t s, const char* what, const char* file
 
 // ----------------------------------------------------------------------------------------------
 // context
+
+// attention_init's mode (--attn-fallback's values)
+enum { ATTN_AUTO = 0, ATTN_FALLBACK = 1, ATTN_DETERMINISTIC = 2 };
 
 #define ATTN_MAX_DESCS 192
 #define ATTN_MAX_OPS 48
@@ -113,7 +124,11 @@ typedef struct {
     cudnnHandle_t cudnn;
     cublasHandle_t cublas;
     float scale;            // 1/sqrt(HD), bound by value
-    float mask_value;       // -FLT_MAX, as cudnn-frontend's causal mask
+    float mask_value;       // -FLT_MAX, as cudnn-frontend's causal mask before cuDNN 9.10 (-inf after:
+                            // the same zeros, since exp(-FLT_MAX - rowmax) underflows to 0 in fp32 and
+                            // a causal row always keeps its finite diagonal)
+    int mode;               // ATTN_AUTO / ATTN_FALLBACK / ATTN_DETERMINISTIC as asked
+    char why_fallback[300]; // why cuDNN is not used ("" when it is, or when the fallback was asked)
     float one;              // 1.0 for the softmax_sum chain
     // cuDNN
     AttnGraph fwd, bwd;
@@ -508,6 +523,10 @@ static int attn_try_cudnn(AttnCtx* ctx, char* why, size_t whylen) {
     // the dQ-accumulator form and say so
     attn_build_backward(ctx, &ctx->bwd, 0);
     ctx->bwd_dq_accum = 0;
+    if (ctx->bwd.failed && ctx->mode == ATTN_DETERMINISTIC) {
+        snprintf(why, whylen, "no deterministic cuDNN backward: %s", ctx->bwd.why);
+        return 0;
+    }
     if (ctx->bwd.failed) {
         char first[240];
         snprintf(first, sizeof(first), "%s", ctx->bwd.why);
@@ -684,35 +703,27 @@ static void attn_fallback_backward(AttnCtx* ctx, floatX* dqkv, const floatX* dou
 // ----------------------------------------------------------------------------------------------
 // public API
 
-static void attention_init(AttnCtx* ctx, cudnnHandle_t cudnn, cublasHandle_t cublas, int B, int T, int NH, int NKV, int HD,
-                           int force_fallback) {
-    memset(ctx, 0, sizeof(*ctx));
-    if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HD <= 0 || NH % NKV != 0) {
-        fflush(stdout);
-        fprintf(stderr, "error: attention_init: bad shape B=%d T=%d NH=%d NKV=%d HD=%d (%s:%d); hint: all must be "
-                        "positive and num_attention_heads a multiple of num_key_value_heads\n", B, T, NH, NKV, HD, __FILE__, __LINE__);
-        exit(EXIT_FAILURE);
-    }
-    ctx->B = B; ctx->T = T; ctx->NH = NH; ctx->NKV = NKV; ctx->HD = HD;
-    ctx->cudnn = cudnn;
-    ctx->cublas = cublas;
-    ctx->scale = 1.0f / sqrtf((float)HD);
-    ctx->mask_value = -FLT_MAX;
-    ctx->one = 1.0f;
-    char why[300]; why[0] = 0;
-    if (force_fallback) {
-        ctx->use_cudnn = 0;
-    } else if (cudnn == NULL) {
-        ctx->use_cudnn = 0;
-        printf("attention: cuDNN SDPA unavailable (no cuDNN handle): using the cuBLAS fallback\n");
-    } else {
-        ctx->use_cudnn = attn_try_cudnn(ctx, why, sizeof(why));
-        if (!ctx->use_cudnn) {
-            attn_graph_destroy(&ctx->fwd);
-            attn_graph_destroy(&ctx->bwd);
-            printf("attention: cuDNN SDPA unavailable (%s): using the cuBLAS fallback\n", why);
-        }
-    }
+// one execution of a plan; the status of the first call that failed (the probe at init acts on it)
+static cudnnStatus_t attn_execute_status(AttnCtx* ctx, AttnGraph* g, int n, const int64_t* uids, void** ptrs, cudaStream_t stream) {
+    cudnnStatus_t s = cudnnSetStream(ctx->cudnn, stream);
+    if (s != CUDNN_STATUS_SUCCESS) return s;
+    cudnnBackendDescriptor_t vp = NULL;
+    void* ws = ctx->workspace;
+    s = cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &vp);
+    if (s != CUDNN_STATUS_SUCCESS) return s;
+    s = cudnnBackendSetAttribute(vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids);
+    if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendSetAttribute(vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs);
+    if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendSetAttribute(vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws);
+    if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendFinalize(vp);
+    if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendExecute(ctx->cudnn, g->plan, vp);
+    cudnnStatus_t d = cudnnBackendDestroyDescriptor(vp);
+    return s != CUDNN_STATUS_SUCCESS ? s : d;
+}
+
+
+// the workspace of the chosen implementation: its layout (the off_* offsets) and one allocation
+static void attn_workspace_alloc(AttnCtx* ctx) {
+    int B = ctx->B, T = ctx->T, NH = ctx->NH, HD = ctx->HD;
     size_t off = 0;
     if (ctx->use_cudnn) {
         int64_t pws = ctx->fwd.plan_ws > ctx->bwd.plan_ws ? ctx->fwd.plan_ws : ctx->bwd.plan_ws;
@@ -722,7 +733,7 @@ static void attention_init(AttnCtx* ctx, cudnnHandle_t cudnn, cublasHandle_t cub
         ctx->off_dq_accum = off;
         if (ctx->bwd_dq_accum) off += attn_align256((size_t)B * NH * T * HD * sizeof(float));
     } else {
-        if (cublas == NULL) {
+        if (ctx->cublas == NULL) {
             fflush(stdout);
             fprintf(stderr, "error: attention_init: the cuBLAS fallback needs a cuBLAS handle (%s:%d); hint: pass the "
                             "trainer's cublasHandle_t\n", __FILE__, __LINE__);
@@ -751,6 +762,133 @@ static void attention_init(AttnCtx* ctx, cudnnHandle_t cudnn, cublasHandle_t cub
     }
 }
 
+// cuDNN forward / backward on the plans, returning the first failing status (attention_forward /
+// attention_backward check it; attn_probe acts on it)
+static cudnnStatus_t attn_cudnn_forward(AttnCtx* ctx, floatX* out, void* saved, const floatX* qkv, cudaStream_t stream) {
+    int C = ctx->NH * ctx->HD, KVd = ctx->NKV * ctx->HD;
+    void* stats = saved ? saved : (void*)((char*)ctx->workspace + ctx->off_stats);
+    int64_t uids[7] = {ATTN_UID_Q, ATTN_UID_K, ATTN_UID_V, ATTN_UID_O, ATTN_UID_STATS, ATTN_UID_SCALE, ATTN_UID_MASKVAL};
+    void* ptrs[7] = {(void*)qkv, (void*)(qkv + C), (void*)(qkv + C + KVd), (void*)out, stats, (void*)&ctx->scale, (void*)&ctx->mask_value};
+    return attn_execute_status(ctx, &ctx->fwd, 7, uids, ptrs, stream);
+}
+static cudnnStatus_t attn_cudnn_backward(AttnCtx* ctx, floatX* dqkv, const floatX* dout, const floatX* out, const floatX* qkv,
+                                         const void* saved, cudaStream_t stream) {
+    int C = ctx->NH * ctx->HD, KVd = ctx->NKV * ctx->HD;
+    void* ssum = (char*)ctx->workspace + ctx->off_softmax_sum;
+    void* acc = (char*)ctx->workspace + ctx->off_dq_accum;
+    int n = 13;
+    int64_t uids[14] = {ATTN_UID_Q, ATTN_UID_K, ATTN_UID_V, ATTN_UID_O, ATTN_UID_DO, ATTN_UID_STATS, ATTN_UID_DQ,
+                        ATTN_UID_DK, ATTN_UID_DV, ATTN_UID_SCALE, ATTN_UID_MASKVAL, ATTN_UID_ONE, ATTN_UID_SOFTMAX_SUM,
+                        ATTN_UID_DQ_ACCUM};
+    void* ptrs[14] = {(void*)qkv, (void*)(qkv + C), (void*)(qkv + C + KVd), (void*)out, (void*)dout, (void*)saved,
+                      (void*)dqkv, (void*)(dqkv + C), (void*)(dqkv + C + KVd), (void*)&ctx->scale,
+                      (void*)&ctx->mask_value, (void*)&ctx->one, ssum, acc};
+    if (ctx->bwd_dq_accum) {
+        // cudnn-frontend zeroes it before cuDNN 9.6; harmless after
+        ATTN_CUDA_CHECK(cudaMemsetAsync(acc, 0, (size_t)ctx->B * ctx->NH * ctx->T * ctx->HD * sizeof(float), stream));
+        n = 14;
+    }
+    return attn_execute_status(ctx, &ctx->bwd, n, uids, ptrs, stream);
+}
+
+// attn_probe: forward + backward once on zeroed scratch of the real shape (on the default stream,
+// synchronized). 1: both ran; 0 with the reason. Scratch that does not fit skips the probe (1):
+// the first real step then fails with cuDNN's own message instead.
+static int attn_probe(AttnCtx* ctx, char* why, size_t whylen) {
+    size_t BT = (size_t)ctx->B * ctx->T, C = (size_t)ctx->NH * ctx->HD, ld = C + 2 * (size_t)ctx->NKV * ctx->HD;
+    size_t b_qkv = attn_align256(BT * ld * sizeof(floatX)), b_o = attn_align256(BT * C * sizeof(floatX));
+    size_t b_st = attn_align256((size_t)ctx->B * ctx->NH * ctx->T * sizeof(float));
+    size_t total = 2 * b_qkv + 2 * b_o + b_st;
+    char* mem = NULL;
+    if (cudaMalloc((void**)&mem, total) != cudaSuccess) { cudaGetLastError(); return 1; }
+    floatX *qkv = (floatX*)mem, *dqkv = (floatX*)(mem + b_qkv), *out = (floatX*)(mem + 2 * b_qkv), *dout = (floatX*)(mem + 2 * b_qkv + b_o);
+    void* stats = mem + 2 * b_qkv + 2 * b_o;
+    ATTN_CUDA_CHECK(cudaMemset(mem, 0, total));
+    cudnnStatus_t s = attn_cudnn_forward(ctx, out, stats, qkv, 0);
+    const char* step = "forward";
+    if (s == CUDNN_STATUS_SUCCESS) { s = attn_cudnn_backward(ctx, dqkv, dout, out, qkv, stats, 0); step = "backward"; }
+    // an error in a kernel itself is sticky (the context is lost): nothing to fall back to
+    ATTN_CUDA_CHECK(cudaDeviceSynchronize());
+    ATTN_CUDA_CHECK(cudaFree(mem));
+    if (s == CUDNN_STATUS_SUCCESS) return 1;
+    char msg[512]; msg[0] = 0;
+    cudnnGetLastErrorString(msg, sizeof(msg));
+    char* nl = strchr(msg, '\n'); if (nl) *nl = 0;
+    if (strlen(msg) > 100) msg[100] = 0;
+    snprintf(why, whylen, "%s plan failed its first run: %s%s%s", step, cudnnGetErrorString(s), msg[0] ? ": " : "", msg);
+    return 0;
+}
+
+static void attention_init(AttnCtx* ctx, cudnnHandle_t cudnn, cublasHandle_t cublas, int B, int T, int NH, int NKV, int HD,
+                           int mode) {
+    memset(ctx, 0, sizeof(*ctx));
+    if (mode < ATTN_AUTO || mode > ATTN_DETERMINISTIC) {
+        fflush(stdout);
+        fprintf(stderr, "error: attention_init: mode %d (%s:%d); hint: 0 auto, 1 the cuBLAS fallback, 2 cuDNN only with a "
+                        "deterministic backward\n", mode, __FILE__, __LINE__);
+        exit(EXIT_FAILURE);
+    }
+    int force_fallback = mode == ATTN_FALLBACK;
+    ctx->mode = mode;
+    if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || HD <= 0 || NH % NKV != 0) {
+        fflush(stdout);
+        fprintf(stderr, "error: attention_init: bad shape B=%d T=%d NH=%d NKV=%d HD=%d (%s:%d); hint: all must be "
+                        "positive and num_attention_heads a multiple of num_key_value_heads\n", B, T, NH, NKV, HD, __FILE__, __LINE__);
+        exit(EXIT_FAILURE);
+    }
+    ctx->B = B; ctx->T = T; ctx->NH = NH; ctx->NKV = NKV; ctx->HD = HD;
+    ctx->cudnn = cudnn;
+    ctx->cublas = cublas;
+    ctx->scale = 1.0f / sqrtf((float)HD);
+    ctx->mask_value = -FLT_MAX;
+    ctx->one = 1.0f;
+    char why[300]; why[0] = 0;
+    if (force_fallback) {
+        ctx->use_cudnn = 0;
+    } else if (cudnn == NULL) {
+        ctx->use_cudnn = 0;
+        snprintf(ctx->why_fallback, sizeof(ctx->why_fallback), "no cuDNN handle");
+        printf("attention: cuDNN SDPA unavailable (no cuDNN handle): using the cuBLAS fallback\n");
+    } else {
+        ctx->use_cudnn = attn_try_cudnn(ctx, why, sizeof(why));
+        if (!ctx->use_cudnn) {
+            attn_graph_destroy(&ctx->fwd);
+            attn_graph_destroy(&ctx->bwd);
+            snprintf(ctx->why_fallback, sizeof(ctx->why_fallback), "%s", why);
+            printf("attention: cuDNN SDPA unavailable (%s): using the cuBLAS fallback\n", why);
+        }
+    }
+    attn_workspace_alloc(ctx);
+    // a plan that finalized can still be refused when it runs (cudnnBackendExecute checks the
+    // variant pack, and a runtime-compiled kernel is first launched there): run both once on
+    // zeroed scratch now, and take the fallback on any failure, while the saved-tensor size can change
+    if (ctx->use_cudnn && !attn_probe(ctx, why, sizeof(why))) {
+        attn_graph_destroy(&ctx->fwd);
+        attn_graph_destroy(&ctx->bwd);
+        if (ctx->workspace) ATTN_CUDA_CHECK(cudaFree(ctx->workspace));
+        ctx->workspace = NULL;
+        ctx->use_cudnn = 0;
+        ctx->bwd_dq_accum = 0;
+        snprintf(ctx->why_fallback, sizeof(ctx->why_fallback), "%s", why);
+        printf("attention: cuDNN SDPA unavailable (%s): using the cuBLAS fallback\n", why);
+        attn_workspace_alloc(ctx);
+    }
+}
+
+// which implementation runs, for the logs: one line without a newline, in one static buffer (print it
+// before the next call)
+static const char* attention_path(const AttnCtx* ctx) {
+    static char buf[480];
+    if (ctx->use_cudnn)
+        snprintf(buf, sizeof(buf), "cuDNN %zu fused SDPA (composite graph, causal mask %g), backward %s", cudnnGetVersion(),
+                 (double)ctx->mask_value, ctx->bwd_dq_accum ? "dQ-accumulator (NOT bitwise reproducible)"
+                                                           : ctx->bwd_deterministic ? "deterministic" : "NOT bitwise reproducible");
+    else
+        snprintf(buf, sizeof(buf), "cuBLAS fallback (causal mask in the softmax kernels, deterministic)%s%s%s",
+                 ctx->why_fallback[0] ? ": cuDNN " : "", ctx->why_fallback, ctx->mode == ATTN_FALLBACK ? ": asked for" : "");
+    return buf;
+}
+
 static void attention_free(AttnCtx* ctx) {
     attn_graph_destroy(&ctx->fwd);
     attn_graph_destroy(&ctx->bwd);
@@ -759,28 +897,10 @@ static void attention_free(AttnCtx* ctx) {
     ctx->workspace_bytes = 0;
 }
 
-static void attn_execute(AttnCtx* ctx, AttnGraph* g, int n, const int64_t* uids, void** ptrs, cudaStream_t stream) {
-    ATTN_CUDNN_CHECK(cudnnSetStream(ctx->cudnn, stream));
-    cudnnBackendDescriptor_t vp = NULL;
-    void* ws = ctx->workspace;
-    ATTN_CUDNN_CHECK(cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &vp));
-    ATTN_CUDNN_CHECK(cudnnBackendSetAttribute(vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids));
-    ATTN_CUDNN_CHECK(cudnnBackendSetAttribute(vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs));
-    ATTN_CUDNN_CHECK(cudnnBackendSetAttribute(vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws));
-    ATTN_CUDNN_CHECK(cudnnBackendFinalize(vp));
-    ATTN_CUDNN_CHECK(cudnnBackendExecute(ctx->cudnn, g->plan, vp));
-    ATTN_CUDNN_CHECK(cudnnBackendDestroyDescriptor(vp));
-}
-
 // out (B,T,C); saved: this layer's stats (cuDNN, float) or probabilities (fallback, bf16), or NULL
 static void attention_forward(AttnCtx* ctx, floatX* out, void* saved, const floatX* qkv, cudaStream_t stream) {
-    int C = ctx->NH * ctx->HD, KVd = ctx->NKV * ctx->HD;
     if (ctx->use_cudnn) {
-        void* stats = saved ? saved : (void*)((char*)ctx->workspace + ctx->off_stats);
-        int64_t uids[7] = {ATTN_UID_Q, ATTN_UID_K, ATTN_UID_V, ATTN_UID_O, ATTN_UID_STATS, ATTN_UID_SCALE, ATTN_UID_MASKVAL};
-        void* ptrs[7] = {(void*)qkv, (void*)(qkv + C), (void*)(qkv + C + KVd), (void*)out, stats, (void*)&ctx->scale,
-                         (void*)&ctx->mask_value};
-        attn_execute(ctx, &ctx->fwd, 7, uids, ptrs, stream);
+        ATTN_CUDNN_CHECK(attn_cudnn_forward(ctx, out, saved, qkv, stream));
     } else {
         attn_fallback_forward(ctx, out, (floatX*)saved, qkv, stream);
     }
@@ -795,23 +915,8 @@ static void attention_backward(AttnCtx* ctx, floatX* dqkv, const floatX* dout, c
                         "filled for this layer\n", __FILE__, __LINE__);
         exit(EXIT_FAILURE);
     }
-    int C = ctx->NH * ctx->HD, KVd = ctx->NKV * ctx->HD;
     if (ctx->use_cudnn) {
-        void* ssum = (char*)ctx->workspace + ctx->off_softmax_sum;
-        void* acc = (char*)ctx->workspace + ctx->off_dq_accum;
-        int n = 13;
-        int64_t uids[14] = {ATTN_UID_Q, ATTN_UID_K, ATTN_UID_V, ATTN_UID_O, ATTN_UID_DO, ATTN_UID_STATS, ATTN_UID_DQ,
-                            ATTN_UID_DK, ATTN_UID_DV, ATTN_UID_SCALE, ATTN_UID_MASKVAL, ATTN_UID_ONE, ATTN_UID_SOFTMAX_SUM,
-                            ATTN_UID_DQ_ACCUM};
-        void* ptrs[14] = {(void*)qkv, (void*)(qkv + C), (void*)(qkv + C + KVd), (void*)out, (void*)dout, (void*)saved,
-                          (void*)dqkv, (void*)(dqkv + C), (void*)(dqkv + C + KVd), (void*)&ctx->scale,
-                          (void*)&ctx->mask_value, (void*)&ctx->one, ssum, acc};
-        if (ctx->bwd_dq_accum) {
-            // cudnn-frontend zeroes it before cuDNN 9.6; harmless after
-            ATTN_CUDA_CHECK(cudaMemsetAsync(acc, 0, (size_t)ctx->B * ctx->NH * ctx->T * ctx->HD * sizeof(float), stream));
-            n = 14;
-        }
-        attn_execute(ctx, &ctx->bwd, n, uids, ptrs, stream);
+        ATTN_CUDNN_CHECK(attn_cudnn_backward(ctx, dqkv, dout, out, qkv, saved, stream));
     } else {
         (void)out;
         attn_fallback_backward(ctx, dqkv, dout, qkv, (const floatX*)saved, stream);

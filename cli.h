@@ -64,7 +64,7 @@ typedef struct {
     int master_weights;        // fp32 master weights and fp32 moments
     int stochastic_rounding;   // stochastic rounding of the bf16 update
     int device;                // CUDA device index
-    int attn_fallback;         // cuBLAS attention instead of cuDNN's fused SDPA
+    int attn_fallback;         // GPU attention: 0 cuDNN where it works, 1 cuBLAS, 2 cuDNN only with a deterministic backward
 } Settings;
 
 typedef enum { OPT_INT, OPT_INT64, OPT_FLOAT, OPT_STR, OPT_CHOICE } OptType;
@@ -134,7 +134,7 @@ static const OptSpec CLI_OPTIONS[] = {
     {"master-weights", OPT_INT, OPT_S(master_weights), "0", NULL, "GPU: 1 keeps fp32 master weights and fp32 Adam moments (0: pure bf16 weights and moments, as the GaLore paper)"},
     {"stochastic-rounding", OPT_INT, OPT_S(stochastic_rounding), "0", NULL, "GPU: 1 rounds the bf16 results of each update stochastically (seeded, reproducible)"},
     {"device", OPT_INT, OPT_S(device), "0", NULL, "GPU: CUDA device index"},
-    {"attn-fallback", OPT_INT, OPT_S(attn_fallback), "0", NULL, "GPU: 1 uses the cuBLAS attention path even where cuDNN's fused attention works"},
+    {"attn-fallback", OPT_INT, OPT_S(attn_fallback), "0", NULL, "GPU: 1 uses the cuBLAS attention path even where cuDNN's fused attention works; 2 uses cuDNN only with a deterministic backward (bitwise-reproducible runs), else the cuBLAS path"},
 };
 #define CLI_NUM_OPTIONS ((int)(sizeof(CLI_OPTIONS) / sizeof(CLI_OPTIONS[0])))
 

@@ -3,7 +3,9 @@
 //
 //   refresh        the projector from cuSOLVER's economy SVD of the fp32 gradient: gesvdj (Jacobi,
 //                  tol FLT_EPSILON, 400 sweeps, singular values sorted descending, as PyTorch on
-//                  CUDA), gesvd when gesvdj reports no convergence; the top-r vectors, galore_sign_fix's
+//                  CUDA) up to min(m, n) = GALORE_GESVDJ_MAX_DIM and gesvd above (galore_exact_gesvdj:
+//                  Jacobi is slow on large matrices), gesvd also when gesvdj reports no convergence;
+//                  every workspace allocated once (galore_gpu_workspace_query); the top-r vectors, galore_sign_fix's
 //                  convention (each vector's entry of largest magnitude positive, the first on ties)
 //                  in a small kernel, stored in bf16 like the paper's projectors. Where the layout
 //                  says SVD_RANDOMIZED (galore_svd_pick, --svd): galore.h's randomized range finder
@@ -74,11 +76,14 @@ typedef struct {
     float* R;                  // (max_s) low-rank gradient
     float* N;                  // (max_s) low-rank direction / update (GaLore 8-bit: the zero parameter);
                                // the fused path stores it in bf16 in the first half
-    float* work; int lwork;    // gesvdj workspace (floats)
+    float* work; int lwork;    // cuSOLVER workspace (floats): the largest of gesvdj's, gesvd's (with its
+                               // rwork) and the randomized refresh's over the shapes (galore_gpu_workspace_query)
     int* d_info;
     int64_t refreshes, gesvd_fallbacks;
+    int64_t n_gesvdj, n_gesvd, n_randomized; // refreshes by each solver (gesvd: by the rule or as the fallback)
     int64_t n_galore;          // GaLore tensors: a refresh round is n_galore refreshes (galore_svd_round)
-    int force_gesvd;           // tests: skip gesvdj, run the fallback
+    int force_gesvd;           // tests: skip gesvdj, run gesvd (exact) / gesvd of the sketch (randomized)
+    int force_gesvdj;          // tests, dev/cuda/svd: gesvdj at any size (galore_exact_gesvdj's rule off)
     int unfused;               // tests: take the unfused (reference) update path even where the fused one applies
 } GaloreGpu;
 
@@ -135,6 +140,16 @@ static GaloreDims galore_dims(const TensorLayout* lay, int n) {
 // galore_gpu_init and printed there
 static double galore_svd_workspace_estimate(const GaloreDims* d) { return d->svd_ws * 4.0; }
 
+// gesvd of a rows x cols column-major matrix (rows >= cols, as cuSOLVER's gesvd requires), laid out
+// in g->work as rwork (cols floats: the unconverged superdiagonal when info > 0), then gesvd's own
+// workspace from a 256-byte boundary (galore_gpu_gesvd)
+static size_t galore_gesvd_work_offset(int cols) { return ((size_t)cols + 63) / 64 * 64; }
+static int galore_gpu_gesvd_lwork(GaloreGpu* g, int rows, int cols) {
+    int lw = 0;
+    cusolverCheck(cusolverDnSgesvd_bufferSize(g->solver, rows, cols, &lw));
+    return (int)galore_gesvd_work_offset(cols) + lw;
+}
+
 // the randomized refresh's workspace (floats) for one tensor, laid out in g->work as tau (l),
 // U_B (l x l), then the largest of geqrf / orgqr on both sketches and gesvdj of (other x l)
 // (galore_rand_offsets)
@@ -151,22 +166,31 @@ static int galore_gpu_rand_lwork(GaloreGpu* g, const TensorLayout* l) {
     cusolverCheck(cusolverDnSgesvdj_bufferSize(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, other, w, g->Vf, other, g->S, g->A, other, g->Uf, w,
                                                &lw, g->jparams));
     if (lw > best) best = lw;
+    lw = galore_gpu_gesvd_lwork(g, other, w); // the sketch's gesvd fallback (other >= w)
+    if (lw > best) best = lw;
     size_t ub, ws;
     galore_rand_offsets(w, &ub, &ws);
     return (int)ws + best;
 }
 
-// galore_gpu_workspace_query: the largest refresh workspace (floats) over the GaLore shapes:
-// gesvdj's of the whole matrix (exact), or galore_gpu_rand_lwork (randomized)
+// galore_gpu_workspace_query: the largest refresh workspace (floats) over the GaLore shapes: for
+// the exact refresh gesvd's (always: the rule's solver above GALORE_GESVDJ_MAX_DIM, the fallback
+// below) and gesvdj's where it may run; galore_gpu_rand_lwork for the randomized one
 static int galore_gpu_workspace_query(GaloreGpu* g, const TensorLayout* lay, int n) {
     int best = 0;
     for (int i = 0; i < n; i++) {
         const TensorLayout* l = &lay[i];
         if (l->side == SIDE_NONE) continue;
         int rows = (int)l->n, cols = (int)l->m, lw = 0;
-        if (l->svd == SVD_RANDOMIZED) lw = galore_gpu_rand_lwork(g, l);
-        else cusolverCheck(cusolverDnSgesvdj_bufferSize(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows,
-                                                        g->Vf, cols, &lw, g->jparams));
+        if (l->svd == SVD_RANDOMIZED) {
+            lw = galore_gpu_rand_lwork(g, l);
+        } else {
+            lw = galore_gpu_gesvd_lwork(g, rows > cols ? rows : cols, rows > cols ? cols : rows);
+            if (lw > best) best = lw;
+            // gesvdj's, where the rule takes it or a test may force it
+            cusolverCheck(cusolverDnSgesvdj_bufferSize(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows,
+                                                       g->Vf, cols, &lw, g->jparams));
+        }
         if (lw > best) best = lw;
     }
     return best;
@@ -195,10 +219,18 @@ static void galore_gpu_init(GaloreGpu* g, const TensorLayout* lay, int n, cublas
     g->N = (float*)cudaMallocCheck(sizeof(float) * d.max_s, "GaLore low-rank update N");
     g->d_info = (int*)cudaMallocCheck(sizeof(int), "cuSOLVER info");
     g->lwork = galore_gpu_workspace_query(g, lay, n);
-    g->work = (float*)cudaMallocCheck(sizeof(float) * (size_t)(g->lwork > 0 ? g->lwork : 1), "cuSOLVER gesvdj workspace");
-    if (verbose)
-        printf("  alloc %-52s %10.2f MiB (queried; the plan's estimate was %.2f MiB)\n", "cuSOLVER gesvdj workspace",
+    g->work = (float*)cudaMallocCheck(sizeof(float) * (size_t)(g->lwork > 0 ? g->lwork : 1), "cuSOLVER workspace");
+    if (verbose) {
+        printf("  alloc %-52s %10.2f MiB (queried; the plan's estimate was %.2f MiB)\n", "cuSOLVER workspace",
                g->lwork * 4.0 / 1048576.0, galore_svd_workspace_estimate(&d) / 1048576.0);
+        int nj = 0, nd = 0, nr = 0;
+        for (int i = 0; i < n; i++) {
+            if (lay[i].side == SIDE_NONE) continue;
+            if (lay[i].svd == SVD_RANDOMIZED) nr++; else if (galore_exact_gesvdj(lay[i].m, lay[i].n)) nj++; else nd++;
+        }
+        printf("GaLore refresh: cuSOLVER gesvdj for %d matrices (min dim <= %d), gesvd for %d, randomized for %d\n", nj, GALORE_GESVDJ_MAX_DIM,
+               nd, nr);
+    }
 }
 
 static void galore_gpu_free(GaloreGpu* g) {
@@ -311,6 +343,18 @@ static int galore_gpu_info(GaloreGpu* g) {
     return info;
 }
 
+// gesvd (jobu, jobvt as LAPACK's) of the column-major rows x cols `in` (rows >= cols; destroyed),
+// its workspace and rwork from g->work (galore_gpu_gesvd_lwork, counted in g->lwork): devInfo
+static int galore_gpu_gesvd(GaloreGpu* g, signed char jobu, signed char jobvt, int rows, int cols, float* in, float* u, int ldu, float* vt,
+                            int ldvt) {
+    size_t off = galore_gesvd_work_offset(cols);
+    int lw = 0;
+    cusolverCheck(cusolverDnSgesvd_bufferSize(g->solver, rows, cols, &lw));
+    if ((int64_t)off + lw > g->lwork) die("internal: gesvd of %d x %d needs %lld floats of workspace, %d queried", rows, cols, (long long)off + lw, g->lwork);
+    cusolverCheck(cusolverDnSgesvd(g->solver, jobu, jobvt, rows, cols, in, rows, g->S, u, ldu, vt, ldvt, g->work + off, lw, g->work, g->d_info));
+    return galore_gpu_info(g);
+}
+
 // a (rows x cols, column-major, rows >= cols) := the orthonormal Q of its QR (geqrf + orgqr)
 static void galore_gpu_orthonormalize(GaloreGpu* g, float* a, int rows, int cols, float* tau, float* work, int lwork, int tensor) {
     cusolverCheck(cusolverDnSgeqrf(g->solver, rows, cols, a, rows, tau, work, lwork, g->d_info));
@@ -370,14 +414,10 @@ static const float* galore_gpu_range_finder(GaloreGpu* g, const TensorLayout* l,
                    tensor);
         galore_widen(g->A, G, (size_t)M * Nn, gscale, s); // gesvdj overwrote A, and B^T with it
         cublasCheck(cublasSgemm(g->blas, opAt, CUBLAS_OP_N, other, w, len, &one, g->A, Nn, Q, len, &zero, Z, other));
-        int lw = 0;
-        cusolverCheck(cusolverDnSgesvd_bufferSize(g->solver, other, w, &lw));
-        float* gwork = (float*)cudaMallocCheck(sizeof(float) * (size_t)(lw > 0 ? lw : 1), "cuSOLVER gesvd workspace (fallback)");
-        float* rwork = (float*)cudaMallocCheck(sizeof(float) * (size_t)w, "cuSOLVER gesvd rwork (fallback)");
-        signed char jobu = 'N', jobvt = 'A';
-        cusolverCheck(cusolverDnSgesvd(g->solver, jobu, jobvt, other, w, Z, other, g->S, g->A, other, Ub, w, gwork, lw, rwork, g->d_info));
-        info = galore_gpu_info(g);
-        cudaCheck(cudaFree(gwork)); cudaCheck(cudaFree(rwork));
+        // U_B lives in g->work, which gesvd's rwork and workspace would overwrite: V^T goes to A
+        // (other x l >= l x l floats, free: gesvd's U is not computed) and is copied back
+        info = galore_gpu_gesvd(g, 'N', 'A', other, w, Z, g->A, other, g->A, w);
+        if (info == 0) cudaCheck(cudaMemcpyAsync(Ub, g->A, sizeof(float) * (size_t)w * w, cudaMemcpyDeviceToDevice, s));
         if (info != 0) die("randomized SVD of the gradient of tensor %d (%d x %d) failed: cuSOLVER gesvdj and gesvd info %d on its %d x %d sketch; "
                            "hint: a NaN gradient?", tensor, M, Nn, info, other, w);
         opU = CUBLAS_OP_T;
@@ -400,27 +440,33 @@ static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX
     int rows = (int)Nn, cols = (int)M;
     int info = 0;
     int randomized = l->svd == SVD_RANDOMIZED; // galore_svd_pick's choice for this shape and --svd
-    if (!g->force_gesvd && !randomized) {
+    // the exact solver: gesvdj up to GALORE_GESVDJ_MAX_DIM (galore_exact_gesvdj), gesvd above
+    int jacobi = !randomized && !g->force_gesvd && (g->force_gesvdj || galore_exact_gesvdj(M, Nn));
+    if (jacobi) {
         cusolverCheck(cusolverDnSgesvdj(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows, g->Vf, cols,
                                         g->work, g->lwork, g->d_info, g->jparams));
-        cudaCheck(cudaMemcpyAsync(&info, g->d_info, sizeof(int), cudaMemcpyDeviceToHost, s));
-        cudaCheck(cudaStreamSynchronize(s));
+        info = galore_gpu_info(g);
     }
     const float* base;
     int64_t si, sj;
     if (randomized) {
         // U's columns (length len = Nn right, M left), ld len
         base = galore_gpu_range_finder(g, l, G, gscale, tensor); si = 1; sj = right ? Nn : M;
-    } else if (info == 0 && !g->force_gesvd) {
+        g->n_randomized++;
+    } else if (jacobi && info == 0) {
         // right vectors of G = Ux columns (Nn, K); left ones = Vx columns (M, K)
         if (right) { base = g->Uf; si = 1; sj = Nn; } else { base = g->Vf; si = 1; sj = M; }
+        g->n_gesvdj++;
     } else {
-        // gesvdj did not converge (info > 0) or rejected the input: LAPACK-style gesvd, which wants
-        // rows >= cols. Its workspace is allocated here, on this rare path.
-        if (g->gesvd_fallbacks++ == 0 && !g->force_gesvd)
-            printf("note: cuSOLVER gesvdj returned info %d on tensor %d (%lld x %lld); using gesvd for such refreshes\n", info, tensor,
-                   (long long)M, (long long)Nn);
-        galore_widen(g->A, G, full, gscale, s); // gesvdj overwrote A
+        // the rule's gesvd, or gesvdj did not converge (info > 0) / rejected the input: LAPACK-style
+        // gesvd, which wants rows >= cols (cuSOLVER's gesvd supports only m >= n)
+        if (jacobi) {
+            if (g->gesvd_fallbacks++ == 0)
+                printf("note: cuSOLVER gesvdj returned info %d on tensor %d (%lld x %lld); using gesvd for such refreshes\n", info, tensor,
+                       (long long)M, (long long)Nn);
+            galore_widen(g->A, G, full, gscale, s); // gesvdj overwrote A
+        }
+        g->n_gesvd++;
         int gr, gc;
         float *in, *u, *vt;
         if (Nn >= M) { gr = (int)Nn; gc = (int)M; in = g->A; u = g->Uf; vt = g->Vf; }      // X = G^T (Nn, M)
@@ -429,17 +475,10 @@ static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX
             cudaCheckLaunch();
             gr = (int)M; gc = (int)Nn; in = g->Vf; u = g->Uf; vt = g->A;
         }
-        int lw = 0;
-        cusolverCheck(cusolverDnSgesvd_bufferSize(g->solver, gr, gc, &lw));
-        float* work = (float*)cudaMallocCheck(sizeof(float) * (size_t)(lw > 0 ? lw : 1), "cuSOLVER gesvd workspace (fallback)");
-        float* rwork = (float*)cudaMallocCheck(sizeof(float) * (size_t)K, "cuSOLVER gesvd rwork (fallback)");
-        signed char jobu = 'S', jobvt = 'S';
-        cusolverCheck(cusolverDnSgesvd(g->solver, jobu, jobvt, gr, gc, in, gr, g->S, u, gr, vt, (int)K, work, lw, rwork, g->d_info));
-        cudaCheck(cudaMemcpyAsync(&info, g->d_info, sizeof(int), cudaMemcpyDeviceToHost, s));
-        cudaCheck(cudaStreamSynchronize(s));
-        cudaCheck(cudaFree(work)); cudaCheck(cudaFree(rwork));
-        if (info != 0) die("SVD of the gradient of tensor %d (%lld x %lld) failed: cuSOLVER gesvdj and gesvd info %d; hint: a NaN gradient?",
-                           tensor, (long long)M, (long long)Nn, info);
+        // jobu = jobvt = 'S': the first K columns of U (gr x K, ld gr) and rows of V^T (K x gc, ld K)
+        info = galore_gpu_gesvd(g, 'S', 'S', gr, gc, in, u, gr, vt, (int)K);
+        if (info != 0) die("SVD of the gradient of tensor %d (%lld x %lld) failed: cuSOLVER %s info %d; hint: a NaN gradient?",
+                           tensor, (long long)M, (long long)Nn, jacobi ? "gesvdj and gesvd" : "gesvd", info);
         // U: (gr, K) ld gr, the vectors of length gr; VT: (K, gc) ld K, the vectors of length gc (row j)
         int u_is_right = Nn >= M; // gr == Nn: U holds G's right vectors
         if (right == u_is_right) { base = u; si = 1; sj = gr; }

@@ -155,6 +155,20 @@ HOSTDEV static inline int galore_svd_pick(int64_t m, int64_t n, int64_t r, int c
     return ((r + GALORE_SVD_OVERSAMPLE) * GALORE_SVD_RATIO <= k && k >= GALORE_SVD_MIN_DIM) ? SVD_RANDOMIZED : SVD_EXACT;
 }
 
+// the GPU's exact refresh: cuSOLVER's gesvdj (Jacobi) up to GALORE_GESVDJ_MAX_DIM = min(m, n), its
+// gesvd (QR iteration on the bidiagonal form) above. Why: cuSOLVER's documentation says "gesvdj has
+// the same functionality as gesvd. The difference is that gesvd uses QR algorithm and gesvdj uses
+// Jacobi method. The parallelism of Jacobi method gives GPU better performance on small and medium
+// size matrices"; Jacobi's work is a sweep of O(m n k) rotations repeated until the off-diagonal
+// falls below the tolerance (FLT_EPSILON here: typically 6-15 sweeps, up to 400), against gesvd's
+// fixed ~4 m n k + 8 k^3 flops of bidiagonalization, so from k ~ 2048 (llama_1b) to 4096-11008
+// (llama_7b, 224 matrices in its first step) gesvdj may take tens of seconds to minutes per matrix.
+// Both are exact and galore_sign_fix makes their projectors the same up to rounding. 1024 keeps
+// llama_60m..350m (k <= 1024) on gesvdj and sends llama_1b and up to gesvd; dev/cuda/svd.cu times
+// both at every paper shape next to this rule's pick: re-tune the constant from its figures.
+#define GALORE_GESVDJ_MAX_DIM 1024
+HOSTDEV static inline int galore_exact_gesvdj(int64_t m, int64_t n) { return (m < n ? m : n) <= GALORE_GESVDJ_MAX_DIM; }
+
 // splitmix64's output function: a bijection of 64-bit words that mixes every input bit into
 // every output bit
 HOSTDEV static inline uint64_t galore_mix64(uint64_t z) {

@@ -219,19 +219,54 @@ static void swiglu_backward(floatX* dgu, const floatX* dact, const floatX* gu, s
 }
 
 // ----------------------------------------------------------------------------
+// the targets, counted once on the device (the loss's mean and its gradient's scale need the count,
+// the host reads it with the losses): counts[TC_VALID] targets in [0, V), counts[TC_FIRST_BAD] the
+// first position of a target >= V (N if none: the host stops with it), counts[TC_NORM] what the loss
+// gradient is divided by: counts[TC_VALID] here, which data parallel replaces by the sum over the
+// ranks (an all-reduce into it before the classifier). One block, __syncthreads_count per chunk of
+// positions: an exact integer count, deterministic.
+enum { TC_VALID = 0, TC_FIRST_BAD, TC_NORM, TC_NUM };
+#define TC_BLOCK 1024
+__global__ void targets_count_kernel(int* counts, const int* targets, int N, int V) {
+    int valid = 0, first_bad = N;
+    for (int base = 0; base < N; base += blockDim.x) {
+        int i = base + threadIdx.x;
+        int t = i < N ? targets[i] : -1;
+        valid += __syncthreads_count(t >= 0 && t < V);
+        if (t >= V && i < first_bad) first_bad = i;
+    }
+    __shared__ int sbad;
+    if (threadIdx.x == 0) sbad = N;
+    __syncthreads();
+    if (first_bad < N) atomicMin(&sbad, first_bad); // an integer minimum: the same value in any order
+    __syncthreads();
+    if (threadIdx.x == 0) { counts[TC_VALID] = valid; counts[TC_FIRST_BAD] = sbad; counts[TC_NORM] = valid; }
+}
+// counts: device (TC_NUM ints)
+static void targets_count(int* counts, const int* targets, int N, int V, cudaStream_t s) {
+    targets_count_kernel<<<1, TC_BLOCK, 0, s>>>(counts, targets, N, V);
+    cudaCheckLaunch();
+}
+
 // fused classifier: per row of logits (V), an online softmax (running max and rescaled sum per
-// thread, combined across the block), the loss lse - logit[target] in fp32, and, when dloss != 0
-// or write_grad is set, dlogits = (softmax - onehot) * dloss written IN PLACE over the logits.
-// Probabilities are never stored. Targets < 0 are ignored: loss 0 and a zero gradient row.
-// dloss = grad_scale / n_valid (the mean over counted targets), from the host.
+// thread, combined across the block), the loss lse - logit[target] in fp32, and, when write_grad is
+// set, dlogits = (softmax - onehot) * dloss written IN PLACE over the logits. Probabilities are
+// never stored. Targets < 0 are ignored: loss 0 and a zero gradient row; so is a target >= V (the
+// host stops on it: targets_count's TC_FIRST_BAD), never read out of the row.
+// dloss = grad_scale / *norm (the mean over counted targets; 0 when none), read on the device from
+// targets_count's TC_NORM, rounded as the host's fp32 division would (__fdiv_rn: --use_fast_math
+// makes a plain '/' approximate).
 
 #define CLS_BLOCK 512
-__global__ void fused_classifier_kernel(floatX* logits, float* losses, const int* targets, int N, int V, float dloss, int write_grad) {
+__global__ void fused_classifier_kernel(floatX* logits, float* losses, const int* targets, int N, int V, float grad_scale, const int* norm,
+                                        int write_grad) {
     int row = blockIdx.x;
     if (row >= N) return;
     floatX* lr = logits + (size_t)row * V;
     int tgt = targets[row];
-    if (tgt < 0) {
+    int nn = *norm;
+    float dloss = grad_scale > 0.0f && nn > 0 ? __fdiv_rn(grad_scale, (float)nn) : 0.0f;
+    if (tgt < 0 || tgt >= V) {
         if (threadIdx.x == 0) losses[row] = 0.0f;
         if (write_grad) for (int j = threadIdx.x; j < V; j += blockDim.x) lr[j] = f2bf(0.0f);
         return;
@@ -257,9 +292,10 @@ __global__ void fused_classifier_kernel(floatX* logits, float* losses, const int
         }
     }
 }
-// targets: device (N); losses: device fp32 (N)
-static void fused_classifier(floatX* logits, float* losses, const int* targets, int N, int V, float dloss, int write_grad, cudaStream_t s) {
-    fused_classifier_kernel<<<N, CLS_BLOCK, 0, s>>>(logits, losses, targets, N, V, dloss, write_grad);
+// targets: device (N); losses: device fp32 (N); norm: device, targets_count's counts + TC_NORM
+static void fused_classifier(floatX* logits, float* losses, const int* targets, int N, int V, float grad_scale, const int* norm, int write_grad,
+                             cudaStream_t s) {
+    fused_classifier_kernel<<<N, CLS_BLOCK, 0, s>>>(logits, losses, targets, N, V, grad_scale, norm, write_grad);
     cudaCheckLaunch();
 }
 
@@ -347,12 +383,34 @@ static void cast_bf16_to_f32(float* dst, const floatX* src, size_t n, cudaStream
 // tried first; when its heuristic finds no algorithm (odd leading dimensions, 2-byte aligned
 // slices of the flat weight buffer), cublasGemmEx runs the same product.
 
+// gemm_bf16_scaled's cache: the cuBLASLt descriptors and the heuristic's algorithm of each (shape,
+// leading dimensions, transposes, pointer alignments) seen, so a training step's few dozen distinct
+// GEMMs query the heuristic once each instead of on every call (10-20 us each). Bounded: when full,
+// entries are replaced in turn (their descriptors destroyed). A heuristic that found nothing is
+// cached too (has_algo 0: cublasGemmEx). GEMM_CACHE_SALT is part of the key (dev/cuda's
+// force_gemmex.cuh sets it to its switch, so a forced run never reuses a real algorithm).
+#define GEMM_CACHE_SIZE 64
+#ifndef GEMM_CACHE_SALT
+#define GEMM_CACHE_SALT 0
+#endif
+typedef struct {
+    int ta, tb, m, n, k, lda, ldb, ldd, salt;
+    uint32_t alA, alB, alD;
+    int has_algo;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasLtMatmulAlgo_t algo;
+} GemmPlan;
+typedef struct { GemmPlan e[GEMM_CACHE_SIZE]; int n, next; int64_t hits, misses; } GemmCache;
+
 typedef struct {
     cublasLtHandle_t lt;
     cublasHandle_t blas;
     void* workspace;
     size_t workspace_bytes;
-    int fallbacks;       // how many shapes went to cublasGemmEx (reported once)
+    GemmCache* cache;    // (host) heap, so a struct copy of the context shares it; freed by matmul_ctx_free
+    cudaStream_t stream; // the one stream its workspace serves (gemm_bf16_scaled stops on another)
+    int fallbacks;       // how many calls went to cublasGemmEx (the first one says so)
     // per-layer updates run on their own stream while backward goes on, and the gradient slots
     // are shared by the update groups: matmul_backward waits for this event (the last group's
     // update has read and zeroed the slots) between its input-gradient and its weight-gradient
@@ -362,12 +420,16 @@ typedef struct {
 } MatmulCtx;
 
 #define MATMUL_WORKSPACE_BYTES ((size_t)32 << 20) // Hopper's recommended cuBLASLt workspace
+// A MatmulCtx (its handles, workspace and cache) serves one stream (ctx->stream, checked per call): the trainer keeps one
+// for the main stream (GpuLlama.mm) and one for the update stream (GpuTrainer.mm_upd), so no
+// workspace is ever used by two streams at once; the descriptors in the cache hold no stream.
 
 // matmul_ctx_init: the cuBLAS and cuBLASLt handles on stream s, as every program here sets them up:
 // no TF32 anywhere (bf16 inputs make it moot; fp32 products stay fp32), atomics off (deterministic
 // cuBLAS kernels), and the cuBLASLt workspace
 static void matmul_ctx_init(MatmulCtx* ctx, cudaStream_t s) {
     memset(ctx, 0, sizeof *ctx);
+    ctx->stream = s;
     cublasCheck(cublasCreate(&ctx->blas));
     cublasCheck(cublasSetStream(ctx->blas, s));
     cublasCheck(cublasSetMathMode(ctx->blas, CUBLAS_DEFAULT_MATH));
@@ -375,6 +437,27 @@ static void matmul_ctx_init(MatmulCtx* ctx, cudaStream_t s) {
     cublasCheck(cublasLtCreate(&ctx->lt));
     ctx->workspace_bytes = MATMUL_WORKSPACE_BYTES;
     ctx->workspace = cudaMallocCheck(MATMUL_WORKSPACE_BYTES, "cuBLASLt workspace");
+    ctx->cache = (GemmCache*)callocCheck(1, sizeof(GemmCache));
+}
+
+static void gemm_plan_destroy(GemmPlan* p) {
+    cublasCheck(cublasLtMatrixLayoutDestroy(p->la));
+    cublasCheck(cublasLtMatrixLayoutDestroy(p->lb));
+    cublasCheck(cublasLtMatrixLayoutDestroy(p->ld));
+    cublasCheck(cublasLtMatmulDescDestroy(p->op));
+}
+
+// matmul_ctx_free: the cache's descriptors, the workspace, both handles
+static void matmul_ctx_free(MatmulCtx* ctx) {
+    if (ctx->cache) {
+        for (int i = 0; i < ctx->cache->n; i++) gemm_plan_destroy(&ctx->cache->e[i]);
+        free(ctx->cache);
+        ctx->cache = NULL;
+    }
+    cudaCheck(cudaFree(ctx->workspace));
+    ctx->workspace = NULL;
+    cublasCheck(cublasLtDestroy(ctx->lt));
+    cublasCheck(cublasDestroy(ctx->blas));
 }
 
 static uint32_t ptr_alignment(const void* p) {
@@ -384,49 +467,72 @@ static uint32_t ptr_alignment(const void* p) {
     return al;
 }
 
-// D (m x n, ldd) = alpha * op(A) op(B) + beta * D, column-major, all bf16; ta/tb: transpose flags.
-// D is C (in place: cuBLASLt allows it when the two layouts are the same), rounded to bf16 once
-static void gemm_bf16_scaled(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, float alpha, const floatX* A, int lda, const floatX* B,
-                             int ldb, floatX* D, int ldd, float beta, cudaStream_t stream) {
+// gemm_plan_get: the cached plan of this GEMM, built (descriptors + heuristic) on a miss
+static GemmPlan* gemm_plan_get(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, int lda, int ldb, int ldd, uint32_t alA, uint32_t alB,
+                               uint32_t alD) {
+    GemmCache* c = ctx->cache;
+    if (c == NULL) die("internal: gemm_bf16_scaled on a MatmulCtx without matmul_ctx_init");
+    int salt = (int)(GEMM_CACHE_SALT);
+    for (int i = 0; i < c->n; i++) {
+        GemmPlan* p = &c->e[i];
+        if (p->ta == ta && p->tb == tb && p->m == m && p->n == n && p->k == k && p->lda == lda && p->ldb == ldb && p->ldd == ldd &&
+            p->alA == alA && p->alB == alB && p->alD == alD && p->salt == salt) { c->hits++; return p; }
+    }
+    c->misses++;
+    GemmPlan* p;
+    if (c->n < GEMM_CACHE_SIZE) p = &c->e[c->n++];
+    else { p = &c->e[c->next]; c->next = (c->next + 1) % GEMM_CACHE_SIZE; gemm_plan_destroy(p); }
+    memset(p, 0, sizeof *p);
+    p->ta = ta; p->tb = tb; p->m = m; p->n = n; p->k = k; p->lda = lda; p->ldb = ldb; p->ldd = ldd;
+    p->alA = alA; p->alB = alB; p->alD = alD; p->salt = salt;
     cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasLtMatmulDesc_t op;
-    cublasLtMatrixLayout_t la, lb, ld;
-    cublasLtMatmulPreference_t pref;
-    cublasCheck(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA));
-    cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB));
+    // fp32 compute and fp32 scale type (alpha, beta are host floats): the bf16 GEMM with fp32 accumulation
+    cublasCheck(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA));
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB));
     // stored shapes: A is m x k (k x m when transposed), B is k x n (n x k when transposed)
-    cublasCheck(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, ta ? k : m, ta ? m : k, lda));
-    cublasCheck(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, tb ? n : k, tb ? k : n, ldb));
-    cublasCheck(cublasLtMatrixLayoutCreate(&ld, CUDA_R_16BF, m, n, ldd));
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, ta ? k : m, ta ? m : k, lda));
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, tb ? n : k, tb ? k : n, ldb));
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->ld, CUDA_R_16BF, m, n, ldd));
+    cublasLtMatmulPreference_t pref;
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ctx->workspace_bytes,
                                                      sizeof ctx->workspace_bytes));
     // the default assumes 256-byte aligned buffers; slices of the flat buffers may be less aligned
-    uint32_t alA = ptr_alignment(A), alB = ptr_alignment(B), alD = ptr_alignment(D);
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alA, sizeof alA));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &alB, sizeof alB));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &alD, sizeof alD));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alD, sizeof alD));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(ctx->lt, op, la, lb, ld, ld, pref, 1, &heur, &found);
-    if (hs == CUBLAS_STATUS_SUCCESS && found > 0) {
-        cublasCheck(cublasLtMatmul(ctx->lt, op, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &heur.algo, ctx->workspace,
+    cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(ctx->lt, p->op, p->la, p->lb, p->ld, p->ld, pref, 1, &heur, &found);
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    p->has_algo = hs == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (p->has_algo) p->algo = heur.algo;
+    return p;
+}
+
+// D (m x n, ldd) = alpha * op(A) op(B) + beta * D, column-major, all bf16; ta/tb: transpose flags.
+// D is C (in place: cuBLASLt allows C == D when their layouts are the same, here one descriptor),
+// rounded to bf16 once. The descriptors and algorithm come from the context's cache.
+static void gemm_bf16_scaled(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, float alpha, const floatX* A, int lda, const floatX* B,
+                             int ldb, floatX* D, int ldd, float beta, cudaStream_t stream) {
+    // one workspace: two streams using it at once would race
+    if (stream != ctx->stream) die("internal: gemm_bf16_scaled on a stream other than its MatmulCtx's (its workspace serves one)");
+    uint32_t alA = ptr_alignment(A), alB = ptr_alignment(B), alD = ptr_alignment(D);
+    GemmPlan* p = gemm_plan_get(ctx, ta, tb, m, n, k, lda, ldb, ldd, alA, alB, alD);
+    if (p->has_algo) {
+        cublasCheck(cublasLtMatmul(ctx->lt, p->op, &alpha, A, p->la, B, p->lb, &beta, D, p->ld, D, p->ld, &p->algo, ctx->workspace,
                                    ctx->workspace_bytes, stream));
     } else {
         if (ctx->fallbacks++ == 0)
             printf("note: cuBLASLt has no algorithm for a %d x %d x %d bf16 matmul (alignment %u/%u/%u bytes); using cublasGemmEx for such shapes\n",
                    m, n, k, alA, alB, alD);
+        cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
         cublasCheck(cublasSetStream(ctx->blas, stream));
         cublasCheck(cublasGemmEx(ctx->blas, opA, opB, m, n, k, &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &beta, D,
                                  CUDA_R_16BF, ldd, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
-    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
-    cublasCheck(cublasLtMatrixLayoutDestroy(la));
-    cublasCheck(cublasLtMatrixLayoutDestroy(lb));
-    cublasCheck(cublasLtMatrixLayoutDestroy(ld));
-    cublasCheck(cublasLtMatmulDescDestroy(op));
 }
 // alpha = 1: the model's matmuls
 static void gemm_bf16(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, const floatX* A, int lda, const floatX* B, int ldb,

@@ -66,7 +66,7 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     if (s->recompute > 1) die("--recompute %d: must be 0 or 1", s->recompute);
     if (s->master_weights > 1) die("--master-weights %d: must be 0 or 1", s->master_weights);
     if (s->stochastic_rounding > 1) die("--stochastic-rounding %d: must be 0 or 1", s->stochastic_rounding);
-    if (s->attn_fallback > 1) die("--attn-fallback %d: must be 0 or 1", s->attn_fallback);
+    if (s->attn_fallback < 0 || s->attn_fallback > 2) die("--attn-fallback %d: must be 0, 1 or 2", s->attn_fallback);
     if (s->resume && !s->out[0]) die("--resume 1 needs --out, the folder holding the checkpoints");
     if (s->eval_tokens < 0) die("--eval-tokens %lld: must be non-negative", (long long)s->eval_tokens);
     if (s->max_bad_steps < 1) die("--max-bad-steps %d: must be at least 1", s->max_bad_steps);

@@ -876,7 +876,7 @@ static void test_galore_svd(void) {
     {
         const char* names[5] = {"llama_60m", "llama_130m", "llama_350m", "llama_1b", "llama_7b"};
         int ranks[5] = {128, 256, 256, 512, 1024};
-        int n_rand = 0, n_mat = 0;
+        int n_rand = 0, n_mat = 0, n_jacobi_wrong = 0;
         for (int k = 0; k < 5; k++) {
             LlamaConfig c;
             llama_config_resolve(&c, names[k]);
@@ -891,6 +891,8 @@ static void test_galore_svd(void) {
                 if (l.side == SIDE_NONE) continue;
                 n_mat++;
                 n_rand += l.svd != SVD_EXACT;
+                // the GPU's exact solver: gesvdj on llama_60m..350m (k <= 1024), gesvd on llama_1b and 7b
+                n_jacobi_wrong += galore_exact_gesvdj(l.m, l.n) != (k < 3);
             }
             param_table_free(&pt);
         }
@@ -899,6 +901,10 @@ static void test_galore_svd(void) {
                  galore_svd_pick(256, 688, 16, SVD_AUTO) == SVD_EXACT && galore_svd_pick(200, 120, 16, SVD_EXACT) == SVD_EXACT &&
                  galore_svd_pick(200, 120, 16, SVD_RANDOMIZED) == SVD_RANDOMIZED && galore_svd_width(200, 120, 16) == 24 &&
                  galore_svd_width(40, 30, 28) == 30;
+        int okj = galore_exact_gesvdj(1024, 2736) && !galore_exact_gesvdj(1025, 4096) && !galore_exact_gesvdj(4096, 1025) &&
+                  galore_exact_gesvdj(5461, 1024) && n_jacobi_wrong == 0;
+        check(okj, "the GPU's exact refresh: gesvdj where min(m, n) <= %d (llama_60m..350m), gesvd above (llama_1b, 7b): %d matrices differ",
+              GALORE_GESVDJ_MAX_DIM, n_jacobi_wrong);
         check(n_mat > 0 && n_rand == 0 && ok, "--svd auto: the exact SVD on all %d GaLore matrices of llama_60m..7b at the paper's ranks (%d randomized); "
               "randomized at 2048x5461 r 128, 11008x4096 r 128, 4096^2 up to r 1016; exact below min dim 1024; exact/randomized force%s",
               n_mat, n_rand, ok ? "" : ": RULE DIFFERS");

@@ -192,7 +192,7 @@ static int check_grads(const ParamTable* pt, const float* ours, const float* ref
 static void test_parity(const Reference* r, const LlamaConfig* c, const float* init, int attn_fallback) {
     GpuLlama m;
     gpu_build(&m, c, r->B, r->T, 0, attn_fallback, 0);
-    printf("     reference model: attention on the %s path\n", m.attn.use_cudnn ? "cuDNN" : "cuBLAS fallback");
+    printf("     reference model: attention: %s\n", attention_path(&m.attn));
     gpu_upload_params(&m, init);
     size_t BT = (size_t)r->B * r->T, P = m.table.total;
     float* logits = (float*)mallocCheck(sizeof(float) * BT * r->V);
@@ -348,6 +348,11 @@ static void test_training(const Reference* r, const LlamaConfig* c, const float*
 
 // determinism and exact resume: 3 steps, checkpoint, 10 steps; reload the checkpoint, the same 10
 // steps again: losses and final weights must be bit-identical
+// the attention mode of the bitwise comparisons: cuDNN only with a deterministic backward (else the
+// cuBLAS path), so that a dQ-accumulator engine (fp32 atomics) can never make them fail, or the
+// fallback when --attn-fallback 1 asked for it everywhere
+static int bitwise_attn_mode(int attn_fallback) { return attn_fallback == ATTN_FALLBACK ? ATTN_FALLBACK : ATTN_DETERMINISTIC; }
+
 static void test_determinism(const Reference* r, const LlamaConfig* c, const float* init, int master, int sr, int attn_fallback, int kind = OPTIM_ADAMW,
                              int per_layer = 0) {
     char dir[] = "/tmp/galore_cu_test_XXXXXX";
@@ -357,7 +362,7 @@ static void test_determinism(const Reference* r, const LlamaConfig* c, const flo
     snprintf(s.out, sizeof s.out, "%s", dir);
     s.batch = r->B; s.seq = r->T; s.grad_accum = 1; s.per_layer = per_layer; s.shuffle = 0; s.seed = 42; s.keep = 0;
     GpuLlama m;
-    gpu_build(&m, c, r->B, r->T, master, attn_fallback, 0);
+    gpu_build(&m, c, r->B, r->T, master, bitwise_attn_mode(attn_fallback), 0);
     gpu_upload_params(&m, init);
     OptimConfig oc = ref_optim(r, kind);
     if (optim_is_galore(kind)) { oc.rank = 4; oc.update_proj_gap = 4; oc.scale = 0.25f; oc.proj_type = PROJ_STD; } // refreshes at 1, 5, 9, 13
@@ -396,8 +401,7 @@ static void test_determinism(const Reference* r, const LlamaConfig* c, const flo
     check(same_l && same_w, "%s: determinism: save, 10 steps, reload, rerun: losses %s (%.7f ... %.7f)%s, weights %s",
           mode, same_l ? "bit-identical" : "DIFFER", a[0], a[9], first_diff >= 0 ? " first difference at rerun step" : "",
           same_w ? "bit-identical" : "DIFFER");
-    if (first_diff >= 0) printf("     step %d: %.9g vs %.9g%s\n", first_diff + 4, a[first_diff], b[first_diff],
-                                m.attn.bwd_deterministic ? "" : " (the attention backward is not deterministic: cuDNN engine)");
+    if (first_diff >= 0) printf("     step %d: %.9g vs %.9g; attention: %s\n", first_diff + 4, a[first_diff], b[first_diff], attention_path(&m.attn));
     free(wa); free(wb);
     dataloader_free(&dl);
     gpu_trainer_free(&tr);
@@ -1042,6 +1046,7 @@ static void test_galore_fused(int attn_fallback) {
 // low-rank space (P^T sum G = sum P^T G up to rounding): close, not equal.
 static void gpu_recompute_run(const LlamaConfig* c, const float* init, const OptimConfig* oc, int per_layer, int accum, int recompute,
                               int steps, float* losses, float* out, int attn_fallback, int* deterministic);
+// attn_fallback: attention_init's mode (bitwise comparisons pass bitwise_attn_mode's)
 static void gpu_run_steps(const LlamaConfig* c, const OptimConfig* oc, int per_layer, int accum, int steps, float* out, int attn_fallback) {
     ParamTable pt;
     param_table_build(&pt, c);
@@ -1147,8 +1152,8 @@ static void test_gpu_per_layer(int attn_fallback) {
         memset(&oc, 0, sizeof oc);
         oc.kind = kinds[kk]; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; oc.weight_decay = 0.0f;
         oc.rank = 32; oc.update_proj_gap = 2; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
-        gpu_run_steps(&c, &oc, 0, 1, 3, a, attn_fallback);
-        gpu_run_steps(&c, &oc, 1, 1, 3, b, attn_fallback);
+        gpu_run_steps(&c, &oc, 0, 1, 3, a, bitwise_attn_mode(attn_fallback));
+        gpu_run_steps(&c, &oc, 1, 1, 3, b, bitwise_attn_mode(attn_fallback));
         int same = memcmp(a, b, sizeof(float) * pt.total) == 0;
         check(same, "%s on the GPU: per-layer updates == whole-model after 3 steps (refreshes at 1, 3): %s (normalized max error %.2e)",
               OPTIM_NAMES[oc.kind], same ? "bit-identical" : "DIFFER", norm_max_err(b, a, pt.total));
@@ -1178,6 +1183,12 @@ static void gpu_recompute_run(const LlamaConfig* c, const float* init, const Opt
     GpuLlama m;
     gpu_build(&m, c, B, T, 0, attn_fallback, 0, per_layer, recompute);
     gpu_upload_params(&m, init);
+    if (attn_fallback == ATTN_DETERMINISTIC) {
+        // the bitwise checks' premise, checked where they run: a deterministic backward, and which one
+        static int said = 0;
+        if (!said++) check(m.attn.bwd_deterministic && !m.attn.bwd_dq_accum, "bitwise GPU checks run a deterministic attention backward: %s",
+                           attention_path(&m.attn));
+    }
     GpuTrainer tr;
     gpu_trainer_init(&tr, &m, oc, per_layer, accum, 0.0f, 0, 42, 0);
     DataLoader dl;
@@ -1228,8 +1239,8 @@ static void test_gpu_recompute(int attn_fallback) {
         oc.rank = 32; oc.update_proj_gap = 2; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
         int per_layer = kk == 1, det = 1;
         float la[4], lb[4];
-        gpu_recompute_run(&c, init, &oc, per_layer, 1, 0, 4, la, a, attn_fallback, &det);
-        gpu_recompute_run(&c, init, &oc, per_layer, 1, 1, 4, lb, b, attn_fallback, &det);
+        gpu_recompute_run(&c, init, &oc, per_layer, 1, 0, 4, la, a, bitwise_attn_mode(attn_fallback), &det);
+        gpu_recompute_run(&c, init, &oc, per_layer, 1, 1, 4, lb, b, bitwise_attn_mode(attn_fallback), &det);
         int same_l = memcmp(la, lb, sizeof la) == 0, same_w = memcmp(a, b, sizeof(float) * pt.total) == 0;
         check(same_l && same_w, "%s%s on the GPU: --recompute 1 vs 0 over 4 steps: losses %s (%.6f -> %.6f vs %.6f -> %.6f), weights %s "
               "(normalized max error %.2e)%s", OPTIM_NAMES[oc.kind], per_layer ? " per-layer" : "", same_l ? "bit-identical" : "DIFFER",

@@ -41,6 +41,17 @@
 #include "run.h"
 #include <nccl.h>
 
+// NCCL calls: checked like the others (the data-parallel code below, and gpu_forward's count)
+static void nccl_check(ncclResult_t r, const char* file, int line) {
+    if (r == ncclSuccess) return;
+    fflush(stdout);
+    fprintf(stderr, "error: NCCL: %s (%d) (%s:%d); hint: %s\n", ncclGetErrorString(r), (int)r, file, line,
+            r == ncclSystemError || r == ncclRemoteError ? "a rank died or the network failed; NCCL_DEBUG=INFO shows where"
+                                                         : "every rank must run the same command; NCCL_DEBUG=INFO for details");
+    exit(EXIT_FAILURE);
+}
+#define ncclCheck(call) nccl_check((call), __FILE__, __LINE__)
+
 // ----------------------------------------------------------------------------
 // the memory plan: every device buffer, by name and bytes. The allocation walks the same list.
 
@@ -53,7 +64,7 @@ static const char* const GPU_ACT_NAMES[A_NUM] = {
     "atty (L, B, T, C) bf16", "attention saved for backward (L x stats or probs)", "res2 (L, B, T, C) bf16", "ln2 (L, B, T, C) bf16",
     "rstd2 (L, B, T) fp32", "gu (L, B, T, 2H) bf16", "act (L, B, T, H) bf16", "lnf (B, T, C) bf16", "rstdf (B, T) fp32",
     "logits (B, T, V) bf16", "losses (B, T) fp32", "dres (B, T, C) bf16", "scratch (B, T, max(3H, C+2KV)) bf16",
-    "rmsnorm dw scratch fp32", "grad norm partials fp32", "inputs int32", "targets int32", "encoder buckets int32",
+    "rmsnorm dw scratch fp32", "grad norm partials fp32", "inputs int32", "targets int32 (+ their counts)", "encoder buckets int32",
 };
 
 // --recompute 1: forward keeps res (every layer's input); the per-layer buffers ln1 .. act hold
@@ -81,7 +92,7 @@ static void gpu_act_sizes(const LlamaConfig* c, int B, int T, size_t attn_saved,
         Lk * BT * C * X, Lk * align256(attn_saved), Lk * BT * C * X, Lk * BT * C * X,
         Lk * BT * F, Lk * BT * 2 * H * X, Lk * BT * H * X, BT * C * X, BT * F,
         BT * V * X, BT * F, BT * C * X, BT * scratch * X,
-        (size_t)RMS_DW_CHUNKS * C * F, (size_t)NORM_BLOCKS * F, BT * I, BT * I, (3 * BT + 1) * I,
+        (size_t)RMS_DW_CHUNKS * C * F, (size_t)NORM_BLOCKS * F, BT * I, (BT + TC_NUM) * I, (3 * BT + 1) * I,
     };
     for (int i = 0; i < A_NUM; i++) bytes[i] = align256(b[i]);
 }
@@ -235,9 +246,10 @@ typedef struct {
     float* h_losses;          // (BT)
     float* h_partials;        // (NORM_BLOCKS)
     float mean_loss;          // of the last forward with targets; -1 when there were none
-    int n_valid;
-    int64_t n_norm;           // the loss gradient is divided by this count (0: n_valid); data parallel:
-                              // the targets of all ranks (the CPU's Llama.n_norm)
+    int n_valid;              // targets counted by that forward (targets_count, on the device)
+    int h_tc[TC_NUM];         // its counts on the host
+    ncclComm_t norm_comm;     // data parallel: the loss gradient is divided by the targets of all ranks
+                              // (the CPU's Llama.n_norm), all-reduced on the device; NULL: this rank's
 } GpuLlama;
 
 static inline floatX* PX(GpuLlama* m, int i) { return m->params + m->table.info[i].offset; }
@@ -284,10 +296,12 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
     } else {
         cudnnCheck(cudnnSetStream(m->dnn, m->stream));
     }
-    attention_init(&m->attn, m->dnn, m->blas, B, T, c->NH, c->NKV, HD, attn_fallback);
+    attention_init(&m->attn, m->dnn, m->blas, B, T, c->NH, c->NKV, HD, attn_fallback); // --attn-fallback: ATTN_AUTO/FALLBACK/DETERMINISTIC
     m->attn_saved_bytes = attention_saved_bytes(&m->attn);
+    if (verbose) printf("attention: %s\n", attention_path(&m->attn));
     if (verbose && !m->attn.bwd_deterministic)
-        printf("note: the attention backward chosen is not bitwise deterministic run to run (cuDNN engine); --attn-fallback 1 is deterministic\n");
+        printf("note: the attention backward chosen is not bitwise deterministic run to run (cuDNN engine); --attn-fallback 2 takes "
+               "cuDNN only with a deterministic backward, 1 the cuBLAS path\n");
     if (verbose) printf("allocating the model's buffers on the GPU (the optimizer's follow):\n");
     m->params = (floatX*)cudaMallocCheck(sizeof(floatX) * P, "weights (bf16)");
     m->goff = (size_t*)mallocCheck(sizeof(size_t) * (size_t)m->table.n);
@@ -333,10 +347,9 @@ static void gpu_free(GpuLlama* m) {
     if (m->master_w) cudaCheck(cudaFree(m->master_w));
     free(m->goff);
     cudaCheck(cudaFree(m->rope_cos)); cudaCheck(cudaFree(m->rope_sin));
-    cudaCheck(cudaFree(m->act_memory)); cudaCheck(cudaFree(m->mm.workspace));
+    cudaCheck(cudaFree(m->act_memory));
     attention_free(&m->attn);
-    cublasCheck(cublasLtDestroy(m->mm.lt));
-    cublasCheck(cublasDestroy(m->blas));
+    matmul_ctx_free(&m->mm); // m->blas is its handle
     if (m->dnn) cudnnCheck(cudnnDestroy(m->dnn));
     cudaCheck(cudaStreamDestroy(m->stream));
     free(m->h_counts); free(m->h_bucket); free(m->h_losses); free(m->h_partials);
@@ -471,17 +484,21 @@ static void gpu_forward(GpuLlama* m, const int* inputs, const int* targets, int 
         m->mean_loss = -1.0f; m->n_valid = 0;
         return;
     }
-    int n_valid = 0;
-    for (int i = 0; i < BT; i++) {
-        if (targets[i] >= V) die("target id %d at position %d is outside the vocabulary of %d", targets[i], i, V);
-        n_valid += targets[i] >= 0;
-    }
+    // the targets are counted once, on the device (targets_count): the classifier divides by the count
+    // there (data parallel: by the sum over the ranks, all-reduced into TC_NORM in training steps,
+    // which every rank runs alike), and the host reads it with the losses
     cudaCheck(cudaMemcpyAsync(a->targets, targets, sizeof(int) * BT, cudaMemcpyHostToDevice, s));
-    int64_t n_norm = m->n_norm > 0 ? m->n_norm : n_valid;
-    float dloss = (grad_scale > 0.0f && n_norm > 0) ? grad_scale / (float)n_norm : 0.0f;
-    fused_classifier(a->logits, a->losses, a->targets, BT, V, dloss, grad_scale > 0.0f, s);
+    int* counts = a->targets + BT; // TC_NUM ints after the targets (gpu_act_sizes)
+    targets_count(counts, a->targets, BT, V, s);
+    if (m->norm_comm != NULL && grad_scale > 0.0f)
+        ncclCheck(ncclAllReduce(counts + TC_VALID, counts + TC_NORM, 1, ncclInt32, ncclSum, m->norm_comm, s));
+    fused_classifier(a->logits, a->losses, a->targets, BT, V, grad_scale, counts + TC_NORM, grad_scale > 0.0f, s);
     cudaCheck(cudaMemcpyAsync(m->h_losses, a->losses, sizeof(float) * BT, cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaMemcpyAsync(m->h_tc, counts, sizeof(m->h_tc), cudaMemcpyDeviceToHost, s));
     cudaCheck(cudaStreamSynchronize(s));
+    int bad = m->h_tc[TC_FIRST_BAD]; // the classifier skipped it (no out-of-row read); nothing was updated
+    if (bad < BT) die("target id %d at position %d is outside the vocabulary of %d", targets[bad], bad, V);
+    int n_valid = m->h_tc[TC_VALID];
     double sum = 0.0; // in a fixed order on the host: deterministic
     for (int i = 0; i < BT; i++) sum += m->h_losses[i];
     m->n_valid = n_valid;
@@ -694,15 +711,6 @@ typedef struct {
 // ----------------------------------------------------------------------------
 // data parallel on NCCL
 
-static void nccl_check(ncclResult_t r, const char* file, int line) {
-    if (r == ncclSuccess) return;
-    fflush(stdout);
-    fprintf(stderr, "error: NCCL: %s (%d) (%s:%d); hint: %s\n", ncclGetErrorString(r), (int)r, file, line,
-            r == ncclSystemError || r == ncclRemoteError ? "a rank died or the network failed; NCCL_DEBUG=INFO shows where"
-                                                         : "every rank must run the same command; NCCL_DEBUG=INFO for details");
-    exit(EXIT_FAILURE);
-}
-#define ncclCheck(call) nccl_check((call), __FILE__, __LINE__)
 
 // whether tensor i's gradient travels as its low-rank projection at update t (galore.h)
 static int gpu_trainer_lowrank(const GpuTrainer* tr, int i, int64_t t) {
@@ -779,6 +787,7 @@ static void gpu_dist_init(GpuTrainer* tr, Dist* d, const char* init) {
     tr->d_scalars = (double*)cudaMallocCheck(sizeof(double) * 16, "data-parallel scalars");
     if (!d->mpi) { d->ops_ctx = tr; d->sum_f64 = gpu_nccl_sum_f64; d->barrier = gpu_nccl_barrier; }
     if (!tr->per_layer) { m->grads_ready = gpu_dp_grads_ready; m->grads_ctx = tr; }
+    m->norm_comm = tr->comm;
 }
 
 // the squared norms of k tensors (bf16), one sync: fixed-grid partials, added in order in double
@@ -1043,8 +1052,7 @@ static void gpu_trainer_free(GpuTrainer* tr) {
     gpu_optim_free(&tr->opt);
     tr->model->mm.has_dw_wait = 0;
     cudaCheck(cudaEventDestroy(tr->ev_grad)); cudaCheck(cudaEventDestroy(tr->ev_slot)); cudaCheck(cudaEventDestroy(tr->ev_upd));
-    cudaCheck(cudaFree(tr->mm_upd.workspace));
-    cublasCheck(cublasLtDestroy(tr->mm_upd.lt)); cublasCheck(cublasDestroy(tr->mm_upd.blas));
+    matmul_ctx_free(&tr->mm_upd);
     cudaCheck(cudaStreamDestroy(tr->us));
     cudaCheck(cudaFree(tr->d_part));
     free(tr->h_part);
@@ -1055,6 +1063,7 @@ static void gpu_trainer_free(GpuTrainer* tr) {
         free(tr->acc); free(tr->racc);
     }
     if (tr->dist->active) {
+        tr->model->norm_comm = NULL;
         ncclCheck(ncclCommDestroy(tr->comm));
         cudaCheck(cudaStreamDestroy(tr->comm_stream));
         cudaCheck(cudaEventDestroy(tr->ev_layer)); cudaCheck(cudaEventDestroy(tr->ev_comm));
@@ -1077,14 +1086,7 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
     for (int micro = 0; micro < tr->grad_accum; micro++) {
         tr->micro = micro;
         dataloader_next_batch(dl, inputs, targets);
-        if (dp) {
-            // the loss gradient is normalized by the targets of every rank: count them first
-            int64_t nv = 0;
-            for (int i = 0; i < dl->B * dl->T; i++) nv += targets[i] >= 0;
-            double c = (double)nv;
-            dist_sum_f64(tr->dist, &c, 1);
-            m->n_norm = (int64_t)c;
-        }
+        // data parallel: gpu_forward divides the loss gradient by the targets of every rank (norm_comm)
         gpu_forward(m, inputs, targets, dl->B, dl->T, 1.0f / tr->grad_accum);
         int64_t n_all;
         double mean = dist_mean_loss(tr->dist, m->mean_loss, m->n_valid, &n_all);
@@ -1140,7 +1142,6 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
         *norm = tr->bad ? NAN : (float)sqrt(tr->sumsq);
         gpu_zero_grad(m); // a skipped step can leave a group's gradient in the slots
     }
-    m->n_norm = 0;
     cudaCheck(cudaStreamSynchronize(m->stream));
     gpu_mem_sample();
     if (tr->updated) tr->t++;
@@ -1323,8 +1324,9 @@ static void gpu_done_report(void* ctx) {
            plan, g->mem_start_mib, g->mem_alloc_mib, g->mem_alloc_mib - g->mem_start_mib, g_mem_high_mib, g_mem_high_mib - g->mem_start_mib,
            gpu_mem_used_mib());
     if (g->tr->opt.gl.refreshes > 0)
-        printf("GaLore: %lld projector refreshes (cuSOLVER gesvdj%s)\n", (long long)g->tr->opt.gl.refreshes,
-               g->tr->opt.gl.gesvd_fallbacks ? ", some by the gesvd fallback" : "");
+        printf("GaLore: %lld projector refreshes (by cuSOLVER gesvdj %lld, gesvd %lld, randomized %lld; gesvdj fell back to gesvd %lld times)\n",
+               (long long)g->tr->opt.gl.refreshes, (long long)g->tr->opt.gl.n_gesvdj, (long long)g->tr->opt.gl.n_gesvd,
+               (long long)g->tr->opt.gl.n_randomized, (long long)g->tr->opt.gl.gesvd_fallbacks);
 }
 
 static Engine gpu_engine(GpuRun* g) {
@@ -1342,8 +1344,9 @@ static Engine gpu_engine(GpuRun* g) {
 
 // what attention keeps per layer, for the plan printed without a GPU: cuDNN's softmax stats
 // (B, NH, T) fp32; the cuBLAS fallback keeps (B, NH, T, T) probabilities instead
-static size_t attn_saved_estimate(const LlamaConfig* c, int B, int T, int fallback) {
-    return attention_activation_bytes(B, T, c->NH, c->C / c->NH, !fallback);
+// mode: --attn-fallback (ATTN_DETERMINISTIC plans as cuDNN, which it uses where it can)
+static size_t attn_saved_estimate(const LlamaConfig* c, int B, int T, int mode) {
+    return attention_activation_bytes(B, T, c->NH, c->C / c->NH, mode != ATTN_FALLBACK);
 }
 
 #ifndef TESTING
@@ -1370,7 +1373,7 @@ int main(int argc, char** argv) {
         snprintf(title, sizeof title, "%s, %s%s%s, batch %d x %d, %s, attention %s", config.name, s.optimizer, rk,
                  s.per_layer ? ", per-layer updates" : "", B, T,
                  s.master_weights ? "fp32 master weights + fp32 moments" : "pure bf16 weights + bf16 moments",
-                 s.attn_fallback ? "cuBLAS fallback" : "cuDNN");
+                 s.attn_fallback == ATTN_FALLBACK ? "cuBLAS fallback" : s.attn_fallback == ATTN_DETERMINISTIC ? "cuDNN (deterministic)" : "cuDNN");
         if (strcmp(s.memory_plan, "json") == 0) {
             cJSON* plans = cJSON_CreateArray();
             cJSON* p = plan_json_begin(plans, title, "gpu");
@@ -1390,8 +1393,8 @@ int main(int argc, char** argv) {
             printf("  note: at a refresh step with --grad-accum > 1, each GaLore matrix refreshing holds a full bf16 accumulator for that step "
                    "(all of them at step 1): up to +%.2f MiB\n", plan.transient / 1048576.0);
         if (optim_is_galore(oc.kind))
-            printf("  note: cuSOLVER's workspace (gesvdj, and geqrf/orgqr for --svd randomized) needs a device to query; the row above is an estimate, train_llamacu prints the real size at startup\n");
-        if (!s.attn_fallback)
+            printf("  note: cuSOLVER's workspace (gesvdj / gesvd, and geqrf/orgqr for --svd randomized) needs a device to query; the row above is an estimate, train_llamacu prints the real size at startup\n");
+        if (s.attn_fallback != ATTN_FALLBACK)
             printf("  note: where cuDNN cannot build an attention plan (e.g. head dim not a multiple of 8), the cuBLAS fallback keeps (B, NH, T, T) "
                    "probabilities per layer instead: +%.2f MiB; the attention workspace is known only on the GPU\n",
                    (double)(s.recompute ? 1 : config.L) * (attn_saved_estimate(&config, B, T, 1) - as) / 1048576.0);
@@ -1458,7 +1461,9 @@ int main(int argc, char** argv) {
            s.min_lr_ratio, s.grad_clip, s.master_weights ? "fp32 master weights + moments" : "bf16 weights + moments",
            s.stochastic_rounding && !s.master_weights ? " | stochastic rounding" : "");
 
-    run_print_galore(&config, &oc, &s, "exact SVD (cuSOLVER gesvdj)");
+    char exact_name[96];
+    snprintf(exact_name, sizeof exact_name, "exact SVD (cuSOLVER gesvdj up to min dim %d, gesvd above)", GALORE_GESVDJ_MAX_DIM);
+    run_print_galore(&config, &oc, &s, exact_name);
     GpuRun run;
     memset(&run, 0, sizeof run);
     run.tr = &trainer;

@@ -215,5 +215,65 @@ check "bench_7b (fake GPU): exit 0, both settings" bash -c \
 check "bench_7b (fake GPU): goals 20 and 24 GiB: PASS at 10 GiB" bash -c \
     "grep -q -- '- batch 1 x 256: goal 20 GiB: \*\*PASS\*\*' '$TMP/b7fake.out' && grep -q -- '- batch 16 x 256, --recompute 1: goal 24 GiB: \*\*PASS\*\*' '$TMP/b7fake.out'"
 
+# dev/gpu/first_run.sh (the first GPU call's one command) on fakes: every check in order when all
+# pass; a failure stops it with the check's name, its output and the build flags, and nothing after
+# it runs; an old driver stops it before any program; a hung check is cut by its timeout
+FR="$TMP/fr"; mkdir -p "$FR/bin" "$FR/cuda"
+cat > "$FR/bin/nvidia-smi" <<'EOF'
+#!/bin/bash
+case "$*" in -L) echo "GPU 0: Fake GPU (UUID: GPU-0)" ;; *driver_version*) echo "${FAKE_DRIVER:-580.65.06}" ;; *) echo "Fake GPU" ;; esac
+EOF
+# a program that logs its name and arguments to $FR_RAN, fails when FAKE_FAIL names it, hangs when FAKE_HANG does
+cat > "$FR/fake_prog" <<'EOF'
+#!/bin/bash
+n="$(basename "$0")"; echo "$n $*" >> "$FR_RAN"
+[ "${FAKE_HANG:-}" = "$n" ] && sleep 30
+[ "${FAKE_FAIL:-}" = "$n" ] && { echo "FAIL $n: max err 1.0e+00 (the fake's mismatch)"; echo "1 passed, 1 failed"; exit 1; }
+echo "ok $n"; echo "1 passed, 0 failed"
+EOF
+for k in svd matmul cast attention galore_update rope zeta; do : > "$FR/cuda/$k.cu"; cp "$FR/fake_prog" "$FR/cuda/$k"; done
+for k in test_llamacu train_llamacu test_dist_gpu.sh; do cp "$FR/fake_prog" "$FR/bin/$k"; done
+chmod +x "$FR"/bin/* "$FR"/cuda/*
+echo "nvcc -O3 -gencode arch=compute_90,code=sm_90 (the fake build flags)" > "$FR/build_flags.txt"
+FR_ENV=(PATH="$FR/bin:$PATH" FR_RAN="$FR/ran" TEST_LLAMACU="$FR/bin/test_llamacu" TRAIN_LLAMACU="$FR/bin/train_llamacu" DEV_CUDA="$FR/cuda"
+        DIST_TEST="$FR/bin/test_dist_gpu.sh" BUILD_FLAGS_FILE="$FR/build_flags.txt" COMMIT=test123 DEVICE_ENV=)
+fr_order() { awk '{ print $1 }' "$1" | grep -v -e '^first_run' | tr '\n' ' '; }
+env -u OUT "${FR_ENV[@]}" RESULTS_DIR="$FR/ok" bash dev/gpu/first_run.sh > "$FR/ok.out" 2>&1
+rc=$?
+check "first_run (fake GPU): every check passes, exit 0, four result files (no failed.log)" bash -c \
+    "[ $rc -eq 0 ] && grep -q 'every check passed' '$FR/ok/summary.txt' && [ \$(ls '$FR/ok' | wc -l) -eq 4 ] && [ -f '$FR/ok/logs.tgz' ] && [ ! -e '$FR/ok/failed.log' ]"
+check "first_run (fake GPU): cheapest first: gpu, driver, binaries, the kernels (listed ones, the rest, galore_update), test_llamacu, svd, NCCL" \
+    [ "$(fr_order "$FR/ok/summary.txt")" = "gpu driver binaries dev/cuda/cast dev/cuda/rope dev/cuda/matmul dev/cuda/attention dev/cuda/zeta dev/cuda/galore_update test_llamacu dev/cuda/svd test_dist_gpu " ]
+check "first_run (fake GPU): svd and galore_update run with quick" bash -c "grep -q '^galore_update quick' '$FR/ran' && grep -q '^svd quick' '$FR/ran'"
+: > "$FR/ran"
+env -u OUT "${FR_ENV[@]}" RESULTS_DIR="$FR/fail" FAKE_FAIL=matmul bash dev/gpu/first_run.sh > "$FR/fail.out" 2>&1
+rc=$?
+check "first_run (fake GPU): a failing kernel stops it (exit 1) with its name, its output and the build flags" bash -c \
+    "[ $rc -eq 1 ] && grep -q '^FAILED: dev/cuda/matmul (exit status 1)' '$FR/fail/summary.txt' && grep -q 'FAIL matmul: max err' '$FR/fail/summary.txt' && grep -q 'the fake build flags' '$FR/fail/summary.txt' && grep -q 'FAIL matmul' '$FR/fail/failed.log'"
+check "first_run (fake GPU): nothing after the failure ran" bash -c "! grep -q -E '^(attention|test_llamacu|svd|test_dist_gpu)' '$FR/ran' && grep -q '^matmul' '$FR/ran'"
+: > "$FR/ran"
+env -u OUT "${FR_ENV[@]}" RESULTS_DIR="$FR/keep" FAKE_FAIL=matmul KEEP_GOING=1 bash dev/gpu/first_run.sh > "$FR/keep.out" 2>&1
+rc=$?
+check "first_run (fake GPU): KEEP_GOING=1 runs the rest and still fails" bash -c \
+    "[ $rc -eq 1 ] && grep -q '^test_dist_gpu' '$FR/ran' && grep -q '1 failed: dev/cuda/matmul' '$FR/keep/summary.txt'"
+: > "$FR/ran"
+env -u OUT "${FR_ENV[@]}" RESULTS_DIR="$FR/drv" FAKE_DRIVER=570.124.06 bash dev/gpu/first_run.sh > "$FR/drv.out" 2>&1
+rc=$?
+check "first_run (fake GPU): a driver older than 580 stops it at 'driver', before any program" bash -c \
+    "[ $rc -eq 1 ] && grep -q '^FAILED: driver' '$FR/drv/summary.txt' && grep -q 'need driver >= 580' '$FR/drv/summary.txt' && [ ! -s '$FR/ran' ]"
+env -u OUT "${FR_ENV[@]}" RESULTS_DIR="$FR/hang" FAKE_HANG=cast CHECK_TIMEOUT=2 bash dev/gpu/first_run.sh > "$FR/hang.out" 2>&1
+rc=$?
+check "first_run (fake GPU): a hung check is cut by CHECK_TIMEOUT and named" bash -c \
+    "[ $rc -eq 1 ] && grep -q '^FAILED: dev/cuda/cast (timed out after 2 s)' '$FR/hang/summary.txt'"
+env -u OUT "${FR_ENV[@]}" RESULTS_DIR="$FR/budget" BUDGET=0 bash dev/gpu/first_run.sh > "$FR/budget.out" 2>&1
+rc=$?
+check "first_run (fake GPU): a spent BUDGET reports what did not run, exit 1" bash -c \
+    "[ $rc -eq 1 ] && grep -q 'the budget of 0 s is spent: gpu and the checks after it did not run' '$FR/budget/summary.txt'"
+rm "$FR/cuda/rope"
+env -u OUT "${FR_ENV[@]}" OUT="$FR/out" bash dev/gpu/first_run.sh > "$FR/miss.out" 2>&1
+rc=$?
+check "first_run (fake GPU): a program not carried fails 'binaries' with a hint; results go to \$OUT" bash -c \
+    "[ $rc -eq 1 ] && grep -q '^FAILED: binaries' '$FR/out/summary.txt' && grep -qF 'missing or not executable: $FR/cuda/rope (hint: build it here and carry it' '$FR/out/summary.txt'"
+
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

@@ -141,16 +141,24 @@ static void tally(int ok) { if (ok) g_pass++; else g_fail++; }
 typedef struct { int B, T, NH, NKV, HD; int check_cpu; } Shape;
 
 // runs one path on one shape; returns the forward output and dqkv (host, bf16) for cross-checks
-static int run_path(const Shape* sh, int force_fallback, cudnnHandle_t cudnn, cublasHandle_t cublas,
+// mode: attention_init's (ATTN_AUTO: cuDNN, ATTN_FALLBACK, ATTN_DETERMINISTIC: what the bitwise tests run)
+static int run_path(const Shape* sh, int mode, cudnnHandle_t cudnn, cublasHandle_t cublas,
                     const floatX* d_qkv, const floatX* d_dout, floatX* h_out, floatX* h_dqkv,
                     const float* ref_out, const float* ref_dqkv) {
     int B = sh->B, T = sh->T, NH = sh->NH, NKV = sh->NKV, HD = sh->HD;
     int C = NH * HD, ld = C + 2 * NKV * HD;
     size_t n_out = (size_t)B * T * C, n_qkv = (size_t)B * T * ld;
     AttnCtx ctx;
-    attention_init(&ctx, cudnn, cublas, B, T, NH, NKV, HD, force_fallback);
-    const char* name = force_fallback ? "fallback" : "cuDNN";
-    if (!force_fallback && !ctx.use_cudnn) {
+    attention_init(&ctx, cudnn, cublas, B, T, NH, NKV, HD, mode);
+    const char* name = mode == ATTN_FALLBACK ? "fallback" : mode == ATTN_DETERMINISTIC ? "determ." : "cuDNN";
+    printf("  %-8s path: %s\n", name, attention_path(&ctx));
+    if (mode == ATTN_DETERMINISTIC) {
+        // the bitwise checks (test_llamacu, test_dist_gpu.sh) rest on this: never the dQ-accumulator backward
+        int ok = ctx.bwd_deterministic && !ctx.bwd_dq_accum;
+        printf("    ATTN_DETERMINISTIC: backward %s\n", ok ? "deterministic" : "NOT DETERMINISTIC");
+        tally(ok);
+    }
+    if (mode == ATTN_AUTO && !ctx.use_cudnn) {
         printf("  %-8s skipped: cuDNN could not build plans for this shape on this GPU (see line above)\n", name);
         attention_free(&ctx);
         return 0;
@@ -281,8 +289,9 @@ int main(void) {
         floatX* dqkv_c = (floatX*)malloc(n_qkv * sizeof(floatX));
         floatX* out_f = (floatX*)malloc(n_out * sizeof(floatX));
         floatX* dqkv_f = (floatX*)malloc(n_qkv * sizeof(floatX));
-        int have_c = run_path(sh, 0, cudnn, cublas, d_qkv, d_dout, out_c, dqkv_c, ref_out, ref_dqkv);
-        int have_f = run_path(sh, 1, cudnn, cublas, d_qkv, d_dout, out_f, dqkv_f, ref_out, ref_dqkv);
+        int have_c = run_path(sh, ATTN_AUTO, cudnn, cublas, d_qkv, d_dout, out_c, dqkv_c, ref_out, ref_dqkv);
+        int have_f = run_path(sh, ATTN_FALLBACK, cudnn, cublas, d_qkv, d_dout, out_f, dqkv_f, ref_out, ref_dqkv);
+        if (sh->check_cpu) run_path(sh, ATTN_DETERMINISTIC, cudnn, cublas, d_qkv, d_dout, out_f, dqkv_f, ref_out, ref_dqkv);
         if (!sh->check_cpu && have_c && have_f) {
             // no CPU reference at this size: the fallback is the reference for cuDNN
             float* fo = (float*)malloc(n_out * sizeof(float));

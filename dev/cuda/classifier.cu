@@ -2,8 +2,12 @@
 Fused classifier of llama_kernels.cuh (online-softmax cross-entropy; dlogits in place over the
 logits) against the CPU engine's crossentropy_forward / crossentropy_backward (train_llama.c):
   losses (N) fp32 = lse - logit[target]; 0 for ignored targets (< 0)
-  write_grad 1: logits (N, V) <- (softmax - onehot) * dloss, dloss = 1 / n_valid as the trainer
-                computes it; ignored rows become zeros
+  write_grad 1: logits (N, V) <- (softmax - onehot) * dloss, dloss = 1 / n_valid, n_valid counted
+                on the device by targets_count and divided there (__fdiv_rn: the host's fp32 1.0f /
+                n_valid), as the trainer does; the count checked against the host's;
+                ignored rows become zeros
+  a target >= V: targets_count names its first position, the classifier treats the row as ignored
+                (no read outside the row)
   write_grad 0: the logits are left bit-identical (evaluation)
 V covers the tiny reference's 211 (fewer logits than the block's 512 threads: threads that see
 no element must not poison the max/sum), 32000, 50257 (odd), 128256. Rows include a target at
@@ -35,7 +39,7 @@ static void run_shape(const Shape* sh, cudaStream_t s) {
     unpack_bf16(flog, logits, n);
     int n_valid = 0;
     for (int i = 0; i < N; i++) n_valid += targets[i] >= 0;
-    float dloss = n_valid > 0 ? 1.0f / (float)n_valid : 0.0f; // as train_llama.cu's forward
+    float dloss = n_valid > 0 ? 1.0f / (float)n_valid : 0.0f; // what the device must compute from its count
     // the CPU reference: forward losses and lse, then dlogits in place
     float *ref_losses = host_alloc<float>(N), *lse = host_alloc<float>(N);
     int cpu_valid = cpu::crossentropy_forward(ref_losses, lse, flog, targets, N, V);
@@ -46,6 +50,13 @@ static void run_shape(const Shape* sh, cudaStream_t s) {
 
     floatX* d_logits = dev_upload(logits, n);
     int* d_targets = dev_upload(targets, N);
+    int* d_counts = (int*)cudaMallocCheck(sizeof(int) * TC_NUM, "target counts");
+    targets_count(d_counts, d_targets, N, V, s);
+    int hc[TC_NUM];
+    dev_download(hc, d_counts, TC_NUM);
+    check(hc[TC_VALID] == n_valid && hc[TC_NORM] == n_valid && hc[TC_FIRST_BAD] == N,
+          "targets_count: %d valid (host %d), norm %d, first out-of-vocabulary position %d (none: %d)", hc[TC_VALID], n_valid, hc[TC_NORM],
+          hc[TC_FIRST_BAD], N);
     float* d_losses = (float*)cudaMallocCheck(sizeof(float) * N, "losses");
     float* losses = host_alloc<float>(N);
     floatX* got = host_alloc<floatX>(n);
@@ -55,7 +66,7 @@ static void run_shape(const Shape* sh, cudaStream_t s) {
     for (int write_grad = 0; write_grad <= 1; write_grad++) {
         cudaCheck(cudaMemcpy(d_logits, logits, sizeof(floatX) * n, cudaMemcpyHostToDevice));
         cudaCheck(cudaMemset(d_losses, 0xff, sizeof(float) * N)); // NaN pattern: catches unwritten losses
-        fused_classifier(d_logits, d_losses, d_targets, N, V, write_grad ? dloss : 0.0f, write_grad, s);
+        fused_classifier(d_logits, d_losses, d_targets, N, V, write_grad ? 1.0f : 0.0f, d_counts + TC_NORM, write_grad, s);
         cudaCheck(cudaStreamSynchronize(s));
         dev_download(losses, d_losses, N);
         dev_download(got, d_logits, n);
@@ -79,12 +90,31 @@ static void run_shape(const Shape* sh, cudaStream_t s) {
         // forward only: one read of the logits; with the gradient: two reads and one write
         cudaCheck(cudaMemcpy(d_logits, logits, sizeof(floatX) * n, cudaMemcpyHostToDevice));
         report_bw("fused_classifier (loss only)", 1.0 * n * sizeof(floatX),
-                  time_ms([&] { fused_classifier(d_logits, d_losses, d_targets, N, V, 0.0f, 0, s); }, s));
+                  time_ms([&] { fused_classifier(d_logits, d_losses, d_targets, N, V, 0.0f, d_counts + TC_NORM, 0, s); }, s));
         // in place: later iterations run on the previous dlogits, which costs the same
         report_bw("fused_classifier (loss + dlogits)", 3.0 * n * sizeof(floatX),
-                  time_ms([&] { fused_classifier(d_logits, d_losses, d_targets, N, V, dloss, 1, s); }, s));
+                  time_ms([&] { fused_classifier(d_logits, d_losses, d_targets, N, V, 1.0f, d_counts + TC_NORM, 1, s); }, s));
     }
-    cudaCheck(cudaFree(d_logits)); cudaCheck(cudaFree(d_targets)); cudaCheck(cudaFree(d_losses));
+    // a target outside the vocabulary: counted as bad at its first position, its row ignored
+    if (N >= 3) {
+        int* bad = host_alloc<int>(N);
+        memcpy(bad, targets, sizeof(int) * N);
+        bad[N - 1] = V + 5; bad[N / 2] = V; // two bad: the first position is reported
+        cudaCheck(cudaMemcpy(d_targets, bad, sizeof(int) * N, cudaMemcpyHostToDevice));
+        targets_count(d_counts, d_targets, N, V, s);
+        cudaCheck(cudaMemcpy(d_logits, logits, sizeof(floatX) * n, cudaMemcpyHostToDevice));
+        fused_classifier(d_logits, d_losses, d_targets, N, V, 1.0f, d_counts + TC_NORM, 1, s);
+        cudaCheck(cudaStreamSynchronize(s));
+        dev_download(hc, d_counts, TC_NUM);
+        dev_download(losses, d_losses, N);
+        int expect_valid = 0;
+        for (int i = 0; i < N; i++) expect_valid += bad[i] >= 0 && bad[i] < V;
+        check(hc[TC_FIRST_BAD] == N / 2 && hc[TC_VALID] == expect_valid && losses[N / 2] == 0.0f && losses[N - 1] == 0.0f,
+              "a target >= V: first bad position %d (expected %d), %d valid (expected %d), its rows' losses 0", hc[TC_FIRST_BAD], N / 2,
+              hc[TC_VALID], expect_valid);
+        free(bad);
+    }
+    cudaCheck(cudaFree(d_logits)); cudaCheck(cudaFree(d_targets)); cudaCheck(cudaFree(d_losses)); cudaCheck(cudaFree(d_counts));
     free(logits); free(flog); free(targets); free(ref_losses); free(lse); free(ref_d); free(losses); free(got);
 }
 

@@ -14,4 +14,6 @@ static cublasStatus_t heuristic_or_none(cublasLtHandle_t h, cublasLtMatmulDesc_t
     return cublasLtMatmulAlgoGetHeuristic(h, op, a, b, c, d, pref, req, res, found);
 }
 #define cublasLtMatmulAlgoGetHeuristic heuristic_or_none
+// gemm_bf16_scaled's plan cache keys on the switch: a forced call never reuses a real algorithm
+#define GEMM_CACHE_SALT g_force_gemmex
 #endif

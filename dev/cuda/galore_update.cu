@@ -444,9 +444,7 @@ int main(int argc, char** argv) {
             for (int i = 0; i < 3; i++) timing(sh7[i][0], sh7[i][1], 1024, kind8, &mm, mm.blas, maps, s);
     }
     cudaCheck(cudaFree(maps));
-    cudaCheck(cudaFree(mm.workspace));
-    cublasCheck(cublasLtDestroy(mm.lt));
-    cublasCheck(cublasDestroy(mm.blas));
+    matmul_ctx_free(&mm);
     cudaCheck(cudaStreamDestroy(s));
     return finish();
 }

@@ -121,6 +121,36 @@ static void run_shape(const Shape* sh, MatmulCtx* ctx, cudaStream_t s) {
     free(out); free(dinp); free(dW); free(again);
 }
 
+// gemm_bf16_scaled's plan cache: a repeated GEMM hits it; more distinct shapes than it holds
+// evict the oldest, and an evicted shape rebuilt later gives the same bits as its first run
+static void test_plan_cache(MatmulCtx* ctx, cudaStream_t s) {
+    int N = 16, IC = 24, OCmax = GEMM_CACHE_SIZE + 8;
+    floatX *inp = host_alloc<floatX>((size_t)N * IC), *W = host_alloc<floatX>((size_t)OCmax * IC);
+    float *finp = host_alloc<float>((size_t)N * IC), *fW = host_alloc<float>((size_t)OCmax * IC);
+    fill_bf16(inp, finp, (size_t)N * IC, 1.0f); fill_bf16(W, fW, (size_t)OCmax * IC, 1.0f);
+    floatX *d_inp = dev_upload(inp, (size_t)N * IC), *d_W = dev_upload(W, (size_t)OCmax * IC);
+    floatX* d_out = (floatX*)cudaMallocCheck(sizeof(floatX) * (size_t)N * OCmax, "out");
+    floatX *first = host_alloc<floatX>((size_t)N * OCmax), *later = host_alloc<floatX>((size_t)N * OCmax);
+    GemmCache* c = ctx->cache;
+    matmul_forward(ctx, d_out, d_inp, d_W, NULL, N, IC, 1, s);
+    int64_t h0 = c->hits, m0 = c->misses;
+    matmul_forward(ctx, d_out, d_inp, d_W, NULL, N, IC, 1, s);
+    check(c->hits == h0 + 1 && c->misses == m0, "plan cache: a repeated GEMM is a hit (hits +%lld, misses +%lld)", (long long)(c->hits - h0),
+          (long long)(c->misses - m0));
+    cudaCheck(cudaStreamSynchronize(s));
+    dev_download(first, d_out, (size_t)N);
+    for (int oc = 2; oc <= OCmax; oc++) matmul_forward(ctx, d_out, d_inp, d_W, NULL, N, IC, oc, s); // evicts OC = 1
+    int64_t m1 = c->misses;
+    matmul_forward(ctx, d_out, d_inp, d_W, NULL, N, IC, 1, s);
+    cudaCheck(cudaStreamSynchronize(s));
+    dev_download(later, d_out, (size_t)N);
+    check(c->n == GEMM_CACHE_SIZE && c->misses == m1 + 1 && memcmp(first, later, sizeof(floatX) * N) == 0,
+          "plan cache: %d entries after %d shapes (bound %d), the evicted shape rebuilt (a miss) gives the same bits", c->n, OCmax,
+          GEMM_CACHE_SIZE);
+    cudaCheck(cudaFree(d_inp)); cudaCheck(cudaFree(d_W)); cudaCheck(cudaFree(d_out));
+    free(inp); free(W); free(finp); free(fW); free(first); free(later);
+}
+
 int main(void) {
     print_device("matmul");
     cudaStream_t s;
@@ -139,10 +169,9 @@ int main(void) {
         {8192, 4096, 4096, 0, 1, "timing (llama-7B attention projection)"},
     };
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) run_shape(&shapes[i], &ctx, s);
-    printf("shapes that fell back to cublasGemmEx (forced ones included): %d\n", ctx.fallbacks);
-    cudaCheck(cudaFree(ctx.workspace));
-    cublasCheck(cublasLtDestroy(ctx.lt));
-    cublasCheck(cublasDestroy(ctx.blas));
+    printf("calls that fell back to cublasGemmEx (forced ones included): %d\n", ctx.fallbacks);
+    test_plan_cache(&ctx, s);
+    matmul_ctx_free(&ctx);
     cudaCheck(cudaStreamDestroy(s));
     return finish();
 }

@@ -1,7 +1,9 @@
 /*
 The GaLore projector refresh of galore.cuh (galore_gpu_refresh) by each of its methods:
-  gesvdj      the exact economy SVD by cuSOLVER's Jacobi gesvdj (the default, --svd exact)
-  gesvd       the exact SVD by cuSOLVER's gesvd (the fallback when gesvdj does not converge)
+  gesvdj      the exact economy SVD by cuSOLVER's Jacobi gesvdj (--svd exact up to min(m, n) =
+              GALORE_GESVDJ_MAX_DIM: galore_exact_gesvdj), forced here at every size
+  gesvd       the exact SVD by cuSOLVER's gesvd (--svd exact above that size, and the fallback when
+              gesvdj does not converge)
   randomized  galore.h's randomized range finder (--svd randomized): Omega by galore_gaussian on
               the device, q = 2 power iterations with geqrf/orgqr, gesvdj of the small sketch
 Validation (small shapes, both sides): each method's bf16 projector against the CPU engine's
@@ -11,8 +13,11 @@ Timing: the shapes of llama_7b (4096x4096, 11008x4096, 4096x11008 at the paper's
 llama_1b (2048x2048, 2048x5461 at r 512), and small ranks (r 128): ms per refresh of each method
 and the energy each projector keeps of a synthetic gradient with sigma_i = 1/(1+i),
 ||proj(G)||^2 / (sum of the exact top-r sigma_i^2), next to the choice --svd auto makes
-(galore_svd_pick: re-tune its rule from these numbers). `./svd quick` skips the 7B shapes; the
-full run takes a few minutes (gesvd of the 7B shapes alone can take tens of seconds each).
+(galore_svd_pick and galore_exact_gesvdj: re-tune their rules from these numbers).
+`./svd quick` (what `make -C dev/cuda run` runs) validates, then times the llama_1b shapes by the
+methods the rules pick there (not gesvdj above GALORE_GESVDJ_MAX_DIM); `./svd` (`make -C dev/cuda
+svd-full`) times every method at every shape, 7B included: minutes (gesvdj of a 7B shape alone may
+take a minute or more), so give it its own call on a lent machine.
 
 Compile (from the repository root; `make -C dev/cuda` does the same):
 nvcc -O3 -std=c++17 --use_fast_math -I. -gencode arch=compute_90,code=sm_90 -Xcompiler -fopenmp dev/cuda/svd.cu -o dev/cuda/svd -lcublas -lcublasLt -lcusolver -lcudnn -lcjson -L/usr/lib/x86_64-linux-gnu/openblas-openmp -l:libblas.so.3 -l:liblapack.so.3 -lgomp
@@ -74,6 +79,7 @@ static void validate(int m, int n, int r, int method, cublasHandle_t blas, cudaS
     GaloreGpu gg;
     galore_gpu_init(&gg, &lay, 1, blas, s, 0);
     gg.force_gesvd = method == M_GESVD;
+    gg.force_gesvdj = method == M_GESVDJ;
     floatX* dG = dev_upload(hG, full);
     floatX* dP = (floatX*)cudaMallocCheck(sizeof(floatX) * lay.proj_numel, "P");
     galore_gpu_refresh(&gg, &lay, dG, 1.0f, dP, 0);
@@ -149,25 +155,30 @@ static double captured(GaloreGpu* g, const TensorLayout* l, const floatX* G, con
     return e;
 }
 
-static void time_shape(const char* what, int m, int n, int r, cublasHandle_t blas, cudaStream_t s) {
+// quick: skip gesvdj where galore_exact_gesvdj sends the exact refresh to gesvd (the slow case)
+static void time_shape(const char* what, int m, int n, int r, int quick, cublasHandle_t blas, cudaStream_t s) {
     int k = m < n ? m : n;
     TensorLayout l0 = svd_layout(m, n, r, M_GESVDJ);
-    printf("%s: %d x %d, r %d (%s side, sketch width %lld); --svd auto picks %s\n", what, m, n, r, l0.side == SIDE_RIGHT ? "right" : "left",
-           (long long)galore_svd_width(m, n, r), galore_svd_pick(m, n, r, SVD_AUTO) == SVD_RANDOMIZED ? "randomized" : "exact");
+    int jacobi = galore_exact_gesvdj(m, n);
+    printf("%s: %d x %d, r %d (%s side, sketch width %lld); --svd auto picks %s, the exact refresh runs %s\n", what, m, n, r,
+           l0.side == SIDE_RIGHT ? "right" : "left", (long long)galore_svd_width(m, n, r),
+           galore_svd_pick(m, n, r, SVD_AUTO) == SVD_RANDOMIZED ? "randomized" : "exact", jacobi ? "gesvdj" : "gesvd");
     floatX* G = device_gradient(m, n, blas, s);
-    double top = -1.0; // sum of the exact top-r sigma^2, from gesvdj's singular values
+    double top = -1.0; // sum of the exact top-r sigma^2, from the first exact method's singular values
     for (int method = 0; method < M_NUM; method++) {
+        if (quick && method == M_GESVDJ && !jacobi) { printf("    time %-12s    skipped (quick; the rule takes gesvd here)\n", METHOD_NAMES[method]); continue; }
         TensorLayout lay = svd_layout(m, n, r, method);
         GaloreGpu gg;
         galore_gpu_init(&gg, &lay, 1, blas, s, 0);
         gg.force_gesvd = method == M_GESVD;
+        gg.force_gesvdj = method == M_GESVDJ;
         floatX* P = (floatX*)cudaMallocCheck(sizeof(floatX) * lay.proj_numel, "P");
         // the exact methods take seconds at the 7B shapes: one warmup (first-call setup) only for the
         // smaller ones, and one timed call; the randomized one: 1 warmup + 3
         int big = (int64_t)m * n > 16LL * 1024 * 1024;
         int warm = method == M_RANDOMIZED ? 1 : (big ? 0 : 1), iters = method == M_RANDOMIZED ? 3 : 1;
         float ms = time_ms([&] { galore_gpu_refresh(&gg, &lay, G, 1.0f, P, 0); }, s, warm, iters);
-        if (method == M_GESVDJ) {
+        if (method != M_RANDOMIZED && top < 0) {
             float* S = host_alloc<float>(k);
             dev_download(S, gg.S, k);
             top = 0.0;
@@ -195,15 +206,16 @@ int main(int argc, char** argv) {
         validate(160, 400, 16, method, blas, s);  // left side
         validate(64, 64, 12, method, blas, s);    // square (right), sketch 20 of 64
     }
-    time_shape("llama_1b q/k/v/o", 2048, 2048, 512, blas, s);
-    time_shape("llama_1b up/gate", 5461, 2048, 512, blas, s);
-    time_shape("llama_1b down", 2048, 5461, 512, blas, s);
-    time_shape("llama_1b down, small rank", 2048, 5461, 128, blas, s);
+    time_shape("llama_350m q/k/v/o", 1024, 1024, 256, quick, blas, s);
+    time_shape("llama_1b q/k/v/o", 2048, 2048, 512, quick, blas, s);
+    time_shape("llama_1b up/gate", 5461, 2048, 512, quick, blas, s);
+    time_shape("llama_1b down", 2048, 5461, 512, quick, blas, s);
+    time_shape("llama_1b down, small rank", 2048, 5461, 128, quick, blas, s);
     if (!quick) {
-        time_shape("llama_7b q/k/v/o", 4096, 4096, 1024, blas, s);
-        time_shape("llama_7b up/gate", 11008, 4096, 1024, blas, s);
-        time_shape("llama_7b down", 4096, 11008, 1024, blas, s);
-        time_shape("llama_7b down, small rank", 4096, 11008, 128, blas, s);
+        time_shape("llama_7b q/k/v/o", 4096, 4096, 1024, 0, blas, s);
+        time_shape("llama_7b up/gate", 11008, 4096, 1024, 0, blas, s);
+        time_shape("llama_7b down", 4096, 11008, 1024, 0, blas, s);
+        time_shape("llama_7b down, small rank", 4096, 11008, 128, 0, blas, s);
     }
     cublasCheck(cublasDestroy(blas));
     cudaCheck(cudaStreamDestroy(s));

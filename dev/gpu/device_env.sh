@@ -10,6 +10,7 @@
 #    each library the GPU programs still cannot find (typically cuDNN and NCCL, which the image
 #    has only inside PyTorch's nvidia-* wheels), the folder where the image has it. Only missing
 #    ones are added, so PyTorch keeps loading its own copies.
+#    libnvrtc too (cuDNN opens it at run time, so ldd does not list it).
 # 3. Prints the card, the python packages, and anything still missing.
 # It only sets variables and installs into /tmp: safe to source more than once.
 
@@ -40,6 +41,27 @@ for gpu_env_lib in $(gpu_env_missing); do
         echo "device_env: $gpu_env_lib from $(dirname "$gpu_env_path")"
     fi
 done
+# libnvrtc: cuDNN's fused attention compiles its kernels at run time with NVRTC, which it opens
+# with dlopen, so ldd never lists it; where the loader cannot find it, the attention graphs fail to
+# build and train_llamacu takes the (slower) cuBLAS attention. Add the image's copy (PyTorch's
+# nvidia-cuda-nvrtc wheel) when it is not on the path already.
+gpu_env_has_nvrtc() {
+    ldconfig -p 2> /dev/null | grep -q 'libnvrtc\.so' && return 0
+    local d
+    for d in ${LD_LIBRARY_PATH//:/ }; do ls "$d"/libnvrtc.so* > /dev/null 2>&1 && return 0; done
+    return 1
+}
+if ! gpu_env_has_nvrtc; then
+    gpu_env_path="$(find /usr/local /opt /usr/lib /usr/lib64 -name 'libnvrtc.so.1[3-9]*' -print -quit 2> /dev/null)"
+    [ -n "$gpu_env_path" ] || gpu_env_path="$(find /usr/local /opt /usr/lib /usr/lib64 -name 'libnvrtc.so*' -print -quit 2> /dev/null)"
+    if [ -n "$gpu_env_path" ]; then
+        LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$(dirname "$gpu_env_path")"
+        export LD_LIBRARY_PATH
+        echo "device_env: libnvrtc (for cuDNN's fused attention) from $(dirname "$gpu_env_path")"
+    else
+        echo "device_env: no libnvrtc found: cuDNN's fused attention cannot build; train_llamacu will use the cuBLAS attention" >&2
+    fi
+fi
 unset gpu_env_lib gpu_env_path gpu_env_dir
 
 nvidia-smi -L 2> /dev/null || echo "device_env: nvidia-smi -L failed: no GPU visible" >&2

@@ -63,6 +63,9 @@ else bad "NaN handling (rc $rc, $nskip skipped): $(tail -3 <<<"$out")"; fi
 
 # --recompute: 0 or 1; a run with 1 logs the same losses as with 0 (bit-identical by design) and samples
 expect_error "bad --recompute" "--recompute 2: must be 0 or 1" --recompute 2
+# --attn-fallback (GPU): 0 cuDNN, 1 cuBLAS, 2 cuDNN only with a deterministic backward; validated by
+# run.h for both trainers
+expect_error "bad --attn-fallback" "--attn-fallback 3: must be 0, 1 or 2" --attn-fallback 3
 rc_loss() { "$bin" --steps 3 --batch 4 --seq 64 --val "" --sample-len 4 --out "" --recompute "$1" --log "$tmp/rc$1.jsonl" >"$tmp/rc$1.out" 2>&1; }
 if rc_loss 0 && rc_loss 1 && cmp -s <(grep -o '"loss": [^,]*' "$tmp/rc0.jsonl") <(grep -o '"loss": [^,]*' "$tmp/rc1.jsonl") \
    && [ "$(grep -c '"loss"' "$tmp/rc1.jsonl")" = 3 ] && grep -q '^sample: ' "$tmp/rc1.out"; then ok "--recompute 1 logs the same 3 losses as 0 and samples"

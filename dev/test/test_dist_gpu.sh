@@ -5,7 +5,9 @@
 # all-reduces per update group on the side stream (whole-model) or inside the update hook
 # (per-layer), GaLore gradients reduced as bf16 R = P^T G. Its losses must match the
 # plain run: bitwise for adamw (a one-rank all-reduce copies), and within bf16 rounding for GaLore
-# (R is rounded to bf16 before the update, where the plain run keeps it in fp32).
+# (R is rounded to bf16 before the update, where the plain run keeps it in fp32). The bitwise pairs
+# run --attn-fallback 2: cuDNN only with a deterministic backward (else the cuBLAS path), so a
+# dQ-accumulator engine (fp32 atomics) cannot fail them; each pair prints the attention path.
 # Several GPUs, when present: 2 ranks at batch 4 vs 1 process at batch 8 (bf16 tolerance).
 source "$(dirname "$0")/testlib.sh"
 bin=./train_llamacu
@@ -25,13 +27,14 @@ run_pair() { # NAME TOL NP BATCH_ONE BATCH_RANK ARGS...
     cp "$tmp/two0.jsonl" "$tmp/two.jsonl" 2>/dev/null; cp "$tmp/two0.txt" "$tmp/two.txt"
     [ $rc -eq 0 ] || { bad "$name: data-parallel run: $(tail -3 "$tmp/two.txt")"; return; }
     grep -q "data parallel: $np processes" "$tmp/two.txt" || { bad "$name: no data-parallel line"; return; }
+    echo "note: $name: $(grep -m1 '^attention:' "$tmp/one.txt" || echo 'attention: (no line)')"
     compare_losses "$name" "$tmp/one.jsonl" "$tmp/two.jsonl" "$tol"
 }
 
 # bf16: R rounded to bf16 moves the GaLore updates by ~2^-8 relative; over 8 steps the losses stay
 # within 1e-2 (the CPU-vs-GPU training check in test_llamacu uses the same order)
-run_pair "1 rank, adamw, whole-model (bitwise)" 0 1 8 8 --optimizer adamw
-run_pair "1 rank, adamw, per-layer (bitwise)" 0 1 8 8 --optimizer adamw --per-layer 1
+run_pair "1 rank, adamw, whole-model (bitwise)" 0 1 8 8 --optimizer adamw --attn-fallback 2
+run_pair "1 rank, adamw, per-layer (bitwise)" 0 1 8 8 --optimizer adamw --per-layer 1 --attn-fallback 2
 run_pair "1 rank, galore_adamw, low-rank all-reduce" 1e-2 1 8 8 --optimizer galore_adamw --rank 32 --update-proj-gap 3 --grad-clip 0 --lr 0.01
 run_pair "1 rank, galore_adamw8bit per-layer" 1e-2 1 8 8 --optimizer galore_adamw8bit --rank 32 --update-proj-gap 3 --per-layer 1 --lr 0.01
 ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
