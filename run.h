@@ -244,7 +244,7 @@ static const char* const HP_NAMES[HP_N] = {"--lr", "--warmup", "--min-lr-ratio",
 
 static void hyperparams(double* hp, const OptimConfig* oc, const Settings* s) {
     int cosine = strcmp(s->schedule, "cosine") == 0;
-    double v[HP_N] = {s->lr, s->warmup, cosine ? s->min_lr_ratio : 0.0, cosine, cosine ? s->steps : 0, oc->weight_decay, oc->beta1,
+    double v[HP_N] = {s->lr, (double)s->warmup, cosine ? s->min_lr_ratio : 0.0, (double)cosine, cosine ? (double)s->steps : 0.0, oc->weight_decay, oc->beta1,
                       oc->beta2, oc->eps, s->grad_clip, optim_is_galore(oc->kind) ? oc->scale : 0.0};
     memcpy(hp, v, sizeof v);
 }
@@ -548,9 +548,10 @@ static int run_stop_requested(Dist* d) {
 // the run folder
 
 // run_prepare_out: before anything is computed: --out is a folder this process can write
-// (created if missing), the log's folder exists, and a run never lands on another run: a fresh
+// (created if missing), and a run never lands on another run: a fresh
 // start (no --resume 1, or nothing to resume) into a folder holding checkpoints or a model is
 // refused unless --overwrite 1, which deletes them first (a resume would otherwise mix the runs).
+// (The log is checked by run_prepare_log.)
 // Returns 1 when a resume has nothing to do: its newest checkpoint is at --steps or past it.
 static int run_prepare_out(const Settings* s, const Dist* d) {
     struct stat st;
@@ -562,16 +563,6 @@ static int run_prepare_out(const Settings* s, const Dist* d) {
     if (f == NULL) die("--out %s: cannot write there: %s; pass a folder you can write to", s->out, strerror(errno));
     fclose(f);
     unlink(probe);
-    if (s->log[0] && d->rank == 0) {
-        char dir[PATHLEN];
-        snprintf(dir, sizeof dir, "%s", s->log);
-        char* slash = strrchr(dir, '/');
-        if (slash && slash != dir) { *slash = '\0'; ensure_dir(dir); }
-        if (stat(s->log, &st) == 0 && S_ISDIR(st.st_mode)) die("--log %s: is a folder; pass a file path", s->log);
-        FILE* g = fopen(s->log, "a");
-        if (g == NULL) die("--log %s: cannot write: %s", s->log, strerror(errno));
-        fclose(g);
-    }
     int64_t steps[4096];
     int n = checkpoint_list(s->out, steps, 4096);
     char model[PATHLEN + 32];
@@ -600,6 +591,19 @@ static int run_prepare_out(const Settings* s, const Dist* d) {
         }
     }
     return 0;
+}
+
+// run_prepare_log: the log's folder is created and the file can be written, before the first step
+static void run_prepare_log(const char* log) {
+    char dir[PATHLEN];
+    snprintf(dir, sizeof dir, "%s", log);
+    char* slash = strrchr(dir, '/');
+    if (slash && slash != dir) { *slash = '\0'; ensure_dir(dir); }
+    struct stat st;
+    if (stat(log, &st) == 0 && S_ISDIR(st.st_mode)) die("--log %s: is a folder; pass a file path", log);
+    FILE* g = fopen(log, "a");
+    if (g == NULL) die("--log %s: cannot write: %s", log, strerror(errno));
+    fclose(g);
 }
 
 // run_dump_logits: the fp32 logits of the first batch of dl (B x T x V, as (B*T, V)) and its
@@ -644,6 +648,7 @@ static int run_parse_ids(const char* text, int V, int* ids, int cap) {
 static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConfig* config, const OptimConfig* oc) {
     int B = s->batch, T = s->seq;
     if (s->steps > 0 && s->out[0] && run_prepare_out(s, d)) return 0;
+    if (s->steps > 0 && s->log[0] && d->rank == 0) run_prepare_log(s->log);
     DataLoader train, val;
     int have_val = s->val[0] != '\0';
     int* inputs = (int*)mallocCheck(sizeof(int) * (size_t)B * T);
@@ -712,6 +717,24 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
     if (s->log[0] && d->rank == 0) {
         if (start > 0) log_truncate(s->log, start);
         logf = fopenCheck(s->log, start > 0 ? "a" : "w");
+        // what the run is, first (a line without "step": readers of the steps skip it, and a
+        // resume keeps it): dev/plot_runs.py labels the run by it
+        if (start == 0) {
+            int g = optim_is_galore(oc->kind);
+            cJSON* root = cJSON_CreateObject();
+            cJSON* r = cJSON_AddObjectToObject(root, "run");
+            cJSON_AddStringToObject(r, "model", config->name);
+            cJSON_AddStringToObject(r, "optimizer", s->optimizer);
+            const char* keys[7] = {"rank", "update_proj_gap", "batch", "seq", "grad_accum", "processes", "per_layer"};
+            int vals[7] = {g ? s->rank : 0, g ? s->update_proj_gap : 0, B, T, s->grad_accum, d->world, s->per_layer};
+            for (int i = 0; i < 7; i++) cJSON_AddNumberToObject(r, keys[i], vals[i]);
+            cJSON_AddNumberToObject(r, "lr", s->lr);
+            char* text = cJSON_PrintUnformatted(root);
+            if (text == NULL) die("%s: cannot format the run line (out of memory?)", s->log);
+            fprintf(logf, "%s\n", text);
+            cJSON_free(text);
+            cJSON_Delete(root);
+        }
     }
     run_catch_signals();
     double t_start = now_seconds(), t_train = 0.0;
@@ -775,6 +798,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
                                    step + 1, s->out, step + 1);
             else fprintf(stderr, "interrupted at step %d; nothing was saved (--out \"\")\n", step + 1);
             if (logf) fclose(logf);
+            dist_barrier(d); // no rank leaves (and has its launcher kill the rest) before rank 0 has saved
             dist_finalize(d);
             exit(128 + (run_signal ? run_signal : SIGTERM)); // a rank told by the others: as if it got SIGTERM
         }

@@ -53,8 +53,9 @@ Usage:
   python dev/data/c4.py --split train --shards 40 --out data/c4          # ~40*356k docs
   python dev/data/c4.py --split validation --out data/c4                 # all 8 files
   python dev/data/c4.py --split train --input-dir dev/test/data/c4 --tokenizer bytes --seq 16 --out /tmp/x
+  python dev/data/c4.py --input 'my_corpus/*.jsonl' --tokenizer spiece.model --out data/mine   # any JSON lines
 Dev-only check against sentencepiece (and HF's official call, if transformers is installed):
-  /opt/refenv/bin/python dev/data/c4.py --selftest-spm dev/data/tinytext/tokenizer.model
+  python dev/data/c4.py --selftest-spm dev/data/tinytext/tokenizer.model
 """
 import argparse
 import array

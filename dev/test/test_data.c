@@ -494,7 +494,7 @@ static void test_tokenizer_real(void) {
     if (!ok) return;
     CHECK(t.vocab_size == 4096 && t.bos_id == 1 && t.eos_id == 2 && t.pad_id == -1 && t.unk_id == 0,
           "header: vocab %d bos %d eos %d pad %d unk %d", t.vocab_size, t.bos_id, t.eos_id, t.pad_id, t.unk_id);
-    // made with /opt/refenv/bin/python and sentencepiece 0.2.3 on dev/data/tinytext/tokenizer.model:
+    // made with sentencepiece 0.2.3 on dev/data/tinytext/tokenizer.model:
     //   ids = [1] + sp.encode("It is a truth universally acknowledged, that a single man\nin
     //         possession of 1,250 pounds: naïve café €5.") + [2] + sp.encode("Mr. Darcy smiled.") + [0]
     //   expected = sp.decode(ids)
