@@ -51,10 +51,14 @@ expect_error "--prompt-ids while training" "^error: --prompt-ids: inspects a mod
 # --help: every option in the table shows up, and it exits 0
 help=$("$bin" --help); rc=$?
 missing=""
-for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type per-layer grad-accum keep resume max-bad-steps memory-plan recompute svd dist-init; do
+for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type per-layer grad-accum keep resume max-bad-steps memory-plan recompute svd dist-init overwrite allow-changes prompt-ids dump-logits; do
     grep -q -- "--$opt " <<<"$help" || missing="$missing $opt"
 done
 [ $rc -eq 0 ] && [ -z "$missing" ] && ok "--help lists every flag" || bad "--help (rc $rc) misses:$missing"
+# --help says what the program does: the log's default, --init's folder form, ids without a tokenizer
+grep -q -- '--log S .*\[OUT/log.jsonl\]' <<<"$help" && grep -q -- '--init S .*or the folder holding it' <<<"$help" \
+   && grep -q -- '--tokenizer S .*samples print as token ids' <<<"$help" && ! grep -q 'samples are skipped' <<<"$help" \
+    && ok "--help for --log, --init and --tokenizer matches the program" || bad "--help text: $(grep -- '--log \|--init \|--tokenizer ' <<<"$help")"
 
 # a short run on the embedded data
 out=$("$bin" --steps 40 --warmup 5 --eval-every 40 --eval-tokens 8192 --sample-len 8 --out "$tmp/run" --log "$tmp/log.jsonl" 2>&1); rc=$?
@@ -185,6 +189,9 @@ lines = [json.loads(l) for l in open(sys.argv[1])]
 run = lines[0]["run"]
 sys.exit(not (run["optimizer"] == "adamw" and run["model"] == "llama_tiny" and run["batch"] == 2 and sum("loss" in l for l in lines) == 2))
 PY
+# dev/plot_runs.py labels runs by the model and optimizer in their logs (two alike: plus the folder)
+t=$(python3 dev/plot_runs.py --no-plot "$tmp/deflog" "$tmp/log.jsonl" 2>&1)
+grep -q "^llama_tiny adamw (deflog) " <<<"$t" && [ "$(grep -c "^llama_tiny adamw (" <<<"$t")" = 2 ] && ok "plot_runs.py labels by the log's optimizer" || bad "plot_runs labels: $t"
 "$bin" "${g[@]}" --steps 1 --out "" --log "$tmp/new/deeper/log.jsonl" > /dev/null 2>&1
 [ "$(grep -c tokens_per_s "$tmp/new/deeper/log.jsonl" 2>/dev/null)" = 1 ] && ok "--log's folder is created" || bad "--log folder not created"
 
