@@ -1,4 +1,5 @@
-# galore.c build. `make` builds the CPU trainer (and the CUDA ones when nvcc is present);
+# galore.c build. `make deps` installs the Debian/Ubuntu packages (dev/deps.sh lists them);
+# `make` builds the CPU trainer (and the CUDA ones when nvcc is present);
 # `make test` builds and runs every CPU test and compiles and links every .cu target.
 CC ?= gcc
 CFLAGS ?= -O3 -march=native
@@ -51,13 +52,22 @@ NVCC_MPI_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(MP
 
 CPU_TESTS = test_llama dev/test/test_data dev/test/test_safetensors dev/test/test_adam8bit dev/test/test_rendezvous
 
-.PHONY: all test test-cpu test-sanitizers test-fuzz test-gpu cuda clean
+.PHONY: all deps check-test-deps test test-cpu test-sanitizers test-fuzz test-gpu cuda clean
 all: train_llama cuda
 
+# a missing library is one line naming its package and `make deps`, before any compiler error
+DEPS_CHECK = @CC="$(CC)" BLAS_LIBS="$(BLAS_LIBS)" LAPACK_LIBS="$(LAPACK_LIBS)" bash dev/deps.sh check
+deps:
+	@bash dev/deps.sh install
+check-test-deps:
+	$(DEPS_CHECK) test
+
 train_llama: train_llama.c $(HEADERS)
+	$(DEPS_CHECK) build
 	$(CC) $(CFLAGS) $(MPI_CFLAGS) $< -o $@ $(LDLIBS) $(MPI_LIBS)
 
 test_llama: test_llama.c train_llama.c $(HEADERS)
+	$(DEPS_CHECK) build
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 
 dev/test/test_data: dev/test/test_data.c dataloader.h tokenizer.h utils.h rand.h
@@ -100,6 +110,7 @@ test-cpu: train_llama $(CPU_TESTS)
 	./dev/test/test_safetensors
 	./dev/test/test_adam8bit
 	./dev/test/test_rendezvous
+	bash dev/test/test_deps.sh
 	bash dev/test/test_cli.sh
 	bash dev/test/test_crash.sh
 	bash dev/test/test_dist.sh
@@ -114,7 +125,7 @@ FUZZ_TIME ?= 15
 test-fuzz:
 	$(MAKE) -C dev/fuzz run FUZZ_TIME=$(FUZZ_TIME)
 
-test: test-cpu test-sanitizers test-fuzz cuda
+test: check-test-deps test-cpu test-sanitizers test-fuzz cuda
 	@echo "make test: all CPU tests passed (also under ASan/UBSan), fuzzers found nothing; CUDA targets compiled where nvcc exists (no GPU runs here)"
 
 clean:
