@@ -2,7 +2,9 @@
 //
 // A checkpoint is a folder OUT/ckpt_NNNNNNNN (the step) holding
 //   model.safetensors + config.json   the weights, HF-named (F32), loadable by transformers
-//   state.bin                         the training state (below)
+//   state.bin                         the training state (below), with the FNV-1a hash of
+//                                     model.safetensors's bytes, so that the hash of state.bin
+//                                     covers the weights too
 //   DONE                              written last
 // It is built in OUT/ckpt_NNNNNNNN.tmp, every file fsynced, DONE written, then the folder is
 // renamed into place and OUT fsynced; old ones (--keep) are renamed to .del before they are
@@ -12,7 +14,8 @@
 //
 // state.bin is a list of named blobs, so each engine lists what it keeps (the CPU and GPU
 // optimizers hold the same entries, the GPU copying them to the host):
-//   header: 256 int32: [0] magic 20241129, [1] version 1, [2] number of entries
+//   header: 256 int32: [0] magic 20241129, [1] version 2, [2] number of entries
+//   (version 1, before the weights' hash and the saved schedule, is refused with a message)
 //   table: per entry 64 bytes of NUL-padded name, then int64 byte count
 //   data: the entries' bytes in table order
 //   trailer: uint64 FNV-1a hash of everything before it
@@ -30,7 +33,7 @@
 #include "utils.h"
 
 #define STATE_MAGIC 20241129
-#define STATE_VERSION 1
+#define STATE_VERSION 2
 #define STATE_NAME_LEN 64
 
 typedef struct {
@@ -45,6 +48,21 @@ static uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
     return h;
 }
 #define FNV_SEED 0xCBF29CE484222325ULL
+
+// file_hash: FNV-1a of a whole file's bytes, read in 1 MiB pieces; 0 and *why set when unreadable
+static int file_hash(const char* path, uint64_t* h, char* why, size_t why_cap) {
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) { snprintf(why, why_cap, "cannot open: %s", strerror(errno)); return 0; }
+    unsigned char* buf = (unsigned char*)mallocCheck(1 << 20);
+    *h = FNV_SEED;
+    size_t got;
+    while ((got = fread(buf, 1, 1 << 20, f)) > 0) *h = fnv1a(*h, buf, got);
+    int ok = !ferror(f);
+    if (!ok) snprintf(why, why_cap, "read error: %s", strerror(errno));
+    free(buf);
+    fclose(f);
+    return ok;
+}
 
 static void state_write(const char* path, const StateEntry* e, int n) {
     char tmp[1100];
@@ -89,7 +107,11 @@ static int state_read(const char* path, StateEntry* e, int n, char* why, size_t 
         int32_t h[256];
         memcpy(h, buf, sizeof h);
         if (h[0] != STATE_MAGIC) { snprintf(why, why_cap, "bad magic %d (not a galore.c training state)", h[0]); goto done; }
-        if (h[1] != STATE_VERSION) { snprintf(why, why_cap, "version %d, this program reads %d", h[1], STATE_VERSION); goto done; }
+        if (h[1] != STATE_VERSION) {
+            snprintf(why, why_cap, "version %d, this program reads %d%s", h[1], STATE_VERSION,
+                     h[1] < STATE_VERSION ? " (a checkpoint of an older galore.c, whose state does not cover the weights: finish it with that version, or start a new --out)" : "");
+            goto done;
+        }
         int64_t count = h[2];
         int64_t table = 1024, entry = STATE_NAME_LEN + 8;
         if (count < 0 || count > 1000000 || table + count * entry + 8 > size) { snprintf(why, why_cap, "entry count %lld does not fit the file", (long long)count); goto done; }

@@ -48,6 +48,8 @@ typedef struct {
     int save_every;
     int keep;                  // complete checkpoints kept (0: all)
     int resume;
+    int overwrite;             // a fresh run may replace the run already in --out
+    int allow_changes;         // a resume may change the schedule / optimizer hyperparameters
     int max_bad_steps;
     char save_dtype[8];        // f32 | bf16
     int eval_every;
@@ -56,6 +58,8 @@ typedef struct {
     int sample_len;
     int threads;
     int print_every;
+    char prompt_ids[PATHLEN];  // --steps 0: token ids whose continuation is sampled
+    char dump_logits[PATHLEN]; // --steps 0: the first val batch's logits go to this file
     char memory_plan[8];       // "1" / "json": print the memory plan and exit ("0": train)
     int recompute;             // recompute layer activations in backward instead of keeping them
     char svd[16];              // GaLore projector: auto | exact | randomized
@@ -84,10 +88,11 @@ typedef struct {
 static const OptSpec CLI_OPTIONS[] = {
     {"model", OPT_STR, OPT_S(model), "llama_tiny", NULL,
      "built-in config (llama_tiny, llama_60m, llama_130m, llama_350m, llama_1b, llama_7b) or a HF config.json; with --init and no --model, the config.json beside the init file"},
-    {"init", OPT_STR, OPT_S(init), "", NULL, "start from these weights (HF-named safetensors, F32/BF16) instead of random init"},
+    {"init", OPT_STR, OPT_S(init), "", NULL,
+     "start from these weights instead of random init: a model.safetensors (HF names, F32/BF16) or the folder holding it; without --model, the config.json beside it is the model"},
     {"train", OPT_STR, OPT_S(train), "dev/data/tinytext/train_*.bin", NULL, "glob of training token shards"},
     {"val", OPT_STR, OPT_S(val), "dev/data/tinytext/val_*.bin", NULL, "glob of validation token shards (\"\" = no eval)"},
-    {"tokenizer", OPT_STR, OPT_S(tokenizer), "dev/data/tinytext/tokenizer.bin", NULL, "tokenizer file used to decode samples (missing: samples are skipped)"},
+    {"tokenizer", OPT_STR, OPT_S(tokenizer), "dev/data/tinytext/tokenizer.bin", NULL, "tokenizer.bin that decodes samples (a missing file: samples print as token ids)"},
     {"batch", OPT_INT, OPT_S(batch), "16", NULL, "B: sequences per micro-batch"},
     {"seq", OPT_INT, OPT_S(seq), "128", NULL, "T: tokens per sequence (<= max_position_embeddings)"},
     {"grad-accum", OPT_INT, OPT_S(grad_accum), "1", NULL, "micro-batches summed into one optimizer step"},
@@ -112,10 +117,12 @@ static const OptSpec CLI_OPTIONS[] = {
     {"grad-clip", OPT_FLOAT, OPT_S(grad_clip), "1.0", NULL, "clip the global gradient norm to this (0: off; off by default with --per-layer)"},
     {"seed", OPT_INT64, OPT_S(seed), "42", NULL, "seed for init, shuffling and sampling"},
     {"out", OPT_STR, OPT_S(out), "out", NULL, "run folder: checkpoints OUT/ckpt_N/ and the final model.safetensors + config.json (\"\" = none)"},
-    {"log", OPT_STR, OPT_S(log), "", NULL, "JSONL log: one object per optimizer step, eval results as their own lines"},
+    {"log", OPT_STR, OPT_S(log), "OUT/log.jsonl", NULL, "JSONL log: one object per optimizer step, eval results as their own lines (OUT: the --out folder; \"\" = none; --steps 0 logs only when given)"},
     {"save-every", OPT_INT, OPT_S(save_every), "0", NULL, "write a checkpoint (weights + full training state) every N steps, and at the end (0: only at the end)"},
     {"keep", OPT_INT, OPT_S(keep), "2", NULL, "complete checkpoints to keep, newest first (0: all)"},
-    {"resume", OPT_INT, OPT_S(resume), "0", NULL, "1: continue from the newest complete checkpoint in --out (bitwise as if never stopped); starts fresh when there is none"},
+    {"resume", OPT_INT, OPT_S(resume), "0", NULL, "1: continue from the newest complete checkpoint in --out (bitwise as if never stopped); starts fresh when there is none; nothing to do when it is at --steps or past"},
+    {"overwrite", OPT_INT, OPT_S(overwrite), "0", NULL, "1: a fresh run (no --resume 1) may replace the checkpoints and model already in --out (they are deleted first); 0: it is refused"},
+    {"allow-changes", OPT_INT, OPT_S(allow_changes), "0", NULL, "1: --resume 1 may change --lr, the schedule or other optimizer hyperparameters saved in the checkpoint (0: refused, naming them)"},
     {"max-bad-steps", OPT_INT, OPT_S(max_bad_steps), "5", NULL, "a non-finite loss or gradient skips the update; stop after this many in a row"},
     {"save-dtype", OPT_CHOICE, OPT_S(save_dtype), "f32", "f32|bf16", "dtype of the final exported model.safetensors (checkpoints are always f32, for exact resume)"},
     {"eval-every", OPT_INT, OPT_S(eval_every), "100", NULL, "evaluate val loss every N steps, and at the end (0: only at the end)"},
@@ -124,6 +131,8 @@ static const OptSpec CLI_OPTIONS[] = {
     {"sample-len", OPT_INT, OPT_S(sample_len), "64", NULL, "tokens per sample (0: no samples)"},
     {"threads", OPT_INT, OPT_S(threads), "0", NULL, "CPU threads for OpenMP and BLAS (0: all cores)"},
     {"print-every", OPT_INT, OPT_S(print_every), "1", NULL, "print a console line every N steps (the log gets every step)"},
+    {"prompt-ids", OPT_STR, OPT_S(prompt_ids), "", NULL, "with --steps 0: token ids (space or comma separated, e.g. sentencepiece's encode of a text) whose continuation of --sample-len tokens is sampled and printed"},
+    {"dump-logits", OPT_STR, OPT_S(dump_logits), "", NULL, "with --steps 0: write the first val batch's inputs and fp32 logits to this file (see README: to compare with transformers)"},
     {"memory-plan", OPT_CHOICE, OPT_S(memory_plan), "0", "0|1|json", "1: print the memory plan (weights, gradients, optimizer state, activations, workspaces) for this config and flags, and exit, without touching a GPU; json: the same as JSON"},
     {"recompute", OPT_INT, OPT_S(recompute), "0", NULL,
      "1: keep only each layer's input in forward and recompute the rest of its activations in backward (less memory, ~1/3 more compute; results are identical)"},
@@ -141,6 +150,38 @@ static const OptSpec CLI_OPTIONS[] = {
 static const OptSpec* cli_find(const char* name) {
     for (int i = 0; i < CLI_NUM_OPTIONS; i++) if (strcmp(CLI_OPTIONS[i].name, name) == 0) return &CLI_OPTIONS[i];
     return NULL;
+}
+
+// cli_distance: edit distance (insert, delete, substitute, swap two neighbours) between two
+// short option names, for "did you mean"
+static int cli_distance(const char* a, const char* b) {
+    int n = (int)strlen(a), m = (int)strlen(b);
+    if (n > 63 || m > 63) return 99;
+    int d[64][64];
+    for (int i = 0; i <= n; i++) d[i][0] = i;
+    for (int j = 0; j <= m; j++) d[0][j] = j;
+    for (int i = 1; i <= n; i++)
+        for (int j = 1; j <= m; j++) {
+            int v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v) v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[n][m];
+}
+
+// cli_unknown: dies on an unknown option, naming the closest one when it is a likely typo (at
+// most 2 edits, and fewer edits than the name has characters)
+__attribute__((noreturn)) static void cli_unknown(const char* name) {
+    const char* best = NULL;
+    int bd = 99;
+    for (int i = 0; i < CLI_NUM_OPTIONS; i++) {
+        int dd = cli_distance(name, CLI_OPTIONS[i].name);
+        if (dd < bd) { bd = dd; best = CLI_OPTIONS[i].name; }
+    }
+    if (best && bd <= 2 && bd < (int)strlen(name)) die("unknown option '--%s'; did you mean --%s? see --help", name, best);
+    die("unknown option '--%s'; see --help", name);
 }
 
 static int choice_ok(const char* choices, const char* v) {
@@ -223,7 +264,7 @@ static void cli_parse(Settings* s, int argc, char** argv, int* help) {
         if (len >= sizeof name) die("unknown option '%s'; see --help", a);
         memcpy(name, a + 2, len); name[len] = '\0';
         const OptSpec* o = cli_find(name);
-        if (o == NULL) die("unknown option '--%s'; see --help", name);
+        if (o == NULL) cli_unknown(name);
         const char* v = eq ? eq + 1 : NULL;
         if (v == NULL) {
             if (i + 1 >= argc) die("--%s needs a value; see --help", name);

@@ -30,9 +30,10 @@
 //
 // Either way, sharding and shuffling below work on sample indices only.
 //
-// Tokens are read through a read-only mmap of each shard (64-bit offsets throughout), and every
-// token read is checked against vocab_size so that a shard made with another tokenizer dies
-// with a clear message instead of indexing out of the embedding table.
+// Tokens are read through a read-only mmap of each shard (64-bit offsets throughout). Every token
+// of every shard is checked against vocab_size once, at open, so that a shard made with another
+// tokenizer dies with a clear message before the first step instead of indexing out of the
+// embedding table when a batch reaches it (or never, in a short run).
 #ifndef DATALOADER_H
 #define DATALOADER_H
 
@@ -217,7 +218,39 @@ static int dataloader_find_shard(DataLoader* dl, int64_t g) {
     return lo;
 }
 
-// out[0..n) = stream tokens [start, start+n), each checked against vocab_size
+static inline uint32_t dataloader_token(const DataShard* sh, int64_t i) {
+    const uint8_t* p = sh->tokens + i * sh->width;
+    uint32_t tok = (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+    if (sh->width == 4) tok |= ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+    return tok;
+}
+
+// dataloader_scan_shard: every token id < vocab_size (the largest one found in parallel, then the
+// first bad one for the message)
+static void dataloader_scan_shard(const DataShard* sh, int vocab_size) {
+    uint32_t maxv = 0;
+    if (sh->count >= ((int64_t)1 << 24)) { // a big shard: in parallel (a thread team costs more than it saves on small ones)
+        #pragma omp parallel for reduction(max : maxv)
+        for (int64_t i = 0; i < sh->count; i++) {
+            uint32_t t = dataloader_token(sh, i);
+            if (t > maxv) maxv = t;
+        }
+    } else {
+        for (int64_t i = 0; i < sh->count; i++) {
+            uint32_t t = dataloader_token(sh, i);
+            if (t > maxv) maxv = t;
+        }
+    }
+    if ((int64_t)maxv < (int64_t)vocab_size) return;
+    for (int64_t i = 0; i < sh->count; i++) {
+        uint32_t tok = dataloader_token(sh, i);
+        if ((int64_t)tok >= (int64_t)vocab_size)
+            die("shard %s: token id %u at token offset %lld >= vocab_size %d; hint: the shard was made with a different tokenizer "
+                "than the model's (check --model / the tokenizer used by the data script)", sh->path, tok, (long long)i, vocab_size);
+    }
+}
+
+// out[0..n) = stream tokens [start, start+n) (checked against vocab_size at open)
 static void dataloader_read_tokens(DataLoader* dl, int64_t start, int64_t n, int* out) {
     int64_t g = start, done = 0;
     while (done < n) {
@@ -226,17 +259,7 @@ static void dataloader_read_tokens(DataLoader* dl, int64_t start, int64_t n, int
         int64_t off = g - sh->start;
         int64_t take = sh->count - off;
         if (take > n - done) take = n - done;
-        for (int64_t i = 0; i < take; i++) {
-            const uint8_t* p = sh->tokens + (off + i) * sh->width;
-            uint32_t tok = (uint32_t)p[0] | ((uint32_t)p[1] << 8);
-            if (sh->width == 4) tok |= ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-            if ((int64_t)tok >= (int64_t)dl->vocab_size) {
-                die("shard %s: token id %u at token offset %lld >= vocab_size %d; hint: the shard was "
-                    "made with a different tokenizer than the model's (check --model / the tokenizer "
-                    "used by the data script)", sh->path, tok, (long long)(off + i), dl->vocab_size);
-            }
-            out[done + i] = (int)tok;
-        }
+        for (int64_t i = 0; i < take; i++) out[done + i] = (int)dataloader_token(sh, off + i);
         done += take;
         g += take;
     }
@@ -252,7 +275,8 @@ static void dataloader_reset(DataLoader* dl) {
     dl->cur_shard = 0;
 }
 
-static void dataloader_init(DataLoader* dl, const char* pattern, int B, int T, int shuffle,
+// dataloader_open: flag names the option that gave the pattern in messages ("--train", "--val")
+static void dataloader_open(DataLoader* dl, const char* flag, const char* pattern, int B, int T, int shuffle,
                             uint64_t seed, int rank, int world, int vocab_size) {
     memset(dl, 0, sizeof(*dl));
     if (B < 1 || T < 1) die("dataloader: batch %d and sequence length %d must be >= 1; hint: check --batch / --seq", B, T);
@@ -266,9 +290,10 @@ static void dataloader_init(DataLoader* dl, const char* pattern, int B, int T, i
     int rc = glob(pattern, 0, NULL, &g);
     if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) {
         globfree(&g);
-        die("no shard matches %s; hint: run python dev/data/tinytext.py or pass --train", pattern);
+        die("%s %s: no shard matches; hint: run python dev/data/tinytext.py for the default data, or pass %s with a glob of existing shards",
+            flag, pattern, flag);
     }
-    if (rc != 0) die("dataloader: glob of %s failed (code %d); hint: check the pattern", pattern, rc);
+    if (rc != 0) die("%s %s: glob failed (code %d); hint: check the pattern", flag, pattern, rc);
     // sort with strcmp ourselves: glob(3) sorts by the locale's collation, which could differ
     // between machines and so change the stream order
     qsort(g.gl_pathv, g.gl_pathc, sizeof(char*), dataloader_cmp_str);
@@ -328,9 +353,16 @@ static void dataloader_init(DataLoader* dl, const char* pattern, int B, int T, i
             "lower --batch / --seq or use more data", rank, world, (long long)dl->rank_samples,
             pattern, B);
     }
+    for (int i = 0; i < dl->num_shards; i++) dataloader_scan_shard(&dl->shards[i], vocab_size);
     dl->order_epoch = -1;
     if (dl->shuffle) dl->order = (int64_t*)mallocCheck((size_t)dl->rank_samples * sizeof(int64_t));
     dataloader_reset(dl);
+}
+
+// dataloader_init: dataloader_open for callers without a flag to name (tests, tools)
+static void dataloader_init(DataLoader* dl, const char* pattern, int B, int T, int shuffle, uint64_t seed, int rank, int world,
+                            int vocab_size) {
+    dataloader_open(dl, "shards", pattern, B, T, shuffle, seed, rank, world, vocab_size);
 }
 
 // stream offset of the first token of the i-th sample (0 <= i < B) of a given batch

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <math.h>
 #include <time.h>
+#include <stdarg.h>
+#include <signal.h>
 #include "utils.h"
 #include "rand.h"
 #include "llama.h"
@@ -39,20 +41,54 @@ static void format_duration(char* buf, size_t n, double s) {
 // ----------------------------------------------------------------------------
 // settings
 
+// warn: one line on stderr for a flag that does nothing or is likely a mistake (the run goes on)
+__attribute__((format(printf, 1, 2)))
+static void run_warn(const char* fmt, ...) {
+    fflush(stdout);
+    fprintf(stderr, "warning: ");
+    va_list ap; va_start(ap, fmt); vfprintf(stderr, fmt, ap); va_end(ap);
+    fprintf(stderr, "\n");
+}
+
+// run_resolve_init: --init names a safetensors file or the folder holding model.safetensors;
+// either must exist before its config.json beside it is read, so the message names what is missing
+static void run_resolve_init(Settings* s) {
+    struct stat st;
+    if (stat(s->init, &st) != 0) die("--init %s: %s; pass a model.safetensors or the folder holding one", s->init, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        char path[PATHLEN + 32];
+        snprintf(path, sizeof path, "%s%smodel.safetensors", s->init, s->init[strlen(s->init) - 1] == '/' ? "" : "/");
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            die("--init %s: a folder without model.safetensors; pass the safetensors file itself, or the folder a run's --out wrote", s->init);
+        if (strlen(path) >= PATHLEN) die("--init %s: path too long", s->init);
+        snprintf(s->init, PATHLEN, "%s", path);
+    } else if (!S_ISREG(st.st_mode)) {
+        die("--init %s: not a regular file; pass a model.safetensors", s->init);
+    }
+}
+
 // run_setup: parse the command line, resolve the config (--model, else the config.json beside
 // --init), validate, fill the optimizer config. Returns 0 when --help was printed.
 static int run_setup(int argc, char** argv, const char* about, Settings* s, LlamaConfig* config, OptimConfig* oc) {
     int help = 0;
     cli_parse(s, argc, argv, &help);
     if (help) { cli_help(argv[0], about); return 0; }
+    if (s->init[0]) run_resolve_init(s);
     if (s->init[0] && !cli_was_given(argc, argv, "model")) {
         char path[PATHLEN + 32];
         snprintf(path, sizeof path, "%s", s->init);
         char* slash = strrchr(path, '/');
         if (slash) strcpy(slash + 1, "config.json"); else strcpy(path, "config.json");
+        if (!file_exists(path)) die("--init %s: no config.json beside it (%s); pass --model (a built-in name or a config.json)", s->init, path);
         llama_config_from_json(config, path);
     } else {
         llama_config_resolve(config, s->model);
+    }
+    // --log: OUT/log.jsonl unless given (there dev/plot_runs.py looks); an evaluation-only run
+    // (--steps 0) logs only where told, so that it never replaces a training run's log
+    if (!cli_was_given(argc, argv, "log")) {
+        if (s->out[0] && s->steps > 0) snprintf(s->log, PATHLEN, "%.*s/log.jsonl", PATHLEN - 16, s->out);
+        else s->log[0] = '\0';
     }
     if (s->batch < 1) die("--batch %d: must be at least 1", s->batch);
     if (s->seq < 1 || s->seq > config->maxT) die("--seq %d: must be between 1 and max_position_embeddings %d", s->seq, config->maxT);
@@ -63,13 +99,21 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     if (s->beta1 < 0.0f || s->beta1 >= 1.0f || s->beta2 < 0.0f || s->beta2 >= 1.0f) die("--beta1/--beta2: must be in [0, 1)");
     if (s->per_layer > 1) die("--per-layer %d: must be 0 or 1", s->per_layer);
     if (s->resume > 1) die("--resume %d: must be 0 or 1", s->resume);
+    if (s->overwrite > 1) die("--overwrite %d: must be 0 or 1", s->overwrite);
+    if (s->allow_changes > 1) die("--allow-changes %d: must be 0 or 1", s->allow_changes);
     if (s->recompute > 1) die("--recompute %d: must be 0 or 1", s->recompute);
     if (s->master_weights > 1) die("--master-weights %d: must be 0 or 1", s->master_weights);
     if (s->stochastic_rounding > 1) die("--stochastic-rounding %d: must be 0 or 1", s->stochastic_rounding);
     if (s->attn_fallback < 0 || s->attn_fallback > 2) die("--attn-fallback %d: must be 0, 1 or 2", s->attn_fallback);
     if (s->resume && !s->out[0]) die("--resume 1 needs --out, the folder holding the checkpoints");
-    if (s->eval_tokens < 0) die("--eval-tokens %lld: must be non-negative", (long long)s->eval_tokens);
+    if (s->eval_tokens < 1) die("--eval-tokens %lld: must be at least 1 (pass --val \"\" for no evaluation)", (long long)s->eval_tokens);
     if (s->max_bad_steps < 1) die("--max-bad-steps %d: must be at least 1", s->max_bad_steps);
+    if (!(s->galore_scale > 0.0f)) die("--galore-scale %g: must be positive (GaLore's alpha scales the update)", s->galore_scale);
+    if (s->steps > 0 && (s->prompt_ids[0] || s->dump_logits[0]))
+        die("--%s: inspects a model without training; pass --steps 0 and --init (a model.safetensors, a run folder or a checkpoint folder OUT/ckpt_N)",
+            s->prompt_ids[0] ? "prompt-ids" : "dump-logits");
+    if (s->prompt_ids[0] && s->sample_len < 1) die("--prompt-ids: needs --sample-len of at least 1 (the tokens to generate)");
+    if (s->dump_logits[0] && !s->val[0]) die("--dump-logits %s: needs --val, the batch whose logits it writes", s->dump_logits);
     memset(oc, 0, sizeof *oc);
     oc->kind = optim_kind_from_name(s->optimizer);
     oc->beta1 = s->beta1; oc->beta2 = s->beta2; oc->weight_decay = s->weight_decay;
@@ -85,6 +129,35 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
             die("--grad-clip %g with --per-layer: the global gradient norm is not known until every tensor is updated; pass --grad-clip 0", s->grad_clip);
         s->grad_clip = 0.0f;
     }
+    // flags that do nothing here, or likely do not do what was meant: a warning each
+    static const char* const galore_flags[] = {"rank", "update-proj-gap", "galore-scale", "proj-type", "svd"};
+    if (!optim_is_galore(oc->kind))
+        for (int i = 0; i < 5; i++)
+            if (cli_was_given(argc, argv, galore_flags[i]))
+                run_warn("--%s has no effect with --optimizer %s (GaLore flags apply to galore_adamw and galore_adamw8bit)", galore_flags[i], s->optimizer);
+    if (optim_is_galore(oc->kind)) {
+        // a matrix whose min(m, n) <= rank keeps every direction: its moments are as large as
+        // AdamW's, plus the projector
+        ParamTable pt;
+        param_table_build(&pt, config);
+        int n_full = 0, n_mat = 0;
+        int64_t below = -1; // a rank that projects every matrix: below the smallest min(m, n)
+        for (int i = 0; i < pt.n; i++) {
+            TensorLayout l;
+            tensor_layout(&l, &pt.info[i], oc);
+            if (l.side == SIDE_NONE) continue;
+            n_mat++;
+            int64_t k = l.m < l.n ? l.m : l.n;
+            if (l.r == k) n_full++;
+            if (below < 0 || k < below) below = k;
+        }
+        param_table_free(&pt);
+        if (n_full > 0)
+            run_warn("--rank %d is at least min(m, n) of %d of the %d GaLore matrices: those keep every direction and hold more optimizer state "
+                 "than AdamW (moments plus a projector); a rank below %lld projects them all", s->rank, n_full, n_mat, (long long)below);
+    }
+    if (s->steps > 0 && s->warmup >= s->steps)
+        run_warn("--warmup %d is not shorter than --steps %d: the learning rate never reaches --lr %g", s->warmup, s->steps, s->lr);
     return 1;
 }
 
@@ -162,6 +235,34 @@ static void fingerprint(int64_t* fp, const LlamaConfig* c, const OptimConfig* oc
     memcpy(fp, v, sizeof v);
 }
 
+// the schedule and optimizer hyperparameters: a resume may change them only with --allow-changes 1
+// (a changed --lr or schedule is a different run from the step on); --steps counts under the
+// cosine schedule, whose shape it sets (constant: extending a run changes nothing before)
+#define HP_N 11
+static const char* const HP_NAMES[HP_N] = {"--lr", "--warmup", "--min-lr-ratio", "--schedule", "--steps", "--weight-decay",
+                                           "--beta1", "--beta2", "--eps", "--grad-clip", "--galore-scale"};
+
+static void hyperparams(double* hp, const OptimConfig* oc, const Settings* s) {
+    int cosine = strcmp(s->schedule, "cosine") == 0;
+    double v[HP_N] = {s->lr, (double)s->warmup, cosine ? s->min_lr_ratio : 0.0, (double)cosine, cosine ? (double)s->steps : 0.0, oc->weight_decay, oc->beta1,
+                      oc->beta2, oc->eps, s->grad_clip, optim_is_galore(oc->kind) ? oc->scale : 0.0};
+    memcpy(hp, v, sizeof v);
+}
+
+// hyperparams_diff: "--lr 0.003 -> 0.001, ..." for the entries that differ; returns how many
+static int hyperparams_diff(const double* saved, const double* now, char* buf, size_t cap) {
+    int n = 0;
+    size_t k = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < HP_N && k + 1 < cap; i++) {
+        if (saved[i] == now[i]) continue;
+        if (i == 3) k += snprintf(buf + k, cap - k, "%s--schedule %s -> %s", n ? ", " : "", saved[i] ? "cosine" : "constant", now[i] ? "cosine" : "constant");
+        else k += snprintf(buf + k, cap - k, "%s%s %g -> %g", n ? ", " : "", HP_NAMES[i], saved[i], now[i]);
+        n++;
+    }
+    return n;
+}
+
 // log_truncate: on resume, drop the lines of steps after the checkpoint (the crashed run logged
 // them, the resumed run logs them again); written atomically like everything else
 static void log_truncate(const char* path, int64_t step) {
@@ -189,6 +290,8 @@ typedef struct {
     float (*train_step)(void* ctx, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped, int64_t* n_targets);
     // forward only: the mean loss of (B, T) inputs/targets and the number of targets it counted
     float (*forward_loss)(void* ctx, const int* inputs, const int* targets, int B, int T, int* n_valid);
+    // forward only: logits (B, T, V) fp32 on the host of (B, T) inputs (--dump-logits)
+    void (*forward_logits)(void* ctx, const int* inputs, int B, int T, float* logits);
     // n_new tokens sampled after tokens[0..n_prompt) into tokens; returns the new length
     int (*sample)(void* ctx, int* tokens, int n_prompt, int n_new, Rng* rng);
     int max_seq;          // the longest sequence sample() can take
@@ -259,11 +362,17 @@ static void run_save(const Engine* e, Dist* d, const Settings* s, const LlamaCon
                 "hint: report this with the command line", (long long)step, d->world, d->rank, (unsigned long long)h);
     }
     if (d->rank != 0) { e->params_release(e->ctx, hp); param_table_free(&pt); return; }
-    char tmpdir[1100], path[1200];
+    char tmpdir[1100], path[1200], why[512];
     checkpoint_begin(tmpdir, sizeof tmpdir, s->out, step);
     llama_save(c, &pt, hp, tmpdir, ST_F32);
     e->params_release(e->ctx, hp);
     param_table_free(&pt);
+    // the weights' file as written (read back: what a resume will read), hashed into the state
+    uint64_t model_hash;
+    snprintf(path, sizeof path, "%.1000s/model.safetensors", tmpdir);
+    if (!file_hash(path, &model_hash, why, sizeof why)) die("%s: %s", path, why);
+    double hpar[HP_N];
+    hyperparams(hpar, oc, s);
     Progress pr;
     memset(&pr, 0, sizeof pr);
     e->get_progress(e->ctx, &pr);
@@ -274,8 +383,10 @@ static void run_save(const Engine* e, Dist* d, const Settings* s, const LlamaCon
     StateEntry* ent = (StateEntry*)mallocCheck(sizeof(StateEntry) * RUN_MAX_ENTRIES);
     snprintf(ent[0].name, STATE_NAME_LEN, "progress"); ent[0].data = &pr; ent[0].nbytes = sizeof pr;
     snprintf(ent[1].name, STATE_NAME_LEN, "fingerprint"); ent[1].data = fp; ent[1].nbytes = sizeof fp;
+    snprintf(ent[2].name, STATE_NAME_LEN, "hyperparams"); ent[2].data = hpar; ent[2].nbytes = sizeof hpar;
+    snprintf(ent[3].name, STATE_NAME_LEN, "model_hash"); ent[3].data = &model_hash; ent[3].nbytes = sizeof model_hash;
     e->state_before_save(e->ctx);
-    int n = 2 + e->state_entries(e->ctx, ent + 2, RUN_MAX_ENTRIES - 2);
+    int n = 4 + e->state_entries(e->ctx, ent + 4, RUN_MAX_ENTRIES - 4);
     snprintf(path, sizeof path, "%.1000s/state.bin", tmpdir);
     state_write(path, ent, n);
     e->state_done(e->ctx);
@@ -302,18 +413,35 @@ static int run_resume(const Engine* e, const Dist* d, const Settings* s, const L
         if (fp_saved[k] != fp_now[k])
             die("%s: saved with %s = %lld, this run has %lld; resume with the same settings (or a new --out)", path, FP_NAMES[k],
                 (long long)fp_saved[k], (long long)fp_now[k]);
+    double hp_now[HP_N], hp_saved[HP_N];
+    hyperparams(hp_now, oc, s);
+    uint64_t model_hash = 0;
     StateEntry* ent = (StateEntry*)mallocCheck(sizeof(StateEntry) * RUN_MAX_ENTRIES);
     snprintf(ent[0].name, STATE_NAME_LEN, "progress"); ent[0].data = pr; ent[0].nbytes = sizeof *pr;
-    int ne = 1 + e->state_entries(e->ctx, ent + 1, RUN_MAX_ENTRIES - 1);
+    snprintf(ent[1].name, STATE_NAME_LEN, "hyperparams"); ent[1].data = hp_saved; ent[1].nbytes = sizeof hp_saved;
+    snprintf(ent[2].name, STATE_NAME_LEN, "model_hash"); ent[2].data = &model_hash; ent[2].nbytes = sizeof model_hash;
+    int ne = 3 + e->state_entries(e->ctx, ent + 3, RUN_MAX_ENTRIES - 3);
     if (!state_read(path, ent, ne, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
     free(ent);
     if (pr->step != steps[0]) die("%s: holds step %lld but sits in the folder of step %lld", path, (long long)pr->step, (long long)steps[0]);
+    char changes[1024];
+    if (hyperparams_diff(hp_saved, hp_now, changes, sizeof changes) > 0) {
+        if (!s->allow_changes)
+            die("%s: this resume changes %s; pass --allow-changes 1 to go on with them, or the saved values to continue the run as it was", dir, changes);
+        printf("note: resuming with changed settings: %s\n", changes);
+    }
+    // the weights must be the ones the state was saved with (state.bin's own hash covers this one)
+    uint64_t h_now;
+    snprintf(path, sizeof path, "%.1000s/model.safetensors", dir);
+    if (!file_hash(path, &h_now, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
+    if (h_now != model_hash)
+        die("%s: hash mismatch with the one in state.bin: the weights are corrupt or were replaced; hint: remove %s to resume from an older checkpoint",
+            path, dir);
     e->state_after_load(e->ctx);
     e->state_done(e->ctx);
     ParamTable pt;
     param_table_build(&pt, c);
     float* hp = e->params_to_host(e->ctx);
-    snprintf(path, sizeof path, "%.1000s/model.safetensors", dir);
     llama_load_params(&pt, hp, path);
     e->params_from_host(e->ctx, hp);
     e->params_release(e->ctx, hp);
@@ -358,24 +486,160 @@ static int sample_from_logits(const float* li, int V, Rng* rng) {
     return V - 1;
 }
 
-static void run_print_sample(const Engine* e, const Tokenizer* tok, int have_tok, int eos, int len, Rng* rng) {
+// run_print_sample: continue prompt[0..n_prompt) by len sampled tokens and print them decoded
+// from token `first` on (the default prompt is one end-of-text token, not printed)
+static void run_print_sample(const Engine* e, const Tokenizer* tok, int have_tok, const int* prompt, int n_prompt, int first, int len,
+                             Rng* rng) {
     if (len <= 0) return;
-    int total = len + 1 < e->max_seq ? len + 1 : e->max_seq;
+    if (n_prompt >= e->max_seq) die("the prompt has %d tokens: at least --seq %d, no room to sample; pass a larger --seq", n_prompt, e->max_seq);
+    int total = n_prompt + len < e->max_seq ? n_prompt + len : e->max_seq;
     int* tokens = (int*)mallocCheck(sizeof(int) * (size_t)e->max_seq);
-    tokens[0] = eos; // documents follow an end-of-text token in the packed layout
-    int n = e->sample(e->ctx, tokens, 1, total - 1, rng);
+    memcpy(tokens, prompt, sizeof(int) * (size_t)n_prompt);
+    int n = e->sample(e->ctx, tokens, n_prompt, total - n_prompt, rng);
     if (have_tok) {
         size_t cap = (size_t)n * 64 + 16;
         char* text = (char*)mallocCheck(cap);
-        tokenizer_decode(tok, tokens + 1, n - 1, text, cap);
+        tokenizer_decode(tok, tokens + first, n - first, text, cap);
         printf("sample: %s\n", text);
         free(text);
     } else {
         printf("sample ids:");
-        for (int i = 1; i < n; i++) printf(" %d", tokens[i]);
+        for (int i = first; i < n; i++) printf(" %d", tokens[i]);
         printf("\n");
     }
     free(tokens);
+}
+
+// ----------------------------------------------------------------------------
+// interrupts: SIGINT (Ctrl-C) and SIGTERM (Slurm's preemption, kill) finish the current step,
+// save a checkpoint and exit non-zero; a second signal exits at once. The handler only sets a
+// flag (all it may safely do); the loop reads it after each step.
+
+static volatile sig_atomic_t run_signal = 0;
+
+static void run_on_signal(int sig) {
+    if (run_signal) {
+        static const char msg[] = "\nsecond signal: exiting at once (the checkpoints written so far are intact)\n";
+        ssize_t w = write(2, msg, sizeof msg - 1);
+        (void)w;
+        _exit(128 + sig);
+    }
+    run_signal = sig;
+}
+
+static void run_catch_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = run_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART; // reads and writes in flight go on
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0) die("cannot install the SIGINT/SIGTERM handler: %s", strerror(errno));
+}
+
+// run_stop_requested: whether any rank got a signal. Data parallel: a scalar all-reduce, so that
+// every rank stops after the same step and the checkpoint is one consistent state.
+static int run_stop_requested(Dist* d) {
+    double x = run_signal ? 1.0 : 0.0;
+    dist_sum_f64(d, &x, 1); // one process: nothing to exchange
+    return x > 0.0;
+}
+
+// ----------------------------------------------------------------------------
+// the run folder
+
+// run_prepare_out: before anything is computed: --out is a folder this process can write
+// (created if missing), and a run never lands on another run: a fresh
+// start (no --resume 1, or nothing to resume) into a folder holding checkpoints or a model is
+// refused unless --overwrite 1, which deletes them first (a resume would otherwise mix the runs).
+// (The log is checked by run_prepare_log.)
+// Returns 1 when a resume has nothing to do: its newest checkpoint is at --steps or past it.
+static int run_prepare_out(const Settings* s, const Dist* d) {
+    struct stat st;
+    if (stat(s->out, &st) == 0 && !S_ISDIR(st.st_mode)) die("--out %s: exists and is not a folder; pass a folder (it is created when missing)", s->out);
+    ensure_dir(s->out);
+    char probe[PATHLEN + 64];
+    snprintf(probe, sizeof probe, "%s/.write_test.%d", s->out, (int)getpid());
+    FILE* f = fopen(probe, "wb");
+    if (f == NULL) die("--out %s: cannot write there: %s; pass a folder you can write to", s->out, strerror(errno));
+    fclose(f);
+    unlink(probe);
+    int64_t steps[4096];
+    int n = checkpoint_list(s->out, steps, 4096);
+    char model[PATHLEN + 32];
+    snprintf(model, sizeof model, "%s/model.safetensors", s->out);
+    int has_model = file_exists(model);
+    if (s->resume && n > 0 && steps[0] >= s->steps && (steps[0] > s->steps || has_model)) {
+        printf("nothing to do: %s/ckpt_%08lld is at step %lld and --steps is %d; pass a larger --steps to train on\n", s->out,
+               (long long)steps[0], (long long)steps[0], s->steps);
+        return 1;
+    }
+    if ((!s->resume || n == 0) && (n > 0 || has_model)) {
+        char what[256];
+        if (n > 0) snprintf(what, sizeof what, "ckpt_%08lld%s%s", (long long)steps[0], n > 1 ? " and older checkpoints" : "", has_model ? ", model.safetensors" : "");
+        else snprintf(what, sizeof what, "model.safetensors");
+        if (!s->overwrite)
+            die("--out %s holds another run (%s)%s; pass --overwrite 1 to replace it, or another --out", s->out, what,
+                n > 0 ? ": pass --resume 1 to continue it" : " and no checkpoint to resume");
+        if (d->rank == 0) {
+            for (int i = 0; i < n; i++) {
+                char dir[1100];
+                checkpoint_path(dir, sizeof dir, s->out, steps[i], "");
+                checkpoint_retire(s->out, dir);
+            }
+            if (has_model && unlink(model) != 0) die("%s: cannot remove: %s", model, strerror(errno));
+            printf("--overwrite 1: removed the previous run's %s from %s\n", what, s->out);
+        }
+    }
+    return 0;
+}
+
+// run_prepare_log: the log's folder is created and the file can be written, before the first step
+static void run_prepare_log(const char* log) {
+    char dir[PATHLEN];
+    snprintf(dir, sizeof dir, "%s", log);
+    char* slash = strrchr(dir, '/');
+    if (slash && slash != dir) { *slash = '\0'; ensure_dir(dir); }
+    struct stat st;
+    if (stat(log, &st) == 0 && S_ISDIR(st.st_mode)) die("--log %s: is a folder; pass a file path", log);
+    FILE* g = fopen(log, "a");
+    if (g == NULL) die("--log %s: cannot write: %s", log, strerror(errno));
+    fclose(g);
+}
+
+// run_dump_logits: the fp32 logits of the first batch of dl (B x T x V, as (B*T, V)) and its
+// input ids (B, T; stored as F32, exact below 2^24) into a safetensors file
+static void run_dump_logits(const Engine* e, const Settings* s, DataLoader* dl, int V, int* inputs, int* targets) {
+    dataloader_reset(dl);
+    dataloader_next_batch(dl, inputs, targets);
+    int B = dl->B, T = dl->T;
+    size_t BT = (size_t)B * T;
+    float* logits = (float*)mallocCheck(sizeof(float) * BT * (size_t)V);
+    float* ids = (float*)mallocCheck(sizeof(float) * BT);
+    e->forward_logits(e->ctx, inputs, B, T, logits);
+    for (size_t i = 0; i < BT; i++) ids[i] = (float)inputs[i];
+    SafeTensorOut t[2] = {{"input_ids", 2, {B, T}, ids}, {"logits", 2, {(int64_t)BT, V}, logits}};
+    safetensors_write(s->dump_logits, t, 2, ST_F32);
+    printf("wrote %s: input_ids (%d, %d) and logits (%d * %d, %d) of the first val batch\n", s->dump_logits, B, T, B, T, V);
+    free(logits); free(ids);
+}
+
+// run_parse_ids: "1 2 3" or "1,2,3" -> ids (< V), n returned; dies naming --prompt-ids
+static int run_parse_ids(const char* text, int V, int* ids, int cap) {
+    int n = 0;
+    const char* p = text;
+    while (*p) {
+        while (*p == ' ' || *p == ',' || *p == '\t') p++;
+        if (!*p) break;
+        char* end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v >= V) die("--prompt-ids %s: '%.20s' is not a token id in [0, vocab_size %d)", text, p, V);
+        if (n >= cap) die("--prompt-ids: more than %d ids; pass a larger --seq", cap - 1);
+        ids[n++] = (int)v;
+        p = end;
+    }
+    if (n == 0) die("--prompt-ids %s: no ids", text);
+    return n;
 }
 
 // run_main: data, optional eval-only, resume, the step loop, the final export. Data parallel: every
@@ -383,18 +647,20 @@ static void run_print_sample(const Engine* e, const Tokenizer* tok, int have_tok
 // logs, samples and writes checkpoints; collectives (eval sums, the replica check) run on all.
 static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConfig* config, const OptimConfig* oc) {
     int B = s->batch, T = s->seq;
+    if (s->steps > 0 && s->out[0] && run_prepare_out(s, d)) return 0;
+    if (s->steps > 0 && s->log[0] && d->rank == 0) run_prepare_log(s->log);
     DataLoader train, val;
     int have_val = s->val[0] != '\0';
     int* inputs = (int*)mallocCheck(sizeof(int) * (size_t)B * T);
     int* targets = (int*)mallocCheck(sizeof(int) * (size_t)B * T);
     if (s->steps > 0) {
-        dataloader_init(&train, s->train, B, T, s->shuffle, (uint64_t)s->seed, d->rank, d->world, config->V);
+        dataloader_open(&train, "--train", s->train, B, T, s->shuffle, (uint64_t)s->seed, d->rank, d->world, config->V);
         printf("train: %s | %d shards | %lld tokens | %lld batches of %d x %d per epoch%s\n", s->train, train.num_shards,
                (long long)train.num_tokens, (long long)train.batches_per_epoch, B, T, d->world > 1 ? " on each rank" : "");
     }
     int eval_batches = 0;
     if (have_val) {
-        dataloader_init(&val, s->val, B, T, 0, 0, d->rank, d->world, config->V);
+        dataloader_open(&val, "--val", s->val, B, T, 0, 0, d->rank, d->world, config->V);
         int64_t want = (s->eval_tokens + (int64_t)B * T - 1) / ((int64_t)B * T);
         want = (want + d->world - 1) / d->world; // batches per rank
         eval_batches = (int)(want < val.batches_per_epoch ? want : val.batches_per_epoch);
@@ -404,19 +670,31 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
     Tokenizer tok;
     int have_tok = s->tokenizer[0] ? tokenizer_init(&tok, s->tokenizer) : 0;
     if (!have_tok && s->sample_len > 0) printf("note: no tokenizer at '%s': samples are printed as ids\n", s->tokenizer);
+    if (have_tok && tok.vocab_size != config->V)
+        run_warn("--tokenizer %s has %d pieces but the model's vocabulary is %d: samples decode to other words than the model's "
+                 "tokens; pass the tokenizer the data was made with", s->tokenizer, tok.vocab_size, config->V);
     int eos = have_tok && tok.eos_id >= 0 ? tok.eos_id : 0;
     Rng sample_rng; rng_init(&sample_rng, (uint64_t)s->seed ^ 0x5A5A5A5AULL);
 
     if (s->steps == 0) {
-        if (!have_val) die("--steps 0 evaluates only, and needs --val");
-        float vl = evaluate(e, d, &val, eval_batches, inputs, targets);
-        printf("val loss %.7f | ppl %.4f | %d batches\n", vl, exp(vl), eval_batches * d->world);
-        if (s->log[0] && d->rank == 0) {
-            FILE* logf = fopenCheck(s->log, "w");
-            fprintf(logf, "{\"step\": 0, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", vl, exp(vl));
-            fclose(logf);
+        if (!have_val && !s->prompt_ids[0]) die("--steps 0 evaluates only, and needs --val (or --prompt-ids, to sample)");
+        if (have_val) {
+            float vl = evaluate(e, d, &val, eval_batches, inputs, targets);
+            printf("val loss %.7f | ppl %.4f | %d batches\n", vl, exp(vl), eval_batches * d->world);
+            if (s->log[0] && d->rank == 0) {
+                FILE* logf = fopenCheck(s->log, "w");
+                fprintf(logf, "{\"step\": 0, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", vl, exp(vl));
+                fclose(logf);
+            }
+            if (s->dump_logits[0] && d->rank == 0) run_dump_logits(e, s, &val, config->V, inputs, targets);
+            dataloader_free(&val);
         }
-        dataloader_free(&val);
+        if (s->prompt_ids[0] && d->rank == 0) {
+            int* ids = (int*)mallocCheck(sizeof(int) * (size_t)e->max_seq);
+            int n = run_parse_ids(s->prompt_ids, config->V, ids, e->max_seq);
+            run_print_sample(e, &tok, have_tok, ids, n, 0, s->sample_len, &sample_rng);
+            free(ids);
+        }
         if (have_tok) tokenizer_free(&tok);
         free(inputs); free(targets);
         return 0;
@@ -439,7 +717,26 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
     if (s->log[0] && d->rank == 0) {
         if (start > 0) log_truncate(s->log, start);
         logf = fopenCheck(s->log, start > 0 ? "a" : "w");
+        // what the run is, first (a line without "step": readers of the steps skip it, and a
+        // resume keeps it): dev/plot_runs.py labels the run by it
+        if (start == 0) {
+            int g = optim_is_galore(oc->kind);
+            cJSON* root = cJSON_CreateObject();
+            cJSON* r = cJSON_AddObjectToObject(root, "run");
+            cJSON_AddStringToObject(r, "model", config->name);
+            cJSON_AddStringToObject(r, "optimizer", s->optimizer);
+            const char* keys[7] = {"rank", "update_proj_gap", "batch", "seq", "grad_accum", "processes", "per_layer"};
+            int vals[7] = {g ? s->rank : 0, g ? s->update_proj_gap : 0, B, T, s->grad_accum, d->world, s->per_layer};
+            for (int i = 0; i < 7; i++) cJSON_AddNumberToObject(r, keys[i], vals[i]);
+            cJSON_AddNumberToObject(r, "lr", s->lr);
+            char* text = cJSON_PrintUnformatted(root);
+            if (text == NULL) die("%s: cannot format the run line (out of memory?)", s->log);
+            fprintf(logf, "%s\n", text);
+            cJSON_free(text);
+            cJSON_Delete(root);
+        }
     }
+    run_catch_signals();
     double t_start = now_seconds(), t_train = 0.0;
     int timed = 0;
     for (int step = start; step < s->steps; step++) {
@@ -484,10 +781,26 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
             if (logf) { fprintf(logf, "{\"step\": %d, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", step + 1, vl, exp(vl)); fflush(logf); }
         }
         if (s->sample_every > 0 && (step + 1) % s->sample_every == 0 && !last && d->rank == 0)
-            run_print_sample(e, &tok, have_tok, eos, s->sample_len, &sample_rng);
-        if (s->out[0] && ((s->save_every > 0 && (step + 1) % s->save_every == 0) || last)) {
+            run_print_sample(e, &tok, have_tok, &eos, 1, 1, s->sample_len, &sample_rng);
+        int saved = s->out[0] && ((s->save_every > 0 && (step + 1) % s->save_every == 0) || last);
+        if (saved) {
             run_save(e, d, s, config, oc, &train, &sample_rng, step + 1, bad_in_a_row);
             printf("saved checkpoint %s/ckpt_%08d (step %d)\n", s->out, step + 1, step + 1);
+        }
+        // an interrupt during the last step lets the run finish: nothing is left to resume
+        if (!last && run_stop_requested(d)) {
+            if (s->out[0] && !saved) {
+                run_save(e, d, s, config, oc, &train, &sample_rng, step + 1, bad_in_a_row);
+                printf("saved checkpoint %s/ckpt_%08d (step %d)\n", s->out, step + 1, step + 1);
+            }
+            fflush(stdout);
+            if (s->out[0]) fprintf(stderr, "interrupted at step %d; rerun with --resume 1 (and the same flags) to continue from %s/ckpt_%08d\n",
+                                   step + 1, s->out, step + 1);
+            else fprintf(stderr, "interrupted at step %d; nothing was saved (--out \"\")\n", step + 1);
+            if (logf) fclose(logf);
+            dist_barrier(d); // no rank leaves (and has its launcher kill the rest) before rank 0 has saved
+            dist_finalize(d);
+            exit(128 + (run_signal ? run_signal : SIGTERM)); // a rank told by the others: as if it got SIGTERM
         }
     }
     if (s->out[0] && d->rank == 0) {
@@ -499,7 +812,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         param_table_free(&pt);
         printf("saved %s/model.safetensors and config.json (%s)\n", s->out, s->save_dtype);
     }
-    if (d->rank == 0) run_print_sample(e, &tok, have_tok, eos, s->sample_len, &sample_rng);
+    if (d->rank == 0) run_print_sample(e, &tok, have_tok, &eos, 1, 1, s->sample_len, &sample_rng);
     printf("done: %d steps in %.1f s\n", s->steps - start, now_seconds() - t_start);
     if (e->done_report) e->done_report(e->ctx);
     if (logf) fclose(logf);

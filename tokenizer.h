@@ -14,9 +14,10 @@
 //
 // Decoding follows sentencepiece's DecodeIds: '▁' -> ' ', the leading '▁' of the first visible
 // piece is dropped (the dummy prefix), runs of byte-fallback pieces become their raw bytes,
-// control pieces (bos/eos/pad) print nothing, unknown pieces print " ⁇ ". Two differences, on
-// purpose: invalid UTF-8 from byte pieces is passed through raw (sentencepiece writes U+FFFD),
-// and an id outside the vocabulary prints "<ID?>" instead of failing.
+// control pieces (bos/eos/pad) print nothing, unknown pieces print " ⁇ ", and bytes that do not
+// form valid UTF-8 (a byte-fallback run cut short, a stray continuation byte) print U+FFFD, one
+// per byte (sentencepiece's DecodeIds also replaces them): the output is always valid UTF-8. One difference, on purpose:
+// an id outside the vocabulary prints "<ID?>" instead of failing.
 #ifndef TOKENIZER_H
 #define TOKENIZER_H
 
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <sys/stat.h>
 #include "utils.h"
 
 #define TOKENIZER_MAGIC 20241124
@@ -60,6 +62,9 @@ static int tokenizer_hexval(char c) {
 // warning); dies with one line on a malformed file
 static int tokenizer_init(Tokenizer* t, const char* path) {
     memset(t, 0, sizeof(*t));
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        die("--tokenizer %s: is a folder; pass the tokenizer.bin file (dev/data/export_tokenizer.py makes one from a .model)", path);
     FILE* f = fopen(path, "rb");
     if (f == NULL) {
         if (errno == ENOENT) return 0;
@@ -134,31 +139,56 @@ static void tokenizer_put(char* out, size_t cap, size_t* len, const char* s, siz
     *len += n;
 }
 
-// ids (n,) -> UTF-8 in out; writes at most cap-1 bytes plus a NUL; returns the bytes written
+// tokenizer_utf8_len: the length of the valid UTF-8 sequence starting at p (n bytes left), 0 if
+// none starts there (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF)
+static int tokenizer_utf8_len(const uint8_t* p, size_t n) {
+    uint8_t c = p[0];
+    if (c < 0x80) return 1;
+    int len; uint32_t lo;
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; lo = 0x80; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; lo = 0x800; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; lo = 0x10000; }
+    else return 0;
+    if ((size_t)len > n) return 0;
+    uint32_t cp = c & (0x7F >> len);
+    for (int i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if (cp < lo || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return len;
+}
+
+// ids (n,) -> UTF-8 in out; writes at most cap-1 bytes plus a NUL (never half a character);
+// returns the bytes written
 static size_t tokenizer_decode(const Tokenizer* t, const int* ids, int n, char* out, size_t cap) {
     static const char SPACE_MARK[3] = {(char)0xE2, (char)0x96, (char)0x81}; // U+2581
     static const char UNK_TEXT[] = " \xE2\x81\x87 ";                        // " ⁇ "
-    size_t len = 0;
+    static const char REPLACEMENT[] = "\xEF\xBF\xBD";                      // U+FFFD
+    // the raw bytes first (a piece is at most 255 bytes, an id's text at most 31), then the
+    // UTF-8 check into out
+    size_t rcap = (size_t)(n > 0 ? n : 0) * 256 + 1, len = 0;
+    char* raw = (char*)mallocCheck(rcap);
     int at_start = 1; // no visible text yet: the dummy-prefix space is still to be dropped
     for (int k = 0; k < n; k++) {
         int id = ids[k];
         if (id < 0 || id >= t->vocab_size) {
             char tmp[32];
             int m = snprintf(tmp, sizeof tmp, "<%d?>", id);
-            tokenizer_put(out, cap, &len, tmp, (size_t)m);
+            tokenizer_put(raw, rcap, &len, tmp, (size_t)m);
             at_start = 0;
             continue;
         }
         int type = t->types[id];
         if (type == TOK_CONTROL) continue;
         if (type == TOK_UNKNOWN) {
-            tokenizer_put(out, cap, &len, UNK_TEXT, sizeof(UNK_TEXT) - 1);
+            tokenizer_put(raw, rcap, &len, UNK_TEXT, sizeof(UNK_TEXT) - 1);
             at_start = 0;
             continue;
         }
         if (type == TOK_BYTE) {
             char c = (char)t->byte_value[id];
-            tokenizer_put(out, cap, &len, &c, 1);
+            tokenizer_put(raw, rcap, &len, &c, 1);
             at_start = 0;
             continue;
         }
@@ -168,17 +198,28 @@ static size_t tokenizer_decode(const Tokenizer* t, const int* ids, int n, char* 
         if (at_start && plen >= 3 && memcmp(p, SPACE_MARK, 3) == 0) { p += 3; plen -= 3; at_start = 0; }
         for (size_t i = 0; i < plen; ) {
             if (i + 3 <= plen && memcmp(p + i, SPACE_MARK, 3) == 0) {
-                tokenizer_put(out, cap, &len, " ", 1);
+                tokenizer_put(raw, rcap, &len, " ", 1);
                 i += 3;
             } else {
-                tokenizer_put(out, cap, &len, p + i, 1);
+                tokenizer_put(raw, rcap, &len, p + i, 1);
                 i++;
             }
         }
         if (plen > 0) at_start = 0;
     }
-    if (cap > 0) out[len] = '\0';
-    return len;
+    size_t olen = 0;
+    for (size_t i = 0; i < len; ) {
+        int m = tokenizer_utf8_len((const uint8_t*)raw + i, len - i);
+        const char* src = m ? raw + i : REPLACEMENT;
+        size_t sl = m ? (size_t)m : 3;
+        if (cap == 0 || olen + sl > cap - 1) break;
+        memcpy(out + olen, src, sl);
+        olen += sl;
+        i += m ? (size_t)m : 1;
+    }
+    if (cap > 0) out[olen] = '\0';
+    free(raw);
+    return olen;
 }
 
 static void tokenizer_free(Tokenizer* t) {

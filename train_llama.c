@@ -1119,6 +1119,11 @@ static float cpu_forward_loss(void* ctx, const int* inputs, const int* targets, 
     *n_valid = m->n_valid;
     return m->mean_loss;
 }
+static void cpu_forward_logits(void* ctx, const int* inputs, int B, int T, float* logits) {
+    Llama* m = ((Trainer*)ctx)->model;
+    llama_forward(m, inputs, NULL, B, T);
+    memcpy(logits, m->acts.logits, sizeof(float) * (size_t)B * T * m->config.V);
+}
 static int cpu_sample(void* ctx, int* tokens, int n_prompt, int n_new, Rng* rng) { return sample_tokens(((Trainer*)ctx)->model, tokens, n_prompt, n_new, rng); }
 static float* cpu_params_to_host(void* ctx) { return ((Trainer*)ctx)->model->params; } // already on the host
 static void cpu_params_release(void* ctx, float* host) { (void)ctx; (void)host; }
@@ -1139,7 +1144,7 @@ static Engine cpu_engine(Trainer* tr) {
     Engine e;
     memset(&e, 0, sizeof e);
     e.ctx = tr;
-    e.train_step = cpu_train_step; e.forward_loss = cpu_forward_loss; e.sample = cpu_sample; e.max_seq = tr->model->T;
+    e.train_step = cpu_train_step; e.forward_loss = cpu_forward_loss; e.forward_logits = cpu_forward_logits; e.sample = cpu_sample; e.max_seq = tr->model->T;
     e.params_to_host = cpu_params_to_host; e.params_release = cpu_params_release; e.params_from_host = cpu_params_from_host;
     e.state_entries = cpu_state_entries; e.state_before_save = cpu_state_noop; e.state_after_load = cpu_state_noop;
     e.state_done = cpu_state_noop; e.get_progress = cpu_get_progress; e.set_progress = cpu_set_progress;

@@ -1291,6 +1291,16 @@ static float gpu_run_train_step(void* ctx, DataLoader* dl, float lr, int* inputs
 static float gpu_run_forward_loss(void* ctx, const int* inputs, const int* targets, int B, int T, int* n_valid) {
     return gpu_forward_loss(((GpuRun*)ctx)->tr->model, inputs, targets, B, T, n_valid);
 }
+// the logits as the forward leaves them (bf16), widened to fp32
+static void gpu_run_forward_logits(void* ctx, const int* inputs, int B, int T, float* logits) {
+    GpuLlama* m = ((GpuRun*)ctx)->tr->model;
+    size_t n = (size_t)B * T * m->config.V;
+    gpu_forward(m, inputs, NULL, B, T, 0.0f); // synchronizes its stream before returning
+    uint16_t* h = (uint16_t*)mallocCheck(sizeof(uint16_t) * n);
+    cudaCheck(cudaMemcpy(h, m->acts.logits, sizeof(uint16_t) * n, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < n; i++) logits[i] = f32_from_bf16(h[i]);
+    free(h);
+}
 static int gpu_run_sample(void* ctx, int* tokens, int n_prompt, int n_new, Rng* rng) { return gpu_sample_tokens(((GpuRun*)ctx)->tr->model, tokens, n_prompt, n_new, rng); }
 static float* gpu_params_to_host(void* ctx) {
     GpuLlama* m = ((GpuRun*)ctx)->tr->model;
@@ -1333,7 +1343,7 @@ static Engine gpu_engine(GpuRun* g) {
     Engine e;
     memset(&e, 0, sizeof e);
     e.ctx = g;
-    e.train_step = gpu_run_train_step; e.forward_loss = gpu_run_forward_loss; e.sample = gpu_run_sample; e.max_seq = g->tr->model->T;
+    e.train_step = gpu_run_train_step; e.forward_loss = gpu_run_forward_loss; e.forward_logits = gpu_run_forward_logits; e.sample = gpu_run_sample; e.max_seq = g->tr->model->T;
     e.params_to_host = gpu_params_to_host; e.params_release = gpu_params_release; e.params_from_host = gpu_params_from_host;
     e.state_entries = gpu_state_entries; e.state_before_save = gpu_state_before_save; e.state_after_load = gpu_state_after_load;
     e.state_done = gpu_state_done; e.get_progress = gpu_get_progress; e.set_progress = gpu_set_progress;

@@ -4,8 +4,8 @@
 # PyTorch runs with sdpa attention (its fastest eager path). The first --skip steps of each are
 # warmup and not counted; the table shows the median tokens/s of the rest.
 # Run (from anywhere, after `make train_llama`), with nothing else loading the cores:
-#   /opt/refenv/bin/python dev/bench_cpu.py                                   # llama_tiny, B 16, T 128
-#   /opt/refenv/bin/python dev/bench_cpu.py --model llama_60m --batch 4 --seq 256 --steps 8
+#   python dev/bench_cpu.py                                   # llama_tiny, B 16, T 128
+#   python dev/bench_cpu.py --model llama_60m --batch 4 --seq 256 --steps 8
 import argparse
 import os
 import re

@@ -43,7 +43,7 @@
 #
 #   python3 dev/bench_torch.py --model llama_1b --optimizer galore_adamw8bit --rank 512 --per-layer 1 \
 #       --batch 1 --seq 256 --steps 20
-#   /opt/refenv/bin/python dev/bench_torch.py --device cpu --model llama_tiny --optimizer galore_adamw \
+#   python dev/bench_torch.py --device cpu --model llama_tiny --optimizer galore_adamw \
 #       --rank 64 --batch 2 --seq 64 --steps 5 --warmup-steps-excluded 1     # CPU smoke test
 #
 # Needs torch, transformers; galore-torch for galore_*; bitsandbytes for *8bit. On --device cpu,

@@ -4,7 +4,7 @@
 # computes with the one `./train_llama --steps 0 --init DIR/model.safetensors` prints on the
 # same val micro-batches. Exits non-zero when any relative difference exceeds --tol.
 # Run from anywhere (needs `make train_llama` first):
-#   /opt/refenv/bin/python dev/check_hf.py [--steps 20 --batch 8 --seq 128 --eval-batches 8]
+#   python dev/check_hf.py [--steps 20 --batch 8 --seq 128 --eval-batches 8]
 import argparse
 import glob
 import os

@@ -5,13 +5,15 @@ Reads the JSONL logs that --log writes (per step: {"step","loss","grad_norm","lr
 "tokens_per_s"}; evals: {"step","val_loss","val_ppl"}), from run folders (RUN/log.jsonl, as
 scripts/common.sh lays them out) or from log paths, and
   - draws one PNG with two panels: training loss and validation perplexity vs tokens (or
-    steps), one colour per run, legend by run name;
+    steps), one colour per run, labelled by what the run is: the model and optimizer (and
+    GaLore rank) from the log's first line {"run": {...}}, which the trainer writes; logs
+    without it (older ones) are labelled by their folder or file name;
   - prints a table of each run's final val loss / perplexity next to the paper's number
     (GaLore arXiv 2403.03507, Table 2 for 60M-1B, Table 3 for 7B) when the run's model and
-    optimizer match one (read from RUN/command.txt when present, else from the run's name).
+    optimizer match one (from the log's run line, else RUN/command.txt, else the run's name).
 
-    /opt/refenv/bin/python dev/plot_runs.py runs/llama60m_galore runs/llama60m_adam --out cmp.png
-    /opt/refenv/bin/python dev/plot_runs.py --no-plot runs/*          # only the table
+    python dev/plot_runs.py runs/llama60m_galore runs/llama60m_adam --out cmp.png
+    python dev/plot_runs.py --no-plot runs/*          # only the table
 
 Needs matplotlib (pip install matplotlib) for the PNG; the table needs nothing.
 """
@@ -38,9 +40,10 @@ PAPER_TABLE3 = {
 
 
 def read_log(path):
-    """Returns (train, evals): train = {step: record}, evals = {step: record}; later lines win
-    (a resumed run truncates its log, but be robust to an appended one too)."""
-    train, evals = {}, {}
+    """Returns (train, evals, run): train = {step: record}, evals = {step: record}; later lines win
+    (a resumed run truncates its log, but be robust to an appended one too); run = the log's
+    {"run": {...}} record (model, optimizer, rank, ...), or {} when it has none."""
+    train, evals, run = {}, {}, {}
     with open(path) as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
@@ -51,13 +54,15 @@ def read_log(path):
             except json.JSONDecodeError:
                 print(f"{path}:{lineno}: not JSON, skipped (a line cut by a crash?)", file=sys.stderr)
                 continue
+            if isinstance(rec.get("run"), dict):
+                run = rec["run"]
             if "step" not in rec:
                 continue
             if "val_loss" in rec:
                 evals[rec["step"]] = rec
             elif rec.get("loss") is not None and not rec.get("skipped"):
                 train[rec["step"]] = rec
-    return train, evals
+    return train, evals, run
 
 
 def resolve(arg):
@@ -78,11 +83,12 @@ def resolve(arg):
     return name, arg, parent if base == "log.jsonl" else None
 
 
-def run_identity(name, run_dir):
-    """(size, optimizer) from command.txt's --model/--optimizer, falling back to the name."""
+def run_identity(name, run_dir, run=None):
+    """(size, optimizer) from the log's run line, else command.txt's --model/--optimizer, else the name."""
     text = name.lower()
-    model = optim = None
-    if run_dir and os.path.exists(os.path.join(run_dir, "command.txt")):
+    model, optim = (run or {}).get("model"), (run or {}).get("optimizer")
+    model, optim = (model.lower() if model else None), (optim.lower() if optim else None)
+    if optim is None and run_dir and os.path.exists(os.path.join(run_dir, "command.txt")):
         cmd = open(os.path.join(run_dir, "command.txt")).read().split()
         for i, tok in enumerate(cmd[:-1]):
             if tok == "--model":
@@ -119,8 +125,18 @@ def paper_number(size, optim, last_eval_step):
     return (v, f"Table 2 {size.upper()} {'GaLore' if method == 'galore' else 'full-rank'}") if v else (None, "")
 
 
+def run_label(name, run):
+    """what the run is, from its log: "llama_60m galore_adamw r128" (the name when the log has no run line)"""
+    if not run.get("optimizer"):
+        return name
+    label = f"{run.get('model', '?')} {run['optimizer']}"
+    if run.get("rank"):
+        label += f" r{run['rank']}"
+    return label
+
+
 def summarize(name, log, run_dir):
-    train, evals = read_log(log)
+    train, evals, run = read_log(log)
     steps = sorted(train)
     cum, toks = 0.0, {}
     for s in steps:  # tokens trained per step = tokens/s x seconds (pad targets excluded)
@@ -129,11 +145,11 @@ def summarize(name, log, run_dir):
         toks[s] = cum
     tps = sorted(train[s]["tokens_per_s"] for s in steps[1:] if "tokens_per_s" in train[s]) or [float("nan")]
     secs = sum(train[s].get("ms", 0.0) for s in steps) / 1000.0
-    size, optim = run_identity(name, run_dir)
+    size, optim = run_identity(name, run_dir, run)
     last = max(evals) if evals else None
     pp, plabel = paper_number(size, optim, last)
     tail = [train[s]["loss"] for s in steps[-50:]]
-    return dict(name=name, train=train, evals=evals, steps=steps, toks=toks,
+    return dict(name=run_label(name, run), folder=name, train=train, evals=evals, steps=steps, toks=toks,
                 tok_at=lambda s: toks.get(s, toks[max(k for k in steps if k <= s)] if any(k <= s for k in steps) else 0.0),
                 median_tps=tps[len(tps) // 2], train_secs=secs, size=size, optim=optim,
                 final_val=evals[last] if last is not None else None, last_eval=last,
@@ -246,6 +262,10 @@ def main():
         runs.append(r)
     if not runs:
         sys.exit("nothing to plot: every log was empty")
+    labels = [r["name"] for r in runs]
+    for r in runs:  # two runs of the same model and optimizer: tell them apart by their folder
+        if labels.count(r["name"]) > 1:
+            r["name"] = f"{r['name']} ({r['folder']})"
     print_table(runs)
     if not args.no_plot:
         plot(runs, args.out, args.x, args.title, args.smooth)

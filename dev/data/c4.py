@@ -5,8 +5,10 @@ Input: the json.gz files of the HF dataset repo allenai/c4 (one JSON object per 
 "text", "timestamp", "url"):
     https://huggingface.co/datasets/allenai/c4/resolve/main/en/c4-{split}.{i:05d}-of-{n:05d}.json.gz
     n = 1024 for train, 8 for validation (each train file: ~356k documents, ~90M tokens padded)
-or, with --input-dir, the files c4-{split}.*.json.gz already in a local folder (the tests do
-this; no network is touched then). Input file number i is its position in the sorted list.
+or, with --input-dir, the files c4-{split}.*.json.gz already in a local folder, or, with --input,
+any files or globs of JSON lines (each line an object with "text"), gzipped or plain (.jsonl,
+.json.gz, ...: told apart by their first bytes, not their names). No network is touched then (the
+tests do this). Input file number i is its position in the sorted list.
 
 Output (--out), llm.c shard layout read by dataloader.h (1024-byte header of 256 int32, tokens):
     header[0] magic  20240520 (uint16 tokens) if the vocab fits 16 bits, else 20240801 (uint32)
@@ -51,8 +53,9 @@ Usage:
   python dev/data/c4.py --split train --shards 40 --out data/c4          # ~40*356k docs
   python dev/data/c4.py --split validation --out data/c4                 # all 8 files
   python dev/data/c4.py --split train --input-dir dev/test/data/c4 --tokenizer bytes --seq 16 --out /tmp/x
+  python dev/data/c4.py --input 'my_corpus/*.jsonl' --tokenizer spiece.model --out data/mine   # any JSON lines
 Dev-only check against sentencepiece (and HF's official call, if transformers is installed):
-  /opt/refenv/bin/python dev/data/c4.py --selftest-spm dev/data/tinytext/tokenizer.model
+  python dev/data/c4.py --selftest-spm dev/data/tinytext/tokenizer.model
 """
 import argparse
 import array
@@ -105,10 +108,16 @@ class BytesTokenizer:
 
 class SentencePieceTokenizer:
     def __init__(self, model_path, pad_id=None):
-        import sentencepiece as spm
+        try:
+            import sentencepiece as spm
+        except ImportError:
+            raise C4Error(f"--tokenizer {model_path} needs the sentencepiece package; hint: pip install sentencepiece")
         self.model_path = model_path
         self.name = "sentencepiece:" + os.path.basename(model_path)
-        self.sp = spm.SentencePieceProcessor(model_file=model_path)
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=model_path)
+        except (OSError, RuntimeError) as e:
+            raise C4Error(f"--tokenizer {model_path}: not a SentencePiece model ({_first_line(e)})")
         self.eos_id, self.unk_id = self.sp.eos_id(), self.sp.unk_id()
         self.pad_id = self.sp.pad_id() if pad_id is None else pad_id
         self.vocab_size = self.sp.get_piece_size()
@@ -135,7 +144,11 @@ class HFTokenizer:
                              "model) as --tokenizer PATH.model")
         self.hf_name = name
         self.name = "hf:" + name
-        self.tok = AutoTokenizer.from_pretrained(name)
+        try:
+            self.tok = AutoTokenizer.from_pretrained(name)
+        except Exception as e:  # offline, unknown name, no sentencepiece/tokenizers backend: many types
+            raise C4Error(f"--tokenizer {name}: cannot load it from the HF hub or its cache ({_first_line(e)}); hint: check the "
+                          "network (or HF_HUB_OFFLINE=1 with a filled cache), or pass a local spiece.model as --tokenizer PATH.model")
         self.eos_id, self.unk_id = self.tok.eos_token_id, self.tok.unk_token_id
         self.pad_id = self.tok.pad_token_id if pad_id is None else pad_id
         self.vocab_size = len(self.tok)
@@ -160,14 +173,23 @@ class HFTokenizer:
         SentencePieceTokenizer(model).write_bin(path)
 
 
+def _first_line(e):
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
+
+
 def load_tokenizer(spec, pad_id=None):
     if spec == "bytes":
         t = BytesTokenizer()
         if pad_id is not None:
             t.pad_id = pad_id
         return t
-    if spec.endswith(".model") and os.path.isfile(spec):
+    if spec.endswith(".model"):
+        if not os.path.isfile(spec):
+            raise C4Error(f"--tokenizer {spec}: no such file (a SentencePiece .model is read from disk, not from the hub)")
         return SentencePieceTokenizer(spec, pad_id)
+    if (os.sep in spec or spec.startswith(".")) and not os.path.exists(spec) and spec.count("/") != 1:
+        raise C4Error(f"--tokenizer {spec}: no such file or folder")
     return HFTokenizer(spec, pad_id)
 
 
@@ -210,16 +232,23 @@ def write_shard(path, tokens, width, layout, R, pad):
     os.replace(tmp, path)
 
 
+def open_text(path):
+    """a JSON-lines file, gzipped or not (told by the gzip magic bytes, whatever its name)"""
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt", encoding="utf-8") if gz else open(path, "rt", encoding="utf-8")
+
+
 def read_docs(path):
-    """texts of one C4 json.gz file, in order"""
-    with gzip.open(path, "rt", encoding="utf-8") as f:
+    """texts of one JSON-lines file (C4's json.gz, or any .jsonl with "text"), in order"""
+    with open_text(path) as f:
         for n, line in enumerate(f):
             if line.strip():
                 try:
                     yield json.loads(line)["text"]
                 except (ValueError, KeyError) as e:
-                    raise C4Error(f"{path}: line {n + 1} is not a C4 record with \"text\" ({e}); "
-                                     "hint: the file is corrupt, delete it and rerun")
+                    raise C4Error(f"{path}: line {n + 1} is not a JSON object with \"text\" ({e}); "
+                                     "hint: the file is corrupt or not JSON lines")
 
 
 def download(url, dest):
@@ -340,7 +369,7 @@ def process_file(job):
             if len(batch) == ENCODE_BATCH:
                 add(batch)
                 batch = []
-    except (OSError, EOFError, UnicodeDecodeError) as e:
+    except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as e:
         raise C4Error(f"{src}: cannot read: {e}; hint: the file is corrupt or cut short, delete it and rerun")
     if batch:
         add(batch)
@@ -393,6 +422,8 @@ def parse_args(argv=None):
     ap.add_argument("--model-vocab", type=int, default=32000, help="ids >= this become the unk id")
     ap.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)))
     ap.add_argument("--input-dir", default=None, help="use local c4-SPLIT.*.json.gz files, no download")
+    ap.add_argument("--input", nargs="+", default=None, metavar="FILE_OR_GLOB",
+                    help="use these local JSON-lines files (any names, gzipped or plain .jsonl), no download")
     ap.add_argument("--download-dir", default=None, help="where json.gz files are downloaded (default OUT/raw)")
     ap.add_argument("--keep-raw", action="store_true", help="keep downloaded json.gz files")
     ap.add_argument("--shard-tokens", type=int, default=100_000_000, help="max tokens per output shard")
@@ -410,10 +441,22 @@ def run(args):
     if tok.pad_id is not None and tok.pad_id >= args.model_vocab:
         raise C4Error(f"pad id {tok.pad_id} >= --model-vocab {args.model_vocab}")
     os.makedirs(args.out, exist_ok=True)
-    if args.input_dir:
+    if args.input and args.input_dir:
+        raise C4Error("pass --input or --input-dir, not both")
+    if args.input:
+        files = []
+        for pat in args.input:
+            got = sorted(glob.glob(pat)) if glob.has_magic(pat) else ([pat] if os.path.isfile(pat) else [])
+            if not got:
+                raise C4Error(f"--input {pat}: no such file" + (" (the glob matches nothing)" if glob.has_magic(pat) else ""))
+            files += [f for f in got if f not in files]
+        files.sort()
+        n = len(files) if args.shards is None else min(args.shards, len(files))
+        jobs = [(i, files[i], None, args) for i in range(n)]
+    elif args.input_dir:
         files = sorted(glob.glob(os.path.join(args.input_dir, f"c4-{args.split}.*.json.gz")))
         if not files:
-            raise C4Error(f"no c4-{args.split}.*.json.gz in {args.input_dir}")
+            raise C4Error(f"--input-dir {args.input_dir}: no c4-{args.split}.*.json.gz in it; hint: pass other files with --input FILE_OR_GLOB")
         n = len(files) if args.shards is None else min(args.shards, len(files))
         jobs = [(i, files[i], None, args) for i in range(n)]
     else:

@@ -24,7 +24,7 @@ Then (deterministic: same inputs give byte-identical outputs):
   5. encode each document as its ids followed by eos (2) as separator (packed layout) and write
      train_000.bin / val_000.bin: llm.c shard layout, magic 20240520, version 1, uint16 tokens
 
-Usage: /opt/refenv/bin/python dev/data/tinytext.py [--deb r-cran-janeaustenr_1.0.0-1_all.deb]
+Usage: python dev/data/tinytext.py [--deb r-cran-janeaustenr_1.0.0-1_all.deb]
 """
 import argparse
 import glob

@@ -1,6 +1,6 @@
 # make_adam8bit_reference.py: reference data for adam8bit.h (dev/test/test_adam8bit.c).
 # Writes dev/ref/adam8bit/ref.bin. Run (from anywhere, deterministic, a few seconds):
-#   /opt/refenv/bin/python dev/ref/make_adam8bit_reference.py
+#   python dev/ref/make_adam8bit_reference.py
 #
 # What is the reference: the semantics are bitsandbytes' CUDA kernels (0.44..0.50,
 # kOptimizerStatic8bit2StateBlockwise with block 256, and kOptimizer32bit2State), see

@@ -2,7 +2,7 @@
 # galore-torch package (GaLoreAdamW, GaLoreAdamW8bit) itself, on CPU, in float32.
 # Writes dev/ref/galore/{unit.bin, unit_reverse.bin, unit8bit.bin, e2e_adamw.bin,
 # e2e_adamw8bit.bin}.
-# Run (from anywhere, deterministic, ~10 s): /opt/refenv/bin/python dev/ref/make_galore_reference.py
+# Run (from anywhere, deterministic, ~10 s): python dev/ref/make_galore_reference.py
 # Needs galore-torch 1.0 and bitsandbytes 0.50 in the venv, plus dev/ref/tiny (make_reference.py)
 # and dev/ref/make_adam8bit_reference.py (the numpy model of bitsandbytes' CUDA kernels).
 #

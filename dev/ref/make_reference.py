@@ -1,6 +1,6 @@
 # make_reference.py: PyTorch/transformers reference data for the CPU trainer's parity test.
 # Writes dev/ref/tiny/{config.json, model.safetensors, train.bin, ref.bin} (see README.md).
-# Run (from anywhere): /opt/refenv/bin/python dev/ref/make_reference.py
+# Run (from anywhere): python dev/ref/make_reference.py
 # Everything is CPU and deterministic (fixed seeds); no download.
 #
 # ref.bin (little-endian): 256 int32 header [magic 20241125, version 1, B, T, V, P, S, ntensors,

@@ -1,7 +1,7 @@
 # make_small_safetensors.py: writes dev/test/data/small.safetensors with the Python
 # `safetensors` package, so test_safetensors.c checks our reader against the real writer.
 # Values are exact in every dtype used, so the C test can compare with ==.
-# Run: /opt/refenv/bin/python dev/test/make_small_safetensors.py   (from /work/main)
+# Run: python dev/test/make_small_safetensors.py   (from the repository root)
 import os
 import torch
 from safetensors.torch import save_file

@@ -99,6 +99,37 @@ check "$tmp/paper" train paper $R 64 > /dev/null && ok "after resume: all shards
 c4 --layout packed --out "$tmp/paper" --shard-tokens 64 > "$tmp/mix.log" 2>&1
 [ $? -ne 0 ] && grep -q "other settings" "$tmp/mix.log" && ok "other settings in the same --out die" || bad "settings mismatch: $(tail -2 "$tmp/mix.log")"
 
+# --- any names, globs and plain .jsonl: the same shards as the C4-named json.gz files give
+mkdir -p "$tmp/loose"
+i=0; for f in "$fix"/c4-train.*.json.gz; do gzip -dc "$f" > "$tmp/loose/part_$i.jsonl"; i=$((i + 1)); done
+gzip -c "$tmp/loose/part_2.jsonl" > "$tmp/loose/part_2.data"   # gzipped under any name: told by its bytes
+rm "$tmp/loose/part_2.jsonl"
+python3 dev/data/c4.py --input "$tmp/loose/part_*.jsonl" "$tmp/loose/part_2.data" --tokenizer bytes --workers 2 --layout paper --seq $R \
+    --out "$tmp/loose_out" --shard-tokens 64 > "$tmp/loose.log" 2>&1 || bad "c4.py --input: $(tail -3 "$tmp/loose.log")"
+check "$tmp/loose_out" train paper $R 64 > /dev/null && ok "--input with globs, plain .jsonl and a gzip of another name: the same shards" \
+    || bad "--input shards differ: $(check "$tmp/loose_out" train paper $R 64)"
+out=$(python3 dev/data/c4.py --input "$tmp/loose/none_*.jsonl" --tokenizer bytes --out "$tmp/x" 2>&1); rc=$?
+[ $rc -ne 0 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q "^error: --input $tmp/loose/none_\*.jsonl: no such file (the glob matches nothing)" <<<"$out" \
+    && ok "--input matching nothing: one line" || bad "--input nothing (rc $rc): $out"
+
+# --- tokenizer-load failures are one line each, never a traceback
+one_line() {  # NAME PATTERN ARGS...
+    local name=$1 pat=$2; shift 2
+    local out; out=$(python3 dev/data/c4.py --input-dir "$fix" --out "$tmp/tokerr" "$@" 2>&1); local rc=$?
+    if [ $rc -ne 0 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q -- "$pat" <<<"$out" && ! grep -q Traceback <<<"$out"; then ok "$name: $out"
+    else bad "$name (rc $rc): $(head -5 <<<"$out")"; fi
+}
+one_line "a missing .model path (not taken for a hub name)" "^error: --tokenizer $tmp/nope/spiece.model: no such file" --tokenizer "$tmp/nope/spiece.model"
+one_line "a missing local folder" "^error: --tokenizer ./no_such_dir/t5: no such file or folder" --tokenizer ./no_such_dir/t5
+printf 'not a model' > "$tmp/bad.model"
+if python3 -c "import sentencepiece" 2>/dev/null; then
+    one_line "a corrupt .model" "^error: --tokenizer $tmp/bad.model: not a SentencePiece model" --tokenizer "$tmp/bad.model"
+else
+    one_line "a .model without sentencepiece installed" "^error: --tokenizer $tmp/bad.model needs the sentencepiece package; hint: pip install" --tokenizer "$tmp/bad.model"
+fi
+# a hub name offline (here: no network) or without transformers
+HF_HUB_OFFLINE=1 one_line "a hub name that cannot load" "^error: --tokenizer no-such-org/no-such-tokenizer" --tokenizer no-such-org/no-such-tokenizer
+
 # --- the C side reads the paper layout: 2 training steps and an eval
 cat > "$tmp/config.json" <<'EOF'
 {"model_type": "llama", "hidden_act": "silu", "hidden_size": 32, "intermediate_size": 64,

@@ -5,20 +5,27 @@
 source "$(dirname "$0")/testlib.sh"
 bin=./train_llama
 
-# expect_error NAME PATTERN ARGS...: non-zero exit, one "error:" line matching PATTERN
+# expect_error NAME PATTERN ARGS...: non-zero exit, one "error:" line matching PATTERN (with an
+# --out of its own, that ARGS may override: the repository's out/ never decides the message)
 expect_error() {
     local name=$1 pat=$2; shift 2
-    local out; out=$("$bin" "$@" 2>&1 >/dev/null); local rc=$?
+    local out; out=$("$bin" --out "$tmp/eout" "$@" 2>&1 >/dev/null); local rc=$?
     if [ $rc -ne 0 ] && [ "$(grep -c '^error: ' <<<"$out")" = 1 ] && grep -q -- "$pat" <<<"$out"; then ok "$name"
     else bad "$name (rc $rc): $out"; fi
 }
-expect_error "unknown flag" "unknown option '--nope'" --nope 1
+expect_error "unknown flag" "unknown option '--nope'; see --help" --nope 1
+expect_error "a typo gets 'did you mean'" "unknown option '--step'; did you mean --steps?" --step 5
+expect_error "a far-off flag gets no guess" "unknown option '--learning-rate'; see --help" --learning-rate 1
 expect_error "bad integer" "--steps abc: expected a non-negative integer" --steps abc
 expect_error "bad float" "--lr x: expected a number" --lr x
 expect_error "bad choice" "--schedule linear: expected one of cosine|constant" --schedule linear
 expect_error "missing value" "--batch needs a value" --batch
 expect_error "unknown model" "--model llama_9b: not a built-in config" --model llama_9b
-expect_error "missing shards" "no shard matches" --train "$tmp/none_*.bin" --steps 1
+expect_error "missing shards" "^error: --train $tmp/none_\*.bin: no shard matches" --train "$tmp/none_*.bin" --steps 1
+# a missing --val names --val, not --train
+out=$("$bin" --val /nonexistent.bin --steps 1 --warmup 0 --out "$tmp/eout" 2>&1 >/dev/null)
+grep -q "^error: --val /nonexistent.bin: no shard matches; .*pass --val" <<<"$out" && ! grep -q -- "--train" <<<"$out" && ok "a missing --val names --val: $out" \
+    || bad "missing --val: $out"
 expect_error "seq too long" "--seq 5000" --seq 5000
 printf '{"hidden_size": 64, "num_attention_heads": 5, "intermediate_size": 10, "num_hidden_layers": 1, "vocab_size": 9}' > "$tmp/bad.json"
 expect_error "bad config" "not divisible" --model "$tmp/bad.json"
@@ -29,14 +36,29 @@ expect_error "truncated shard" "trunc_000.bin" --train "$tmp/trunc_*.bin" --step
 head -c 100 dev/ref/tiny/model.safetensors > "$tmp/trunc.safetensors"
 expect_error "truncated safetensors" "trunc.safetensors" --init "$tmp/trunc.safetensors" --model dev/ref/tiny/config.json --seq 16 --steps 1
 expect_error "weights of another model" "llama_tiny\|shape\|missing" --init dev/ref/tiny/model.safetensors --model llama_tiny --steps 1
+# --init: the file is checked before the config.json beside it (both used to say "/config.json: cannot open")
+expect_error "--init of a missing file" "^error: --init /nonexistent.safetensors: No such file or directory" --init /nonexistent.safetensors --steps 1
+mkdir -p "$tmp/emptydir"
+expect_error "--init of a folder without a model" "^error: --init $tmp/emptydir: a folder without model.safetensors" --init "$tmp/emptydir" --steps 1
+cp dev/ref/tiny/model.safetensors "$tmp/emptydir/../lonely.safetensors"
+expect_error "--init without a config.json beside it" "^error: --init $tmp/lonely.safetensors: no config.json beside it" --init "$tmp/lonely.safetensors" --steps 1
+expect_error "--tokenizer of a folder" "^error: --tokenizer dev/data/tinytext: is a folder; pass the tokenizer.bin" --tokenizer dev/data/tinytext --steps 1 --batch 2 --seq 16
+# flags that make no sense are errors
+expect_error "--eval-tokens 0" "^error: --eval-tokens 0: must be at least 1" --eval-tokens 0 --steps 0
+expect_error "negative --galore-scale" "^error: --galore-scale -1: must be positive" --optimizer galore_adamw --galore-scale -1
+expect_error "--prompt-ids while training" "^error: --prompt-ids: inspects a model without training" --prompt-ids "1 2" --steps 3
 
 # --help: every option in the table shows up, and it exits 0
 help=$("$bin" --help); rc=$?
 missing=""
-for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type per-layer grad-accum keep resume max-bad-steps memory-plan recompute svd dist-init; do
+for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type per-layer grad-accum keep resume max-bad-steps memory-plan recompute svd dist-init overwrite allow-changes prompt-ids dump-logits; do
     grep -q -- "--$opt " <<<"$help" || missing="$missing $opt"
 done
 [ $rc -eq 0 ] && [ -z "$missing" ] && ok "--help lists every flag" || bad "--help (rc $rc) misses:$missing"
+# --help says what the program does: the log's default, --init's folder form, ids without a tokenizer
+grep -q -- '--log S .*\[OUT/log.jsonl\]' <<<"$help" && grep -q -- '--init S .*or the folder holding it' <<<"$help" \
+   && grep -q -- '--tokenizer S .*samples print as token ids' <<<"$help" && ! grep -q 'samples are skipped' <<<"$help" \
+    && ok "--help for --log, --init and --tokenizer matches the program" || bad "--help text: $(grep -- '--log \|--init \|--tokenizer ' <<<"$help")"
 
 # a short run on the embedded data
 out=$("$bin" --steps 40 --warmup 5 --eval-every 40 --eval-tokens 8192 --sample-len 8 --out "$tmp/run" --log "$tmp/log.jsonl" 2>&1); rc=$?
@@ -116,5 +138,117 @@ print(("ok " if ok else "bad ") + " / ".join(f'{p["engine"]} {p["total_bytes"] /
 PY
 )
 if [[ $r == ok* ]]; then ok "--memory-plan json: ${r#ok }, the table's totals"; else bad "--memory-plan json: $r $(head -c 300 "$tmp/plan.json")"; fi
+
+# flags that do nothing get a warning line (and the run goes on); none for a plain run
+quick=(--steps 1 --batch 2 --seq 16 --val "" --sample-len 0 --out "")
+warns() { "$bin" "${quick[@]}" "$@" 2>&1 >/dev/null | grep '^warning: '; }
+w=$(warns --warmup 0); [ -z "$w" ] && ok "no warning for a plain run" || bad "plain run warns: $w"
+w=$(warns --warmup 0 --rank 8 --proj-type left); [ "$(grep -c 'has no effect with --optimizer adamw' <<<"$w")" = 2 ] && ok "GaLore flags with adamw: a warning each" || bad "GaLore flags with adamw: $w"
+w=$(warns --warmup 0 --optimizer galore_adamw --rank 100000)
+grep -q "^warning: --rank 100000 is at least min(m, n) of 28 of the 28 GaLore matrices: .*more optimizer state than AdamW.*a rank below 256" <<<"$w" \
+    && ok "--rank above min(m, n): $(cut -c1-90 <<<"$w")..." || bad "--rank 100000: $w"
+w=$(warns --warmup 0 --optimizer galore_adamw --rank 64); [ -z "$w" ] && ok "--rank 64 on llama_tiny: no warning" || bad "--rank 64 warns: $w"
+w=$(warns --warmup 30); grep -q "^warning: --warmup 30 is not shorter than --steps 1" <<<"$w" && ok "warmup longer than the run: $w" || bad "warmup: $w"
+
+# --out guard: a fresh run into a folder holding a run is refused, the run left as it was;
+# --resume 1 past its end has nothing to do and writes nothing (seen: a fresh run into an old out/
+# then --resume 1 --steps 10 resumed the old ckpt_00000300, printed "done: -290 steps" and replaced
+# model.safetensors with the old weights); --overwrite 1 replaces it and leaves no old checkpoint
+g=(--batch 2 --seq 16 --val "" --sample-len 0 --warmup 0)
+"$bin" "${g[@]}" --steps 3 --out "$tmp/old" > /dev/null 2>&1
+sum_old=$(md5sum "$tmp/old/model.safetensors" "$tmp/old/ckpt_00000003/state.bin" "$tmp/old/log.jsonl" | cut -d' ' -f1)
+out=$("$bin" "${g[@]}" --steps 1 --out "$tmp/old" 2>&1); rc=$?
+if [ $rc -ne 0 ] && [ "$(grep -c '^error: ' <<<"$out")" = 1 ] && grep -q "^error: --out $tmp/old holds another run (ckpt_00000003, model.safetensors): pass --resume 1 to continue it; pass --overwrite 1" <<<"$out" \
+   && ! grep -q "^step " <<<"$out" && [ "$sum_old" = "$(md5sum "$tmp/old/model.safetensors" "$tmp/old/ckpt_00000003/state.bin" "$tmp/old/log.jsonl" | cut -d' ' -f1)" ]; then
+    ok "a fresh run into a used --out is refused before any step, the run untouched: $(grep '^error' <<<"$out" | cut -c1-100)..."
+else bad "--out guard (rc $rc): $out"; fi
+out=$("$bin" "${g[@]}" --steps 2 --out "$tmp/old" --resume 1 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -q "^nothing to do: $tmp/old/ckpt_00000003 is at step 3 and --steps is 2" <<<"$out" && ! grep -q "^step \|^done" <<<"$out" \
+   && [ "$sum_old" = "$(md5sum "$tmp/old/model.safetensors" "$tmp/old/ckpt_00000003/state.bin" "$tmp/old/log.jsonl" | cut -d' ' -f1)" ] \
+   && [ "$(ls "$tmp/old")" = "$(printf 'ckpt_00000003\nconfig.json\nlog.jsonl\nmodel.safetensors')" ]; then
+    ok "--resume 1 past --steps: nothing to do, exit 0, nothing written"
+else bad "resume past --steps (rc $rc): $out"; fi
+out=$("$bin" "${g[@]}" --steps 3 --out "$tmp/old" --resume 1 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^nothing to do" <<<"$out" && ok "--resume 1 at exactly --steps: nothing to do" || bad "resume at --steps (rc $rc): $out"
+out=$("$bin" "${g[@]}" --steps 2 --save-every 1 --keep 0 --out "$tmp/old" --overwrite 1 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -q "^--overwrite 1: removed the previous run's ckpt_00000003, model.safetensors from $tmp/old" <<<"$out" \
+   && [ "$(ls "$tmp/old" | grep ckpt_ | tr '\n' ' ')" = "ckpt_00000001 ckpt_00000002 " ] && [ "$(grep -c tokens_per_s "$tmp/old/log.jsonl")" = 2 ]; then
+    ok "--overwrite 1: the old run's checkpoints and model go first, the log starts over"
+else bad "--overwrite 1 (rc $rc): $out $(ls "$tmp/old")"; fi
+rm -rf "$tmp/old"/ckpt_*
+out=$("$bin" "${g[@]}" --steps 2 --out "$tmp/old" --resume 1 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "^error: --out $tmp/old holds another run (model.safetensors) and no checkpoint to resume" <<<"$out" \
+    && ok "--resume 1 with a model but no checkpoint is refused" || bad "model without checkpoint (rc $rc): $out"
+
+# checked before the first step: an --out that is a file, the --log folder, the default log
+touch "$tmp/afile"
+out=$("$bin" "${g[@]}" --steps 2 --out "$tmp/afile" 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "^error: --out $tmp/afile: exists and is not a folder" <<<"$out" && ! grep -q "^step " <<<"$out" \
+    && ok "--out naming a file: refused before the first step" || bad "--out file (rc $rc): $out"
+out=$("$bin" "${g[@]}" --steps 2 --out "$tmp/afile/sub" 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "^error: .*afile/sub.*cannot create directory" <<<"$out" && ! grep -q "^step " <<<"$out" \
+    && ok "--out under a file: refused before the first step" || bad "--out under a file (rc $rc): $out"
+"$bin" "${g[@]}" --steps 2 --out "$tmp/deflog" > /dev/null 2>&1
+python3 - "$tmp/deflog/log.jsonl" <<'PY' && ok "--log defaults to OUT/log.jsonl, its first line says what the run is" || bad "default log: $(head -2 "$tmp/deflog/log.jsonl")"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+run = lines[0]["run"]
+sys.exit(not (run["optimizer"] == "adamw" and run["model"] == "llama_tiny" and run["batch"] == 2 and sum("loss" in l for l in lines) == 2))
+PY
+# dev/plot_runs.py labels runs by the model and optimizer in their logs (two alike: plus the folder)
+t=$(python3 dev/plot_runs.py --no-plot "$tmp/deflog" "$tmp/log.jsonl" 2>&1)
+grep -q "^llama_tiny adamw (deflog) " <<<"$t" && [ "$(grep -c "^llama_tiny adamw (" <<<"$t")" = 2 ] && ok "plot_runs.py labels by the log's optimizer" || bad "plot_runs labels: $t"
+"$bin" "${g[@]}" --steps 1 --out "" --log "$tmp/new/deeper/log.jsonl" > /dev/null 2>&1
+[ "$(grep -c tokens_per_s "$tmp/new/deeper/log.jsonl" 2>/dev/null)" = 1 ] && ok "--log's folder is created" || bad "--log folder not created"
+
+# every shard's ids are checked at open: an id >= vocab near the end of a val shard stops a 2-step
+# run before its first step (seen: a run died at step 31, and a 2-step run passed)
+python3 - dev/data/tinytext/val_000.bin "$tmp/badval_000.bin" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[-2:] = (4096).to_bytes(2, "little")  # the last token: vocab 4096 has ids 0..4095
+open(sys.argv[2], "wb").write(b)
+PY
+out=$("$bin" --steps 2 --batch 2 --seq 16 --val "$tmp/badval_000.bin" --eval-tokens 32 --sample-len 0 --out "" 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "^error: shard $tmp/badval_000.bin: token id 4096 at token offset 44627 >= vocab_size 4096" <<<"$out" && ! grep -q "^step " <<<"$out" \
+    && ok "an id >= vocab at the end of a val shard stops the run before step 1" || bad "token scan (rc $rc): $out"
+
+# a tokenizer of another vocabulary gets a warning (it decodes to other words)
+python3 -c "import sys; sys.path.insert(0, 'dev/data'); import c4; c4.BytesTokenizer().write_bin('$tmp/tok259.bin')"
+w=$(warns --warmup 0 --tokenizer "$tmp/tok259.bin")
+grep -q "^warning: --tokenizer $tmp/tok259.bin has 259 pieces but the model's vocabulary is 4096" <<<"$w" && ok "tokenizer of another vocabulary: a warning" || bad "vocab mismatch: $w"
+
+# samples are valid UTF-8 (broken byte runs print U+FFFD), over several samples of a young model
+out=$("$bin" --steps 2 --batch 2 --seq 128 --val "" --sample-every 1 --sample-len 120 --out "" --warmup 0 2>/dev/null)
+[ "$(grep -c '^sample: ' <<<"$out")" = 2 ] && grep '^sample: ' <<<"$out" | iconv -f UTF-8 -t UTF-8 >/dev/null 2>&1 && ok "samples are valid UTF-8" || bad "samples: $(grep '^sample' <<<"$out" | od -c | head -3)"
+
+# inspection: --steps 0 --init FOLDER --dump-logits writes the first val batch's ids and logits;
+# their cross-entropy against the next tokens is the val loss the program prints for that batch
+# (fp32 logits; the mean over 4*32 targets in double in Python vs the program's fp32 loss: ~1e-6)
+out=$("$bin" --init "$tmp/run" --steps 0 --batch 4 --seq 32 --eval-tokens 128 --dump-logits "$tmp/logits.safetensors" 2>&1); rc=$?
+vl=$(sed -n 's/^val loss \([0-9.]*\).*/\1/p' <<<"$out")
+r=$(python3 - "$tmp/logits.safetensors" "$vl" <<'PY'
+import array, json, math, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n])
+def get(name):
+    t = hdr[name]; a, b = t["data_offsets"]
+    x = array.array("f"); x.frombytes(raw[8 + n + a:8 + n + b]); return t["shape"], x
+(sb, ids), (sl, logits) = get("input_ids"), get("logits")
+B, T = sb; V = sl[1]
+stream = array.array("H"); stream.frombytes(open("dev/data/tinytext/val_000.bin", "rb").read()[1024:1024 + 2 * (B * T + 1)])
+ok_ids = [int(v) for v in ids] == list(stream[:B * T])
+loss = 0.0
+for i in range(B * T):
+    row = logits[i * V:(i + 1) * V]; m = max(row)
+    loss += m + math.log(sum(math.exp(v - m) for v in row)) - row[stream[i + 1]]
+loss /= B * T
+print(("ok" if ok_ids and sl == [B * T, V] and abs(loss - float(sys.argv[2])) < 1e-4 else "bad") + f" shape {sb} x {sl}, ids {'match' if ok_ids else 'DIFFER'}, loss {loss:.6f} vs {sys.argv[2]}")
+PY
+)
+[ $rc -eq 0 ] && [[ $r == ok* ]] && ok "--dump-logits from a run folder: $r" || bad "--dump-logits (rc $rc): $r $(tail -2 <<<"$out")"
+out=$("$bin" --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt-ids "590 368 261" --sample-len 12 --seq 64 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^sample: It is a" <<<"$out" && ok "--prompt-ids from a checkpoint folder: $(grep '^sample' <<<"$out")" || bad "--prompt-ids (rc $rc): $out"
 
 summary

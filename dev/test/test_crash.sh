@@ -60,13 +60,72 @@ run_case galore --optimizer galore_adamw --rank 8 --update-proj-gap 7
 run_case galore8bit_perlayer --optimizer galore_adamw8bit --rank 8 --update-proj-gap 7 --per-layer 1
 run_case adamw_accum --optimizer adamw --grad-accum 2
 
-# a corrupt state file is refused with one line naming it, and so are changed settings
+# a corrupt state file is refused with one line naming it, and so are changed settings (--steps 41:
+# a resume at --steps has nothing to do and reads nothing)
 d="$tmp/galore.ref"
 last=$(ls -d "$d"/ckpt_* | tail -1)
 printf 'X' | dd of="$last/state.bin" bs=1 seek=2000 conv=notrunc 2>/dev/null
-msg=$("$bin" "${common[@]}" --optimizer galore_adamw --rank 8 --update-proj-gap 7 --out "$d" --resume 1 2>&1 >/dev/null)
+msg=$("$bin" "${common[@]}" --optimizer galore_adamw --rank 8 --update-proj-gap 7 --steps 41 --allow-changes 1 --out "$d" --resume 1 2>&1 >/dev/null)
 grep -q "state.bin: hash mismatch" <<<"$msg" && ok "a corrupt state.bin is refused: $msg" || bad "corrupt state: $msg"
-msg=$("$bin" "${common[@]}" --optimizer galore_adamw --rank 16 --update-proj-gap 7 --out "$tmp/adamw_accum.ref" --resume 1 2>&1 >/dev/null)
+msg=$("$bin" "${common[@]}" --optimizer galore_adamw --rank 16 --update-proj-gap 7 --steps 41 --out "$tmp/adamw_accum.ref" --resume 1 2>&1 >/dev/null)
 grep -q "saved with --optimizer" <<<"$msg" && ok "resuming with other settings is refused: $msg" || bad "settings mismatch: $msg"
+
+# interrupts: SIGINT (Ctrl-C) and SIGTERM (Slurm's preemption) finish the step, write a checkpoint
+# (here with --save-every 0, the default: seen, Ctrl-C exited 130 and the whole run was lost), say
+# so and exit 128 + the signal; the resumed run ends with an uninterrupted run's weights and losses
+intr=(--model "$tmp/config.json" --batch 4 --seq 32 --steps 120 --warmup 3 --val "" --sample-len 0 --print-every 1000 --threads 2
+      --optimizer galore_adamw --rank 8 --update-proj-gap 7)
+"$bin" "${intr[@]}" --out "$tmp/intr.ref" > /dev/null 2>&1 || bad "interrupt reference run failed"
+# start_run NAME: the run in the background, $pid set, once its log has 3 steps
+start_run() {
+    "$bin" "${intr[@]}" --out "$tmp/$1" > "$tmp/$1.stdout" 2> "$tmp/$1.stderr" &
+    pid=$!
+    for _ in $(seq 600); do grep -q '"step": 3,' "$tmp/$1/log.jsonl" 2>/dev/null && return; sleep 0.05; done
+}
+interrupt_case() {
+    local sig=$1 code=$2 name=intr_$1
+    start_run "$name"
+    kill -"$sig" $pid; { wait $pid; } 2>/dev/null; local rc=$?
+    local msg; msg=$(cat "$tmp/$name.stderr")
+    local n; n=$(sed -n 's/^interrupted at step \([0-9]*\); rerun with --resume 1.*/\1/p' <<<"$msg")
+    if [ $rc -eq "$code" ] && [ -n "$n" ] && [ "$n" -lt 120 ] && [ -f "$tmp/$name/$(printf 'ckpt_%08d' "$n")/DONE" ] && [ ! -e "$tmp/$name/model.safetensors" ]; then
+        ok "SIG$sig: exit $rc, checkpoint of step $n, one line: $msg"
+    else bad "SIG$sig (rc $rc, step '$n'): $msg $(ls "$tmp/$name")"; return; fi
+    "$bin" "${intr[@]}" --out "$tmp/$name" --resume 1 > "$tmp/$name.resumed" 2>&1 || { bad "SIG$sig: resume failed: $(tail -2 "$tmp/$name.resumed")"; return; }
+    if cmp -s "$tmp/intr.ref/model.safetensors" "$tmp/$name/model.safetensors" && [ "$(losses "$tmp/intr.ref/log.jsonl")" = "$(losses "$tmp/$name/log.jsonl")" ]; then
+        ok "SIG$sig: resumed from step $n, the final weights and 120 logged losses equal the uninterrupted run's bit for bit"
+    else bad "SIG$sig: the resumed run differs from the uninterrupted one"; fi
+}
+interrupt_case INT 130
+interrupt_case TERM 143
+# a second signal exits at once: no checkpoint is started after it (status 128 + the second one: both
+# are pending together here, and the kernel picks their order)
+start_run intr_twice
+kill -INT $pid; kill -TERM $pid; { wait $pid; } 2>/dev/null; rc=$?
+msg=$(cat "$tmp/intr_twice.stderr")
+if { [ $rc -eq 130 ] || [ $rc -eq 143 ]; } && grep -q "^second signal: exiting at once" <<<"$msg" && ! ls "$tmp"/intr_twice/ckpt_*/DONE >/dev/null 2>&1; then
+    ok "a second signal exits at once (rc $rc): $(grep second <<<"$msg")"
+else bad "second signal (rc $rc): $msg $(ls "$tmp/intr_twice")"; fi
+
+# checkpoint integrity: state.bin holds the hash of model.safetensors (seen: a bit flip there resumed
+# silently), and a resume that changes the schedule says what changed
+ck="$tmp/intr_INT"
+last=$(ls -d "$ck"/ckpt_* | tail -1)
+cp "$last/model.safetensors" "$tmp/model.keep"
+printf '\x01' | dd of="$last/model.safetensors" bs=1 seek=5000 conv=notrunc 2>/dev/null
+msg=$("$bin" "${intr[@]}" --steps 160 --allow-changes 1 --out "$ck" --resume 1 2>&1 >/dev/null); rc=$?
+[ $rc -ne 0 ] && grep -q "^error: $last/model.safetensors: hash mismatch with the one in state.bin" <<<"$msg" && ok "a bit flip in a checkpoint's model.safetensors is refused: $(cut -c1-110 <<<"$msg")..." || bad "model bit flip (rc $rc): $msg"
+cp "$tmp/model.keep" "$last/model.safetensors"
+msg=$("$bin" "${intr[@]}" --steps 160 --lr 1e-3 --out "$ck" --resume 1 2>&1 >/dev/null); rc=$?
+[ $rc -ne 0 ] && grep -q "^error: $last: this resume changes --lr 0.003 -> 0.001, --steps 120 -> 160; pass --allow-changes 1" <<<"$msg" \
+    && ok "a resume with another --lr and --steps is refused, naming both: $(cut -c1-100 <<<"$msg")..." || bad "changed lr (rc $rc): $msg"
+out=$("$bin" "${intr[@]}" --steps 160 --lr 1e-3 --allow-changes 1 --out "$ck" --resume 1 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^note: resuming with changed settings: --lr 0.003 -> 0.001, --steps 120 -> 160" <<<"$out" && grep -q "^done: 40 steps" <<<"$out" \
+    && ok "--allow-changes 1: resumes with a note" || bad "--allow-changes 1 (rc $rc): $(tail -3 <<<"$out")"
+# a checkpoint of an older galore.c (state version 1, no weights hash) gets a message saying so
+last=$(ls -d "$ck"/ckpt_* | tail -1)
+printf '\x01' | dd of="$last/state.bin" bs=1 seek=4 conv=notrunc 2>/dev/null
+msg=$("$bin" "${intr[@]}" --steps 200 --allow-changes 1 --out "$ck" --resume 1 2>&1 >/dev/null); rc=$?
+[ $rc -ne 0 ] && grep -q "state.bin: version 1, this program reads 2 (a checkpoint of an older galore.c" <<<"$msg" && ok "a version-1 state is refused with a clear line" || bad "old version (rc $rc): $msg"
 
 summary

@@ -107,6 +107,17 @@ static void child_load(const void* p) {
     for (int64_t k = 0; k < dl.batches_per_epoch; k++) dataloader_next_batch(&dl, in, tg);
 }
 
+// open and read ONE batch: what a 1-step run reads
+static void child_first_batch(const void* p) {
+    const LoadArgs* a = (const LoadArgs*)p;
+    DataLoader dl;
+    dataloader_init(&dl, a->pattern, a->B, a->T, 0, 0, 0, 1, a->vocab);
+    int* in = (int*)mallocCheck((size_t)a->B * a->T * sizeof(int));
+    int* tg = (int*)mallocCheck((size_t)a->B * a->T * sizeof(int));
+    dataloader_next_batch(&dl, in, tg);
+    exit(0);
+}
+
 static void child_tok(const void* p) {
     Tokenizer t;
     tokenizer_init(&t, (const char*)p);
@@ -340,6 +351,12 @@ static void test_bad_shards(void) {
     write_shard("bad_vocab.bin", 20240520, 1, 64, 0, t, 64, 2, 0);
     pattern_of(pat, sizeof pat, "bad_vocab.bin");
     expect_death("token >= vocab", child_load, &a, "token id 1000 at token offset 37 >= vocab_size 1000");
+    // a bad id far past the first batch (tokens 0..8) dies at open, before any step: a short
+    // run used to pass and a long one to die when a batch reached it
+    t[37] = 5; t[62] = 4000;
+    write_shard("bad_vocab_late.bin", 20240520, 1, 64, 0, t, 64, 2, 0);
+    pattern_of(pat, sizeof pat, "bad_vocab_late.bin");
+    expect_death("token >= vocab past the first batch", child_first_batch, &a, "token id 4000 at token offset 62 >= vocab_size 1000");
 
     pattern_of(pat, sizeof pat, "nothing_here_*.bin");
     expect_death("glob matches nothing", child_load, &a, "no shard matches");
@@ -477,7 +494,7 @@ static void test_tokenizer_real(void) {
     if (!ok) return;
     CHECK(t.vocab_size == 4096 && t.bos_id == 1 && t.eos_id == 2 && t.pad_id == -1 && t.unk_id == 0,
           "header: vocab %d bos %d eos %d pad %d unk %d", t.vocab_size, t.bos_id, t.eos_id, t.pad_id, t.unk_id);
-    // made with /opt/refenv/bin/python and sentencepiece 0.2.3 on dev/data/tinytext/tokenizer.model:
+    // made with sentencepiece 0.2.3 on dev/data/tinytext/tokenizer.model:
     //   ids = [1] + sp.encode("It is a truth universally acknowledged, that a single man\nin
     //         possession of 1,250 pounds: naïve café €5.") + [2] + sp.encode("Mr. Darcy smiled.") + [0]
     //   expected = sp.decode(ids)
@@ -533,7 +550,8 @@ static void test_tokenizer_handmade(void) {
     struct { int ids[8]; int n; const char* want; } cases[] = {
         {{1, 6, 7, 3, 4, 5, 9, 2}, 8, "Hello world\xe2\x82\xac!  x"},       // bytes -> €, controls skipped
         {{8, 6}, 2, " Hello"},                                              // lone '▁' eats the prefix
-        {{3, 6}, 2, "\xe2 Hello"},                                          // invalid UTF-8 passed raw
+        {{3, 6}, 2, "\xef\xbf\xbd Hello"},                                  // a cut-short byte run: U+FFFD
+        {{4, 5, 3, 4}, 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},       // stray continuations: one each
         {{0, 6}, 2, " \xe2\x81\x87  Hello"},                                // <unk>
         {{6, 10, 7}, 3, "Hello\n world"},                                   // newline byte
         {{6, 99, -5}, 3, "Hello<99?><-5?>"},                                // out of range ids
@@ -545,6 +563,13 @@ static void test_tokenizer_handmade(void) {
         tokenizer_decode(&t, cases[c].ids, cases[c].n, out, sizeof out);
         CHECK(strcmp(out, cases[c].want) == 0, "hand-made case %zu: got [%s] want [%s]", c, out, cases[c].want);
     }
+    // a buffer too small for the last character ends before it, never inside it
+    int euro[3] = {3, 4, 5};
+    char tiny[4];
+    size_t tl = tokenizer_decode(&t, euro, 3, tiny, 3);
+    CHECK(tl == 0 && tiny[0] == '\0', "a 3-byte character in a 3-byte buffer (2 bytes + NUL): got %zu bytes", tl);
+    tl = tokenizer_decode(&t, euro, 3, tiny, 4);
+    CHECK(tl == 3 && strcmp(tiny, "\xe2\x82\xac") == 0, "the euro sign in a 4-byte buffer: got %zu bytes", tl);
     tokenizer_free(&t);
 
     static char p_magic[512], p_trunc[512], p_trail[512], p_byte[512], p_type[512];

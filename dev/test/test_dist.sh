@@ -114,6 +114,29 @@ if [ $rc -ne 0 ] && [ "$(grep -c '^error: ' <<<"$out")" = 1 ] && grep -q "number
     ok "resume on another world size: one error line"
 else bad "resume with 1 rank (rc $rc): $out"; fi
 
+# an interrupt that reaches ONE rank: every rank stops after the same step (they agree by an
+# all-reduce after each step), rank 0 writes one consistent checkpoint, both exit 143, and the
+# resumed 2-rank run ends with the uninterrupted run's weights and losses, bit for bit
+ck2=("${ck[@]}" --steps 100 --print-every 1000)
+mpi 2 "$bin" "${ck2[@]}" --out "$tmp/s_ref" > "$tmp/s_ref.txt" 2>&1 || bad "signal reference run: $(tail -2 "$tmp/s_ref.txt")"
+mpi 2 "$bin" "${ck2[@]}" --out "$tmp/s" > "$tmp/s.txt" 2> "$tmp/s.err" &
+mpid=$!
+for _ in $(seq 600); do grep -q '"step": 3,' "$tmp/s/log.jsonl" 2>/dev/null && break; sleep 0.05; done
+ranks=$(pgrep -f -- "--out $tmp/s$" | tr "\n" " ")  # mpirun and its two ranks (this test's own command line)
+rank1=$(for p in $ranks; do tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK=1$' && echo $p; done)
+[ -n "$rank1" ] && kill -TERM $rank1
+{ wait $mpid; } 2>/dev/null; rc=$?
+steps=$(sed -n 's/^interrupted at step \([0-9]*\);.*/\1/p' "$tmp/s.err" | sort -u)
+if [ -n "$rank1" ] && [ $rc -ne 0 ] && [ "$(grep -c '^interrupted at step' "$tmp/s.err")" = 2 ] && [ "$(wc -w <<<"$steps")" = 1 ] \
+   && [ -f "$tmp/s/$(printf 'ckpt_%08d' "$steps")/DONE" ]; then
+    ok "SIGTERM to rank 1 only: both ranks stopped after step $steps, one checkpoint"
+else bad "2-rank interrupt (rank1 '$rank1', rc $rc): $(cat "$tmp/s.err" | head -5) $(ls "$tmp/s")"; fi
+mpi 2 "$bin" "${ck2[@]}" --out "$tmp/s" --resume 1 > "$tmp/s2.txt" 2>&1 || bad "2-rank resume after the interrupt: $(tail -2 "$tmp/s2.txt")"
+if cmp -s "$tmp/s_ref/model.safetensors" "$tmp/s/model.safetensors" \
+   && diff <(sed 's/"ms".*//' "$tmp/s_ref/log.jsonl") <(sed 's/"ms".*//' "$tmp/s/log.jsonl") >/dev/null; then
+    ok "2 ranks: resumed after the interrupt, weights and 100 logged losses equal the uninterrupted run's"
+else bad "2-rank resume after the interrupt differs"; fi
+
 # bad launches
 out=$(RANK=0 WORLD_SIZE=1 "$bin" --dist-init "file:$tmp/id" --steps 1 2>&1 >/dev/null); rc=$?
 if [ $rc -ne 0 ] && grep -q "^error: .*mpirun" <<<"$out"; then ok "--dist-init on the CPU program: one error line"; else bad "--dist-init (rc $rc): $out"; fi

@@ -1,7 +1,7 @@
 // test_safetensors.c: safetensors.h round trips (F32, BF16), dtype conversion bit patterns,
 // reading a file made by the Python `safetensors` package, and hostile files that must make
 // safetensors_open exit non-zero with an error line (run in forked children).
-// Build (from /work/main):
+// Build (from the repository root):
 //   gcc -O2 -Wall -Wextra -I. dev/test/test_safetensors.c -o test_safetensors -lcjson -lm
 #include <math.h>
 #include <sys/wait.h>
