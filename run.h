@@ -47,13 +47,15 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     if (help) { cli_help(argv[0], about); return 0; }
     if (s->init[0] && !cli_was_given(argc, argv, "model")) {
         char path[PATHLEN + 32];
-        snprintf(path, sizeof path, "%s", s->init);
-        char* slash = strrchr(path, '/');
-        if (slash) strcpy(slash + 1, "config.json"); else strcpy(path, "config.json");
+        llama_init_config_path(s->init, path, sizeof path);
         llama_config_from_json(config, path);
     } else {
         llama_config_resolve(config, s->model);
     }
+    // the saved model keeps the user's layout: sharded above --save-shard-size, bf16 if --init was
+    if (strcmp(s->save_dtype, "auto") == 0)
+        snprintf(s->save_dtype, sizeof s->save_dtype, "%s", s->init[0] && llama_weights_dtype(config, s->init) == ST_BF16 ? "bf16" : "f32");
+    s->save_shard_bytes = cli_parse_bytes(s->save_shard_size, "save-shard-size");
     if (s->batch < 1) die("--batch %d: must be at least 1", s->batch);
     if (s->seq < 1 || s->seq > config->maxT) die("--seq %d: must be between 1 and max_position_embeddings %d", s->seq, config->maxT);
     if (s->grad_accum < 1) die("--grad-accum %d: must be at least 1", s->grad_accum);
@@ -261,7 +263,7 @@ static void run_save(const Engine* e, Dist* d, const Settings* s, const LlamaCon
     if (d->rank != 0) { e->params_release(e->ctx, hp); param_table_free(&pt); return; }
     char tmpdir[1100], path[1200];
     checkpoint_begin(tmpdir, sizeof tmpdir, s->out, step);
-    llama_save(c, &pt, hp, tmpdir, ST_F32);
+    llama_save(c, &pt, hp, tmpdir, ST_F32, s->save_shard_bytes); // f32 always: resume is exact
     e->params_release(e->ctx, hp);
     param_table_free(&pt);
     Progress pr;
@@ -313,8 +315,7 @@ static int run_resume(const Engine* e, const Dist* d, const Settings* s, const L
     ParamTable pt;
     param_table_build(&pt, c);
     float* hp = e->params_to_host(e->ctx);
-    snprintf(path, sizeof path, "%.1000s/model.safetensors", dir);
-    llama_load_params(&pt, hp, path);
+    llama_load_params(&pt, hp, dir); // the folder: one file or shards
     e->params_from_host(e->ctx, hp);
     e->params_release(e->ctx, hp);
     param_table_free(&pt);
@@ -494,10 +495,11 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         ParamTable pt;
         param_table_build(&pt, config);
         float* hp = e->params_to_host(e->ctx);
-        llama_save(config, &pt, hp, s->out, strcmp(s->save_dtype, "bf16") == 0 ? ST_BF16 : ST_F32);
+        llama_save(config, &pt, hp, s->out, strcmp(s->save_dtype, "bf16") == 0 ? ST_BF16 : ST_F32, s->save_shard_bytes);
         e->params_release(e->ctx, hp);
         param_table_free(&pt);
-        printf("saved %s/model.safetensors and config.json (%s)\n", s->out, s->save_dtype);
+        printf("saved %s/config.json and the weights (%s, one file up to --save-shard-size %s, else shards with %s)\n", s->out,
+               s->save_dtype, s->save_shard_size, ST_INDEX_NAME);
     }
     if (d->rank == 0) run_print_sample(e, &tok, have_tok, eos, s->sample_len, &sample_rng);
     printf("done: %d steps in %.1f s\n", s->steps - start, now_seconds() - t_start);
