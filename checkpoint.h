@@ -1,7 +1,9 @@
 // checkpoint.h: checkpoints that survive a crash. Shared by the CPU and GPU programs.
 //
 // A checkpoint is a folder OUT/ckpt_NNNNNNNN (the step) holding
-//   model.safetensors + config.json   the weights, HF-named (F32), loadable by transformers
+//   model.safetensors + config.json   the weights, HF-named (F32, so resume is exact), loadable by
+//                                     transformers; above --save-shard-size model-0000K-of-0000N
+//                                     shards + model.safetensors.index.json instead (llama_save)
 //   state.bin                         the training state (below)
 //   DONE                              written last
 // It is built in OUT/ckpt_NNNNNNNN.tmp, every file fsynced, DONE written, then the folder is
