@@ -115,6 +115,7 @@ test-cpu: train_llama $(CPU_TESTS)
 	./dev/test/test_rendezvous
 	bash dev/test/test_deps.sh
 	bash dev/test/test_cli.sh
+	bash dev/test/test_hf.sh
 	bash dev/test/test_crash.sh
 	bash dev/test/test_dist.sh
 	bash dev/test/test_c4.sh

@@ -1,9 +1,11 @@
 // checkpoint.h: checkpoints that survive a crash. Shared by the CPU and GPU programs.
 //
 // A checkpoint is a folder OUT/ckpt_NNNNNNNN (the step) holding
-//   model.safetensors + config.json   the weights, HF-named (F32), loadable by transformers
-//   state.bin                         the training state (below), with the FNV-1a hash of
-//                                     model.safetensors's bytes, so that the hash of state.bin
+//   model.safetensors + config.json   the weights, HF-named (F32, so resume is exact), loadable by
+//                                     transformers; above --save-shard-size model-0000K-of-0000N
+//                                     shards + model.safetensors.index.json instead (llama_save)
+//   state.bin                         the training state (below), with the hash of the weight
+//                                     files' bytes (weights_hash), so that the hash of state.bin
 //                                     covers the weights too
 //   DONE                              written last
 // It is built in OUT/ckpt_NNNNNNNN.tmp, every file fsynced, DONE written, then the folder is
@@ -29,6 +31,7 @@
 #include <string.h>
 #include <stdint.h>
 #include <dirent.h>
+#include <glob.h>
 #include <sys/stat.h>
 #include "utils.h"
 
@@ -61,6 +64,29 @@ static int file_hash(const char* path, uint64_t* h, char* why, size_t why_cap) {
     if (!ok) snprintf(why, why_cap, "read error: %s", strerror(errno));
     free(buf);
     fclose(f);
+    return ok;
+}
+
+// weights_hash: the hash of a saved model's weight files in DIR, chained in a fixed order: the one
+// model.safetensors, or the index then every model-*-of-*.safetensors shard (glob's sorted order)
+// when the model was saved sharded (above --save-shard-size); 0 and *why (naming the file) otherwise
+static int weights_hash(const char* dir, uint64_t* h, char* path, size_t path_cap, char* why, size_t why_cap) {
+    snprintf(path, path_cap, "%.1000s/model.safetensors", dir);
+    if (file_exists(path)) return file_hash(path, h, why, why_cap);
+    snprintf(path, path_cap, "%.1000s/model.safetensors.index.json", dir);
+    if (!file_hash(path, h, why, why_cap)) { snprintf(path, path_cap, "%.1000s/model.safetensors", dir); return 0; }
+    char pat[1100];
+    snprintf(pat, sizeof pat, "%.1000s/model-*-of-*.safetensors", dir);
+    glob_t g;
+    if (glob(pat, 0, NULL, &g) != 0 || g.gl_pathc == 0) { snprintf(why, why_cap, "an index but no shards"); return 0; }
+    int ok = 1;
+    for (size_t i = 0; ok && i < g.gl_pathc; i++) {
+        uint64_t hs;
+        snprintf(path, path_cap, "%s", g.gl_pathv[i]);
+        ok = file_hash(path, &hs, why, why_cap);
+        *h = fnv1a(*h, &hs, sizeof hs);
+    }
+    globfree(&g);
     return ok;
 }
 

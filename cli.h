@@ -51,7 +51,9 @@ typedef struct {
     int overwrite;             // a fresh run may replace the run already in --out
     int allow_changes;         // a resume may change the schedule / optimizer hyperparameters
     int max_bad_steps;
-    char save_dtype[8];        // f32 | bf16
+    char save_dtype[8];        // auto | f32 | bf16 (run_setup resolves auto)
+    char save_shard_size[24];  // "5GB": the final model and checkpoints are sharded above this
+    int64_t save_shard_bytes;  // save_shard_size parsed by run_setup (not an option itself)
     int eval_every;
     int64_t eval_tokens;
     int sample_every;
@@ -88,8 +90,7 @@ typedef struct {
 static const OptSpec CLI_OPTIONS[] = {
     {"model", OPT_STR, OPT_S(model), "llama_tiny", NULL,
      "built-in config (llama_tiny, llama_60m, llama_130m, llama_350m, llama_1b, llama_7b) or a HF config.json; with --init and no --model, the config.json beside the init file"},
-    {"init", OPT_STR, OPT_S(init), "", NULL,
-     "start from these weights instead of random init: a model.safetensors (HF names, F32/BF16) or the folder holding it; without --model, the config.json beside it is the model"},
+    {"init", OPT_STR, OPT_S(init), "", NULL, "start from these weights instead of random init: a Hugging Face model folder (model.safetensors, or shards with model.safetensors.index.json; F32/BF16/F16) or one of its files; without --model, the folder's config.json is the model"},
     {"train", OPT_STR, OPT_S(train), "dev/data/tinytext/train_*.bin", NULL, "glob of training token shards"},
     {"val", OPT_STR, OPT_S(val), "dev/data/tinytext/val_*.bin", NULL, "glob of validation token shards (\"\" = no eval)"},
     {"tokenizer", OPT_STR, OPT_S(tokenizer), "dev/data/tinytext/tokenizer.bin", NULL, "tokenizer.bin that decodes samples (a missing file: samples print as token ids)"},
@@ -124,7 +125,9 @@ static const OptSpec CLI_OPTIONS[] = {
     {"overwrite", OPT_INT, OPT_S(overwrite), "0", NULL, "1: a fresh run (no --resume 1) may replace the checkpoints and model already in --out (they are deleted first); 0: it is refused"},
     {"allow-changes", OPT_INT, OPT_S(allow_changes), "0", NULL, "1: --resume 1 may change --lr, the schedule or other optimizer hyperparameters saved in the checkpoint (0: refused, naming them)"},
     {"max-bad-steps", OPT_INT, OPT_S(max_bad_steps), "5", NULL, "a non-finite loss or gradient skips the update; stop after this many in a row"},
-    {"save-dtype", OPT_CHOICE, OPT_S(save_dtype), "f32", "f32|bf16", "dtype of the final exported model.safetensors (checkpoints are always f32, for exact resume)"},
+    {"save-dtype", OPT_CHOICE, OPT_S(save_dtype), "auto", "auto|f32|bf16", "dtype of the final exported model; auto: bf16 when every --init tensor is BF16, else f32 (checkpoints are always f32, for exact resume)"},
+    {"save-shard-size", OPT_STR, OPT_S(save_shard_size), "5GB", NULL,
+     "the final model and checkpoints' weights are split into model-0000K-of-0000N.safetensors + model.safetensors.index.json above this size (transformers' max_shard_size; units B, KB, MB, GB = 10^3.., KiB, MiB, GiB = 2^10..; 0: never)"},
     {"eval-every", OPT_INT, OPT_S(eval_every), "100", NULL, "evaluate val loss every N steps, and at the end (0: only at the end)"},
     {"eval-tokens", OPT_INT64, OPT_S(eval_tokens), "10000000", NULL, "val tokens per evaluation (the paper's 10M; capped at the val set; always the same ones)"},
     {"sample-every", OPT_INT, OPT_S(sample_every), "0", NULL, "print a decoded sample every N steps (0: only at the end)"},
@@ -281,6 +284,24 @@ static int cli_was_given(int argc, char** argv, const char* name) {
         const char* a = argv[i];
         if (strncmp(a, "--", 2) == 0 && strncmp(a + 2, name, n) == 0 && (a[2 + n] == '\0' || a[2 + n] == '=')) return 1;
     }
+    return 0;
+}
+
+// cli_parse_bytes: "5GB", "500MB", "2GiB", "123" (bytes); dies naming the flag otherwise
+static int64_t cli_parse_bytes(const char* v, const char* flag) {
+    char* end = NULL;
+    errno = 0;
+    double x = strtod(v, &end);
+    static const struct { const char* unit; double mult; } units[] = {
+        {"", 1}, {"B", 1}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+        {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
+    };
+    if (end != v && errno == 0 && x >= 0 && isfinite(x)) {
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+            if (strcmp(end, units[i].unit) == 0 && x * units[i].mult < 9e18) return (int64_t)(x * units[i].mult);
+        }
+    }
+    die("--%s %s: expected a size such as 5GB, 500MB, 2GiB or a byte count (0: never shard)", flag, v);
     return 0;
 }
 

@@ -29,7 +29,13 @@ typedef struct {
     int maxT;       // max_position_embeddings
     float norm_eps; // rms_norm_eps
     float rope_theta;
+    // rope_scaling: ROPE_DEFAULT, or ROPE_LLAMA3 with its four parameters (transformers' names)
+    int rope_type;
+    double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_maxT; // original_max_position_embeddings
 } LlamaConfig;
+
+enum { ROPE_DEFAULT = 0, ROPE_LLAMA3 = 1 };
 
 // the built-in table. The GaLore configs are exactly the paper's (galore.md); llama_tiny is the
 // default: it trains on the embedded text in a few minutes on 2 cores.
@@ -78,13 +84,7 @@ static double json_num(const cJSON* root, const char* key, double def, const cha
 // llama_config_from_json: read a Hugging Face LlamaConfig config.json (also the GaLore repo's
 // configs, which say max_sequence_length instead of max_position_embeddings)
 static void llama_config_from_json(LlamaConfig* c, const char* path) {
-    FILE* f = fopenCheck(path, "rb");
-    int64_t n = file_size(f, path);
-    if (n <= 0 || n > (1 << 24)) die("%s: config.json of %lld bytes is empty or too large", path, (long long)n);
-    char* text = (char*)mallocCheck((size_t)n + 1);
-    freadCheck(text, 1, (size_t)n, f, path);
-    text[n] = '\0';
-    fclose(f);
+    char* text = st_read_text(path, 1 << 24);
     cJSON* root = cJSON_Parse(text);
     free(text);
     if (root == NULL || !cJSON_IsObject(root)) die("%s: not a JSON object; hint: pass a Hugging Face config.json or a built-in name", path);
@@ -95,16 +95,25 @@ static void llama_config_from_json(LlamaConfig* c, const char* path) {
     if (act != NULL && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0))
         die("%s: hidden_act must be \"silu\" (SwiGLU)", path);
     const cJSON* tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
-    if (tie != NULL && cJSON_IsTrue(tie)) die("%s: tie_word_embeddings=true is not supported (LLaMA has an untied lm_head)", path);
+    if (tie != NULL && cJSON_IsTrue(tie))
+        die("%s: tie_word_embeddings=true (one tensor for the embedding and lm_head) is not supported yet; hint: untie them into two tensors", path);
+    // RoPE scaling: transformers 4.x says "rope_scaling" {"rope_type" (or "type"), ...} beside a
+    // top-level rope_theta; 5.x says "rope_parameters" {"rope_type", "rope_theta", ...}
     const cJSON* rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
-    if (rs != NULL && !cJSON_IsNull(rs)) die("%s: rope_scaling is not supported", path);
-    // transformers 5 moves rope_theta into "rope_parameters" (with a rope_type); 4.x has it on top
     const cJSON* rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
-    if (rp != NULL && !cJSON_IsNull(rp)) {
-        if (!cJSON_IsObject(rp)) die("%s: rope_parameters must be an object", path);
-        const cJSON* rt = cJSON_GetObjectItemCaseSensitive(rp, "rope_type");
-        if (rt != NULL && (!cJSON_IsString(rt) || strcmp(rt->valuestring, "default") != 0))
-            die("%s: rope_parameters.rope_type must be \"default\" (no RoPE scaling is supported)", path);
+    if (rs != NULL && !cJSON_IsNull(rs) && !cJSON_IsObject(rs)) die("%s: rope_scaling must be an object or null", path);
+    if (rp != NULL && !cJSON_IsNull(rp) && !cJSON_IsObject(rp)) die("%s: rope_parameters must be an object or null", path);
+    const cJSON* rsrc = cJSON_IsObject(rp) ? rp : cJSON_IsObject(rs) ? rs : NULL;
+    const char* rope_type = "default";
+    if (rsrc != NULL) {
+        const cJSON* rt = cJSON_GetObjectItemCaseSensitive(rsrc, "rope_type");
+        if (rt == NULL || cJSON_IsNull(rt)) rt = cJSON_GetObjectItemCaseSensitive(rsrc, "type");
+        if (rt != NULL && !cJSON_IsNull(rt)) {
+            if (!cJSON_IsString(rt)) die("%s: %s's rope_type must be a string", path, rsrc == rp ? "rope_parameters" : "rope_scaling");
+            rope_type = rt->valuestring;
+        }
+        if (strcmp(rope_type, "default") != 0 && strcmp(rope_type, "llama3") != 0)
+            die("%s: RoPE scaling type \"%.32s\" is not supported yet (\"default\" and \"llama3\" are); hint: a model of another family", path, rope_type);
     }
     const cJSON* ab = cJSON_GetObjectItemCaseSensitive(root, "attention_bias");
     if (ab != NULL && cJSON_IsTrue(ab)) die("%s: attention_bias=true is not supported", path);
@@ -124,11 +133,22 @@ static void llama_config_from_json(LlamaConfig* c, const char* path) {
     c->norm_eps = (float)json_num(root, "rms_norm_eps", 1e-6, path);
     c->rope_theta = (float)json_num(root, "rope_theta", 10000.0, path);
     if (rp != NULL && cJSON_IsObject(rp)) c->rope_theta = (float)json_num(rp, "rope_theta", c->rope_theta, path);
+    if (strcmp(rope_type, "llama3") == 0) {
+        c->rope_type = ROPE_LLAMA3;
+        c->rope_factor = json_num(rsrc, "factor", -1.0, path);
+        c->rope_low_freq_factor = json_num(rsrc, "low_freq_factor", -1.0, path);
+        c->rope_high_freq_factor = json_num(rsrc, "high_freq_factor", -1.0, path);
+        c->rope_original_maxT = json_int(rsrc, "original_max_position_embeddings", -2, path);
+        if (!(c->rope_factor >= 1.0) || !(c->rope_low_freq_factor > 0.0) || !(c->rope_high_freq_factor > c->rope_low_freq_factor) ||
+            c->rope_original_maxT <= 0)
+            die("%s: llama3 RoPE scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0 "
+                "(got %g, %g, %g, %d)", path, c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_maxT);
+    }
     int head_dim = json_int(root, "head_dim", -1, path);
     cJSON_Delete(root);
     llama_config_validate(c, path);
     if (head_dim >= 0 && head_dim != c->C / c->NH)
-        die("%s: head_dim %d != hidden_size / num_attention_heads = %d is not supported", path, head_dim, c->C / c->NH);
+        die("%s: head_dim %d != hidden_size / num_attention_heads = %d is not supported yet", path, head_dim, c->C / c->NH);
 }
 
 // llama_config_resolve: a built-in name, or a path to a config.json
@@ -168,23 +188,26 @@ static void llama_config_write(const LlamaConfig* c, const char* path, const cha
     cJSON_AddNumberToObject(root, "rope_theta", c->rope_theta); // transformers 4.x reads this
     cJSON* rp = cJSON_AddObjectToObject(root, "rope_parameters"); // and 5.x this
     cJSON_AddNumberToObject(rp, "rope_theta", c->rope_theta);
-    cJSON_AddStringToObject(rp, "rope_type", "default");
+    cJSON_AddStringToObject(rp, "rope_type", c->rope_type == ROPE_LLAMA3 ? "llama3" : "default");
+    if (c->rope_type == ROPE_LLAMA3) {
+        cJSON* rs = cJSON_AddObjectToObject(root, "rope_scaling"); // 4.x's place for the same
+        cJSON_AddStringToObject(rs, "rope_type", "llama3");
+        for (int k = 0; k < 2; k++) {
+            cJSON* o = k ? rs : rp;
+            cJSON_AddNumberToObject(o, "factor", c->rope_factor);
+            cJSON_AddNumberToObject(o, "low_freq_factor", c->rope_low_freq_factor);
+            cJSON_AddNumberToObject(o, "high_freq_factor", c->rope_high_freq_factor);
+            cJSON_AddNumberToObject(o, "original_max_position_embeddings", c->rope_original_maxT);
+        }
+    }
     cJSON_AddStringToObject(root, "hidden_act", "silu");
     cJSON_AddBoolToObject(root, "tie_word_embeddings", 0);
     cJSON_AddBoolToObject(root, "attention_bias", 0);
     cJSON_AddBoolToObject(root, "mlp_bias", 0);
     cJSON_AddNumberToObject(root, "initializer_range", 0.02);
     cJSON_AddStringToObject(root, "torch_dtype", torch_dtype);
-    char* text = cJSON_Print(root);
+    st_write_json(path, root);
     cJSON_Delete(root);
-    char tmp[1100];
-    if (strlen(path) > 1000) die("%s: path too long (over 1000 characters)", path);
-    snprintf(tmp, sizeof tmp, "%.1000s.tmp", path);
-    FILE* f = fopenCheck(tmp, "wb");
-    fwriteCheck(text, 1, strlen(text), f, tmp);
-    fwriteCheck("\n", 1, 1, f, tmp);
-    free(text);
-    file_commit(f, tmp, path);
 }
 
 // ----------------------------------------------------------------------------
@@ -271,30 +294,66 @@ static void llama_init_params(const ParamTable* pt, float* params, uint64_t seed
     }
 }
 
-// llama_load_params: every table tensor must be present with the right shape; extra tensors
-// (e.g. rotary inv_freq buffers some exporters add) are ignored with a note
+// llama_load_params: every table tensor must be present with the right shape, from path: a
+// Hugging Face model folder (model.safetensors, or shards through model.safetensors.index.json),
+// or one of its files; F32/BF16/F16 converted to f32 tensor by tensor from the mapped files into
+// params. Extra tensors (e.g. rotary inv_freq buffers some exporters add) are ignored with a note.
 static void llama_load_params(const ParamTable* pt, float* params, const char* path) {
-    SafeTensors st;
-    safetensors_open(&st, path);
+    SafeFolder sf;
+    safefolder_open(&sf, path);
     for (int i = 0; i < pt->n; i++) {
         const ParamInfo* p = &pt->info[i];
-        const SafeTensor* t = safetensors_find(&st, p->name);
-        if (t == NULL) die("%s: tensor %s is missing; hint: the file does not match --model", path, p->name);
+        const SafeTensors* st = NULL;
+        const SafeTensor* t = safefolder_find(&sf, p->name, &st);
+        if (t == NULL) die("%s: tensor %s is missing; hint: the weights do not match the config (--model)", safefolder_where(&sf), p->name);
         int ok = (p->ndim == 1) ? (t->ndim == 1 && t->shape[0] == p->rows)
                                 : (t->ndim == 2 && t->shape[0] == p->rows && t->shape[1] == p->cols);
         if (!ok) {
             die("%s: tensor %s has shape [%lld%s%lld], the config wants [%lld%s%lld]; hint: pass the matching --model",
-                path, p->name, (long long)t->shape[0], t->ndim > 1 ? ", " : "", t->ndim > 1 ? (long long)t->shape[1] : 0LL,
+                st->path, p->name, (long long)t->shape[0], t->ndim > 1 ? ", " : "", t->ndim > 1 ? (long long)t->shape[1] : 0LL,
                 (long long)p->rows, p->ndim > 1 ? ", " : "", p->ndim > 1 ? (long long)p->cols : 0LL);
         }
-        safetensors_read_f32(&st, t, params + p->offset);
+        safetensors_read_f32(st, t, params + p->offset);
     }
-    if (st.n != pt->n) printf("note: %s holds %d tensors, %d of them used\n", path, st.n, pt->n);
-    safetensors_close(&st);
+    int held = 0;
+    for (int k = 0; k < sf.nfiles; k++) held += sf.files[k].n;
+    if (held != pt->n) printf("note: %s holds %d tensors, %d of them used\n", path, held, pt->n);
+    safefolder_close(&sf);
 }
 
-// llama_save: DIR/model.safetensors + DIR/config.json, each written atomically
-static void llama_save(const LlamaConfig* c, const ParamTable* pt, const float* params, const char* dir, int dtype) {
+// llama_weights_dtype: ST_BF16 or ST_F16 when every table tensor at path has that dtype, else
+// ST_F32 (the dtype a save that keeps the user's layout writes back; F16 is written as F32,
+// which holds every F16 value exactly). Reads only the headers.
+static int llama_weights_dtype(const LlamaConfig* c, const char* path) {
+    ParamTable pt;
+    param_table_build(&pt, c);
+    SafeFolder sf;
+    safefolder_open(&sf, path);
+    int dtype = -1;
+    for (int i = 0; i < pt.n; i++) {
+        const SafeTensors* st = NULL;
+        const SafeTensor* t = safefolder_find(&sf, pt.info[i].name, &st);
+        if (t == NULL) continue; // the load says so
+        if (dtype < 0) dtype = t->dtype; else if (dtype != t->dtype) dtype = ST_F32;
+    }
+    safefolder_close(&sf);
+    param_table_free(&pt);
+    return dtype == ST_BF16 ? ST_BF16 : ST_F32;
+}
+
+// llama_init_config_path: the config.json that goes with --init's weights: inside the folder,
+// or beside the file
+static void llama_init_config_path(const char* init, char* buf, size_t cap) {
+    if (strlen(init) > 900) die("--init %s: path too long (over 900 characters)", init);
+    if (st_is_dir(init)) { snprintf(buf, cap, "%s/config.json", init); return; }
+    snprintf(buf, cap, "%s", init);
+    char* slash = strrchr(buf, '/');
+    if (slash) strcpy(slash + 1, "config.json"); else snprintf(buf, cap, "config.json");
+}
+
+// llama_save: DIR/config.json and the weights as safetensors_save_folder writes them (one file,
+// or shards of at most shard_bytes with an index; 0: always one file), each file atomic
+static void llama_save(const LlamaConfig* c, const ParamTable* pt, const float* params, const char* dir, int dtype, int64_t shard_bytes) {
     if (strlen(dir) > 900) die("--out %s: path too long (over 900 characters)", dir);
     ensure_dir(dir);
     SafeTensorOut* outs = (SafeTensorOut*)mallocCheck(sizeof(SafeTensorOut) * (size_t)pt->n);
@@ -306,10 +365,9 @@ static void llama_save(const LlamaConfig* c, const ParamTable* pt, const float* 
         outs[i].shape[1] = p->cols;
         outs[i].data = params + p->offset;
     }
-    char path[1000];
-    snprintf(path, sizeof path, "%.900s/model.safetensors", dir);
-    safetensors_write(path, outs, pt->n, dtype);
+    safetensors_save_folder(dir, outs, pt->n, dtype, shard_bytes);
     free(outs);
+    char path[1000];
     snprintf(path, sizeof path, "%.900s/config.json", dir);
     llama_config_write(c, path, dtype == ST_BF16 ? "bfloat16" : "float32");
 }
@@ -345,12 +403,31 @@ static size_t grad_layout(const ParamTable* pt, const LlamaConfig* c, int per_la
     return size;
 }
 
-// llama_rope_tables: cos/sin (maxT, HD/2) as HF computes them, in float32: inv_freq = 1 /
-// theta^(2i/HD), angle = pos * inv_freq rounded to float, then cos/sin in float
+// llama_rope_inv_freq: the rotation frequency of pair i, as transformers computes it in float32:
+// default 1 / theta^(2i/HD); llama3 (_compute_llama3_parameters) keeps the short wavelengths
+// (< original_max / high_freq_factor), divides the long ones (> original_max / low_freq_factor)
+// by factor, and in between blends the two: (1 - s) inv / factor + s inv with
+// s = (original_max / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+static float llama_rope_inv_freq(const LlamaConfig* c, int i) {
+    int HD = c->C / c->NH;
+    float inv = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)HD);
+    if (c->rope_type != ROPE_LLAMA3) return inv;
+    float factor = (float)c->rope_factor, lo = (float)c->rope_low_freq_factor, hi = (float)c->rope_high_freq_factor;
+    float orig = (float)c->rope_original_maxT;
+    float low_wavelen = orig / lo, high_wavelen = orig / hi;
+    float wavelen = 2.0f * (float)M_PI / inv;
+    if (wavelen < high_wavelen) return inv;
+    if (wavelen > low_wavelen) return inv / factor;
+    float s = (orig / wavelen - lo) / (hi - lo);
+    return (1.0f - s) * inv / factor + s * inv;
+}
+
+// llama_rope_tables: cos/sin (maxT, HD/2) as HF computes them, in float32: angle = pos * inv_freq
+// rounded to float, then cos/sin in float. Built once here for both engines.
 static void llama_rope_tables(const LlamaConfig* c, float* cosb, float* sinb) {
     int HD = c->C / c->NH, half = HD / 2;
     for (int i = 0; i < half; i++) {
-        float inv_freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)HD);
+        float inv_freq = llama_rope_inv_freq(c, i);
         for (int t = 0; t < c->maxT; t++) {
             float angle = (float)t * inv_freq;
             cosb[t * half + i] = cosf(angle);

@@ -50,20 +50,21 @@ static void run_warn(const char* fmt, ...) {
     fprintf(stderr, "\n");
 }
 
-// run_resolve_init: --init names a safetensors file or the folder holding model.safetensors;
-// either must exist before its config.json beside it is read, so the message names what is missing
-static void run_resolve_init(Settings* s) {
+// run_resolve_init: --init names a Hugging Face model folder (model.safetensors, or shards with
+// model.safetensors.index.json) or one of its files; it must exist before the config.json that goes
+// with it is read, so the message names what is missing
+static void run_resolve_init(const Settings* s) {
     struct stat st;
-    if (stat(s->init, &st) != 0) die("--init %s: %s; pass a model.safetensors or the folder holding one", s->init, strerror(errno));
+    if (stat(s->init, &st) != 0)
+        die("--init %s: %s; pass a model folder (model.safetensors or model.safetensors.index.json) or a .safetensors file", s->init, strerror(errno));
     if (S_ISDIR(st.st_mode)) {
-        char path[PATHLEN + 32];
-        snprintf(path, sizeof path, "%s%smodel.safetensors", s->init, s->init[strlen(s->init) - 1] == '/' ? "" : "/");
-        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-            die("--init %s: a folder without model.safetensors; pass the safetensors file itself, or the folder a run's --out wrote", s->init);
-        if (strlen(path) >= PATHLEN) die("--init %s: path too long", s->init);
-        snprintf(s->init, PATHLEN, "%s", path);
+        char a[PATHLEN + 48], b[PATHLEN + 48];
+        snprintf(a, sizeof a, "%s/model.safetensors", s->init);
+        snprintf(b, sizeof b, "%s/model.safetensors.index.json", s->init);
+        if (!file_exists(a) && !file_exists(b))
+            die("--init %s: a folder without model.safetensors or model.safetensors.index.json; pass a Hugging Face model folder, or the folder a run's --out wrote", s->init);
     } else if (!S_ISREG(st.st_mode)) {
-        die("--init %s: not a regular file; pass a model.safetensors", s->init);
+        die("--init %s: not a regular file or a folder; pass a model folder or a .safetensors file", s->init);
     }
 }
 
@@ -76,10 +77,8 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     if (s->init[0]) run_resolve_init(s);
     if (s->init[0] && !cli_was_given(argc, argv, "model")) {
         char path[PATHLEN + 32];
-        snprintf(path, sizeof path, "%s", s->init);
-        char* slash = strrchr(path, '/');
-        if (slash) strcpy(slash + 1, "config.json"); else strcpy(path, "config.json");
-        if (!file_exists(path)) die("--init %s: no config.json beside it (%s); pass --model (a built-in name or a config.json)", s->init, path);
+        llama_init_config_path(s->init, path, sizeof path);
+        if (!file_exists(path)) die("--init %s: no config.json with it (%s); pass --model (a built-in name or a config.json)", s->init, path);
         llama_config_from_json(config, path);
     } else {
         llama_config_resolve(config, s->model);
@@ -90,6 +89,10 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
         if (s->out[0] && s->steps > 0) snprintf(s->log, PATHLEN, "%.*s/log.jsonl", PATHLEN - 16, s->out);
         else s->log[0] = '\0';
     }
+    // the saved model keeps the user's layout: sharded above --save-shard-size, bf16 if --init was
+    if (strcmp(s->save_dtype, "auto") == 0)
+        snprintf(s->save_dtype, sizeof s->save_dtype, "%s", s->init[0] && llama_weights_dtype(config, s->init) == ST_BF16 ? "bf16" : "f32");
+    s->save_shard_bytes = cli_parse_bytes(s->save_shard_size, "save-shard-size");
     if (s->batch < 1) die("--batch %d: must be at least 1", s->batch);
     if (s->seq < 1 || s->seq > config->maxT) die("--seq %d: must be between 1 and max_position_embeddings %d", s->seq, config->maxT);
     if (s->grad_accum < 1) die("--grad-accum %d: must be at least 1", s->grad_accum);
@@ -364,13 +367,12 @@ static void run_save(const Engine* e, Dist* d, const Settings* s, const LlamaCon
     if (d->rank != 0) { e->params_release(e->ctx, hp); param_table_free(&pt); return; }
     char tmpdir[1100], path[1200], why[512];
     checkpoint_begin(tmpdir, sizeof tmpdir, s->out, step);
-    llama_save(c, &pt, hp, tmpdir, ST_F32);
+    llama_save(c, &pt, hp, tmpdir, ST_F32, s->save_shard_bytes); // f32 always: resume is exact
     e->params_release(e->ctx, hp);
     param_table_free(&pt);
     // the weights' file as written (read back: what a resume will read), hashed into the state
     uint64_t model_hash;
-    snprintf(path, sizeof path, "%.1000s/model.safetensors", tmpdir);
-    if (!file_hash(path, &model_hash, why, sizeof why)) die("%s: %s", path, why);
+    if (!weights_hash(tmpdir, &model_hash, path, sizeof path, why, sizeof why)) die("%s: %s", path, why);
     double hpar[HP_N];
     hyperparams(hpar, oc, s);
     Progress pr;
@@ -432,8 +434,7 @@ static int run_resume(const Engine* e, const Dist* d, const Settings* s, const L
     }
     // the weights must be the ones the state was saved with (state.bin's own hash covers this one)
     uint64_t h_now;
-    snprintf(path, sizeof path, "%.1000s/model.safetensors", dir);
-    if (!file_hash(path, &h_now, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
+    if (!weights_hash(dir, &h_now, path, sizeof path, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
     if (h_now != model_hash)
         die("%s: hash mismatch with the one in state.bin: the weights are corrupt or were replaced; hint: remove %s to resume from an older checkpoint",
             path, dir);
@@ -442,7 +443,7 @@ static int run_resume(const Engine* e, const Dist* d, const Settings* s, const L
     ParamTable pt;
     param_table_build(&pt, c);
     float* hp = e->params_to_host(e->ctx);
-    llama_load_params(&pt, hp, path);
+    llama_load_params(&pt, hp, dir); // the folder: one file or shards
     e->params_from_host(e->ctx, hp);
     e->params_release(e->ctx, hp);
     param_table_free(&pt);
@@ -565,9 +566,10 @@ static int run_prepare_out(const Settings* s, const Dist* d) {
     unlink(probe);
     int64_t steps[4096];
     int n = checkpoint_list(s->out, steps, 4096);
-    char model[PATHLEN + 32];
+    char model[PATHLEN + 32], index[PATHLEN + 48];
     snprintf(model, sizeof model, "%s/model.safetensors", s->out);
-    int has_model = file_exists(model);
+    snprintf(index, sizeof index, "%s/model.safetensors.index.json", s->out);
+    int has_model = file_exists(model) || file_exists(index); // one file, or shards + index
     if (s->resume && n > 0 && steps[0] >= s->steps && (steps[0] > s->steps || has_model)) {
         printf("nothing to do: %s/ckpt_%08lld is at step %lld and --steps is %d; pass a larger --steps to train on\n", s->out,
                (long long)steps[0], (long long)steps[0], s->steps);
@@ -586,7 +588,8 @@ static int run_prepare_out(const Settings* s, const Dist* d) {
                 checkpoint_path(dir, sizeof dir, s->out, steps[i], "");
                 checkpoint_retire(s->out, dir);
             }
-            if (has_model && unlink(model) != 0) die("%s: cannot remove: %s", model, strerror(errno));
+            if (has_model) st_remove_stale(s->out, 0, 0); // the one file, or the index and every shard
+            if (file_exists(model) || file_exists(index)) die("%s: cannot remove the previous model: %s", s->out, strerror(errno));
             printf("--overwrite 1: removed the previous run's %s from %s\n", what, s->out);
         }
     }
@@ -807,10 +810,11 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         ParamTable pt;
         param_table_build(&pt, config);
         float* hp = e->params_to_host(e->ctx);
-        llama_save(config, &pt, hp, s->out, strcmp(s->save_dtype, "bf16") == 0 ? ST_BF16 : ST_F32);
+        llama_save(config, &pt, hp, s->out, strcmp(s->save_dtype, "bf16") == 0 ? ST_BF16 : ST_F32, s->save_shard_bytes);
         e->params_release(e->ctx, hp);
         param_table_free(&pt);
-        printf("saved %s/model.safetensors and config.json (%s)\n", s->out, s->save_dtype);
+        printf("saved %s/config.json and the weights (%s, one file up to --save-shard-size %s, else shards with %s)\n", s->out,
+               s->save_dtype, s->save_shard_size, ST_INDEX_NAME);
     }
     if (d->rank == 0) run_print_sample(e, &tok, have_tok, &eos, 1, 1, s->sample_len, &sample_rng);
     printf("done: %d steps in %.1f s\n", s->steps - start, now_seconds() - t_start);

@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         safetensors_close(&st);
         fuzz_check_no_leak("safetensors_close");
     } else {
-        safetensors_close(&st); // closes st.f and frees the table (fields survive: st is static)
+        safetensors_close(&st); // unmaps the file and frees the table (fields survive: st is static)
         fuzz_cleanup();         // frees the rest (header text, cJSON tree, read buffer)
     }
     return 0;

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# test_hf.sh: Hugging Face model folders as a user brings them. dev/test/make_hf_folders.py (stdlib
+# only) writes a sharded BF16 copy of dev/ref/tiny, broken copies of it and a llama3-RoPE config;
+# then `./test_llama hf` checks loading (bitwise bf16 weights and logits), sharded saves and the
+# llama3 tables against float64, and here the trainer: one error line for each broken folder and
+# each unsupported config, --init DIR -> save keeps the user's layout (shards + index, BF16) and
+# round-trips bit for bit, and a resume from a sharded F32 checkpoint continues bit for bit.
+# Run from the repo root after `make train_llama test_llama`.
+source "$(dirname "$0")/testlib.sh"
+bin=./train_llama
+hf="$tmp/hf"
+python3 dev/test/make_hf_folders.py "$hf" >/dev/null || { bad "make_hf_folders.py failed"; summary; exit 1; }
+if ./test_llama hf "$hf" > "$tmp/unit.txt"; then ok "test_llama hf: $(tail -1 "$tmp/unit.txt")"
+else grep -v '^ok' "$tmp/unit.txt"; bad "test_llama hf"; fi
+
+# the tiny model's data, no eval, no samples
+run=(--train dev/ref/tiny/train.bin --val "" --tokenizer "" --batch 2 --seq 16 --threads 1 --sample-len 0)
+
+# hf_error NAME PATTERN ARGS...: exit non-zero with one "error:" line, matching PATTERN
+hf_error() {
+    local name=$1 pat=$2; shift 2
+    local out; out=$("$bin" "${run[@]}" --steps 1 --out "" "$@" 2>&1 >/dev/null); local rc=$?
+    if [ $rc -ne 0 ] && [ "$(grep -c '^error: ' <<<"$out")" = 1 ] && grep -q -- "$pat" <<<"$out"; then ok "$name: ${out#error: }"
+    else bad "$name (rc $rc): $out"; fi
+}
+hf_error "missing shard" "err_missing_shard/model-00003-of-00003.safetensors: shard missing" --init "$hf/err_missing_shard"
+hf_error "tensor listed but absent" "model-0000.-of-00003.safetensors: tensor model.norm.weight is absent" --init "$hf/err_absent_tensor"
+hf_error "shape vs config" "tensor model.layers.0.mlp.gate_proj.weight has shape \[84, 60\], the config wants \[80, 60\]" --init "$hf/err_shape"
+hf_error "index not JSON" "err_index_json/model.safetensors.index.json: not a JSON object (invalid JSON)" --init "$hf/err_index_json"
+mkdir -p "$tmp/empty"; cp "$hf/bf16_sharded/config.json" "$tmp/empty/"
+hf_error "folder without weights" "a folder without model.safetensors or model.safetensors.index.json" --init "$tmp/empty"
+for t in linear dynamic yarn; do
+    hf_error "rope_scaling $t refused" "RoPE scaling type \"$t\" is not supported yet" --model "$hf/llama3/config_$t.json"
+done
+python3 - "$hf" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1] + "/bf16_sharded/config.json"))
+json.dump(dict(c, tie_word_embeddings=True), open(sys.argv[1] + "/tied.json", "w"))
+json.dump(dict(c, head_dim=20), open(sys.argv[1] + "/head_dim.json", "w"))
+PY
+hf_error "tied embeddings refused" "tie_word_embeddings=true .* is not supported yet" --model "$hf/tied.json"
+hf_error "head_dim refused" "head_dim 20 != hidden_size / num_attention_heads = 10 is not supported yet" --model "$hf/head_dim.json"
+hf_error "bad shard size" "--save-shard-size 5XB: expected a size" --save-shard-size 5XB
+python3 -c "import json; c = json.load(open('$hf/llama3/config.json')); c['rope_parameters']['high_freq_factor'] = 0.5
+json.dump(c, open('$hf/llama3_bad.json', 'w'))"
+hf_error "bad llama3 factors" "llama3 RoPE scaling needs" --model "$hf/llama3_bad.json"
+
+# same_tensors A B [widen]: every tensor of folder B equals folder A's, byte for byte (widen: B is
+# F32, A BF16, and each B value is A's widened exactly); prints the dtype and shard count of B
+same_tensors() {
+    python3 - "$@" <<'PY'
+import json, os, struct, sys
+def load(d):
+    idx = os.path.join(d, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(idx))["weight_map"].values())) if os.path.exists(idx) else ["model.safetensors"]
+    out = {}
+    for fn in files:
+        data = open(os.path.join(d, fn), "rb").read()
+        (n,) = struct.unpack("<Q", data[:8]); h = json.loads(data[8:8 + n])
+        for k, e in h.items():
+            if k != "__metadata__":
+                b, en = e["data_offsets"]; out[k] = (e["dtype"], e["shape"], data[8 + n + b:8 + n + en])
+    return out, len(files)
+a, _ = load(sys.argv[1]); b, nb = load(sys.argv[2])
+widen = len(sys.argv) > 3
+bad = [k for k in a if k not in b or a[k][1] != b[k][1] or
+       (b[k][2] != (b"".join(b"\0\0" + a[k][2][i:i + 2] for i in range(0, len(a[k][2]), 2)) if widen else a[k][2]))]
+dt = sorted(set(v[0] for v in b.values()))
+print(("ok" if not bad and len(a) == len(b) else "bad %s" % bad[:3]) + " %d tensors, %s, %d file(s)" % (len(b), "/".join(dt), nb))
+PY
+} 2>&1
+
+ev=(--steps 1 --lr 0) # one update of lr 0: AdamW's w - 0 * (...) leaves every weight as loaded
+# --init DIR, saved again: the model is the one loaded, in its layout: BF16 (auto), shards + index
+"$bin" "${run[@]}" "${ev[@]}" --init "$hf/bf16_sharded" --out "$tmp/rt" --save-shard-size 60KB > "$tmp/rt.txt" 2>&1
+r=$(same_tensors "$hf/bf16_sharded" "$tmp/rt")
+if [[ $r == "ok 21 tensors, BF16, 3 file(s)" ]] && [ -f "$tmp/rt/model.safetensors.index.json" ] && [ ! -f "$tmp/rt/model.safetensors" ] \
+   && grep -q '"torch_dtype":[[:space:]]*"bfloat16"' "$tmp/rt/config.json"; then ok "sharded BF16 in -> sharded BF16 out, bit for bit: $r"
+else bad "sharded round trip: $r; $(tail -2 "$tmp/rt.txt")"; fi
+# and that output loads again to the same (a second generation is identical)
+"$bin" "${run[@]}" "${ev[@]}" --init "$tmp/rt" --out "$tmp/rt2" --save-shard-size 60KB > /dev/null 2>&1
+r=$(same_tensors "$tmp/rt" "$tmp/rt2")
+[[ $r == "ok 21 tensors, BF16, 3 file(s)" ]] && ok "our sharded save loads back: $r" || bad "reload of our sharded save: $r"
+# --save-dtype f32 widens exactly, and under the default 5GB threshold it is one file
+"$bin" "${run[@]}" "${ev[@]}" --init "$hf/bf16_sharded" --out "$tmp/f32" --save-dtype f32 > /dev/null 2>&1
+r=$(same_tensors "$hf/bf16_sharded" "$tmp/f32" widen)
+[[ $r == "ok 21 tensors, F32, 1 file(s)" ]] && ok "--save-dtype f32: one F32 file under 5GB, each value the BF16 input widened: $r" || bad "--save-dtype f32: $r"
+
+# checkpoints: F32 (exact resume) in shards above --save-shard-size; a resume from them continues
+# the run bit for bit
+ck=(--init "$hf/bf16_sharded" --steps 4 --save-every 2 --keep 0 --save-shard-size 60KB --lr 0.01 --warmup 0 --out "$tmp/ck")
+"$bin" "${run[@]}" "${ck[@]}" --log "$tmp/ck_a.jsonl" > /dev/null 2>&1
+r=$(same_tensors "$tmp/ck/ckpt_00000004" "$tmp/ck/ckpt_00000004")
+nsh=$(ls "$tmp/ck/ckpt_00000002" | grep -c '^model-.*-of-.*\.safetensors$')
+rm -rf "$tmp/ck/ckpt_00000004"
+"$bin" "${run[@]}" "${ck[@]}" --resume 1 --log "$tmp/ck_b.jsonl" > "$tmp/ck_b.txt" 2>&1
+la=$(grep -o '"loss": [^,]*' "$tmp/ck_a.jsonl" | tail -2); lb=$(grep -o '"loss": [^,]*' "$tmp/ck_b.jsonl")
+if [[ $r == *"F32"* ]] && [ "$nsh" -gt 1 ] && [ -f "$tmp/ck/ckpt_00000002/model.safetensors.index.json" ] && [ -n "$la" ] && [ "$la" = "$lb" ]; then
+    ok "checkpoints: F32 in $nsh shards + index; resume from step 2 == uninterrupted steps 3-4, bit for bit"
+else bad "sharded checkpoint resume: [$r] shards $nsh, losses [$la] vs [$lb]; $(tail -2 "$tmp/ck_b.txt")"; fi
+summary
