@@ -67,6 +67,8 @@ static int file_hash(const char* path, uint64_t* h, char* why, size_t why_cap) {
     return ok;
 }
 
+static int file_exists(const char* path) { struct stat st; return stat(path, &st) == 0; }
+
 // weights_hash: the hash of a saved model's weight files in DIR, chained in a fixed order: the one
 // model.safetensors, or the index then every model-*-of-*.safetensors shard (glob's sorted order)
 // when the model was saved sharded (above --save-shard-size); 0 and *why (naming the file) otherwise
@@ -203,7 +205,6 @@ static int checkpoint_parse_step(const char* name, int64_t* step) {
     return 1;
 }
 
-static int file_exists(const char* path) { struct stat st; return stat(path, &st) == 0; }
 
 // the complete checkpoints in OUT, newest first (steps[0..n)); returns n
 static int checkpoint_list(const char* out, int64_t* steps, int cap) {
