@@ -57,6 +57,7 @@ typedef struct {
     int threads;
     int print_every;
     char memory_plan[8];       // "1" / "json": print the memory plan and exit ("0": train)
+    float gpu_mem;             // GiB of the GPU the plan is checked against (0: no check)
     int recompute;             // recompute layer activations in backward instead of keeping them
     char svd[16];              // GaLore projector: auto | exact | randomized
     char dist_init[PATHLEN];   // how ranks find each other without MPI: "" | file:PATH | tcp:HOST:PORT
@@ -125,6 +126,7 @@ static const OptSpec CLI_OPTIONS[] = {
     {"threads", OPT_INT, OPT_S(threads), "0", NULL, "CPU threads for OpenMP and BLAS (0: all cores)"},
     {"print-every", OPT_INT, OPT_S(print_every), "1", NULL, "print a console line every N steps (the log gets every step)"},
     {"memory-plan", OPT_CHOICE, OPT_S(memory_plan), "0", "0|1|json", "1: print the memory plan (weights, gradients, optimizer state, activations, workspaces) for this config and flags, and exit, without touching a GPU; json: the same as JSON"},
+    {"gpu-mem", OPT_FLOAT, OPT_S(gpu_mem), "0", NULL, "with --memory-plan 1: the GPU's memory in GiB (e.g. 24); prints whether the GPU plan plus the CUDA context fits, and the headroom"},
     {"recompute", OPT_INT, OPT_S(recompute), "0", NULL,
      "1: keep only each layer's input in forward and recompute the rest of its activations in backward (less memory, ~1/3 more compute; results are identical)"},
     {"svd", OPT_CHOICE, OPT_S(svd), "auto", "auto|exact|randomized",

@@ -375,4 +375,12 @@ static double llama_flops_per_token(const LlamaConfig* c, const ParamTable* pt, 
     return matmul + attn;
 }
 
+// ----------------------------------------------------------------------------
+// fixed sizes of GPU buffers, here so that memplan.h plans them on any machine: the rmsnorm
+// backward's row chunks (llama_kernels.cuh: deterministic dw in two passes), the fixed grid of the
+// gradient-norm partials, and the cuBLASLt workspace (Hopper's recommended size)
+#define RMS_DW_CHUNKS 64
+#define NORM_BLOCKS 512
+#define MATMUL_WORKSPACE_BYTES ((size_t)32 << 20)
+
 #endif // LLAMA_H

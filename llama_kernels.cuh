@@ -124,7 +124,7 @@ __global__ void rmsnorm_backward_dx_kernel(floatX* dx, const floatX* dy, const f
 // backward, dw part, in two deterministic passes: RMS_DW_CHUNKS row chunks each sum their rows
 // per column into fp32 scratch (RMS_DW_CHUNKS, C); then one thread per column adds the chunks in
 // order into dw. The chunk count is a constant, so the summation order never depends on the GPU.
-#define RMS_DW_CHUNKS 64
+// RMS_DW_CHUNKS: llama.h (the memory plan sizes the scratch)
 __global__ void rmsnorm_backward_dw_partial_kernel(float* scratch, const floatX* dy, const floatX* x, const float* rstd, int N, int C) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     int chunk = blockIdx.y;
@@ -302,7 +302,7 @@ static void adam_update(TP* p, floatX* pbf, const floatX* g, TM* m, TM* v, size_
 // squares of its grid-stride share (fp32) to partial[block]; the host adds the partials in order
 // in double. Same n, same bits, on every run and every GPU.
 
-#define NORM_BLOCKS 512
+// NORM_BLOCKS: llama.h (the memory plan sizes the partials)
 #define NORM_THREADS 512
 __global__ void sumsq_partial_kernel(float* partial, const floatX* x, size_t n) {
     float acc = 0.0f;
@@ -361,7 +361,7 @@ typedef struct {
     int has_dw_wait;
 } MatmulCtx;
 
-#define MATMUL_WORKSPACE_BYTES ((size_t)32 << 20) // Hopper's recommended cuBLASLt workspace
+// MATMUL_WORKSPACE_BYTES: llama.h (a memory plan row)
 
 // matmul_ctx_init: the cuBLAS and cuBLASLt handles on stream s, as every program here sets them up:
 // no TF32 anywhere (bf16 inputs make it moot; fp32 products stay fp32), atomics off (deterministic

@@ -1164,16 +1164,18 @@ int main(int argc, char** argv) {
     set_threads(s.threads);
     int B = s.batch, T = s.seq;
     if (strcmp(s.memory_plan, "0") != 0) {
+        // both engines' plans: this one's, and the GPU engine's (the very rows train_llamacu
+        // allocates; its library workspaces are sized by the device at startup)
         int json = strcmp(s.memory_plan, "json") == 0;
         cJSON* plans = json ? cJSON_CreateArray() : NULL;
         MemPlan mp;
         char title[256];
-        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU, s.recompute);
-        snprintf(title, sizeof title, "%s, %s%s, batch %d x %d, CPU engine (fp32)", config.name, s.optimizer, s.per_layer ? " per-layer" : "", B, T);
-        if (json) memplan_json(plans, &mp, title, "cpu"); else memplan_print(&mp, title);
-        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_GPU, 0);
-        snprintf(title, sizeof title, "%s, %s%s, GPU engine (bf16 weights and moments; activations: see train_llamacu)", config.name, s.optimizer, s.per_layer ? " per-layer" : "");
-        if (json) { memplan_json(plans, &mp, title, "gpu_state"); plan_json_print(plans); } else memplan_print(&mp, title);
+        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, s.recompute);
+        snprintf(title, sizeof title, "CPU engine (train_llama, fp32): %s, %s%s, batch %d x %d", config.name, s.optimizer, s.per_layer ? " per-layer" : "", B, T);
+        if (json) memplan_json(plans, &mp, title, "cpu"); else memplan_print(&mp, title, 0.0);
+        GpuPlanArgs ga = gpu_plan_args(&s, &config, &oc);
+        gpu_memplan_report(&config, s.optimizer, &oc, &ga, plans, s.gpu_mem);
+        if (json) plan_json_print(plans);
         return 0;
     }
     Llama model;
@@ -1195,9 +1197,9 @@ int main(int argc, char** argv) {
     if (s.steps > 0) {
         trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip, &dist);
         MemPlan mp;
-        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU, s.recompute);
-        printf("memory plan: %.1f MiB (weights %.1f, optimizer state %.1f); --memory-plan 1 for the table\n", mp.total / 1048576.0,
-               mp.items[0].bytes / 1048576.0, (memplan_paper_estimate(&mp) - mp.items[0].bytes) / 1048576.0);
+        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, s.recompute);
+        printf("memory plan: %.3f GiB (weights %.3f, optimizer state %.3f); --memory-plan 1 for the table\n", mp.total / GIB,
+               mp.items[0].bytes / GIB, (mp.state - mp.items[0].bytes) / GIB);
     } else {
         memset(&trainer, 0, sizeof trainer); // evaluation only: no optimizer state
         trainer.model = &model;
