@@ -39,6 +39,7 @@
 #include "galore.cuh"
 #include "dist.h"
 #include "run.h"
+#include "layerhook.h"
 #include <nccl.h>
 
 // ----------------------------------------------------------------------------
@@ -529,8 +530,8 @@ typedef struct {
     uint32_t sr_seed;
     int64_t t;             // optimizer updates done
     int per_layer;
-    // the step in progress (per-layer mode)
-    int micro; float lr; double sumsq; int bad; int updated;
+    LayerHookStep st;      // the step in progress (layerhook.h)
+    LayerHookOps hook;     // per-layer mode: this engine's arithmetic for layerhook.h
     // per-layer with accumulation (the CPU's Trainer.acc / racc): bf16 full accumulators for the
     // full-rank tensors, bf16 low-rank ones for GaLore tensors, full ones for a GaLore tensor only
     // during a step that refreshes it
@@ -604,7 +605,7 @@ static void gpu_dp_grads_ready(void* ctx, int first, int last) {
     GpuTrainer* tr = (GpuTrainer*)ctx;
     GpuLlama* m = tr->model;
     GpuOptim* o = &tr->opt;
-    if (tr->micro != tr->grad_accum - 1) return;
+    if (tr->st.micro != tr->grad_accum - 1) return;
     int64_t t = tr->t + 1;
     cudaCheck(cudaEventRecord(tr->ev_grad, m->stream));
     cudaCheck(cudaStreamWaitEvent(tr->us, tr->ev_grad, 0));
@@ -643,6 +644,7 @@ static void gpu_dist_init(GpuTrainer* tr, Dist* d, const char* init) {
     cudaCheck(cudaEventCreateWithFlags(&tr->ev_comm, cudaEventDisableTiming));
     tr->lowrank = (int*)callocCheck((size_t)m->table.n, sizeof(int));
     tr->d_scalars = (double*)m->mem.ptr[GR_DP_SCALARS]; // a plan row (gpu_trainer_init)
+    if (tr->d_scalars == NULL) die("internal: gpu_dist_init on a trainer built without this Dist (its plan has no NCCL scalars row)");
     if (!d->mpi) { d->ops_ctx = tr; d->sum_f64 = gpu_nccl_sum_f64; d->barrier = gpu_nccl_barrier; }
     if (!tr->per_layer) { m->grads_ready = gpu_dp_grads_ready; m->grads_ctx = tr; }
 }
@@ -777,79 +779,76 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
     }
 }
 
-// the per-layer hook (the CPU's trainer_grads_ready): tensors first..last have this micro-batch's
-// gradient in their slots. Each tensor's gradient is accumulated over the micro-batches (low-rank
-// between refreshes), summed over the ranks (data parallel), then the tensor is updated. All of it
-// runs on the update stream, after the gradients (ev_grad); the host waits only for the group's
-// norms (the NaN check), then returns to backward while the updates run; backward waits for
-// ev_slot before it writes the shared slots again (matmul_backward's dw_wait, gpu_slot_wait).
-static void gpu_trainer_grads_ready(void* ctx, int first, int last) {
+// the per-layer hook (layerhook.h, the CPU's too) on the GPU: all of its work runs on the update
+// stream us, after the gradients (ev_grad, begin); the host waits only for the group's norms (the
+// NaN check), then returns to backward while the updates run; backward waits for ev_slot before it
+// writes the shared slots again (matmul_backward's dw_wait, gpu_slot_wait).
+static floatX* gpu_hook_src(GpuTrainer* tr, int i, int src, size_t* len) {
+    *len = src == SRC_LOWRANK ? (size_t)tr->opt.lay[i].snumel : (size_t)tr->model->table.info[i].numel;
+    return src == SRC_LOWRANK ? tr->racc[i] : src == SRC_ACC ? tr->acc[i] : GX(tr->model, i);
+}
+static void gpu_hook_begin(void* ctx) {
     GpuTrainer* tr = (GpuTrainer*)ctx;
-    GpuLlama* m = tr->model;
+    cudaCheck(cudaEventRecord(tr->ev_grad, tr->model->stream));
+    cudaCheck(cudaStreamWaitEvent(tr->us, tr->ev_grad, 0));
+}
+static int gpu_hook_lowrank(void* ctx, int i, int64_t t) { return gpu_trainer_lowrank((GpuTrainer*)ctx, i, t); }
+static void gpu_hook_project(void* ctx, int i, float beta) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
     GpuOptim* o = &tr->opt;
-    cudaStream_t s = tr->us;
-    cudaCheck(cudaEventRecord(tr->ev_grad, m->stream));
-    cudaCheck(cudaStreamWaitEvent(s, tr->ev_grad, 0));
-    int final_micro = tr->micro == tr->grad_accum - 1;
-    int dp = tr->dist->active;
-    int64_t t = tr->t + 1;
-    int k = 0;
-    int idx[P_PER_LAYER], lowr[P_PER_LAYER];
+    galore_gpu_project(&o->gl, &o->lay[i], GX(tr->model, i), o->proj[i], tr->racc[i], 0, 1.0f, beta);
+}
+static void gpu_hook_accumulate(void* ctx, int i, int first_micro) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    size_t n = (size_t)tr->model->table.info[i].numel;
+    const floatX* g = GX(tr->model, i);
+    // a refresh step of a GaLore tensor: its full accumulator for this step only (the plan's
+    // transient row), stream-ordered on us, the only stream that touches it, so neither this nor
+    // its release waits on the host
+    if (tr->acc[i] == NULL) cudaCheck(cudaMallocAsync((void**)&tr->acc[i], sizeof(floatX) * n, tr->us));
+    if (first_micro) cudaCheck(cudaMemcpyAsync(tr->acc[i], g, sizeof(floatX) * n, cudaMemcpyDeviceToDevice, tr->us));
+    else galore_accumulate(tr->acc[i], g, n, tr->us);
+}
+static void gpu_hook_reduce(void* ctx, const int* idx, const int* src, int k) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    ncclCheck(ncclGroupStart());
+    for (int j = 0; j < k; j++) {
+        size_t len;
+        floatX* x = gpu_hook_src(tr, idx[j], src[j], &len);
+        gpu_reduce(tr, x, len, (size_t)tr->model->table.info[idx[j]].numel, tr->us);
+    }
+    ncclCheck(ncclGroupEnd());
+}
+static void gpu_hook_sumsq(void* ctx, const int* idx, const int* src, int k, double* ss) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
     const floatX* xs[P_PER_LAYER];
     size_t ns[P_PER_LAYER];
-    double ss[P_PER_LAYER];
-    // a non-finite gradient skips this tensor's update and every later one of the step (the groups
-    // above were already updated: per-layer mode cannot take them back); bad is decided on the
-    // summed gradients, so every rank decides alike
-    if (!tr->bad) {
-        for (int i = first; i <= last; i++) {
-            floatX* g = GX(m, i);
-            size_t n = (size_t)m->table.info[i].numel;
-            const TensorLayout* l = &o->lay[i];
-            floatX* src = g;  // the step's gradient the update sees
-            size_t len = n;
-            int lowrank = 0;
-            if (gpu_trainer_lowrank(tr, i, t) && (tr->grad_accum > 1 || dp)) {
-                galore_gpu_project(&o->gl, l, g, o->proj[i], tr->racc[i], 0, 1.0f, tr->micro == 0 ? 0.0f : 1.0f);
-                src = tr->racc[i]; len = (size_t)l->snumel; lowrank = 1;
-            } else if (tr->grad_accum > 1) {
-                if (tr->acc[i] == NULL) // a refresh step of a GaLore tensor: its full accumulator, for this step only
-                    tr->acc[i] = (floatX*)cudaMallocCheck(sizeof(floatX) * n, "refresh-step gradient accumulator (GaLore)");
-                floatX* a = tr->acc[i];
-                if (tr->micro == 0) cudaCheck(cudaMemcpyAsync(a, g, sizeof(floatX) * n, cudaMemcpyDeviceToDevice, s));
-                else galore_accumulate(a, g, n, s);
-                src = a;
-            }
-            if (!final_micro) continue;
-            idx[k] = i; lowr[k] = lowrank; xs[k] = src; ns[k] = len; k++;
-        }
-    }
-    if (k > 0) {
-        if (dp) {
-            ncclCheck(ncclGroupStart());
-            for (int j = 0; j < k; j++) gpu_reduce(tr, (floatX*)xs[j], ns[j], (size_t)m->table.info[idx[j]].numel, s);
-            ncclCheck(ncclGroupEnd());
-        }
-        gpu_sumsq_many(tr, xs, ns, k, ss, s);
-        for (int j = 0; j < k; j++) {
-            int i = idx[j];
-            if (!isfinite(ss[j])) tr->bad = 1;
-            if (tr->bad) continue;
-            tr->sumsq += ss[j];
-            gpu_optim_update(tr, i, xs[j], lowr[j], tr->lr, t, 1.0f);
-            tr->updated = 1;
-            if (tr->acc && xs[j] == tr->acc[i] && o->lay[i].side != SIDE_NONE) {
-                gpu_mem_sample();
-                cudaCheck(cudaStreamSynchronize(s));
-                cudaCheck(cudaFree(tr->acc[i]));
-                tr->acc[i] = NULL;
-            }
-        }
-    }
-    // the slots are reused by the next group: leave them zero for backward's accumulation
+    for (int j = 0; j < k; j++) xs[j] = gpu_hook_src(tr, idx[j], src[j], &ns[j]);
+    gpu_sumsq_many(tr, xs, ns, k, ss, tr->us);
+}
+static void gpu_hook_update(void* ctx, int i, int src, float lr, int64_t t) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    size_t len;
+    const floatX* g = gpu_hook_src(tr, i, src, &len);
+    gpu_optim_update(tr, i, g, src == SRC_LOWRANK, lr, t, 1.0f);
+}
+static void gpu_hook_release(void* ctx, int i) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    if (!tr->acc || !tr->acc[i] || tr->opt.lay[i].side == SIDE_NONE) return;
+    gpu_mem_sample();
+    cudaCheck(cudaFreeAsync(tr->acc[i], tr->us)); // after the update enqueued before it on us
+    tr->acc[i] = NULL;
+}
+static void gpu_hook_zero_slots(void* ctx, int first, int last) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    GpuLlama* m = tr->model;
     size_t start = m->goff[first], end = m->goff[last] + (size_t)m->table.info[last].numel;
-    cudaCheck(cudaMemsetAsync(m->grads + start, 0, sizeof(floatX) * (end - start), s));
-    cudaCheck(cudaEventRecord(tr->ev_slot, s));
+    cudaCheck(cudaMemsetAsync(m->grads + start, 0, sizeof(floatX) * (end - start), tr->us));
+    cudaCheck(cudaEventRecord(tr->ev_slot, tr->us));
+}
+static void gpu_trainer_grads_ready(void* ctx, int first, int last) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    layer_hook_run(&tr->hook, &tr->st, first, last);
 }
 
 // dist: the data-parallel ranks (NULL: one process); gpu_dist_init then makes the communicator
@@ -891,10 +890,20 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     if (per_layer) {
         m->grads_ready = gpu_trainer_grads_ready;
         m->grads_ctx = tr;
+        LayerHookOps h = {tr, gpu_hook_begin, gpu_hook_lowrank, gpu_hook_project, gpu_hook_accumulate, gpu_hook_reduce, gpu_hook_sumsq,
+                          gpu_hook_update, gpu_hook_release, gpu_hook_zero_slots};
+        tr->hook = h;
     }
     // accumulators (the plan's rows, carved by the same accum_layout): full ones for per-layer
     // accumulation, low-rank ones for it and for data parallel
     int need_full = per_layer && grad_accum > 1, need_low = need_full || tr->dist->active;
+    if (need_full) {
+        // the refresh-step accumulators are stream-ordered allocations (cudaMallocAsync on us)
+        int dev = 0, pools = 0;
+        cudaCheck(cudaGetDevice(&dev));
+        cudaCheck(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, dev));
+        if (!pools) die("--per-layer 1 --grad-accum %d: this device/driver has no stream-ordered memory pools (cudaMallocAsync); use --grad-accum 1", grad_accum);
+    }
     if (need_full || need_low) {
         int n = m->table.n;
         int64_t* off = (int64_t*)mallocCheck(sizeof(int64_t) * 2 * (size_t)n);
@@ -943,7 +952,8 @@ static void gpu_trainer_free(GpuTrainer* tr) {
     free(tr->h_part);
     if (tr->acc) {
         for (int i = 0; i < tr->model->table.n; i++)
-            if (tr->acc[i] && tr->opt.lay[i].side != SIDE_NONE) cudaCheck(cudaFree(tr->acc[i]));
+            if (tr->acc[i] && tr->opt.lay[i].side != SIDE_NONE) cudaCheck(cudaFreeAsync(tr->acc[i], tr->us));
+        cudaCheck(cudaStreamSynchronize(tr->us));
         free(tr->acc); free(tr->racc);
     }
     if (tr->dist->active) {
@@ -964,12 +974,15 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
                             int64_t* n_targets) {
     GpuLlama* m = tr->model;
     int dp = tr->dist->active;
-    tr->lr = lr; tr->sumsq = 0.0; tr->bad = 0; tr->updated = 0; tr->comm_bytes = 0.0; tr->comm_full = 0.0;
+    LayerHookStep* st = &tr->st;
+    memset(st, 0, sizeof *st);
+    st->grad_accum = tr->grad_accum; st->dp = dp; st->lr = lr; st->t = tr->t + 1;
+    tr->comm_bytes = 0.0; tr->comm_full = 0.0;
     if (!tr->per_layer) gpu_zero_grad(m);
     double loss_sum = 0.0;
     *n_targets = 0;
     for (int micro = 0; micro < tr->grad_accum; micro++) {
-        tr->micro = micro;
+        st->micro = micro;
         dataloader_next_batch(dl, inputs, targets);
         if (dp) {
             // the loss gradient is normalized by the targets of every rank: count them first
@@ -984,10 +997,10 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
         double mean = dist_mean_loss(tr->dist, m->mean_loss, m->n_valid, &n_all);
         loss_sum += mean;
         *n_targets += n_all;
-        if (!isfinite(mean)) tr->bad = 1;
+        if (!isfinite(mean)) st->bad = 1;
         // per-layer mode updates inside backward: a bad loss must stop it before it starts. Data
         // parallel whole-model: the backward's hooks all-reduce, so every rank runs it.
-        if (tr->bad && tr->per_layer) continue;
+        if (st->bad && tr->per_layer) continue;
         gpu_backward(m, inputs, dl->B, dl->T);
     }
     if (!tr->per_layer) {
@@ -1009,8 +1022,8 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
             }
         }
         *norm = (float)sqrt(gpu_grad_sumsq(m) + ss_low); // low-rank tensors' full slots were zeroed
-        if (!isfinite(*norm)) tr->bad = 1;
-        if (!tr->bad) {
+        if (!isfinite(*norm)) st->bad = 1;
+        if (!st->bad) {
             // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1
             float gscale = 1.0f;
             if (tr->grad_clip > 0.0f) {
@@ -1024,21 +1037,22 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
                 int lr_i = dp && tr->lowrank[i];
                 gpu_optim_update(tr, i, lr_i ? tr->racc[i] : GX(m, i), lr_i, lr, tr->t + 1, gscale);
             }
-            tr->updated = 1;
+            st->updated = 1;
         }
     }
     // the next forward reads the updated weights: the main stream waits for the update stream
     cudaCheck(cudaEventRecord(tr->ev_upd, tr->us));
     cudaCheck(cudaStreamWaitEvent(m->stream, tr->ev_upd, 0));
     if (tr->per_layer) {
-        *norm = tr->bad ? NAN : (float)sqrt(tr->sumsq);
+        *norm = st->bad ? NAN : (float)sqrt(st->sumsq);
         gpu_zero_grad(m); // a skipped step can leave a group's gradient in the slots
+        layer_hook_end_step(&tr->hook, st, m->table.n); // the refresh-step accumulators of a skipped step
     }
     m->n_norm = 0;
     cudaCheck(cudaStreamSynchronize(m->stream));
     gpu_mem_sample();
-    if (tr->updated) tr->t++;
-    *skipped = tr->bad;
+    if (st->updated) tr->t++;
+    *skipped = st->bad;
     return (float)(loss_sum / tr->grad_accum);
 }
 
