@@ -550,6 +550,59 @@ static void recompute_run(const LlamaConfig* c, const float* init, const OptimCo
     llama_free(&m);
 }
 
+// layerhook.h's control flow, on counting ops: groups of 2 tensors, tensor 1 low-rank (between
+// refreshes), the others accumulated in full (a refresh step's accumulators for the GaLore ones).
+// A micro-batch after the first going non-finite leaves no accumulator held (finding 5 of issue
+// 16); a NaN norm in a group updates the groups before it and the tensors before it in its group,
+// and nothing after.
+typedef struct { int held[6], updated[6], projected[6], reduced, zeroed; int nan_at; } HookFake;
+static int fake_lowrank(void* ctx, int i, int64_t t) { (void)ctx; (void)t; return i == 1; }
+static void fake_project(void* ctx, int i, float beta) { ((HookFake*)ctx)->projected[i] += beta == 0.0f ? 1 : 10; }
+static void fake_accumulate(void* ctx, int i, int first) { HookFake* f = (HookFake*)ctx; if (first) f->held[i] = 1; }
+static void fake_reduce(void* ctx, const int* idx, const int* src, int k) { (void)idx; (void)src; ((HookFake*)ctx)->reduced += k; }
+static void fake_sumsq(void* ctx, const int* idx, const int* src, int k, double* ss) {
+    for (int j = 0; j < k; j++) ss[j] = idx[j] == ((HookFake*)ctx)->nan_at ? NAN : 1.0 + (src[j] == SRC_LOWRANK);
+}
+static void fake_update(void* ctx, int i, int src, float lr, int64_t t) { (void)src; (void)lr; (void)t; ((HookFake*)ctx)->updated[i]++; }
+static void fake_release(void* ctx, int i) { ((HookFake*)ctx)->held[i] = 0; }
+static void fake_zero(void* ctx, int first, int last) { ((HookFake*)ctx)->zeroed += last - first + 1; }
+
+static void test_layer_hook(void) {
+    HookFake f;
+    LayerHookOps o = {&f, NULL, fake_lowrank, fake_project, fake_accumulate, fake_reduce, fake_sumsq, fake_update, fake_release, fake_zero};
+    LayerHookStep st;
+    // step 1: micro-batch 0 runs every group (backward order), micro-batch 1's loss is non-finite
+    memset(&f, 0, sizeof f); f.nan_at = -1;
+    memset(&st, 0, sizeof st); st.grad_accum = 2; st.t = 1;
+    for (int g = 2; g >= 0; g--) layer_hook_run(&o, &st, 2 * g, 2 * g + 1);
+    int held0 = 0;
+    for (int i = 0; i < 6; i++) held0 += f.held[i];
+    st.bad = 1; // what train_step sets when a micro-batch's loss is non-finite; backward is not run
+    layer_hook_end_step(&o, &st, 6);
+    int held1 = 0, upd1 = 0;
+    for (int i = 0; i < 6; i++) { held1 += f.held[i]; upd1 += f.updated[i]; }
+    check(held0 == 5 && held1 == 0 && upd1 == 0 && f.projected[1] == 1 && f.zeroed == 6,
+          "per-layer hook: a non-finite micro-batch 1 frees the %d accumulators micro-batch 0 filled (%d left), updates nothing", held0, held1);
+    // step 2: both micro-batches, data parallel; tensor 3's norm (the middle group's second) is NaN
+    memset(&f, 0, sizeof f); f.nan_at = 3;
+    memset(&st, 0, sizeof st); st.grad_accum = 2; st.dp = 1; st.t = 1;
+    for (int micro = 0; micro < 2; micro++) {
+        st.micro = micro;
+        for (int g = 2; g >= 0; g--) layer_hook_run(&o, &st, 2 * g, 2 * g + 1);
+    }
+    int want[6] = {0, 0, 1, 0, 1, 1};
+    int same = 1;
+    for (int i = 0; i < 6; i++) same &= f.updated[i] == want[i];
+    int held_bad = f.held[3] + f.held[0]; // the NaN tensor's and the skipped group's accumulators, until the step ends
+    layer_hook_end_step(&o, &st, 6);
+    int held_end = 0;
+    for (int i = 0; i < 6; i++) held_end += f.held[i];
+    check(same && st.bad && st.updated && st.sumsq == 3.0 && f.reduced == 4 && f.projected[1] == 1 && held_bad == 2 && held_end == 0,
+          "per-layer hook: a NaN norm updates the groups before it and the tensors before it in its group (%d %d %d %d %d %d), "
+          "reduces each final group, releases the accumulators updated", f.updated[0], f.updated[1], f.updated[2], f.updated[3],
+          f.updated[4], f.updated[5]);
+}
+
 static void test_recompute(void) {
     LlamaConfig c;
     llama_config_from_json(&c, REF_DIR "/config.json");
@@ -949,6 +1002,7 @@ int main(void) {
     test_per_layer();
     test_recompute();
     test_memplan();
+    test_layer_hook();
     test_galore_unit("unit.bin", PROJ_STD);
     test_galore_unit("unit_reverse.bin", PROJ_REVERSE_STD);
     test_galore_unit("unit8bit.bin", PROJ_STD);
