@@ -63,6 +63,7 @@ typedef struct {
     char prompt_ids[PATHLEN];  // --steps 0: token ids whose continuation is sampled
     char dump_logits[PATHLEN]; // --steps 0: the first val batch's logits go to this file
     char memory_plan[8];       // "1" / "json": print the memory plan and exit ("0": train)
+    float gpu_mem;             // GiB of the GPU the plan is checked against (0: no check)
     int recompute;             // recompute layer activations in backward instead of keeping them
     char svd[16];              // GaLore projector: auto | exact | randomized
     char dist_init[PATHLEN];   // how ranks find each other without MPI: "" | file:PATH | tcp:HOST:PORT
@@ -137,6 +138,7 @@ static const OptSpec CLI_OPTIONS[] = {
     {"prompt-ids", OPT_STR, OPT_S(prompt_ids), "", NULL, "with --steps 0: token ids (space or comma separated, e.g. sentencepiece's encode of a text) whose continuation of --sample-len tokens is sampled and printed"},
     {"dump-logits", OPT_STR, OPT_S(dump_logits), "", NULL, "with --steps 0: write the first val batch's inputs and fp32 logits to this file (see README: to compare with transformers)"},
     {"memory-plan", OPT_CHOICE, OPT_S(memory_plan), "0", "0|1|json", "1: print the memory plan (weights, gradients, optimizer state, activations, workspaces) for this config and flags, and exit, without touching a GPU; json: the same as JSON"},
+    {"gpu-mem", OPT_FLOAT, OPT_S(gpu_mem), "0", NULL, "with --memory-plan 1: the GPU's memory in GiB (e.g. 24); prints whether the GPU plan plus the CUDA context fits, and the headroom"},
     {"recompute", OPT_INT, OPT_S(recompute), "0", NULL,
      "1: keep only each layer's input in forward and recompute the rest of its activations in backward (less memory, ~1/3 more compute; results are identical)"},
     {"svd", OPT_CHOICE, OPT_S(svd), "auto", "auto|exact|randomized",

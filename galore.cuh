@@ -87,59 +87,6 @@ typedef struct {
     int unfused;               // tests: take the unfused (reference) update path even where the fused one applies
 } GaloreGpu;
 
-// the scratch the GPU optimizer needs for these tensors (also what the memory plan prints).
-// svd_ws: the estimated cuSOLVER workspace (floats), the largest over the tensors of what its
-// refresh needs (galore_svd_workspace_estimate)
-typedef struct { int64_t max_full, max_k, max_s, max_proj; double svd_ws; } GaloreDims;
-
-// the randomized refresh's shapes: A (len x other) is G (left) or G^T (right), l the sketch width
-static void galore_rand_dims(const TensorLayout* l, int* len, int* other, int* w) {
-    int right = l->side == SIDE_RIGHT;
-    *len = (int)(right ? l->n : l->m);
-    *other = (int)(right ? l->m : l->n);
-    *w = (int)galore_svd_width(l->m, l->n, l->r);
-}
-
-// the randomized refresh's slices of the cuSOLVER workspace g->work (floats): tau (l) at 0, U_B
-// (l x l) at *ub, cuSOLVER's own workspace at *ws; each starts on a 256-byte boundary
-static void galore_rand_offsets(int w, size_t* ub, size_t* ws) {
-    *ub = ((size_t)w + 63) / 64 * 64;
-    *ws = (*ub + (size_t)w * w + 63) / 64 * 64;
-}
-
-static GaloreDims galore_dims(const TensorLayout* lay, int n) {
-    GaloreDims d;
-    memset(&d, 0, sizeof d);
-    for (int i = 0; i < n; i++) {
-        const TensorLayout* l = &lay[i];
-        if (l->side == SIDE_NONE) continue;
-        int64_t full = l->m * l->n, k = l->m < l->n ? l->m : l->n;
-        if (full > d.max_full) d.max_full = full;
-        if (k > d.max_k) d.max_k = k;
-        if (l->snumel > d.max_s) d.max_s = l->snumel;
-        if (l->proj_numel > d.max_proj) d.max_proj = l->proj_numel;
-        // exact: gesvdj's workspace, estimated as one more fp32 copy of the matrix; randomized:
-        // tau (l) + U_B (l x l) + the QR / small-SVD workspace, estimated as one more tall sketch
-        // (max(len, other) + l) x l
-        double ws = (double)full;
-        if (l->svd == SVD_RANDOMIZED) {
-            int len, other, w;
-            galore_rand_dims(l, &len, &other, &w);
-            size_t ub, wso;
-            galore_rand_offsets(w, &ub, &wso);
-            ws = (double)wso + ((double)(len > other ? len : other) + w) * w;
-        }
-        if (ws > d.svd_ws) d.svd_ws = ws;
-    }
-    return d;
-}
-
-// gesvdj's workspace without a GPU is unknown (cusolverDnSgesvdj_bufferSize needs a handle, which
-// needs a device): the plan uses this estimate, one more fp32 copy of the largest matrix (of the
-// exact path; galore_dims says what the randomized one adds); the real size is queried in
-// galore_gpu_init and printed there
-static double galore_svd_workspace_estimate(const GaloreDims* d) { return d->svd_ws * 4.0; }
-
 // gesvd of a rows x cols column-major matrix (rows >= cols, as cuSOLVER's gesvd requires), laid out
 // in g->work as rwork (cols floats: the unconverged superdiagonal when info > 0), then gesvd's own
 // workspace from a 256-byte boundary (galore_gpu_gesvd)

@@ -452,4 +452,15 @@ static double llama_flops_per_token(const LlamaConfig* c, const ParamTable* pt, 
     return matmul + attn;
 }
 
+// ----------------------------------------------------------------------------
+// fixed sizes of GPU buffers, here so that memplan.h plans them on any machine: the rmsnorm
+// backward's row chunks (llama_kernels.cuh: deterministic dw in two passes), the fixed grid of the
+// gradient-norm partials, and the cuBLASLt workspace (Hopper's recommended size)
+#define RMS_DW_CHUNKS 64
+#define NORM_BLOCKS 512
+// the device's target counts kept after the targets (llama_kernels.cuh's TC_NUM: valid, first bad,
+// the count the classifier divides by; a static_assert there keeps them equal)
+#define GPU_TARGET_COUNTS 3
+#define MATMUL_WORKSPACE_BYTES ((size_t)32 << 20)
+
 #endif // LLAMA_H

@@ -124,7 +124,7 @@ __global__ void rmsnorm_backward_dx_kernel(floatX* dx, const floatX* dy, const f
 // backward, dw part, in two deterministic passes: RMS_DW_CHUNKS row chunks each sum their rows
 // per column into fp32 scratch (RMS_DW_CHUNKS, C); then one thread per column adds the chunks in
 // order into dw. The chunk count is a constant, so the summation order never depends on the GPU.
-#define RMS_DW_CHUNKS 64
+// RMS_DW_CHUNKS: llama.h (the memory plan sizes the scratch)
 __global__ void rmsnorm_backward_dw_partial_kernel(float* scratch, const floatX* dy, const floatX* x, const float* rstd, int N, int C) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     int chunk = blockIdx.y;
@@ -226,6 +226,7 @@ static void swiglu_backward(floatX* dgu, const floatX* dact, const floatX* gu, s
 // ranks (an all-reduce into it before the classifier). One block, __syncthreads_count per chunk of
 // positions: an exact integer count, deterministic.
 enum { TC_VALID = 0, TC_FIRST_BAD, TC_NORM, TC_NUM };
+static_assert(TC_NUM == GPU_TARGET_COUNTS, "memplan.h sizes the targets row with GPU_TARGET_COUNTS");
 #define TC_BLOCK 1024
 __global__ void targets_count_kernel(int* counts, const int* targets, int N, int V) {
     int valid = 0, first_bad = N;
@@ -338,7 +339,7 @@ static void adam_update(TP* p, floatX* pbf, const floatX* g, TM* m, TM* v, size_
 // squares of its grid-stride share (fp32) to partial[block]; the host adds the partials in order
 // in double. Same n, same bits, on every run and every GPU.
 
-#define NORM_BLOCKS 512
+// NORM_BLOCKS: llama.h (the memory plan sizes the partials)
 #define NORM_THREADS 512
 __global__ void sumsq_partial_kernel(float* partial, const floatX* x, size_t n) {
     float acc = 0.0f;
@@ -419,7 +420,7 @@ typedef struct {
     int has_dw_wait;
 } MatmulCtx;
 
-#define MATMUL_WORKSPACE_BYTES ((size_t)32 << 20) // Hopper's recommended cuBLASLt workspace
+// MATMUL_WORKSPACE_BYTES: llama.h (a memory plan row)
 // A MatmulCtx (its handles, workspace and cache) serves one stream (ctx->stream, checked per call): the trainer keeps one
 // for the main stream (GpuLlama.mm) and one for the update stream (GpuTrainer.mm_upd), so no
 // workspace is ever used by two streams at once; the descriptors in the cache hold no stream.

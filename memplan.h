@@ -1,8 +1,10 @@
-// memplan.h: the memory plan. For a (config, optimizer, flags, engine) it lists every buffer
-// the program allocates and its bytes, computed without allocating anything, so that the plan
-// of llama_7b can be printed on any machine. The CPU engine allocates its activations and
-// optimizer state from the same functions (cpu_activation_sizes, tensor_layout), so the plan
-// cannot drift from what is allocated. The GPU engine adds its own rows (issue: CUDA trainer).
+// memplan.h: the memory plans. For a (config, optimizer, flags) each lists every buffer its
+// engine allocates and its bytes, computed without allocating anything, so that the plan of
+// llama_7b can be printed on any machine. The CPU engine allocates its activations and optimizer
+// state from the same functions (cpu_activation_sizes, tensor_layout); the GPU engine allocates
+// by walking gpu_memplan_build's rows (train_llama.cu), so neither plan can drift from what is
+// allocated. Both binaries print both plans (--memory-plan); the GPU rows only a device can size
+// (library workspaces) say so, and train_llamacu fills them in at startup.
 #ifndef MEMPLAN_H
 #define MEMPLAN_H
 
@@ -10,19 +12,7 @@
 #include <string.h>
 #include "llama.h"
 #include "galore.h"
-
-enum { ENGINE_CPU = 0, ENGINE_GPU = 1 };
-
-// bytes per element of each kind of buffer. CPU: fp32 everywhere. GPU: the paper's pure bf16
-// (weights, gradients, Adam moments and projectors in bf16; bitsandbytes' 32-bit path for small
-// tensors stays fp32; absmax fp32).
-typedef struct { int weight, grad, moment, proj, act; } EngineBytes;
-static EngineBytes engine_bytes(int engine) {
-    EngineBytes e;
-    if (engine == ENGINE_GPU) { e.weight = 2; e.grad = 2; e.moment = 2; e.proj = 2; e.act = 2; }
-    else { e.weight = 4; e.grad = 4; e.moment = 4; e.proj = 4; e.act = 4; }
-    return e;
-}
+#include "cli.h"
 
 // ----------------------------------------------------------------------------
 // CPU activations: the list train_llama.c allocates (one allocation, then a pointer table)
@@ -48,26 +38,58 @@ static void cpu_activation_sizes(const LlamaConfig* c, int B, int T, int recompu
 }
 
 // ----------------------------------------------------------------------------
-// the plan
+// the plan: named rows of bytes. flags: MEM_STATE counts in the paper's "weights + optimizer
+// state"; MEM_TRANSIENT is allocated only for a while (shown, not in the total); MEM_QUERIED is a
+// library workspace only a device can size: its bytes are an estimate until the device fills
+// them in at startup (queried 1); MEM_LIBRARY is allocated inside a library wrapper (cuBLASLt
+// handles, attention_init, galore_gpu_init), which the trainer checks against the row at startup.
 
-typedef struct { char name[64]; double bytes; int transient; } MemItem;
-typedef struct { MemItem items[16]; int n; double total, transient; } MemPlan;
+enum { MEM_STATE = 1, MEM_TRANSIENT = 2, MEM_QUERIED = 4, MEM_LIBRARY = 8 };
+#define MEMPLAN_MAX 64
+typedef struct { char name[80]; double bytes; double estimate; int flags; int queried; } MemItem;
+typedef struct { MemItem items[MEMPLAN_MAX]; int n; double total, transient, state; } MemPlan;
 
-static void memplan_add(MemPlan* mp, const char* name, double bytes, int transient) {
-    if (bytes <= 0.0 || mp->n >= 16) return;
-    MemItem* it = &mp->items[mp->n++];
-    snprintf(it->name, sizeof it->name, "%s", name);
-    it->bytes = bytes;
-    it->transient = transient;
-    if (transient) mp->transient += bytes; else mp->total += bytes;
+// memplan_sum: total, transient and state from the rows (after any row changed)
+static void memplan_sum(MemPlan* mp) {
+    mp->total = mp->transient = mp->state = 0.0;
+    for (int i = 0; i < mp->n; i++) {
+        const MemItem* it = &mp->items[i];
+        if (it->flags & MEM_TRANSIENT) { mp->transient += it->bytes; continue; }
+        mp->total += it->bytes;
+        if (it->flags & MEM_STATE) mp->state += it->bytes;
+    }
 }
 
-// memplan_build: per_layer and grad_accum as the trainer runs them; recompute as --recompute
-// (the CPU's activations; the GPU engine's are train_llamacu's plan)
+// memplan_set: row i (its index is its id: the GPU plan's rows are GR_*), and the sums
+static void memplan_set(MemPlan* mp, int i, const char* name, double bytes, int flags) {
+    if (i >= MEMPLAN_MAX) die("internal: memory plan row %d of %d", i, MEMPLAN_MAX);
+    if (i >= mp->n) mp->n = i + 1;
+    MemItem* it = &mp->items[i];
+    snprintf(it->name, sizeof it->name, "%s", name);
+    it->bytes = bytes > 0.0 ? bytes : 0.0;
+    it->estimate = it->bytes;
+    it->flags = flags;
+    it->queried = 0;
+    memplan_sum(mp);
+}
+static void memplan_add(MemPlan* mp, const char* name, double bytes, int flags) {
+    if (bytes > 0.0) memplan_set(mp, mp->n, name, bytes, flags);
+}
+
+// memplan_fill: the device's size of a queried row (train_llamacu at startup)
+static void memplan_fill(MemPlan* mp, int i, double bytes) {
+    if (!(mp->items[i].flags & MEM_QUERIED)) die("internal: memory plan row %s is not a queried row", mp->items[i].name);
+    mp->items[i].bytes = bytes;
+    mp->items[i].queried = 1;
+    memplan_sum(mp);
+}
+
+// memplan_build: the CPU engine's buffers. per_layer and grad_accum as the trainer runs them;
+// recompute as --recompute. The GPU engine's plan is gpu_memplan_build below.
 static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* oc, int per_layer, int grad_accum,
-                          int B, int T, int engine, int recompute) {
+                          int B, int T, int recompute) {
     memset(mp, 0, sizeof *mp);
-    EngineBytes eb = engine_bytes(engine);
+    const double F = 4.0; // fp32 everywhere
     ParamTable pt;
     param_table_build(&pt, c);
     double P = (double)pt.total;
@@ -80,8 +102,8 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
         TensorLayout l;
         tensor_layout(&l, &pt.info[i], oc);
         if (l.state == STATE_8BIT) { q8 += 2.0 * l.snumel; absmax += 2.0 * 4 * l.nblocks; }
-        else moments += 2.0 * l.snumel * (optim_is_8bit(oc->kind) ? 4 : eb.moment); // bnb's 32-bit path is fp32
-        proj += (double)l.proj_numel * eb.proj;
+        else moments += 2.0 * l.snumel * F;
+        proj += (double)l.proj_numel * F;
         if (l.side != SIDE_NONE) {
             if (l.snumel > max_s) max_s = (double)l.snumel;
             if ((double)(l.m * l.n) > max_full) max_full = (double)(l.m * l.n);
@@ -89,56 +111,258 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
             galore_full += (double)(l.m * l.n);
         } else acc_full += (double)pt.info[i].numel;
     }
-    memplan_add(mp, "weights", P * eb.weight, 0);
-    memplan_add(mp, per_layer ? "gradients (largest update group)" : "gradients", grads * eb.grad, 0);
+    memplan_add(mp, "weights", P * F, MEM_STATE);
+    memplan_add(mp, per_layer ? "gradients (largest update group)" : "gradients", grads * F, 0);
     if (per_layer && grad_accum > 1) {
-        memplan_add(mp, "gradient accumulators (full-rank tensors)", acc_full * eb.grad, 0);
-        memplan_add(mp, "gradient accumulators (low-rank)", acc_low * eb.grad, 0);
-        memplan_add(mp, "refresh-step accumulators (GaLore, transient)", galore_full * eb.grad, 1);
+        memplan_add(mp, "gradient accumulators (full-rank tensors)", acc_full * F, 0);
+        memplan_add(mp, "gradient accumulators (low-rank)", acc_low * F, 0);
+        memplan_add(mp, "refresh-step accumulators (GaLore, transient)", galore_full * F, MEM_TRANSIENT);
     }
-    memplan_add(mp, "adam moments (m, v)", moments, 0);
-    memplan_add(mp, "8-bit moments (m, v)", q8, 0);
-    memplan_add(mp, "8-bit absmax", absmax, 0);
-    memplan_add(mp, "projectors", proj, 0);
-    if (engine == ENGINE_CPU) {
-        memplan_add(mp, "optimizer scratch (R, N, U)", (2.0 * max_s + max_full) * 4, 0);
-        memplan_add(mp, "svd workspace (at refresh, transient)", max_full * 4 * 3, 1);
-        size_t sizes[CPU_NUM_ACT];
-        cpu_activation_sizes(c, B, T, recompute, sizes);
-        double acts = 0.0, logits = 0.0;
-        for (int i = 0; i < CPU_NUM_ACT; i++) {
-            if (strcmp(CPU_ACT_NAMES[i], "logits") == 0) logits = (double)sizes[i] * eb.act;
-            else acts += (double)sizes[i] * eb.act;
-        }
-        memplan_add(mp, recompute ? "activations (--recompute 1: inputs + 1 layer)" : "activations", acts, 0);
-        memplan_add(mp, "logits", logits, 0);
+    memplan_add(mp, "adam moments (m, v)", moments, MEM_STATE);
+    memplan_add(mp, "8-bit moments (m, v)", q8, MEM_STATE);
+    memplan_add(mp, "8-bit absmax", absmax, MEM_STATE);
+    memplan_add(mp, "projectors", proj, MEM_STATE);
+    memplan_add(mp, "optimizer scratch (R, N, U)", (2.0 * max_s + max_full) * F, 0);
+    memplan_add(mp, "svd workspace (at refresh, transient)", max_full * F * 3, MEM_TRANSIENT);
+    size_t sizes[CPU_NUM_ACT];
+    cpu_activation_sizes(c, B, T, recompute, sizes);
+    double acts = 0.0, logits = 0.0;
+    for (int i = 0; i < CPU_NUM_ACT; i++) {
+        if (strcmp(CPU_ACT_NAMES[i], "logits") == 0) logits = (double)sizes[i] * F;
+        else acts += (double)sizes[i] * F;
     }
+    memplan_add(mp, recompute ? "activations (--recompute 1: inputs + 1 layer)" : "activations", acts, 0);
+    memplan_add(mp, "logits", logits, 0);
     param_table_free(&pt);
 }
 
-// the paper's Table 2 "memory estimate": weights plus optimizer state, in bf16
-static double memplan_paper_estimate(const MemPlan* mp) {
-    double b = 0.0;
-    for (int i = 0; i < mp->n; i++) {
-        const char* n = mp->items[i].name;
-        if (strcmp(n, "weights") == 0 || strstr(n, "moments") || strstr(n, "absmax") || strcmp(n, "projectors") == 0) b += mp->items[i].bytes;
+// ----------------------------------------------------------------------------
+// the GPU engine's plan: every device buffer train_llamacu allocates, one row each, row index =
+// id. train_llama.cu allocates by walking these rows (gpu_alloc_rows: cudaMalloc of exactly the
+// row's bytes, named by the row), and checks the MEM_LIBRARY rows against the libraries' own
+// contexts, so the plan printed (here, by either binary, without a GPU) is what is allocated.
+
+#define GPU_X 2 // bytes of a bf16 element (floatX)
+
+// activations: one row each
+enum {
+    A_RES = 0, A_LN1, A_RSTD1, A_QKV, A_ATTY, A_ATTN_SAVED, A_RES2, A_LN2, A_RSTD2, A_GU, A_ACT, A_LNF, A_RSTDF,
+    A_LOGITS, A_LOSSES, A_DRES, A_SCRATCH, A_RMS_SCRATCH, A_NORM_PARTIALS, A_INPUTS, A_TARGETS, A_BUCKET, A_NUM
+};
+static const char* const GPU_ACT_NAMES[A_NUM] = {
+    "res (L+1, B, T, C) bf16", "ln1 (L, B, T, C) bf16", "rstd1 (L, B, T) fp32", "qkv (L, B, T, C+2KV) bf16",
+    "atty (L, B, T, C) bf16", "attention saved for backward (L x stats or probs)", "res2 (L, B, T, C) bf16", "ln2 (L, B, T, C) bf16",
+    "rstd2 (L, B, T) fp32", "gu (L, B, T, 2H) bf16", "act (L, B, T, H) bf16", "lnf (B, T, C) bf16", "rstdf (B, T) fp32",
+    "logits (B, T, V) bf16", "losses (B, T) fp32", "dres (B, T, C) bf16", "scratch (B, T, max(3H, C+2KV)) bf16",
+    "rmsnorm dw scratch fp32", "grad norm partials fp32", "inputs int32", "targets int32 (+ their counts)", "encoder buckets int32",
+};
+// --recompute 1: forward keeps res (every layer's input); the per-layer buffers ln1 .. act hold
+// one layer, which backward recomputes layer by layer (gpu_layer_forward)
+static const char* const GPU_ACT_NAMES_RECOMPUTE[A_ACT + 1] = {
+    "res (L+1, B, T, C) bf16: every layer's input", "ln1 (B, T, C) bf16: 1 layer, recomputed", "rstd1 (B, T) fp32: 1 layer, recomputed",
+    "qkv (B, T, C+2KV) bf16: 1 layer, recomputed", "atty (B, T, C) bf16: 1 layer, recomputed",
+    "attention saved: 1 layer, recomputed", "res2 (B, T, C) bf16: 1 layer, recomputed",
+    "ln2 (B, T, C) bf16: 1 layer, recomputed", "rstd2 (B, T) fp32: 1 layer, recomputed", "gu (B, T, 2H) bf16: 1 layer, recomputed",
+    "act (B, T, H) bf16: 1 layer, recomputed",
+};
+static const char* gpu_act_name(int i, int recompute) { return recompute && i <= A_ACT ? GPU_ACT_NAMES_RECOMPUTE[i] : GPU_ACT_NAMES[i]; }
+
+static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
+
+// what attention keeps per layer for its backward (attention.cuh's attention_activation_bytes,
+// which train_llama.cu checks against this at startup): cuDNN's softmax stats (B, NH, T) fp32, or
+// the cuBLAS fallback's probabilities (B, NH, T, T) bf16
+static size_t gpu_attn_saved_bytes(const LlamaConfig* c, int B, int T, int cudnn) {
+    return cudnn ? (size_t)B * c->NH * T * 4 : (size_t)B * c->NH * T * (size_t)T * GPU_X;
+}
+
+// bytes of each activation buffer, each 256-byte aligned; attn_saved: per layer; recompute: the
+// per-layer buffers (all but res) hold one layer
+static void gpu_act_sizes(const LlamaConfig* c, int B, int T, size_t attn_saved, size_t bytes[A_NUM], int recompute) {
+    size_t L = c->L, C = c->C, H = c->H, V = c->V, BT = (size_t)B * T, KV = (size_t)c->NKV * (C / c->NH);
+    size_t scratch = 3 * H > C + 2 * KV ? 3 * H : C + 2 * KV;
+    size_t X = GPU_X, F = 4, I = 4;
+    size_t Lk = recompute ? 1 : L; // layers of the per-layer buffers kept
+    size_t b[A_NUM] = {
+        (L + 1) * BT * C * X, Lk * BT * C * X, Lk * BT * F, Lk * BT * (C + 2 * KV) * X,
+        Lk * BT * C * X, Lk * align256(attn_saved), Lk * BT * C * X, Lk * BT * C * X,
+        Lk * BT * F, Lk * BT * 2 * H * X, Lk * BT * H * X, BT * C * X, BT * F,
+        BT * V * X, BT * F, BT * C * X, BT * scratch * X,
+        (size_t)RMS_DW_CHUNKS * C * F, (size_t)NORM_BLOCKS * F, BT * I, (BT + GPU_TARGET_COUNTS) * I, (3 * BT + 1) * I,
+    };
+    for (int i = 0; i < A_NUM; i++) bytes[i] = align256(b[i]);
+}
+
+// the GPU rows, in allocation order
+enum {
+    GR_WEIGHTS = 0, GR_GRADS, GR_MASTER, GR_MOMENTS, GR_Q8, GR_ABSMAX, GR_PROJ, GR_QMAPS,
+    GR_ACC_FULL, GR_ACC_LOW, GR_ACC_REFRESH, GR_ROPE, GR_PART, GR_DP_SCALARS,
+    GR_ACT0, // + A_NUM activation rows
+    GR_GL_A = GR_ACT0 + A_NUM, GR_GL_UV, GR_GL_S, GR_GL_RN, GR_GL_INFO, GR_SOLVER_WS,
+    GR_LT_WS, GR_LT_WS_UPD, GR_ATTN_WS, GR_NUM
+};
+
+// the rows train_llama.cu allocates itself (cudaMalloc of the row's bytes), as ranges [first,
+// last]: the model's (gpu_build) and the trainer's (gpu_trainer_init, freed by gpu_trainer_free).
+// Every other row is MEM_LIBRARY or MEM_TRANSIENT (test_llama.c checks both ways).
+#define GPU_ROW_RANGES 3
+static const int GPU_MODEL_ROWS[GPU_ROW_RANGES][2] = {{GR_WEIGHTS, GR_MASTER}, {GR_ROPE, GR_ROPE}, {GR_ACT0, GR_ACT0 + A_NUM - 1}};
+static const int GPU_TRAINER_ROWS[GPU_ROW_RANGES][2] = {{GR_MOMENTS, GR_PROJ}, {GR_ACC_FULL, GR_ACC_LOW}, {GR_PART, GR_DP_SCALARS}};
+
+typedef struct {
+    const LlamaConfig* c;
+    const OptimConfig* oc;   // NULL: AdamW (the model's rows only matter)
+    int B, T, master, per_layer, grad_accum, recompute;
+    int cudnn;               // attention: 1 cuDNN (softmax stats saved), 0 the cuBLAS fallback (probabilities)
+    int dp;                  // data parallel (NCCL scalars)
+} GpuPlanArgs;
+
+// the GPU plan of a command line (one process: a data-parallel run adds its NCCL scalars at startup)
+static GpuPlanArgs gpu_plan_args(const Settings* s, const LlamaConfig* c, const OptimConfig* oc) {
+    GpuPlanArgs a;
+    memset(&a, 0, sizeof a);
+    a.c = c; a.oc = oc; a.B = s->batch; a.T = s->seq; a.master = s->master_weights; a.per_layer = s->per_layer;
+    a.grad_accum = s->grad_accum; a.recompute = s->recompute;
+    a.cudnn = s->attn_fallback != 1; // --attn-fallback 1 (ATTN_FALLBACK) only: 2 (deterministic) plans as cuDNN, which it uses where it can
+    return a;
+}
+
+// the optimizer state of galore.h's per-tensor layout on the GPU, in bytes: moments in bf16 (fp32
+// with master weights, and always fp32 on the 8-bit kinds' 32-bit path for small tensors, as
+// bitsandbytes), 8-bit states and their absmax, bf16 projectors. gpu_optim_init carves its rows
+// with the same per-tensor sizes.
+typedef struct { double moments, q8, absmax, proj; int mom_f32; } GpuOptimBytes;
+static GpuOptimBytes gpu_optim_bytes(const ParamTable* pt, const OptimConfig* oc, int master) {
+    GpuOptimBytes b;
+    memset(&b, 0, sizeof b);
+    b.mom_f32 = master || optim_is_8bit(oc->kind);
+    for (int i = 0; i < pt->n; i++) {
+        TensorLayout l;
+        tensor_layout(&l, &pt->info[i], oc);
+        if (l.state == STATE_8BIT) { b.q8 += 2.0 * l.snumel; b.absmax += 2.0 * 4 * l.nblocks; }
+        else b.moments += 2.0 * l.snumel * (b.mom_f32 ? 4 : GPU_X);
+        b.proj += (double)l.proj_numel * GPU_X;
     }
     return b;
 }
 
-static void memplan_print(const MemPlan* mp, const char* title) {
+static void gpu_memplan_build(MemPlan* mp, const GpuPlanArgs* a) {
+    memset(mp, 0, sizeof *mp);
+    const LlamaConfig* c = a->c;
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    if (a->oc) oc = *a->oc; else oc.kind = OPTIM_ADAMW;
+    ParamTable pt;
+    param_table_build(&pt, c);
+    double P = (double)pt.total;
+    memplan_set(mp, GR_WEIGHTS, "weights (bf16)", P * GPU_X, MEM_STATE);
+    double gsize = (double)grad_layout(&pt, c, a->per_layer, NULL);
+    memplan_set(mp, GR_GRADS, a->per_layer ? "gradients (largest update group, bf16)" : "gradients (bf16)", gsize * GPU_X, 0);
+    memplan_set(mp, GR_MASTER, "master weights (fp32)", a->master ? P * 4 : 0.0, MEM_STATE);
+    GpuOptimBytes ob = gpu_optim_bytes(&pt, &oc, a->master);
+    memplan_set(mp, GR_MOMENTS, ob.mom_f32 ? "adam moments m, v (fp32)" : "adam moments m, v (bf16)", ob.moments, MEM_STATE);
+    memplan_set(mp, GR_Q8, "8-bit moments qm, qv (uint8)", ob.q8, MEM_STATE);
+    memplan_set(mp, GR_ABSMAX, "8-bit absmax (fp32, per 256 elements)", ob.absmax, MEM_STATE);
+    memplan_set(mp, GR_PROJ, "GaLore projectors (bf16)", ob.proj, MEM_STATE);
+    memplan_set(mp, GR_QMAPS, "8-bit quantization maps (adam8bit_maps_upload)", optim_is_8bit(oc.kind) ? 512.0 * 4 : 0.0, MEM_LIBRARY);
+    // per-layer accumulation (galore.h's accum_layout, as the trainer carves them): full
+    // accumulators for the full-rank tensors, low-rank ones for the GaLore tensors (also for data
+    // parallel, which all-reduces R), and full ones for the GaLore tensors of a refresh step
+    // (allocated for that step only: transient)
+    TensorLayout* lay = (TensorLayout*)mallocCheck(sizeof(TensorLayout) * (size_t)pt.n);
+    for (int i = 0; i < pt.n; i++) tensor_layout(&lay[i], &pt.info[i], &oc);
+    int need_full = a->per_layer && a->grad_accum > 1, need_low = need_full || a->dp;
+    int64_t* off = (int64_t*)mallocCheck(sizeof(int64_t) * 2 * (size_t)pt.n);
+    size_t nfull = 0, nlow = 0;
+    accum_layout(&pt, lay, need_full, off, off + pt.n, &nfull, &nlow);
+    double galore_full = 0.0;
+    for (int i = 0; i < pt.n; i++) if (lay[i].side != SIDE_NONE) galore_full += (double)(lay[i].m * lay[i].n);
+    memplan_set(mp, GR_ACC_FULL, "gradient accumulators (full-rank tensors, bf16)", need_full ? (double)nfull * GPU_X : 0.0, 0);
+    memplan_set(mp, GR_ACC_LOW, "gradient accumulators (GaLore low-rank, bf16)", need_low ? (double)nlow * GPU_X : 0.0, 0);
+    memplan_set(mp, GR_ACC_REFRESH, "refresh-step accumulators (GaLore, bf16)", need_full ? galore_full * GPU_X : 0.0, MEM_TRANSIENT);
+    free(off);
+    memplan_set(mp, GR_ROPE, "rope cos/sin tables (fp32)", 2.0 * c->maxT * (c->C / c->NH / 2) * 4, 0);
+    memplan_set(mp, GR_PART, "per-tensor norm partials (fp32)", (double)NORM_BLOCKS * P_PER_LAYER * 4, 0);
+    memplan_set(mp, GR_DP_SCALARS, "data-parallel scalars (fp64)", a->dp ? 16.0 * 8 : 0.0, 0);
+    size_t ab[A_NUM];
+    gpu_act_sizes(c, a->B, a->T, gpu_attn_saved_bytes(c, a->B, a->T, a->cudnn), ab, a->recompute);
+    for (int i = 0; i < A_NUM; i++) {
+        char nm[80];
+        snprintf(nm, sizeof nm, "act: %s", gpu_act_name(i, a->recompute));
+        memplan_set(mp, GR_ACT0 + i, nm, (double)ab[i], 0);
+    }
+    // GaLore's scratch (galore_gpu_init allocates it from the same galore_dims) and cuSOLVER's
+    // workspace: the largest over every refresh shape, queried at startup (gesvdj, or geqrf /
+    // orgqr / gesvdj of the sketches for --svd randomized); without a device, galore_dims' estimate
+    GaloreDims gd = galore_dims(lay, pt.n);
+    free(lay);
+    int gl = gd.max_full > 0;
+    memplan_set(mp, GR_GL_A, "GaLore full scratch: SVD input, unfused U (fp32)", gl ? (double)gd.max_full * 4 : 0.0, MEM_LIBRARY);
+    memplan_set(mp, GR_GL_UV, "GaLore SVD factors U, V (fp32, largest matrix)", gl ? 2.0 * gd.max_full * 4 : 0.0, MEM_LIBRARY);
+    memplan_set(mp, GR_GL_S, "GaLore singular values (fp32)", gl ? (double)gd.max_k * 4 : 0.0, MEM_LIBRARY);
+    memplan_set(mp, GR_GL_RN, "GaLore low-rank R, N (fp32)", gl ? 2.0 * gd.max_s * 4 : 0.0, MEM_LIBRARY);
+    memplan_set(mp, GR_GL_INFO, "cuSOLVER devInfo (int32)", gl ? 4.0 : 0.0, MEM_LIBRARY);
+    memplan_set(mp, GR_SOLVER_WS, "cuSOLVER workspace: SVD, QR (every refresh shape)", gl ? galore_svd_workspace_estimate(&gd) : 0.0,
+                gl ? MEM_LIBRARY | MEM_QUERIED : MEM_LIBRARY);
+    memplan_set(mp, GR_LT_WS, "cuBLASLt workspace (matmul_ctx_init)", (double)MATMUL_WORKSPACE_BYTES, MEM_LIBRARY);
+    memplan_set(mp, GR_LT_WS_UPD, "cuBLASLt workspace of the update stream", a->oc ? (double)MATMUL_WORKSPACE_BYTES : 0.0, MEM_LIBRARY);
+    // the cuDNN graphs' workspace (or the fallback's scores) is known once attention_init built
+    // the plans; without a device it is not estimated
+    memplan_set(mp, GR_ATTN_WS, "attention workspace (cuDNN graphs or fallback scores)", 0.0, MEM_LIBRARY | MEM_QUERIED);
+    param_table_free(&pt);
+}
+
+// the paper's Table 2 "memory estimate": weights plus optimizer state (the MEM_STATE rows)
+static double memplan_paper_estimate(const MemPlan* mp) { return mp->state; }
+
+#define GIB 1073741824.0
+// what the CUDA context and the library handles (cuBLAS, cuBLASLt, cuDNN, cuSOLVER, NCCL) take
+// besides the plan's buffers: an estimate (typically 0.3-0.6 GiB, more with NCCL); train_llamacu
+// prints the measured figure ("in use before allocating") at startup and at the end
+#define GPU_CONTEXT_GIB 0.6
+
+// a row's note: transient, or a queried row's state
+static void memplan_row_note(const MemItem* it, char* buf, size_t n) {
+    buf[0] = 0;
+    if (it->flags & MEM_TRANSIENT) snprintf(buf, n, " (transient, not in total)");
+    else if ((it->flags & MEM_QUERIED) && it->queried) snprintf(buf, n, " (queried; plan estimate %.4f GiB)", it->estimate / GIB);
+    else if ((it->flags & MEM_QUERIED) && it->bytes > 0) snprintf(buf, n, " (estimate: queried at startup)");
+    else if (it->flags & MEM_QUERIED) snprintf(buf, n, " (queried at startup; not in this total)");
+}
+
+// memplan_unqueried: the queried rows not yet filled in (their bytes are estimates or 0)
+static int memplan_unqueried(const MemPlan* mp) {
+    int k = 0;
+    for (int i = 0; i < mp->n; i++) k += (mp->items[i].flags & MEM_QUERIED) && !mp->items[i].queried;
+    return k;
+}
+
+// gpu_mem_gib > 0 (--gpu-mem): does the plan plus the CUDA context fit a card of that many GiB?
+static void memplan_print(const MemPlan* mp, const char* title, double gpu_mem_gib) {
     printf("memory plan: %s\n", title);
-    for (int i = 0; i < mp->n; i++)
-        printf("  %-46s %12.2f MiB%s\n", mp->items[i].name, mp->items[i].bytes / 1048576.0, mp->items[i].transient ? " (not in total)" : "");
-    printf("  %-46s %12.2f MiB (%.3f GB)\n", "total", mp->total / 1048576.0, mp->total / 1e9);
-    printf("  %-46s %12.2f MiB (%.3f GB)\n", "weights + optimizer state (paper's estimate)", memplan_paper_estimate(mp) / 1048576.0,
-           memplan_paper_estimate(mp) / 1e9);
+    for (int i = 0; i < mp->n; i++) {
+        const MemItem* it = &mp->items[i];
+        if (it->bytes <= 0 && !(it->flags & MEM_QUERIED)) continue;
+        char note[96];
+        memplan_row_note(it, note, sizeof note);
+        printf("  %-56s %10.4f GiB%s\n", it->name, it->bytes / GIB, note);
+    }
+    int uq = memplan_unqueried(mp);
+    printf("  %-56s %10.4f GiB%s\n", "total", mp->total / GIB, uq ? " (the rows queried at startup: estimates or none)" : "");
+    printf("  %-56s %10.4f GiB\n", "weights + optimizer state (paper's estimate)", mp->state / GIB);
+    if (gpu_mem_gib > 0) {
+        double need = mp->total / GIB + GPU_CONTEXT_GIB, room = gpu_mem_gib - need;
+        printf("  --gpu-mem %g: total + CUDA context and libraries (~%.1f GiB, an estimate) = %.2f GiB: %s, headroom %.2f GiB%s\n", gpu_mem_gib,
+               GPU_CONTEXT_GIB, need, room >= 0 ? "fits" : "does not fit", room,
+               uq ? " (before the rows only a device can size)" : "");
+    }
 }
 
 // --memory-plan json: the plans as one JSON document {"plans": [{"title", "engine", "buffers":
-// [{"name", "bytes", "transient"}], "total_bytes", "state_bytes"}]} (transient buffers are listed
-// but not in the total; state_bytes is the paper's "weights + optimizer state"). Both plan kinds,
-// this file's and train_llama.cu's, are written through these, with cJSON.
+// [{"name", "bytes", "transient", "queried"}], "total_bytes", "state_bytes"}]} (transient buffers
+// are listed but not in the total; state_bytes is the paper's "weights + optimizer state";
+// queried: "startup" for a row only a device sizes and not yet sized, "device" once it was, absent
+// otherwise). Written with cJSON.
 static cJSON* plan_json_begin(cJSON* plans, const char* title, const char* engine) {
     cJSON* p = cJSON_CreateObject();
     cJSON_AddStringToObject(p, "title", title);
@@ -146,19 +370,6 @@ static cJSON* plan_json_begin(cJSON* plans, const char* title, const char* engin
     cJSON_AddItemToObject(p, "buffers", cJSON_CreateArray());
     cJSON_AddItemToArray(plans, p);
     return p;
-}
-
-static void plan_json_item(cJSON* plan, const char* name, double bytes, int transient) {
-    cJSON* b = cJSON_CreateObject();
-    cJSON_AddStringToObject(b, "name", name);
-    cJSON_AddNumberToObject(b, "bytes", bytes);
-    cJSON_AddBoolToObject(b, "transient", transient);
-    cJSON_AddItemToArray(cJSON_GetObjectItem(plan, "buffers"), b);
-}
-
-static void plan_json_end(cJSON* plan, double total, double state) {
-    cJSON_AddNumberToObject(plan, "total_bytes", total);
-    cJSON_AddNumberToObject(plan, "state_bytes", state);
 }
 
 // print {"plans": plans} on stdout and free it
@@ -174,8 +385,65 @@ static void plan_json_print(cJSON* plans) {
 
 static void memplan_json(cJSON* plans, const MemPlan* mp, const char* title, const char* engine) {
     cJSON* p = plan_json_begin(plans, title, engine);
-    for (int i = 0; i < mp->n; i++) plan_json_item(p, mp->items[i].name, mp->items[i].bytes, mp->items[i].transient);
-    plan_json_end(p, mp->total, memplan_paper_estimate(mp));
+    for (int i = 0; i < mp->n; i++) {
+        const MemItem* it = &mp->items[i];
+        if (it->bytes <= 0 && !(it->flags & MEM_QUERIED)) continue;
+        if (it->name[0] == 0) continue;
+        cJSON* b = cJSON_CreateObject();
+        cJSON_AddStringToObject(b, "name", it->name);
+        cJSON_AddNumberToObject(b, "bytes", it->bytes);
+        cJSON_AddBoolToObject(b, "transient", (it->flags & MEM_TRANSIENT) != 0);
+        if (it->flags & MEM_QUERIED) cJSON_AddStringToObject(b, "queried", it->queried ? "device" : "startup");
+        cJSON_AddItemToArray(cJSON_GetObjectItem(p, "buffers"), b);
+    }
+    cJSON_AddNumberToObject(p, "total_bytes", mp->total);
+    cJSON_AddNumberToObject(p, "state_bytes", mp->state);
+}
+
+// gpu_memplan_title: the GPU plan's title, the same in both binaries
+static void gpu_memplan_title(char* buf, size_t n, const LlamaConfig* c, const char* optimizer, const OptimConfig* oc, const GpuPlanArgs* a) {
+    char rk[32] = "";
+    if (optim_is_galore(oc->kind)) snprintf(rk, sizeof rk, " rank %d", oc->rank);
+    snprintf(buf, n, "GPU engine (train_llamacu): %s, %s%s%s, batch %d x %d, %s, attention %s", c->name, optimizer, rk,
+             a->per_layer ? ", per-layer updates" : "", a->B, a->T,
+             a->master ? "fp32 master weights + fp32 moments" : "pure bf16 weights + bf16 moments", a->cudnn ? "cuDNN" : "cuBLAS fallback");
+}
+
+// gpu_memplan_notes: what the table cannot say in a row (--recompute's saving, the refresh-step
+// accumulators, the fallback's attention memory)
+static void gpu_memplan_notes(const MemPlan* mp, const GpuPlanArgs* a) {
+    if (a->recompute) {
+        MemPlan keep; // the same run keeping every layer's activations
+        GpuPlanArgs k = *a;
+        k.recompute = 0;
+        gpu_memplan_build(&keep, &k);
+        printf("  note: --recompute 1 keeps each layer's input and one layer of the rest, recomputed in backward (one more forward "
+               "of the layers): %.4f GiB less than --recompute 0 (%.4f GiB)\n", (keep.total - mp->total) / GIB, keep.total / GIB);
+    }
+    if (mp->transient > 0)
+        printf("  note: at a refresh step with --grad-accum > 1, each GaLore matrix refreshing holds a full bf16 accumulator for that step "
+               "(all of them at step 1): up to +%.4f GiB\n", mp->transient / GIB);
+    if (a->cudnn) {
+        MemPlan fb; // the same run on the cuBLAS fallback
+        GpuPlanArgs f = *a;
+        f.cudnn = 0;
+        gpu_memplan_build(&fb, &f);
+        printf("  note: where cuDNN cannot build an attention plan (e.g. head dim not a multiple of 8), the cuBLAS fallback keeps (B, NH, T, T) "
+               "probabilities per layer instead: +%.4f GiB\n", (fb.total - mp->total) / GIB);
+    }
+}
+
+// --memory-plan for the GPU engine, printed by either binary without a device (the rows only a
+// device can size say so)
+static void gpu_memplan_report(const LlamaConfig* c, const char* optimizer, const OptimConfig* oc, const GpuPlanArgs* a, cJSON* json,
+                               double gpu_mem_gib) {
+    MemPlan mp;
+    char title[256];
+    gpu_memplan_build(&mp, a);
+    gpu_memplan_title(title, sizeof title, c, optimizer, oc, a);
+    if (json) { memplan_json(json, &mp, title, "gpu"); return; }
+    memplan_print(&mp, title, gpu_mem_gib);
+    gpu_memplan_notes(&mp, a);
 }
 
 #endif // MEMPLAN_H

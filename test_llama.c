@@ -606,6 +606,59 @@ static void recompute_run(const LlamaConfig* c, const float* init, const OptimCo
     llama_free(&m);
 }
 
+// layerhook.h's control flow, on counting ops: groups of 2 tensors, tensor 1 low-rank (between
+// refreshes), the others accumulated in full (a refresh step's accumulators for the GaLore ones).
+// A micro-batch after the first going non-finite leaves no accumulator held (finding 5 of issue
+// 16); a NaN norm in a group updates the groups before it and the tensors before it in its group,
+// and nothing after.
+typedef struct { int held[6], updated[6], projected[6], reduced, zeroed; int nan_at; } HookFake;
+static int fake_lowrank(void* ctx, int i, int64_t t) { (void)ctx; (void)t; return i == 1; }
+static void fake_project(void* ctx, int i, float beta) { ((HookFake*)ctx)->projected[i] += beta == 0.0f ? 1 : 10; }
+static void fake_accumulate(void* ctx, int i, int first) { HookFake* f = (HookFake*)ctx; if (first) f->held[i] = 1; }
+static void fake_reduce(void* ctx, const int* idx, const int* src, int k) { (void)idx; (void)src; ((HookFake*)ctx)->reduced += k; }
+static void fake_sumsq(void* ctx, const int* idx, const int* src, int k, double* ss) {
+    for (int j = 0; j < k; j++) ss[j] = idx[j] == ((HookFake*)ctx)->nan_at ? NAN : 1.0 + (src[j] == SRC_LOWRANK);
+}
+static void fake_update(void* ctx, int i, int src, float lr, int64_t t) { (void)src; (void)lr; (void)t; ((HookFake*)ctx)->updated[i]++; }
+static void fake_release(void* ctx, int i) { ((HookFake*)ctx)->held[i] = 0; }
+static void fake_zero(void* ctx, int first, int last) { ((HookFake*)ctx)->zeroed += last - first + 1; }
+
+static void test_layer_hook(void) {
+    HookFake f;
+    LayerHookOps o = {&f, NULL, fake_lowrank, fake_project, fake_accumulate, fake_reduce, fake_sumsq, fake_update, fake_release, fake_zero};
+    LayerHookStep st;
+    // step 1: micro-batch 0 runs every group (backward order), micro-batch 1's loss is non-finite
+    memset(&f, 0, sizeof f); f.nan_at = -1;
+    memset(&st, 0, sizeof st); st.grad_accum = 2; st.t = 1;
+    for (int g = 2; g >= 0; g--) layer_hook_run(&o, &st, 2 * g, 2 * g + 1);
+    int held0 = 0;
+    for (int i = 0; i < 6; i++) held0 += f.held[i];
+    st.bad = 1; // what train_step sets when a micro-batch's loss is non-finite; backward is not run
+    layer_hook_end_step(&o, &st, 6);
+    int held1 = 0, upd1 = 0;
+    for (int i = 0; i < 6; i++) { held1 += f.held[i]; upd1 += f.updated[i]; }
+    check(held0 == 5 && held1 == 0 && upd1 == 0 && f.projected[1] == 1 && f.zeroed == 6,
+          "per-layer hook: a non-finite micro-batch 1 frees the %d accumulators micro-batch 0 filled (%d left), updates nothing", held0, held1);
+    // step 2: both micro-batches, data parallel; tensor 3's norm (the middle group's second) is NaN
+    memset(&f, 0, sizeof f); f.nan_at = 3;
+    memset(&st, 0, sizeof st); st.grad_accum = 2; st.dp = 1; st.t = 1;
+    for (int micro = 0; micro < 2; micro++) {
+        st.micro = micro;
+        for (int g = 2; g >= 0; g--) layer_hook_run(&o, &st, 2 * g, 2 * g + 1);
+    }
+    int want[6] = {0, 0, 1, 0, 1, 1};
+    int same = 1;
+    for (int i = 0; i < 6; i++) same &= f.updated[i] == want[i];
+    int held_bad = f.held[3] + f.held[0]; // the NaN tensor's and the skipped group's accumulators, until the step ends
+    layer_hook_end_step(&o, &st, 6);
+    int held_end = 0;
+    for (int i = 0; i < 6; i++) held_end += f.held[i];
+    check(same && st.bad && st.updated && st.sumsq == 3.0 && f.reduced == 4 && f.projected[1] == 1 && held_bad == 2 && held_end == 0,
+          "per-layer hook: a NaN norm updates the groups before it and the tensors before it in its group (%d %d %d %d %d %d), "
+          "reduces each final group, releases the accumulators updated", f.updated[0], f.updated[1], f.updated[2], f.updated[3],
+          f.updated[4], f.updated[5]);
+}
+
 static void test_recompute(void) {
     LlamaConfig c;
     llama_config_from_json(&c, REF_DIR "/config.json");
@@ -643,8 +696,8 @@ static void test_recompute(void) {
     memset(&oc, 0, sizeof oc);
     oc.kind = OPTIM_ADAMW;
     MemPlan p0, p1;
-    memplan_build(&p0, &c, &oc, 0, 1, 3, 13, ENGINE_CPU, 0);
-    memplan_build(&p1, &c, &oc, 0, 1, 3, 13, ENGINE_CPU, 1);
+    memplan_build(&p0, &c, &oc, 0, 1, 3, 13, 0);
+    memplan_build(&p1, &c, &oc, 0, 1, 3, 13, 1);
     double saved_alloc = 4.0 * ((double)fa - (double)fb), saved_plan = p0.total - p1.total;
     size_t C = c.C, H = c.H, KV = (size_t)c.NKV * (c.C / c.NH), BT = 39;
     double by_hand = 4.0 * (c.L - 1) * (BT * (4 * C + 2 + C + 2 * KV + 3 * H) + 3 * c.NH * 13 * 13);
@@ -653,6 +706,98 @@ static void test_recompute(void) {
           saved_alloc, saved_plan, by_hand);
     free(init); free(wa); free(wb); free(ga); free(gb);
     param_table_free(&pt);
+}
+
+// the GPU plan (memplan.h) is the table train_llama.cu allocates by walking: every row is its id,
+// the rows the trainer allocates itself (GPU_MODEL_ROWS, GPU_TRAINER_ROWS) are exactly the rows
+// that are neither a library's nor transient, each at most once; the sums cover the rows; the
+// sub-allocations carved from a row (optimizer state per tensor, accumulators by accum_layout,
+// activations) add up to it; --recompute saves what a hand count says. On the CPU: train_llamacu
+// checks the library rows against the libraries at startup (gpu_trainer_init).
+static void test_gpu_memplan(const LlamaConfig* c7) {
+    int kinds[3] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT};
+    int cases = 0, ok = 1;
+    for (int k = 0; k < 3; k++)
+        for (int v = 0; v < 16; v++) {
+            OptimConfig oc;
+            memset(&oc, 0, sizeof oc);
+            oc.kind = kinds[k]; oc.rank = 128; oc.update_proj_gap = 200; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+            LlamaConfig c;
+            llama_config_resolve(&c, "llama_60m");
+            GpuPlanArgs a;
+            memset(&a, 0, sizeof a);
+            a.c = &c; a.oc = (v & 8) ? NULL : &oc; a.B = 3; a.T = 37; a.per_layer = v & 1; a.grad_accum = (v & 2) ? 4 : 1;
+            a.master = (v >> 2) & 1; a.recompute = (v >> 1) & 1; a.cudnn = ((v >> 3) ^ v) & 1; a.dp = (v >> 2) & 1;
+            MemPlan mp;
+            gpu_memplan_build(&mp, &a);
+            cases++;
+            int walked[GR_NUM] = {0};
+            for (int r = 0; r < GPU_ROW_RANGES; r++)
+                for (int pass = 0; pass < 2; pass++) {
+                    const int* rg = pass ? GPU_TRAINER_ROWS[r] : GPU_MODEL_ROWS[r];
+                    for (int i = rg[0]; i <= rg[1]; i++) walked[i]++;
+                }
+            double total = 0.0, state = 0.0, transient = 0.0;
+            ok &= mp.n == GR_NUM;
+            for (int i = 0; i < GR_NUM; i++) {
+                const MemItem* it = &mp.items[i];
+                int own = !(it->flags & (MEM_LIBRARY | MEM_TRANSIENT));
+                ok &= it->name[0] != 0 && walked[i] == own; // every row named, allocated by the walk once iff it is ours
+                for (int j = 0; j < i; j++) ok &= strcmp(mp.items[j].name, it->name) != 0 || it->bytes == 0;
+                if (it->flags & MEM_TRANSIENT) transient += it->bytes;
+                else { total += it->bytes; if (it->flags & MEM_STATE) state += it->bytes; }
+            }
+            ok &= total == mp.total && state == mp.state && transient == mp.transient;
+            // the optimizer state as gpu_optim_init carves it, tensor by tensor
+            ParamTable pt;
+            param_table_build(&pt, &c);
+            OptimConfig o2 = oc;
+            if (!a.oc) { memset(&o2, 0, sizeof o2); o2.kind = OPTIM_ADAMW; }
+            int mom_f32 = a.master || optim_is_8bit(o2.kind);
+            double mom = 0, q8 = 0, am = 0, pj = 0;
+            TensorLayout* lay = (TensorLayout*)mallocCheck(sizeof(TensorLayout) * (size_t)pt.n);
+            for (int i = 0; i < pt.n; i++) {
+                tensor_layout(&lay[i], &pt.info[i], &o2);
+                if (lay[i].state == STATE_8BIT) { q8 += 2.0 * lay[i].snumel; am += 2.0 * 4 * lay[i].nblocks; }
+                else mom += 2.0 * (mom_f32 ? 4 : 2) * lay[i].snumel;
+                pj += 2.0 * lay[i].proj_numel;
+            }
+            ok &= mom == mp.items[GR_MOMENTS].bytes && q8 == mp.items[GR_Q8].bytes && am == mp.items[GR_ABSMAX].bytes && pj == mp.items[GR_PROJ].bytes;
+            ok &= mp.items[GR_WEIGHTS].bytes == 2.0 * pt.total && mp.items[GR_MASTER].bytes == (a.master ? 4.0 * pt.total : 0.0);
+            // the accumulators as gpu_trainer_init carves them
+            int need_full = a.per_layer && a.grad_accum > 1, need_low = need_full || a.dp;
+            int64_t* off = (int64_t*)mallocCheck(sizeof(int64_t) * 2 * (size_t)pt.n);
+            size_t nfull, nlow;
+            accum_layout(&pt, lay, need_full, off, off + pt.n, &nfull, &nlow);
+            ok &= mp.items[GR_ACC_FULL].bytes == (need_full ? 2.0 * nfull : 0.0) && mp.items[GR_ACC_LOW].bytes == (need_low ? 2.0 * nlow : 0.0);
+            size_t ab[A_NUM];
+            gpu_act_sizes(&c, a.B, a.T, gpu_attn_saved_bytes(&c, a.B, a.T, a.cudnn), ab, a.recompute);
+            for (int i = 0; i < A_NUM; i++) ok &= mp.items[GR_ACT0 + i].bytes == (double)ab[i] && ab[i] % 256 == 0;
+            ok &= mp.items[GR_SOLVER_WS].bytes > 0 ? (mp.items[GR_SOLVER_WS].flags & MEM_QUERIED) != 0 : o2.kind == OPTIM_ADAMW;
+            free(off); free(lay);
+            param_table_free(&pt);
+        }
+    check(ok, "GPU memory plan: %d configurations, each row once in the allocator's walk or a library's/transient, sums and carved "
+          "sub-allocations consistent", cases);
+    // --recompute: llama_7b 16 x 256 (every buffer a multiple of 256 bytes, so no alignment padding)
+    // saves L-1 layers of ln1, atty, res2, ln2 (C), qkv (C+2KV), gu | act (3H) in bf16, rstd1/2 in
+    // fp32 and cuDNN's softmax stats (B, NH, T) fp32
+    GpuPlanArgs a;
+    memset(&a, 0, sizeof a);
+    a.c = c7; a.B = 16; a.T = 256; a.per_layer = 1; a.grad_accum = 1; a.cudnn = 1;
+    MemPlan p0, p1;
+    gpu_memplan_build(&p0, &a);
+    a.recompute = 1;
+    gpu_memplan_build(&p1, &a);
+    double BT = 16.0 * 256, C = c7->C, H = c7->H, KV = (double)c7->NKV * (c7->C / c7->NH);
+    double by_hand = (c7->L - 1) * (BT * (2 * (4 * C + C + 2 * KV + 3 * H) + 2 * 4) + 16.0 * c7->NH * 256 * 4);
+    check(fabs((p0.total - p1.total) - by_hand) < 1.0, "GPU plan llama_7b 16 x 256: --recompute 1 saves %.2f MiB of activations (by hand %.2f MiB)",
+          (p0.total - p1.total) / 1048576.0, by_hand / 1048576.0);
+    // AdamW, pure bf16: 2 bytes of weights and 4 of moments per parameter
+    a.recompute = 0; a.per_layer = 0;
+    gpu_memplan_build(&p0, &a);
+    check(fabs(p0.items[GR_WEIGHTS].bytes - 6738415616.0 * 2) < 1.0 && fabs(p0.state - 6738415616.0 * 6) < 1.0,
+          "GPU plan llama_7b: bf16 weights %.0f bytes, weights + bf16 moments %.0f bytes (6 per parameter)", p0.items[GR_WEIGHTS].bytes, p0.state);
 }
 
 // the memory accounting: the allocation matches the plan, and llama_7b's plan is computed
@@ -664,22 +809,26 @@ static void test_memplan(void) {
     memset(&oc, 0, sizeof oc);
     oc.kind = OPTIM_GALORE_ADAMW8BIT; oc.rank = 1024; oc.update_proj_gap = 500; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
     MemPlan mp;
-    memplan_build(&mp, &c, &oc, 1, 1, 1, 256, ENGINE_GPU, 0);
-    double est = memplan_paper_estimate(&mp) / 1e9;
+    GpuPlanArgs ga;
+    memset(&ga, 0, sizeof ga);
+    ga.c = &c; ga.oc = &oc; ga.B = 1; ga.T = 256; ga.per_layer = 1; ga.grad_accum = 1; ga.cudnn = 1;
+    gpu_memplan_build(&mp, &ga);
+    double est = mp.state / 1e9;
     printf("     llama_7b galore_adamw8bit r 1024 per-layer, bf16: weights + optimizer state %.2f GB, with gradients %.2f GB\n", est,
-           (est * 1e9 + mp.items[1].bytes) / 1e9);
+           (est * 1e9 + mp.items[GR_GRADS].bytes) / 1e9);
     // by hand: bf16 weights 6738415616 x 2; 8-bit m, v of embed + lm_head (2 x 131072000 x 2 B) and of
     // each layer's low-rank states (q,k,v,o 4096x1024, gate/up 11008x1024, down 1024x11008 = 50593792
     // elements, x 2 B, x 32 layers); absmax 8 B per 256 elements of those; the 65 norms (4096
     // elements: 8-bit, 8192 + 16 x 8 B each); bf16 projectors 7 x 4096 x 1024 per layer
     double want = 6738415616.0 * 2 + 2.0 * 131072000 * 2 + 32.0 * 50593792 * 2 + 262144000.0 / 256 * 8 +
                   32.0 * 50593792 / 256 * 8 + 65.0 * (4096 * 2 + 16 * 8) + 32.0 * 7 * 4194304 * 2;
-    check(fabs(est * 1e9 - want) < 1.0, "llama_7b 8-bit GaLore plan: weights + state %.0f bytes, hand count %.0f", est * 1e9, want);
+    check(fabs(est * 1e9 - want) < 1.0, "llama_7b 8-bit GaLore GPU plan: weights + state %.0f bytes, hand count %.0f", est * 1e9, want);
     // per-layer gradient buffer: the largest update group, the embedding or lm_head (32000 x 4096
     // bf16), not a whole layer (4 x 4096^2 + 3 x 4096 x 11008 + 2 x 4096 elements: 386 MiB)
-    check(strstr(mp.items[1].name, "gradients") && mp.items[1].bytes == 32000.0 * 4096 * 2,
-          "llama_7b per-layer gradient buffer %.0f bytes (%s), hand count %.0f (lm_head)", mp.items[1].bytes, mp.items[1].name,
+    check(strstr(mp.items[GR_GRADS].name, "gradients") && mp.items[GR_GRADS].bytes == 32000.0 * 4096 * 2,
+          "llama_7b per-layer gradient buffer %.0f bytes (%s), hand count %.0f (lm_head)", mp.items[GR_GRADS].bytes, mp.items[GR_GRADS].name,
           32000.0 * 4096 * 2);
+    test_gpu_memplan(&c);
     // the CPU optimizer allocates exactly what the plan counts for its state
     LlamaConfig t;
     llama_config_from_json(&t, REF_DIR "/config.json");
@@ -688,7 +837,7 @@ static void test_memplan(void) {
     oc.rank = 8;
     Optimizer o;
     optimizer_init(&o, &pt, &oc);
-    memplan_build(&mp, &t, &oc, 0, 1, 3, 13, ENGINE_CPU, 0);
+    memplan_build(&mp, &t, &oc, 0, 1, 3, 13, 0);
     double planned = 0.0;
     for (int i = 0; i < mp.n; i++) if (strstr(mp.items[i].name, "moments") || strstr(mp.items[i].name, "absmax") || strcmp(mp.items[i].name, "projectors") == 0) planned += mp.items[i].bytes;
     double allocated = 0.0;
@@ -703,7 +852,7 @@ static void test_memplan(void) {
         Llama m;
         llama_build(&m, &t);
         llama_alloc_activations(&m, 3, 13, rc);
-        memplan_build(&mp, &t, &oc, 0, 1, 3, 13, ENGINE_CPU, rc);
+        memplan_build(&mp, &t, &oc, 0, 1, 3, 13, rc);
         double pa = 0.0;
         for (int i = 0; i < mp.n; i++) if (strncmp(mp.items[i].name, "activations", 11) == 0 || strcmp(mp.items[i].name, "logits") == 0) pa += mp.items[i].bytes;
         check(pa == 4.0 * m.act_size, "memory plan: activations + logits %.0f bytes planned, %.0f allocated (--recompute %d)", pa, 4.0 * m.act_size, rc);
@@ -1151,6 +1300,7 @@ int main(int argc, char** argv) {
     test_per_layer();
     test_recompute();
     test_memplan();
+    test_layer_hook();
     test_galore_unit("unit.bin", PROJ_STD);
     test_galore_unit("unit_reverse.bin", PROJ_REVERSE_STD);
     test_galore_unit("unit8bit.bin", PROJ_STD);

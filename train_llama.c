@@ -28,6 +28,7 @@
 #include "checkpoint.h"
 #include "dist.h"
 #include "run.h"
+#include "layerhook.h"
 
 // OpenBLAS lets us set its thread count; the reference BLAS has no threads. A weak symbol keeps
 // the build working with either library.
@@ -856,12 +857,8 @@ typedef struct {
     float grad_clip;      // whole-model mode only
     int64_t t;            // optimizer updates done (a skipped step does not count): the next update is t + 1
     Dist* dist;           // the data-parallel ranks (world 1: none)
-    // the step in progress
-    int micro;            // micro-batch index within the step
-    float lr;
-    double sumsq;         // squared norm of the step's gradient, summed tensor by tensor
-    int bad;              // a non-finite gradient was seen: the (remaining) updates are skipped
-    int updated;          // per-layer: some tensor was updated this step
+    LayerHookStep st;     // the step in progress (micro-batch, lr, squared norm, bad, updated: layerhook.h)
+    LayerHookOps hook;    // per-layer mode: this engine's arithmetic for layerhook.h
     double comm_bytes;    // data parallel: bytes all-reduced this step
     double comm_full;     // ... and what all-reducing every full gradient would have been
     // accumulators: full ones for the non-GaLore tensors (per-layer with accumulation) and for
@@ -889,49 +886,59 @@ static void trainer_reduce(Trainer* tr, float* x, size_t n, size_t full) {
     tr->comm_full += sizeof(float) * (double)full;
 }
 
-// the per-layer hook: tensors first..last have this micro-batch's gradient in their slots.
-// A tensor's gradient is accumulated over the micro-batches (low-rank between refreshes), summed
-// over the ranks, then the tensor is updated.
-static void trainer_grads_ready(void* ctx, int first, int last) {
+// the per-layer hook (layerhook.h) on the host: its arithmetic, tensor i's source the slot, the
+// full accumulator or the low-rank one (SRC_*)
+static float* trainer_src(Trainer* tr, int i, int src, size_t* len) {
+    *len = src == SRC_LOWRANK ? (size_t)tr->opt.lay[i].snumel : (size_t)tr->model->table.info[i].numel;
+    return src == SRC_LOWRANK ? tr->racc[i] : src == SRC_ACC ? tr->acc[i] : G(tr->model, i);
+}
+static int cpu_hook_lowrank(void* ctx, int i, int64_t t) { return trainer_lowrank((Trainer*)ctx, i, t); }
+static void cpu_hook_project(void* ctx, int i, float beta) {
     Trainer* tr = (Trainer*)ctx;
-    Llama* m = tr->model;
-    Optimizer* o = &tr->opt;
-    int final_micro = tr->micro == tr->grad_accum - 1;
-    int dp = tr->dist->active;
-    int64_t t = tr->t + 1;
-    for (int i = first; i <= last; i++) {
-        float* g = G(m, i);
-        int64_t n = m->table.info[i].numel;
-        const TensorLayout* l = &o->lay[i];
-        // a non-finite gradient skips this tensor's update and every later one of the step (the
-        // groups above were already updated: per-layer mode cannot take them back). With data
-        // parallel, bad is decided on the summed gradients, so every rank decides alike.
-        if (tr->bad) continue;
-        float* src = g;       // the gradient of the step that the update sees
-        size_t len = (size_t)n;
-        int lowrank = 0;
-        if (trainer_lowrank(tr, i, t) && (tr->grad_accum > 1 || dp)) {
-            galore_project(o, i, g, tr->racc[i], tr->micro == 0 ? 0.0f : 1.0f);
-            src = tr->racc[i]; len = (size_t)l->snumel; lowrank = 1;
-        } else if (tr->grad_accum > 1) {
-            if (tr->acc[i] == NULL) tr->acc[i] = (float*)callocCheck((size_t)n, sizeof(float)); // a refresh step
-            float* a = tr->acc[i];
-            if (tr->micro == 0) memcpy(a, g, sizeof(float) * (size_t)n);
-            else for (int64_t k = 0; k < n; k++) a[k] += g[k];
-            src = a;
-        }
-        if (!final_micro) continue;
-        trainer_reduce(tr, src, len, (size_t)n);
-        double ss = sumsq(src, len);
-        if (!isfinite(ss)) { tr->bad = 1; continue; }
-        tr->sumsq += ss;
-        optimizer_update(o, i, P(m, i), src, lowrank, tr->lr, t);
-        tr->updated = 1;
-        if (tr->acc && src == tr->acc[i] && l->side != SIDE_NONE) { free(tr->acc[i]); tr->acc[i] = NULL; }
+    galore_project(&tr->opt, i, G(tr->model, i), tr->racc[i], beta);
+}
+static void cpu_hook_accumulate(void* ctx, int i, int first_micro) {
+    Trainer* tr = (Trainer*)ctx;
+    int64_t n = tr->model->table.info[i].numel;
+    const float* g = G(tr->model, i);
+    if (tr->acc[i] == NULL) tr->acc[i] = (float*)callocCheck((size_t)n, sizeof(float)); // a refresh step of a GaLore tensor
+    float* a = tr->acc[i];
+    if (first_micro) memcpy(a, g, sizeof(float) * (size_t)n);
+    else for (int64_t k = 0; k < n; k++) a[k] += g[k];
+}
+static void cpu_hook_reduce(void* ctx, const int* idx, const int* src, int k) {
+    Trainer* tr = (Trainer*)ctx;
+    for (int j = 0; j < k; j++) {
+        size_t len;
+        float* x = trainer_src(tr, idx[j], src[j], &len);
+        trainer_reduce(tr, x, len, (size_t)tr->model->table.info[idx[j]].numel);
     }
-    // the slots are reused by the next group: leave them zero for backward's accumulation
+}
+static void cpu_hook_sumsq(void* ctx, const int* idx, const int* src, int k, double* ss) {
+    for (int j = 0; j < k; j++) {
+        size_t len;
+        const float* x = trainer_src((Trainer*)ctx, idx[j], src[j], &len);
+        ss[j] = sumsq(x, len);
+    }
+}
+static void cpu_hook_update(void* ctx, int i, int src, float lr, int64_t t) {
+    Trainer* tr = (Trainer*)ctx;
+    size_t len;
+    const float* g = trainer_src(tr, i, src, &len);
+    optimizer_update(&tr->opt, i, P(tr->model, i), g, src == SRC_LOWRANK, lr, t);
+}
+static void cpu_hook_release(void* ctx, int i) {
+    Trainer* tr = (Trainer*)ctx;
+    if (tr->acc && tr->acc[i] && tr->opt.lay[i].side != SIDE_NONE) { free(tr->acc[i]); tr->acc[i] = NULL; }
+}
+static void cpu_hook_zero_slots(void* ctx, int first, int last) {
+    Llama* m = ((Trainer*)ctx)->model;
     size_t start = m->goff[first], end = m->goff[last] + (size_t)m->table.info[last].numel;
     memset(m->grad_mem + start, 0, sizeof(float) * (end - start));
+}
+static void trainer_grads_ready(void* ctx, int first, int last) {
+    Trainer* tr = (Trainer*)ctx;
+    layer_hook_run(&tr->hook, &tr->st, first, last);
 }
 
 static void trainer_init(Trainer* tr, Llama* m, const OptimConfig* oc, int per_layer, int grad_accum, float grad_clip, Dist* dist) {
@@ -948,6 +955,9 @@ static void trainer_init(Trainer* tr, Llama* m, const OptimConfig* oc, int per_l
     if (per_layer) {
         m->grads_ready = trainer_grads_ready;
         m->grads_ctx = tr;
+        LayerHookOps h = {tr, NULL, cpu_hook_lowrank, cpu_hook_project, cpu_hook_accumulate, cpu_hook_reduce, cpu_hook_sumsq,
+                          cpu_hook_update, cpu_hook_release, cpu_hook_zero_slots};
+        tr->hook = h;
     }
     if (need_full || need_low) {
         int n = m->table.n;
@@ -1003,12 +1013,15 @@ static void trainer_reduce_all(Trainer* tr, int* lowrank) {
 static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int* targets, float* norm,
                         int* skipped, int64_t* n_targets) {
     Llama* m = tr->model;
-    tr->lr = lr; tr->sumsq = 0.0; tr->bad = 0; tr->updated = 0; tr->comm_bytes = 0.0; tr->comm_full = 0.0;
+    LayerHookStep* st = &tr->st;
+    memset(st, 0, sizeof *st);
+    st->grad_accum = tr->grad_accum; st->dp = tr->dist->active; st->lr = lr; st->t = tr->t + 1;
+    tr->comm_bytes = 0.0; tr->comm_full = 0.0;
     if (!tr->per_layer) llama_zero_grad(m);
     double loss_sum = 0.0;
     *n_targets = 0;
     for (int micro = 0; micro < tr->grad_accum; micro++) {
-        tr->micro = micro;
+        st->micro = micro;
         dataloader_next_batch(dl, inputs, targets);
         llama_forward(m, inputs, targets, dl->B, dl->T);
         // the micro-batch's loss over all ranks: sum of losses and of targets (one small all-reduce)
@@ -1017,9 +1030,9 @@ static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int*
         m->n_norm = n_all;
         loss_sum += mean;
         *n_targets += n_all;
-        if (!isfinite(mean)) tr->bad = 1;
+        if (!isfinite(mean)) st->bad = 1;
         // per-layer mode updates inside backward: a bad loss must stop it before it starts
-        if (tr->bad && tr->per_layer) continue;
+        if (st->bad && tr->per_layer) continue;
         llama_backward(m, inputs, targets, dl->B, dl->T, 1.0f / tr->grad_accum);
     }
     if (!tr->per_layer) {
@@ -1034,20 +1047,21 @@ static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int*
             ss = sumsq(m->grad_mem, m->grad_size);
         }
         *norm = (float)sqrt(ss);
-        if (!isfinite(*norm)) tr->bad = 1;
-        if (!tr->bad) {
+        if (!isfinite(*norm)) st->bad = 1;
+        if (!st->bad) {
             if (tr->grad_clip > 0.0f) grads_clip(m, *norm, tr->grad_clip);
             for (int i = 0; i < m->table.n; i++)
                 optimizer_update(&tr->opt, i, P(m, i), lowrank[i] ? tr->racc[i] : G(m, i), lowrank[i], lr, tr->t + 1);
-            tr->updated = 1;
+            st->updated = 1;
         }
     } else {
-        *norm = tr->bad ? NAN : (float)sqrt(tr->sumsq);
+        *norm = st->bad ? NAN : (float)sqrt(st->sumsq);
         llama_zero_grad(m); // a skipped step can leave a group's gradient in the slots
+        layer_hook_end_step(&tr->hook, st, m->table.n);
     }
     m->n_norm = 0;
-    if (tr->updated) tr->t++;
-    *skipped = tr->bad;
+    if (st->updated) tr->t++;
+    *skipped = st->bad;
     return (float)(loss_sum / tr->grad_accum);
 }
 
@@ -1169,16 +1183,18 @@ int main(int argc, char** argv) {
     set_threads(s.threads);
     int B = s.batch, T = s.seq;
     if (strcmp(s.memory_plan, "0") != 0) {
+        // both engines' plans: this one's, and the GPU engine's (the very rows train_llamacu
+        // allocates; its library workspaces are sized by the device at startup)
         int json = strcmp(s.memory_plan, "json") == 0;
         cJSON* plans = json ? cJSON_CreateArray() : NULL;
         MemPlan mp;
         char title[256];
-        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU, s.recompute);
-        snprintf(title, sizeof title, "%s, %s%s, batch %d x %d, CPU engine (fp32)", config.name, s.optimizer, s.per_layer ? " per-layer" : "", B, T);
-        if (json) memplan_json(plans, &mp, title, "cpu"); else memplan_print(&mp, title);
-        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_GPU, 0);
-        snprintf(title, sizeof title, "%s, %s%s, GPU engine (bf16 weights and moments; activations: see train_llamacu)", config.name, s.optimizer, s.per_layer ? " per-layer" : "");
-        if (json) { memplan_json(plans, &mp, title, "gpu_state"); plan_json_print(plans); } else memplan_print(&mp, title);
+        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, s.recompute);
+        snprintf(title, sizeof title, "CPU engine (train_llama, fp32): %s, %s%s, batch %d x %d", config.name, s.optimizer, s.per_layer ? " per-layer" : "", B, T);
+        if (json) memplan_json(plans, &mp, title, "cpu"); else memplan_print(&mp, title, 0.0);
+        GpuPlanArgs ga = gpu_plan_args(&s, &config, &oc);
+        gpu_memplan_report(&config, s.optimizer, &oc, &ga, plans, s.gpu_mem);
+        if (json) plan_json_print(plans);
         return 0;
     }
     Llama model;
@@ -1200,9 +1216,9 @@ int main(int argc, char** argv) {
     if (s.steps > 0) {
         trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip, &dist);
         MemPlan mp;
-        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, ENGINE_CPU, s.recompute);
-        printf("memory plan: %.1f MiB (weights %.1f, optimizer state %.1f); --memory-plan 1 for the table\n", mp.total / 1048576.0,
-               mp.items[0].bytes / 1048576.0, (memplan_paper_estimate(&mp) - mp.items[0].bytes) / 1048576.0);
+        memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, s.recompute);
+        printf("memory plan: %.3f GiB (weights %.3f, optimizer state %.3f); --memory-plan 1 for the table\n", mp.total / GIB,
+               mp.items[0].bytes / GIB, (mp.state - mp.items[0].bytes) / GIB);
     } else {
         memset(&trainer, 0, sizeof trainer); // evaluation only: no optimizer state
         trainer.model = &model;

@@ -9,7 +9,7 @@
 // per-tensor state of galore.h's tensor_layout; --per-layer 1 updates each layer inside backward
 // (gradient memory: the largest update group, llama.h), with --grad-accum accumulating GaLore gradients in the
 // low-rank space, as the CPU does.
-// Every device buffer is allocated once at startup from one plan (gpu_plan_build), which
+// Every device buffer is allocated once at startup by walking one plan (memplan.h's gpu_memplan_build), which
 // --memory-plan 1 prints without touching the GPU.
 // test_llama.cu includes this file with TESTING defined to reach its internals.
 //
@@ -39,6 +39,7 @@
 #include "galore.cuh"
 #include "dist.h"
 #include "run.h"
+#include "layerhook.h"
 #include <nccl.h>
 
 // NCCL calls: checked like the others (the data-parallel code below, and gpu_forward's count)
@@ -53,155 +54,41 @@ static void nccl_check(ncclResult_t r, const char* file, int line) {
 #define ncclCheck(call) nccl_check((call), __FILE__, __LINE__)
 
 // ----------------------------------------------------------------------------
-// the memory plan: every device buffer, by name and bytes. The allocation walks the same list.
+// the device memory: memplan.h's GPU plan (gpu_memplan_build), one cudaMalloc per row, walked in
+// row order. A row's buffer is exactly its bytes under its name; MEM_LIBRARY rows are allocated
+// inside the library wrappers (cuBLASLt workspaces, attention_init, galore_gpu_init,
+// adam8bit_maps_upload) and checked against their contexts (gpu_plan_check); the queried rows are
+// filled in from them. Transient rows (refresh-step accumulators) are allocated for their step.
 
-enum {
-    A_RES = 0, A_LN1, A_RSTD1, A_QKV, A_ATTY, A_ATTN_SAVED, A_RES2, A_LN2, A_RSTD2, A_GU, A_ACT, A_LNF, A_RSTDF,
-    A_LOGITS, A_LOSSES, A_DRES, A_SCRATCH, A_RMS_SCRATCH, A_NORM_PARTIALS, A_INPUTS, A_TARGETS, A_BUCKET, A_NUM
-};
-static const char* const GPU_ACT_NAMES[A_NUM] = {
-    "res (L+1, B, T, C) bf16", "ln1 (L, B, T, C) bf16", "rstd1 (L, B, T) fp32", "qkv (L, B, T, C+2KV) bf16",
-    "atty (L, B, T, C) bf16", "attention saved for backward (L x stats or probs)", "res2 (L, B, T, C) bf16", "ln2 (L, B, T, C) bf16",
-    "rstd2 (L, B, T) fp32", "gu (L, B, T, 2H) bf16", "act (L, B, T, H) bf16", "lnf (B, T, C) bf16", "rstdf (B, T) fp32",
-    "logits (B, T, V) bf16", "losses (B, T) fp32", "dres (B, T, C) bf16", "scratch (B, T, max(3H, C+2KV)) bf16",
-    "rmsnorm dw scratch fp32", "grad norm partials fp32", "inputs int32", "targets int32 (+ their counts)", "encoder buckets int32",
-};
+typedef struct {
+    MemPlan plan;
+    void* ptr[GR_NUM];     // row i's buffer, or NULL
+    size_t got[GR_NUM];    // the bytes allocated for row i
+} GpuMem;
 
-// --recompute 1: forward keeps res (every layer's input); the per-layer buffers ln1 .. act hold
-// one layer, which backward recomputes layer by layer (gpu_layer_forward)
-static const char* const GPU_ACT_NAMES_RECOMPUTE[A_ACT + 1] = {
-    "res (L+1, B, T, C) bf16: every layer's input", "ln1 (B, T, C) bf16: 1 layer, recomputed", "rstd1 (B, T) fp32: 1 layer, recomputed",
-    "qkv (B, T, C+2KV) bf16: 1 layer, recomputed", "atty (B, T, C) bf16: 1 layer, recomputed",
-    "attention saved: 1 layer, recomputed", "res2 (B, T, C) bf16: 1 layer, recomputed",
-    "ln2 (B, T, C) bf16: 1 layer, recomputed", "rstd2 (B, T) fp32: 1 layer, recomputed", "gu (B, T, 2H) bf16: 1 layer, recomputed",
-    "act (B, T, H) bf16: 1 layer, recomputed",
-};
-static const char* gpu_act_name(int i, int recompute) { return recompute && i <= A_ACT ? GPU_ACT_NAMES_RECOMPUTE[i] : GPU_ACT_NAMES[i]; }
-
-static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
-
-// bytes of each activation buffer; attn_saved: what attention keeps per layer for its backward;
-// recompute: the per-layer buffers (all but res) hold one layer
-static void gpu_act_sizes(const LlamaConfig* c, int B, int T, size_t attn_saved, size_t bytes[A_NUM], int recompute = 0) {
-    size_t L = c->L, C = c->C, H = c->H, V = c->V, BT = (size_t)B * T, KV = (size_t)c->NKV * (C / c->NH);
-    size_t scratch = 3 * H > C + 2 * KV ? 3 * H : C + 2 * KV;
-    size_t X = sizeof(floatX), F = sizeof(float), I = sizeof(int);
-    size_t Lk = recompute ? 1 : L; // layers of the per-layer buffers kept
-    size_t b[A_NUM] = {
-        (L + 1) * BT * C * X, Lk * BT * C * X, Lk * BT * F, Lk * BT * (C + 2 * KV) * X,
-        Lk * BT * C * X, Lk * align256(attn_saved), Lk * BT * C * X, Lk * BT * C * X,
-        Lk * BT * F, Lk * BT * 2 * H * X, Lk * BT * H * X, BT * C * X, BT * F,
-        BT * V * X, BT * F, BT * C * X, BT * scratch * X,
-        (size_t)RMS_DW_CHUNKS * C * F, (size_t)NORM_BLOCKS * F, BT * I, (BT + TC_NUM) * I, (3 * BT + 1) * I,
-    };
-    for (int i = 0; i < A_NUM; i++) bytes[i] = align256(b[i]);
+// allocate (zeroed) rows first..last that are this program's (not a library's, not transient)
+static void gpu_alloc_rows(GpuMem* gm, int first, int last) {
+    for (int i = first; i <= last; i++) {
+        const MemItem* it = &gm->plan.items[i];
+        if ((it->flags & (MEM_LIBRARY | MEM_TRANSIENT)) || it->bytes <= 0) continue;
+        if (gm->ptr[i]) die("internal: memory plan row %s allocated twice", it->name);
+        size_t b = (size_t)it->bytes;
+        gm->ptr[i] = cudaMallocCheck(b, it->name);
+        gm->got[i] = b;
+        cudaCheck(cudaMemset(gm->ptr[i], 0, b));
+    }
 }
-
-#define GPU_PLAN_MAX 64
-typedef struct { char name[80]; double bytes; int transient; } GpuPlanItem;
-typedef struct { GpuPlanItem it[GPU_PLAN_MAX]; int n; double total; double state; double transient; } GpuPlan;
-
-// is_state: counts in the paper's "weights + optimizer state" estimate; transient: allocated only
-// for a while (refresh-step accumulators), shown but not in the total
-static void gpu_plan_add_ex(GpuPlan* p, const char* name, double bytes, int is_state, int transient) {
-    if (p->n >= GPU_PLAN_MAX) die("internal: GPU plan has more than %d rows", GPU_PLAN_MAX);
-    snprintf(p->it[p->n].name, sizeof p->it[p->n].name, "%s", name);
-    p->it[p->n].bytes = bytes;
-    p->it[p->n].transient = transient;
-    p->n++;
-    if (transient) { p->transient += bytes; return; }
-    p->total += bytes;
-    if (is_state) p->state += bytes;
+static void gpu_free_rows(GpuMem* gm, int first, int last) {
+    for (int i = first; i <= last; i++) {
+        if (gm->ptr[i]) cudaCheck(cudaFree(gm->ptr[i]));
+        gm->ptr[i] = NULL;
+        gm->got[i] = 0;
+    }
 }
-static void gpu_plan_add(GpuPlan* p, const char* name, double bytes, int is_state) { gpu_plan_add_ex(p, name, bytes, is_state, 0); }
-
-// the optimizer state of galore.h's per-tensor layout on the GPU, in bytes: moments in bf16 (fp32
-// with master weights, and always fp32 on the 8-bit kinds' 32-bit path for small tensors, as
-// bitsandbytes), 8-bit states and their absmax, bf16 projectors. The allocation uses the same sums.
-typedef struct { double moments, q8, absmax, proj; int mom_f32; } GpuOptimBytes;
-static GpuOptimBytes gpu_optim_bytes(const ParamTable* pt, const OptimConfig* oc, int master) {
-    GpuOptimBytes b;
-    memset(&b, 0, sizeof b);
-    b.mom_f32 = master || optim_is_8bit(oc->kind);
-    for (int i = 0; i < pt->n; i++) {
-        TensorLayout l;
-        tensor_layout(&l, &pt->info[i], oc);
-        if (l.state == STATE_8BIT) { b.q8 += 2.0 * l.snumel; b.absmax += 2.0 * 4 * l.nblocks; }
-        else b.moments += 2.0 * l.snumel * (b.mom_f32 ? 4 : sizeof(floatX));
-        b.proj += (double)l.proj_numel * sizeof(floatX);
-    }
-    return b;
-}
-
-// gpu_plan_build: every device buffer for (config, optimizer, flags). oc NULL: AdamW. svd_ws: the
-// cuSOLVER workspace in bytes, or < 0 for the estimate (no GPU to ask). recompute: --recompute
-static void gpu_plan_build(GpuPlan* p, const LlamaConfig* c, int B, int T, int master, size_t attn_saved, size_t attn_ws,
-                           const OptimConfig* oc_in, int per_layer, int grad_accum, double svd_ws, int recompute = 0) {
-    memset(p, 0, sizeof *p);
-    OptimConfig oc;
-    memset(&oc, 0, sizeof oc);
-    if (oc_in) oc = *oc_in; else oc.kind = OPTIM_ADAMW;
-    ParamTable pt;
-    param_table_build(&pt, c);
-    double P = (double)pt.total;
-    int half = c->C / c->NH / 2;
-    gpu_plan_add(p, "weights (bf16)", P * sizeof(floatX), 1);
-    double gsize = (double)grad_layout(&pt, c, per_layer, NULL);
-    gpu_plan_add(p, per_layer ? "gradients (largest update group, bf16)" : "gradients (bf16)", gsize * sizeof(floatX), 0);
-    if (master) gpu_plan_add(p, "master weights (fp32)", P * 4, 1);
-    GpuOptimBytes ob = gpu_optim_bytes(&pt, &oc, master);
-    gpu_plan_add(p, ob.mom_f32 ? "adam moments m, v (fp32)" : "adam moments m, v (bf16)", ob.moments, 1);
-    gpu_plan_add(p, "8-bit moments qm, qv (uint8)", ob.q8, 1);
-    gpu_plan_add(p, "8-bit absmax (fp32, per 256 elements)", ob.absmax, 1);
-    gpu_plan_add(p, "GaLore projectors (bf16)", ob.proj, 1);
-    if (optim_is_8bit(oc.kind)) gpu_plan_add(p, "8-bit quantization maps", 512.0 * 4, 0);
-    // per-layer accumulation: full accumulators for the full-rank tensors, low-rank ones for GaLore
-    // tensors, and full ones for the GaLore tensors of a refresh step (allocated for that step)
-    TensorLayout* lay = (TensorLayout*)mallocCheck(sizeof(TensorLayout) * pt.n);
-    double acc_full = 0.0, acc_low = 0.0, galore_full = 0.0;
-    for (int i = 0; i < pt.n; i++) {
-        tensor_layout(&lay[i], &pt.info[i], &oc);
-        if (lay[i].side == SIDE_NONE) acc_full += (double)pt.info[i].numel;
-        else { acc_low += (double)lay[i].snumel; galore_full += (double)(lay[i].m * lay[i].n); }
-    }
-    if (per_layer && grad_accum > 1) {
-        gpu_plan_add(p, "gradient accumulators (full-rank tensors, bf16)", acc_full * sizeof(floatX), 0);
-        gpu_plan_add(p, "gradient accumulators (GaLore low-rank, bf16)", acc_low * sizeof(floatX), 0);
-        gpu_plan_add_ex(p, "refresh-step accumulators (GaLore, bf16)", galore_full * sizeof(floatX), 0, 1);
-    }
-    GaloreDims gd = galore_dims(lay, pt.n);
-    if (gd.max_full > 0) {
-        // A: the SVD input at refresh steps (and the unfused update's U; the fused update needs none);
-        // the unfused path's fp32 projector lives in the U factor's buffer between refreshes
-        gpu_plan_add(p, "GaLore full scratch: SVD input, unfused U (fp32)", (double)gd.max_full * 4, 0);
-        gpu_plan_add(p, "GaLore SVD factors U, V (fp32, largest matrix)", 2.0 * gd.max_full * 4, 0);
-        gpu_plan_add(p, "GaLore singular values (fp32)", (double)gd.max_k * 4, 0);
-        gpu_plan_add(p, "GaLore low-rank R, N (fp32)", 2.0 * gd.max_s * 4, 0);
-        gpu_plan_add(p, svd_ws < 0 ? "cuSOLVER workspace: SVD, QR (ESTIMATE: 1x largest matrix)" : "cuSOLVER workspace: SVD, QR (queried)",
-                     svd_ws < 0 ? galore_svd_workspace_estimate(&gd) : svd_ws, 0);
-    }
-    free(lay);
-    param_table_free(&pt);
-    gpu_plan_add(p, "rope cos/sin tables (fp32)", 2.0 * c->maxT * half * 4, 0);
-    size_t ab[A_NUM];
-    gpu_act_sizes(c, B, T, attn_saved, ab, recompute);
-    for (int i = 0; i < A_NUM; i++) {
-        char nm[80];
-        snprintf(nm, sizeof nm, "act: %s", gpu_act_name(i, recompute));
-        gpu_plan_add(p, nm, (double)ab[i], 0);
-    }
-    gpu_plan_add(p, "cuBLASLt workspace", (double)MATMUL_WORKSPACE_BYTES, 0);
-    gpu_plan_add(p, "cuBLASLt workspace of the update stream", (double)MATMUL_WORKSPACE_BYTES, 0);
-    gpu_plan_add(p, "attention workspace (cuDNN/fallback)", (double)attn_ws, 0);
-}
-
-static void gpu_plan_print(const GpuPlan* p, const char* title) {
-    printf("GPU memory plan: %s\n", title);
-    for (int i = 0; i < p->n; i++)
-        if (p->it[i].bytes > 0)
-            printf("  %-52s %12.2f MiB%s\n", p->it[i].name, p->it[i].bytes / 1048576.0, p->it[i].transient ? " (transient, not in total)" : "");
-    printf("  %-52s %12.2f MiB (%.3f GB)\n", "total", p->total / 1048576.0, p->total / 1e9);
-    printf("  %-52s %12.2f MiB (%.3f GB)\n", "weights + optimizer state (paper's estimate)", p->state / 1048576.0, p->state / 1e9);
+// a library's buffer against its row (the library allocated `bytes`)
+static void gpu_plan_expect(const GpuMem* gm, int i, double bytes) {
+    if (fabs(gm->plan.items[i].bytes - bytes) > 0.5)
+        die("internal: memory plan row \"%s\" is %.0f bytes, the buffer %.0f", gm->plan.items[i].name, gm->plan.items[i].bytes, bytes);
 }
 
 // ----------------------------------------------------------------------------
@@ -232,8 +119,8 @@ typedef struct {
     void* grads_ctx;
     float* master_w;          // (P) fp32 or NULL
     float *rope_cos, *rope_sin; // (maxT, HD/2) fp32
-    GpuActs acts;
-    void* act_memory;
+    GpuActs acts;             // the activation rows of mem
+    GpuMem mem;               // the plan and its buffers (the trainer completes both)
     size_t attn_saved_bytes;  // per layer
     MatmulCtx mm;
     cublasHandle_t blas;
@@ -262,17 +149,16 @@ static void gpu_rope_init(GpuLlama* m) {
     float* hc = (float*)mallocCheck(sizeof(float) * n);
     float* hs = (float*)mallocCheck(sizeof(float) * n);
     llama_rope_tables(c, hc, hs);
-    m->rope_cos = (float*)cudaMallocCheck(sizeof(float) * n, "rope cos table");
-    m->rope_sin = (float*)cudaMallocCheck(sizeof(float) * n, "rope sin table");
+    m->rope_cos = (float*)m->mem.ptr[GR_ROPE]; // the row holds both tables
+    m->rope_sin = m->rope_cos + n;
     cudaCheck(cudaMemcpy(m->rope_cos, hc, sizeof(float) * n, cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(m->rope_sin, hs, sizeof(float) * n, cudaMemcpyHostToDevice));
     free(hc); free(hs);
 }
 
-static void print_alloc(const char* name, size_t bytes) { printf("  alloc %-52s %10.2f MiB\n", name, bytes / 1048576.0); }
-
-// gpu_build: handles, attention plan, every buffer of the plan (printed as allocated). Weights
-// are uploaded afterwards (gpu_upload_params).
+// gpu_build: handles, attention plan, the model's rows of the plan (weights, gradients, master
+// weights, rope tables, activations; the optimizer's follow in gpu_trainer_init). Weights are
+// uploaded afterwards (gpu_upload_params).
 // per_layer: lay the gradient slots out for per-layer updates right away (the largest group's size),
 // so a model that only fits with --per-layer never allocates whole-model gradients.
 // recompute: --recompute 1, one layer of per-layer activations (gpu_act_sizes)
@@ -283,7 +169,7 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
     m->B = B; m->T = T; m->master = master; m->recompute = recompute;
     m->mean_loss = -1.0f;
     param_table_build(&m->table, c);
-    size_t P = m->table.total, BT = (size_t)B * T;
+    size_t BT = (size_t)B * T;
     int HD = c->C / c->NH;
     cudaCheck(cudaStreamCreate(&m->stream));
     matmul_ctx_init(&m->mm, m->stream);
@@ -302,26 +188,23 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
     if (verbose && !m->attn.bwd_deterministic)
         printf("note: the attention backward chosen is not bitwise deterministic run to run (cuDNN engine); --attn-fallback 2 takes "
                "cuDNN only with a deterministic backward, 1 the cuBLAS path\n");
-    if (verbose) printf("allocating the model's buffers on the GPU (the optimizer's follow):\n");
-    m->params = (floatX*)cudaMallocCheck(sizeof(floatX) * P, "weights (bf16)");
+    // the model's plan: the trainer rebuilds it with the optimizer's rows (gpu_trainer_init)
+    GpuPlanArgs pa;
+    memset(&pa, 0, sizeof pa);
+    pa.c = c; pa.B = B; pa.T = T; pa.master = master; pa.per_layer = per_layer; pa.grad_accum = 1; pa.recompute = recompute;
+    pa.cudnn = m->attn.use_cudnn;
+    gpu_memplan_build(&m->mem.plan, &pa);
+    if (gpu_attn_saved_bytes(c, B, T, m->attn.use_cudnn) != m->attn_saved_bytes)
+        die("internal: the memory plan's attention rows (%zu bytes a layer) differ from attention.cuh's (%zu)",
+            gpu_attn_saved_bytes(c, B, T, m->attn.use_cudnn), m->attn_saved_bytes);
+    for (int r = 0; r < GPU_ROW_RANGES; r++) gpu_alloc_rows(&m->mem, GPU_MODEL_ROWS[r][0], GPU_MODEL_ROWS[r][1]);
+    m->params = (floatX*)m->mem.ptr[GR_WEIGHTS];
+    m->master_w = (float*)m->mem.ptr[GR_MASTER];
     m->goff = (size_t*)mallocCheck(sizeof(size_t) * (size_t)m->table.n);
     m->grad_size = grad_layout(&m->table, c, per_layer, m->goff);
     m->grads_per_layer = per_layer;
-    const char* gname = per_layer ? "gradients (largest update group, bf16)" : "gradients (bf16)";
-    m->grads = (floatX*)cudaMallocCheck(sizeof(floatX) * m->grad_size, gname);
-    if (verbose) { print_alloc("weights (bf16)", sizeof(floatX) * P); print_alloc(gname, sizeof(floatX) * m->grad_size); }
-    if (master) {
-        m->master_w = (float*)cudaMallocCheck(sizeof(float) * P, "master weights (fp32)");
-        if (verbose) print_alloc("master weights (fp32)", sizeof(float) * P);
-    }
-    cudaCheck(cudaMemset(m->grads, 0, sizeof(floatX) * m->grad_size));
+    m->grads = (floatX*)m->mem.ptr[GR_GRADS];
     gpu_rope_init(m);
-    // activations: one allocation, then a pointer table
-    size_t ab[A_NUM], total = 0;
-    gpu_act_sizes(c, B, T, m->attn_saved_bytes, ab, recompute);
-    for (int i = 0; i < A_NUM; i++) total += ab[i];
-    m->act_memory = cudaMallocCheck(total, "activations");
-    cudaCheck(cudaMemset(m->act_memory, 0, total));
     void** ptrs[A_NUM] = {
         (void**)&m->acts.res, (void**)&m->acts.ln1, (void**)&m->acts.rstd1, (void**)&m->acts.qkv, (void**)&m->acts.atty,
         (void**)&m->acts.attn_saved, (void**)&m->acts.res2, (void**)&m->acts.ln2, (void**)&m->acts.rstd2, (void**)&m->acts.gu,
@@ -329,13 +212,7 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
         (void**)&m->acts.dres, (void**)&m->acts.scratch, (void**)&m->acts.rms_scratch, (void**)&m->acts.norm_partials,
         (void**)&m->acts.inputs, (void**)&m->acts.targets, (void**)&m->acts.bucket,
     };
-    char* p = (char*)m->act_memory;
-    for (int i = 0; i < A_NUM; i++) {
-        *ptrs[i] = (void*)p;
-        p += ab[i];
-        if (verbose) { char nm[80]; snprintf(nm, sizeof nm, "act: %s", gpu_act_name(i, recompute)); print_alloc(nm, ab[i]); }
-    }
-    if (verbose) print_alloc("cuBLASLt workspace", MATMUL_WORKSPACE_BYTES);
+    for (int i = 0; i < A_NUM; i++) *ptrs[i] = m->mem.ptr[GR_ACT0 + i];
     m->h_counts = (int*)mallocCheck(sizeof(int) * ((size_t)c->V + 1));
     m->h_bucket = (int*)mallocCheck(sizeof(int) * (3 * BT + 1));
     m->h_losses = (float*)mallocCheck(sizeof(float) * BT);
@@ -343,11 +220,8 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
 }
 
 static void gpu_free(GpuLlama* m) {
-    cudaCheck(cudaFree(m->params)); cudaCheck(cudaFree(m->grads));
-    if (m->master_w) cudaCheck(cudaFree(m->master_w));
+    gpu_free_rows(&m->mem, 0, GR_NUM - 1);
     free(m->goff);
-    cudaCheck(cudaFree(m->rope_cos)); cudaCheck(cudaFree(m->rope_sin));
-    cudaCheck(cudaFree(m->act_memory));
     attention_free(&m->attn);
     matmul_ctx_free(&m->mm); // m->blas is its handle
     if (m->dnn) cudnnCheck(cudnnDestroy(m->dnn));
@@ -357,15 +231,16 @@ static void gpu_free(GpuLlama* m) {
 }
 
 // gpu_set_grad_mode: lay out the gradient slots for whole-model or per-layer updates and
-// reallocate them zeroed (per-layer: the largest update group's size instead of P)
-static void gpu_set_grad_mode(GpuLlama* m, int per_layer, int verbose) {
-    if (per_layer != m->grads_per_layer) {
-        size_t size = grad_layout(&m->table, &m->config, per_layer, m->goff);
-        cudaCheck(cudaFree(m->grads));
-        m->grads = (floatX*)cudaMallocCheck(sizeof(floatX) * size, per_layer ? "gradients (largest update group, bf16)" : "gradients (bf16)");
-        if (verbose) print_alloc(per_layer ? "gradients (largest update group, bf16), instead" : "gradients (bf16), instead", sizeof(floatX) * size);
-        m->grad_size = size;
-        m->grads_per_layer = per_layer;
+// reallocate their row zeroed when its size changed (per-layer: the largest update group's size
+// instead of P); the plan's gradient row must already say the new size (gpu_trainer_init)
+static void gpu_set_grad_mode(GpuLlama* m, int per_layer) {
+    m->grad_size = grad_layout(&m->table, &m->config, per_layer, m->goff);
+    m->grads_per_layer = per_layer;
+    gpu_plan_expect(&m->mem, GR_GRADS, (double)(sizeof(floatX) * m->grad_size));
+    if (m->mem.got[GR_GRADS] != sizeof(floatX) * m->grad_size) {
+        gpu_free_rows(&m->mem, GR_GRADS, GR_GRADS);
+        gpu_alloc_rows(&m->mem, GR_GRADS, GR_GRADS);
+        m->grads = (floatX*)m->mem.ptr[GR_GRADS];
     }
     cudaCheck(cudaMemset(m->grads, 0, sizeof(floatX) * m->grad_size));
     m->grads_ready = NULL;
@@ -602,7 +477,7 @@ typedef struct {
     float** absmax_m; float** absmax_v; // (n) (nblocks) each, or NULL
     floatX** proj;              // (n) bf16 projector ((r, n) right, (m, r) left), or NULL
     int* has_proj;              // (n) host
-    char* mom_mem; uint8_t* q_mem; float* absmax_mem; floatX* proj_mem; // the allocations behind the tables
+    char* mom_mem; uint8_t* q_mem; float* absmax_mem; floatX* proj_mem; // the plan rows behind the tables
     float* maps;                // (512) device: the signed and unsigned dynamic maps (8-bit kinds)
     GaloreGpu gl;               // SVD, projection scratch and handles (GaLore kinds)
 } GpuOptim;
@@ -613,22 +488,15 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
     o->cfg = *cfg;
     o->n = m->table.n;
     o->lay = (TensorLayout*)mallocCheck(sizeof(TensorLayout) * o->n);
+    // the state rows of the plan (gpu_trainer_init allocated them zeroed: bitsandbytes' zeros init),
+    // carved per tensor with the sizes gpu_optim_bytes summed into the rows
     GpuOptimBytes ob = gpu_optim_bytes(&m->table, cfg, m->master);
     o->mom_f32 = ob.mom_f32;
     size_t mb = o->mom_f32 ? sizeof(float) : sizeof(floatX);
-    const char* mom_name = o->mom_f32 ? "adam moments m, v (fp32)" : "adam moments m, v (bf16)";
-    o->mom_mem = (char*)cudaMallocCheck((size_t)ob.moments, mom_name);
-    o->q_mem = (uint8_t*)cudaMallocCheck((size_t)ob.q8, "8-bit moments qm, qv (uint8)");
-    o->absmax_mem = (float*)cudaMallocCheck((size_t)ob.absmax, "8-bit absmax (fp32)");
-    o->proj_mem = (floatX*)cudaMallocCheck((size_t)ob.proj, "GaLore projectors (bf16)");
-    cudaCheck(cudaMemset(o->mom_mem, 0, (size_t)ob.moments > 0 ? (size_t)ob.moments : 1));
-    cudaCheck(cudaMemset(o->q_mem, 0, (size_t)ob.q8 > 0 ? (size_t)ob.q8 : 1));          // bitsandbytes' zeros init
-    cudaCheck(cudaMemset(o->absmax_mem, 0, (size_t)ob.absmax > 0 ? (size_t)ob.absmax : 1));
-    if (verbose) {
-        print_alloc(mom_name, (size_t)ob.moments);
-        if (ob.q8 > 0) { print_alloc("8-bit moments qm, qv (uint8)", (size_t)ob.q8); print_alloc("8-bit absmax (fp32)", (size_t)ob.absmax); }
-        if (ob.proj > 0) print_alloc("GaLore projectors (bf16)", (size_t)ob.proj);
-    }
+    o->mom_mem = (char*)m->mem.ptr[GR_MOMENTS];
+    o->q_mem = (uint8_t*)m->mem.ptr[GR_Q8];
+    o->absmax_mem = (float*)m->mem.ptr[GR_ABSMAX];
+    o->proj_mem = (floatX*)m->mem.ptr[GR_PROJ];
     size_t ptrs = sizeof(void*) * (size_t)o->n;
     o->m = (void**)callocCheck(1, ptrs); o->v = (void**)callocCheck(1, ptrs);
     o->qm = (uint8_t**)callocCheck(1, ptrs); o->qv = (uint8_t**)callocCheck(1, ptrs);
@@ -654,17 +522,15 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
         if (l->proj_numel) { o->proj[i] = pp; pp += l->proj_numel; }
     }
     if (optim_is_8bit(cfg->kind)) o->maps = adam8bit_maps_upload();
+    if (mp - o->mom_mem != (ptrdiff_t)ob.moments || (double)(q - o->q_mem) != ob.q8 || (double)(am - o->absmax_mem) * 4 != ob.absmax ||
+        (double)(pp - o->proj_mem) * sizeof(floatX) != ob.proj)
+        die("internal: the optimizer state carved per tensor differs from its memory plan rows");
+    if (optim_is_8bit(cfg->kind)) o->maps = adam8bit_maps_upload();
     galore_gpu_init(&o->gl, o->lay, o->n, ublas, us, verbose);
-    if (verbose && o->gl.max_full > 0) {
-        print_alloc("GaLore full scratch: SVD input, unfused U (fp32)", sizeof(float) * o->gl.max_full);
-        print_alloc("GaLore SVD factors U, V (fp32)", 2 * sizeof(float) * o->gl.max_full);
-        print_alloc("GaLore singular values (fp32)", sizeof(float) * o->gl.max_k);
-        print_alloc("GaLore low-rank R, N (fp32)", 2 * sizeof(float) * o->gl.max_s);
-    }
 }
 
+// the state rows are the model's (GpuMem), freed with it
 static void gpu_optim_free(GpuOptim* o) {
-    cudaCheck(cudaFree(o->mom_mem)); cudaCheck(cudaFree(o->q_mem)); cudaCheck(cudaFree(o->absmax_mem)); cudaCheck(cudaFree(o->proj_mem));
     if (o->maps) cudaCheck(cudaFree(o->maps));
     galore_gpu_free(&o->gl);
     free(o->lay); free(o->m); free(o->v); free(o->qm); free(o->qv); free(o->absmax_m); free(o->absmax_v); free(o->proj); free(o->has_proj);
@@ -680,8 +546,8 @@ typedef struct {
     uint32_t sr_seed;
     int64_t t;             // optimizer updates done
     int per_layer;
-    // the step in progress (per-layer mode)
-    int micro; float lr; double sumsq; int bad; int updated;
+    LayerHookStep st;      // the step in progress (layerhook.h)
+    LayerHookOps hook;     // per-layer mode: this engine's arithmetic for layerhook.h
     // per-layer with accumulation (the CPU's Trainer.acc / racc): bf16 full accumulators for the
     // full-rank tensors, bf16 low-rank ones for GaLore tensors, full ones for a GaLore tensor only
     // during a step that refreshes it
@@ -746,7 +612,7 @@ static void gpu_dp_grads_ready(void* ctx, int first, int last) {
     GpuTrainer* tr = (GpuTrainer*)ctx;
     GpuLlama* m = tr->model;
     GpuOptim* o = &tr->opt;
-    if (tr->micro != tr->grad_accum - 1) return;
+    if (tr->st.micro != tr->grad_accum - 1) return;
     int64_t t = tr->t + 1;
     cudaCheck(cudaEventRecord(tr->ev_grad, m->stream));
     cudaCheck(cudaStreamWaitEvent(tr->us, tr->ev_grad, 0));
@@ -784,7 +650,8 @@ static void gpu_dist_init(GpuTrainer* tr, Dist* d, const char* init) {
     cudaCheck(cudaEventCreateWithFlags(&tr->ev_layer, cudaEventDisableTiming));
     cudaCheck(cudaEventCreateWithFlags(&tr->ev_comm, cudaEventDisableTiming));
     tr->lowrank = (int*)callocCheck((size_t)m->table.n, sizeof(int));
-    tr->d_scalars = (double*)cudaMallocCheck(sizeof(double) * 16, "data-parallel scalars");
+    tr->d_scalars = (double*)m->mem.ptr[GR_DP_SCALARS]; // a plan row (gpu_trainer_init)
+    if (tr->d_scalars == NULL) die("internal: gpu_dist_init on a trainer built without this Dist (its plan has no NCCL scalars row)");
     if (!d->mpi) { d->ops_ctx = tr; d->sum_f64 = gpu_nccl_sum_f64; d->barrier = gpu_nccl_barrier; }
     if (!tr->per_layer) { m->grads_ready = gpu_dp_grads_ready; m->grads_ctx = tr; }
     m->norm_comm = tr->comm;
@@ -920,79 +787,76 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
     }
 }
 
-// the per-layer hook (the CPU's trainer_grads_ready): tensors first..last have this micro-batch's
-// gradient in their slots. Each tensor's gradient is accumulated over the micro-batches (low-rank
-// between refreshes), summed over the ranks (data parallel), then the tensor is updated. All of it
-// runs on the update stream, after the gradients (ev_grad); the host waits only for the group's
-// norms (the NaN check), then returns to backward while the updates run; backward waits for
-// ev_slot before it writes the shared slots again (matmul_backward's dw_wait, gpu_slot_wait).
-static void gpu_trainer_grads_ready(void* ctx, int first, int last) {
+// the per-layer hook (layerhook.h, the CPU's too) on the GPU: all of its work runs on the update
+// stream us, after the gradients (ev_grad, begin); the host waits only for the group's norms (the
+// NaN check), then returns to backward while the updates run; backward waits for ev_slot before it
+// writes the shared slots again (matmul_backward's dw_wait, gpu_slot_wait).
+static floatX* gpu_hook_src(GpuTrainer* tr, int i, int src, size_t* len) {
+    *len = src == SRC_LOWRANK ? (size_t)tr->opt.lay[i].snumel : (size_t)tr->model->table.info[i].numel;
+    return src == SRC_LOWRANK ? tr->racc[i] : src == SRC_ACC ? tr->acc[i] : GX(tr->model, i);
+}
+static void gpu_hook_begin(void* ctx) {
     GpuTrainer* tr = (GpuTrainer*)ctx;
-    GpuLlama* m = tr->model;
+    cudaCheck(cudaEventRecord(tr->ev_grad, tr->model->stream));
+    cudaCheck(cudaStreamWaitEvent(tr->us, tr->ev_grad, 0));
+}
+static int gpu_hook_lowrank(void* ctx, int i, int64_t t) { return gpu_trainer_lowrank((GpuTrainer*)ctx, i, t); }
+static void gpu_hook_project(void* ctx, int i, float beta) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
     GpuOptim* o = &tr->opt;
-    cudaStream_t s = tr->us;
-    cudaCheck(cudaEventRecord(tr->ev_grad, m->stream));
-    cudaCheck(cudaStreamWaitEvent(s, tr->ev_grad, 0));
-    int final_micro = tr->micro == tr->grad_accum - 1;
-    int dp = tr->dist->active;
-    int64_t t = tr->t + 1;
-    int k = 0;
-    int idx[P_PER_LAYER], lowr[P_PER_LAYER];
+    galore_gpu_project(&o->gl, &o->lay[i], GX(tr->model, i), o->proj[i], tr->racc[i], 0, 1.0f, beta);
+}
+static void gpu_hook_accumulate(void* ctx, int i, int first_micro) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    size_t n = (size_t)tr->model->table.info[i].numel;
+    const floatX* g = GX(tr->model, i);
+    // a refresh step of a GaLore tensor: its full accumulator for this step only (the plan's
+    // transient row), stream-ordered on us, the only stream that touches it, so neither this nor
+    // its release waits on the host
+    if (tr->acc[i] == NULL) cudaCheck(cudaMallocAsync((void**)&tr->acc[i], sizeof(floatX) * n, tr->us));
+    if (first_micro) cudaCheck(cudaMemcpyAsync(tr->acc[i], g, sizeof(floatX) * n, cudaMemcpyDeviceToDevice, tr->us));
+    else galore_accumulate(tr->acc[i], g, n, tr->us);
+}
+static void gpu_hook_reduce(void* ctx, const int* idx, const int* src, int k) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    ncclCheck(ncclGroupStart());
+    for (int j = 0; j < k; j++) {
+        size_t len;
+        floatX* x = gpu_hook_src(tr, idx[j], src[j], &len);
+        gpu_reduce(tr, x, len, (size_t)tr->model->table.info[idx[j]].numel, tr->us);
+    }
+    ncclCheck(ncclGroupEnd());
+}
+static void gpu_hook_sumsq(void* ctx, const int* idx, const int* src, int k, double* ss) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
     const floatX* xs[P_PER_LAYER];
     size_t ns[P_PER_LAYER];
-    double ss[P_PER_LAYER];
-    // a non-finite gradient skips this tensor's update and every later one of the step (the groups
-    // above were already updated: per-layer mode cannot take them back); bad is decided on the
-    // summed gradients, so every rank decides alike
-    if (!tr->bad) {
-        for (int i = first; i <= last; i++) {
-            floatX* g = GX(m, i);
-            size_t n = (size_t)m->table.info[i].numel;
-            const TensorLayout* l = &o->lay[i];
-            floatX* src = g;  // the step's gradient the update sees
-            size_t len = n;
-            int lowrank = 0;
-            if (gpu_trainer_lowrank(tr, i, t) && (tr->grad_accum > 1 || dp)) {
-                galore_gpu_project(&o->gl, l, g, o->proj[i], tr->racc[i], 0, 1.0f, tr->micro == 0 ? 0.0f : 1.0f);
-                src = tr->racc[i]; len = (size_t)l->snumel; lowrank = 1;
-            } else if (tr->grad_accum > 1) {
-                if (tr->acc[i] == NULL) // a refresh step of a GaLore tensor: its full accumulator, for this step only
-                    tr->acc[i] = (floatX*)cudaMallocCheck(sizeof(floatX) * n, "refresh-step gradient accumulator (GaLore)");
-                floatX* a = tr->acc[i];
-                if (tr->micro == 0) cudaCheck(cudaMemcpyAsync(a, g, sizeof(floatX) * n, cudaMemcpyDeviceToDevice, s));
-                else galore_accumulate(a, g, n, s);
-                src = a;
-            }
-            if (!final_micro) continue;
-            idx[k] = i; lowr[k] = lowrank; xs[k] = src; ns[k] = len; k++;
-        }
-    }
-    if (k > 0) {
-        if (dp) {
-            ncclCheck(ncclGroupStart());
-            for (int j = 0; j < k; j++) gpu_reduce(tr, (floatX*)xs[j], ns[j], (size_t)m->table.info[idx[j]].numel, s);
-            ncclCheck(ncclGroupEnd());
-        }
-        gpu_sumsq_many(tr, xs, ns, k, ss, s);
-        for (int j = 0; j < k; j++) {
-            int i = idx[j];
-            if (!isfinite(ss[j])) tr->bad = 1;
-            if (tr->bad) continue;
-            tr->sumsq += ss[j];
-            gpu_optim_update(tr, i, xs[j], lowr[j], tr->lr, t, 1.0f);
-            tr->updated = 1;
-            if (tr->acc && xs[j] == tr->acc[i] && o->lay[i].side != SIDE_NONE) {
-                gpu_mem_sample();
-                cudaCheck(cudaStreamSynchronize(s));
-                cudaCheck(cudaFree(tr->acc[i]));
-                tr->acc[i] = NULL;
-            }
-        }
-    }
-    // the slots are reused by the next group: leave them zero for backward's accumulation
+    for (int j = 0; j < k; j++) xs[j] = gpu_hook_src(tr, idx[j], src[j], &ns[j]);
+    gpu_sumsq_many(tr, xs, ns, k, ss, tr->us);
+}
+static void gpu_hook_update(void* ctx, int i, int src, float lr, int64_t t) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    size_t len;
+    const floatX* g = gpu_hook_src(tr, i, src, &len);
+    gpu_optim_update(tr, i, g, src == SRC_LOWRANK, lr, t, 1.0f);
+}
+static void gpu_hook_release(void* ctx, int i) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    if (!tr->acc || !tr->acc[i] || tr->opt.lay[i].side == SIDE_NONE) return;
+    gpu_mem_sample();
+    cudaCheck(cudaFreeAsync(tr->acc[i], tr->us)); // after the update enqueued before it on us
+    tr->acc[i] = NULL;
+}
+static void gpu_hook_zero_slots(void* ctx, int first, int last) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    GpuLlama* m = tr->model;
     size_t start = m->goff[first], end = m->goff[last] + (size_t)m->table.info[last].numel;
-    cudaCheck(cudaMemsetAsync(m->grads + start, 0, sizeof(floatX) * (end - start), s));
-    cudaCheck(cudaEventRecord(tr->ev_slot, s));
+    cudaCheck(cudaMemsetAsync(m->grads + start, 0, sizeof(floatX) * (end - start), tr->us));
+    cudaCheck(cudaEventRecord(tr->ev_slot, tr->us));
+}
+static void gpu_trainer_grads_ready(void* ctx, int first, int last) {
+    GpuTrainer* tr = (GpuTrainer*)ctx;
+    layer_hook_run(&tr->hook, &tr->st, first, last);
 }
 
 // dist: the data-parallel ranks (NULL: one process); gpu_dist_init then makes the communicator
@@ -1007,44 +871,82 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     tr->sr = sr;
     tr->sr_seed = lm_hash32((uint32_t)seed ^ lm_hash32((uint32_t)(seed >> 32) ^ 0x5bd1e995U));
     tr->dist = dist ? dist : dist_single();
-    gpu_set_grad_mode(m, per_layer, verbose);
+    // the whole plan: the model's rows (allocated by gpu_build; only the gradient row may change
+    // size, with the update mode) and the trainer's, which are allocated here
+    GpuMem* gm = &m->mem;
+    GpuPlanArgs pa;
+    memset(&pa, 0, sizeof pa);
+    pa.c = &m->config; pa.oc = oc; pa.B = m->B; pa.T = m->T; pa.master = m->master; pa.per_layer = per_layer;
+    pa.grad_accum = grad_accum; pa.recompute = m->recompute; pa.cudnn = m->attn.use_cudnn; pa.dp = tr->dist->active;
+    gpu_memplan_build(&gm->plan, &pa);
+    for (int i = 0; i < GR_NUM; i++)
+        if (i != GR_GRADS && gm->got[i] && gm->got[i] != (size_t)gm->plan.items[i].bytes)
+            die("internal: memory plan row \"%s\": %.0f bytes planned, %zu allocated", gm->plan.items[i].name, gm->plan.items[i].bytes, gm->got[i]);
+    gpu_set_grad_mode(m, per_layer);
+    for (int r = 0; r < GPU_ROW_RANGES; r++) gpu_alloc_rows(gm, GPU_TRAINER_ROWS[r][0], GPU_TRAINER_ROWS[r][1]);
     cudaCheck(cudaStreamCreate(&tr->us));
     matmul_ctx_init(&tr->mm_upd, tr->us);
     cudaCheck(cudaEventCreateWithFlags(&tr->ev_grad, cudaEventDisableTiming));
     cudaCheck(cudaEventCreateWithFlags(&tr->ev_slot, cudaEventDisableTiming));
     cudaCheck(cudaEventCreateWithFlags(&tr->ev_upd, cudaEventDisableTiming));
-    if (verbose) print_alloc("cuBLASLt workspace of the update stream", MATMUL_WORKSPACE_BYTES);
     // per-layer: backward waits for the last group's update before it writes the slots again
     m->mm.dw_wait = tr->ev_slot;
     m->mm.has_dw_wait = per_layer;
-    gpu_optim_init(&tr->opt, m, oc, tr->mm_upd.blas, tr->us, verbose);
-    tr->d_part = (float*)cudaMallocCheck(sizeof(float) * NORM_BLOCKS * P_PER_LAYER, "per-tensor norm partials");
+    gpu_optim_init(&tr->opt, m, oc, tr->mm_upd.blas, tr->us, 0);
+    tr->d_part = (float*)gm->ptr[GR_PART];
     tr->h_part = (float*)mallocCheck(sizeof(float) * NORM_BLOCKS * P_PER_LAYER);
     if (per_layer) {
         m->grads_ready = gpu_trainer_grads_ready;
         m->grads_ctx = tr;
+        LayerHookOps h = {tr, gpu_hook_begin, gpu_hook_lowrank, gpu_hook_project, gpu_hook_accumulate, gpu_hook_reduce, gpu_hook_sumsq,
+                          gpu_hook_update, gpu_hook_release, gpu_hook_zero_slots};
+        tr->hook = h;
     }
-    // accumulators: full ones for per-layer accumulation, low-rank ones for it and for data parallel
+    // accumulators (the plan's rows, carved by the same accum_layout): full ones for per-layer
+    // accumulation, low-rank ones for it and for data parallel
     int need_full = per_layer && grad_accum > 1, need_low = need_full || tr->dist->active;
+    if (need_full) {
+        // the refresh-step accumulators are stream-ordered allocations (cudaMallocAsync on us)
+        int dev = 0, pools = 0;
+        cudaCheck(cudaGetDevice(&dev));
+        cudaCheck(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, dev));
+        if (!pools) die("--per-layer 1 --grad-accum %d: this device/driver has no stream-ordered memory pools (cudaMallocAsync); use --grad-accum 1", grad_accum);
+    }
     if (need_full || need_low) {
         int n = m->table.n;
         int64_t* off = (int64_t*)mallocCheck(sizeof(int64_t) * 2 * (size_t)n);
         size_t nfull, nlow;
         accum_layout(&m->table, tr->opt.lay, need_full, off, off + n, &nfull, &nlow);
+        gpu_plan_expect(gm, GR_ACC_FULL, need_full ? (double)(sizeof(floatX) * nfull) : 0.0);
+        gpu_plan_expect(gm, GR_ACC_LOW, (double)(sizeof(floatX) * nlow));
         tr->acc = (floatX**)callocCheck((size_t)n, sizeof(floatX*));
         tr->racc = (floatX**)callocCheck((size_t)n, sizeof(floatX*));
-        tr->acc_mem = (floatX*)cudaMallocCheck(sizeof(floatX) * (nfull > 0 ? nfull : 1), "gradient accumulators (full-rank tensors, bf16)");
-        tr->racc_mem = (floatX*)cudaMallocCheck(sizeof(floatX) * (nlow > 0 ? nlow : 1), "gradient accumulators (GaLore low-rank, bf16)");
-        if (verbose) {
-            if (nfull) print_alloc("gradient accumulators (full-rank tensors, bf16)", sizeof(floatX) * nfull);
-            if (nlow) print_alloc("gradient accumulators (GaLore low-rank, bf16)", sizeof(floatX) * nlow);
-        }
+        tr->acc_mem = (floatX*)gm->ptr[GR_ACC_FULL];
+        tr->racc_mem = (floatX*)gm->ptr[GR_ACC_LOW];
         for (int i = 0; i < n; i++) {
             if (off[i] >= 0) tr->acc[i] = tr->acc_mem + off[i];
             if (off[n + i] >= 0) tr->racc[i] = tr->racc_mem + off[n + i];
         }
         free(off);
     }
+    // the libraries' rows: what they allocated, against the plan; the queried rows filled in
+    const GaloreGpu* gl = &tr->opt.gl;
+    gpu_plan_expect(gm, GR_QMAPS, tr->opt.maps ? 512.0 * sizeof(float) : 0.0);
+    gpu_plan_expect(gm, GR_GL_A, 4.0 * gl->max_full);
+    gpu_plan_expect(gm, GR_GL_UV, 8.0 * gl->max_full);
+    gpu_plan_expect(gm, GR_GL_S, 4.0 * gl->max_k);
+    gpu_plan_expect(gm, GR_GL_RN, 8.0 * gl->max_s);
+    gpu_plan_expect(gm, GR_GL_INFO, gl->max_full > 0 ? 4.0 : 0.0);
+    gpu_plan_expect(gm, GR_LT_WS, (double)m->mm.workspace_bytes);
+    gpu_plan_expect(gm, GR_LT_WS_UPD, (double)tr->mm_upd.workspace_bytes);
+    if (gl->max_full > 0) memplan_fill(&gm->plan, GR_SOLVER_WS, 4.0 * (gl->lwork > 0 ? gl->lwork : 1));
+    memplan_fill(&gm->plan, GR_ATTN_WS, (double)attention_workspace_bytes(&m->attn));
+    for (int i = 0; i < GR_NUM; i++) {
+        const MemItem* it = &gm->plan.items[i];
+        if (!(it->flags & (MEM_LIBRARY | MEM_TRANSIENT)) && it->bytes > 0 && gm->got[i] != (size_t)it->bytes)
+            die("internal: memory plan row \"%s\": %.0f bytes planned, %zu allocated", it->name, it->bytes, gm->got[i]);
+    }
+    if (verbose) memplan_print(&gm->plan, "the buffers allocated (queried rows: the device's sizes)", 0.0);
 }
 
 static void gpu_trainer_free(GpuTrainer* tr) {
@@ -1054,12 +956,11 @@ static void gpu_trainer_free(GpuTrainer* tr) {
     cudaCheck(cudaEventDestroy(tr->ev_grad)); cudaCheck(cudaEventDestroy(tr->ev_slot)); cudaCheck(cudaEventDestroy(tr->ev_upd));
     matmul_ctx_free(&tr->mm_upd);
     cudaCheck(cudaStreamDestroy(tr->us));
-    cudaCheck(cudaFree(tr->d_part));
     free(tr->h_part);
     if (tr->acc) {
         for (int i = 0; i < tr->model->table.n; i++)
-            if (tr->acc[i] && tr->opt.lay[i].side != SIDE_NONE) cudaCheck(cudaFree(tr->acc[i]));
-        cudaCheck(cudaFree(tr->acc_mem)); cudaCheck(cudaFree(tr->racc_mem));
+            if (tr->acc[i] && tr->opt.lay[i].side != SIDE_NONE) cudaCheck(cudaFreeAsync(tr->acc[i], tr->us));
+        cudaCheck(cudaStreamSynchronize(tr->us));
         free(tr->acc); free(tr->racc);
     }
     if (tr->dist->active) {
@@ -1067,9 +968,11 @@ static void gpu_trainer_free(GpuTrainer* tr) {
         ncclCheck(ncclCommDestroy(tr->comm));
         cudaCheck(cudaStreamDestroy(tr->comm_stream));
         cudaCheck(cudaEventDestroy(tr->ev_layer)); cudaCheck(cudaEventDestroy(tr->ev_comm));
-        cudaCheck(cudaFree(tr->d_scalars));
         free(tr->lowrank);
     }
+    // the trainer's rows of the plan (gpu_trainer_init); the model's go with gpu_free
+    GpuMem* gm = &tr->model->mem;
+    for (int r = 0; r < GPU_ROW_RANGES; r++) gpu_free_rows(gm, GPU_TRAINER_ROWS[r][0], GPU_TRAINER_ROWS[r][1]);
     tr->model->grads_ready = NULL;
 }
 
@@ -1079,12 +982,15 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
                             int64_t* n_targets) {
     GpuLlama* m = tr->model;
     int dp = tr->dist->active;
-    tr->lr = lr; tr->sumsq = 0.0; tr->bad = 0; tr->updated = 0; tr->comm_bytes = 0.0; tr->comm_full = 0.0;
+    LayerHookStep* st = &tr->st;
+    memset(st, 0, sizeof *st);
+    st->grad_accum = tr->grad_accum; st->dp = dp; st->lr = lr; st->t = tr->t + 1;
+    tr->comm_bytes = 0.0; tr->comm_full = 0.0;
     if (!tr->per_layer) gpu_zero_grad(m);
     double loss_sum = 0.0;
     *n_targets = 0;
     for (int micro = 0; micro < tr->grad_accum; micro++) {
-        tr->micro = micro;
+        st->micro = micro;
         dataloader_next_batch(dl, inputs, targets);
         // data parallel: gpu_forward divides the loss gradient by the targets of every rank (norm_comm)
         gpu_forward(m, inputs, targets, dl->B, dl->T, 1.0f / tr->grad_accum);
@@ -1092,10 +998,10 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
         double mean = dist_mean_loss(tr->dist, m->mean_loss, m->n_valid, &n_all);
         loss_sum += mean;
         *n_targets += n_all;
-        if (!isfinite(mean)) tr->bad = 1;
+        if (!isfinite(mean)) st->bad = 1;
         // per-layer mode updates inside backward: a bad loss must stop it before it starts. Data
         // parallel whole-model: the backward's hooks all-reduce, so every rank runs it.
-        if (tr->bad && tr->per_layer) continue;
+        if (st->bad && tr->per_layer) continue;
         gpu_backward(m, inputs, dl->B, dl->T);
     }
     if (!tr->per_layer) {
@@ -1117,8 +1023,8 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
             }
         }
         *norm = (float)sqrt(gpu_grad_sumsq(m) + ss_low); // low-rank tensors' full slots were zeroed
-        if (!isfinite(*norm)) tr->bad = 1;
-        if (!tr->bad) {
+        if (!isfinite(*norm)) st->bad = 1;
+        if (!st->bad) {
             // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1
             float gscale = 1.0f;
             if (tr->grad_clip > 0.0f) {
@@ -1132,20 +1038,21 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
                 int lr_i = dp && tr->lowrank[i];
                 gpu_optim_update(tr, i, lr_i ? tr->racc[i] : GX(m, i), lr_i, lr, tr->t + 1, gscale);
             }
-            tr->updated = 1;
+            st->updated = 1;
         }
     }
     // the next forward reads the updated weights: the main stream waits for the update stream
     cudaCheck(cudaEventRecord(tr->ev_upd, tr->us));
     cudaCheck(cudaStreamWaitEvent(m->stream, tr->ev_upd, 0));
     if (tr->per_layer) {
-        *norm = tr->bad ? NAN : (float)sqrt(tr->sumsq);
+        *norm = st->bad ? NAN : (float)sqrt(st->sumsq);
         gpu_zero_grad(m); // a skipped step can leave a group's gradient in the slots
+        layer_hook_end_step(&tr->hook, st, m->table.n); // the refresh-step accumulators of a skipped step
     }
     cudaCheck(cudaStreamSynchronize(m->stream));
     gpu_mem_sample();
-    if (tr->updated) tr->t++;
-    *skipped = tr->bad;
+    if (st->updated) tr->t++;
+    *skipped = st->bad;
     return (float)(loss_sum / tr->grad_accum);
 }
 
@@ -1192,7 +1099,7 @@ typedef struct {
     int* has_proj;
     double peak_tflops;
     double flops_tok;
-    double plan_total;                 // bytes: the plan of this run (gpu_plan_build)
+    double plan_total;                 // bytes: the plan of this run (memplan.h, the queried rows filled in)
     double mem_start_mib;              // used before our first allocation (the CUDA context, other processes)
     double mem_alloc_mib;              // used after every buffer was allocated
 } GpuRun;
@@ -1320,7 +1227,7 @@ static void gpu_step_extra(void* ctx, double tok_s, char* buf, size_t n) {
     int dp = tr->dist->active;
     // tok_s counts every rank's tokens: MFU per GPU
     format_mfu(mfub, sizeof mfub, g->flops_tok, tok_s / world, g->peak_tflops);
-    snprintf(buf, n, "MFU %s | GPU mem %.0f MiB", mfub, gpu_mem_used_mib());
+    snprintf(buf, n, "MFU %s | GPU mem %.2f GiB", mfub, gpu_mem_used_mib() / 1024.0);
     if (dp) run_append_comm(buf, n, tr->comm_bytes, tr->comm_full);
 }
 // the measured memory beside the plan: what the device reports (cudaMemGetInfo) before our first
@@ -1329,10 +1236,11 @@ static void gpu_step_extra(void* ctx, double tok_s, char* buf, size_t n) {
 static void gpu_done_report(void* ctx) {
     GpuRun* g = (GpuRun*)ctx;
     gpu_mem_sample();
-    double plan = g->plan_total / 1048576.0;
-    printf("GPU memory: plan %.0f MiB | measured: %.0f MiB in use before allocating, %.0f after (+%.0f), peak %.0f (+%.0f, sampled each step and at refreshes), now %.0f\n",
-           plan, g->mem_start_mib, g->mem_alloc_mib, g->mem_alloc_mib - g->mem_start_mib, g_mem_high_mib, g_mem_high_mib - g->mem_start_mib,
-           gpu_mem_used_mib());
+    double plan = g->plan_total / GIB, k = 1.0 / 1024; // MiB -> GiB
+    printf("GPU memory: plan %.3f GiB | measured: %.3f GiB in use before allocating (the CUDA context; --gpu-mem assumes %.1f), %.3f after "
+           "(+%.3f), peak %.3f (+%.3f, sampled each step and at refreshes), now %.3f GiB\n",
+           plan, k * g->mem_start_mib, GPU_CONTEXT_GIB, k * g->mem_alloc_mib, k * (g->mem_alloc_mib - g->mem_start_mib), k * g_mem_high_mib,
+           k * (g_mem_high_mib - g->mem_start_mib), k * gpu_mem_used_mib());
     if (g->tr->opt.gl.refreshes > 0)
         printf("GaLore: %lld projector refreshes (by cuSOLVER gesvdj %lld, gesvd %lld, randomized %lld; gesvdj fell back to gesvd %lld times)\n",
                (long long)g->tr->opt.gl.refreshes, (long long)g->tr->opt.gl.n_gesvdj, (long long)g->tr->opt.gl.n_gesvd,
@@ -1352,13 +1260,6 @@ static Engine gpu_engine(GpuRun* g) {
     return e;
 }
 
-// what attention keeps per layer, for the plan printed without a GPU: cuDNN's softmax stats
-// (B, NH, T) fp32; the cuBLAS fallback keeps (B, NH, T, T) probabilities instead
-// mode: --attn-fallback (ATTN_DETERMINISTIC plans as cuDNN, which it uses where it can)
-static size_t attn_saved_estimate(const LlamaConfig* c, int B, int T, int mode) {
-    return attention_activation_bytes(B, T, c->NH, c->C / c->NH, mode != ATTN_FALLBACK);
-}
-
 #ifndef TESTING
 int main(int argc, char** argv) {
     Settings s;
@@ -1374,40 +1275,12 @@ int main(int argc, char** argv) {
     if (dist.rank != 0 && freopen("/dev/null", "w", stdout) == NULL) die("rank %d: cannot silence stdout", dist.rank);
     int B = s.batch, T = s.seq;
     if (strcmp(s.memory_plan, "0") != 0) {
-        GpuPlan plan;
-        char title[256];
-        size_t as = attn_saved_estimate(&config, B, T, s.attn_fallback);
-        gpu_plan_build(&plan, &config, B, T, s.master_weights, as, 0, &oc, s.per_layer, s.grad_accum, -1.0, s.recompute);
-        char rk[32] = "";
-        if (optim_is_galore(oc.kind)) snprintf(rk, sizeof rk, " rank %d", oc.rank);
-        snprintf(title, sizeof title, "%s, %s%s%s, batch %d x %d, %s, attention %s", config.name, s.optimizer, rk,
-                 s.per_layer ? ", per-layer updates" : "", B, T,
-                 s.master_weights ? "fp32 master weights + fp32 moments" : "pure bf16 weights + bf16 moments",
-                 s.attn_fallback == ATTN_FALLBACK ? "cuBLAS fallback" : s.attn_fallback == ATTN_DETERMINISTIC ? "cuDNN (deterministic)" : "cuDNN");
-        if (strcmp(s.memory_plan, "json") == 0) {
-            cJSON* plans = cJSON_CreateArray();
-            cJSON* p = plan_json_begin(plans, title, "gpu");
-            for (int i = 0; i < plan.n; i++) if (plan.it[i].bytes > 0) plan_json_item(p, plan.it[i].name, plan.it[i].bytes, plan.it[i].transient);
-            plan_json_end(p, plan.total, plan.state);
-            plan_json_print(plans);
-            return 0;
-        }
-        gpu_plan_print(&plan, title);
-        if (s.recompute) {
-            GpuPlan keep; // the same run keeping every layer's activations
-            gpu_plan_build(&keep, &config, B, T, s.master_weights, as, 0, &oc, s.per_layer, s.grad_accum, -1.0, 0);
-            printf("  note: --recompute 1 keeps each layer's input and one layer of the rest, recomputed in backward (one more forward "
-                   "of the layers): %.2f MiB less than --recompute 0 (%.2f MiB)\n", (keep.total - plan.total) / 1048576.0, keep.total / 1048576.0);
-        }
-        if (plan.transient > 0)
-            printf("  note: at a refresh step with --grad-accum > 1, each GaLore matrix refreshing holds a full bf16 accumulator for that step "
-                   "(all of them at step 1): up to +%.2f MiB\n", plan.transient / 1048576.0);
-        if (optim_is_galore(oc.kind))
-            printf("  note: cuSOLVER's workspace (gesvdj / gesvd, and geqrf/orgqr for --svd randomized) needs a device to query; the row above is an estimate, train_llamacu prints the real size at startup\n");
-        if (s.attn_fallback != ATTN_FALLBACK)
-            printf("  note: where cuDNN cannot build an attention plan (e.g. head dim not a multiple of 8), the cuBLAS fallback keeps (B, NH, T, T) "
-                   "probabilities per layer instead: +%.2f MiB; the attention workspace is known only on the GPU\n",
-                   (double)(s.recompute ? 1 : config.L) * (attn_saved_estimate(&config, B, T, 1) - as) / 1048576.0);
+        // memplan.h's GPU plan, the rows gpu_build and gpu_trainer_init allocate (the CPU binary
+        // prints the same after its own); the rows only a device can size say so
+        cJSON* plans = strcmp(s.memory_plan, "json") == 0 ? cJSON_CreateArray() : NULL;
+        GpuPlanArgs ga = gpu_plan_args(&s, &config, &oc);
+        gpu_memplan_report(&config, s.optimizer, &oc, &ga, plans, s.gpu_mem);
+        if (plans) plan_json_print(plans);
         return 0;
     }
     int ndev = 0;
@@ -1442,11 +1315,9 @@ int main(int argc, char** argv) {
                                                 : "NCCL all-reduce per update group on a side stream, overlapping backward");
     double mem_alloc = gpu_mem_used_mib();
     g_mem_high_mib = mem_alloc;
-    GpuPlan plan;
-    gpu_plan_build(&plan, &config, B, T, s.master_weights, model.attn_saved_bytes, attention_workspace_bytes(&model.attn), &oc, s.per_layer,
-                   s.grad_accum, 4.0 * trainer.opt.gl.lwork, s.recompute);
-    printf("GPU memory plan: %.1f MiB (weights + optimizer state %.1f MiB); --memory-plan 1 for the table\n", plan.total / 1048576.0,
-           plan.state / 1048576.0);
+    const MemPlan* plan = &model.mem.plan; // with the device's sizes of the queried rows (gpu_trainer_init printed it)
+    printf("GPU memory plan: %.3f GiB (weights + optimizer state %.3f GiB); --memory-plan 1 prints it without a GPU\n", plan->total / GIB,
+           plan->state / GIB);
     {
         float* hp = (float*)mallocCheck(sizeof(float) * model.table.total);
         if (s.init[0]) llama_load_params(&model.table, hp, s.init);
@@ -1460,8 +1331,8 @@ int main(int argc, char** argv) {
         gpu_act_sizes(&config, 1, T, attention_activation_bytes(1, T, config.NH, config.C / config.NH, model.attn.use_cudnn), a1, model.recompute);
         for (int i = 0; i < A_NUM; i++) per_seq += a1[i];
         cudaCheck(cudaMemGetInfo(&free_b, &total_b));
-        printf("GPU memory: %.0f MiB in use, %.0f MiB free; activations take ~%.1f MiB per sequence of %d: --batch up to ~%d would fit\n",
-               (total_b - free_b) / 1048576.0, free_b / 1048576.0, per_seq / 1048576.0, T, B + (int)(0.9 * free_b / (double)per_seq));
+        printf("GPU memory: %.3f GiB in use, %.3f GiB free; activations take ~%.4f GiB per sequence of %d: --batch up to ~%d would fit\n",
+               (total_b - free_b) / GIB, free_b / GIB, per_seq / GIB, T, B + (int)(0.9 * free_b / (double)per_seq));
     }
     size_t np = llama_num_params(&model.table);
     printf("galore.c GPU | model %s | C %d H %d heads %d kv %d layers %d vocab %d | %.2fM params\n", config.name, config.C, config.H,
@@ -1477,7 +1348,7 @@ int main(int argc, char** argv) {
     GpuRun run;
     memset(&run, 0, sizeof run);
     run.tr = &trainer;
-    run.plan_total = plan.total;
+    run.plan_total = plan->total;
     run.mem_start_mib = mem_start;
     run.mem_alloc_mib = mem_alloc;
     run.peak_tflops = peak;

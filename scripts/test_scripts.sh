@@ -145,7 +145,7 @@ for s in bench_table11 bench_7b; do
 done
 # the parser reads train_llamacu's console: fail here if those printf formats change
 check "bench_report.py: train_llama.cu still prints the device, plan and peak lines it parses" bash -c \
-    "grep -qF 'printf(\"device %d: %s | compute' train_llama.cu && grep -qF 'GPU memory plan: %.1f MiB (weights + optimizer state %.1f MiB)' train_llama.cu && grep -qF 'GPU memory: plan %.0f MiB | measured: %.0f MiB in use before allocating, %.0f after (+%.0f), peak %.0f (+%.0f' train_llama.cu && grep -qF '%-52s %12.2f MiB (%.3f GB)' train_llama.cu"
+    "grep -qF 'printf(\"device %d: %s | compute' train_llama.cu && grep -qF 'GPU memory plan: %.3f GiB (weights + optimizer state %.3f GiB)' train_llama.cu && grep -qF 'GPU memory: plan %.3f GiB | measured: %.3f GiB in use before allocating (the CUDA context; --gpu-mem assumes %.1f), %.3f after \"' train_llama.cu && grep -qF '\"(+%.3f), peak %.3f (+%.3f, sampled' train_llama.cu && grep -qF '\"  %-56s %10.4f GiB%s\\n\", \"total\"' memplan.h"
 mkdir -p "$TMP/fakebin"
 cat > "$TMP/fakebin/nvidia-smi" <<'EOF'
 #!/bin/bash
@@ -162,12 +162,12 @@ for a in "$@"; do
     prev="$a"
 done
 if [ "$plan" = 1 ]; then
-    printf 'GPU memory plan: fake\n  %-52s %12.2f MiB\n  %-52s %12.2f MiB (%.3f GB)\n  %-52s %12.2f MiB (%.3f GB)\n' \
-        "weights (bf16)" 9000 total 10000 10.486 "weights + optimizer state (paper's estimate)" 9500 9.962
+    printf 'memory plan: fake\n  %-56s %10.4f GiB\n  %-56s %10.4f GiB\n  %-56s %10.4f GiB\n' \
+        "weights (bf16)" 8.7890625 total 9.765625 "weights + optimizer state (paper's estimate)" 9.27734375
     exit 0
 fi
 echo "device 0: Fake GPU 80GB | compute 9.0 | 79.1 GiB | peak bf16 989 TFLOPS"
-echo "GPU memory plan: 10000.0 MiB (weights + optimizer state 9500.0 MiB); --memory-plan 1 for the table"
+echo "GPU memory plan: 9.765625 GiB (weights + optimizer state 9.27734375 GiB); --memory-plan 1 prints it without a GPU"
 [ -n "${FAKE_FAIL:-}" ] && { echo "error: out of memory"; exit 1; }
 : > "$log"
 for s in $(seq "$steps"); do
@@ -175,7 +175,7 @@ for s in $(seq "$steps"); do
     awk -v s="$s" -v t="$t" 'BEGIN { printf "{\"step\": %d, \"loss\": 8.1, \"grad_norm\": 0, \"lr\": 0.001, \"ms\": %.3f, \"tokens_per_s\": %.3f}\n", s, 256000 / t, t }' >> "$log"
 done
 echo "done: $steps steps in 9.9 s"
-echo "GPU memory: plan 10000 MiB | measured: 500 MiB in use before allocating, 10100 after (+9600), peak 10740 (+10240, sampled each step and at refreshes), now 10600"
+echo "GPU memory: plan 9.765625 GiB | measured: 0.48828125 GiB in use before allocating (the CUDA context; --gpu-mem assumes 0.6), 9.86328125 after (+9.375), peak 10.48828125 (+10, sampled each step and at refreshes), now 10.3515625 GiB"
 EOF
 cat > "$TMP/fakebin/python" <<'EOF'
 #!/bin/bash

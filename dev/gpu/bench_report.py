@@ -3,9 +3,10 @@
 # fabricated logs, without torch or a GPU).
 #
 # What it reads, per run TAG:
-#   ours_TAG.out     train_llamacu's console: "device 0: NAME | ...", "GPU memory plan: X MiB
-#                    (weights + optimizer state Y MiB)", and the end-of-run line "GPU memory: plan
-#                    P MiB | measured: A MiB in use before allocating, B after (+C), peak D (+E, ...)"
+#   ours_TAG.out     train_llamacu's console: "device 0: NAME | ...", "GPU memory plan: X GiB
+#                    (weights + optimizer state Y GiB)", and the end-of-run line "GPU memory: plan
+#                    P GiB | measured: A GiB in use before allocating (...), B after (+C), peak D (+E, ...)"
+#                    (read in GiB, kept in MiB here)
 #   ours_TAG.jsonl   train_llamacu --log: one {"step", "ms", "tokens_per_s", ...} per step
 #   torch_TAG.json   dev/bench_torch.py --json
 #   plan_TAG.out     (7B) train_llamacu --memory-plan 1: the "total" and "weights + optimizer state" rows
@@ -51,14 +52,15 @@ def parse_ours(console_path, log_path, skip):
     m = re.search(r"^device \d+: (.+?) \| compute", text, re.M)
     if m:
         r["device"] = m.group(1).strip()
-    m = re.search(r"^GPU memory plan: ([0-9.]+) MiB \(weights \+ optimizer state ([0-9.]+) MiB\)", text, re.M)
+    m = re.search(r"^GPU memory plan: ([0-9.]+) GiB \(weights \+ optimizer state ([0-9.]+) GiB\)", text, re.M)
     if m:
-        r["plan_mib"], r["state_mib"] = float(m.group(1)), float(m.group(2))
-    m = re.search(r"^GPU memory: plan ([0-9.]+) MiB \| measured: ([0-9.]+) MiB in use before allocating, "
+        r["plan_mib"], r["state_mib"] = GIB * float(m.group(1)), GIB * float(m.group(2))
+    m = re.search(r"^GPU memory: plan ([0-9.]+) GiB \| measured: ([0-9.]+) GiB in use before allocating[^,]*, "
                   r"([0-9.]+) after \(\+(-?[0-9.]+)\), peak ([0-9.]+) \(\+(-?[0-9.]+)", text, re.M)
     if m:
-        r["plan_mib"] = r["plan_mib"] if r["plan_mib"] is not None else float(m.group(1))
-        r["baseline_mib"], r["peak_mib"], r["peak_over_baseline_mib"] = float(m.group(2)), float(m.group(5)), float(m.group(6))
+        r["plan_mib"] = r["plan_mib"] if r["plan_mib"] is not None else GIB * float(m.group(1))
+        r["baseline_mib"], r["peak_mib"], r["peak_over_baseline_mib"] = (GIB * float(m.group(2)), GIB * float(m.group(5)),
+                                                                         GIB * float(m.group(6)))
     steps = []
     for line in (_read(log_path) or "").splitlines():
         try:
@@ -89,11 +91,11 @@ def parse_torch(path):
 
 
 def parse_plan(path):
-    """train_llamacu --memory-plan 1: (total MiB, weights + optimizer state MiB)"""
+    """train_llamacu --memory-plan 1: (total MiB, weights + optimizer state MiB), printed in GiB"""
     text = _read(path) or ""
-    t = re.search(r"^\s+total\s+([0-9.]+) MiB", text, re.M)
-    s = re.search(r"^\s+weights \+ optimizer state \(paper's estimate\)\s+([0-9.]+) MiB", text, re.M)
-    return (float(t.group(1)) if t else None, float(s.group(1)) if s else None)
+    t = re.search(r"^\s+total\s+([0-9.]+) GiB", text, re.M)
+    s = re.search(r"^\s+weights \+ optimizer state \(paper's estimate\)\s+([0-9.]+) GiB", text, re.M)
+    return (GIB * float(t.group(1)) if t else None, GIB * float(s.group(1)) if s else None)
 
 
 def fnum(x, fmt="{:.0f}"):

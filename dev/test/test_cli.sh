@@ -51,7 +51,7 @@ expect_error "--prompt-ids while training" "^error: --prompt-ids: inspects a mod
 # --help: every option in the table shows up, and it exits 0
 help=$("$bin" --help); rc=$?
 missing=""
-for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type per-layer grad-accum keep resume max-bad-steps memory-plan recompute svd dist-init overwrite allow-changes prompt-ids dump-logits; do
+for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type per-layer grad-accum keep resume max-bad-steps memory-plan gpu-mem recompute svd dist-init overwrite allow-changes prompt-ids dump-logits; do
     grep -q -- "--$opt " <<<"$help" || missing="$missing $opt"
 done
 [ $rc -eq 0 ] && [ -z "$missing" ] && ok "--help lists every flag" || bad "--help (rc $rc) misses:$missing"
@@ -124,20 +124,50 @@ if [ "$(wc -l <<<"$lw")" = 6 ] && [ "$lp" = "$lw" ] && [ "$lres" = "$(tail -3 <<
 else bad "--svd randomized: whole [$(tr '\n' ' ' <<<"$lw")] per-layer [$(tr '\n' ' ' <<<"$lp")] resumed [$(tr '\n' ' ' <<<"$lres")]"; fi
 
 # --memory-plan json: valid JSON with the same buffers and totals as the table (both plans of the
-# CPU binary: its own and the GPU state estimate), checked by Python's json module
+# CPU binary: its own and the GPU engine's), checked by Python's json module; one unit, GiB
 jp=(--model llama_60m --optimizer galore_adamw8bit --rank 128 --per-layer 1 --batch 2 --seq 256)
 "$bin" "${jp[@]}" --memory-plan 1 > "$tmp/plan.txt" 2>&1; "$bin" "${jp[@]}" --memory-plan json > "$tmp/plan.json" 2>&1
 r=$(python3 - "$tmp/plan.json" "$tmp/plan.txt" <<'PY'
 import json, re, sys
 plans = json.load(open(sys.argv[1]))["plans"]
-totals = [float(m) for m in re.findall(r"^  total +([0-9.]+) MiB", open(sys.argv[2]).read(), re.M)]
-ok = len(plans) == 2 == len(totals) and all(
-    abs(p["total_bytes"] / 1048576 - t) < 0.01 and abs(sum(b["bytes"] for b in p["buffers"] if not b["transient"]) - p["total_bytes"]) < 1
-    for p, t in zip(plans, totals))
-print(("ok " if ok else "bad ") + " / ".join(f'{p["engine"]} {p["total_bytes"] / 1048576:.2f} MiB in {len(p["buffers"])} buffers' for p in plans))
+text = open(sys.argv[2]).read()
+totals = [float(m) for m in re.findall(r"^  total +([0-9.]+) GiB", text, re.M)]
+ok = len(plans) == 2 == len(totals) and [p["engine"] for p in plans] == ["cpu", "gpu"] and all(
+    abs(p["total_bytes"] / 2**30 - t) < 0.00006 and abs(sum(b["bytes"] for b in p["buffers"] if not b["transient"]) - p["total_bytes"]) < 1
+    for p, t in zip(plans, totals)) and " MiB" not in text and " GB" not in text
+# the GPU plan has its activations, and the rows only a device can size say so
+g = plans[1]["buffers"]
+ok = ok and any(b["name"].startswith("act: logits") for b in g) and [b["name"] for b in g if b.get("queried") == "startup"] == [
+    "cuSOLVER workspace: SVD, QR (every refresh shape)", "attention workspace (cuDNN graphs or fallback scores)"]
+print(("ok " if ok else "bad ") + " / ".join(f'{p["engine"]} {p["total_bytes"] / 2**30:.4f} GiB in {len(p["buffers"])} buffers' for p in plans))
 PY
 )
-if [[ $r == ok* ]]; then ok "--memory-plan json: ${r#ok }, the table's totals"; else bad "--memory-plan json: $r $(head -c 300 "$tmp/plan.json")"; fi
+if [[ $r == ok* ]]; then ok "--memory-plan json: ${r#ok }, the table's totals, in GiB"; else bad "--memory-plan json: $r $(head -c 300 "$tmp/plan.json")"; fi
+
+# --gpu-mem: the GPU plan plus the CUDA context estimate against the card: 7B 8-bit GaLore per-layer
+# with --recompute 1 at 16 x 256 (about 21 GiB) fits 24 GiB, not 16
+g7=(--model llama_7b --optimizer galore_adamw8bit --rank 1024 --per-layer 1 --recompute 1 --batch 16 --seq 256 --memory-plan 1)
+f24=$("$bin" "${g7[@]}" --gpu-mem 24 2>&1 | grep -c -- '--gpu-mem 24: total + CUDA context and libraries (~0.6 GiB, an estimate) = 2[0-9.]* GiB: fits, headroom [0-9.]* GiB')
+f16=$("$bin" "${g7[@]}" --gpu-mem 16 2>&1 | grep -c -- '--gpu-mem 16: .*: does not fit, headroom -[0-9.]* GiB')
+if [ "$f24" = 1 ] && [ "$f16" = 1 ]; then ok "--gpu-mem: llama_7b 8-bit GaLore per-layer recompute 16 x 256 fits 24 GiB with headroom, not 16"
+else bad "--gpu-mem: fits 24 [$f24] does not fit 16 [$f16]: $("$bin" "${g7[@]}" --gpu-mem 24 2>&1 | grep -- --gpu-mem)"; fi
+
+# the CPU binary's GPU plan is train_llamacu's (the same memplan.h function; train_llamacu prints
+# it without a GPU), when train_llamacu is built
+if [ -x ./train_llamacu ]; then
+    for fl in "${jp[*]}" "--model llama_60m --optimizer adamw --batch 4 --seq 128 --master-weights 1" \
+              "--model llama_60m --optimizer galore_adamw --rank 64 --per-layer 1 --grad-accum 3 --recompute 1 --attn-fallback 1"; do
+        read -r -a fa <<<"$fl"
+        "$bin" "${fa[@]}" --memory-plan json > "$tmp/pc.json" 2>&1; ./train_llamacu "${fa[@]}" --memory-plan json > "$tmp/pg.json" 2>&1
+        r=$(python3 -c 'import json, sys
+c = json.load(open(sys.argv[1]))["plans"][1]; g = json.load(open(sys.argv[2]))["plans"]
+print("ok" if len(g) == 1 and g[0] == c else "bad")' "$tmp/pc.json" "$tmp/pg.json" 2>&1)
+        if [ "$r" = ok ]; then ok "--memory-plan: train_llama's GPU plan == train_llamacu's ($fl)"
+        else bad "--memory-plan: train_llama's GPU plan differs from train_llamacu's ($fl): $r $(head -c 300 "$tmp/pg.json")"; fi
+    done
+else
+    echo "note: ./train_llamacu not built: the CPU/GPU plan agreement check is skipped"
+fi
 
 # flags that do nothing get a warning line (and the run goes on); none for a plain run
 quick=(--steps 1 --batch 2 --seq 16 --val "" --sample-len 0 --out "")
