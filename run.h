@@ -78,7 +78,8 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     if (s->init[0] && !cli_was_given(argc, argv, "model")) {
         char path[PATHLEN + 32];
         llama_init_config_path(s->init, path, sizeof path);
-        if (!file_exists(path)) die("--init %s: no config.json with it (%s); pass --model (a built-in name or a config.json)", s->init, path);
+        if (!file_exists(path))
+            die("--init %s: no config.json %s (%s); pass --model (a built-in name or a config.json)", s->init, st_is_dir(s->init) ? "in the folder" : "beside it", path);
         llama_config_from_json(config, path);
     } else {
         llama_config_resolve(config, s->model);

@@ -56,7 +56,7 @@ for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule 
 done
 [ $rc -eq 0 ] && [ -z "$missing" ] && ok "--help lists every flag" || bad "--help (rc $rc) misses:$missing"
 # --help says what the program does: the log's default, --init's folder form, ids without a tokenizer
-grep -q -- '--log S .*\[OUT/log.jsonl\]' <<<"$help" && grep -q -- '--init S .*or the folder holding it' <<<"$help" \
+grep -q -- '--log S .*\[OUT/log.jsonl\]' <<<"$help" && grep -q -- '--init S .*model folder .*or one of its files' <<<"$help" \
    && grep -q -- '--tokenizer S .*samples print as token ids' <<<"$help" && ! grep -q 'samples are skipped' <<<"$help" \
     && ok "--help for --log, --init and --tokenizer matches the program" || bad "--help text: $(grep -- '--log \|--init \|--tokenizer ' <<<"$help")"
 
