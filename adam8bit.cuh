@@ -84,7 +84,16 @@ static void adam8bit_update_serial(TP* p, floatX* pbf, const TG* g, uint8_t* qm,
 template <class TP, class TG, bool LOWRANK = false>
 __global__ void __launch_bounds__(ADAM8_BLOCK) adam8bit_kernel(TP* p, floatX* pbf, const TG* g, uint8_t* qm, uint8_t* qv, float* absmax_m,
                                                                float* absmax_v, size_t n, const float* maps, float b1, float b2, float eps,
-                                                               float lr, float wd, int t, float gscale, int sr, uint32_t seed) {
+                                                               float lr, float wd, int t, float gscale, int sr, uint32_t seed,
+                                                               const int* skip) {
+    // a skipped update (update_skipped, the same for every thread, so no barrier below is split):
+    // the state, its absmax and the parameter untouched; LOWRANK's output U zero (the fused GEMM's
+    // input, multiplied by alpha 0)
+    if (update_skipped(skip)) {
+        size_t i0 = blockIdx.x * (size_t)ADAM8_BLOCK + threadIdx.x;
+        if (LOWRANK && i0 < n) a8_store(&p[i0], 0.0f, 0, 0u, i0);
+        return;
+    }
     __shared__ float smap_m[256], smap_v[256];
     smap_m[threadIdx.x] = maps[threadIdx.x];
     smap_v[threadIdx.x] = maps[256 + threadIdx.x];
@@ -118,10 +127,11 @@ __global__ void __launch_bounds__(ADAM8_BLOCK) adam8bit_kernel(TP* p, floatX* pb
 template <class TP, class TG>
 static void adam8bit_update_gpu(TP* p, floatX* pbf, const TG* g, uint8_t* qm, uint8_t* qv, float* absmax_m, float* absmax_v, size_t n,
                                 const float* maps, float b1, float b2, float eps, float lr, float wd, int t, float gscale, int sr,
-                                uint32_t seed, cudaStream_t s) {
+                                uint32_t seed, cudaStream_t s, const int* skip = NULL) {
     if (n == 0) return;
     unsigned nblocks = (unsigned)((n + ADAM8_BLOCK - 1) / ADAM8_BLOCK);
-    adam8bit_kernel<TP, TG><<<nblocks, ADAM8_BLOCK, 0, s>>>(p, pbf, g, qm, qv, absmax_m, absmax_v, n, maps, b1, b2, eps, lr, wd, t, gscale, sr, seed);
+    adam8bit_kernel<TP, TG><<<nblocks, ADAM8_BLOCK, 0, s>>>(p, pbf, g, qm, qv, absmax_m, absmax_v, n, maps, b1, b2, eps, lr, wd, t, gscale, sr, seed,
+                                                           skip);
     cudaCheckLaunch();
 }
 
@@ -130,11 +140,11 @@ static void adam8bit_update_gpu(TP* p, floatX* pbf, const TG* g, uint8_t* qm, ui
 // rounded to nearest when TU is bf16. R: (n) fp32; the state as adam8bit_update_gpu's
 template <class TU>
 static void adam8bit_lowrank_gpu(TU* U, const float* R, uint8_t* qm, uint8_t* qv, float* absmax_m, float* absmax_v, size_t n,
-                                 const float* maps, float b1, float b2, float eps, float lr, int t, cudaStream_t s) {
+                                 const float* maps, float b1, float b2, float eps, float lr, int t, cudaStream_t s, const int* skip = NULL) {
     if (n == 0) return;
     unsigned nblocks = (unsigned)((n + ADAM8_BLOCK - 1) / ADAM8_BLOCK);
     adam8bit_kernel<TU, float, true><<<nblocks, ADAM8_BLOCK, 0, s>>>(U, NULL, R, qm, qv, absmax_m, absmax_v, n, maps, b1, b2, eps, lr, 0.0f, t,
-                                                                    1.0f, 0, 0u);
+                                                                    1.0f, 0, 0u, skip);
     cudaCheckLaunch();
 }
 
@@ -144,8 +154,10 @@ static void adam8bit_lowrank_gpu(TU* U, const float* R, uint8_t* qm, uint8_t* qv
 
 template <class TP, class TG, bool LOWRANK = false>
 __global__ void adam32_kernel(TP* p, floatX* pbf, const TG* g, float* m, float* v, size_t n, float b1, float b2, float eps, float lr,
-                              float wd, float c2, float step_size, float gscale, int sr, uint32_t seed) {
+                              float wd, float c2, float step_size, float gscale, int sr, uint32_t seed, const int* skip) {
+    int skipped = update_skipped(skip); // as adam8bit_kernel's
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        if (skipped) { if (LOWRANK) a8_store(&p[i], 0.0f, 0, 0u, i); continue; }
         float pf = LOWRANK ? 0.0f : a8_load(p[i]);
         adam32_update_elem(&pf, &m[i], &v[i], a8_load(g[i]) * gscale, b1, b2, eps, lr, wd, c2, step_size);
         a8_store(&p[i], pf, sr, seed, i);
@@ -155,12 +167,12 @@ __global__ void adam32_kernel(TP* p, floatX* pbf, const TG* g, float* m, float* 
 
 template <class TP, class TG>
 static void adam32_update_gpu(TP* p, floatX* pbf, const TG* g, float* m, float* v, size_t n, float b1, float b2, float eps, float lr,
-                              float wd, int t, float gscale, int sr, uint32_t seed, cudaStream_t s) {
+                              float wd, int t, float gscale, int sr, uint32_t seed, cudaStream_t s, const int* skip = NULL) {
     if (n == 0) return;
     const float c1 = 1.0f - powf(b1, (float)t);
     const float c2 = sqrtf(1.0f - powf(b2, (float)t));
     const float step_size = (-lr * c2) / c1;
-    adam32_kernel<TP, TG><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, g, m, v, n, b1, b2, eps, lr, wd, c2, step_size, gscale, sr, seed);
+    adam32_kernel<TP, TG><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, g, m, v, n, b1, b2, eps, lr, wd, c2, step_size, gscale, sr, seed, skip);
     cudaCheckLaunch();
 }
 
@@ -168,12 +180,12 @@ static void adam32_update_gpu(TP* p, floatX* pbf, const TG* g, float* m, float* 
 // NaN guard, as adam32_update_elem)
 template <class TU>
 static void adam32_lowrank_gpu(TU* U, const float* R, float* m, float* v, size_t n, float b1, float b2, float eps, float lr, int t,
-                               cudaStream_t s) {
+                               cudaStream_t s, const int* skip = NULL) {
     if (n == 0) return;
     const float c1 = 1.0f - powf(b1, (float)t);
     const float c2 = sqrtf(1.0f - powf(b2, (float)t));
     const float step_size = (-lr * c2) / c1;
-    adam32_kernel<TU, float, true><<<grid_for(n, 256), 256, 0, s>>>(U, NULL, R, m, v, n, b1, b2, eps, lr, 0.0f, c2, step_size, 1.0f, 0, 0u);
+    adam32_kernel<TU, float, true><<<grid_for(n, 256), 256, 0, s>>>(U, NULL, R, m, v, n, b1, b2, eps, lr, 0.0f, c2, step_size, 1.0f, 0, 0u, skip);
     cudaCheckLaunch();
 }
 

@@ -118,6 +118,11 @@ static inline double gpu_mem_used_mib(void) {
 
 template <class T> __host__ __device__ static inline T ceil_div(T a, T b) { return (a + b - 1) / b; }
 
+// the per-layer update's device-side verdict on one tensor (train_llama.cu's check kernel sets it
+// when the tensor's gradient norm, or an earlier one of the step, is not finite): the update
+// kernels read it and leave the tensor and its state alone. NULL: never skipped (the host decided).
+__device__ static inline int update_skipped(const int* skip) { return skip != NULL && *skip != 0; }
+
 static inline int grid_for(size_t n, int block) {
     // grid-stride kernels: enough blocks to fill a big GPU, never more than the work
     size_t g = (n + (size_t)block - 1) / (size_t)block;

@@ -192,21 +192,25 @@ static void galore_gpu_free(GaloreGpu* g) {
 // ----------------------------------------------------------------------------
 // small kernels
 
-// dst (n) fp32 = scale * src (bf16)
-__global__ void galore_widen_kernel(float* dst, const floatX* src, size_t n, float scale) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) dst[i] = scale * bf2f(src[i]);
+// dst (n) fp32 = scale * src (bf16); a skipped update's (update_skipped): zeros, so the refresh of a
+// non-finite gradient runs on a zero matrix (the solvers converge at once, info 0) and is discarded
+__global__ void galore_widen_kernel(float* dst, const floatX* src, size_t n, float scale, const int* skip) {
+    int zero = update_skipped(skip);
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = zero ? 0.0f : scale * bf2f(src[i]);
 }
-static void galore_widen(float* dst, const floatX* src, size_t n, float scale, cudaStream_t s) {
-    galore_widen_kernel<<<grid_for(n, 256), 256, 0, s>>>(dst, src, n, scale);
+static void galore_widen(float* dst, const floatX* src, size_t n, float scale, cudaStream_t s, const int* skip = NULL) {
+    galore_widen_kernel<<<grid_for(n, 256), 256, 0, s>>>(dst, src, n, scale, skip);
     cudaCheckLaunch();
 }
 
-// dst (n) bf16 = src (fp32), round to nearest even
-__global__ void galore_narrow_kernel(floatX* dst, const float* src, size_t n) {
+// dst (n) bf16 = src (fp32), round to nearest even; a skipped update's: dst untouched (the old projector stays)
+__global__ void galore_narrow_kernel(floatX* dst, const float* src, size_t n, const int* skip) {
+    if (update_skipped(skip)) return;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) dst[i] = f2bf(src[i]);
 }
-static void galore_narrow(floatX* dst, const float* src, size_t n, cudaStream_t s) {
-    galore_narrow_kernel<<<grid_for(n, 256), 256, 0, s>>>(dst, src, n);
+static void galore_narrow(floatX* dst, const float* src, size_t n, cudaStream_t s, const int* skip = NULL) {
+    galore_narrow_kernel<<<grid_for(n, 256), 256, 0, s>>>(dst, src, n, skip);
     cudaCheckLaunch();
 }
 
@@ -324,7 +328,7 @@ static void galore_gpu_orthonormalize(GaloreGpu* g, float* a, int rows, int cols
 //   work            tau (l), U_B (l, l), then the cuSOLVER workspace (galore_gpu_rand_lwork)
 // B^T = Ux S Vx^T (gesvdj, tall and thin) gives B = Q^T A = Vx S Ux^T: U_B = Vx. If gesvdj does not
 // converge (or force_gesvd), gesvd of B^T from a re-widened G (jobu 'N', V^T into U_B's place).
-static const float* galore_gpu_range_finder(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, int tensor) {
+static const float* galore_gpu_range_finder(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, int tensor, const int* skip) {
     cudaStream_t s = g->stream;
     int M = (int)l->m, Nn = (int)l->n, r = (int)l->r, len, other, w;
     galore_rand_dims(l, &len, &other, &w);
@@ -359,7 +363,7 @@ static const float* galore_gpu_range_finder(GaloreGpu* g, const TensorLayout* l,
         if (g->gesvd_fallbacks++ == 0 && !g->force_gesvd)
             printf("note: cuSOLVER gesvdj returned info %d on the %d x %d sketch of tensor %d; using gesvd for such refreshes\n", info, other, w,
                    tensor);
-        galore_widen(g->A, G, (size_t)M * Nn, gscale, s); // gesvdj overwrote A, and B^T with it
+        galore_widen(g->A, G, (size_t)M * Nn, gscale, s, skip); // gesvdj overwrote A, and B^T with it
         cublasCheck(cublasSgemm(g->blas, opAt, CUBLAS_OP_N, other, w, len, &one, g->A, Nn, Q, len, &zero, Z, other));
         // U_B lives in g->work, which gesvd's rwork and workspace would overwrite: V^T goes to A
         // (other x l >= l x l floats, free: gesvd's U is not computed) and is copied back
@@ -377,12 +381,15 @@ static const float* galore_gpu_range_finder(GaloreGpu* g, const TensorLayout* l,
 // galore_gpu_refresh: P (bf16, the stored projector: (r, n) right, (m, r) left) from the SVD of
 // gscale * G (bf16 (m, n)). Leaves the fp32 projector (the bf16 one widened) in g->Pf (= Uf). The
 // top-r vectors are gathered into whichever of A / Vf the SVD no longer needs (not the one holding them).
-static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, floatX* P, int tensor) {
+// skip (the per-layer device-side verdict, NULL: none): when set as it runs, the SVD runs on zeros
+// and P keeps its old value (the caller undoes its host-side counts at the end of the step).
+static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, floatX* P, int tensor,
+                               const int* skip = NULL) {
     cudaStream_t s = g->stream;
     int64_t M = l->m, Nn = l->n, K = M < Nn ? M : Nn, r = l->r;
     int right = l->side == SIDE_RIGHT;
     size_t full = (size_t)(M * Nn);
-    galore_widen(g->A, G, full, gscale, s);
+    galore_widen(g->A, G, full, gscale, s, skip);
     // X = G^T as column-major (Nn, M), lda Nn
     int rows = (int)Nn, cols = (int)M;
     int info = 0;
@@ -398,7 +405,7 @@ static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX
     int64_t si, sj;
     if (randomized) {
         // U's columns (length len = Nn right, M left), ld len
-        base = galore_gpu_range_finder(g, l, G, gscale, tensor); si = 1; sj = right ? Nn : M;
+        base = galore_gpu_range_finder(g, l, G, gscale, tensor, skip); si = 1; sj = right ? Nn : M;
         g->n_randomized++;
     } else if (jacobi && info == 0) {
         // right vectors of G = Ux columns (Nn, K); left ones = Vx columns (M, K)
@@ -411,7 +418,7 @@ static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX
             if (g->gesvd_fallbacks++ == 0)
                 printf("note: cuSOLVER gesvdj returned info %d on tensor %d (%lld x %lld); using gesvd for such refreshes\n", info, tensor,
                        (long long)M, (long long)Nn);
-            galore_widen(g->A, G, full, gscale, s); // gesvdj overwrote A
+            galore_widen(g->A, G, full, gscale, s, skip); // gesvdj overwrote A
         }
         g->n_gesvd++;
         int gr, gc;
@@ -439,7 +446,7 @@ static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX
     cudaCheckLaunch();
     galore_sign_fix_kernel<<<(unsigned)r, SIGNFIX_THREADS, 0, s>>>(pg, right, len, r);
     cudaCheckLaunch();
-    galore_narrow(P, pg, (size_t)l->proj_numel, s);
+    galore_narrow(P, pg, (size_t)l->proj_numel, s, skip);
     galore_widen(g->Pf, P, (size_t)l->proj_numel, 1.0f, s); // later steps back-project with the stored bf16 projector
     g->refreshes++;
 }
@@ -488,9 +495,14 @@ __device__ static inline void gl_store(float* p, float v, int sr, uint32_t seed,
 
 // the low-rank HF AdamW direction: Nl = m / (sqrt(v) + eps) after the moment updates (adam_hf_elem);
 // TN float (unfused) or floatX (fused: rounded to nearest, the GEMM's input)
+// A skipped update (update_skipped) writes Nl = 0, which the fused GEMM multiplies by its alpha 0
+// (0 * a stale or NaN N would not be 0), and leaves m, v alone.
 template <class TM, class TN>
-__global__ void galore_hf_lowrank_kernel(TN* Nl, const float* R, TM* m, TM* v, size_t n, float b1, float b2, float eps, int sr, uint32_t seed) {
+__global__ void galore_hf_lowrank_kernel(TN* Nl, const float* R, TM* m, TM* v, size_t n, float b1, float b2, float eps, int sr, uint32_t seed,
+                                         const int* skip) {
+    int skipped = update_skipped(skip);
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        if (skipped) { gl_store(&Nl[i], 0.0f, 0, 0u, i); continue; }
         float mf = to_f32(m[i]), vf = to_f32(v[i]);
         gl_store(&Nl[i], adam_hf_elem(R[i], &mf, &vf, b1, b2, eps), 0, 0u, i);
         gl_store(&m[i], mf, sr, seed ^ 0x68bc21ebU, i);
@@ -498,14 +510,17 @@ __global__ void galore_hf_lowrank_kernel(TN* Nl, const float* R, TM* m, TM* v, s
     }
 }
 template <class TM, class TN>
-static void galore_hf_lowrank(TN* Nl, const float* R, TM* m, TM* v, size_t n, float b1, float b2, float eps, int sr, uint32_t seed, cudaStream_t s) {
-    galore_hf_lowrank_kernel<TM, TN><<<grid_for(n, 256), 256, 0, s>>>(Nl, R, m, v, n, b1, b2, eps, sr, seed);
+static void galore_hf_lowrank(TN* Nl, const float* R, TM* m, TM* v, size_t n, float b1, float b2, float eps, int sr, uint32_t seed, cudaStream_t s,
+                              const int* skip = NULL) {
+    galore_hf_lowrank_kernel<TM, TN><<<grid_for(n, 256), 256, 0, s>>>(Nl, R, m, v, n, b1, b2, eps, sr, seed, skip);
     cudaCheckLaunch();
 }
 
 // p = p + neg_step * U, then (wd on) p = p + dec * p: the CPU's two passes, rounded once
 template <class TP>
-__global__ void galore_apply_kernel(TP* p, floatX* pbf, const float* U, size_t n, float neg_step, int decay_on, float dec, int sr, uint32_t seed) {
+__global__ void galore_apply_kernel(TP* p, floatX* pbf, const float* U, size_t n, float neg_step, int decay_on, float dec, int sr, uint32_t seed,
+                                    const int* skip) {
+    if (update_skipped(skip)) return;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float pf = to_f32(p[i]);
         pf = pf + neg_step * U[i];
@@ -515,15 +530,17 @@ __global__ void galore_apply_kernel(TP* p, floatX* pbf, const float* U, size_t n
     }
 }
 template <class TP>
-static void galore_apply(TP* p, floatX* pbf, const float* U, size_t n, float neg_step, int decay_on, float dec, int sr, uint32_t seed, cudaStream_t s) {
-    galore_apply_kernel<TP><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, U, n, neg_step, decay_on, dec, sr, seed);
+static void galore_apply(TP* p, floatX* pbf, const float* U, size_t n, float neg_step, int decay_on, float dec, int sr, uint32_t seed, cudaStream_t s,
+                         const int* skip = NULL) {
+    galore_apply_kernel<TP><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, U, n, neg_step, decay_on, dec, sr, seed, skip);
     cudaCheckLaunch();
 }
 
 // a full-rank tensor under galore_adamw: p = p + (-step_size) * adam_hf_elem(g), then the decay
 template <class TP, class TM>
 __global__ void galore_hf_full_kernel(TP* p, floatX* pbf, const floatX* g, TM* m, TM* v, size_t n, float b1, float b2, float eps,
-                                      float neg_step, int decay_on, float dec, float gscale, int sr, uint32_t seed) {
+                                      float neg_step, int decay_on, float dec, float gscale, int sr, uint32_t seed, const int* skip) {
+    if (update_skipped(skip)) return;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float mf = to_f32(m[i]), vf = to_f32(v[i]);
         float pf = to_f32(p[i]);
@@ -537,8 +554,8 @@ __global__ void galore_hf_full_kernel(TP* p, floatX* pbf, const floatX* g, TM* m
 }
 template <class TP, class TM>
 static void galore_hf_full(TP* p, floatX* pbf, const floatX* g, TM* m, TM* v, size_t n, float b1, float b2, float eps, float neg_step,
-                           int decay_on, float dec, float gscale, int sr, uint32_t seed, cudaStream_t s) {
-    galore_hf_full_kernel<TP, TM><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, g, m, v, n, b1, b2, eps, neg_step, decay_on, dec, gscale, sr, seed);
+                           int decay_on, float dec, float gscale, int sr, uint32_t seed, cudaStream_t s, const int* skip = NULL) {
+    galore_hf_full_kernel<TP, TM><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, g, m, v, n, b1, b2, eps, neg_step, decay_on, dec, gscale, sr, seed, skip);
     cudaCheckLaunch();
 }
 
@@ -564,20 +581,32 @@ static void galore_fused_coefs(int kind8, float step_size, float scale, float lr
     *alpha = kind8 ? b * scale : b * (-step_size) * scale;
 }
 
+// the fused GEMM's alpha, beta into device memory: a skipped update's are 0 and 1, so with its Nb
+// zeroed (the Adam kernels) W = 1 W + 0 exactly (but for the sign of a zero weight: -0 + 0 = +0)
+__global__ void galore_fused_scalars_kernel(float* ab, const int* skip, float alpha, float beta) {
+    int skipped = update_skipped(skip);
+    ab[0] = skipped ? 0.0f : alpha;
+    ab[1] = skipped ? 1.0f : beta;
+}
+
 // W (m, n) bf16 = beta W + alpha (Nb P) right / alpha (P Nb) left, Nb bf16 ((m, r) right, (r, n)
 // left), P the stored bf16 projector: one GEMM with fp32 accumulation and epilogue, in place (C = D,
 // same layout, which cuBLASLt supports), W rounded to nearest once. gemm_bf16_scaled takes
 // cublasGemmEx where cuBLASLt's heuristic has no algorithm (odd ranks or leading dimensions,
-// 2-byte aligned slices of the weight buffer), so any r works.
+// 2-byte aligned slices of the weight buffer), so any r works. alpha and beta go through d_ab
+// (device, 2 floats) with the device pointer mode, always (skip NULL too), so the per-layer and
+// whole-model updates run the same cuBLASLt algorithm and agree bit for bit.
 static void galore_gpu_update_fused(MatmulCtx* mm, const TensorLayout* l, floatX* W, const floatX* Nb, const floatX* P, float alpha,
-                                    float beta, cudaStream_t s) {
+                                    float beta, const int* skip, float* d_ab, cudaStream_t s) {
     int M = (int)l->m, Nn = (int)l->n, r = (int)l->r;
+    galore_fused_scalars_kernel<<<1, 1, 0, s>>>(d_ab, skip, alpha, beta);
+    cudaCheckLaunch();
     if (l->side == SIDE_RIGHT) {
         // W^T (n, m) = P^T (col-major (n, r)) * N^T (col-major (r, m)), as galore_gpu_project_back
-        gemm_bf16_scaled(mm, 0, 0, Nn, M, r, alpha, P, Nn, Nb, r, W, Nn, beta, s);
+        gemm_bf16_scaled_dev(mm, 0, 0, Nn, M, r, d_ab, P, Nn, Nb, r, W, Nn, s);
     } else {
         // W^T (n, m) = N^T (col-major (n, r)) * P^T (col-major (r, m))
-        gemm_bf16_scaled(mm, 0, 0, Nn, M, r, alpha, Nb, Nn, P, r, W, Nn, beta, s);
+        gemm_bf16_scaled_dev(mm, 0, 0, Nn, M, r, d_ab, Nb, Nn, P, r, W, Nn, s);
     }
 }
 

@@ -315,7 +315,8 @@ __device__ static inline void adam_store(float* p, float v, int sr, uint32_t see
 
 template <class TP, class TM>
 __global__ void adam_kernel(TP* p, floatX* pbf, const floatX* g, TM* m, TM* v, size_t n, float b1, float b2, float eps,
-                            float step_size, float inv_bc2, float decay, float l2, float gscale, int sr, uint32_t seed) {
+                            float step_size, float inv_bc2, float decay, float l2, float gscale, int sr, uint32_t seed, const int* skip) {
+    if (update_skipped(skip)) return; // the per-layer device-side verdict (cuda_common.cuh)
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float gf = bf2f(g[i]) * gscale;
         float mf = to_f32(m[i]), vf = to_f32(v[i]);
@@ -329,8 +330,9 @@ __global__ void adam_kernel(TP* p, floatX* pbf, const floatX* g, TM* m, TM* v, s
 }
 template <class TP, class TM>
 static void adam_update(TP* p, floatX* pbf, const floatX* g, TM* m, TM* v, size_t n, float b1, float b2, float eps,
-                        float step_size, float inv_bc2, float decay, float l2, float gscale, int sr, uint32_t seed, cudaStream_t s) {
-    adam_kernel<TP, TM><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, g, m, v, n, b1, b2, eps, step_size, inv_bc2, decay, l2, gscale, sr, seed);
+                        float step_size, float inv_bc2, float decay, float l2, float gscale, int sr, uint32_t seed, cudaStream_t s,
+                        const int* skip = NULL) {
+    adam_kernel<TP, TM><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, g, m, v, n, b1, b2, eps, step_size, inv_bc2, decay, l2, gscale, sr, seed, skip);
     cudaCheckLaunch();
 }
 
@@ -396,6 +398,7 @@ static void cast_bf16_to_f32(float* dst, const floatX* src, size_t n, cudaStream
 #endif
 typedef struct {
     int ta, tb, m, n, k, lda, ldb, ldd, salt;
+    int pmode; // alpha, beta: 0 host floats, 1 device floats (CUBLASLT_POINTER_MODE_DEVICE)
     uint32_t alA, alB, alD;
     int has_algo;
     cublasLtMatmulDesc_t op;
@@ -470,14 +473,14 @@ static uint32_t ptr_alignment(const void* p) {
 
 // gemm_plan_get: the cached plan of this GEMM, built (descriptors + heuristic) on a miss
 static GemmPlan* gemm_plan_get(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, int lda, int ldb, int ldd, uint32_t alA, uint32_t alB,
-                               uint32_t alD) {
+                               uint32_t alD, int pmode) {
     GemmCache* c = ctx->cache;
     if (c == NULL) die("internal: gemm_bf16_scaled on a MatmulCtx without matmul_ctx_init");
     int salt = (int)(GEMM_CACHE_SALT);
     for (int i = 0; i < c->n; i++) {
         GemmPlan* p = &c->e[i];
         if (p->ta == ta && p->tb == tb && p->m == m && p->n == n && p->k == k && p->lda == lda && p->ldb == ldb && p->ldd == ldd &&
-            p->alA == alA && p->alB == alB && p->alD == alD && p->salt == salt) { c->hits++; return p; }
+            p->alA == alA && p->alB == alB && p->alD == alD && p->salt == salt && p->pmode == pmode) { c->hits++; return p; }
     }
     c->misses++;
     GemmPlan* p;
@@ -485,10 +488,17 @@ static GemmPlan* gemm_plan_get(MatmulCtx* ctx, int ta, int tb, int m, int n, int
     else { p = &c->e[c->next]; c->next = (c->next + 1) % GEMM_CACHE_SIZE; gemm_plan_destroy(p); }
     memset(p, 0, sizeof *p);
     p->ta = ta; p->tb = tb; p->m = m; p->n = n; p->k = k; p->lda = lda; p->ldb = ldb; p->ldd = ldd;
-    p->alA = alA; p->alB = alB; p->alD = alD; p->salt = salt;
+    p->alA = alA; p->alB = alB; p->alD = alD; p->salt = salt; p->pmode = pmode;
     cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    // fp32 compute and fp32 scale type (alpha, beta are host floats): the bf16 GEMM with fp32 accumulation
+    // fp32 compute and fp32 scale type (alpha, beta fp32, on the host or the device): the bf16 GEMM
+    // with fp32 accumulation
     cublasCheck(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    if (pmode) {
+        // alpha and beta read from device memory when the GEMM runs (stream-ordered), so a kernel
+        // before it on the stream can set them (the per-layer update's device-side skip)
+        int32_t pm = CUBLASLT_POINTER_MODE_DEVICE;
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_POINTER_MODE, &pm, sizeof pm));
+    }
     cublasCheck(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA));
     cublasCheck(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB));
     // stored shapes: A is m x k (k x m when transposed), B is k x n (n x k when transposed)
@@ -510,30 +520,52 @@ static GemmPlan* gemm_plan_get(MatmulCtx* ctx, int ta, int tb, int m, int n, int
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     p->has_algo = hs == CUBLAS_STATUS_SUCCESS && found > 0;
     if (p->has_algo) p->algo = heur.algo;
+    if (p->has_algo && pmode) {
+        // the heuristic answers for the descriptor, device pointer mode included; an algorithm whose
+        // capabilities say otherwise is not trusted (cublasGemmEx with device pointers instead)
+        uint32_t mask = 0;
+        size_t written = 0;
+        if (cublasLtMatmulAlgoCapGetAttribute(&p->algo, CUBLASLT_ALGO_CAP_POINTER_MODE_MASK, &mask, sizeof mask, &written) ==
+                CUBLAS_STATUS_SUCCESS && written == sizeof mask && mask != 0 && !(mask & CUBLASLT_POINTER_MODE_MASK_DEVICE))
+            p->has_algo = 0;
+    }
     return p;
 }
 
 // D (m x n, ldd) = alpha * op(A) op(B) + beta * D, column-major, all bf16; ta/tb: transpose flags.
 // D is C (in place: cuBLASLt allows C == D when their layouts are the same, here one descriptor),
-// rounded to bf16 once. The descriptors and algorithm come from the context's cache.
-static void gemm_bf16_scaled(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, float alpha, const floatX* A, int lda, const floatX* B,
-                             int ldb, floatX* D, int ldd, float beta, cudaStream_t stream) {
+// rounded to bf16 once. The descriptors and algorithm come from the context's cache. alpha, beta:
+// host floats (pmode 0) or device floats read when the GEMM runs (pmode 1).
+static void gemm_bf16_run(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, const float* alpha, const floatX* A, int lda, const floatX* B,
+                          int ldb, floatX* D, int ldd, const float* beta, int pmode, cudaStream_t stream) {
     // one workspace: two streams using it at once would race
     if (stream != ctx->stream) die("internal: gemm_bf16_scaled on a stream other than its MatmulCtx's (its workspace serves one)");
     uint32_t alA = ptr_alignment(A), alB = ptr_alignment(B), alD = ptr_alignment(D);
-    GemmPlan* p = gemm_plan_get(ctx, ta, tb, m, n, k, lda, ldb, ldd, alA, alB, alD);
+    GemmPlan* p = gemm_plan_get(ctx, ta, tb, m, n, k, lda, ldb, ldd, alA, alB, alD, pmode);
     if (p->has_algo) {
-        cublasCheck(cublasLtMatmul(ctx->lt, p->op, &alpha, A, p->la, B, p->lb, &beta, D, p->ld, D, p->ld, &p->algo, ctx->workspace,
+        cublasCheck(cublasLtMatmul(ctx->lt, p->op, alpha, A, p->la, B, p->lb, beta, D, p->ld, D, p->ld, &p->algo, ctx->workspace,
                                    ctx->workspace_bytes, stream));
     } else {
         if (ctx->fallbacks++ == 0)
-            printf("note: cuBLASLt has no algorithm for a %d x %d x %d bf16 matmul (alignment %u/%u/%u bytes); using cublasGemmEx for such shapes\n",
-                   m, n, k, alA, alB, alD);
+            printf("note: cuBLASLt has no algorithm for a %d x %d x %d bf16 matmul (alignment %u/%u/%u bytes%s); using cublasGemmEx for such shapes\n",
+                   m, n, k, alA, alB, alD, pmode ? ", device alpha/beta" : "");
         cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
         cublasCheck(cublasSetStream(ctx->blas, stream));
-        cublasCheck(cublasGemmEx(ctx->blas, opA, opB, m, n, k, &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &beta, D,
+        // the handle's pointer mode is host state read at the call: set for this call only
+        if (pmode) cublasCheck(cublasSetPointerMode(ctx->blas, CUBLAS_POINTER_MODE_DEVICE));
+        cublasCheck(cublasGemmEx(ctx->blas, opA, opB, m, n, k, alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, beta, D,
                                  CUDA_R_16BF, ldd, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        if (pmode) cublasCheck(cublasSetPointerMode(ctx->blas, CUBLAS_POINTER_MODE_HOST));
     }
+}
+static void gemm_bf16_scaled(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, float alpha, const floatX* A, int lda, const floatX* B,
+                             int ldb, floatX* D, int ldd, float beta, cudaStream_t stream) {
+    gemm_bf16_run(ctx, ta, tb, m, n, k, &alpha, A, lda, B, ldb, D, ldd, &beta, 0, stream);
+}
+// d_ab: device (2) = {alpha, beta}
+static void gemm_bf16_scaled_dev(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, const float* d_ab, const floatX* A, int lda,
+                                 const floatX* B, int ldb, floatX* D, int ldd, cudaStream_t stream) {
+    gemm_bf16_run(ctx, ta, tb, m, n, k, d_ab, A, lda, B, ldb, D, ldd, d_ab + 1, 1, stream);
 }
 // alpha = 1: the model's matmuls
 static void gemm_bf16(MatmulCtx* ctx, int ta, int tb, int m, int n, int k, const floatX* A, int lda, const floatX* B, int ldb,

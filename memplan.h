@@ -196,7 +196,7 @@ static void gpu_act_sizes(const LlamaConfig* c, int B, int T, size_t attn_saved,
 // the GPU rows, in allocation order
 enum {
     GR_WEIGHTS = 0, GR_GRADS, GR_MASTER, GR_MOMENTS, GR_Q8, GR_ABSMAX, GR_PROJ, GR_QMAPS,
-    GR_ACC_FULL, GR_ACC_LOW, GR_ACC_REFRESH, GR_ROPE, GR_PART, GR_DP_SCALARS,
+    GR_ACC_FULL, GR_ACC_LOW, GR_ACC_REFRESH, GR_ROPE, GR_PART, GR_STEP_FLAGS, GR_DP_SCALARS,
     GR_ACT0, // + A_NUM activation rows
     GR_GL_A = GR_ACT0 + A_NUM, GR_GL_UV, GR_GL_S, GR_GL_RN, GR_GL_INFO, GR_SOLVER_WS,
     GR_LT_WS, GR_LT_WS_UPD, GR_ATTN_WS, GR_NUM
@@ -208,6 +208,13 @@ enum {
 #define GPU_ROW_RANGES 3
 static const int GPU_MODEL_ROWS[GPU_ROW_RANGES][2] = {{GR_WEIGHTS, GR_MASTER}, {GR_ROPE, GR_ROPE}, {GR_ACT0, GR_ACT0 + A_NUM - 1}};
 static const int GPU_TRAINER_ROWS[GPU_ROW_RANGES][2] = {{GR_MOMENTS, GR_PROJ}, {GR_ACC_FULL, GR_ACC_LOW}, {GR_PART, GR_DP_SCALARS}};
+
+// the trainer's step flags (GR_STEP_FLAGS), one small buffer: the per-layer check's LayerHookFlags
+// at 0, the fused GaLore update's device alpha, beta at GPU_FLAGS_AB, then one int per tensor at
+// GPU_FLAGS_SKIP (its update skipped this step: the update kernels read it)
+#define GPU_FLAGS_AB 32
+#define GPU_FLAGS_SKIP 64
+static double gpu_step_flags_bytes(int n_tensors) { return (double)GPU_FLAGS_SKIP + 4.0 * n_tensors; }
 
 typedef struct {
     const LlamaConfig* c;
@@ -283,6 +290,7 @@ static void gpu_memplan_build(MemPlan* mp, const GpuPlanArgs* a) {
     free(off);
     memplan_set(mp, GR_ROPE, "rope cos/sin tables (fp32)", 2.0 * c->maxT * (c->C / c->NH / 2) * 4, 0);
     memplan_set(mp, GR_PART, "per-tensor norm partials (fp32)", (double)NORM_BLOCKS * P_PER_LAYER * 4, 0);
+    memplan_set(mp, GR_STEP_FLAGS, "step flags (per-layer NaN check, per-tensor skips, fused-update alpha/beta)", gpu_step_flags_bytes(pt.n), 0);
     memplan_set(mp, GR_DP_SCALARS, "data-parallel scalars (fp64)", a->dp ? 16.0 * 8 : 0.0, 0);
     size_t ab[A_NUM];
     gpu_act_sizes(c, a->B, a->T, gpu_attn_saved_bytes(c, a->B, a->T, a->cudnn), ab, a->recompute);

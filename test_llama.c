@@ -610,53 +610,83 @@ static void recompute_run(const LlamaConfig* c, const float* init, const OptimCo
 // refreshes), the others accumulated in full (a refresh step's accumulators for the GaLore ones).
 // A micro-batch after the first going non-finite leaves no accumulator held (finding 5 of issue
 // 16); a NaN norm in a group updates the groups before it and the tensors before it in its group,
-// and nothing after.
-typedef struct { int held[6], updated[6], projected[6], reduced, zeroed; int nan_at; } HookFake;
+// and nothing after. Both ways of checking: on the host (the CPU engine) and deferred, as the GPU
+// does it (issue 16 item 4): the verdict kept in "device" flags, every update issued and skipped
+// where the device's flag says so, the flags merged once at the end of the step.
+typedef struct {
+    int held[6], updated[6], projected[6], reduced, zeroed, nan_at;
+    int deferred, issued[6], skip[6];
+    LayerHookFlags dev;
+} HookFake;
 static int fake_lowrank(void* ctx, int i, int64_t t) { (void)ctx; (void)t; return i == 1; }
 static void fake_project(void* ctx, int i, float beta) { ((HookFake*)ctx)->projected[i] += beta == 0.0f ? 1 : 10; }
 static void fake_accumulate(void* ctx, int i, int first) { HookFake* f = (HookFake*)ctx; if (first) f->held[i] = 1; }
 static void fake_reduce(void* ctx, const int* idx, const int* src, int k) { (void)idx; (void)src; ((HookFake*)ctx)->reduced += k; }
-static void fake_sumsq(void* ctx, const int* idx, const int* src, int k, double* ss) {
-    for (int j = 0; j < k; j++) ss[j] = idx[j] == ((HookFake*)ctx)->nan_at ? NAN : 1.0 + (src[j] == SRC_LOWRANK);
+static void fake_check(void* ctx, const int* idx, const int* src, int k, LayerHookFlags* fl, int* go) {
+    HookFake* f = (HookFake*)ctx;
+    for (int j = 0; j < k; j++) {
+        double ss = idx[j] == f->nan_at ? NAN : 1.0 + (src[j] == SRC_LOWRANK);
+        if (!f->deferred) { go[j] = layer_hook_check(fl, ss); continue; }
+        f->skip[idx[j]] = !layer_hook_check(&f->dev, ss); // the GPU's check kernel
+        go[j] = 1;
+    }
 }
-static void fake_update(void* ctx, int i, int src, float lr, int64_t t) { (void)src; (void)lr; (void)t; ((HookFake*)ctx)->updated[i]++; }
+static void fake_update(void* ctx, int i, int src, float lr, int64_t t) {
+    (void)src; (void)lr; (void)t;
+    HookFake* f = (HookFake*)ctx;
+    f->issued[i]++;
+    if (f->deferred && f->skip[i]) return; // the update kernels' early exit
+    f->updated[i]++;
+}
 static void fake_release(void* ctx, int i) { ((HookFake*)ctx)->held[i] = 0; }
 static void fake_zero(void* ctx, int first, int last) { ((HookFake*)ctx)->zeroed += last - first + 1; }
 
 static void test_layer_hook(void) {
-    HookFake f;
-    LayerHookOps o = {&f, NULL, fake_lowrank, fake_project, fake_accumulate, fake_reduce, fake_sumsq, fake_update, fake_release, fake_zero};
-    LayerHookStep st;
-    // step 1: micro-batch 0 runs every group (backward order), micro-batch 1's loss is non-finite
-    memset(&f, 0, sizeof f); f.nan_at = -1;
-    memset(&st, 0, sizeof st); st.grad_accum = 2; st.t = 1;
-    for (int g = 2; g >= 0; g--) layer_hook_run(&o, &st, 2 * g, 2 * g + 1);
-    int held0 = 0;
-    for (int i = 0; i < 6; i++) held0 += f.held[i];
-    st.bad = 1; // what train_step sets when a micro-batch's loss is non-finite; backward is not run
-    layer_hook_end_step(&o, &st, 6);
-    int held1 = 0, upd1 = 0;
-    for (int i = 0; i < 6; i++) { held1 += f.held[i]; upd1 += f.updated[i]; }
-    check(held0 == 5 && held1 == 0 && upd1 == 0 && f.projected[1] == 1 && f.zeroed == 6,
-          "per-layer hook: a non-finite micro-batch 1 frees the %d accumulators micro-batch 0 filled (%d left), updates nothing", held0, held1);
-    // step 2: both micro-batches, data parallel; tensor 3's norm (the middle group's second) is NaN
-    memset(&f, 0, sizeof f); f.nan_at = 3;
-    memset(&st, 0, sizeof st); st.grad_accum = 2; st.dp = 1; st.t = 1;
-    for (int micro = 0; micro < 2; micro++) {
-        st.micro = micro;
+    for (int deferred = 0; deferred <= 1; deferred++) {
+        const char* how = deferred ? "checked on the device (deferred)" : "checked on the host";
+        HookFake f;
+        LayerHookOps o = {&f, NULL, fake_lowrank, fake_project, fake_accumulate, fake_reduce, fake_check, fake_update, fake_release, fake_zero};
+        LayerHookStep st;
+        // step 1: micro-batch 0 runs every group (backward order), micro-batch 1's loss is non-finite
+        memset(&f, 0, sizeof f); f.nan_at = -1; f.deferred = deferred;
+        memset(&st, 0, sizeof st); st.grad_accum = 2; st.t = 1;
         for (int g = 2; g >= 0; g--) layer_hook_run(&o, &st, 2 * g, 2 * g + 1);
+        int held0 = 0;
+        for (int i = 0; i < 6; i++) held0 += f.held[i];
+        st.f.bad = 1; // what train_step sets when a micro-batch's loss is non-finite; backward is not run
+        if (deferred) layer_hook_merge(&st.f, &f.dev);
+        layer_hook_end_step(&o, &st, 6);
+        int held1 = 0, upd1 = 0;
+        for (int i = 0; i < 6; i++) { held1 += f.held[i]; upd1 += f.updated[i]; }
+        check(held0 == 5 && held1 == 0 && upd1 == 0 && f.projected[1] == 1 && f.zeroed == 6 && st.f.bad && !st.f.updated,
+              "per-layer hook, %s: a non-finite micro-batch 1 frees the %d accumulators micro-batch 0 filled (%d left), updates nothing",
+              how, held0, held1);
+        // step 2: both micro-batches, data parallel; tensor 3's norm (the middle group's second) is NaN
+        memset(&f, 0, sizeof f); f.nan_at = 3; f.deferred = deferred;
+        memset(&st, 0, sizeof st); st.grad_accum = 2; st.dp = 1; st.t = 1;
+        for (int micro = 0; micro < 2; micro++) {
+            st.micro = micro;
+            for (int g = 2; g >= 0; g--) layer_hook_run(&o, &st, 2 * g, 2 * g + 1);
+        }
+        // the host stops the step's work at the NaN; the deferred way does not see it, so it goes on
+        // projecting, reducing and issuing (the work a GPU does anyway while the host is not waiting)
+        int want[6] = {0, 0, 1, 0, 1, 1}, want_issued = deferred ? 6 : 3, want_reduced = deferred ? 6 : 4, want_proj = deferred ? 11 : 1;
+        int same = 1, issued = 0;
+        for (int i = 0; i < 6; i++) { same &= f.updated[i] == want[i]; issued += f.issued[i]; }
+        // held until the step ends: the host never issued the NaN tensor's and the skipped group's
+        // updates; the deferred way issued them all and released each after its (skipped) update
+        int held_bad = f.held[3] + f.held[0], want_held = deferred ? 0 : 2;
+        int host_bad = st.f.bad;
+        if (deferred) layer_hook_merge(&st.f, &f.dev);
+        layer_hook_end_step(&o, &st, 6);
+        int held_end = 0;
+        for (int i = 0; i < 6; i++) held_end += f.held[i];
+        check(same && st.f.bad && host_bad == !deferred && st.f.updated && st.f.sumsq == 3.0 && f.reduced == want_reduced &&
+              f.projected[1] == want_proj && issued == want_issued && held_bad == want_held && held_end == 0,
+              "per-layer hook, %s: a NaN norm updates the groups before it and the tensors before it in its group (%d %d %d %d %d %d), "
+              "%d updates issued, reduces each final group, releases every accumulator by the end of the step", how, f.updated[0],
+              f.updated[1], f.updated[2], f.updated[3], f.updated[4], f.updated[5], issued);
     }
-    int want[6] = {0, 0, 1, 0, 1, 1};
-    int same = 1;
-    for (int i = 0; i < 6; i++) same &= f.updated[i] == want[i];
-    int held_bad = f.held[3] + f.held[0]; // the NaN tensor's and the skipped group's accumulators, until the step ends
-    layer_hook_end_step(&o, &st, 6);
-    int held_end = 0;
-    for (int i = 0; i < 6; i++) held_end += f.held[i];
-    check(same && st.bad && st.updated && st.sumsq == 3.0 && f.reduced == 4 && f.projected[1] == 1 && held_bad == 2 && held_end == 0,
-          "per-layer hook: a NaN norm updates the groups before it and the tensors before it in its group (%d %d %d %d %d %d), "
-          "reduces each final group, releases the accumulators updated", f.updated[0], f.updated[1], f.updated[2], f.updated[3],
-          f.updated[4], f.updated[5]);
 }
 
 static void test_recompute(void) {

@@ -1103,6 +1103,76 @@ static void test_gpu_nonfinite(int attn_fallback) {
     }
 }
 
+// a NaN at a refresh step, per-layer (issue 16 item 4: the check on the device): the first step
+// (no projector yet, every GaLore matrix refreshes) with layer L/2's gate|up gradient poisoned. The
+// device skips that group's refreshes and updates and every later one's, and the host undoes what
+// it counted for them (has_proj, the refresh count) at the end of the step: after the same step,
+// the CPU engine (whose host check never issues them) has the same has_proj, the same refresh
+// count, and both say skipped; the next step refreshes the rest and is finite on both.
+static void cpu_nan_hook(void* ctx, int first, int last) {
+    cpu::Trainer* tr = (cpu::Trainer*)ctx;
+    if (first == g_nan_group) cpu::G(tr->model, first)[0] = NAN;
+    if (g_nan_next) g_nan_next(ctx, first, last);
+}
+static void test_gpu_nonfinite_refresh(int attn_fallback) {
+    LlamaConfig c;
+    llama_config_resolve(&c, "llama_tiny");
+    int B = 2, T = 32, L = c.L;
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = OPTIM_GALORE_ADAMW8BIT; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind];
+    oc.rank = 32; oc.update_proj_gap = 2; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+    int target = pt_layer(L / 2, P_WG);
+    GpuLlama gm;
+    gpu_build(&gm, &c, B, T, 0, attn_fallback, 0, 1);
+    float* w0 = (float*)mallocCheck(sizeof(float) * gm.table.total);
+    llama_init_params(&gm.table, w0, 7);
+    gpu_upload_params(&gm, w0);
+    GpuTrainer gt;
+    gpu_trainer_init(&gt, &gm, &oc, 1, 1, 0.0f, 0, 42, 0);
+    cpu::Llama cm;
+    cpu::llama_build(&cm, &c);
+    memcpy(cm.params, w0, sizeof(float) * cm.table.total);
+    cpu::llama_alloc_activations(&cm, B, T, 0);
+    cpu::Trainer ct;
+    cpu::trainer_init(&ct, &cm, &oc, 1, 1, 0.0f, NULL);
+    DataLoader dg, dc;
+    dataloader_init(&dg, REF_DIR "/train.bin", B, T, 0, 0, 0, 1, c.V);
+    dataloader_init(&dc, REF_DIR "/train.bin", B, T, 0, 0, 0, 1, c.V);
+    int* in = (int*)mallocCheck(sizeof(int) * B * T);
+    int* tg = (int*)mallocCheck(sizeof(int) * B * T);
+    float norm;
+    int sk_g, sk_c;
+    int64_t nt;
+    g_nan_group = target;
+    g_nan_next = gm.grads_ready; gm.grads_ready = nan_hook; gm.grads_ctx = &gt;
+    gpu_train_step(&gt, &dg, 1e-3f, in, tg, &norm, &sk_g, &nt);
+    gm.grads_ready = g_nan_next;
+    g_nan_next = cm.grads_ready; cm.grads_ready = cpu_nan_hook; cm.grads_ctx = &ct;
+    cpu::train_step(&ct, &dc, 1e-3f, in, tg, &norm, &sk_c, &nt);
+    cm.grads_ready = g_nan_next; g_nan_group = -1; g_nan_next = NULL;
+    int same = 1, with = 0, without = 0;
+    for (int i = 0; i < gm.table.n; i++) {
+        same &= gt.opt.has_proj[i] == ct.opt.has_proj[i];
+        if (gt.opt.lay[i].side != SIDE_NONE) { with += gt.opt.has_proj[i]; without += !gt.opt.has_proj[i]; }
+    }
+    check(sk_g && sk_c && same && with > 0 && without > 0 && gt.opt.gl.refreshes == ct.opt.refreshes && gt.t == ct.t,
+          "GPU per-layer, NaN at a refresh step: skipped (GPU %d, CPU %d); projectors of %d matrices made, %d left for the next step, "
+          "as the CPU engine (%s); refreshes counted %lld (CPU %lld), updates %lld (CPU %lld)", sk_g, sk_c, with, without,
+          same ? "the same" : "DIFFERENT", (long long)gt.opt.gl.refreshes, (long long)ct.opt.refreshes, (long long)gt.t, (long long)ct.t);
+    float lg = gpu_train_step(&gt, &dg, 1e-3f, in, tg, &norm, &sk_g, &nt);
+    float lc = cpu::train_step(&ct, &dc, 1e-3f, in, tg, &norm, &sk_c, &nt);
+    int all = 1;
+    for (int i = 0; i < gm.table.n; i++) all &= gt.opt.lay[i].side == SIDE_NONE || gt.opt.has_proj[i];
+    check(!sk_g && !sk_c && isfinite(lg) && all && gt.opt.gl.refreshes == ct.opt.refreshes,
+          "GPU per-layer: the step after is finite (loss %.4f, CPU %.4f), every projector made, refreshes %lld (CPU %lld)", lg, lc,
+          (long long)gt.opt.gl.refreshes, (long long)ct.opt.refreshes);
+    free(in); free(tg); free(w0);
+    dataloader_free(&dg); dataloader_free(&dc);
+    cpu::trainer_free(&ct); cpu::llama_free(&cm);
+    gpu_trainer_free(&gt); gpu_free(&gm);
+}
+
 static void test_gpu_per_layer(int attn_fallback) {
     LlamaConfig c;
     llama_config_resolve(&c, "llama_tiny");
@@ -1256,6 +1326,7 @@ int main(int argc, char** argv) {
     test_galore_fused(gf.attn_fallback);
     test_gpu_per_layer(gf.attn_fallback);
     test_gpu_nonfinite(gf.attn_fallback);
+    test_gpu_nonfinite_refresh(gf.attn_fallback);
     test_gpu_recompute(gf.attn_fallback);
     test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_GALORE_ADAMW8BIT, 0);
     test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_GALORE_ADAMW, 1);

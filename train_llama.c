@@ -914,11 +914,11 @@ static void cpu_hook_reduce(void* ctx, const int* idx, const int* src, int k) {
         trainer_reduce(tr, x, len, (size_t)tr->model->table.info[idx[j]].numel);
     }
 }
-static void cpu_hook_sumsq(void* ctx, const int* idx, const int* src, int k, double* ss) {
+static void cpu_hook_check(void* ctx, const int* idx, const int* src, int k, LayerHookFlags* f, int* go) {
     for (int j = 0; j < k; j++) {
         size_t len;
         const float* x = trainer_src((Trainer*)ctx, idx[j], src[j], &len);
-        ss[j] = sumsq(x, len);
+        go[j] = layer_hook_check(f, sumsq(x, len));
     }
 }
 static void cpu_hook_update(void* ctx, int i, int src, float lr, int64_t t) {
@@ -955,7 +955,7 @@ static void trainer_init(Trainer* tr, Llama* m, const OptimConfig* oc, int per_l
     if (per_layer) {
         m->grads_ready = trainer_grads_ready;
         m->grads_ctx = tr;
-        LayerHookOps h = {tr, NULL, cpu_hook_lowrank, cpu_hook_project, cpu_hook_accumulate, cpu_hook_reduce, cpu_hook_sumsq,
+        LayerHookOps h = {tr, NULL, cpu_hook_lowrank, cpu_hook_project, cpu_hook_accumulate, cpu_hook_reduce, cpu_hook_check,
                           cpu_hook_update, cpu_hook_release, cpu_hook_zero_slots};
         tr->hook = h;
     }
@@ -1030,9 +1030,9 @@ static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int*
         m->n_norm = n_all;
         loss_sum += mean;
         *n_targets += n_all;
-        if (!isfinite(mean)) st->bad = 1;
+        if (!isfinite(mean)) st->f.bad = 1;
         // per-layer mode updates inside backward: a bad loss must stop it before it starts
-        if (st->bad && tr->per_layer) continue;
+        if (st->f.bad && tr->per_layer) continue;
         llama_backward(m, inputs, targets, dl->B, dl->T, 1.0f / tr->grad_accum);
     }
     if (!tr->per_layer) {
@@ -1047,21 +1047,21 @@ static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int*
             ss = sumsq(m->grad_mem, m->grad_size);
         }
         *norm = (float)sqrt(ss);
-        if (!isfinite(*norm)) st->bad = 1;
-        if (!st->bad) {
+        if (!isfinite(*norm)) st->f.bad = 1;
+        if (!st->f.bad) {
             if (tr->grad_clip > 0.0f) grads_clip(m, *norm, tr->grad_clip);
             for (int i = 0; i < m->table.n; i++)
                 optimizer_update(&tr->opt, i, P(m, i), lowrank[i] ? tr->racc[i] : G(m, i), lowrank[i], lr, tr->t + 1);
-            st->updated = 1;
+            st->f.updated = 1;
         }
     } else {
-        *norm = st->bad ? NAN : (float)sqrt(st->sumsq);
+        *norm = st->f.bad ? NAN : (float)sqrt(st->f.sumsq);
         llama_zero_grad(m); // a skipped step can leave a group's gradient in the slots
         layer_hook_end_step(&tr->hook, st, m->table.n);
     }
     m->n_norm = 0;
-    if (st->updated) tr->t++;
-    *skipped = st->bad;
+    if (st->f.updated) tr->t++;
+    *skipped = st->f.bad;
     return (float)(loss_sum / tr->grad_accum);
 }
 

@@ -536,6 +536,14 @@ static void gpu_optim_free(GpuOptim* o) {
     free(o->lay); free(o->m); free(o->v); free(o->qm); free(o->qv); free(o->absmax_m); free(o->absmax_v); free(o->proj); free(o->has_proj);
 }
 
+// per-layer: what the host counted when it issued tensor i's update (a refresh: has_proj set, the
+// solver counts up), undone at the end of the step if the device skipped that update, so the
+// counts (the randomized sketch's seed round, a checkpoint's) stay the CPU engine's
+typedef struct {
+    int issued, had_proj;
+    int64_t refreshes, n_gesvdj, n_gesvd, n_randomized;
+} GpuUpdateUndo;
+
 typedef struct {
     GpuLlama* model;
     OptimConfig cfg;
@@ -553,6 +561,13 @@ typedef struct {
     // during a step that refreshes it
     floatX** acc; floatX** racc; floatX* acc_mem; floatX* racc_mem;
     float* d_part; float* h_part; // (P_PER_LAYER, NORM_BLOCKS) per-tensor norm partials of one group
+    // the step flags (memplan.h's GR_STEP_FLAGS row): per-layer mode checks each group's norms on
+    // the device (gpu_hook_check) into d_flags and d_skip[i], which the update kernels read, so the
+    // host never waits for a group; it reads the row once per step into the pinned h_flags.
+    // d_ab: the fused update's alpha, beta (galore_gpu_update_fused, both modes).
+    LayerHookFlags* d_flags; int* d_skip; float* d_ab;
+    unsigned char* h_flags; size_t flags_bytes;
+    GpuUpdateUndo* undo;   // (n) per-layer: the host's counts of each update issued this step
     // the optimizer's own stream: every update (and the GaLore work, galore.cuh's stream) runs on
     // us, with its own cuBLAS/cuBLASLt handles and workspace (mm_upd). Per-layer mode enqueues a
     // group's update there and returns to backward, which goes on with the groups below on the
@@ -673,7 +688,10 @@ static void gpu_sumsq_many(GpuTrainer* tr, const floatX* const* x, const size_t*
 // gpu_optim_update: one step of tensor i (the CPU's optimizer_update). g (bf16) is its full gradient
 // (g_lowrank 0), or for a GaLore tensor between refreshes its low-rank accumulator R (g_lowrank 1).
 // t is the 1-based step; lr includes the schedule; gscale the clipping coefficient (whole-model).
-static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowrank, float lr, int64_t t, float gscale) {
+// skip: the per-layer device-side verdict on this tensor (every kernel below reads it), NULL in
+// whole-model mode, where the host decided before issuing the update.
+static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowrank, float lr, int64_t t, float gscale,
+                             const int* skip = NULL) {
     GpuLlama* m = tr->model;
     GpuOptim* o = &tr->opt;
     const OptimConfig* c = &o->cfg;
@@ -697,7 +715,7 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
         int due = !o->has_proj[i] || galore_refresh_due(t, c->update_proj_gap);
         if (!g_lowrank) {
             if (due) {
-                galore_gpu_refresh(gl, l, g, gscale, o->proj[i], i); // leaves the fp32 projector in gl->Pf
+                galore_gpu_refresh(gl, l, g, gscale, o->proj[i], i, skip); // leaves the fp32 projector in gl->Pf
                 o->has_proj[i] = 1;
                 gpu_mem_sample();
             } else if (!fused) {
@@ -719,10 +737,11 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
         float decay = c->kind == OPTIM_ADAMW ? 1.0f - lr * wd : 1.0f;
         float l2 = c->kind == OPTIM_ADAM ? wd : 0.0f;
         if (m->master)
-            adam_update<float, float>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, step_size, inv_bc2, decay, l2, gscale, 0, seed, s);
+            adam_update<float, float>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, step_size, inv_bc2, decay, l2, gscale, 0, seed, s,
+                                      skip);
         else
             adam_update<floatX, floatX>(pb, NULL, g, (floatX*)o->m[i], (floatX*)o->v[i], n, b1, b2, eps, step_size, inv_bc2, decay, l2, gscale,
-                                        sr, seed, s);
+                                        sr, seed, s, skip);
         break;
     }
     case OPTIM_GALORE_ADAMW: {
@@ -731,20 +750,20 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
         int decay_on = wd > 0.0f;
         float dec = -lr * wd;
         if (l->side == SIDE_NONE) {
-            if (m->master) galore_hf_full<float, float>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, -step_size, decay_on, dec, gscale, 0, seed, s);
-            else galore_hf_full<floatX, floatX>(pb, NULL, g, (floatX*)o->m[i], (floatX*)o->v[i], n, b1, b2, eps, -step_size, decay_on, dec, gscale, sr, seed, s);
+            if (m->master) galore_hf_full<float, float>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, -step_size, decay_on, dec, gscale, 0, seed, s, skip);
+            else galore_hf_full<floatX, floatX>(pb, NULL, g, (floatX*)o->m[i], (floatX*)o->v[i], n, b1, b2, eps, -step_size, decay_on, dec, gscale, sr, seed, s, skip);
         } else if (fused) {
             float alpha, beta;
             galore_fused_coefs(0, step_size, c->scale, lr, wd, &alpha, &beta);
-            if (o->mom_f32) galore_hf_lowrank<float>(Nb, gl->R, (float*)o->m[i], (float*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s);
-            else galore_hf_lowrank<floatX>(Nb, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s);
-            galore_gpu_update_fused(&tr->mm_upd, l, pb, Nb, o->proj[i], alpha, beta, s);
+            if (o->mom_f32) galore_hf_lowrank<float>(Nb, gl->R, (float*)o->m[i], (float*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s, skip);
+            else galore_hf_lowrank<floatX>(Nb, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s, skip);
+            galore_gpu_update_fused(&tr->mm_upd, l, pb, Nb, o->proj[i], alpha, beta, skip, tr->d_ab, s);
         } else {
-            if (o->mom_f32) galore_hf_lowrank<float>(gl->N, gl->R, (float*)o->m[i], (float*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s);
-            else galore_hf_lowrank<floatX>(gl->N, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], (size_t)l->snumel, b1, b2, eps, sr, seed, s);
+            if (o->mom_f32) galore_hf_lowrank<float>(gl->N, gl->R, (float*)o->m[i], (float*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s, skip);
+            else galore_hf_lowrank<floatX>(gl->N, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], (size_t)l->snumel, b1, b2, eps, sr, seed, s, skip);
             galore_gpu_project_back(gl, l, gl->N, gl->Pf, gl->A, c->scale);
-            if (m->master) galore_apply<float>(pm, pb, gl->A, n, -step_size, decay_on, dec, 0, seed, s);
-            else galore_apply<floatX>(pb, NULL, gl->A, n, -step_size, decay_on, dec, sr, seed, s);
+            if (m->master) galore_apply<float>(pm, pb, gl->A, n, -step_size, decay_on, dec, 0, seed, s, skip);
+            else galore_apply<floatX>(pb, NULL, gl->A, n, -step_size, decay_on, dec, sr, seed, s, skip);
         }
         break;
     }
@@ -753,11 +772,11 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
         if (l->side == SIDE_NONE) {
             // plain bitsandbytes Adam: decoupled decay inside the kernel
             if (l->state == STATE_8BIT) {
-                if (m->master) adam8bit_update_gpu<float, floatX>(pm, pb, g, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], n, o->maps, b1, b2, eps, lr, wd, (int)t, gscale, 0, seed, s);
-                else adam8bit_update_gpu<floatX, floatX>(pb, NULL, g, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], n, o->maps, b1, b2, eps, lr, wd, (int)t, gscale, sr, seed, s);
+                if (m->master) adam8bit_update_gpu<float, floatX>(pm, pb, g, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], n, o->maps, b1, b2, eps, lr, wd, (int)t, gscale, 0, seed, s, skip);
+                else adam8bit_update_gpu<floatX, floatX>(pb, NULL, g, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], n, o->maps, b1, b2, eps, lr, wd, (int)t, gscale, sr, seed, s, skip);
             } else {
-                if (m->master) adam32_update_gpu<float, floatX>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, lr, wd, (int)t, gscale, 0, seed, s);
-                else adam32_update_gpu<floatX, floatX>(pb, NULL, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, lr, wd, (int)t, gscale, sr, seed, s);
+                if (m->master) adam32_update_gpu<float, floatX>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, lr, wd, (int)t, gscale, 0, seed, s, skip);
+                else adam32_update_gpu<floatX, floatX>(pb, NULL, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, lr, wd, (int)t, gscale, sr, seed, s, skip);
             }
         } else if (fused) {
             // the kernel's result on the zero parameter, written to Nb directly (no memset)
@@ -765,9 +784,9 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
             float alpha, beta;
             galore_fused_coefs(1, 0.0f, c->scale, lr, wd, &alpha, &beta);
             if (l->state == STATE_8BIT)
-                adam8bit_lowrank_gpu<floatX>(Nb, gl->R, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], sn, o->maps, b1, b2, eps, lr, (int)t, s);
-            else adam32_lowrank_gpu<floatX>(Nb, gl->R, (float*)o->m[i], (float*)o->v[i], sn, b1, b2, eps, lr, (int)t, s);
-            galore_gpu_update_fused(&tr->mm_upd, l, pb, Nb, o->proj[i], alpha, beta, s);
+                adam8bit_lowrank_gpu<floatX>(Nb, gl->R, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], sn, o->maps, b1, b2, eps, lr, (int)t, s, skip);
+            else adam32_lowrank_gpu<floatX>(Nb, gl->R, (float*)o->m[i], (float*)o->v[i], sn, b1, b2, eps, lr, (int)t, s, skip);
+            galore_gpu_update_fused(&tr->mm_upd, l, pb, Nb, o->proj[i], alpha, beta, skip, tr->d_ab, s);
         } else {
             // galore-torch: the kernel runs on R with a zero "parameter" (decay off); its result is
             // the low-rank update, projected back, scaled, added; then the decay
@@ -775,11 +794,11 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
             size_t sn = (size_t)l->snumel;
             cudaCheck(cudaMemsetAsync(Z, 0, sizeof(float) * sn, s));
             if (l->state == STATE_8BIT)
-                adam8bit_update_gpu<float, float>(Z, NULL, gl->R, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], sn, o->maps, b1, b2, eps, lr, 0.0f, (int)t, 1.0f, 0, 0u, s);
-            else adam32_update_gpu<float, float>(Z, NULL, gl->R, (float*)o->m[i], (float*)o->v[i], sn, b1, b2, eps, lr, 0.0f, (int)t, 1.0f, 0, 0u, s);
+                adam8bit_update_gpu<float, float>(Z, NULL, gl->R, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], sn, o->maps, b1, b2, eps, lr, 0.0f, (int)t, 1.0f, 0, 0u, s, skip);
+            else adam32_update_gpu<float, float>(Z, NULL, gl->R, (float*)o->m[i], (float*)o->v[i], sn, b1, b2, eps, lr, 0.0f, (int)t, 1.0f, 0, 0u, s, skip);
             galore_gpu_project_back(gl, l, Z, gl->Pf, gl->A, c->scale);
-            if (m->master) galore_apply<float>(pm, pb, gl->A, n, 1.0f, wd > 0.0f, -lr * wd, 0, seed, s);
-            else galore_apply<floatX>(pb, NULL, gl->A, n, 1.0f, wd > 0.0f, -lr * wd, sr, seed, s);
+            if (m->master) galore_apply<float>(pm, pb, gl->A, n, 1.0f, wd > 0.0f, -lr * wd, 0, seed, s, skip);
+            else galore_apply<floatX>(pb, NULL, gl->A, n, 1.0f, wd > 0.0f, -lr * wd, sr, seed, s, skip);
         }
         break;
     }
@@ -788,9 +807,10 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
 }
 
 // the per-layer hook (layerhook.h, the CPU's too) on the GPU: all of its work runs on the update
-// stream us, after the gradients (ev_grad, begin); the host waits only for the group's norms (the
-// NaN check), then returns to backward while the updates run; backward waits for ev_slot before it
-// writes the shared slots again (matmul_backward's dw_wait, gpu_slot_wait).
+// stream us, after the gradients (ev_grad, begin); the NaN check runs there too (gpu_hook_check),
+// so the host enqueues a group and returns to backward at once, never waiting for the device
+// within a step; backward waits for ev_slot before it writes the shared slots again
+// (matmul_backward's dw_wait, gpu_slot_wait).
 static floatX* gpu_hook_src(GpuTrainer* tr, int i, int src, size_t* len) {
     *len = src == SRC_LOWRANK ? (size_t)tr->opt.lay[i].snumel : (size_t)tr->model->table.info[i].numel;
     return src == SRC_LOWRANK ? tr->racc[i] : src == SRC_ACC ? tr->acc[i] : GX(tr->model, i);
@@ -827,18 +847,64 @@ static void gpu_hook_reduce(void* ctx, const int* idx, const int* src, int k) {
     }
     ncclCheck(ncclGroupEnd());
 }
-static void gpu_hook_sumsq(void* ctx, const int* idx, const int* src, int k, double* ss) {
+// the group's check on the device: each tensor's squared norm from its fixed-grid partials, added in
+// order in double as gpu_sumsq_many does on the host, through layer_hook_check (the CPU's code) into
+// the step's device flags; skip[idx[j]] the verdict the update kernels read. One thread: k <= 9
+// tensors of NORM_BLOCKS partials each.
+typedef struct { int idx[P_PER_LAYER]; int k; } HookGroup;
+__global__ void hook_check_kernel(LayerHookFlags* f, int* skip, const float* part, HookGroup g) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    for (int j = 0; j < g.k; j++) {
+        double ss = 0.0;
+        for (int b = 0; b < NORM_BLOCKS; b++) ss += (double)part[(size_t)j * NORM_BLOCKS + b];
+        skip[g.idx[j]] = !layer_hook_check(f, ss);
+    }
+}
+static void gpu_hook_check(void* ctx, const int* idx, const int* src, int k, LayerHookFlags* f, int* go) {
+    (void)f; // the device keeps the step's flags (merged at the end of the step, gpu_hook_end_step)
     GpuTrainer* tr = (GpuTrainer*)ctx;
-    const floatX* xs[P_PER_LAYER];
-    size_t ns[P_PER_LAYER];
-    for (int j = 0; j < k; j++) xs[j] = gpu_hook_src(tr, idx[j], src[j], &ns[j]);
-    gpu_sumsq_many(tr, xs, ns, k, ss, tr->us);
+    if (k > P_PER_LAYER) die("internal: %d tensors in one norm batch", k);
+    HookGroup g;
+    memset(&g, 0, sizeof g);
+    g.k = k;
+    for (int j = 0; j < k; j++) {
+        size_t n;
+        const floatX* x = gpu_hook_src(tr, idx[j], src[j], &n);
+        sumsq_partials(tr->d_part + (size_t)j * NORM_BLOCKS, x, n, tr->us);
+        g.idx[j] = idx[j];
+        go[j] = 1; // issued; the kernels read d_skip[idx[j]]
+    }
+    hook_check_kernel<<<1, 32, 0, tr->us>>>(tr->d_flags, tr->d_skip, tr->d_part, g);
+    cudaCheckLaunch();
 }
 static void gpu_hook_update(void* ctx, int i, int src, float lr, int64_t t) {
     GpuTrainer* tr = (GpuTrainer*)ctx;
+    GpuOptim* o = &tr->opt;
+    GaloreGpu* gl = &o->gl;
     size_t len;
     const floatX* g = gpu_hook_src(tr, i, src, &len);
-    gpu_optim_update(tr, i, g, src == SRC_LOWRANK, lr, t, 1.0f);
+    GpuUpdateUndo* u = &tr->undo[i];
+    u->issued = 1; u->had_proj = o->has_proj[i];
+    int64_t r0 = gl->refreshes, j0 = gl->n_gesvdj, s0 = gl->n_gesvd, z0 = gl->n_randomized;
+    gpu_optim_update(tr, i, g, src == SRC_LOWRANK, lr, t, 1.0f, tr->d_skip + i);
+    u->refreshes = gl->refreshes - r0; u->n_gesvdj = gl->n_gesvdj - j0; u->n_gesvd = gl->n_gesvd - s0; u->n_randomized = gl->n_randomized - z0;
+}
+// the end of a per-layer step, after the host has synchronized with the update stream: the device's
+// flags (read into h_flags after the step's last update) merged into the step's, and what the host
+// counted for the updates the device skipped undone
+static void gpu_hook_end_step(GpuTrainer* tr) {
+    GpuOptim* o = &tr->opt;
+    GaloreGpu* gl = &o->gl;
+    LayerHookFlags dev;
+    memcpy(&dev, tr->h_flags, sizeof dev);
+    const int* skip = (const int*)(tr->h_flags + GPU_FLAGS_SKIP);
+    layer_hook_merge(&tr->st.f, &dev);
+    for (int i = 0; i < tr->model->table.n; i++) {
+        const GpuUpdateUndo* u = &tr->undo[i];
+        if (!u->issued || !skip[i]) continue;
+        o->has_proj[i] = u->had_proj;
+        gl->refreshes -= u->refreshes; gl->n_gesvdj -= u->n_gesvdj; gl->n_gesvd -= u->n_gesvd; gl->n_randomized -= u->n_randomized;
+    }
 }
 static void gpu_hook_release(void* ctx, int i) {
     GpuTrainer* tr = (GpuTrainer*)ctx;
@@ -895,10 +961,17 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     gpu_optim_init(&tr->opt, m, oc, tr->mm_upd.blas, tr->us, 0);
     tr->d_part = (float*)gm->ptr[GR_PART];
     tr->h_part = (float*)mallocCheck(sizeof(float) * NORM_BLOCKS * P_PER_LAYER);
+    static_assert(sizeof(LayerHookFlags) <= GPU_FLAGS_AB && GPU_FLAGS_AB + 2 * sizeof(float) <= GPU_FLAGS_SKIP, "memplan.h's step-flags layout");
+    tr->flags_bytes = (size_t)gpu_step_flags_bytes(m->table.n);
+    tr->d_flags = (LayerHookFlags*)gm->ptr[GR_STEP_FLAGS];
+    tr->d_ab = (float*)((char*)gm->ptr[GR_STEP_FLAGS] + GPU_FLAGS_AB);
+    tr->d_skip = (int*)((char*)gm->ptr[GR_STEP_FLAGS] + GPU_FLAGS_SKIP);
+    cudaCheck(cudaMallocHost((void**)&tr->h_flags, tr->flags_bytes)); // pinned: the once-a-step copy is asynchronous
+    tr->undo = (GpuUpdateUndo*)callocCheck((size_t)m->table.n, sizeof(GpuUpdateUndo));
     if (per_layer) {
         m->grads_ready = gpu_trainer_grads_ready;
         m->grads_ctx = tr;
-        LayerHookOps h = {tr, gpu_hook_begin, gpu_hook_lowrank, gpu_hook_project, gpu_hook_accumulate, gpu_hook_reduce, gpu_hook_sumsq,
+        LayerHookOps h = {tr, gpu_hook_begin, gpu_hook_lowrank, gpu_hook_project, gpu_hook_accumulate, gpu_hook_reduce, gpu_hook_check,
                           gpu_hook_update, gpu_hook_release, gpu_hook_zero_slots};
         tr->hook = h;
     }
@@ -957,6 +1030,8 @@ static void gpu_trainer_free(GpuTrainer* tr) {
     matmul_ctx_free(&tr->mm_upd);
     cudaCheck(cudaStreamDestroy(tr->us));
     free(tr->h_part);
+    cudaCheck(cudaFreeHost(tr->h_flags));
+    free(tr->undo);
     if (tr->acc) {
         for (int i = 0; i < tr->model->table.n; i++)
             if (tr->acc[i] && tr->opt.lay[i].side != SIDE_NONE) cudaCheck(cudaFreeAsync(tr->acc[i], tr->us));
@@ -987,6 +1062,11 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
     st->grad_accum = tr->grad_accum; st->dp = dp; st->lr = lr; st->t = tr->t + 1;
     tr->comm_bytes = 0.0; tr->comm_full = 0.0;
     if (!tr->per_layer) gpu_zero_grad(m);
+    else {
+        // the device's flags start the step clear, after the last step's updates (us is in order)
+        cudaCheck(cudaMemsetAsync(tr->d_flags, 0, tr->flags_bytes, tr->us));
+        memset(tr->undo, 0, sizeof(GpuUpdateUndo) * (size_t)m->table.n);
+    }
     double loss_sum = 0.0;
     *n_targets = 0;
     for (int micro = 0; micro < tr->grad_accum; micro++) {
@@ -998,10 +1078,10 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
         double mean = dist_mean_loss(tr->dist, m->mean_loss, m->n_valid, &n_all);
         loss_sum += mean;
         *n_targets += n_all;
-        if (!isfinite(mean)) st->bad = 1;
+        if (!isfinite(mean)) st->f.bad = 1;
         // per-layer mode updates inside backward: a bad loss must stop it before it starts. Data
         // parallel whole-model: the backward's hooks all-reduce, so every rank runs it.
-        if (st->bad && tr->per_layer) continue;
+        if (st->f.bad && tr->per_layer) continue;
         gpu_backward(m, inputs, dl->B, dl->T);
     }
     if (!tr->per_layer) {
@@ -1023,8 +1103,8 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
             }
         }
         *norm = (float)sqrt(gpu_grad_sumsq(m) + ss_low); // low-rank tensors' full slots were zeroed
-        if (!isfinite(*norm)) st->bad = 1;
-        if (!st->bad) {
+        if (!isfinite(*norm)) st->f.bad = 1;
+        if (!st->f.bad) {
             // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1
             float gscale = 1.0f;
             if (tr->grad_clip > 0.0f) {
@@ -1038,21 +1118,24 @@ static float gpu_train_step(GpuTrainer* tr, DataLoader* dl, float lr, int* input
                 int lr_i = dp && tr->lowrank[i];
                 gpu_optim_update(tr, i, lr_i ? tr->racc[i] : GX(m, i), lr_i, lr, tr->t + 1, gscale);
             }
-            st->updated = 1;
+            st->f.updated = 1;
         }
     }
+    // per-layer: the device's verdict of the step, after its last update: the host's one look
+    if (tr->per_layer) cudaCheck(cudaMemcpyAsync(tr->h_flags, tr->d_flags, tr->flags_bytes, cudaMemcpyDeviceToHost, tr->us));
     // the next forward reads the updated weights: the main stream waits for the update stream
     cudaCheck(cudaEventRecord(tr->ev_upd, tr->us));
     cudaCheck(cudaStreamWaitEvent(m->stream, tr->ev_upd, 0));
+    cudaCheck(cudaStreamSynchronize(m->stream));
     if (tr->per_layer) {
-        *norm = st->bad ? NAN : (float)sqrt(st->sumsq);
-        gpu_zero_grad(m); // a skipped step can leave a group's gradient in the slots
+        gpu_hook_end_step(tr);
+        *norm = st->f.bad ? NAN : (float)sqrt(st->f.sumsq);
+        gpu_zero_grad(m); // a skipped step can leave a group's gradient in the slots (the next step's work is after it on this stream)
         layer_hook_end_step(&tr->hook, st, m->table.n); // the refresh-step accumulators of a skipped step
     }
-    cudaCheck(cudaStreamSynchronize(m->stream));
     gpu_mem_sample();
-    if (st->updated) tr->t++;
-    *skipped = st->bad;
+    if (st->f.updated) tr->t++;
+    *skipped = st->f.bad;
     return (float)(loss_sum / tr->grad_accum);
 }
 

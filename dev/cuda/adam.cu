@@ -89,12 +89,12 @@ static void run(size_t n, int mode, const Hyper* hp, int time_it, cudaStream_t s
         float inv_bc2 = (float)(1.0 / sqrt(1.0 - pow((double)b2, (double)t)));
         if (master) {
             if (small_grid) adam_kernel<float, float><<<3, 64, 0, s>>>((float*)d_p, d_pbf, d_g, (float*)d_m, (float*)d_v, n, b1, b2, hp->eps,
-                                                                    step_size, inv_bc2, decay, l2, hp->gscale, 0, sd);
+                                                                    step_size, inv_bc2, decay, l2, hp->gscale, 0, sd, NULL);
             else adam_update<float, float>((float*)d_p, d_pbf, d_g, (float*)d_m, (float*)d_v, n, b1, b2, hp->eps, step_size, inv_bc2, decay,
                                            l2, hp->gscale, 0, sd, s);
         } else {
             if (small_grid) adam_kernel<floatX, floatX><<<3, 64, 0, s>>>((floatX*)d_p, NULL, d_g, (floatX*)d_m, (floatX*)d_v, n, b1, b2,
-                                                                      hp->eps, step_size, inv_bc2, decay, l2, hp->gscale, sr, sd);
+                                                                      hp->eps, step_size, inv_bc2, decay, l2, hp->gscale, sr, sd, NULL);
             else adam_update<floatX, floatX>((floatX*)d_p, NULL, d_g, (floatX*)d_m, (floatX*)d_v, n, b1, b2, hp->eps, step_size, inv_bc2,
                                              decay, l2, hp->gscale, sr, sd, s);
         }

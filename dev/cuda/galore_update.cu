@@ -16,7 +16,9 @@ step the CPU reference (the CPU optimizer's semantics, train_llama.c's optimizer
 adam8bit.h's adam8bit_update / adam32_update on a zero parameter, U = scale N P in double, W += step U,
 then W += -lr wd W) starts from the GPU path's own state, weights and R (R itself checked against a
 double projection first), so errors never compound. An 8-bit NaN element of R at step 2 (the skip
-path: the zero parameter stays 0). Tolerances, per element of W:
+path: the zero parameter stays 0). Then a step with the per-layer device-side skip flag set (issue 16
+item 4): neither path moves W or its state, and the fused GEMM's device alpha, beta are 0 and 1.
+Tolerances, per element of W:
   2^-8 |ref|                          W rounded to nearest bf16 (half an ulp)
   + |alpha| (|N| @ |P|) (c + 2 r 2^-24)  c = 1e-4: fast-math powf/divide/sqrt in N (a few ulps,
                                       bounded generously); + 2^-8 on the fused path: N stored in bf16;
@@ -50,6 +52,9 @@ typedef struct {
     GaloreGpu gl;            // only blas and stream are used (projection, back-projection)
     MatmulCtx mm;
     cudaStream_t s;
+    float* d_ab;             // the fused GEMM's device alpha, beta (2)
+    int* d_skip;             // a device flag: the per-layer update's device-side skip
+    const int* skip;         // what the steps pass (NULL, or d_skip)
 } Ctx;
 
 // one path's buffers
@@ -111,16 +116,18 @@ static void step_unfused(Ctx* c, Path* q, int t) {
     galore_gpu_project(&c->gl, l, c->G, c->P, q->R, 1, 1.0f, 0.0f);
     if (!c->kind8) {
         float step = hf_step_size(h, t);
-        galore_hf_lowrank<floatX>(q->N, q->R, (floatX*)q->m, (floatX*)q->v, sn, h->b1, h->b2, h->eps, 0, 0u, c->s);
+        galore_hf_lowrank<floatX>(q->N, q->R, (floatX*)q->m, (floatX*)q->v, sn, h->b1, h->b2, h->eps, 0, 0u, c->s, c->skip);
         galore_gpu_project_back(&c->gl, l, q->N, q->Pf, q->A, h->scale);
-        galore_apply<floatX>(q->W, NULL, q->A, mn, -step, h->wd > 0.0f, -h->lr * h->wd, 0, 0u, c->s);
+        galore_apply<floatX>(q->W, NULL, q->A, mn, -step, h->wd > 0.0f, -h->lr * h->wd, 0, 0u, c->s, c->skip);
     } else {
         cudaCheck(cudaMemsetAsync(q->N, 0, sizeof(float) * sn, c->s));
         if (l->state == STATE_8BIT)
-            adam8bit_update_gpu<float, float>(q->N, NULL, q->R, q->qm, q->qv, q->am, q->av, sn, c->maps, h->b1, h->b2, h->eps, h->lr, 0.0f, t, 1.0f, 0, 0u, c->s);
-        else adam32_update_gpu<float, float>(q->N, NULL, q->R, (float*)q->m, (float*)q->v, sn, h->b1, h->b2, h->eps, h->lr, 0.0f, t, 1.0f, 0, 0u, c->s);
+            adam8bit_update_gpu<float, float>(q->N, NULL, q->R, q->qm, q->qv, q->am, q->av, sn, c->maps, h->b1, h->b2, h->eps, h->lr, 0.0f, t, 1.0f, 0, 0u, c->s,
+                                              c->skip);
+        else adam32_update_gpu<float, float>(q->N, NULL, q->R, (float*)q->m, (float*)q->v, sn, h->b1, h->b2, h->eps, h->lr, 0.0f, t, 1.0f, 0, 0u, c->s,
+                                             c->skip);
         galore_gpu_project_back(&c->gl, l, q->N, q->Pf, q->A, h->scale);
-        galore_apply<floatX>(q->W, NULL, q->A, mn, 1.0f, h->wd > 0.0f, -h->lr * h->wd, 0, 0u, c->s);
+        galore_apply<floatX>(q->W, NULL, q->A, mn, 1.0f, h->wd > 0.0f, -h->lr * h->wd, 0, 0u, c->s, c->skip);
     }
 }
 
@@ -134,12 +141,12 @@ static void step_fused(Ctx* c, Path* q, int t, int back_only = 0) {
     galore_fused_coefs(c->kind8, step, h->scale, h->lr, h->wd, &alpha, &beta);
     if (!back_only) {
         galore_gpu_project(&c->gl, l, c->G, c->P, q->R, 1, 1.0f, 0.0f);
-        if (!c->kind8) galore_hf_lowrank<floatX>(Nb, q->R, (floatX*)q->m, (floatX*)q->v, sn, h->b1, h->b2, h->eps, 0, 0u, c->s);
+        if (!c->kind8) galore_hf_lowrank<floatX>(Nb, q->R, (floatX*)q->m, (floatX*)q->v, sn, h->b1, h->b2, h->eps, 0, 0u, c->s, c->skip);
         else if (l->state == STATE_8BIT)
-            adam8bit_lowrank_gpu<floatX>(Nb, q->R, q->qm, q->qv, q->am, q->av, sn, c->maps, h->b1, h->b2, h->eps, h->lr, t, c->s);
-        else adam32_lowrank_gpu<floatX>(Nb, q->R, (float*)q->m, (float*)q->v, sn, h->b1, h->b2, h->eps, h->lr, t, c->s);
+            adam8bit_lowrank_gpu<floatX>(Nb, q->R, q->qm, q->qv, q->am, q->av, sn, c->maps, h->b1, h->b2, h->eps, h->lr, t, c->s, c->skip);
+        else adam32_lowrank_gpu<floatX>(Nb, q->R, (float*)q->m, (float*)q->v, sn, h->b1, h->b2, h->eps, h->lr, t, c->s, c->skip);
     }
-    galore_gpu_update_fused(&c->mm, l, q->W, Nb, c->P, alpha, beta, c->s);
+    galore_gpu_update_fused(&c->mm, l, q->W, Nb, c->P, alpha, beta, c->skip, c->d_ab, c->s);
 }
 
 // the unfused back-projection part alone (timing): project back + apply
@@ -255,8 +262,20 @@ static void ctx_init(Ctx* c, int64_t m, int64_t n, int r, int kind8, const Hyper
     fill_bf16(hP, fP, pn, (float)(1.7 / sqrt((double)len)));
     c->G = dev_upload(hG, mn);
     c->P = dev_upload(hP, pn);
+    c->d_ab = (float*)cudaMallocCheck(2 * sizeof(float), "alpha, beta");
+    c->d_skip = (int*)cudaMallocCheck(sizeof(int), "skip flag");
+    cudaCheck(cudaMemset(c->d_skip, 0, sizeof(int)));
 }
-static void ctx_free(Ctx* c) { cudaCheck(cudaFree(c->G)); cudaCheck(cudaFree(c->P)); }
+static void ctx_free(Ctx* c) { cudaCheck(cudaFree(c->G)); cudaCheck(cudaFree(c->P)); cudaCheck(cudaFree(c->d_ab)); cudaCheck(cudaFree(c->d_skip)); }
+
+// the state's bytes as state_download holds them, equal
+static int state_same(const Ctx* c, const HostState* a, const HostState* b) {
+    const TensorLayout* l = &c->lay;
+    size_t sn = (size_t)l->snumel;
+    if (l->state == STATE_8BIT)
+        return memcmp(a->qm, b->qm, 2 * sn) == 0 && memcmp(a->am, b->am, sizeof(float) * 2 * (size_t)l->nblocks) == 0;
+    return memcmp(a->m, b->m, sizeof(float) * 2 * sn) == 0;
+}
 
 typedef struct { int64_t m, n; int r; int woff; } Shape;
 
@@ -350,6 +369,36 @@ static void validate(const Shape* sh, int kind8, int force_gemmex, MatmulCtx* mm
             state_free(&gs);
             state_free(&st);
         }
+    }
+    // the per-layer device-side skip (issue 16 item 4; train_llama.cu's check kernel sets the flag of
+    // a tensor whose step is not finite): with the flag set, neither path moves W (as values: the
+    // fused GEMM's 1 W + 0 may turn a -0 into +0) nor its state (bytes), and the fused one's device
+    // alpha, beta are 0 and 1
+    {
+        int one = 1;
+        cudaCheck(cudaMemcpy(c.d_skip, &one, sizeof one, cudaMemcpyHostToDevice));
+        c.skip = c.d_skip;
+        for (int pi = 0; pi < 2; pi++) {
+            Path* q = pi == 0 ? &pu : &pf;
+            HostState st0, st1;
+            state_download(&st0, &c, q);
+            dev_download(hw, q->W, mn);
+            unpack_bf16(W0, hw, mn);
+            if (pi == 0) step_unfused(&c, q, 4); else step_fused(&c, q, 4);
+            cudaCheck(cudaStreamSynchronize(s));
+            state_download(&st1, &c, q);
+            dev_download(hw, q->W, mn);
+            unpack_bf16(got, hw, mn);
+            size_t moved = 0;
+            for (size_t e = 0; e < mn; e++) moved += !(got[e] == W0[e]);
+            float ab[2] = {-1.0f, -1.0f};
+            if (pi == 1) dev_download(ab, c.d_ab, 2);
+            check(moved == 0 && state_same(&c, &st0, &st1) && (pi == 0 || (ab[0] == 0.0f && ab[1] == 1.0f)),
+                  "%s step with the skip flag set: %zu of %zu weights moved, state %s%s", pi ? "fused  " : "unfused", moved, mn,
+                  state_same(&c, &st0, &st1) ? "unchanged" : "CHANGED", pi ? (ab[0] == 0.0f && ab[1] == 1.0f ? ", alpha 0 beta 1" : ", alpha/beta WRONG") : "");
+            state_free(&st0); state_free(&st1);
+        }
+        c.skip = NULL;
     }
     printf("  GEMMs that fell back to cublasGemmEx: %d\n", c.mm.fallbacks - fb0);
     g_force_gemmex = 0;

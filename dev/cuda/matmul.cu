@@ -147,6 +147,24 @@ static void test_plan_cache(MatmulCtx* ctx, cudaStream_t s) {
     check(c->n == GEMM_CACHE_SIZE && c->misses == m1 + 1 && memcmp(first, later, sizeof(floatX) * N) == 0,
           "plan cache: %d entries after %d shapes (bound %d), the evicted shape rebuilt (a miss) gives the same bits", c->n, OCmax,
           GEMM_CACHE_SIZE);
+    // device pointer mode (gemm_bf16_scaled_dev, the fused GaLore update's): a plan of its own (the
+    // same shape in host mode is another entry), and alpha 0, beta 1 read from the device leave D as
+    // it was bit for bit (A, B finite): a device pointer read as a host one would not
+    float ab[2] = {0.0f, 1.0f};
+    float* d_ab = (float*)cudaMallocCheck(sizeof ab, "alpha, beta");
+    cudaCheck(cudaMemcpy(d_ab, ab, sizeof ab, cudaMemcpyHostToDevice));
+    gemm_bf16_scaled(ctx, 1, 0, 8, N, IC, 1.0f, d_W, IC, d_inp, IC, d_out, 8, 0.0f, s);
+    cudaCheck(cudaStreamSynchronize(s));
+    dev_download(first, d_out, (size_t)8 * N);
+    int64_t m2 = c->misses, h2 = c->hits;
+    gemm_bf16_scaled_dev(ctx, 1, 0, 8, N, IC, d_ab, d_W, IC, d_inp, IC, d_out, 8, s);
+    int64_t m3 = c->misses;
+    gemm_bf16_scaled_dev(ctx, 1, 0, 8, N, IC, d_ab, d_W, IC, d_inp, IC, d_out, 8, s);
+    cudaCheck(cudaStreamSynchronize(s));
+    dev_download(later, d_out, (size_t)8 * N);
+    check(m3 == m2 + 1 && c->misses == m3 && c->hits == h2 + 1 && memcmp(first, later, sizeof(floatX) * 8 * N) == 0,
+          "plan cache: device alpha/beta is its own plan (a miss, then a hit); alpha 0 beta 1 from the device leaves D bit for bit");
+    cudaCheck(cudaFree(d_ab));
     cudaCheck(cudaFree(d_inp)); cudaCheck(cudaFree(d_W)); cudaCheck(cudaFree(d_out));
     free(inp); free(W); free(finp); free(fW); free(first); free(later);
 }
