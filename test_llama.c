@@ -526,6 +526,7 @@ static void test_galore_e2e(const char* file, int kind) {
 // With accumulation, per-layer accumulates in the low-rank space: equal up to rounding.
 static void recompute_run(const LlamaConfig* c, const float* init, const OptimConfig* oc, int per_layer, int accum, float clip,
                           int recompute, int steps, float* losses, float* weights, float* logits, size_t* act_floats);
+static const char* g_run_shard = REF_DIR "/train.bin"; // recompute_run's data (test_hf_families: a shard of its vocabulary)
 static void run_steps(const LlamaConfig* c, const OptimConfig* oc, int per_layer, int accum, int steps, float* out) {
     ParamTable pt;
     param_table_build(&pt, c);
@@ -589,7 +590,7 @@ static void recompute_run(const LlamaConfig* c, const float* init, const OptimCo
     Trainer tr;
     trainer_init(&tr, &m, oc, per_layer, accum, clip, NULL);
     DataLoader dl;
-    dataloader_init(&dl, REF_DIR "/train.bin", B, T, 0, 0, 0, 1, c->V);
+    dataloader_init(&dl, g_run_shard, B, T, 0, 0, 0, 1, c->V);
     int inputs[39], targets[39];
     for (int s = 0; s < steps; s++) {
         float norm;
@@ -699,7 +700,7 @@ static void test_recompute(void) {
     memplan_build(&p0, &c, &oc, 0, 1, 3, 13, 0);
     memplan_build(&p1, &c, &oc, 0, 1, 3, 13, 1);
     double saved_alloc = 4.0 * ((double)fa - (double)fb), saved_plan = p0.total - p1.total;
-    size_t C = c.C, H = c.H, KV = (size_t)c.NKV * (c.C / c.NH), BT = 39;
+    size_t C = c.C, H = c.H, KV = (size_t)llama_kvdim(&c), BT = 39;
     double by_hand = 4.0 * (c.L - 1) * (BT * (4 * C + 2 + C + 2 * KV + 3 * H) + 3 * c.NH * 13 * 13);
     check(saved_alloc > 0 && saved_alloc == saved_plan && saved_plan == by_hand,
           "--recompute 1 allocates %.0f bytes less activation memory, the plan %.0f, by hand (L-1 layers of ln1..act) %.0f",
@@ -1071,48 +1072,127 @@ static int file_in(const char* dir, const char* name) {
 }
 
 
-// transformers' own sharded BF16 save of a Llama 3 style model (dev/ref/make_hf_llama3.py: llama3
-// RoPE, theta 5e5, GQA 4:1, 3 shards) loads through its folder and gives transformers' logits.
-// The weights are exact (BF16 -> f32), HF keeps cos/sin in float32 as we do, so rule (F) applies:
-// K <= 96, D ~ 18: E = u sqrt(18 96) = 2.5e-6; bound 1e-5 as for the parity model. The same
-// weights with the default RoPE must miss by far more (the scaling is really exercised).
-// The folder is used as transformers wrote it: shards in weight_map's (sorted) order.
-static void test_hf_transformers_llama3(void) {
-    const char* dir = "dev/ref/hf_llama3";
-    char path[256];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    LlamaConfig c;
-    llama_config_from_json(&c, path);
-    check(c.rope_type == ROPE_LLAMA3 && c.NKV * 4 == c.NH && llama_weights_dtype(&c, dir) == ST_BF16,
-          "transformers' llama3 folder: rope_parameters llama3, GQA 4:1, BF16 weights");
-    snprintf(path, sizeof path, "%s/logits.bin", dir);
-    FILE* f = fopenCheck(path, "rb");
-    int32_t h[4];
-    freadCheck(h, sizeof(int32_t), 4, f, path);
-    if (h[0] != 20261203 || h[3] != c.V || h[1] * h[2] > 4096) die("%s: bad header", path);
-    int B = h[1], T = h[2];
-    size_t nl = (size_t)B * T * c.V;
-    int* tok = (int*)mallocCheck(sizeof(int) * (size_t)B * T);
-    float* ref = (float*)mallocCheck(sizeof(float) * nl);
-    freadCheck(tok, sizeof(int), (size_t)B * T, f, path);
-    freadCheck(ref, sizeof(float), nl, f, path);
-    fclose(f);
-    double err[2];
-    for (int k = 0; k < 2; k++) {
-        LlamaConfig ck = c;
-        if (k == 1) ck.rope_type = ROPE_DEFAULT;
-        Llama m;
-        llama_build(&m, &ck);
-        llama_load_params(&m.table, m.params, dir);
-        llama_alloc_activations(&m, B, T, 0);
-        llama_forward(&m, tok, NULL, B, T);
-        err[k] = norm_max_err(m.acts.logits, ref, nl);
-        llama_free(&m);
+// transformers' own sharded BF16 saves of one tiny model per family (dev/ref/make_hf_families.py:
+// Llama 2 MHA; Llama 3 llama3 RoPE + GQA 4:1; tied embeddings; explicit head_dim 16 != C/NH = 8;
+// linear RoPE scaling), each loaded through its folder: logits, loss and the first step's gradient
+// of every tensor against transformers' float64 autograd on the same BF16 weights.
+// Bounds, rule (F): the weights are exact (BF16 -> f32) and HF keeps cos/sin in float32 as we do.
+// Sizes: V 64, C 32, H 48, QD <= 64, B T = 32, so K <= 64 for every sum; D ~ 18 forward, 36
+// with backward: E = u sqrt(18 x 64) = 2.0e-6 for logits and the loss, u sqrt(36 x 64) = 2.9e-6
+// for gradients (normalized per tensor by its own max). Bounds 1e-5 (logits, loss) and 2e-5
+// (gradients: 7 E, the smallest tensors' maxima are a few times below their typical entries'
+// scale). A tied gradient missing either use is off by O(1) (lm_head's share is ~ half of it);
+// a head_dim taken as C/NH does not even load (shape check); a RoPE scaling ignored misses the
+// logits by > 1e-4 (checked for llama3 and linear below).
+// Then per-layer == whole-model bit for bit with galore_adamw8bit for the tied and head_dim models
+// (the tied embedding's update must wait for the lookup's share, which backward adds last).
+static void test_hf_families(void) {
+    static const char* const fams[] = {"llama2", "llama3", "tied", "headdim", "linear"};
+    const char* shard = "/tmp/test_llama_hf_families.bin";
+    {   // a shard of the families' vocabulary (64): 1024 tokens of a fixed sequence
+        FILE* f = fopenCheck(shard, "wb");
+        int32_t h[256] = {DATA_MAGIC_U16, 1, 1024};
+        fwrite(h, sizeof h, 1, f);
+        for (int i = 0; i < 1024; i++) { uint16_t t = (uint16_t)((i * 37 + (i / 7) * 11) % 64); fwrite(&t, 2, 1, f); }
+        fclose(f);
     }
-    check(err[0] < 1e-5, "transformers' sharded BF16 llama3 model: logits normalized max error %.2e (bound 1e-5)", err[0]);
-    // (the committed model's difference is 7.9e-4 on any machine up to the 1e-5 above: > 10 x the bound)
-    check(err[1] > 1e-4, "the same weights with the default RoPE miss by %.2e (> 1e-4 = 10 x the bound: the check sees the scaling)", err[1]);
-    free(tok); free(ref);
+    for (int fi = 0; fi < 5; fi++) {
+        char dir[128], path[256];
+        snprintf(dir, sizeof dir, "dev/ref/hf/%s", fams[fi]);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        LlamaConfig c;
+        llama_config_from_json(&c, path);
+        int want = fi == 0 ? (c.NKV == c.NH && c.rope_type == ROPE_DEFAULT && !c.tied)
+                 : fi == 1 ? (c.rope_type == ROPE_LLAMA3 && c.NKV * 4 == c.NH)
+                 : fi == 2 ? (c.tied && c.NKV * 2 == c.NH)
+                 : fi == 3 ? (c.HD == 16 && llama_qdim(&c) == 2 * c.C)
+                 : (c.rope_type == ROPE_LINEAR && c.rope_factor == 4.0);
+        ParamTable pt0;
+        param_table_build(&pt0, &c);
+        check(want && llama_weights_dtype(&c, dir) == ST_BF16 && pt0.n == (c.tied ? 2 : 3) + c.L * P_PER_LAYER,
+              "hf %s: config (NH %d NKV %d HD %d tied %d rope %d), BF16 weights, %d tensors", fams[fi], c.NH, c.NKV, c.HD, c.tied,
+              c.rope_type, pt0.n);
+        param_table_free(&pt0);
+        snprintf(path, sizeof path, "%s/ref.safetensors", dir);
+        SafeTensors rs;
+        safetensors_open(&rs, path);
+        const SafeTensor* tt = safetensors_find(&rs, "tokens");
+        if (tt == NULL || tt->ndim != 2 || tt->shape[0] * tt->shape[1] > 4096) die("%s: no tokens (B, T)", path);
+        int B = (int)tt->shape[0], T = (int)tt->shape[1], BT = B * T;
+        float* ft = (float*)mallocCheck(sizeof(float) * 2 * BT);
+        safetensors_read_f32(&rs, tt, ft);
+        safetensors_read_f32(&rs, safetensors_find(&rs, "targets"), ft + BT);
+        int* tok = (int*)mallocCheck(sizeof(int) * 2 * BT);
+        for (int i = 0; i < 2 * BT; i++) tok[i] = (int)ft[i];
+        size_t nl = (size_t)BT * c.V;
+        float* ref = (float*)mallocCheck(sizeof(float) * nl);
+        float rloss;
+        safetensors_read_f32(&rs, safetensors_find(&rs, "logits"), ref);
+        safetensors_read_f32(&rs, safetensors_find(&rs, "loss"), &rloss);
+        double err[2] = {0, 0}, gerr = 0.0, lerr = 0.0;
+        char worst[96] = "";
+        for (int k = 0; k < 2; k++) {
+            LlamaConfig ck = c;
+            if (k == 1) { if (c.rope_type == ROPE_DEFAULT) break; ck.rope_type = ROPE_DEFAULT; }
+            Llama m;
+            llama_build(&m, &ck);
+            llama_set_grad_mode(&m, 0);
+            llama_load_params(&m.table, m.params, dir);
+            llama_alloc_activations(&m, B, T, 0);
+            llama_zero_grad(&m);
+            llama_forward(&m, tok, tok + BT, B, T);
+            err[k] = norm_max_err(m.acts.logits, ref, nl);
+            if (k == 0) {
+                lerr = fabs((double)m.mean_loss - rloss) / fabs((double)rloss);
+                llama_backward(&m, tok, tok + BT, B, T, 1.0f);
+                for (int i = 0; i < m.table.n; i++) {
+                    const ParamInfo* p = &m.table.info[i];
+                    char gname[128];
+                    snprintf(gname, sizeof gname, "grad.%s", p->name);
+                    const SafeTensor* gt = safetensors_find(&rs, gname);
+                    if (gt == NULL || gt->shape[0] * (gt->ndim > 1 ? gt->shape[1] : 1) != p->numel) die("%s: no %s of %lld", path, gname, (long long)p->numel);
+                    float* gr = (float*)mallocCheck(sizeof(float) * (size_t)p->numel);
+                    safetensors_read_f32(&rs, gt, gr);
+                    double e = norm_max_err(G(&m, i), gr, (size_t)p->numel);
+                    if (!(e <= gerr)) { gerr = e; snprintf(worst, sizeof worst, "%s", p->name); }
+                    free(gr);
+                }
+            }
+            llama_free(&m);
+        }
+        check(err[0] < 1e-5 && lerr < 1e-5, "hf %s: logits normalized max error %.2e, loss %.7f vs %.7f (%.1e) (bounds 1e-5)", fams[fi], err[0],
+              (double)rloss * (1.0 + lerr), (double)rloss, lerr);
+        check(gerr < 2e-5, "hf %s: first-step gradients of all tensors, worst normalized max error %.2e (%s) (bound 2e-5)", fams[fi], gerr, worst);
+        if (c.rope_type != ROPE_DEFAULT)
+            check(err[1] > 1e-4, "hf %s: the same weights with the default RoPE miss by %.2e (> 1e-4 = 10 x the bound: the check sees the scaling)",
+                  fams[fi], err[1]);
+        if (fi == 2 || fi == 3) {
+            ParamTable pt;
+            param_table_build(&pt, &c);
+            float* init = (float*)mallocCheck(sizeof(float) * pt.total);
+            float* a = (float*)mallocCheck(sizeof(float) * pt.total);
+            float* b = (float*)mallocCheck(sizeof(float) * pt.total);
+            float* lo = (float*)mallocCheck(sizeof(float) * 8 * (size_t)(c.V + 1));
+            size_t act;
+            llama_load_params(&pt, init, dir);
+            OptimConfig oc;
+            memset(&oc, 0, sizeof oc);
+            oc.kind = OPTIM_GALORE_ADAMW8BIT; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; oc.weight_decay = 0.01f;
+            oc.rank = 4; oc.update_proj_gap = 3; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+            g_run_shard = shard;
+            recompute_run(&c, init, &oc, 0, 1, 0.0f, 0, 5, lo, a, lo + 5, &act);
+            recompute_run(&c, init, &oc, 1, 1, 0.0f, 0, 5, lo, b, lo + 5, &act);
+            g_run_shard = REF_DIR "/train.bin";
+            double moved = norm_max_err(a, init, pt.total);
+            check(memcmp(a, b, sizeof(float) * pt.total) == 0 && moved > 1e-3,
+                  "hf %s: galore_adamw8bit --per-layer weights after 5 steps equal the whole-model step's bit for bit (moved %.2e)", fams[fi], moved);
+            free(init); free(a); free(b); free(lo);
+            param_table_free(&pt);
+        }
+        safetensors_close(&rs);
+        free(ft); free(tok); free(ref);
+    }
+    remove(shard);
 }
 
 // tiny_pair: a = dev/ref/tiny's model as loaded from its f32 file, b = the same shape, unset
@@ -1294,7 +1374,7 @@ int main(int argc, char** argv) {
     test_parity();
     test_presets();
     test_save_load();
-    test_hf_transformers_llama3();
+    test_hf_families();
     test_schedule();
     test_grad_accum();
     test_per_layer();

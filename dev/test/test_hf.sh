@@ -29,17 +29,25 @@ hf_error "shape vs config" "tensor model.layers.0.mlp.gate_proj.weight has shape
 hf_error "index not JSON" "err_index_json/model.safetensors.index.json: not a JSON object (invalid JSON)" --init "$hf/err_index_json"
 mkdir -p "$tmp/empty"; cp "$hf/bf16_sharded/config.json" "$tmp/empty/"
 hf_error "folder without weights" "a folder without model.safetensors or model.safetensors.index.json" --init "$tmp/empty"
-for t in linear dynamic yarn; do
-    hf_error "rope_scaling $t refused" "RoPE scaling type \"$t\" is not supported yet" --model "$hf/llama3/config_$t.json"
-done
+hf_error "rope_scaling yarn refused" "RoPE scaling type \"yarn\" is not supported yet" --model "$hf/llama3/config_yarn.json"
+hf_error "rope_scaling dynamic refused" "RoPE scaling type \"dynamic\" (NTK rescaled at run time past the trained length) is not supported" \
+    --model "$hf/llama3/config_dynamic.json"
 python3 - "$hf" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1] + "/bf16_sharded/config.json"))
-json.dump(dict(c, tie_word_embeddings=True), open(sys.argv[1] + "/tied.json", "w"))
-json.dump(dict(c, head_dim=20), open(sys.argv[1] + "/head_dim.json", "w"))
+for name, extra in [("attn_bias", {"attention_bias": True}), ("mlp_bias", {"mlp_bias": True}), ("head_dim_odd", {"head_dim": 7}),
+                    ("tie_str", {"tie_word_embeddings": "yes"}), ("linear_nofactor", {"rope_parameters": {"rope_type": "linear", "rope_theta": 1e4}}),
+                    ("head_dim_20", {"head_dim": 20})]:
+    json.dump(dict(c, **extra), open(sys.argv[1] + "/%s.json" % name, "w"))
 PY
-hf_error "tied embeddings refused" "tie_word_embeddings=true .* is not supported yet" --model "$hf/tied.json"
-hf_error "head_dim refused" "head_dim 20 != hidden_size / num_attention_heads = 10 is not supported yet" --model "$hf/head_dim.json"
+hf_error "attention_bias refused" "attention_bias=true is not supported" --model "$hf/attn_bias.json"
+hf_error "mlp_bias refused" "mlp_bias=true is not supported" --model "$hf/mlp_bias.json"
+hf_error "odd head_dim refused" "head dim 7 must be even for RoPE" --model "$hf/head_dim_odd.json"
+hf_error "tie_word_embeddings not a bool" "tie_word_embeddings must be true or false" --model "$hf/tie_str.json"
+hf_error "linear RoPE without factor" "linear RoPE scaling needs factor > 0" --model "$hf/linear_nofactor.json"
+# a head_dim the weights do not have: q_proj is [60, 60] in the files, the config says 6 x 20
+hf_error "head_dim vs the weights" "tensor model.layers.0.self_attn.q_proj.weight has shape \[60, 60\], the config wants \[120, 60\]" \
+    --model "$hf/head_dim_20.json" --init "$hf/bf16_sharded"
 hf_error "bad shard size" "--save-shard-size 5XB: expected a size" --save-shard-size 5XB
 python3 -c "import json; c = json.load(open('$hf/llama3/config.json')); c['rope_parameters']['high_freq_factor'] = 0.5
 json.dump(c, open('$hf/llama3_bad.json', 'w'))"
