@@ -1088,13 +1088,7 @@ static int file_in(const char* dir, const char* name) {
 // (the tied embedding's update must wait for the lookup's share, which backward adds last).
 static void test_hf_families(void) {
     const char* shard = "/tmp/test_llama_hf_families.bin";
-    {   // a shard of the families' vocabulary (64): 1024 tokens of a fixed sequence
-        FILE* f = fopenCheck(shard, "wb");
-        int32_t h[256] = {DATA_MAGIC_U16, 1, 1024};
-        fwrite(h, sizeof h, 1, f);
-        for (int i = 0; i < 1024; i++) { uint16_t t = (uint16_t)((i * 37 + (i / 7) * 11) % 64); fwrite(&t, 2, 1, f); }
-        fclose(f);
-    }
+    hf_family_shard(shard);
     for (int fi = 0; fi < HF_FAMILIES; fi++) {
         const char* fam = HF_FAMILY_NAMES[fi];
         char dir[128], path[256];

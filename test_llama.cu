@@ -1217,13 +1217,7 @@ static void test_gpu_recompute(int attn_fallback) {
 // per-layer == whole-model bit for bit (the tied embedding's update waits for both uses).
 static void test_gpu_hf_families(int attn_fallback) {
     const char* shard = "/tmp/test_llamacu_hf_families.bin";
-    {   // a shard of the families' vocabulary (64), as test_llama.c's
-        FILE* f = fopenCheck(shard, "wb");
-        int32_t h[256] = {DATA_MAGIC_U16, 1, 1024};
-        fwrite(h, sizeof h, 1, f);
-        for (int i = 0; i < 1024; i++) { uint16_t t = (uint16_t)((i * 37 + (i / 7) * 11) % 64); fwrite(&t, 2, 1, f); }
-        fclose(f);
-    }
+    hf_family_shard(shard);
     for (int fi = 0; fi < HF_FAMILIES; fi++) {
         char dir[128], path[256], what[96];
         snprintf(dir, sizeof dir, "dev/ref/hf/%s", HF_FAMILY_NAMES[fi]);

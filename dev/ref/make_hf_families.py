@@ -1,9 +1,9 @@
 # make_hf_families.py: one tiny random LlamaForCausalLM of each Llama family, made and saved by
 # transformers itself, for test_llama's `hf families` checks (logits and first-step gradients):
 #   llama2   Llama 2 style: multi-head attention (NKV = NH), default RoPE (theta 10000)
-#   llama3   Llama 3.1 style: llama3 RoPE scaling (factor 8, low 1, high 4, original context 512,
-#            so that the 4 frequencies of its 8-wide heads fall in all three regions), theta
-#            500000, grouped-query attention 4:1
+#   llama3   Llama 3.1 style: llama3 RoPE scaling (factor 8, low 1, high 4, original context 512
+#            of 1024, so that the 4 frequencies of its 8-wide heads fall in all three regions),
+#            theta 500000, grouped-query attention 4:1
 #   tied     Llama 3.2 1B / SmolLM style: tie_word_embeddings (no lm_head.weight in the files),
 #            GQA 2:1
 #   headdim  head_dim given explicitly and != hidden / heads (16 vs 8: q is 64 wide, C is 32)
@@ -33,7 +33,7 @@ COMMON = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_la
 FAMILIES = {
     "llama2": dict(num_attention_heads=4, num_key_value_heads=4, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
                    tie_word_embeddings=False),
-    "llama3": dict(num_attention_heads=4, num_key_value_heads=1,
+    "llama3": dict(num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=1024,
                    rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
                                     "high_freq_factor": 4.0, "original_max_position_embeddings": 512},
                    tie_word_embeddings=False),
@@ -48,7 +48,7 @@ FAMILIES = {
 for k, (name, extra) in enumerate(FAMILIES.items()):
     out = os.path.join(ROOT, name)
     torch.manual_seed(20261203 + k)
-    cfg = LlamaConfig(**COMMON, **extra)
+    cfg = LlamaConfig(**dict(COMMON, **extra))
     cfg._attn_implementation = "eager"
     model = LlamaForCausalLM(cfg).eval()
     with torch.no_grad():  # norms away from 1, so that a norm loaded into the wrong slot shows

@@ -106,6 +106,16 @@ static void hf_ref_load(HfRef* r, const char* dir, const LlamaConfig* c, const P
     safetensors_close(&rs);
 }
 
+// hf_family_shard: a token shard (llm.c format, uint16) of the families' vocabulary (64): 1024
+// tokens of a fixed sequence, for the tests' training runs on these models
+static void hf_family_shard(const char* path) {
+    FILE* f = fopenCheck(path, "wb");
+    int32_t h[256] = {20240520, 1, 1024};
+    fwrite(h, sizeof h, 1, f);
+    for (int i = 0; i < 1024; i++) { uint16_t t = (uint16_t)((i * 37 + (i / 7) * 11) % 64); fwrite(&t, 2, 1, f); }
+    fclose(f);
+}
+
 static void hf_ref_free(HfRef* r) { free(r->inputs); free(r->logits); free(r->grads); }
 
 #endif // REFERENCE_H
