@@ -18,7 +18,8 @@
 // fallback instead of the accumulator form. attention_path(ctx) names what runs, for the logs.
 //
 // Layout (all bf16, row-major): qkv (B,T,C+2KV) holds q heads [0,C), k heads [C,C+KV), v heads
-// [C+KV,C+2KV), each head's HD contiguous; C = NH*HD, KV = NKV*HD. out (B,T,C); dqkv like qkv.
+// [C+KV,C+2KV), each head's HD contiguous; C = NH*HD (the query width: hidden_size unless
+// config.json's head_dim says otherwise), KV = NKV*HD. out (B,T,C); dqkv like qkv.
 // Query head h reads kv head h/(NH/NKV) (HF repeat_kv). Scale 1/sqrt(HD).
 //
 // API (the caller keeps one "saved" buffer per layer for backward):

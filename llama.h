@@ -27,15 +27,22 @@ typedef struct {
     int L;          // num_hidden_layers
     int V;          // vocab_size
     int maxT;       // max_position_embeddings
+    int HD;         // head_dim: C / NH unless config.json says otherwise (q is NH*HD wide, k and v NKV*HD)
+    int tied;       // tie_word_embeddings: lm_head is the embedding (one tensor, no lm_head.weight)
     float norm_eps; // rms_norm_eps
     float rope_theta;
-    // rope_scaling: ROPE_DEFAULT, or ROPE_LLAMA3 with its four parameters (transformers' names)
+    // rope_scaling: ROPE_DEFAULT; ROPE_LINEAR (positions / factor); ROPE_LLAMA3 with its four
+    // parameters (transformers' names)
     int rope_type;
     double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_maxT; // original_max_position_embeddings
 } LlamaConfig;
 
-enum { ROPE_DEFAULT = 0, ROPE_LLAMA3 = 1 };
+enum { ROPE_DEFAULT = 0, ROPE_LLAMA3 = 1, ROPE_LINEAR = 2 };
+
+// the width of the queries (and of attention's output, o_proj's input): C unless head_dim says otherwise
+static inline int llama_qdim(const LlamaConfig* c) { return c->NH * c->HD; }
+static inline int llama_kvdim(const LlamaConfig* c) { return c->NKV * c->HD; }
 
 // the built-in table. The GaLore configs are exactly the paper's (galore.md); llama_tiny is the
 // default: it trains on the embedded text in a few minutes on 2 cores.
@@ -54,8 +61,8 @@ static void llama_config_validate(const LlamaConfig* c, const char* src) {
     if (c->C <= 0 || c->H <= 0 || c->NH <= 0 || c->NKV <= 0 || c->L <= 0 || c->V <= 0 || c->maxT <= 0)
         die("%s: every size must be positive (hidden %d, intermediate %d, heads %d, kv heads %d, layers %d, vocab %d, max positions %d)",
             src, c->C, c->H, c->NH, c->NKV, c->L, c->V, c->maxT);
-    if (c->C % c->NH != 0) die("%s: hidden_size %d is not divisible by num_attention_heads %d", src, c->C, c->NH);
-    if ((c->C / c->NH) % 2 != 0) die("%s: head dim %d must be even for RoPE", src, c->C / c->NH);
+    if (c->HD <= 0) die("%s: head_dim %d must be positive", src, c->HD);
+    if (c->HD % 2 != 0) die("%s: head dim %d must be even for RoPE", src, c->HD);
     if (c->NH % c->NKV != 0) die("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", src, c->NH, c->NKV);
     if (!(c->norm_eps > 0.0f) || !(c->rope_theta > 0.0f)) die("%s: rms_norm_eps and rope_theta must be positive", src);
 }
@@ -95,8 +102,7 @@ static void llama_config_from_json(LlamaConfig* c, const char* path) {
     if (act != NULL && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0))
         die("%s: hidden_act must be \"silu\" (SwiGLU)", path);
     const cJSON* tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
-    if (tie != NULL && cJSON_IsTrue(tie))
-        die("%s: tie_word_embeddings=true (one tensor for the embedding and lm_head) is not supported yet; hint: untie them into two tensors", path);
+    if (tie != NULL && !cJSON_IsNull(tie) && !cJSON_IsBool(tie)) die("%s: tie_word_embeddings must be true or false", path);
     // RoPE scaling: transformers 4.x says "rope_scaling" {"rope_type" (or "type"), ...} beside a
     // top-level rope_theta; 5.x says "rope_parameters" {"rope_type", "rope_theta", ...}
     const cJSON* rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
@@ -112,8 +118,11 @@ static void llama_config_from_json(LlamaConfig* c, const char* path) {
             if (!cJSON_IsString(rt)) die("%s: %s's rope_type must be a string", path, rsrc == rp ? "rope_parameters" : "rope_scaling");
             rope_type = rt->valuestring;
         }
-        if (strcmp(rope_type, "default") != 0 && strcmp(rope_type, "llama3") != 0)
-            die("%s: RoPE scaling type \"%.32s\" is not supported yet (\"default\" and \"llama3\" are); hint: a model of another family", path, rope_type);
+        if (strcmp(rope_type, "dynamic") == 0)
+            die("%s: RoPE scaling type \"dynamic\" (NTK rescaled at run time past the trained length) is not supported; "
+                "hint: \"linear\" and \"llama3\" are, or remove rope_scaling to train with the default RoPE", path);
+        if (strcmp(rope_type, "default") != 0 && strcmp(rope_type, "llama3") != 0 && strcmp(rope_type, "linear") != 0)
+            die("%s: RoPE scaling type \"%.32s\" is not supported yet (\"default\", \"linear\" and \"llama3\" are); hint: a model of another family", path, rope_type);
     }
     const cJSON* ab = cJSON_GetObjectItemCaseSensitive(root, "attention_bias");
     if (ab != NULL && cJSON_IsTrue(ab)) die("%s: attention_bias=true is not supported", path);
@@ -133,6 +142,11 @@ static void llama_config_from_json(LlamaConfig* c, const char* path) {
     c->norm_eps = (float)json_num(root, "rms_norm_eps", 1e-6, path);
     c->rope_theta = (float)json_num(root, "rope_theta", 10000.0, path);
     if (rp != NULL && cJSON_IsObject(rp)) c->rope_theta = (float)json_num(rp, "rope_theta", c->rope_theta, path);
+    if (strcmp(rope_type, "linear") == 0) {
+        c->rope_type = ROPE_LINEAR;
+        c->rope_factor = json_num(rsrc, "factor", -1.0, path);
+        if (!(c->rope_factor > 0.0)) die("%s: linear RoPE scaling needs factor > 0 (got %g)", path, c->rope_factor);
+    }
     if (strcmp(rope_type, "llama3") == 0) {
         c->rope_type = ROPE_LLAMA3;
         c->rope_factor = json_num(rsrc, "factor", -1.0, path);
@@ -144,11 +158,14 @@ static void llama_config_from_json(LlamaConfig* c, const char* path) {
             die("%s: llama3 RoPE scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0 "
                 "(got %g, %g, %g, %d)", path, c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_maxT);
     }
-    int head_dim = json_int(root, "head_dim", -1, path);
+    c->tied = tie != NULL && cJSON_IsTrue(tie);
+    c->HD = json_int(root, "head_dim", -1, path);
+    if (c->HD < 0 && c->NH > 0) {
+        if (c->C % c->NH != 0) die("%s: hidden_size %d is not divisible by num_attention_heads %d and no head_dim is given", path, c->C, c->NH);
+        c->HD = c->C / c->NH;
+    }
     cJSON_Delete(root);
     llama_config_validate(c, path);
-    if (head_dim >= 0 && head_dim != c->C / c->NH)
-        die("%s: head_dim %d != hidden_size / num_attention_heads = %d is not supported yet", path, head_dim, c->C / c->NH);
 }
 
 // llama_config_resolve: a built-in name, or a path to a config.json
@@ -160,6 +177,7 @@ static void llama_config_resolve(LlamaConfig* c, const char* spec) {
             snprintf(c->name, sizeof c->name, "%s", p->name);
             c->C = p->C; c->H = p->H; c->NH = p->NH; c->NKV = p->NKV; c->L = p->L; c->V = p->V; c->maxT = p->maxT;
             c->norm_eps = 1e-6f; c->rope_theta = 10000.0f;
+            c->HD = p->C / p->NH;
             return;
         }
     }
@@ -184,11 +202,19 @@ static void llama_config_write(const LlamaConfig* c, const char* path, const cha
     cJSON_AddNumberToObject(root, "num_hidden_layers", c->L);
     cJSON_AddNumberToObject(root, "vocab_size", c->V);
     cJSON_AddNumberToObject(root, "max_position_embeddings", c->maxT);
+    cJSON_AddNumberToObject(root, "head_dim", c->HD);
     cJSON_AddNumberToObject(root, "rms_norm_eps", c->norm_eps);
     cJSON_AddNumberToObject(root, "rope_theta", c->rope_theta); // transformers 4.x reads this
     cJSON* rp = cJSON_AddObjectToObject(root, "rope_parameters"); // and 5.x this
     cJSON_AddNumberToObject(rp, "rope_theta", c->rope_theta);
-    cJSON_AddStringToObject(rp, "rope_type", c->rope_type == ROPE_LLAMA3 ? "llama3" : "default");
+    static const char* const rope_names[] = {"default", "llama3", "linear"};
+    cJSON_AddStringToObject(rp, "rope_type", rope_names[c->rope_type]);
+    if (c->rope_type == ROPE_LINEAR) {
+        cJSON* rs = cJSON_AddObjectToObject(root, "rope_scaling");
+        cJSON_AddStringToObject(rs, "rope_type", "linear");
+        cJSON_AddNumberToObject(rs, "factor", c->rope_factor);
+        cJSON_AddNumberToObject(rp, "factor", c->rope_factor);
+    }
     if (c->rope_type == ROPE_LLAMA3) {
         cJSON* rs = cJSON_AddObjectToObject(root, "rope_scaling"); // 4.x's place for the same
         cJSON_AddStringToObject(rs, "rope_type", "llama3");
@@ -201,7 +227,7 @@ static void llama_config_write(const LlamaConfig* c, const char* path, const cha
         }
     }
     cJSON_AddStringToObject(root, "hidden_act", "silu");
-    cJSON_AddBoolToObject(root, "tie_word_embeddings", 0);
+    cJSON_AddBoolToObject(root, "tie_word_embeddings", c->tied);
     cJSON_AddBoolToObject(root, "attention_bias", 0);
     cJSON_AddBoolToObject(root, "mlp_bias", 0);
     cJSON_AddNumberToObject(root, "initializer_range", 0.02);
@@ -233,19 +259,21 @@ typedef struct {
 } ParamInfo;
 
 typedef struct {
-    int n;             // number of tensors: 1 + 9 L + 2
+    int n;             // number of tensors: 1 + 9 L + 2 (1 + 9 L + 1 tied: no lm_head)
     ParamInfo* info;   // (n)
     size_t total;      // floats in the flat buffer
 } ParamTable;
 
-// tensor index helpers: embed is 0, layer l slot j is 1 + 9 l + j, then norm, lm_head
+// tensor index helpers: embed is 0, layer l slot j is 1 + 9 l + j, then norm, lm_head. Tied
+// embeddings have no lm_head tensor: pt_lm_head is the embedding (0), whose gradient gets both
+// uses (backward's lm_head matmul adds into it, the lookup's rows add after)
 static inline int pt_layer(int l, int slot) { return 1 + l * P_PER_LAYER + slot; }
 static inline int pt_norm(const LlamaConfig* c) { return 1 + c->L * P_PER_LAYER; }
-static inline int pt_lm_head(const LlamaConfig* c) { return 2 + c->L * P_PER_LAYER; }
+static inline int pt_lm_head(const LlamaConfig* c) { return c->tied ? 0 : 2 + c->L * P_PER_LAYER; }
 
 static void param_table_build(ParamTable* pt, const LlamaConfig* c) {
-    int HD = c->C / c->NH, KV = c->NKV * HD;
-    pt->n = 3 + c->L * P_PER_LAYER;
+    int QD = llama_qdim(c), KV = llama_kvdim(c);
+    pt->n = (c->tied ? 2 : 3) + c->L * P_PER_LAYER;
     pt->info = (ParamInfo*)callocCheck((size_t)pt->n, sizeof(ParamInfo));
     size_t off = 0;
     for (int i = 0; i < pt->n; i++) {
@@ -256,7 +284,7 @@ static void param_table_build(ParamTable* pt, const LlamaConfig* c) {
             snprintf(p->name, sizeof p->name, "model.embed_tokens.weight"); rows = c->V; cols = c->C;
         } else if (i == pt_norm(c)) {
             snprintf(p->name, sizeof p->name, "model.norm.weight"); rows = c->C; cols = 1;
-        } else if (i == pt_lm_head(c)) {
+        } else if (i == pt_norm(c) + 1) {
             snprintf(p->name, sizeof p->name, "lm_head.weight"); rows = c->V; cols = c->C;
         } else {
             int l = (i - 1) / P_PER_LAYER, j = (i - 1) % P_PER_LAYER;
@@ -264,9 +292,9 @@ static void param_table_build(ParamTable* pt, const LlamaConfig* c) {
             snprintf(p->name, sizeof p->name, "model.layers.%d.%s", l, LLAMA_LAYER_NAMES[j]);
             switch (j) {
                 case P_LN1: case P_LN2: rows = c->C; cols = 1; break;
-                case P_WQ: rows = c->C; cols = c->C; break;
+                case P_WQ: rows = QD; cols = c->C; break;
                 case P_WK: case P_WV: rows = KV; cols = c->C; break;
-                case P_WO: rows = c->C; cols = c->C; break;
+                case P_WO: rows = c->C; cols = QD; break;
                 case P_WG: case P_WU: rows = c->H; cols = c->C; break;
                 default: rows = c->C; cols = c->H; break; // P_WD
             }
@@ -378,6 +406,8 @@ static void llama_save(const LlamaConfig* c, const ParamTable* pt, const float* 
 // Per-layer mode's gradient buffer is the largest group's: for llama_7b the embedding or lm_head
 // (250 MiB in bf16) instead of a whole layer (386 MiB). Groups are contiguous in the table, and
 // backward meets them in reverse table order (sub: a layer's slots -> its group within the layer).
+// Tied embeddings: lm_head's gradient (backward's first) and the lookup's (its last) both go into
+// the embedding's group, which is updated once, after the lookup.
 #define GROUPS_PER_LAYER 6
 static int param_group(const LlamaConfig* c, int i) {
     static const int sub[P_PER_LAYER] = {0, 1, 1, 1, 2, 3, 4, 4, 5}; // ln1, q|k|v, o, ln2, gate|up, down
@@ -390,15 +420,22 @@ static int param_group(const LlamaConfig* c, int i) {
 // at its parameter offset. Per-layer: each group's tensors from offset 0, since the groups take
 // turns in one buffer, so it is the largest group's size. Fills goff (n) when not NULL; returns
 // the buffer's size in elements.
+// Tied embeddings in per-layer mode: the embedding's slot holds lm_head's gradient through the
+// whole backward, so it has its own place after the shared slots (they take turns under it).
 static size_t grad_layout(const ParamTable* pt, const LlamaConfig* c, int per_layer, size_t* goff) {
     size_t size = 0;
-    for (int i = 0; i < pt->n; i++) {
+    int own = per_layer && c->tied; // the embedding (tensor 0) in its own slot
+    for (int i = own ? 1 : 0; i < pt->n; i++) {
         int first = per_layer ? i : 0; // the group's first tensor; whole-model: one group of all
         if (per_layer) while (first > 0 && param_group(c, first - 1) == param_group(c, i)) first--;
         size_t o = pt->info[i].offset - pt->info[first].offset;
         if (goff) goff[i] = o;
         size_t end = o + (size_t)pt->info[i].numel;
         if (end > size) size = end;
+    }
+    if (own) {
+        if (goff) goff[0] = size;
+        size += (size_t)pt->info[0].numel;
     }
     return size;
 }
@@ -408,9 +445,11 @@ static size_t grad_layout(const ParamTable* pt, const LlamaConfig* c, int per_la
 // (< original_max / high_freq_factor), divides the long ones (> original_max / low_freq_factor)
 // by factor, and in between blends the two: (1 - s) inv / factor + s inv with
 // s = (original_max / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+// linear (_compute_linear_scaling_rope_parameters): inv / factor, i.e. positions / factor
 static float llama_rope_inv_freq(const LlamaConfig* c, int i) {
-    int HD = c->C / c->NH;
+    int HD = c->HD;
     float inv = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)HD);
+    if (c->rope_type == ROPE_LINEAR) return inv / (float)c->rope_factor;
     if (c->rope_type != ROPE_LLAMA3) return inv;
     float factor = (float)c->rope_factor, lo = (float)c->rope_low_freq_factor, hi = (float)c->rope_high_freq_factor;
     float orig = (float)c->rope_original_maxT;
@@ -425,7 +464,7 @@ static float llama_rope_inv_freq(const LlamaConfig* c, int i) {
 // llama_rope_tables: cos/sin (maxT, HD/2) as HF computes them, in float32: angle = pos * inv_freq
 // rounded to float, then cos/sin in float. Built once here for both engines.
 static void llama_rope_tables(const LlamaConfig* c, float* cosb, float* sinb) {
-    int HD = c->C / c->NH, half = HD / 2;
+    int half = c->HD / 2;
     for (int i = 0; i < half; i++) {
         float inv_freq = llama_rope_inv_freq(c, i);
         for (int t = 0; t < c->maxT; t++) {
@@ -447,8 +486,9 @@ static size_t llama_num_galore_params(const ParamTable* pt) {
 // llama_flops_per_token: forward + backward FLOPs of one token at sequence length T
 // (6 per weight for the matmuls, plus attention's QK^T and PV, causal so half of T^2)
 static double llama_flops_per_token(const LlamaConfig* c, const ParamTable* pt, int T) {
-    double matmul = 6.0 * (double)(pt->total - (size_t)c->V * c->C); // the embedding lookup is not a matmul
-    double attn = 6.0 * 2.0 * c->L * (double)c->C * T * 0.5;
+    // the embedding lookup is not a matmul; a tied lm_head is one (counted once in total)
+    double matmul = 6.0 * (double)(pt->total - (c->tied ? 0 : (size_t)c->V * c->C));
+    double attn = 6.0 * 2.0 * c->L * (double)llama_qdim(c) * T * 0.5;
     return matmul + attn;
 }
 

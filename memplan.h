@@ -26,13 +26,14 @@ static const char* const CPU_ACT_NAMES[CPU_NUM_ACT] = {
 // act) hold one layer, which backward refills layer by layer
 static void cpu_activation_sizes(const LlamaConfig* c, int B, int T, int recompute, size_t sizes[CPU_NUM_ACT]) {
     size_t L = c->L, C = c->C, H = c->H, NH = c->NH, V = c->V, BT = (size_t)B * T;
-    size_t KV = (size_t)c->NKV * (C / NH);
-    size_t scratch = 3 * H > C + 2 * KV ? 3 * H : C + 2 * KV; // dact + dgu, or dqkv
+    size_t QD = llama_qdim(c), KV = llama_kvdim(c);
+    size_t scratch = 3 * H > QD + 2 * KV ? 3 * H : QD + 2 * KV; // dact + dgu, or dqkv
+    size_t lnf = QD > C ? QD : C;                               // lnf, or backward's datty
     size_t Lk = recompute ? 1 : L; // layers of the per-layer buffers kept
     size_t s[CPU_NUM_ACT] = {
-        (L + 1) * BT * C, Lk * BT * C, Lk * BT, Lk * BT * (C + 2 * KV),
-        Lk * B * NH * T * T, Lk * BT * C, Lk * BT * C, Lk * BT * C, Lk * BT, Lk * BT * 2 * H,
-        Lk * BT * H, BT * C, BT, BT * V, BT, BT, BT * C, BT * scratch,
+        (L + 1) * BT * C, Lk * BT * C, Lk * BT, Lk * BT * (QD + 2 * KV),
+        Lk * B * NH * T * T, Lk * BT * QD, Lk * BT * C, Lk * BT * C, Lk * BT, Lk * BT * 2 * H,
+        Lk * BT * H, BT * lnf, BT, BT * V, BT, BT, BT * C, BT * scratch,
     };
     memcpy(sizes, s, sizeof s);
 }
@@ -150,17 +151,17 @@ enum {
     A_LOGITS, A_LOSSES, A_DRES, A_SCRATCH, A_RMS_SCRATCH, A_NORM_PARTIALS, A_INPUTS, A_TARGETS, A_BUCKET, A_NUM
 };
 static const char* const GPU_ACT_NAMES[A_NUM] = {
-    "res (L+1, B, T, C) bf16", "ln1 (L, B, T, C) bf16", "rstd1 (L, B, T) fp32", "qkv (L, B, T, C+2KV) bf16",
-    "atty (L, B, T, C) bf16", "attention saved for backward (L x stats or probs)", "res2 (L, B, T, C) bf16", "ln2 (L, B, T, C) bf16",
-    "rstd2 (L, B, T) fp32", "gu (L, B, T, 2H) bf16", "act (L, B, T, H) bf16", "lnf (B, T, C) bf16", "rstdf (B, T) fp32",
-    "logits (B, T, V) bf16", "losses (B, T) fp32", "dres (B, T, C) bf16", "scratch (B, T, max(3H, C+2KV)) bf16",
+    "res (L+1, B, T, C) bf16", "ln1 (L, B, T, C) bf16", "rstd1 (L, B, T) fp32", "qkv (L, B, T, QD+2KV) bf16",
+    "atty (L, B, T, QD) bf16", "attention saved for backward (L x stats or probs)", "res2 (L, B, T, C) bf16", "ln2 (L, B, T, C) bf16",
+    "rstd2 (L, B, T) fp32", "gu (L, B, T, 2H) bf16", "act (L, B, T, H) bf16", "lnf (B, T, max(C, QD)) bf16", "rstdf (B, T) fp32",
+    "logits (B, T, V) bf16", "losses (B, T) fp32", "dres (B, T, C) bf16", "scratch (B, T, max(3H, QD+2KV)) bf16",
     "rmsnorm dw scratch fp32", "grad norm partials fp32", "inputs int32", "targets int32 (+ their counts)", "encoder buckets int32",
 };
 // --recompute 1: forward keeps res (every layer's input); the per-layer buffers ln1 .. act hold
 // one layer, which backward recomputes layer by layer (gpu_layer_forward)
 static const char* const GPU_ACT_NAMES_RECOMPUTE[A_ACT + 1] = {
     "res (L+1, B, T, C) bf16: every layer's input", "ln1 (B, T, C) bf16: 1 layer, recomputed", "rstd1 (B, T) fp32: 1 layer, recomputed",
-    "qkv (B, T, C+2KV) bf16: 1 layer, recomputed", "atty (B, T, C) bf16: 1 layer, recomputed",
+    "qkv (B, T, QD+2KV) bf16: 1 layer, recomputed", "atty (B, T, QD) bf16: 1 layer, recomputed",
     "attention saved: 1 layer, recomputed", "res2 (B, T, C) bf16: 1 layer, recomputed",
     "ln2 (B, T, C) bf16: 1 layer, recomputed", "rstd2 (B, T) fp32: 1 layer, recomputed", "gu (B, T, 2H) bf16: 1 layer, recomputed",
     "act (B, T, H) bf16: 1 layer, recomputed",
@@ -179,14 +180,15 @@ static size_t gpu_attn_saved_bytes(const LlamaConfig* c, int B, int T, int cudnn
 // bytes of each activation buffer, each 256-byte aligned; attn_saved: per layer; recompute: the
 // per-layer buffers (all but res) hold one layer
 static void gpu_act_sizes(const LlamaConfig* c, int B, int T, size_t attn_saved, size_t bytes[A_NUM], int recompute) {
-    size_t L = c->L, C = c->C, H = c->H, V = c->V, BT = (size_t)B * T, KV = (size_t)c->NKV * (C / c->NH);
-    size_t scratch = 3 * H > C + 2 * KV ? 3 * H : C + 2 * KV;
+    size_t L = c->L, C = c->C, H = c->H, V = c->V, BT = (size_t)B * T, QD = llama_qdim(c), KV = llama_kvdim(c);
+    size_t scratch = 3 * H > QD + 2 * KV ? 3 * H : QD + 2 * KV;
+    size_t lnf = QD > C ? QD : C; // lnf, or backward's datty
     size_t X = GPU_X, F = 4, I = 4;
     size_t Lk = recompute ? 1 : L; // layers of the per-layer buffers kept
     size_t b[A_NUM] = {
-        (L + 1) * BT * C * X, Lk * BT * C * X, Lk * BT * F, Lk * BT * (C + 2 * KV) * X,
-        Lk * BT * C * X, Lk * align256(attn_saved), Lk * BT * C * X, Lk * BT * C * X,
-        Lk * BT * F, Lk * BT * 2 * H * X, Lk * BT * H * X, BT * C * X, BT * F,
+        (L + 1) * BT * C * X, Lk * BT * C * X, Lk * BT * F, Lk * BT * (QD + 2 * KV) * X,
+        Lk * BT * QD * X, Lk * align256(attn_saved), Lk * BT * C * X, Lk * BT * C * X,
+        Lk * BT * F, Lk * BT * 2 * H * X, Lk * BT * H * X, BT * lnf * X, BT * F,
         BT * V * X, BT * F, BT * C * X, BT * scratch * X,
         (size_t)RMS_DW_CHUNKS * C * F, (size_t)NORM_BLOCKS * F, BT * I, (BT + GPU_TARGET_COUNTS) * I, (3 * BT + 1) * I,
     };
@@ -288,7 +290,7 @@ static void gpu_memplan_build(MemPlan* mp, const GpuPlanArgs* a) {
     memplan_set(mp, GR_ACC_LOW, "gradient accumulators (GaLore low-rank, bf16)", need_low ? (double)nlow * GPU_X : 0.0, 0);
     memplan_set(mp, GR_ACC_REFRESH, "refresh-step accumulators (GaLore, bf16)", need_full ? galore_full * GPU_X : 0.0, MEM_TRANSIENT);
     free(off);
-    memplan_set(mp, GR_ROPE, "rope cos/sin tables (fp32)", 2.0 * c->maxT * (c->C / c->NH / 2) * 4, 0);
+    memplan_set(mp, GR_ROPE, "rope cos/sin tables (fp32)", 2.0 * c->maxT * (c->HD / 2) * 4, 0);
     memplan_set(mp, GR_PART, "per-tensor norm partials (fp32)", (double)NORM_BLOCKS * P_PER_LAYER * 4, 0);
     memplan_set(mp, GR_STEP_FLAGS, "step flags (per-layer NaN check, per-tensor skips, fused-update alpha/beta)", gpu_step_flags_bytes(pt.n), 0);
     memplan_set(mp, GR_DP_SCALARS, "data-parallel scalars (fp64)", a->dp ? 16.0 * 8 : 0.0, 0);

@@ -11,7 +11,9 @@
 // and gesvd vs LAPACK + the sign convention; the randomized one vs the CPU's range finder), one optimizer step of each kind from the same gradient
 // vs the CPU's Optimizer (projectors, moments, 8-bit states, weights) and 5 steps on each engine's
 // own gradients, the fused GaLore update against the unfused one (test_galore_fused), per-layer ==
-// whole-model on the GPU, and save/resume determinism with projectors.
+// whole-model on the GPU, and save/resume determinism with projectors. Then transformers' saves of
+// each Llama family (dev/ref/hf: llama2, llama3, tied, headdim, linear): logits, gradients and
+// per-layer == whole-model for the tied and head_dim ones (test_gpu_hf_families).
 //
 // Error metrics for a tensor (ours a, reference b):
 //   normalized max error  max_k |a_k - b_k| / max_k |b_k|
@@ -1014,6 +1016,7 @@ static void test_galore_fused(int attn_fallback) {
 static void gpu_recompute_run(const LlamaConfig* c, const float* init, const OptimConfig* oc, int per_layer, int accum, int recompute,
                               int steps, float* losses, float* out, int attn_fallback, int* deterministic);
 // attn_fallback: attention_init's mode (bitwise comparisons pass bitwise_attn_mode's)
+static const char* g_gpu_run_shard = REF_DIR "/train.bin"; // gpu_recompute_run's data (test_gpu_hf_families: its own)
 static void gpu_run_steps(const LlamaConfig* c, const OptimConfig* oc, int per_layer, int accum, int steps, float* out, int attn_fallback) {
     ParamTable pt;
     param_table_build(&pt, c);
@@ -1229,7 +1232,7 @@ static void gpu_recompute_run(const LlamaConfig* c, const float* init, const Opt
     GpuTrainer tr;
     gpu_trainer_init(&tr, &m, oc, per_layer, accum, 0.0f, 0, 42, 0);
     DataLoader dl;
-    dataloader_init(&dl, REF_DIR "/train.bin", B, T, 0, 0, 0, 1, c->V);
+    dataloader_init(&dl, g_gpu_run_shard, B, T, 0, 0, 0, 1, c->V);
     int* in = (int*)mallocCheck(sizeof(int) * B * T);
     int* tg = (int*)mallocCheck(sizeof(int) * B * T);
     for (int s = 0; s < steps; s++) {
@@ -1274,6 +1277,71 @@ static void test_gpu_recompute(int attn_fallback) {
     }
     free(a); free(b); free(init);
     param_table_free(&pt);
+}
+
+// transformers' sharded BF16 saves of each family (dev/ref/make_hf_families.py: Llama 2 MHA,
+// llama3 RoPE + GQA 4:1, tied embeddings, head_dim 16 != C/NH, linear RoPE), loaded through their
+// folders: logits and the first step's gradients against transformers' float64 ones, with
+// test_parity's bf16 bounds (the header: 5e-2 / cosine 0.999 logits, 0.1 / 0.995 gradients);
+// the weights are exact in bf16. Then for the tied and head_dim models: galore_adamw8bit
+// per-layer == whole-model bit for bit (the tied embedding's update waits for both uses).
+static void test_gpu_hf_families(int attn_fallback) {
+    const char* shard = "/tmp/test_llamacu_hf_families.bin";
+    hf_family_shard(shard);
+    for (int fi = 0; fi < HF_FAMILIES; fi++) {
+        char dir[128], path[256], what[96];
+        snprintf(dir, sizeof dir, "dev/ref/hf/%s", HF_FAMILY_NAMES[fi]);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        LlamaConfig c;
+        llama_config_from_json(&c, path);
+        ParamTable pt;
+        param_table_build(&pt, &c);
+        HfRef r;
+        hf_ref_load(&r, dir, &c, &pt);
+        float* init = (float*)mallocCheck(sizeof(float) * pt.total);
+        llama_load_params(&pt, init, dir);
+        size_t BT = (size_t)r.B * r.T;
+        GpuLlama m;
+        gpu_build(&m, &c, r.B, r.T, 0, attn_fallback, 0);
+        gpu_upload_params(&m, init);
+        float* logits = (float*)mallocCheck(sizeof(float) * BT * c.V);
+        gpu_forward(&m, r.inputs, r.targets, r.B, r.T, 0.0f);
+        download_logits(&m, logits);
+        double e = norm_max_err(logits, r.logits, BT * c.V), cs = cosine(logits, r.logits, BT * c.V);
+        check(e < 5e-2 && cs > 0.999, "hf %s (%s) vs transformers: logits normalized max error %.3e (bound 5e-2), cosine %.6f (bound 0.999)",
+              HF_FAMILY_NAMES[fi], attention_path(&m.attn), e, cs);
+        gpu_zero_grad(&m);
+        gpu_forward(&m, r.inputs, r.targets, r.B, r.T, 1.0f);
+        gpu_backward(&m, r.inputs, r.B, r.T);
+        float* grads = (float*)mallocCheck(sizeof(float) * pt.total);
+        download_f32(grads, m.grads, pt.total, 0);
+        snprintf(what, sizeof what, "hf %s vs transformers", HF_FAMILY_NAMES[fi]);
+        check_grads(&pt, grads, r.grads, what, 0.1, 0.995);
+        gpu_free(&m);
+        if (c.tied || c.HD != c.C / c.NH) {
+            float* a = (float*)mallocCheck(sizeof(float) * pt.total);
+            float* b = (float*)mallocCheck(sizeof(float) * pt.total);
+            for (size_t k = 0; k < pt.total; k++) init[k] = f32_from_bf16(bf16_from_f32(init[k]));
+            OptimConfig oc;
+            memset(&oc, 0, sizeof oc);
+            oc.kind = OPTIM_GALORE_ADAMW8BIT; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; oc.weight_decay = 0.0f;
+            oc.rank = 4; oc.update_proj_gap = 2; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+            float la[3];
+            int det = 1;
+            g_gpu_run_shard = shard;
+            gpu_recompute_run(&c, init, &oc, 0, 1, 0, 3, la, a, bitwise_attn_mode(attn_fallback), &det);
+            gpu_recompute_run(&c, init, &oc, 1, 1, 0, 3, la, b, bitwise_attn_mode(attn_fallback), &det);
+            g_gpu_run_shard = REF_DIR "/train.bin";
+            int same = memcmp(a, b, sizeof(float) * pt.total) == 0;
+            check(same, "hf %s on the GPU: galore_adamw8bit per-layer == whole-model after 3 steps: %s (normalized max error %.2e)",
+                  HF_FAMILY_NAMES[fi], same ? "bit-identical" : "DIFFER", norm_max_err(b, a, pt.total));
+            free(a); free(b);
+        }
+        free(logits); free(grads); free(init);
+        hf_ref_free(&r);
+        param_table_free(&pt);
+    }
+    remove(shard);
 }
 
 int main(int argc, char** argv) {
@@ -1328,6 +1396,7 @@ int main(int argc, char** argv) {
     test_gpu_nonfinite(gf.attn_fallback);
     test_gpu_nonfinite_refresh(gf.attn_fallback);
     test_gpu_recompute(gf.attn_fallback);
+    test_gpu_hf_families(gf.attn_fallback);
     test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_GALORE_ADAMW8BIT, 0);
     test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_GALORE_ADAMW, 1);
     test_determinism(&r, &c, init, 0, 1, gf.attn_fallback, OPTIM_ADAM8BIT, 1);

@@ -4,7 +4,8 @@
 // machine. test_llama.c includes this file with TESTING defined to reach its internals.
 //
 // Dimension letters: B batch, T sequence, C hidden, H intermediate (SwiGLU), NH query heads,
-// NKV key/value heads, HD head dim (C/NH), KV = NKV*HD, L layers, V vocab.
+// NKV key/value heads, HD head dim (C/NH unless config.json says head_dim), QD = NH*HD,
+// KV = NKV*HD, L layers, V vocab.
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,22 +45,22 @@ typedef struct {
     float* res;      // (L+1, B, T, C) residual stream entering each layer; res[L] enters the final norm
     float* ln1;      // (L, B, T, C) input_layernorm output
     float* rstd1;    // (L, B, T)
-    float* qkv;      // (L, B, T, C + 2 KV) queries, keys (both after RoPE) and values side by side:
+    float* qkv;      // (L, B, T, QD + 2 KV) queries, keys (both after RoPE) and values side by side:
                      // Wq, Wk, Wv are adjacent in the parameter table, so one matmul makes all three
     float* att;      // (L, B, NH, T, T) softmax probabilities (upper triangle zero)
-    float* atty;     // (L, B, T, C) attention output before o_proj
+    float* atty;     // (L, B, T, QD) attention output before o_proj
     float* res2;     // (L, B, T, C) residual after attention
     float* ln2;      // (L, B, T, C) post_attention_layernorm output
     float* rstd2;    // (L, B, T)
     float* gu;       // (L, B, T, 2H) gate_proj | up_proj outputs (adjacent weights: one matmul)
     float* act;      // (L, B, T, H) silu(gate) * up
-    float* lnf;      // (B, T, C) final norm output
+    float* lnf;      // (B, T, max(C, QD)) final norm output (B, T, C); backward's scratch for datty too
     float* rstdf;    // (B, T)
     float* logits;   // (B, T, V); backward overwrites it with dlogits
     float* losses;   // (B, T) per-position loss (0 where the target is ignored)
     float* lse;      // (B, T) log-sum-exp of each row of logits
     float* dres;     // (B, T, C) gradient of the residual stream, walked back through the layers
-    float* scratch;  // (B, T, max(3H, C + 2KV)) backward scratch: dln, dqkv, dact + dgu
+    float* scratch;  // (B, T, max(3H, QD + 2KV)) backward scratch: dln, dqkv, dact + dgu
 } Activations;
 
 typedef struct {
@@ -97,7 +98,7 @@ static inline float* G(Llama* m, int i) { return m->grad_mem + m->goff[i]; }
 
 static void llama_rope_init(Llama* m) {
     const LlamaConfig* c = &m->config;
-    size_t n = (size_t)c->maxT * (c->C / c->NH / 2);
+    size_t n = (size_t)c->maxT * (c->HD / 2);
     m->rope_cos = (float*)mallocCheck(sizeof(float) * n);
     m->rope_sin = (float*)mallocCheck(sizeof(float) * n);
     llama_rope_tables(c, m->rope_cos, m->rope_sin);
@@ -227,7 +228,7 @@ static void rope_apply(float* x, const float* cosb, const float* sinb, int B, in
 }
 
 // causal attention with grouped KV heads: query head h reads kv head h / (NH/NKV), as HF's
-// repeat_kv. qkv (B,T,C+2KV) holds q (NH,HD), k (NKV,HD), v (NKV,HD) per row; att (B,NH,T,T);
+// repeat_kv. qkv (B,T,QD+2KV) holds q (NH,HD), k (NKV,HD), v (NKV,HD) per row; att (B,NH,T,T);
 // y (B,T,NH,HD).
 // One small sgemm per (b, h) inside the OpenMP loop: the OpenMP build of OpenBLAS runs those
 // single-threaded, and the BLAS kernels beat hand loops even though they also compute the masked
@@ -377,15 +378,15 @@ typedef struct {
 static LayerActs layer_acts(Llama* m, int l) {
     const LlamaConfig* c = &m->config;
     Activations* a = &m->acts;
-    size_t C = c->C, H = c->H, KV = (size_t)c->NKV * (c->C / c->NH), sBT = (size_t)m->B * m->T;
+    size_t C = c->C, H = c->H, QD = llama_qdim(c), KV = llama_kvdim(c), sBT = (size_t)m->B * m->T;
     size_t k = m->recompute ? 0 : (size_t)l; // the block of the per-layer buffers
     LayerActs la;
     la.x = a->res + l * sBT * C;
     la.ln1 = a->ln1 + k * sBT * C;
     la.rstd1 = a->rstd1 + k * sBT;
-    la.qkv = a->qkv + k * sBT * (C + 2 * KV);
+    la.qkv = a->qkv + k * sBT * (QD + 2 * KV);
     la.att = a->att + k * (size_t)m->B * c->NH * m->T * m->T;
-    la.atty = a->atty + k * sBT * C;
+    la.atty = a->atty + k * sBT * QD;
     la.x2 = a->res2 + k * sBT * C;
     la.ln2 = a->ln2 + k * sBT * C;
     la.rstd2 = a->rstd2 + k * sBT;
@@ -401,18 +402,18 @@ static LayerActs layer_acts(Llama* m, int l) {
 // order as the forward, so a recompute reproduces the forward's values bit for bit.
 static void layer_forward(Llama* m, int l, int B, int T, int write_out) {
     const LlamaConfig* c = &m->config;
-    int C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = C / NH, KV = NKV * HD;
+    int C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KV = NKV * HD;
     size_t BT = (size_t)B * T;
     LayerActs la = layer_acts(m, l);
     float *x = la.x, *ln1 = la.ln1, *rstd1 = la.rstd1, *qkv = la.qkv, *att = la.att;
     float *atty = la.atty, *x2 = la.x2, *ln2 = la.ln2, *rstd2 = la.rstd2, *gu = la.gu, *act = la.act;
     float* xout = la.xout;
     rmsnorm_forward(ln1, rstd1, x, P(m, pt_layer(l, P_LN1)), (int)BT, C, c->norm_eps);
-    matmul_forward(qkv, ln1, P(m, pt_layer(l, P_WQ)), (int)BT, C, C + 2 * KV); // Wq | Wk | Wv
-    rope_apply(qkv, m->rope_cos, m->rope_sin, B, T, NH, HD, C + 2 * KV, 1.0f);
-    rope_apply(qkv + C, m->rope_cos, m->rope_sin, B, T, NKV, HD, C + 2 * KV, 1.0f);
+    matmul_forward(qkv, ln1, P(m, pt_layer(l, P_WQ)), (int)BT, C, QD + 2 * KV); // Wq | Wk | Wv
+    rope_apply(qkv, m->rope_cos, m->rope_sin, B, T, NH, HD, QD + 2 * KV, 1.0f);
+    rope_apply(qkv + QD, m->rope_cos, m->rope_sin, B, T, NKV, HD, QD + 2 * KV, 1.0f);
     attention_forward(atty, att, qkv, B, T, NH, NKV, HD);
-    matmul_forward(x2, atty, P(m, pt_layer(l, P_WO)), (int)BT, C, C);
+    matmul_forward(x2, atty, P(m, pt_layer(l, P_WO)), (int)BT, QD, C);
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < BT * C; i++) x2[i] += x[i];
     rmsnorm_forward(ln2, rstd2, x2, P(m, pt_layer(l, P_LN2)), (int)BT, C, c->norm_eps);
@@ -462,7 +463,7 @@ static inline void grads_ready(Llama* m, int first, int last) { if (m->grads_rea
 static void llama_backward(Llama* m, const int* inputs, const int* targets, int B, int T, float grad_scale) {
     const LlamaConfig* c = &m->config;
     Activations* a = &m->acts;
-    int C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = C / NH, KV = NKV * HD, V = c->V, L = c->L;
+    int C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KV = NKV * HD, V = c->V, L = c->L;
     size_t BT = (size_t)B * T, sBT = (size_t)m->B * m->T;
     // every target ignored: the loss is constant and every gradient zero (per-layer mode still
     // walks the layers so that each tensor gets its update)
@@ -473,8 +474,9 @@ static void llama_backward(Llama* m, const int* inputs, const int* targets, int 
     float* dres = a->dres;     // (BT, C) gradient flowing into the residual stream
     float* dln = a->scratch;   // (BT, C)
     memset(dln, 0, sizeof(float) * BT * C);
+    // tied: this adds lm_head's share into the embedding's slot, which the lookup completes last
     matmul_backward(dln, G(m, pt_lm_head(c)), dlogits, a->lnf, P(m, pt_lm_head(c)), (int)BT, C, V, 0.0f);
-    grads_ready(m, pt_lm_head(c), pt_lm_head(c));
+    if (!c->tied) grads_ready(m, pt_lm_head(c), pt_lm_head(c));
     memset(dres, 0, sizeof(float) * BT * C);
     rmsnorm_backward(dres, G(m, pt_norm(c)), dln, a->res + L * sBT * C, P(m, pt_norm(c)), a->rstdf, (int)BT, C);
     grads_ready(m, pt_norm(c), pt_norm(c));
@@ -498,15 +500,15 @@ static void llama_backward(Llama* m, const int* inputs, const int* targets, int 
         rmsnorm_backward(dres, G(m, pt_layer(l, P_LN2)), dln2, x2, P(m, pt_layer(l, P_LN2)), rstd2, (int)BT, C);
         grads_ready(m, pt_layer(l, P_LN2), pt_layer(l, P_LN2));
         // attention: dres is now d(x2)
-        float* datty = a->lnf;                    // (BT, C)
-        matmul_backward(datty, G(m, pt_layer(l, P_WO)), dres, atty, P(m, pt_layer(l, P_WO)), (int)BT, C, C, 0.0f);
+        float* datty = a->lnf;                    // (BT, QD)
+        matmul_backward(datty, G(m, pt_layer(l, P_WO)), dres, atty, P(m, pt_layer(l, P_WO)), (int)BT, QD, C, 0.0f);
         grads_ready(m, pt_layer(l, P_WO), pt_layer(l, P_WO));
-        float* dqkv = a->scratch;                 // (BT, C + 2KV)
+        float* dqkv = a->scratch;                 // (BT, QD + 2KV)
         attention_backward(dqkv, datty, att, qkv, B, T, NH, NKV, HD);
-        rope_apply(dqkv, m->rope_cos, m->rope_sin, B, T, NH, HD, C + 2 * KV, -1.0f);
-        rope_apply(dqkv + C, m->rope_cos, m->rope_sin, B, T, NKV, HD, C + 2 * KV, -1.0f);
+        rope_apply(dqkv, m->rope_cos, m->rope_sin, B, T, NH, HD, QD + 2 * KV, -1.0f);
+        rope_apply(dqkv + QD, m->rope_cos, m->rope_sin, B, T, NKV, HD, QD + 2 * KV, -1.0f);
         float* dln1 = a->lnf;                     // (BT, C)
-        matmul_backward(dln1, G(m, pt_layer(l, P_WQ)), dqkv, ln1, P(m, pt_layer(l, P_WQ)), (int)BT, C, C + 2 * KV, 0.0f);
+        matmul_backward(dln1, G(m, pt_layer(l, P_WQ)), dqkv, ln1, P(m, pt_layer(l, P_WQ)), (int)BT, C, QD + 2 * KV, 0.0f);
         grads_ready(m, pt_layer(l, P_WQ), pt_layer(l, P_WV)); // q | k | v
         rmsnorm_backward(dres, G(m, pt_layer(l, P_LN1)), dln1, x, P(m, pt_layer(l, P_LN1)), rstd1, (int)BT, C);
         grads_ready(m, pt_layer(l, P_LN1), pt_layer(l, P_LN1));

@@ -145,7 +145,7 @@ static inline floatX* GX(GpuLlama* m, int i) { return m->grads + m->goff[i]; }
 // HF's rope tables in fp32, computed exactly as the CPU's llama_rope_init, then uploaded
 static void gpu_rope_init(GpuLlama* m) {
     const LlamaConfig* c = &m->config;
-    size_t n = (size_t)c->maxT * (c->C / c->NH / 2);
+    size_t n = (size_t)c->maxT * (c->HD / 2);
     float* hc = (float*)mallocCheck(sizeof(float) * n);
     float* hs = (float*)mallocCheck(sizeof(float) * n);
     llama_rope_tables(c, hc, hs);
@@ -170,7 +170,7 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
     m->mean_loss = -1.0f;
     param_table_build(&m->table, c);
     size_t BT = (size_t)B * T;
-    int HD = c->C / c->NH;
+    int HD = c->HD;
     cudaCheck(cudaStreamCreate(&m->stream));
     matmul_ctx_init(&m->mm, m->stream);
     m->blas = m->mm.blas;
@@ -297,14 +297,14 @@ typedef struct {
 static GpuLayerActs gpu_layer_acts(GpuLlama* m, int l) {
     const LlamaConfig* c = &m->config;
     GpuActs* a = &m->acts;
-    size_t C = c->C, H = c->H, KV = (size_t)c->NKV * (c->C / c->NH), BT = (size_t)m->B * m->T;
+    size_t C = c->C, H = c->H, QD = llama_qdim(c), KV = llama_kvdim(c), BT = (size_t)m->B * m->T;
     size_t k = m->recompute ? 0 : (size_t)l; // the block of the per-layer buffers
     GpuLayerActs la;
     la.x = a->res + l * BT * C;
     la.ln1 = a->ln1 + k * BT * C;
     la.rstd1 = a->rstd1 + k * BT;
-    la.qkv = a->qkv + k * BT * (C + 2 * KV);
-    la.atty = a->atty + k * BT * C;
+    la.qkv = a->qkv + k * BT * (QD + 2 * KV);
+    la.atty = a->atty + k * BT * QD;
     // each layer's slice starts 256-byte aligned (cuDNN wants aligned tensors)
     la.attn_saved = m->attn_saved_bytes ? (void*)(a->attn_saved + k * align256(m->attn_saved_bytes)) : NULL;
     la.x2 = a->res2 + k * BT * C;
@@ -323,13 +323,13 @@ static GpuLayerActs gpu_layer_acts(GpuLlama* m, int l) {
 static void gpu_layer_forward(GpuLlama* m, int l, int write_out) {
     const LlamaConfig* c = &m->config;
     cudaStream_t s = m->stream;
-    int B = m->B, T = m->T, C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = C / NH, KV = NKV * HD, BT = B * T;
+    int B = m->B, T = m->T, C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KV = NKV * HD, BT = B * T;
     GpuLayerActs la = gpu_layer_acts(m, l);
     rmsnorm_forward(la.ln1, la.rstd1, la.x, PX(m, pt_layer(l, P_LN1)), BT, C, c->norm_eps, s);
-    matmul_forward(&m->mm, la.qkv, la.ln1, PX(m, pt_layer(l, P_WQ)), NULL, BT, C, C + 2 * KV, s); // Wq | Wk | Wv
-    rope_forward(la.qkv, m->rope_cos, m->rope_sin, B, T, NH + NKV, HD, C + 2 * KV, s);           // q and k heads are adjacent
+    matmul_forward(&m->mm, la.qkv, la.ln1, PX(m, pt_layer(l, P_WQ)), NULL, BT, C, QD + 2 * KV, s); // Wq | Wk | Wv
+    rope_forward(la.qkv, m->rope_cos, m->rope_sin, B, T, NH + NKV, HD, QD + 2 * KV, s);           // q and k heads are adjacent
     attention_forward(&m->attn, la.atty, la.attn_saved, la.qkv, s);
-    matmul_forward(&m->mm, la.x2, la.atty, PX(m, pt_layer(l, P_WO)), la.x, BT, C, C, s);          // + residual
+    matmul_forward(&m->mm, la.x2, la.atty, PX(m, pt_layer(l, P_WO)), la.x, BT, QD, C, s);          // + residual
     rmsnorm_forward(la.ln2, la.rstd2, la.x2, PX(m, pt_layer(l, P_LN2)), BT, C, c->norm_eps, s);
     matmul_forward(&m->mm, la.gu, la.ln2, PX(m, pt_layer(l, P_WG)), NULL, BT, C, 2 * H, s);        // Wgate | Wup
     swiglu_forward(la.act, la.gu, BT, H, s);
@@ -391,13 +391,15 @@ static void gpu_backward(GpuLlama* m, const int* inputs, int B, int T) {
     const LlamaConfig* c = &m->config;
     GpuActs* a = &m->acts;
     cudaStream_t s = m->stream;
-    int C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = C / NH, KV = NKV * HD, V = c->V, L = c->L;
+    int C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KV = NKV * HD, V = c->V, L = c->L;
     int BT = B * T;
     floatX* dlogits = a->logits;
     floatX* dres = a->dres;        // (BT, C) gradient of the residual stream
     floatX* dln = a->scratch;      // (BT, C)
+    // tied: lm_head's share goes into the embedding's slot (its own in per-layer mode: grad_layout),
+    // which the lookup completes last; its update waits for that
     matmul_backward(&m->mm, dln, GX(m, pt_lm_head(c)), dlogits, a->lnf, PX(m, pt_lm_head(c)), BT, C, V, s);
-    gpu_grads_ready(m, pt_lm_head(c), pt_lm_head(c));
+    if (!c->tied) gpu_grads_ready(m, pt_lm_head(c), pt_lm_head(c));
     gpu_slot_wait(m);
     rmsnorm_backward(dres, GX(m, pt_norm(c)), a->rms_scratch, dln, a->res + (size_t)L * BT * C, PX(m, pt_norm(c)), a->rstdf,
                      BT, C, 0, s);
@@ -418,14 +420,14 @@ static void gpu_backward(GpuLlama* m, const int* inputs, int B, int T) {
         gpu_slot_wait(m);
         rmsnorm_backward(dres, GX(m, pt_layer(l, P_LN2)), a->rms_scratch, dln2, la.x2, PX(m, pt_layer(l, P_LN2)), la.rstd2, BT, C, 1, s);
         gpu_grads_ready(m, pt_layer(l, P_LN2), pt_layer(l, P_LN2));
-        floatX* datty = a->lnf;                         // (BT, C)
-        matmul_backward(&m->mm, datty, GX(m, pt_layer(l, P_WO)), dres, la.atty, PX(m, pt_layer(l, P_WO)), BT, C, C, s);
+        floatX* datty = a->lnf;                         // (BT, QD): lnf holds max(C, QD) columns
+        matmul_backward(&m->mm, datty, GX(m, pt_layer(l, P_WO)), dres, la.atty, PX(m, pt_layer(l, P_WO)), BT, QD, C, s);
         gpu_grads_ready(m, pt_layer(l, P_WO), pt_layer(l, P_WO));
-        floatX* dqkv = a->scratch;                      // (BT, C + 2KV)
+        floatX* dqkv = a->scratch;                      // (BT, QD + 2KV)
         attention_backward(&m->attn, dqkv, datty, la.atty, la.qkv, la.attn_saved, s);
-        rope_backward(dqkv, m->rope_cos, m->rope_sin, B, T, NH + NKV, HD, C + 2 * KV, s);
+        rope_backward(dqkv, m->rope_cos, m->rope_sin, B, T, NH + NKV, HD, QD + 2 * KV, s);
         floatX* dln1 = a->lnf;                          // (BT, C)
-        matmul_backward(&m->mm, dln1, GX(m, pt_layer(l, P_WQ)), dqkv, la.ln1, PX(m, pt_layer(l, P_WQ)), BT, C, C + 2 * KV, s);
+        matmul_backward(&m->mm, dln1, GX(m, pt_layer(l, P_WQ)), dqkv, la.ln1, PX(m, pt_layer(l, P_WQ)), BT, C, QD + 2 * KV, s);
         gpu_grads_ready(m, pt_layer(l, P_WQ), pt_layer(l, P_WV)); // q | k | v
         gpu_slot_wait(m);
         rmsnorm_backward(dres, GX(m, pt_layer(l, P_LN1)), a->rms_scratch, dln1, la.x, PX(m, pt_layer(l, P_LN1)), la.rstd1, BT, C, 1, s);
@@ -1411,7 +1413,7 @@ int main(int argc, char** argv) {
     {
         // llm.c's hint: how large a batch the memory left would hold (activations grow with B)
         size_t a1[A_NUM], per_seq = 0, free_b = 0, total_b = 0;
-        gpu_act_sizes(&config, 1, T, attention_activation_bytes(1, T, config.NH, config.C / config.NH, model.attn.use_cudnn), a1, model.recompute);
+        gpu_act_sizes(&config, 1, T, attention_activation_bytes(1, T, config.NH, config.HD, model.attn.use_cudnn), a1, model.recompute);
         for (int i = 0; i < A_NUM; i++) per_seq += a1[i];
         cudaCheck(cudaMemGetInfo(&free_b, &total_b));
         printf("GPU memory: %.3f GiB in use, %.3f GiB free; activations take ~%.4f GiB per sequence of %d: --batch up to ~%d would fit\n",

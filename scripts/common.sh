@@ -14,8 +14,9 @@
 #                else ./train_llama
 #                (built with `make train_llama` when missing)
 #   RUN_DIR      run folder: checkpoints, log.jsonl, train.out (console), DONE [runs/NAME]
-#   TRAIN, VAL   token shard globs [dev/data/c4/c4_train_*.bin, dev/data/c4/c4_validation_*.bin]
-#   TOKENIZER    tokenizer for decoded samples [dev/data/c4/tokenizer.bin]
+#   TRAIN, VAL   token shard globs [dev/data/c4/c4_train_*.bin, dev/data/c4/c4_validation_*.bin];
+#                VAL="" (set, empty): no evaluation
+#   TOKENIZER    tokenizer for decoded samples [dev/data/c4/tokenizer.bin]; TOKENIZER="": none
 #                Make the C4 shards with `python dev/data/c4.py` (see its --help: t5-base
 #                tokenizer, each document truncated/padded to 256 tokens as the paper did);
 #                it writes dev/data/c4/c4_train_000000.bin ..., c4_validation_*.bin, tokenizer.bin.
@@ -110,8 +111,8 @@ paper_run() {
     local args=(
         --model "$model"
         --train "${TRAIN:-dev/data/c4/c4_train_*.bin}"
-        --val "${VAL:-dev/data/c4/c4_validation_*.bin}"
-        --tokenizer "${TOKENIZER:-dev/data/c4/tokenizer.bin}"
+        --val "${VAL-dev/data/c4/c4_validation_*.bin}"
+        --tokenizer "${TOKENIZER-dev/data/c4/tokenizer.bin}"
         --batch "$micro" --seq "${SEQ:-256}" --grad-accum "$accum"
         --steps "$steps" --warmup "$warmup" --schedule cosine --min-lr-ratio 0.1
         --weight-decay 0 --grad-clip "${GRAD_CLIP:-0}" --seed "${SEED:-42}"

@@ -1,5 +1,6 @@
 #!/bin/bash
-# test_scripts.sh: every paper-run script, for a few steps on the embedded data, into a temp dir.
+# test_scripts.sh: every paper-run script, for a few steps on the embedded data, into a temp dir;
+# finetune_galore.sh on a tiny transformers-made model (dev/ref/hf/tied).
 #
 #   scripts/test_scripts.sh          (about a minute on 2 cores; builds ./train_llama if missing)
 #
@@ -92,6 +93,47 @@ env "${RESUME_ENV[@]}" RUN_DIR="$TMP/nocrash" bash scripts/run_llama60m_galore.s
 losses() { grep -o '"loss": [^,]*' "$1" | tr '\n' ' '; }
 check "crash: losses after resume equal an uninterrupted run's" \
     bash -c "[ -n \"$(losses "$TMP/nocrash/log.jsonl")\" ] && [ \"$(losses "$TMP/nocrash/log.jsonl")\" = \"$(losses "$CRASHY_DIR/run/log.jsonl")\" ]"
+
+# finetune_galore.sh on transformers' own sharded BF16 save of a tied-embedding Llama
+# (dev/ref/hf/tied, vocab 64) with shards of its vocabulary: the default recipe reaches the
+# trainer (--init, 8-bit GaLore per-layer), the model comes back in the user's layout (BF16 shards
+# + index, still tied: no lm_head.weight), DONE, a rerun does nothing; killed mid-way it resumes
+# to the losses of an uninterrupted run; bad arguments give one line
+python3 - "$TMP" <<'PY'
+import struct, sys
+for name, n, seed in (("ft_train.bin", 4096, 0), ("ft_val.bin", 1024, 5)):
+    with open(sys.argv[1] + "/" + name, "wb") as f:
+        f.write(struct.pack("<256i", *([20240520, 1, n] + [0] * 253)))
+        f.write(struct.pack("<%dH" % n, *((i * 37 + (i // 7) * 11 + seed) % 64 for i in range(n))))
+PY
+FT_ENV=(-u MODEL -u TOKENIZER STEPS=4 WARMUP=1 MICRO_BATCH=2 TOTAL_BATCH=4 SEQ=16 SAVE_EVERY=2 KEEP=0 EVAL_EVERY=2 EVAL_TOKENS=256
+        RANK=4 GAP=2 "EXTRA_ARGS=--sample-len 0 --threads 1 --save-shard-size 20KB")
+FT_ARGS=(dev/ref/hf/tied "$TMP/ft_train.bin" "$TMP/ft_val.bin")
+env "${FT_ENV[@]}" RUN_DIR="$TMP/ft" bash scripts/finetune_galore.sh "${FT_ARGS[@]}" > "$TMP/ft.out" 2>&1
+rc=$?
+check "finetune_galore: exit 0" [ "$rc" -eq 0 ]
+[ "$rc" -eq 0 ] || tail -5 "$TMP/ft.out"
+check "finetune_galore: DONE, log has 4 steps and the final eval" \
+    bash -c "[ -f '$TMP/ft/DONE' ] && [ \$(grep -c '\"tokens_per_s\"' '$TMP/ft/log.jsonl') -eq 4 ] && grep -q '\"step\": 4, \"val_loss\"' '$TMP/ft/log.jsonl'"
+check "finetune_galore: --init the folder, its config, galore_adamw8bit rank 4 T 2 per-layer, --grad-accum 2" \
+    grep -q -- "--model $PWD/dev/ref/hf/tied/config.json .*--grad-accum 2 .*--init $PWD/dev/ref/hf/tied --optimizer galore_adamw8bit --lr 1e-4 --rank 4 --update-proj-gap 2 --galore-scale 0.25 --proj-type std --per-layer 1 --grad-clip 0" \
+    "$TMP/ft/command.txt"
+check "finetune_galore: the model in the user's layout: BF16 shards + index, tied (no lm_head.weight)" bash -c \
+    "[ -f '$TMP/ft/model.safetensors.index.json' ] && [ ! -f '$TMP/ft/model.safetensors' ] && ! grep -q lm_head '$TMP/ft/model.safetensors.index.json' && grep -q '\"tie_word_embeddings\":[[:space:]]*true' '$TMP/ft/config.json' && grep -q '\"torch_dtype\":[[:space:]]*\"bfloat16\"' '$TMP/ft/config.json' && [ \$(ls '$TMP/ft' | grep -c '^model-.*-of-.*\.safetensors\$') -gt 1 ]"
+env "${FT_ENV[@]}" RUN_DIR="$TMP/ft" bash scripts/finetune_galore.sh "${FT_ARGS[@]}" > "$TMP/ft.again" 2>&1
+check "finetune_galore: a rerun after DONE does nothing" grep -q 'nothing to do' "$TMP/ft.again"
+export CRASHY_DIR="$TMP/ftcrash"; mkdir -p "$CRASHY_DIR"
+env "${FT_ENV[@]}" STEPS=6 RUN_DIR="$CRASHY_DIR/run" TRAINER="$TMP/crashy.sh" MAX_FAILS=2 \
+    bash scripts/finetune_galore.sh "${FT_ARGS[@]}" > "$TMP/ftcrash.out" 2>&1
+rc=$?
+env "${FT_ENV[@]}" STEPS=6 RUN_DIR="$TMP/ftnocrash" bash scripts/finetune_galore.sh "${FT_ARGS[@]}" > "$TMP/ftnocrash.out" 2>&1
+check "finetune_galore: killed after its step-2 checkpoint, resumed (trainer started twice) to an uninterrupted run's losses" \
+    bash -c "[ $rc -eq 0 ] && [ \"\$(cat '$CRASHY_DIR/calls')\" = 2 ] && grep -q 'resumed from' '$TMP/ftcrash.out' && [ -n \"$(losses "$TMP/ftnocrash/log.jsonl")\" ] && [ \"$(losses "$TMP/ftnocrash/log.jsonl")\" = \"$(losses "$CRASHY_DIR/run/log.jsonl")\" ]"
+out=$(bash scripts/finetune_galore.sh 2>&1); rc=$?
+check "finetune_galore: no arguments: usage, status 2" bash -c "[ $rc -eq 2 ] && [ \$(wc -l <<<'$out') -eq 1 ] && grep -q '^usage: ' <<<'$out'"
+out=$(bash scripts/finetune_galore.sh "$TMP/nope" "$TMP/ft_train.bin" 2>&1); rc=$?
+check "finetune_galore: a folder without config.json: one error line" \
+    bash -c "[ $rc -eq 2 ] && [ \$(wc -l <<<'$out') -eq 1 ] && grep -q 'nope/config.json not found: pass a Hugging Face model folder' <<<'$out'"
 
 # a flag error fails the same way each time: give up (non-zero) instead of looping, no DONE
 RUN_DIR="$TMP/badflag" EXTRA_ARGS="--optimizer bogus" MAX_FAILS=2 timeout 60 bash scripts/run_llama60m_adam.sh > "$TMP/badflag.out" 2>&1

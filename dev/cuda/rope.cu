@@ -20,7 +20,7 @@ static void run_shape(const Shape* sh, cudaStream_t s) {
     // the CPU's tables, exactly as the trainers build them
     cpu::Llama m;
     memset(&m, 0, sizeof m);
-    m.config.C = C; m.config.NH = NH; m.config.maxT = T + 5; m.config.rope_theta = sh->theta;
+    m.config.C = C; m.config.NH = NH; m.config.HD = HD; m.config.maxT = T + 5; m.config.rope_theta = sh->theta;
     cpu::llama_rope_init(&m);
     float* d_cos = dev_upload(m.rope_cos, (size_t)m.config.maxT * half);
     float* d_sin = dev_upload(m.rope_sin, (size_t)m.config.maxT * half);

@@ -18,8 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static LlamaConfig c;
     FUZZ_TRY {
         llama_config_from_json(&c, path);
-        if (c.C <= 0 || c.NH <= 0 || c.NKV <= 0 || c.C % c.NH != 0 || c.NH % c.NKV != 0) abort();
-        if ((double)c.C * c.L < 1e5 && (double)c.V * c.C < 1e6 && (double)c.H * c.C < 1e6) {
+        // head_dim may make C % NH != 0 (q is NH * head_dim wide); the head dim must be even
+        if (c.C <= 0 || c.NH <= 0 || c.NKV <= 0 || c.HD <= 0 || c.HD % 2 != 0 || c.NH % c.NKV != 0) abort();
+        if ((double)c.C * c.L < 1e5 && (double)c.V * c.C < 1e6 && (double)c.H * c.C < 1e6 && (double)c.NH * c.HD * c.C < 1e6) {
             ParamTable pt;
             param_table_build(&pt, &c);
             if (llama_num_params(&pt) == 0) abort();

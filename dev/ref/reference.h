@@ -58,4 +58,64 @@ static void reference_free(Reference* r) {
     free(r->losses_adamw); free(r->params_adamw); free(r->losses_adam); free(r->params_adam);
 }
 
+// dev/ref/make_hf_families.py's references: DIR/ref.safetensors (F32) of one family's folder:
+// tokens and targets (B, T) (integers, exact in F32), logits (B, T, V), loss, and "grad.<HF name>"
+// of each tensor, gathered here into the table's layout (grads[offset of tensor i ...])
+#define HF_FAMILIES 5
+static const char* const HF_FAMILY_NAMES[HF_FAMILIES] = {"llama2", "llama3", "tied", "headdim", "linear"};
+
+typedef struct {
+    int B, T;
+    int* inputs; int* targets;  // (B*T) each
+    float* logits; float loss;  // (B*T*V)
+    float* grads;               // (pt->total)
+} HfRef;
+
+static void hf_ref_load(HfRef* r, const char* dir, const LlamaConfig* c, const ParamTable* pt) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/ref.safetensors", dir);
+    SafeTensors rs;
+    safetensors_open(&rs, path);
+    const SafeTensor* tt = safetensors_find(&rs, "tokens");
+    if (tt == NULL || tt->ndim != 2 || tt->shape[0] * tt->shape[1] > 4096) die("%s: no tokens (B, T); hint: rerun dev/ref/make_hf_families.py", path);
+    r->B = (int)tt->shape[0]; r->T = (int)tt->shape[1];
+    int BT = r->B * r->T;
+    float* ft = (float*)mallocCheck(sizeof(float) * 2 * (size_t)BT);
+    const SafeTensor* tg = safetensors_find(&rs, "targets");
+    const SafeTensor* tl = safetensors_find(&rs, "logits");
+    const SafeTensor* ts = safetensors_find(&rs, "loss");
+    if (tg == NULL || tl == NULL || ts == NULL || tl->ndim != 3 || tl->shape[2] != c->V) die("%s: targets, logits (B, T, V) or loss missing", path);
+    safetensors_read_f32(&rs, tt, ft);
+    safetensors_read_f32(&rs, tg, ft + BT);
+    r->inputs = (int*)mallocCheck(sizeof(int) * 2 * (size_t)BT);
+    r->targets = r->inputs + BT;
+    for (int i = 0; i < 2 * BT; i++) r->inputs[i] = (int)ft[i];
+    free(ft);
+    r->logits = (float*)mallocCheck(sizeof(float) * (size_t)BT * c->V);
+    safetensors_read_f32(&rs, tl, r->logits);
+    safetensors_read_f32(&rs, ts, &r->loss);
+    r->grads = (float*)mallocCheck(sizeof(float) * pt->total);
+    for (int i = 0; i < pt->n; i++) {
+        const ParamInfo* p = &pt->info[i];
+        char gname[128];
+        snprintf(gname, sizeof gname, "grad.%s", p->name);
+        const SafeTensor* gt = safetensors_find(&rs, gname);
+        if (gt == NULL || gt->shape[0] * (gt->ndim > 1 ? gt->shape[1] : 1) != p->numel) die("%s: no %s of %lld elements", path, gname, (long long)p->numel);
+        safetensors_read_f32(&rs, gt, r->grads + p->offset);
+    }
+    safetensors_close(&rs);
+}
+
+// hf_family_shard: a token shard (llm.c format, uint16) of the families' vocabulary (64): 1024
+// tokens of a fixed sequence, for the tests' training runs on these models
+static void hf_family_shard(const char* path) {
+    FILE* f = fopenCheck(path, "wb");
+    int32_t h[256] = {20240520, 1, 1024};
+    fwrite(h, sizeof h, 1, f);
+    for (int i = 0; i < 1024; i++) { uint16_t t = (uint16_t)((i * 37 + (i / 7) * 11) % 64); fwrite(&t, 2, 1, f); }
+    fclose(f);
+}
+
+static void hf_ref_free(HfRef* r) { free(r->inputs); free(r->logits); free(r->grads); }
+
 #endif // REFERENCE_H

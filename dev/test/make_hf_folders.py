@@ -148,7 +148,7 @@ def main():
     c4 = {k: v for k, v in c3.items() if k != "rope_parameters"}
     c4.update(rope_scaling=dict(rs), rope_theta=500000.0)
     json.dump(c4, open(os.path.join(d, "config_4x.json"), "w"), indent=2)
-    for t in ("linear", "dynamic", "yarn"):
+    for t in ("dynamic", "yarn"):
         json.dump(dict(c4, rope_scaling={"rope_type": t, "factor": 2.0}), open(os.path.join(d, "config_%s.json" % t), "w"))
     print("wrote", out, "; llama3 regions:", " ".join(regions))
 

@@ -29,24 +29,33 @@ hf_error "shape vs config" "tensor model.layers.0.mlp.gate_proj.weight has shape
 hf_error "index not JSON" "err_index_json/model.safetensors.index.json: not a JSON object (invalid JSON)" --init "$hf/err_index_json"
 mkdir -p "$tmp/empty"; cp "$hf/bf16_sharded/config.json" "$tmp/empty/"
 hf_error "folder without weights" "a folder without model.safetensors or model.safetensors.index.json" --init "$tmp/empty"
-for t in linear dynamic yarn; do
-    hf_error "rope_scaling $t refused" "RoPE scaling type \"$t\" is not supported yet" --model "$hf/llama3/config_$t.json"
-done
+hf_error "rope_scaling yarn refused" "RoPE scaling type \"yarn\" is not supported yet" --model "$hf/llama3/config_yarn.json"
+hf_error "rope_scaling dynamic refused" "RoPE scaling type \"dynamic\" (NTK rescaled at run time past the trained length) is not supported" \
+    --model "$hf/llama3/config_dynamic.json"
 python3 - "$hf" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1] + "/bf16_sharded/config.json"))
-json.dump(dict(c, tie_word_embeddings=True), open(sys.argv[1] + "/tied.json", "w"))
-json.dump(dict(c, head_dim=20), open(sys.argv[1] + "/head_dim.json", "w"))
+for name, extra in [("attn_bias", {"attention_bias": True}), ("mlp_bias", {"mlp_bias": True}), ("head_dim_odd", {"head_dim": 7}),
+                    ("tie_str", {"tie_word_embeddings": "yes"}), ("linear_nofactor", {"rope_parameters": {"rope_type": "linear", "rope_theta": 1e4}}),
+                    ("head_dim_20", {"head_dim": 20})]:
+    json.dump(dict(c, **extra), open(sys.argv[1] + "/%s.json" % name, "w"))
 PY
-hf_error "tied embeddings refused" "tie_word_embeddings=true .* is not supported yet" --model "$hf/tied.json"
-hf_error "head_dim refused" "head_dim 20 != hidden_size / num_attention_heads = 10 is not supported yet" --model "$hf/head_dim.json"
+hf_error "attention_bias refused" "attention_bias=true is not supported" --model "$hf/attn_bias.json"
+hf_error "mlp_bias refused" "mlp_bias=true is not supported" --model "$hf/mlp_bias.json"
+hf_error "odd head_dim refused" "head dim 7 must be even for RoPE" --model "$hf/head_dim_odd.json"
+hf_error "tie_word_embeddings not a bool" "tie_word_embeddings must be true or false" --model "$hf/tie_str.json"
+hf_error "linear RoPE without factor" "linear RoPE scaling needs factor > 0" --model "$hf/linear_nofactor.json"
+# a head_dim the weights do not have: q_proj is [60, 60] in the files, the config says 6 x 20
+hf_error "head_dim vs the weights" "tensor model.layers.0.self_attn.q_proj.weight has shape \[60, 60\], the config wants \[120, 60\]" \
+    --model "$hf/head_dim_20.json" --init "$hf/bf16_sharded"
 hf_error "bad shard size" "--save-shard-size 5XB: expected a size" --save-shard-size 5XB
 python3 -c "import json; c = json.load(open('$hf/llama3/config.json')); c['rope_parameters']['high_freq_factor'] = 0.5
 json.dump(c, open('$hf/llama3_bad.json', 'w'))"
 hf_error "bad llama3 factors" "llama3 RoPE scaling needs" --model "$hf/llama3_bad.json"
 
-# same_tensors A B [widen]: every tensor of folder B equals folder A's, byte for byte (widen: B is
-# F32, A BF16, and each B value is A's widened exactly); prints the dtype and shard count of B
+# same_tensors A B [widen|round]: every tensor of folder B equals folder A's, byte for byte (widen:
+# B is F32, A BF16, and each B value is A's widened exactly; round: A is F32, B BF16, each B value
+# A's rounded to nearest even); prints the dtype and shard count of B
 same_tensors() {
     python3 - "$@" <<'PY'
 import json, os, struct, sys
@@ -62,9 +71,12 @@ def load(d):
                 b, en = e["data_offsets"]; out[k] = (e["dtype"], e["shape"], data[8 + n + b:8 + n + en])
     return out, len(files)
 a, _ = load(sys.argv[1]); b, nb = load(sys.argv[2])
-widen = len(sys.argv) > 3
-bad = [k for k in a if k not in b or a[k][1] != b[k][1] or
-       (b[k][2] != (b"".join(b"\0\0" + a[k][2][i:i + 2] for i in range(0, len(a[k][2]), 2)) if widen else a[k][2]))]
+mode = sys.argv[3] if len(sys.argv) > 3 else ""
+def rne(f32):  # F32 bytes -> BF16 bytes, round to nearest even (finite values)
+    u = struct.unpack("<%dI" % (len(f32) // 4), f32)
+    return struct.pack("<%dH" % len(u), *(((x + 0x7FFF + ((x >> 16) & 1)) >> 16) & 0xFFFF for x in u))
+want = {"widen": lambda x: b"".join(b"\0\0" + x[i:i + 2] for i in range(0, len(x), 2)), "round": rne, "": lambda x: x}[mode]
+bad = [k for k in a if k not in b or a[k][1] != b[k][1] or b[k][2] != want(a[k][2])]
 dt = sorted(set(v[0] for v in b.values()))
 print(("ok" if not bad and len(a) == len(b) else "bad %s" % bad[:3]) + " %d tensors, %s, %d file(s)" % (len(b), "/".join(dt), nb))
 PY
@@ -98,4 +110,41 @@ la=$(grep -o '"loss": [^,]*' "$tmp/ck_a.jsonl" | tail -2); lb=$(grep -o '"loss":
 if [[ $r == *"F32"* ]] && [ "$nsh" -gt 1 ] && [ -f "$tmp/ck/ckpt_00000002/model.safetensors.index.json" ] && [ -n "$la" ] && [ "$la" = "$lb" ]; then
     ok "checkpoints: F32 in $nsh shards + index; resume from step 2 == uninterrupted steps 3-4, bit for bit"
 else bad "sharded checkpoint resume: [$r] shards $nsh, losses [$la] vs [$lb]; $(tail -2 "$tmp/ck_b.txt")"; fi
+
+# a GaLore fine-tune of transformers' own sharded BF16 saves (dev/ref/hf: the tied model, whose
+# files have no lm_head.weight, and the head_dim 16 != C/NH one): galore_adamw8bit --per-layer 1,
+# saved in the user's layout (BF16 shards + index; tied: still no lm_head, config says tied); the
+# saved BF16 weights are the final F32 checkpoint's rounded to nearest even, bit for bit; and the
+# saved folder reloads to the same model: a second generation (--init OUT, lr 0, saved again) has
+# the same bytes and gives the same --dump-logits bit for bit. (dev/check_hf_finetune.py opens
+# such saves in transformers: logits within 4.3e-7 of ours, dev/ref/hf/finetune.txt.)
+python3 - "$tmp" <<'PY'
+import struct, sys
+for name, n, seed in (("ft_train.bin", 4096, 0), ("ft_val.bin", 1024, 5)):
+    with open(sys.argv[1] + "/" + name, "wb") as f:
+        f.write(struct.pack("<256i", *([20240520, 1, n] + [0] * 253)))
+        f.write(struct.pack("<%dH" % n, *((i * 37 + (i // 7) * 11 + seed) % 64 for i in range(n))))
+PY
+ft=(--train "$tmp/ft_train.bin" --val "$tmp/ft_val.bin" --tokenizer "" --batch 2 --seq 16 --threads 1 --sample-len 0 --save-shard-size 20KB)
+for fam in tied headdim; do
+    o="$tmp/ft_$fam"
+    "$bin" "${ft[@]}" --init "dev/ref/hf/$fam" --optimizer galore_adamw8bit --per-layer 1 --rank 4 --update-proj-gap 2 --lr 1e-2 \
+        --warmup 0 --steps 4 --out "$o" > "$o.txt" 2>&1
+    n=$(grep -c '"model\.\|"lm_head' "dev/ref/hf/$fam/model.safetensors.index.json")
+    r=$(same_tensors "$o/ckpt_00000004" "$o" round)
+    "$bin" "${ft[@]}" --init "$o" --steps 1 --lr 0 --out "$o/gen2" > /dev/null 2>&1
+    r2=$(same_tensors "$o" "$o/gen2")
+    "$bin" "${ft[@]}" --init "$o" --steps 0 --dump-logits "$o/a.safetensors" --out "" > /dev/null 2>&1
+    "$bin" "${ft[@]}" --init "$o/gen2" --steps 0 --dump-logits "$o/b.safetensors" --out "" > /dev/null 2>&1
+    tied_ok=1
+    if [ $fam = tied ]; then
+        grep -q lm_head "$o/model.safetensors.index.json" && tied_ok=0
+        grep -q '"tie_word_embeddings":[[:space:]]*true' "$o/config.json" || tied_ok=0
+    fi
+    nsh=$(ls "$o" | grep -c '^model-.*-of-.*\.safetensors$')
+    if [[ $r == "ok $n tensors, BF16, $nsh file(s)" ]] && [ "$nsh" -gt 1 ] && [[ $r2 == "ok $n tensors, BF16, $nsh file(s)" ]] && [ $tied_ok = 1 ] \
+       && [ -s "$o/a.safetensors" ] && cmp -s "$o/a.safetensors" "$o/b.safetensors" && ! grep -qi nan "$o.txt"; then
+        ok "fine-tune of transformers' $fam save (galore_adamw8bit --per-layer 1, 4 steps): $r = the F32 checkpoint rounded; reloaded and saved again: same bytes, same logits"
+    else bad "fine-tune $fam: [$r] [$r2] n $n shards $nsh tied_ok $tied_ok; $(tail -3 "$o.txt")"; fi
+done
 summary
