@@ -85,6 +85,8 @@ typedef struct {
     int force_gesvd;           // tests: skip gesvdj, run gesvd (exact) / gesvd of the sketch (randomized)
     int force_gesvdj;          // tests, dev/cuda/svd: gesvdj at any size (galore_exact_gesvdj's rule off)
     int unfused;               // tests: take the unfused (reference) update path even where the fused one applies
+    int projector;             // PROJECTOR_* (--proj): random draws GoLore's basis (galore_gpu_proj_gaussian_orth); set after init
+    uint64_t run_seed;         // --seed, for galore_proj_seed
 } GaloreGpu;
 
 // gesvd of a rows x cols column-major matrix (rows >= cols, as cuSOLVER's gesvd requires), laid out
@@ -139,6 +141,14 @@ static int galore_gpu_workspace_query(GaloreGpu* g, const TensorLayout* lay, int
                                                        g->Vf, cols, &lw, g->jparams));
         }
         if (lw > best) best = lw;
+        // --- golore (issue 15) --- --proj random's QR of the len x r Gaussian: tau (r) then geqrf /
+        // orgqr's workspace (queried for every GaLore shape, so the allocation does not depend on --proj)
+        int glen = (int)(l->side == SIDE_RIGHT ? l->n : l->m), gr = (int)l->r, lq = 0, lo = 0;
+        cusolverCheck(cusolverDnSgeqrf_bufferSize(g->solver, glen, gr, g->Uf, glen, &lq));
+        cusolverCheck(cusolverDnSorgqr_bufferSize(g->solver, glen, gr, gr, g->Uf, glen, g->S, &lo));
+        lw = (int)galore_gesvd_work_offset(gr) + (lq > lo ? lq : lo);
+        if (lw > best) best = lw;
+        // --- end golore ---
     }
     return best;
 }
@@ -313,6 +323,35 @@ static void galore_gpu_orthonormalize(GaloreGpu* g, float* a, int rows, int cols
     if (info != 0) die("internal: cuSOLVER QR (geqrf/orgqr) of a %d x %d sketch of tensor %d failed (info %d)", rows, cols, tensor, info);
 }
 
+// --- golore (issue 15) ---
+// galore_gpu_proj_gaussian_orth: --proj random's projector (train_llama.c's galore_proj_gaussian_orth,
+// the CPU's): the len x r column-major standard Gaussian of galore_proj_seed (galore_gaussian: the
+// CPU's very bits) in Uf, cuSOLVER geqrf + orgqr (tau at work[0], the routines' workspace after it,
+// both in the queried g->lwork; devInfo checked), the r columns gathered into P's layout in A, the
+// sign convention, then the bf16 projector P and its fp32 copy Pf (which aliases Uf: written last).
+// The QR's rounding differs from LAPACK's (another blocking), so P matches the CPU's to ~len u, not
+// bitwise; every GPU rank runs the same kernels on the same bits and so agrees with the others.
+static void galore_gpu_proj_gaussian_orth(GaloreGpu* g, const TensorLayout* l, floatX* P, int tensor) {
+    cudaStream_t s = g->stream;
+    int right = l->side == SIDE_RIGHT;
+    int len = (int)(right ? l->n : l->m), r = (int)l->r;
+    uint64_t seed = galore_proj_seed(g->run_seed, tensor, galore_svd_round(g->refreshes, g->n_galore));
+    float* Q = g->Uf; // (len, r) <= max_full
+    galore_gaussian_fill(Q, (size_t)len * r, seed, s);
+    size_t off = galore_gesvd_work_offset(r);
+    if ((int64_t)off >= g->lwork) die("internal: the cuSOLVER workspace (%d floats) cannot hold the QR of tensor %d", g->lwork, tensor);
+    galore_gpu_orthonormalize(g, Q, len, r, g->work, g->work + off, g->lwork - (int)off, tensor);
+    float* pg = g->A;
+    galore_gather_kernel<<<grid_for((size_t)len * r, 256), 256, 0, s>>>(pg, Q, 1, len, len, r, right);
+    cudaCheckLaunch();
+    galore_sign_fix_kernel<<<(unsigned)r, SIGNFIX_THREADS, 0, s>>>(pg, right, len, r);
+    cudaCheckLaunch();
+    galore_narrow(P, pg, (size_t)l->proj_numel, s);
+    galore_widen(g->Pf, P, (size_t)l->proj_numel, 1.0f, s); // as the SVD path: later steps use the bf16 one
+    g->refreshes++;
+}
+// --- end golore ---
+
 // galore_gpu_range_finder: the randomized refresh (galore.h; train_llama.c's galore_range_finder
 // is the CPU's, with the same Omega) from the fp32 G^T in g->A (column-major (Nn, M), which it
 // overwrites). Returns U = Q U_B[:, :r], the top-r vectors as the columns of a column-major
@@ -378,6 +417,7 @@ static const float* galore_gpu_range_finder(GaloreGpu* g, const TensorLayout* l,
 // gscale * G (bf16 (m, n)). Leaves the fp32 projector (the bf16 one widened) in g->Pf (= Uf). The
 // top-r vectors are gathered into whichever of A / Vf the SVD no longer needs (not the one holding them).
 static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, floatX* P, int tensor) {
+    if (g->projector == PROJECTOR_RANDOM) { galore_gpu_proj_gaussian_orth(g, l, P, tensor); return; } // GoLore: no SVD, G unused
     cudaStream_t s = g->stream;
     int64_t M = l->m, Nn = l->n, K = M < Nn ? M : Nn, r = l->r;
     int right = l->side == SIDE_RIGHT;

@@ -527,6 +527,7 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
         die("internal: the optimizer state carved per tensor differs from its memory plan rows");
     if (optim_is_8bit(cfg->kind)) o->maps = adam8bit_maps_upload();
     galore_gpu_init(&o->gl, o->lay, o->n, ublas, us, verbose);
+    o->gl.projector = cfg->projector; o->gl.run_seed = cfg->seed; // --proj random (GoLore)
 }
 
 // the state rows are the model's (GpuMem), freed with it
@@ -1140,7 +1141,7 @@ static int gpu_state_entries(void* ctx, StateEntry* e, int cap) {
     GpuRun* g = (GpuRun*)ctx;
     GpuOptim* o = &g->tr->opt;
     gpu_stage_alloc(g);
-    return optimizer_state_entries(e, cap, o->n, o->lay, g->has_proj, g->hm, g->hv, g->hqm, g->hqv, g->ham, g->hav, g->hp);
+    return optimizer_state_entries(e, cap, o->n, o->lay, g->has_proj, g->hm, g->hv, g->hqm, g->hqv, g->ham, g->hav, g->hp, NULL);
 }
 
 static void gpu_state_before_save(void* ctx) {
@@ -1283,6 +1284,10 @@ int main(int argc, char** argv) {
         if (plans) plan_json_print(plans);
         return 0;
     }
+    // --- fira (issue 15) ---
+    if (oc.kind == OPTIM_FIRA_ADAMW && s.steps > 0)
+        die("--optimizer fira_adamw: not on the GPU yet (train_llama, the CPU program, runs it); pass another --optimizer here");
+    // --- end fira ---
     int ndev = 0;
     cudaError_t de = cudaGetDeviceCount(&ndev);
     if (de != cudaSuccess || ndev == 0) die("no CUDA device (%s); hint: use the CPU trainer ./train_llama", de != cudaSuccess ? cudaGetErrorString(de) : "count 0");
