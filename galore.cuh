@@ -505,10 +505,10 @@ static void galore_gpu_project(GaloreGpu* g, const TensorLayout* l, const floatX
     }
 }
 
-// U (m, n) fp32 = scale * (Nl P) right / scale * (P Nl) left, with Pf the fp32 projector
-static void galore_gpu_project_back(GaloreGpu* g, const TensorLayout* l, const float* Nl, const float* Pf, float* U, float scale) {
+// U (m, n) fp32 = scale * (Nl P) right / scale * (P Nl) left, with Pf the fp32 projector; beta 1
+// adds into U (Fira: the residual already there)
+static void galore_gpu_project_back(GaloreGpu* g, const TensorLayout* l, const float* Nl, const float* Pf, float* U, float scale, float beta) {
     int M = (int)l->m, Nn = (int)l->n, r = (int)l->r;
-    float beta = 0.0f;
     cublasCheck(cublasSetStream(g->blas, g->stream));
     if (l->side == SIDE_RIGHT) {
         // U^T (n, m) = P^T (col-major (n, r)) * N^T (col-major (r, m))
@@ -620,5 +620,66 @@ static void galore_gpu_update_fused(MatmulCtx* mm, const TensorLayout* l, floatX
         gemm_bf16_scaled(mm, 0, 0, Nn, M, r, alpha, Nb, Nn, P, r, W, Nn, beta, s);
     }
 }
+
+// --- fira (issue 15) ---
+// Fira's residual on the GPU (galore.h's Fira block; train_llama.c's fira_residual is the CPU's):
+// the per-channel scale phi in one kernel (a thread per channel, its r entries of N and R summed in
+// double as the CPU does), U = alpha back(R) by cublasSgemm, U = phi (G - U) elementwise, ||U|| from
+// fixed-grid partials added on the host in double (a host sync per matrix: the limiter's divisor is
+// a host scalar, and its state lives on the host, in the checkpoint as the CPU's), U /= lim.
+__global__ void fira_channel_scale_kernel(float* phi, const float* Nl, const float* R, int64_t srows, int64_t scols, int cols) {
+    int64_t nch = cols ? scols : srows, len = cols ? srows : scols, stride = cols ? scols : 1;
+    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < nch; c += (int64_t)gridDim.x * blockDim.x) {
+        int64_t base = cols ? c : c * scols;
+        double a = 0.0, b = 0.0;
+        for (int64_t k = 0; k < len; k++) {
+            double x = Nl[base + k * stride], y = R[base + k * stride];
+            a += x * x; b += y * y;
+        }
+        phi[c] = GALORE_DIV((float)sqrt(a), (float)sqrt(b) + FIRA_NORM_EPS);
+    }
+}
+// U (m, n) = phi (x) (gscale G - U); G bf16 row-major, the channel a column (cols) or a row
+__global__ void fira_residual_kernel(float* U, const floatX* G, const float* phi, int64_t M, int64_t N, int cols, float gscale) {
+    size_t total = (size_t)M * N;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int64_t row = (int64_t)(i / N), col = (int64_t)(i % N);
+        U[i] = fira_residual_elem(GALORE_MUL(bf2f(G[i]), gscale), U[i], phi[cols ? col : row]);
+    }
+}
+__global__ void fira_divide_kernel(float* U, size_t n, float lim) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) U[i] = GALORE_DIV(U[i], lim);
+}
+
+// fira_gpu_residual: g->A = the limited, scaled residual S of a GaLore matrix from its gradient G
+// (bf16, times gscale), R and N (fp32, g->R / g->N) and the fp32 projector g->Pf; phi in g->Vf (free
+// outside a refresh); d_part / h_part: NORM_BLOCKS floats of device / host scratch. *lim_state is
+// the limiter's previous norm (host), first the matrix's first update.
+static void fira_gpu_residual(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, float scale, float* lim_state, int first,
+                              float* d_part, float* h_part) {
+    cudaStream_t s = g->stream;
+    int cols = fira_channel_cols(l);
+    int64_t nch = cols ? l->scols : l->srows;
+    if (nch != (cols ? l->n : l->m)) die("internal: fira channel count %lld does not match the %lld x %lld gradient", (long long)nch, (long long)l->m, (long long)l->n);
+    float* phi = g->Vf;
+    fira_channel_scale_kernel<<<grid_for((size_t)nch, 256), 256, 0, s>>>(phi, g->N, g->R, l->srows, l->scols, cols);
+    cudaCheckLaunch();
+    galore_gpu_project_back(g, l, g->R, g->Pf, g->A, scale, 0.0f); // alpha back(R)
+    size_t full = (size_t)(l->m * l->n);
+    fira_residual_kernel<<<grid_for(full, 256), 256, 0, s>>>(g->A, G, phi, l->m, l->n, cols, gscale);
+    cudaCheckLaunch();
+    sumsq_partials(d_part, g->A, full, s);
+    cudaCheck(cudaMemcpyAsync(h_part, d_part, sizeof(float) * NORM_BLOCKS, cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaStreamSynchronize(s));
+    double ss = 0.0;
+    for (int b = 0; b < NORM_BLOCKS; b++) ss += (double)h_part[b];
+    float next, lim = fira_limiter((float)sqrt(ss), *lim_state, first, &next);
+    if (lim != 1.0f) {
+        fira_divide_kernel<<<grid_for(full, 256), 256, 0, s>>>(g->A, full, lim);
+        cudaCheckLaunch();
+    }
+    *lim_state = next;
+}
+// --- end fira ---
 
 #endif // GALORE_CUH

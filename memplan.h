@@ -98,6 +98,7 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
     // optimizer state from the per-tensor layout
     double moments = 0.0, q8 = 0.0, absmax = 0.0, proj = 0.0, max_s = 0.0, max_full = 0.0;
     double acc_full = 0.0, acc_low = 0.0, galore_full = 0.0, lim = 0.0, max_ch = 0.0;
+    double max_proj = 0.0, max_r = 0.0;
     for (int i = 0; i < pt.n; i++) {
         TensorLayout l;
         tensor_layout(&l, &pt.info[i], oc);
@@ -109,6 +110,8 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
             if (l.snumel > max_s) max_s = (double)l.snumel;
             if ((double)(l.m * l.n) > max_full) max_full = (double)(l.m * l.n);
             if ((double)(l.m > l.n ? l.m : l.n) > max_ch) max_ch = (double)(l.m > l.n ? l.m : l.n);
+            if ((double)l.proj_numel > max_proj) max_proj = (double)l.proj_numel;
+            if ((double)l.r > max_r) max_r = (double)l.r;
             // Fira (full_grad) accumulates the full gradient every step (galore.h accum_layout)
             if (l.full_grad) acc_full += (double)pt.info[i].numel;
             else { acc_low += (double)l.snumel; galore_full += (double)(l.m * l.n); }
@@ -129,7 +132,9 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
     if (lim > 0.0) memplan_add(mp, "Fira limiter state (1 float per matrix)", lim, MEM_STATE);
     memplan_add(mp, "optimizer scratch (R, N, U)", (2.0 * max_s + max_full) * F, 0);
     if (oc->kind == OPTIM_FIRA_ADAMW) memplan_add(mp, "Fira channel scale (largest dimension)", (max_ch > 1.0 ? max_ch : 1.0) * F, 0);
-    memplan_add(mp, "svd workspace (at refresh, transient)", max_full * F * 3, MEM_TRANSIENT);
+    if (oc->projector == PROJECTOR_RANDOM) // GoLore: no SVD; the QR of a len x r Gaussian (its copy, tau, ~64 r of LAPACK workspace)
+        memplan_add(mp, "QR workspace (--proj random, at refresh, transient)", (max_proj + 65.0 * max_r) * F, MEM_TRANSIENT);
+    else memplan_add(mp, "svd workspace (at refresh, transient)", max_full * F * 3, MEM_TRANSIENT);
     size_t sizes[CPU_NUM_ACT];
     cpu_activation_sizes(c, B, T, recompute, sizes);
     double acts = 0.0, logits = 0.0;

@@ -1304,6 +1304,7 @@ int main(int argc, char** argv) {
     test_optimizer_vs_cpu(OPTIM_GALORE_ADAMW, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_ADAM8BIT, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_GALORE_ADAMW8BIT, gf.attn_fallback);
+    test_optimizer_vs_cpu(OPTIM_FIRA_ADAMW, gf.attn_fallback); // issue 15: Fira's residual and limiter on the unfused path
     test_galore_fused(gf.attn_fallback);
     test_gpu_per_layer(gf.attn_fallback);
     test_gpu_nonfinite(gf.attn_fallback);

@@ -477,6 +477,7 @@ typedef struct {
     float** absmax_m; float** absmax_v; // (n) (nblocks) each, or NULL
     floatX** proj;              // (n) bf16 projector ((r, n) right, (m, r) left), or NULL
     int* has_proj;              // (n) host
+    float** lim; float* lim_mem; // (n) host: Fira's limiter state (layout.limiter floats), or NULL
     char* mom_mem; uint8_t* q_mem; float* absmax_mem; floatX* proj_mem; // the plan rows behind the tables
     float* maps;                // (512) device: the signed and unsigned dynamic maps (8-bit kinds)
     GaloreGpu gl;               // SVD, projection scratch and handles (GaLore kinds)
@@ -503,6 +504,8 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
     o->absmax_m = (float**)callocCheck(1, ptrs); o->absmax_v = (float**)callocCheck(1, ptrs);
     o->proj = (floatX**)callocCheck(1, ptrs);
     o->has_proj = (int*)callocCheck((size_t)o->n, sizeof(int));
+    o->lim = (float**)callocCheck(1, ptrs);
+    o->lim_mem = (float*)callocCheck((size_t)o->n, sizeof(float)); // <= 1 float per tensor (host)
     char* mp = o->mom_mem;
     uint8_t* q = o->q_mem;
     float* am = o->absmax_mem;
@@ -520,6 +523,7 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
             o->v[i] = mp; mp += mb * l->snumel;
         }
         if (l->proj_numel) { o->proj[i] = pp; pp += l->proj_numel; }
+        if (l->limiter) o->lim[i] = o->lim_mem + i;
     }
     if (optim_is_8bit(cfg->kind)) o->maps = adam8bit_maps_upload();
     if (mp - o->mom_mem != (ptrdiff_t)ob.moments || (double)(q - o->q_mem) != ob.q8 || (double)(am - o->absmax_mem) * 4 != ob.absmax ||
@@ -535,6 +539,7 @@ static void gpu_optim_free(GpuOptim* o) {
     if (o->maps) cudaCheck(cudaFree(o->maps));
     galore_gpu_free(&o->gl);
     free(o->lay); free(o->m); free(o->v); free(o->qm); free(o->qv); free(o->absmax_m); free(o->absmax_v); free(o->proj); free(o->has_proj);
+    free(o->lim); free(o->lim_mem);
 }
 
 typedef struct {
@@ -692,7 +697,9 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
     // GaLore tensors: the fused update (galore.cuh: Adam writes a bf16 N, one GEMM W = beta W +
     // alpha N P) wherever the weights are bf16 rounded to nearest; fp32 masters and stochastic
     // rounding take the unfused path (fp32 U, galore_apply), as does a test setting gl->unfused
-    int fused = l->side != SIDE_NONE && !m->master && !sr && !gl->unfused;
+    // (Fira's residual needs the fp32 U and the projector Pf: always unfused)
+    int fused = l->side != SIDE_NONE && !m->master && !sr && !gl->unfused && c->kind != OPTIM_FIRA_ADAMW;
+    int first = !o->has_proj[i]; // the tensor's first update (Fira's limiter stores its first norm)
     floatX* Nb = (floatX*)gl->N; // the fused path's bf16 N (snumel), in gl->N's first half
     if (l->side != SIDE_NONE) {
         int due = !o->has_proj[i] || galore_refresh_due(t, c->update_proj_gap);
@@ -726,7 +733,8 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
                                         sr, seed, s);
         break;
     }
-    case OPTIM_GALORE_ADAMW: {
+    case OPTIM_GALORE_ADAMW:
+    case OPTIM_FIRA_ADAMW: {
         // HF AdamW: step_size = lr sqrt(1 - b2^t) / (1 - b1^t); eps is not bias-corrected; decay after
         float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
         int decay_on = wd > 0.0f;
@@ -743,7 +751,10 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
         } else {
             if (o->mom_f32) galore_hf_lowrank<float>(gl->N, gl->R, (float*)o->m[i], (float*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s);
             else galore_hf_lowrank<floatX>(gl->N, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], (size_t)l->snumel, b1, b2, eps, sr, seed, s);
-            galore_gpu_project_back(gl, l, gl->N, gl->Pf, gl->A, c->scale);
+            // Fira: A = S, the residual (g is the full gradient: full_grad), then A += alpha back(N)
+            int fira = c->kind == OPTIM_FIRA_ADAMW;
+            if (fira) fira_gpu_residual(gl, l, g, gscale, c->scale, o->lim[i], first, tr->d_part, tr->h_part);
+            galore_gpu_project_back(gl, l, gl->N, gl->Pf, gl->A, c->scale, fira ? 1.0f : 0.0f);
             if (m->master) galore_apply<float>(pm, pb, gl->A, n, -step_size, decay_on, dec, 0, seed, s);
             else galore_apply<floatX>(pb, NULL, gl->A, n, -step_size, decay_on, dec, sr, seed, s);
         }
@@ -778,7 +789,7 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
             if (l->state == STATE_8BIT)
                 adam8bit_update_gpu<float, float>(Z, NULL, gl->R, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], sn, o->maps, b1, b2, eps, lr, 0.0f, (int)t, 1.0f, 0, 0u, s);
             else adam32_update_gpu<float, float>(Z, NULL, gl->R, (float*)o->m[i], (float*)o->v[i], sn, b1, b2, eps, lr, 0.0f, (int)t, 1.0f, 0, 0u, s);
-            galore_gpu_project_back(gl, l, Z, gl->Pf, gl->A, c->scale);
+            galore_gpu_project_back(gl, l, Z, gl->Pf, gl->A, c->scale, 0.0f);
             if (m->master) galore_apply<float>(pm, pb, gl->A, n, 1.0f, wd > 0.0f, -lr * wd, 0, seed, s);
             else galore_apply<floatX>(pb, NULL, gl->A, n, 1.0f, wd > 0.0f, -lr * wd, sr, seed, s);
         }
@@ -843,7 +854,7 @@ static void gpu_hook_update(void* ctx, int i, int src, float lr, int64_t t) {
 }
 static void gpu_hook_release(void* ctx, int i) {
     GpuTrainer* tr = (GpuTrainer*)ctx;
-    if (!tr->acc || !tr->acc[i] || tr->opt.lay[i].side == SIDE_NONE) return;
+    if (!tr->acc || !tr->acc[i] || tr->opt.lay[i].side == SIDE_NONE || tr->opt.lay[i].full_grad) return; // Fira's live in acc_mem
     gpu_mem_sample();
     cudaCheck(cudaFreeAsync(tr->acc[i], tr->us)); // after the update enqueued before it on us
     tr->acc[i] = NULL;
@@ -960,7 +971,7 @@ static void gpu_trainer_free(GpuTrainer* tr) {
     free(tr->h_part);
     if (tr->acc) {
         for (int i = 0; i < tr->model->table.n; i++)
-            if (tr->acc[i] && tr->opt.lay[i].side != SIDE_NONE) cudaCheck(cudaFreeAsync(tr->acc[i], tr->us));
+            if (tr->acc[i] && tr->opt.lay[i].side != SIDE_NONE && !tr->opt.lay[i].full_grad) cudaCheck(cudaFreeAsync(tr->acc[i], tr->us));
         cudaCheck(cudaStreamSynchronize(tr->us));
         free(tr->acc); free(tr->racc);
     }
@@ -1141,7 +1152,7 @@ static int gpu_state_entries(void* ctx, StateEntry* e, int cap) {
     GpuRun* g = (GpuRun*)ctx;
     GpuOptim* o = &g->tr->opt;
     gpu_stage_alloc(g);
-    return optimizer_state_entries(e, cap, o->n, o->lay, g->has_proj, g->hm, g->hv, g->hqm, g->hqv, g->ham, g->hav, g->hp, NULL);
+    return optimizer_state_entries(e, cap, o->n, o->lay, g->has_proj, g->hm, g->hv, g->hqm, g->hqv, g->ham, g->hav, g->hp, o->lim); // lim: host already
 }
 
 static void gpu_state_before_save(void* ctx) {
@@ -1284,10 +1295,6 @@ int main(int argc, char** argv) {
         if (plans) plan_json_print(plans);
         return 0;
     }
-    // --- fira (issue 15) ---
-    if (oc.kind == OPTIM_FIRA_ADAMW && s.steps > 0)
-        die("--optimizer fira_adamw: not on the GPU yet (train_llama, the CPU program, runs it); pass another --optimizer here");
-    // --- end fira ---
     int ndev = 0;
     cudaError_t de = cudaGetDeviceCount(&ndev);
     if (de != cudaSuccess || ndev == 0) die("no CUDA device (%s); hint: use the CPU trainer ./train_llama", de != cudaSuccess ? cudaGetErrorString(de) : "count 0");
