@@ -339,8 +339,8 @@ typedef struct {
 
 // optimizer_state_entries: the optimizer's checkpoint entries, the same names on every engine so
 // that either resumes the other's: which tensors have a projector, then per tensor its moments
-// (fp32 m./v., or 8-bit qm./qv. with absmax_m./absmax_v.) and projector (proj.), following
-// tensor_layout. The pointer tables are host memory (the GPU passes its staging buffers).
+// (fp32 m./v., or 8-bit qm./qv. with absmax_m./absmax_v.), projector (proj.) and Fira's limiter
+// state (limiter.), following tensor_layout. The pointer tables are host memory (the GPU passes its staging buffers).
 static int optimizer_state_entries(StateEntry* e, int cap, int n_tensors, const TensorLayout* lay, int* has_proj,
                                    float** m, float** v, uint8_t** qm, uint8_t** qv, float** absmax_m, float** absmax_v,
                                    float** proj, float** lim) {
