@@ -31,7 +31,7 @@ typedef struct {
     int warmup;
     float min_lr_ratio;
     char schedule[16];         // cosine | constant
-    char optimizer[32];        // adamw | adam | galore_adamw | adam8bit | galore_adamw8bit
+    char optimizer[32];        // adamw | adam | galore_adamw | adam8bit | galore_adamw8bit | fira_adamw
     int rank;                  // GaLore r
     int update_proj_gap;       // GaLore T
     float galore_scale;        // GaLore alpha
@@ -66,6 +66,7 @@ typedef struct {
     float gpu_mem;             // GiB of the GPU the plan is checked against (0: no check)
     int recompute;             // recompute layer activations in backward instead of keeping them
     char svd[16];              // GaLore projector: auto | exact | randomized
+    char proj[16];             // GaLore projector source: svd | random (GoLore)
     char dist_init[PATHLEN];   // how ranks find each other without MPI: "" | file:PATH | tcp:HOST:PORT
     // GPU program only (the CPU program accepts and ignores them)
     int master_weights;        // fp32 master weights and fp32 moments
@@ -104,8 +105,8 @@ static const OptSpec CLI_OPTIONS[] = {
     {"warmup", OPT_INT, OPT_S(warmup), "30", NULL, "linear warmup steps (the first update has lr 0, as in the GaLore scripts)"},
     {"min-lr-ratio", OPT_FLOAT, OPT_S(min_lr_ratio), "0.1", NULL, "cosine floor as a fraction of --lr"},
     {"schedule", OPT_CHOICE, OPT_S(schedule), "cosine", "cosine|constant", "lr schedule after warmup"},
-    {"optimizer", OPT_CHOICE, OPT_S(optimizer), "adamw", "adamw|adam|galore_adamw|adam8bit|galore_adamw8bit",
-     "adamw: torch.optim.AdamW; adam: torch.optim.Adam (L2 decay), the GaLore scripts' full-rank baseline; galore_adamw: galore-torch GaLoreAdamW (HF AdamW + projector); adam8bit: bitsandbytes blockwise 8-bit Adam; galore_adamw8bit: GaLoreAdamW8bit"},
+    {"optimizer", OPT_CHOICE, OPT_S(optimizer), "adamw", "adamw|adam|galore_adamw|adam8bit|galore_adamw8bit|fira_adamw",
+     "adamw: torch.optim.AdamW; adam: torch.optim.Adam (L2 decay), the GaLore scripts' full-rank baseline; galore_adamw: galore-torch GaLoreAdamW (HF AdamW + projector); adam8bit: bitsandbytes blockwise 8-bit Adam; galore_adamw8bit: GaLoreAdamW8bit; fira_adamw: fira's FiraAdamW (GaLoreAdamW plus the norm-scaled residual outside the subspace, with the norm-growth limiter; takes the GaLore flags)"},
     {"rank", OPT_INT, OPT_S(rank), "128", NULL, "GaLore rank r (above min(m, n) keeps every direction)"},
     {"update-proj-gap", OPT_INT, OPT_S(update_proj_gap), "200", NULL, "GaLore T: the projector is recomputed by SVD at steps 1, T+1, 2T+1, ..."},
     {"galore-scale", OPT_FLOAT, OPT_S(galore_scale), "0.25", NULL, "GaLore alpha: scales the projected-back update of GaLore matrices"},
@@ -143,6 +144,8 @@ static const OptSpec CLI_OPTIONS[] = {
      "1: keep only each layer's input in forward and recompute the rest of its activations in backward (less memory, ~1/3 more compute; results are identical)"},
     {"svd", OPT_CHOICE, OPT_S(svd), "auto", "auto|exact|randomized",
      "GaLore projector refresh: exact (full economy SVD, as galore-torch), randomized (range finder with power iterations; rank << dims), auto (picked per matrix shape, see galore.h)"},
+    {"proj", OPT_CHOICE, OPT_S(proj), "svd", "svd|random",
+     "GaLore projector source at each refresh: svd (the gradient's top singular vectors, --svd says how), random (GoLore: an orthonormalized seeded Gaussian basis from --seed, the tensor and the refresh, the same on every rank and engine)"},
     {"dist-init", OPT_STR, OPT_S(dist_init), "", NULL,
      "data parallel without MPI: file:PATH (a shared file) or tcp:HOST:PORT (rank 0's address) to exchange the NCCL id, with RANK / WORLD_SIZE / LOCAL_RANK (or Slurm's) in the environment; \"\": MPI when launched by mpirun, else one process"},
     {"master-weights", OPT_INT, OPT_S(master_weights), "0", NULL, "GPU: 1 keeps fp32 master weights and fp32 Adam moments (0: pure bf16 weights and moments, as the GaLore paper)"},

@@ -85,6 +85,8 @@ typedef struct {
     int force_gesvd;           // tests: skip gesvdj, run gesvd (exact) / gesvd of the sketch (randomized)
     int force_gesvdj;          // tests, dev/cuda/svd: gesvdj at any size (galore_exact_gesvdj's rule off)
     int unfused;               // tests: take the unfused (reference) update path even where the fused one applies
+    int projector;             // PROJECTOR_* (--proj): random draws GoLore's basis (galore_gpu_proj_gaussian_orth); set after init
+    uint64_t run_seed;         // --seed, for galore_proj_seed
 } GaloreGpu;
 
 // gesvd of a rows x cols column-major matrix (rows >= cols, as cuSOLVER's gesvd requires), laid out
@@ -139,6 +141,14 @@ static int galore_gpu_workspace_query(GaloreGpu* g, const TensorLayout* lay, int
                                                        g->Vf, cols, &lw, g->jparams));
         }
         if (lw > best) best = lw;
+        // --- golore (issue 15) --- --proj random's QR of the len x r Gaussian: tau (r) then geqrf /
+        // orgqr's workspace (queried for every GaLore shape, so the allocation does not depend on --proj)
+        int glen = (int)(l->side == SIDE_RIGHT ? l->n : l->m), gr = (int)l->r, lq = 0, lo = 0;
+        cusolverCheck(cusolverDnSgeqrf_bufferSize(g->solver, glen, gr, g->Uf, glen, &lq));
+        cusolverCheck(cusolverDnSorgqr_bufferSize(g->solver, glen, gr, gr, g->Uf, glen, g->S, &lo));
+        lw = (int)galore_gesvd_work_offset(gr) + (lq > lo ? lq : lo);
+        if (lw > best) best = lw;
+        // --- end golore ---
     }
     return best;
 }
@@ -317,6 +327,35 @@ static void galore_gpu_orthonormalize(GaloreGpu* g, float* a, int rows, int cols
     if (info != 0) die("internal: cuSOLVER QR (geqrf/orgqr) of a %d x %d sketch of tensor %d failed (info %d)", rows, cols, tensor, info);
 }
 
+// --- golore (issue 15) ---
+// galore_gpu_proj_gaussian_orth: --proj random's projector (train_llama.c's galore_proj_gaussian_orth,
+// the CPU's): the len x r column-major standard Gaussian of galore_proj_seed (galore_gaussian: the
+// CPU's very bits) in Uf, cuSOLVER geqrf + orgqr (tau at work[0], the routines' workspace after it,
+// both in the queried g->lwork; devInfo checked), the r columns gathered into P's layout in A, the
+// sign convention, then the bf16 projector P and its fp32 copy Pf (which aliases Uf: written last).
+// The QR's rounding differs from LAPACK's (another blocking), so P matches the CPU's to ~len u, not
+// bitwise; every GPU rank runs the same kernels on the same bits and so agrees with the others.
+static void galore_gpu_proj_gaussian_orth(GaloreGpu* g, const TensorLayout* l, floatX* P, int tensor, const int* skip = NULL) {
+    cudaStream_t s = g->stream;
+    int right = l->side == SIDE_RIGHT;
+    int len = (int)(right ? l->n : l->m), r = (int)l->r;
+    uint64_t seed = galore_proj_seed(g->run_seed, tensor, galore_svd_round(g->refreshes, g->n_galore));
+    float* Q = g->Uf; // (len, r) <= max_full
+    galore_gaussian_fill(Q, (size_t)len * r, seed, s);
+    size_t off = galore_gesvd_work_offset(r);
+    if ((int64_t)off >= g->lwork) die("internal: the cuSOLVER workspace (%d floats) cannot hold the QR of tensor %d", g->lwork, tensor);
+    galore_gpu_orthonormalize(g, Q, len, r, g->work, g->work + off, g->lwork - (int)off, tensor);
+    float* pg = g->A;
+    galore_gather_kernel<<<grid_for((size_t)len * r, 256), 256, 0, s>>>(pg, Q, 1, len, len, r, right);
+    cudaCheckLaunch();
+    galore_sign_fix_kernel<<<(unsigned)r, SIGNFIX_THREADS, 0, s>>>(pg, right, len, r);
+    cudaCheckLaunch();
+    galore_narrow(P, pg, (size_t)l->proj_numel, s, skip); // a skipped update keeps its old P (galore_gpu_refresh)
+    galore_widen(g->Pf, P, (size_t)l->proj_numel, 1.0f, s); // as the SVD path: later steps use the bf16 one
+    g->refreshes++;
+}
+// --- end golore ---
+
 // galore_gpu_range_finder: the randomized refresh (galore.h; train_llama.c's galore_range_finder
 // is the CPU's, with the same Omega) from the fp32 G^T in g->A (column-major (Nn, M), which it
 // overwrites). Returns U = Q U_B[:, :r], the top-r vectors as the columns of a column-major
@@ -385,6 +424,7 @@ static const float* galore_gpu_range_finder(GaloreGpu* g, const TensorLayout* l,
 // and P keeps its old value (the caller undoes its host-side counts at the end of the step).
 static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, floatX* P, int tensor,
                                const int* skip = NULL) {
+    if (g->projector == PROJECTOR_RANDOM) { galore_gpu_proj_gaussian_orth(g, l, P, tensor, skip); return; } // GoLore: no SVD, G unused
     cudaStream_t s = g->stream;
     int64_t M = l->m, Nn = l->n, K = M < Nn ? M : Nn, r = l->r;
     int right = l->side == SIDE_RIGHT;
@@ -472,10 +512,10 @@ static void galore_gpu_project(GaloreGpu* g, const TensorLayout* l, const floatX
     }
 }
 
-// U (m, n) fp32 = scale * (Nl P) right / scale * (P Nl) left, with Pf the fp32 projector
-static void galore_gpu_project_back(GaloreGpu* g, const TensorLayout* l, const float* Nl, const float* Pf, float* U, float scale) {
+// U (m, n) fp32 = scale * (Nl P) right / scale * (P Nl) left, with Pf the fp32 projector; beta 1
+// adds into U (Fira: the residual already there)
+static void galore_gpu_project_back(GaloreGpu* g, const TensorLayout* l, const float* Nl, const float* Pf, float* U, float scale, float beta) {
     int M = (int)l->m, Nn = (int)l->n, r = (int)l->r;
-    float beta = 0.0f;
     cublasCheck(cublasSetStream(g->blas, g->stream));
     if (l->side == SIDE_RIGHT) {
         // U^T (n, m) = P^T (col-major (n, r)) * N^T (col-major (r, m))
@@ -609,5 +649,72 @@ static void galore_gpu_update_fused(MatmulCtx* mm, const TensorLayout* l, floatX
         gemm_bf16_scaled_dev(mm, 0, 0, Nn, M, r, d_ab, Nb, Nn, P, r, W, Nn, s);
     }
 }
+
+// --- fira (issue 15) ---
+// Fira's residual on the GPU (galore.h's Fira block; train_llama.c's fira_residual is the CPU's):
+// the per-channel scale phi in one kernel (a thread per channel, its r entries of N and R summed in
+// double as the CPU does), U = alpha back(R) by cublasSgemm, U = phi (G - U) elementwise, ||U|| from
+// fixed-grid partials added on the host in double (a host sync per matrix: the limiter's divisor is
+// a host scalar, and its state lives on the host, in the checkpoint as the CPU's), U /= lim.
+__global__ void fira_channel_scale_kernel(float* phi, const float* Nl, const float* R, int64_t srows, int64_t scols, int cols) {
+    int64_t nch = cols ? scols : srows, len = cols ? srows : scols, stride = cols ? scols : 1;
+    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < nch; c += (int64_t)gridDim.x * blockDim.x) {
+        int64_t base = cols ? c : c * scols;
+        double a = 0.0, b = 0.0;
+        for (int64_t k = 0; k < len; k++) {
+            double x = Nl[base + k * stride], y = R[base + k * stride];
+            a += x * x; b += y * y;
+        }
+        phi[c] = GALORE_DIV((float)sqrt(a), (float)sqrt(b) + FIRA_NORM_EPS);
+    }
+}
+// U (m, n) = phi (x) (gscale G - U); G bf16 row-major, the channel a column (cols) or a row
+__global__ void fira_residual_kernel(float* U, const floatX* G, const float* phi, int64_t M, int64_t N, int cols, float gscale) {
+    size_t total = (size_t)M * N;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int64_t row = (int64_t)(i / N), col = (int64_t)(i % N);
+        U[i] = fira_residual_elem(GALORE_MUL(bf2f(G[i]), gscale), U[i], phi[cols ? col : row]);
+    }
+}
+__global__ void fira_divide_kernel(float* U, size_t n, float lim) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) U[i] = GALORE_DIV(U[i], lim);
+}
+
+// fira_gpu_residual: g->A = the limited, scaled residual S of a GaLore matrix from its gradient G
+// (bf16, times gscale), R and N (fp32, g->R / g->N) and the fp32 projector g->Pf; phi in g->Vf (free
+// outside a refresh); d_part / h_part: NORM_BLOCKS floats of device / host scratch. *lim_state is
+// the limiter's previous norm (host), first the matrix's first update.
+// skip: the per-layer device-side verdict (NULL: none). The host reads the residual's norm here
+// anyway (the limiter's state lives on the host), and the verdict with it: a skipped update leaves
+// the limiter's state alone, as the CPU engine, which never runs it.
+static void fira_gpu_residual(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, float scale, float* lim_state, int first,
+                              float* d_part, float* h_part, const int* skip = NULL) {
+    cudaStream_t s = g->stream;
+    int cols = fira_channel_cols(l);
+    int64_t nch = cols ? l->scols : l->srows;
+    if (nch != (cols ? l->n : l->m)) die("internal: fira channel count %lld does not match the %lld x %lld gradient", (long long)nch, (long long)l->m, (long long)l->n);
+    float* phi = g->Vf;
+    fira_channel_scale_kernel<<<grid_for((size_t)nch, 256), 256, 0, s>>>(phi, g->N, g->R, l->srows, l->scols, cols);
+    cudaCheckLaunch();
+    galore_gpu_project_back(g, l, g->R, g->Pf, g->A, scale, 0.0f); // alpha back(R)
+    size_t full = (size_t)(l->m * l->n);
+    fira_residual_kernel<<<grid_for(full, 256), 256, 0, s>>>(g->A, G, phi, l->m, l->n, cols, gscale);
+    cudaCheckLaunch();
+    sumsq_partials(d_part, g->A, full, s);
+    cudaCheck(cudaMemcpyAsync(h_part, d_part, sizeof(float) * NORM_BLOCKS, cudaMemcpyDeviceToHost, s));
+    int skipped = 0;
+    if (skip) cudaCheck(cudaMemcpyAsync(&skipped, skip, sizeof(int), cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaStreamSynchronize(s));
+    if (skipped) return; // the kernels after it skip too; the limiter keeps its state
+    double ss = 0.0;
+    for (int b = 0; b < NORM_BLOCKS; b++) ss += (double)h_part[b];
+    float next, lim = fira_limiter((float)sqrt(ss), *lim_state, first, &next);
+    if (lim != 1.0f) {
+        fira_divide_kernel<<<grid_for(full, 256), 256, 0, s>>>(g->A, full, lim);
+        cudaCheckLaunch();
+    }
+    *lim_state = next;
+}
+// --- end fira ---
 
 #endif // GALORE_CUH

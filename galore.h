@@ -26,11 +26,15 @@ enum {
     OPTIM_GALORE_ADAMW,      // galore-torch GaLoreAdamW: HF-style AdamW (eps not bias-corrected, decay after)
     OPTIM_ADAM8BIT,          // bitsandbytes' blockwise 8-bit Adam (CUDA kernel semantics)
     OPTIM_GALORE_ADAMW8BIT,  // galore-torch GaLoreAdamW8bit: the 8-bit kernel on the low-rank gradient
+    // --- fira (issue 15) ---
+    OPTIM_FIRA_ADAMW,        // fira 1.0.2 FiraAdamW: GaLoreAdamW plus the scaled residual G - back(R) (fira_* below)
+    // --- end fira ---
     OPTIM_NUM_KINDS
 };
-static const char* const OPTIM_NAMES[OPTIM_NUM_KINDS] = {"adamw", "adam", "galore_adamw", "adam8bit", "galore_adamw8bit"};
-// default eps of each: torch and bitsandbytes use 1e-8, galore-torch's GaLoreAdamW (HF AdamW) 1e-6
-static const float OPTIM_DEFAULT_EPS[OPTIM_NUM_KINDS] = {1e-8f, 1e-8f, 1e-6f, 1e-8f, 1e-8f};
+static const char* const OPTIM_NAMES[OPTIM_NUM_KINDS] = {"adamw", "adam", "galore_adamw", "adam8bit", "galore_adamw8bit", "fira_adamw"};
+// default eps of each: torch and bitsandbytes use 1e-8, galore-torch's GaLoreAdamW (HF AdamW) 1e-6,
+// fira's AdamW (a copy of HF's) 1e-6
+static const float OPTIM_DEFAULT_EPS[OPTIM_NUM_KINDS] = {1e-8f, 1e-8f, 1e-6f, 1e-8f, 1e-8f, 1e-6f};
 
 enum { PROJ_STD = 0, PROJ_REVERSE_STD, PROJ_LEFT, PROJ_RIGHT };
 static const char* const PROJ_NAMES[] = {"std", "reverse_std", "left", "right"};
@@ -45,9 +49,12 @@ typedef struct {
     float scale;             // alpha, applied to GaLore tensors only
     int proj_type;           // PROJ_*
     int svd;                 // SVD_*: how a refresh computes the projector (--svd)
+    int projector;           // PROJECTOR_*: the SVD of the gradient, or a random orthonormal basis (--proj, GoLore)
+    uint64_t seed;           // the run's --seed: the random projectors derive from it (galore_proj_seed)
 } OptimConfig;
 
-static inline int optim_is_galore(int kind) { return kind == OPTIM_GALORE_ADAMW || kind == OPTIM_GALORE_ADAMW8BIT; }
+// the optimizers built on GaLore's projector machinery (a projector per matrix, refreshed every T)
+static inline int optim_is_galore(int kind) { return kind == OPTIM_GALORE_ADAMW || kind == OPTIM_GALORE_ADAMW8BIT || kind == OPTIM_FIRA_ADAMW; }
 static inline int optim_is_8bit(int kind) { return kind == OPTIM_ADAM8BIT || kind == OPTIM_GALORE_ADAMW8BIT; }
 
 static int optim_kind_from_name(const char* s) {
@@ -67,6 +74,21 @@ static int svd_from_name(const char* s) {
     for (int k = 0; k < 3; k++) if (strcmp(s, SVD_NAMES[k]) == 0) return k;
     return -1;
 }
+
+// --- golore (issue 15) ---
+// --proj: what a refresh builds the projector from. svd (0: a zeroed OptimConfig means GaLore's) is
+// the top-r singular vectors of the gradient (--svd says how); random is GoLore's (He et al. 2024,
+// arXiv 2410.11289): an orthonormalized standard Gaussian basis, drawn independently of the
+// gradient, uniform over the r-dimensional subspaces. Why: an SVD of a small-batch gradient is
+// dominated by its noise late in training and keeps projecting onto the same noisy directions,
+// while a random subspace is an unbiased compression (E[P P^T] = (r/len) I) and converges.
+enum { PROJECTOR_SVD = 0, PROJECTOR_RANDOM };
+static const char* const PROJECTOR_NAMES[] = {"svd", "random"};
+static int projector_from_name(const char* s) {
+    for (int k = 0; k < 2; k++) if (strcmp(s, PROJECTOR_NAMES[k]) == 0) return k;
+    return -1;
+}
+// --- end golore ---
 
 // ----------------------------------------------------------------------------
 // the projector
@@ -190,6 +212,17 @@ HOSTDEV static inline int64_t galore_svd_round(int64_t refreshes, int64_t n_galo
     return n_galore > 0 ? refreshes / n_galore : refreshes;
 }
 
+// --- golore (issue 15) ---
+// galore_proj_seed: the stream of GoLore's random projector of tensor `tensor` at refresh round
+// `round` (galore_svd_round) in a run of --seed run_seed: the same on every rank, on CPU and GPU,
+// whole-model or per-layer, and after a resume (round comes from the checkpoint's refresh count,
+// and the projector itself is in the checkpoint too). Another constant than galore_svd_seed's, so
+// the two streams never coincide.
+HOSTDEV static inline uint64_t galore_proj_seed(uint64_t run_seed, int64_t tensor, int64_t round) {
+    return galore_mix64(galore_mix64(0x476F4C6F72655250ULL ^ run_seed) ^ ((uint64_t)tensor << 40) ^ (uint64_t)round);
+}
+// --- end golore ---
+
 // fp32 arithmetic that both engines round identically: nvcc's --use_fast_math would make '/' and
 // sqrtf approximate and fuse a*b+c, so the device spells the IEEE round-to-nearest operations out.
 // In galore_gaussian every multiply-add is an explicit fmaf (one rounding everywhere) and every
@@ -274,6 +307,8 @@ typedef struct {
     int state;           // STATE_FP32 or STATE_8BIT (8-bit needs >= ADAM8_MIN_SIZE elements)
     int64_t nblocks;     // 256-element absmax blocks of the 8-bit state
     int svd;             // SVD_EXACT or SVD_RANDOMIZED: the refresh's algorithm (galore_svd_pick); 0 without a projector
+    int full_grad;       // fira: the update reads the full gradient every step (no low-rank accumulation or all-reduce)
+    int limiter;         // fira: floats of norm-growth limiter state (1 per GaLore matrix: the previous residual norm)
 } TensorLayout;
 
 static void tensor_layout(TensorLayout* lay, const ParamInfo* p, const OptimConfig* o) {
@@ -287,6 +322,9 @@ static void tensor_layout(TensorLayout* lay, const ParamInfo* p, const OptimConf
         if (lay->side == SIDE_RIGHT) { lay->scols = lay->r; lay->proj_numel = lay->r * lay->n; }
         else { lay->srows = lay->r; lay->proj_numel = lay->m * lay->r; }
     }
+    // --- fira (issue 15) ---
+    if (o->kind == OPTIM_FIRA_ADAMW && lay->side != SIDE_NONE) { lay->full_grad = 1; lay->limiter = 1; }
+    // --- end fira ---
     lay->snumel = lay->srows * lay->scols;
     lay->state = (optim_is_8bit(o->kind) && lay->snumel >= ADAM8_MIN_SIZE) ? STATE_8BIT : STATE_FP32;
     lay->nblocks = lay->state == STATE_8BIT ? (lay->snumel + ADAM8_BLOCK - 1) / ADAM8_BLOCK : 0;
@@ -294,21 +332,22 @@ static void tensor_layout(TensorLayout* lay, const ParamInfo* p, const OptimConf
 
 // galore_lowrank_at: whether tensor l's gradient at update t is accumulated and all-reduced as its
 // projection R: a GaLore tensor with a projector that t does not refresh (the projection of the
-// sum is the sum of the projections). Both trainers decide with it.
+// sum is the sum of the projections), unless its update reads the full gradient (Fira's residual
+// G - back(R) is what the projection drops, so R cannot stand in for G). Both trainers decide with it.
 static inline int galore_lowrank_at(const TensorLayout* l, int has_proj, int64_t t, int64_t T) {
-    return l->side != SIDE_NONE && has_proj && !galore_refresh_due(t, T);
+    return l->side != SIDE_NONE && !l->full_grad && has_proj && !galore_refresh_due(t, T);
 }
 
 // accum_layout: the gradient accumulators of a trainer, as element offsets into two buffers: a
-// full one for each non-GaLore tensor (full_off, when need_full; per-layer accumulation), a
-// low-rank one (snumel) for each GaLore tensor (low_off); -1 where a tensor has none. *nfull and
+// full one for each non-GaLore tensor and each full_grad one (Fira) (full_off, when need_full;
+// per-layer accumulation), a low-rank one (snumel) for each other GaLore tensor (low_off); -1 where a tensor has none. *nfull and
 // *nlow get the buffers' sizes. Both engines lay them out with it (the CPU in fp32, the GPU in bf16).
 static void accum_layout(const ParamTable* pt, const TensorLayout* lay, int need_full, int64_t* full_off, int64_t* low_off,
                          size_t* nfull, size_t* nlow) {
     *nfull = 0; *nlow = 0;
     for (int i = 0; i < pt->n; i++) {
         full_off[i] = low_off[i] = -1;
-        if (lay[i].side != SIDE_NONE) { low_off[i] = (int64_t)*nlow; *nlow += (size_t)lay[i].snumel; }
+        if (lay[i].side != SIDE_NONE && !lay[i].full_grad) { low_off[i] = (int64_t)*nlow; *nlow += (size_t)lay[i].snumel; }
         else if (need_full) { full_off[i] = (int64_t)*nfull; *nfull += (size_t)pt->info[i].numel; }
     }
 }
@@ -391,5 +430,45 @@ HOSTDEV static inline float adam_hf_elem(float g, float* m, float* v, float b1, 
     *m = mk; *v = vk;
     return mk / (sqrtf(vk) + eps);
 }
+
+// --- fira (issue 15) ---
+// Fira (Chen et al. 2024, arXiv 2410.01623) as fira 1.0.2's AdamW.step runs it, per GaLore matrix
+// (the plain tensors take GaLoreAdamW's HF AdamW):
+//   R = proj(G); N = m / (sqrt(v) + eps) from the moments of R (adam_hf_elem); step size as
+//     GaLoreAdamW, lr sqrt(1 - b2^t) / (1 - b1^t)
+//   phi_c = ||N_c|| / (||R_c|| + 1e-8) per channel c (fira_channel_cols): the columns of the
+//     low-rank matrix when it has fewer rows than columns, else its rows; with the std/reverse_std
+//     sides that channel is a column (left: R is r x n) or a row (right: R is m x r) of G as well
+//   S = phi (x) (G - alpha back(R))   the residual, scaled per channel. alpha is inside back(), as
+//     the package's project_back applies it: at --galore-scale 1 S is phi times the part of G the
+//     subspace drops; at alpha < 1 (1 - alpha) of the in-subspace part stays in it too. We follow
+//     the package (the reference) and flag it: the issue's "G - back(R)" reads the same.
+//   limiter (gamma = 1.01): the first update stores s = ||S||; each later one takes
+//     lim = max(||S|| / (s + 1e-8), gamma) / gamma, S = S / lim, s = ||S|| / lim (||S|| before the
+//     division), so the residual's norm grows at most 1% a step. The state s (one float per
+//     matrix) carries across refreshes; it is in the checkpoint ("limiter.N").
+//   W = W - step_size (alpha back(N) + S); then W = W - lr wd W (decay after, as GaLoreAdamW).
+// The residual needs the full G at every step: Fira takes full gradient accumulation and full
+// all-reduces (TensorLayout.full_grad), never the low-rank ones.
+#define FIRA_GAMMA 1.01f
+#define FIRA_NORM_EPS 1e-8f
+
+// whether the channels of the low-rank matrix (srows x scols) are its columns (package:
+// norm_dim = 0 when shape[0] < shape[1]) rather than its rows
+HOSTDEV static inline int fira_channel_cols(const TensorLayout* l) { return l->srows < l->scols; }
+
+// the limiter's divisor from the residual's norm sn and the stored previous norm prev (first: the
+// tensor's first update, no state yet); *next gets the new state. fp32 as the package's 0-d tensors.
+HOSTDEV static inline float fira_limiter(float sn, float prev, int first, float* next) {
+    if (first) { *next = sn; return 1.0f; }
+    float ratio = sn / (prev + FIRA_NORM_EPS);
+    float lim = ratio > FIRA_GAMMA ? ratio / FIRA_GAMMA : 1.0f; // max(ratio, gamma) / gamma; gamma / gamma is 1
+    *next = sn / lim;
+    return lim;
+}
+
+// one element of the scaled residual: phi (G - U), U = alpha back(R) (the channel's phi)
+HOSTDEV static inline float fira_residual_elem(float g, float u, float phi) { return (g - u) * phi; }
+// --- end fira ---
 
 #endif // GALORE_H

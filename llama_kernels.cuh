@@ -343,18 +343,21 @@ static void adam_update(TP* p, floatX* pbf, const floatX* g, TM* m, TM* v, size_
 
 // NORM_BLOCKS: llama.h (the memory plan sizes the partials)
 #define NORM_THREADS 512
-__global__ void sumsq_partial_kernel(float* partial, const floatX* x, size_t n) {
+// T: floatX (gradients) or float (Fira's fp32 residual)
+template <class T>
+__global__ void sumsq_partial_kernel(float* partial, const T* x, size_t n) {
     float acc = 0.0f;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float v = bf2f(x[i]);
+        float v = to_f32(x[i]);
         acc += v * v;
     }
     acc = block_reduce_sum(acc);
     if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 // partial: device fp32 (NORM_BLOCKS)
-static void sumsq_partials(float* partial, const floatX* x, size_t n, cudaStream_t s) {
-    sumsq_partial_kernel<<<NORM_BLOCKS, NORM_THREADS, 0, s>>>(partial, x, n);
+template <class T>
+static void sumsq_partials(float* partial, const T* x, size_t n, cudaStream_t s) {
+    sumsq_partial_kernel<T><<<NORM_BLOCKS, NORM_THREADS, 0, s>>>(partial, x, n);
     cudaCheckLaunch();
 }
 

@@ -98,24 +98,31 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
     double grads = (double)grad_layout(&pt, c, per_layer, NULL);
     // optimizer state from the per-tensor layout
     double moments = 0.0, q8 = 0.0, absmax = 0.0, proj = 0.0, max_s = 0.0, max_full = 0.0;
-    double acc_full = 0.0, acc_low = 0.0, galore_full = 0.0;
+    double acc_full = 0.0, acc_low = 0.0, galore_full = 0.0, lim = 0.0, max_ch = 0.0;
+    double max_proj = 0.0, max_r = 0.0;
     for (int i = 0; i < pt.n; i++) {
         TensorLayout l;
         tensor_layout(&l, &pt.info[i], oc);
         if (l.state == STATE_8BIT) { q8 += 2.0 * l.snumel; absmax += 2.0 * 4 * l.nblocks; }
         else moments += 2.0 * l.snumel * F;
         proj += (double)l.proj_numel * F;
+        lim += (double)l.limiter * F;
         if (l.side != SIDE_NONE) {
             if (l.snumel > max_s) max_s = (double)l.snumel;
             if ((double)(l.m * l.n) > max_full) max_full = (double)(l.m * l.n);
-            acc_low += (double)l.snumel;
-            galore_full += (double)(l.m * l.n);
+            if ((double)(l.m > l.n ? l.m : l.n) > max_ch) max_ch = (double)(l.m > l.n ? l.m : l.n);
+            if ((double)l.proj_numel > max_proj) max_proj = (double)l.proj_numel;
+            if ((double)l.r > max_r) max_r = (double)l.r;
+            // Fira (full_grad) accumulates the full gradient every step (galore.h accum_layout)
+            if (l.full_grad) acc_full += (double)pt.info[i].numel;
+            else { acc_low += (double)l.snumel; galore_full += (double)(l.m * l.n); }
         } else acc_full += (double)pt.info[i].numel;
     }
     memplan_add(mp, "weights", P * F, MEM_STATE);
     memplan_add(mp, per_layer ? "gradients (largest update group)" : "gradients", grads * F, 0);
     if (per_layer && grad_accum > 1) {
-        memplan_add(mp, "gradient accumulators (full-rank tensors)", acc_full * F, 0);
+        memplan_add(mp, oc->kind == OPTIM_FIRA_ADAMW ? "gradient accumulators (full: Fira's residual needs G)" : "gradient accumulators (full-rank tensors)",
+                    acc_full * F, 0);
         memplan_add(mp, "gradient accumulators (low-rank)", acc_low * F, 0);
         memplan_add(mp, "refresh-step accumulators (GaLore, transient)", galore_full * F, MEM_TRANSIENT);
     }
@@ -123,8 +130,12 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
     memplan_add(mp, "8-bit moments (m, v)", q8, MEM_STATE);
     memplan_add(mp, "8-bit absmax", absmax, MEM_STATE);
     memplan_add(mp, "projectors", proj, MEM_STATE);
+    if (lim > 0.0) memplan_add(mp, "Fira limiter state (1 float per matrix)", lim, MEM_STATE);
     memplan_add(mp, "optimizer scratch (R, N, U)", (2.0 * max_s + max_full) * F, 0);
-    memplan_add(mp, "svd workspace (at refresh, transient)", max_full * F * 3, MEM_TRANSIENT);
+    if (oc->kind == OPTIM_FIRA_ADAMW) memplan_add(mp, "Fira channel scale (largest dimension)", (max_ch > 1.0 ? max_ch : 1.0) * F, 0);
+    if (oc->projector == PROJECTOR_RANDOM) // GoLore: no SVD; the QR of a len x r Gaussian (its copy, tau, ~64 r of LAPACK workspace)
+        memplan_add(mp, "QR workspace (--proj random, at refresh, transient)", (max_proj + 65.0 * max_r) * F, MEM_TRANSIENT);
+    else memplan_add(mp, "svd workspace (at refresh, transient)", max_full * F * 3, MEM_TRANSIENT);
     size_t sizes[CPU_NUM_ACT];
     cpu_activation_sizes(c, B, T, recompute, sizes);
     double acts = 0.0, logits = 0.0;
@@ -285,7 +296,7 @@ static void gpu_memplan_build(MemPlan* mp, const GpuPlanArgs* a) {
     size_t nfull = 0, nlow = 0;
     accum_layout(&pt, lay, need_full, off, off + pt.n, &nfull, &nlow);
     double galore_full = 0.0;
-    for (int i = 0; i < pt.n; i++) if (lay[i].side != SIDE_NONE) galore_full += (double)(lay[i].m * lay[i].n);
+    for (int i = 0; i < pt.n; i++) if (lay[i].side != SIDE_NONE && !lay[i].full_grad) galore_full += (double)(lay[i].m * lay[i].n);
     memplan_set(mp, GR_ACC_FULL, "gradient accumulators (full-rank tensors, bf16)", need_full ? (double)nfull * GPU_X : 0.0, 0);
     memplan_set(mp, GR_ACC_LOW, "gradient accumulators (GaLore low-rank, bf16)", need_low ? (double)nlow * GPU_X : 0.0, 0);
     memplan_set(mp, GR_ACC_REFRESH, "refresh-step accumulators (GaLore, bf16)", need_full ? galore_full * GPU_X : 0.0, MEM_TRANSIENT);

@@ -125,6 +125,8 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     oc->rank = s->rank; oc->update_proj_gap = s->update_proj_gap; oc->scale = s->galore_scale;
     oc->proj_type = proj_type_from_name(s->proj_type);
     oc->svd = svd_from_name(s->svd); // the parser accepted only auto|exact|randomized
+    oc->projector = projector_from_name(s->proj); // svd|random, likewise
+    oc->seed = (uint64_t)s->seed;
     if (optim_is_galore(oc->kind) && (s->rank < 1 || s->update_proj_gap < 1))
         die("--rank %d / --update-proj-gap %d: GaLore needs both at least 1", s->rank, s->update_proj_gap);
     if (s->per_layer) {
@@ -134,11 +136,13 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
         s->grad_clip = 0.0f;
     }
     // flags that do nothing here, or likely do not do what was meant: a warning each
-    static const char* const galore_flags[] = {"rank", "update-proj-gap", "galore-scale", "proj-type", "svd"};
+    static const char* const galore_flags[] = {"rank", "update-proj-gap", "galore-scale", "proj-type", "svd", "proj"};
     if (!optim_is_galore(oc->kind))
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 6; i++)
             if (cli_was_given(argc, argv, galore_flags[i]))
-                run_warn("--%s has no effect with --optimizer %s (GaLore flags apply to galore_adamw and galore_adamw8bit)", galore_flags[i], s->optimizer);
+                run_warn("--%s has no effect with --optimizer %s (GaLore flags apply to galore_adamw, galore_adamw8bit and fira_adamw)", galore_flags[i], s->optimizer);
+    if (oc->projector == PROJECTOR_RANDOM && cli_was_given(argc, argv, "svd"))
+        run_warn("--svd %s has no effect with --proj random (the projector is a random basis, no SVD is taken)", s->svd);
     if (optim_is_galore(oc->kind)) {
         // a matrix whose min(m, n) <= rank keeps every direction: its moments are as large as
         // AdamW's, plus the projector
@@ -154,6 +158,12 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
             int64_t k = l.m < l.n ? l.m : l.n;
             if (l.r == k) n_full++;
             if (below < 0 || k < below) below = k;
+            // fira: the channels of R (fira_channel_cols) must be channels of G too; a forced left
+            // side keeping every column (r = n < m) makes R's rows the channels, which G lacks
+            if (l.limiter && !fira_channel_cols(&l) && l.srows != l.m)
+                die("--proj-type %s --rank %d with --optimizer fira_adamw: the %lld x %lld matrix %s keeps all %lld columns on the left side, "
+                    "so Fira's per-channel scale has no channel of the gradient to act on; pass a smaller --rank or --proj-type std",
+                    s->proj_type, s->rank, (long long)l.m, (long long)l.n, pt.info[i].name, (long long)l.n);
         }
         param_table_free(&pt);
         if (n_full > 0)
@@ -183,9 +193,15 @@ static void run_print_galore(const LlamaConfig* c, const OptimConfig* oc, const 
         if (l.svd == SVD_RANDOMIZED) n_rand++; else n_exact++;
     }
     param_table_free(&pt);
-    printf("galore: rank %d | projector refresh every %d steps: %s for %d matrices, randomized range finder for %d (--svd %s) | "
-           "scale %g | proj type %s%s\n", oc->rank, oc->update_proj_gap, exact_name, n_exact, n_rand, s->svd, oc->scale, s->proj_type,
-           s->per_layer ? " | per-layer updates" : "");
+    const char* fira = oc->kind == OPTIM_FIRA_ADAMW ? " | fira: norm-scaled residual, limiter gamma 1.01, full-gradient accumulation" : "";
+    if (oc->projector == PROJECTOR_RANDOM)
+        printf("galore: rank %d | projector refresh every %d steps: random orthonormal basis (GoLore, --proj random, seed %llu) for %d matrices | "
+               "scale %g | proj type %s%s%s\n", oc->rank, oc->update_proj_gap, (unsigned long long)oc->seed, n_exact + n_rand, oc->scale, s->proj_type,
+               fira, s->per_layer ? " | per-layer updates" : "");
+    else
+        printf("galore: rank %d | projector refresh every %d steps: %s for %d matrices, randomized range finder for %d (--svd %s) | "
+               "scale %g | proj type %s%s%s\n", oc->rank, oc->update_proj_gap, exact_name, n_exact, n_rand, s->svd, oc->scale, s->proj_type,
+               fira, s->per_layer ? " | per-layer updates" : "");
 }
 
 // run_print_dist: the data-parallel line of the startup banner (both engines); how: the engine's
@@ -193,6 +209,7 @@ static void run_print_galore(const LlamaConfig* c, const OptimConfig* oc, const 
 static void run_print_dist(const Dist* d, const Settings* s, const OptimConfig* oc, const char* how) {
     if (!d->active) return;
     const char* what = !optim_is_galore(oc->kind) ? "full gradients"
+                       : oc->kind == OPTIM_FIRA_ADAMW ? "full gradients (Fira's residual needs the full summed gradient)"
                        : s->grad_clip > 0.0f && !s->per_layer
                        ? "GaLore matrices as full gradients (--grad-clip needs their norm; --grad-clip 0 sends R = P^T G between refreshes)"
                        : "GaLore matrices as R = P^T G between refreshes";
@@ -224,18 +241,18 @@ typedef struct {
 
 // the settings a resumed run must share with the saved one (others, like --lr or --steps, may change)
 // (the number of ranks: each rank's loader position means other samples at another world size)
-#define FP_N 18
+#define FP_N 19
 static const char* const FP_NAMES[FP_N] = {
     "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers",
     "vocab_size", "--optimizer", "--rank", "--update-proj-gap", "--proj-type", "--batch", "--seq", "--grad-accum",
-    "--per-layer", "--shuffle", "--seed", "the number of processes (data-parallel ranks)", "--svd",
+    "--per-layer", "--shuffle", "--seed", "the number of processes (data-parallel ranks)", "--svd", "--proj",
 };
 
 static void fingerprint(int64_t* fp, const LlamaConfig* c, const OptimConfig* oc, const Settings* s, int world) {
     int g = optim_is_galore(oc->kind);
     int64_t v[FP_N] = {c->C, c->H, c->NH, c->NKV, c->L, c->V, oc->kind, g ? oc->rank : 0, g ? oc->update_proj_gap : 0,
                        g ? oc->proj_type : 0, s->batch, s->seq, s->grad_accum, s->per_layer, s->shuffle, s->seed, world,
-                       g ? oc->svd : 0};
+                       g ? oc->svd : 0, g ? oc->projector : 0};
     memcpy(fp, v, sizeof v);
 }
 
@@ -322,11 +339,11 @@ typedef struct {
 
 // optimizer_state_entries: the optimizer's checkpoint entries, the same names on every engine so
 // that either resumes the other's: which tensors have a projector, then per tensor its moments
-// (fp32 m./v., or 8-bit qm./qv. with absmax_m./absmax_v.) and projector (proj.), following
-// tensor_layout. The pointer tables are host memory (the GPU passes its staging buffers).
+// (fp32 m./v., or 8-bit qm./qv. with absmax_m./absmax_v.), projector (proj.) and Fira's limiter
+// state (limiter.), following tensor_layout. The pointer tables are host memory (the GPU passes its staging buffers).
 static int optimizer_state_entries(StateEntry* e, int cap, int n_tensors, const TensorLayout* lay, int* has_proj,
                                    float** m, float** v, uint8_t** qm, uint8_t** qv, float** absmax_m, float** absmax_v,
-                                   float** proj) {
+                                   float** proj, float** lim) {
     int n = 0;
     #define ADD(ptr, bytes, ...) do { if (n >= cap) die("internal: too many state entries"); \
         snprintf(e[n].name, STATE_NAME_LEN, __VA_ARGS__); e[n].data = (void*)(ptr); e[n].nbytes = (int64_t)(bytes); n++; } while (0)
@@ -343,6 +360,7 @@ static int optimizer_state_entries(StateEntry* e, int cap, int n_tensors, const 
             ADD(v[i], sizeof(float) * l->snumel, "v.%d", i);
         }
         if (l->proj_numel) ADD(proj[i], sizeof(float) * l->proj_numel, "proj.%d", i);
+        if (l->limiter && lim) ADD(lim[i], sizeof(float) * l->limiter, "limiter.%d", i); // fira (an engine without it passes NULL and refuses fira)
     }
     #undef ADD
     return n;

@@ -278,6 +278,67 @@ static double projector_agreement(const float* a, const float* b, int side, int6
     return worst;
 }
 
+// a unit file opened, its size into *flen and its 256-int header into h
+static FILE* unit_open(const char* path, int32_t* h, long* flen) {
+    FILE* f = fopenCheck(path, "rb");
+    fseek(f, 0, SEEK_END);
+    *flen = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    freadCheck(h, sizeof(int32_t), 256, f, path);
+    return f;
+}
+
+// the unit files' parameter dims (ndim, rows, cols each) into a table, the first ng GaLore matrices
+static void unit_param_table(FILE* f, const char* path, int np, int ng, ParamTable* pt, const char* script) {
+    pt->n = np;
+    pt->info = (ParamInfo*)callocCheck((size_t)np, sizeof(ParamInfo));
+    size_t total = 0;
+    for (int i = 0; i < np; i++) {
+        int32_t d[3];
+        freadCheck(d, sizeof(int32_t), 3, f, path);
+        if (d[0] < 1 || d[0] > 2 || d[1] < 1 || d[1] > 4096 || d[2] < 1 || d[2] > 4096 || (d[0] == 1 && d[2] != 1) || (i < ng && d[0] != 2))
+            die("%s: param %d has dims (%d, %d, %d); hint: rerun %s", path, i, d[0], d[1], d[2], script);
+        ParamInfo* p = &pt->info[i];
+        snprintf(p->name, sizeof p->name, "param%d", i);
+        p->ndim = d[0]; p->rows = d[1]; p->cols = d[2]; p->numel = p->rows * p->cols;
+        p->offset = total; p->galore = i < ng; p->layer = -1;
+        total += (size_t)p->numel;
+    }
+    pt->total = total;
+}
+
+// our projectors after a refresh, concatenated in table order (pn floats), as the files store them
+static float* unit_projectors_copy(const Optimizer* o, size_t pn) {
+    float* cp = (float*)mallocCheck(sizeof(float) * (pn ? pn : 1));
+    size_t off = 0;
+    for (int i = 0; i < o->n; i++) if (o->lay[i].proj_numel) { memcpy(cp + off, o->proj[i], sizeof(float) * o->lay[i].proj_numel); off += o->lay[i].proj_numel; }
+    return cp;
+}
+
+// the file's projectors of nref refreshes against ours (freed): the worst 1 - |cos| of a basis
+// vector, the sign flips into *flips
+static double unit_projectors_compare(FILE* f, const char* path, const Optimizer* o, float** ours, int nref, int* flips) {
+    double worst = 0.0;
+    *flips = 0;
+    for (int k = 0; k < nref; k++) {
+        size_t off = 0;
+        for (int i = 0; i < o->n; i++) {
+            const TensorLayout* l = &o->lay[i];
+            if (!l->proj_numel) continue;
+            float* rp = (float*)mallocCheck(sizeof(float) * l->proj_numel);
+            freadCheck(rp, sizeof(float), (size_t)l->proj_numel, f, path);
+            int fl;
+            double e = projector_agreement(ours[k] + off, rp, l->side, l->m, l->n, l->r, &fl);
+            if (e > worst) worst = e;
+            *flips += fl;
+            off += l->proj_numel;
+            free(rp);
+        }
+        free(ours[k]);
+    }
+    return worst;
+}
+
 // unit.bin / unit_reverse.bin (GaLoreAdamW, magic 20241126) and unit8bit.bin (GaLoreAdamW8bit
 // through the numpy model of bitsandbytes' kernels, magic 20241130): the optimizer on stored
 // synthetic gradients, weights after every step and the projectors of every refresh. Only the
@@ -286,12 +347,9 @@ static double projector_agreement(const float* a, const float* b, int side, int6
 static void test_galore_unit(const char* file, int proj_type) {
     char path[256];
     snprintf(path, sizeof path, GALORE_DIR "/%s", file);
-    FILE* f = fopenCheck(path, "rb");
-    fseek(f, 0, SEEK_END);
-    long flen = ftell(f);
-    fseek(f, 0, SEEK_SET);
     int32_t h[256];
-    freadCheck(h, sizeof(int32_t), 256, f, path);
+    long flen;
+    FILE* f = unit_open(path, h, &flen);
     if ((h[0] != 20241126 && h[0] != 20241130) || h[1] != 1) die("%s: bad magic; hint: rerun dev/ref/make_galore_reference.py", path);
     int np = h[2], S = h[3], nr_file = h[7], ng = h[8], kind_code = h[12];
     if (np < 1 || np > 64 || S < 1 || S > 1000 || h[4] < 1 || h[5] < 1 || nr_file < 0 || nr_file > 16 || ng < 0 || ng > np || ng > 3 ||
@@ -307,21 +365,8 @@ static void test_galore_unit(const char* file, int proj_type) {
     oc.weight_decay = hdr_float(h, 20); oc.scale = hdr_float(h, 21); oc.proj_type = proj_type;
     if (!(oc.eps > 0.0f)) oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; // the file stores the eps it ran with; 0 would mean "the default"
     ParamTable pt;
-    pt.n = np;
-    pt.info = (ParamInfo*)callocCheck((size_t)np, sizeof(ParamInfo));
-    size_t total = 0;
-    for (int i = 0; i < np; i++) {
-        int32_t d[3];
-        freadCheck(d, sizeof(int32_t), 3, f, path);
-        if (d[0] < 1 || d[0] > 2 || d[1] < 1 || d[1] > 4096 || d[2] < 1 || d[2] > 4096 || (d[0] == 1 && d[2] != 1) || (i < ng && d[0] != 2))
-            die("%s: param %d has dims (%d, %d, %d); hint: rerun dev/ref/make_galore_reference.py", path, i, d[0], d[1], d[2]);
-        ParamInfo* p = &pt.info[i];
-        snprintf(p->name, sizeof p->name, "param%d", i);
-        p->ndim = d[0]; p->rows = d[1]; p->cols = d[2]; p->numel = p->rows * p->cols;
-        p->offset = total; p->galore = i < ng; p->layer = -1;
-        total += (size_t)p->numel;
-    }
-    pt.total = total;
+    unit_param_table(f, path, np, ng, &pt, "dev/ref/make_galore_reference.py");
+    size_t total = pt.total;
     Optimizer o;
     optimizer_init(&o, &pt, &oc);
     // the file's size follows from the header: header, dims, p0, S x (grads, params), the projectors
@@ -352,10 +397,7 @@ static void test_galore_unit(const char* file, int proj_type) {
         for (int i = 0; i < np; i++) optimizer_update(&o, i, params + pt.info[i].offset, grads + pt.info[i].offset, 0, lr, t);
         if (galore_refresh_due(t, oc.update_proj_gap) && ng > 0) {
             if (nref == nr_file) die("%s: more refreshes than the %d stored", path, nr_file);
-            float* cp = (float*)mallocCheck(sizeof(float) * (pn ? pn : 1));
-            size_t off = 0;
-            for (int i = 0; i < np; i++) if (o.lay[i].proj_numel) { memcpy(cp + off, o.proj[i], sizeof(float) * o.lay[i].proj_numel); off += o.lay[i].proj_numel; }
-            ours_proj[nref++] = cp;
+            ours_proj[nref++] = unit_projectors_copy(&o, pn);
         }
         for (int i = 0; i < np; i++) {
             double e = norm_max_err(params + pt.info[i].offset, ref + pt.info[i].offset, (size_t)pt.info[i].numel);
@@ -367,24 +409,8 @@ static void test_galore_unit(const char* file, int proj_type) {
     }
     if (nref != nr_file) die("%s: %d refreshes stored, the schedule gives %d", path, nr_file, nref);
     // the reference's projectors, refresh by refresh
-    double pworst = 0.0;
     int flips = 0;
-    for (int k = 0; k < nref; k++) {
-        size_t off = 0;
-        for (int i = 0; i < np; i++) {
-            const TensorLayout* l = &o.lay[i];
-            if (!l->proj_numel) continue;
-            float* rp = (float*)mallocCheck(sizeof(float) * l->proj_numel);
-            freadCheck(rp, sizeof(float), (size_t)l->proj_numel, f, path);
-            int fl;
-            double e = projector_agreement(ours_proj[k] + off, rp, l->side, l->m, l->n, l->r, &fl);
-            if (e > pworst) pworst = e;
-            flips += fl;
-            off += l->proj_numel;
-            free(rp);
-        }
-        free(ours_proj[k]);
-    }
+    double pworst = unit_projectors_compare(f, path, &o, ours_proj, nref, &flips);
     fclose(f);
     char sides[256] = "";
     for (int i = 0; i < np; i++) {
@@ -547,15 +573,19 @@ static void test_per_layer(void) {
     param_table_build(&pt, &c);
     float* a = (float*)mallocCheck(sizeof(float) * pt.total);
     float* b = (float*)mallocCheck(sizeof(float) * pt.total);
-    int kinds[3] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT};
-    for (int k = 0; k < 3; k++) {
+    // (issue 15: fira_adamw, and GoLore's --proj random on both GaLore kinds)
+    int kinds[6] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT, OPTIM_FIRA_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT};
+    int projs[6] = {PROJECTOR_SVD, PROJECTOR_SVD, PROJECTOR_SVD, PROJECTOR_SVD, PROJECTOR_RANDOM, PROJECTOR_RANDOM};
+    for (int k = 0; k < 6; k++) {
         OptimConfig oc;
         memset(&oc, 0, sizeof oc);
         oc.kind = kinds[k]; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; oc.weight_decay = 0.01f;
-        oc.rank = 8; oc.update_proj_gap = 3; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+        oc.rank = 8; oc.update_proj_gap = 3; oc.scale = 0.25f; oc.proj_type = PROJ_STD; oc.projector = projs[k]; oc.seed = 42;
+        char name[64];
+        snprintf(name, sizeof name, "%s%s", OPTIM_NAMES[oc.kind], oc.projector == PROJECTOR_RANDOM ? " --proj random" : "");
         run_steps(&c, &oc, 0, 1, 7, a);
         run_steps(&c, &oc, 1, 1, 7, b);
-        check(memcmp(a, b, sizeof(float) * pt.total) == 0, "%s: --per-layer weights after 7 steps equal the whole-model step's bit for bit", OPTIM_NAMES[oc.kind]);
+        check(memcmp(a, b, sizeof(float) * pt.total) == 0, "%s: --per-layer weights after 7 steps equal the whole-model step's bit for bit", name);
         run_steps(&c, &oc, 0, 2, 7, a);
         run_steps(&c, &oc, 1, 2, 7, b);
         // the sums differ only in rounding order (P^T(G1 + G2) vs P^T G1 + P^T G2, and BLAS's beta = 1
@@ -565,10 +595,12 @@ static void test_per_layer(void) {
         // (the reference BLAS, which sums naively, gives the largest errors: ~4e-5). A wrong
         // accumulation (a lost micro-batch, a double count) is off by O(1). 8-bit states, (Q): a
         // flip moves a weight by one code step's worth of update, <= 9e-3 normalized (as in
-        // test_galore_unit): bound 1e-2.
+        // test_galore_unit): bound 1e-2. Fira accumulates full gradients in both modes (its residual
+        // needs G), which differ by the same rounding order only; its residual is a larger part of
+        // the step than GaLore's update (test_fira_unit) but carries the same relative error: the same bound.
         double e = norm_max_err(b, a, pt.total), bound = optim_is_8bit(oc.kind) ? 1e-2 : 2e-4;
-        check(e < bound, "%s: --per-layer --grad-accum 2 (low-rank accumulation) vs whole-model: normalized max error %.2e after 7 steps (bound %.0e)",
-              OPTIM_NAMES[oc.kind], e, bound);
+        check(e < bound, "%s: --per-layer --grad-accum 2 (%s accumulation) vs whole-model: normalized max error %.2e after 7 steps (bound %.0e)",
+              name, oc.kind == OPTIM_FIRA_ADAMW ? "full" : "low-rank", e, bound);
     }
     free(a); free(b);
     param_table_free(&pt);
@@ -1381,6 +1413,236 @@ static void test_hf_llama3_rope(const char* dir) {
     free(inv); free(cosb); free(sinb); free(cos4); free(sin4);
 }
 
+// ----------------------------------------------------------------------------
+// --- fira and golore (issue 15) ---
+
+#define FIRA_DIR "dev/ref/fira"
+
+// unit.bin / unit_scale1.bin (dev/ref/make_fira_reference.py, magic 20251203): fira 1.0.2's
+// FiraAdamW on stored synthetic gradients: weights and the limiter's state after every step, the
+// projectors of every refresh. The first NG params are the projected group, the rest plain.
+static void test_fira_unit(const char* file, int proj_type) {
+    char path[256];
+    snprintf(path, sizeof path, FIRA_DIR "/%s", file);
+    int32_t h[256];
+    long flen;
+    FILE* f = unit_open(path, h, &flen);
+    if (h[0] != 20251203 || h[1] != 1) die("%s: bad magic; hint: rerun dev/ref/make_fira_reference.py", path);
+    int np = h[2], S = h[3], nr_file = h[7], ng = h[8], engaged = h[12];
+    if (np < 1 || np > 64 || S < 1 || S > 1000 || h[4] < 1 || h[5] < 1 || nr_file < 0 || nr_file > 16 || ng < 1 || ng > np || ng > 3 ||
+        h[6] != (proj_type == PROJ_REVERSE_STD))
+        die("%s: implausible header; hint: rerun dev/ref/make_fira_reference.py", path);
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = OPTIM_FIRA_ADAMW;
+    oc.rank = h[4]; oc.update_proj_gap = h[5];
+    float lr = hdr_float(h, 16);
+    oc.beta1 = hdr_float(h, 17); oc.beta2 = hdr_float(h, 18); oc.eps = hdr_float(h, 19);
+    oc.weight_decay = hdr_float(h, 20); oc.scale = hdr_float(h, 21); oc.proj_type = proj_type; oc.svd = SVD_EXACT;
+    ParamTable pt;
+    unit_param_table(f, path, np, ng, &pt, "dev/ref/make_fira_reference.py");
+    size_t total = pt.total;
+    Optimizer o;
+    optimizer_init(&o, &pt, &oc);
+    size_t pn = 0;
+    for (int i = 0; i < np; i++) pn += (size_t)o.lay[i].proj_numel;
+    size_t want = 4 * (256 + 3 * (size_t)np + total * (1 + 2 * (size_t)S) + (size_t)ng * S + pn * (size_t)nr_file);
+    if ((size_t)flen != want) die("%s: %ld bytes, the header implies %zu; hint: rerun dev/ref/make_fira_reference.py", path, flen, want);
+    int sides_ok = 1;
+    for (int i = 0; i < np; i++) {
+        const TensorLayout* l = &o.lay[i];
+        if (i < ng) sides_ok &= l->side == (h[9 + i] == 0 ? SIDE_RIGHT : SIDE_LEFT) && l->full_grad && l->limiter == 1;
+        else sides_ok &= l->side == SIDE_NONE && !l->limiter;
+    }
+    float* params = (float*)mallocCheck(sizeof(float) * total);
+    float* grads = (float*)mallocCheck(sizeof(float) * total);
+    float* ref = (float*)mallocCheck(sizeof(float) * total);
+    float rlim[3];
+    freadCheck(params, sizeof(float), total, f, path);
+    double win1 = 0.0, later = 0.0, limerr = 0.0, plain = 0.0;
+    int nref = 0, our_engaged = 0;
+    float* ours_proj[16];
+    float prev[3] = {0};
+    for (int t = 1; t <= S; t++) {
+        freadCheck(grads, sizeof(float), total, f, path);
+        freadCheck(ref, sizeof(float), total, f, path);
+        freadCheck(rlim, sizeof(float), (size_t)ng, f, path);
+        for (int i = 0; i < np; i++) optimizer_update(&o, i, params + pt.info[i].offset, grads + pt.info[i].offset, 0, lr, t);
+        if (galore_refresh_due(t, oc.update_proj_gap)) {
+            if (nref == nr_file) die("%s: more refreshes than the %d stored", path, nr_file);
+            ours_proj[nref++] = unit_projectors_copy(&o, pn);
+        }
+        for (int i = 0; i < np; i++) {
+            double e = norm_max_err(params + pt.info[i].offset, ref + pt.info[i].offset, (size_t)pt.info[i].numel);
+            if (i >= ng && !(e <= plain)) plain = e;
+            if (t < 1 + oc.update_proj_gap) { if (!(e <= win1)) win1 = e; }
+            else if (!(e <= later)) later = e;
+        }
+        for (int j = 0; j < ng; j++) {
+            double e = fabs((double)o.lim[j][0] - rlim[j]) / fabs((double)rlim[j]);
+            if (!(e <= limerr)) limerr = e;
+            // an engaged step stores 1.01 (prev + 1e-8) (galore.h's fira_limiter), a free one less
+            if (t > 1 && fabs(o.lim[j][0] / (prev[j] + 1e-8) - 1.01) < 1e-5) our_engaged++;
+            prev[j] = o.lim[j][0];
+        }
+    }
+    if (nref != nr_file) die("%s: %d refreshes stored, the schedule gives %d", path, nr_file, nref);
+    int flips = 0;
+    double pworst = unit_projectors_compare(f, path, &o, ours_proj, nref, &flips);
+    fclose(f);
+    char name[64];
+    snprintf(name, sizeof name, "fira_adamw %s alpha %g", PROJ_NAMES[proj_type], oc.scale);
+    check(sides_ok, "%s: sides, full-gradient and limiter layout as the file says", name);
+    check(pworst < 1e-4 && flips == 0, "%s: projectors of %d refreshes span fira's (worst 1-|cos| %.1e, bound 1e-4), %d sign flips", name, nref, pworst, flips);
+    // Bounds, as test_galore_unit's (same gradients' spectrum, so the projectors agree to ~2e-6 per
+    // entry, u / the smallest kept gap 0.03) plus what Fira adds: S = phi (G - alpha back(R)) and the
+    // limiter. phi is a ratio of two column/row norms of fp32 data (R, N) that carry the projector's
+    // 2e-6, the residual G - alpha back(R) the same relative to |G|, and the limiter a ratio of two
+    // norms of S, so S and the divisor carry ~3 x 2e-6 = 6e-6 relative (the errors of the factors
+    // add). S is the larger part of the step here (||S|| ~ 30-40 over ~1000 entries, max entry ~4,
+    // against alpha |N| <= 0.25 x 3), so a step moves a weight by up to lr x 4 = 0.04 and its error
+    // by 0.04 x 6e-6 = 2.4e-7, normalized by |W|max >= 0.08 (the 0.02 init's 4 sigma; the steps only
+    // grow it) 3e-6 a step: 9e-6 over the first window's 3 steps, bound 5e-5 (margin for entries
+    // where G - alpha back(R) cancels); 2.4e-5 over all 8, bound 1e-4 across the refreshes (the
+    // carried moments and limiter state add the earlier windows' error). The
+    // limiter state is ||S|| / lim: 6e-6 relative per step, compounding through prev over 8 steps
+    // (a divisor's error passes 1:1 into the next state): 5e-5, bound 1e-4. A wrong formula (the
+    // channel axis, alpha in the residual, the limiter's first step, the decay order) is off by 1e-2
+    // or more. The plain tensor d (HF AdamW on identical inputs, elementwise) must agree to rounding
+    // of torch's fused vs our separate operations: 1e-6.
+    check(win1 < 5e-5, "%s: weights inside the first projector window vs fira: normalized max error %.2e (bound 5e-5)", name, win1);
+    check(later < 1e-4, "%s: weights across %d refreshes (moments and limiter carried over) vs fira: normalized max error %.2e (bound 1e-4)",
+          name, nref - 1, later);
+    check(limerr < 1e-4, "%s: the limiter's state after every step vs fira's scaling_grad: max relative error %.2e (bound 1e-4)", name, limerr);
+    check(our_engaged == engaged && engaged > 0 && engaged < (S - 1) * ng,
+          "%s: the limiter engaged %d of %d times (fira: %d): the file covers both branches", name, our_engaged, (S - 1) * ng, engaged);
+    check(plain < 1e-6, "%s: the plain tensor (HF AdamW) vs fira: normalized max error %.2e (bound 1e-6)", name, plain);
+    optimizer_free(&o);
+    free(params); free(grads); free(ref); free(pt.info);
+}
+
+// GoLore's projector (--proj random): orthonormal, from the seed alone, the same bits for the same
+// (run seed, tensor, round), different otherwise; and through galore_refresh
+static void test_golore(void) {
+    // orthonormality: P P^T (right, r x n) or P^T P (left) against I. Householder QR in fp32 is
+    // backward stable: ||Q^T Q - I|| <= c len r u with a small c (Higham, Thm 19.4: c ~ 1); entry
+    // by entry the error is a length-len dot product of rounded columns, ~ sqrt(len) u: bound
+    // 2 len u, 4.8e-6 at len 40 (3e-6 at 24), far below a wrong layout (O(1)).
+    int shapes[5][4] = {{40, 24, 7, PROJ_STD}, {24, 40, 7, PROJ_STD}, {32, 32, 32, PROJ_STD}, {60, 84, 8, PROJ_REVERSE_STD}, {84, 60, 60, PROJ_STD}};
+    int all_ok = 1;
+    double worst_ratio = 0.0;
+    for (int k = 0; k < 5; k++) {
+        int M = shapes[k][0], N = shapes[k][1];
+        int side = galore_side(M, N, shapes[k][3]);
+        int r = (int)galore_rank(M, N, shapes[k][2]), len = side == SIDE_RIGHT ? N : M;
+        size_t pn = (size_t)r * len;
+        float* P = (float*)mallocCheck(sizeof(float) * pn);
+        float* P2 = (float*)mallocCheck(sizeof(float) * pn);
+        float* P3 = (float*)mallocCheck(sizeof(float) * pn);
+        galore_proj_gaussian_orth(P, side, M, N, r, galore_proj_seed(42, k, 3));
+        galore_proj_gaussian_orth(P2, side, M, N, r, galore_proj_seed(42, k, 3));
+        galore_proj_gaussian_orth(P3, side, M, N, r, galore_proj_seed(42, k, 4));
+        double orth = 0.0;
+        for (int a = 0; a < r; a++)
+            for (int b = 0; b < r; b++) {
+                double dot = 0.0;
+                for (int x = 0; x < len; x++)
+                    dot += side == SIDE_RIGHT ? (double)P[(size_t)a * N + x] * P[(size_t)b * N + x] : (double)P[(size_t)x * r + a] * P[(size_t)x * r + b];
+                double e = fabs(dot - (a == b));
+                if (e > orth) orth = e;
+            }
+        double bound = 2.0 * len * 5.96e-8;
+        if (orth / bound > worst_ratio) worst_ratio = orth / bound;
+        int same = memcmp(P, P2, sizeof(float) * pn) == 0, differ = memcmp(P, P3, sizeof(float) * pn) != 0;
+        all_ok &= orth < bound && same && differ;
+        if (!(orth < bound && same && differ)) printf("     %dx%d r %d: orth %.2e (bound %.2e) same %d differ %d\n", M, N, r, orth, bound, same, differ);
+        free(P); free(P2); free(P3);
+    }
+    check(all_ok, "--proj random: galore_proj_gaussian_orth is orthonormal (worst |P P^T - I| %.2f of its bound 2 len u), bitwise the same for the "
+          "same seed and different for the next round, on 5 shapes (right, left, square full rank, reverse_std, tall full rank)", worst_ratio);
+    // the seed: the run seed, the tensor and the round all change it
+    uint64_t s0 = galore_proj_seed(42, 1, 0);
+    check(s0 != galore_proj_seed(43, 1, 0) && s0 != galore_proj_seed(42, 2, 0) && s0 != galore_proj_seed(42, 1, 1) && s0 != galore_svd_seed(1, 0),
+          "galore_proj_seed: the run seed, the tensor and the refresh round each give another stream (and not --svd randomized's)");
+    // through the optimizer: the projector does not depend on the gradient, and the 2nd round's
+    // matrix is the one galore_proj_seed(seed, tensor, 1) gives
+    ParamTable pt;
+    pt.n = 2;
+    pt.info = (ParamInfo*)callocCheck(2, sizeof(ParamInfo));
+    for (int i = 0; i < 2; i++) {
+        ParamInfo* p = &pt.info[i];
+        p->ndim = 2; p->rows = i ? 24 : 40; p->cols = i ? 40 : 24; p->numel = p->rows * p->cols; p->galore = 1; p->layer = -1;
+        p->offset = i ? 960 : 0;
+    }
+    pt.total = 1920;
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = OPTIM_GALORE_ADAMW; oc.rank = 5; oc.update_proj_gap = 2; oc.scale = 0.25f; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = 1e-6f;
+    oc.projector = PROJECTOR_RANDOM; oc.seed = 7;
+    Optimizer o;
+    optimizer_init(&o, &pt, &oc);
+    float* w = (float*)callocCheck(1920, sizeof(float));
+    float* g = (float*)mallocCheck(sizeof(float) * 1920);
+    float want[200];
+    int ok = 1;
+    for (int t = 1; t <= 3; t++) {
+        for (int k = 0; k < 1920; k++) g[k] = (float)sin(0.37 * k * t);
+        for (int i = 0; i < 2; i++) optimizer_update(&o, i, w + pt.info[i].offset, g + pt.info[i].offset, 0, 1e-3f, t);
+        int64_t round = t < 3 ? 0 : 1; // refreshes at steps 1 and 3
+        for (int i = 0; i < 2; i++) {
+            const TensorLayout* l = &o.lay[i];
+            galore_proj_gaussian_orth(want, l->side, (int)l->m, (int)l->n, (int)l->r, galore_proj_seed(7, i, round));
+            ok &= memcmp(want, o.proj[i], sizeof(float) * (size_t)l->proj_numel) == 0;
+        }
+    }
+    check(ok && o.refreshes == 4, "--proj random through galore_refresh: at steps 1 and 3 (gap 2) each projector is round 0's / 1's seeded matrix, "
+          "bit for bit, whatever the gradient (%lld refreshes)", (long long)o.refreshes);
+    optimizer_free(&o);
+    free(w); free(g); free(pt.info);
+}
+
+// the CPU memory plan of fira_adamw: its state rows (moments, projectors, limiter) are what the
+// optimizer allocates; with --per-layer --grad-accum 2 the GaLore matrices get full accumulators
+// (what the trainer carves, accum_layout) and no low-rank or refresh-step ones
+static void test_fira_memplan(void) {
+    LlamaConfig t;
+    llama_config_from_json(&t, REF_DIR "/config.json");
+    ParamTable pt;
+    param_table_build(&pt, &t);
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = OPTIM_FIRA_ADAMW; oc.rank = 8; oc.update_proj_gap = 5; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+    Optimizer o;
+    optimizer_init(&o, &pt, &oc);
+    MemPlan mp;
+    memplan_build(&mp, &t, &oc, 1, 2, 3, 13, 0);
+    double planned = 0.0, acc_full = -1.0, acc_low = -1.0, refresh = -1.0;
+    for (int i = 0; i < mp.n; i++) {
+        const char* nm = mp.items[i].name;
+        if (strstr(nm, "moments") || strstr(nm, "absmax") || strcmp(nm, "projectors") == 0 || strstr(nm, "limiter")) planned += mp.items[i].bytes;
+        if (strstr(nm, "gradient accumulators (full")) acc_full = mp.items[i].bytes;
+        if (strstr(nm, "gradient accumulators (low-rank)")) acc_low = mp.items[i].bytes;
+        if (strstr(nm, "refresh-step")) refresh = mp.items[i].bytes;
+    }
+    double allocated = 0.0;
+    int nlim = 0;
+    for (int i = 0; i < o.n; i++) {
+        const TensorLayout* l = &o.lay[i];
+        allocated += 8.0 * l->snumel + 4.0 * l->proj_numel + 4.0 * l->limiter;
+        nlim += l->limiter;
+    }
+    int64_t* off = (int64_t*)mallocCheck(sizeof(int64_t) * 2 * (size_t)pt.n);
+    size_t nfull, nlow;
+    accum_layout(&pt, o.lay, 1, off, off + pt.n, &nfull, &nlow);
+    check(planned == allocated && nlim == 14 && acc_full == 4.0 * (double)pt.total && nfull == pt.total && acc_low <= 0.0 && nlow == 0 && refresh <= 0.0,
+          "fira_adamw memory plan: state %.0f bytes planned, %.0f allocated (%d limiter floats); --per-layer --grad-accum 2: full accumulators "
+          "%.0f bytes for every tensor (%zu floats carved), low-rank %.0f, refresh-step %.0f (-1: no row)", planned, allocated, nlim, acc_full, nfull, acc_low, refresh);
+    free(off);
+    optimizer_free(&o);
+    param_table_free(&pt);
+}
+// --- end fira and golore ---
+
 int main(int argc, char** argv) {
     set_threads(0);
     if (argc == 3 && strcmp(argv[1], "hf") == 0) { // dev/test/test_hf.sh
@@ -1390,7 +1652,16 @@ int main(int argc, char** argv) {
         printf("%d passed, %d failed\n", n_pass, n_fail);
         return n_fail == 0 ? 0 : 1;
     }
-    if (argc != 1) die("usage: %s [hf DIR]  (hf: the checks of dev/test/test_hf.sh on the folders of dev/test/make_hf_folders.py)", argv[0]);
+    if (argc == 2 && strcmp(argv[1], "fira") == 0) { // only issue 15's Fira / GoLore checks
+        test_fira_unit("unit.bin", PROJ_STD);
+        test_fira_unit("unit_scale1.bin", PROJ_REVERSE_STD);
+        test_golore();
+        test_per_layer();
+        test_fira_memplan();
+        printf("%d passed, %d failed\n", n_pass, n_fail);
+        return n_fail == 0 ? 0 : 1;
+    }
+    if (argc != 1) die("usage: %s [hf DIR | fira]  (fira: only the Fira / GoLore checks; hf: the checks of dev/test/test_hf.sh on the folders of dev/test/make_hf_folders.py)", argv[0]);
     test_parity();
     test_presets();
     test_save_load();
@@ -1407,6 +1678,10 @@ int main(int argc, char** argv) {
     test_galore_svd();
     test_galore_e2e("e2e_adamw.bin", OPTIM_GALORE_ADAMW);
     test_galore_e2e("e2e_adamw8bit.bin", OPTIM_GALORE_ADAMW8BIT);
+    test_fira_unit("unit.bin", PROJ_STD);
+    test_fira_unit("unit_scale1.bin", PROJ_REVERSE_STD);
+    test_golore();
+    test_fira_memplan();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail == 0 ? 0 : 1;
 }

@@ -525,6 +525,56 @@ static float* gpu_refresh_host(const TensorLayout* lay, const float* G, size_t f
     return gproj;
 }
 
+// --- golore (issue 15) ---
+// --proj random on the GPU (galore_gpu_proj_gaussian_orth) against the CPU's galore_proj_gaussian_orth
+// with the same seed: the same Gaussian bits (test_galore_refresh_randomized checks galore_gaussian
+// itself), QR by cuSOLVER vs LAPACK (both Householder, another blocking: fp32 results agree to ~len u
+// = 1e-5), the same sign convention, so the bf16 projector equals the CPU's to its storage rounding,
+// 2^-9 of a unit vector's entries: bound 4e-3 as the SVD refresh's; a wrong layout, side or seed is
+// off by O(1). Twice on the device: bit for bit (every rank draws the same projector).
+static void test_golore_gpu(void) {
+    int shapes[3][3] = {{96, 64, 12}, {48, 160, 12}, {64, 64, 64}};
+    cublasHandle_t blas;
+    cublasCheck(cublasCreate(&blas));
+    for (int sh = 0; sh < 3; sh++) {
+        ParamInfo pi;
+        memset(&pi, 0, sizeof pi);
+        pi.ndim = 2; pi.rows = shapes[sh][0]; pi.cols = shapes[sh][1]; pi.numel = pi.rows * pi.cols; pi.galore = 1;
+        OptimConfig oc;
+        memset(&oc, 0, sizeof oc);
+        oc.kind = OPTIM_GALORE_ADAMW; oc.rank = shapes[sh][2]; oc.update_proj_gap = 10; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+        oc.projector = PROJECTOR_RANDOM; oc.seed = 1234;
+        TensorLayout lay;
+        tensor_layout(&lay, &pi, &oc);
+        float* cproj = (float*)mallocCheck(sizeof(float) * lay.proj_numel);
+        cpu::galore_proj_gaussian_orth(cproj, lay.side, (int)lay.m, (int)lay.n, (int)lay.r, galore_proj_seed(oc.seed, 0, galore_svd_round(0, 1)));
+        float* gp[2];
+        for (int rep = 0; rep < 2; rep++) {
+            GaloreGpu gg;
+            galore_gpu_init(&gg, &lay, 1, blas, 0, 0);
+            gg.projector = PROJECTOR_RANDOM; gg.run_seed = oc.seed;
+            floatX* dG = (floatX*)cudaMallocCheck(sizeof(floatX) * (size_t)pi.numel, "test G"); // not read by the random refresh
+            cudaCheck(cudaMemset(dG, 0, sizeof(floatX) * (size_t)pi.numel));
+            floatX* dP = (floatX*)cudaMallocCheck(sizeof(floatX) * lay.proj_numel, "test P");
+            galore_gpu_refresh(&gg, &lay, dG, 1.0f, dP, 0);
+            gp[rep] = (float*)mallocCheck(sizeof(float) * lay.proj_numel);
+            download_f32(gp[rep], dP, (size_t)lay.proj_numel, 0);
+            check(gg.refreshes == 1, "GoLore GPU refresh counted (%lld)", (long long)gg.refreshes);
+            cudaCheck(cudaFree(dG)); cudaCheck(cudaFree(dP));
+            galore_gpu_free(&gg);
+        }
+        double worst;
+        int flips = proj_compare(gp[0], cproj, &lay, &worst);
+        int same = memcmp(gp[0], gp[1], sizeof(float) * lay.proj_numel) == 0;
+        check(flips == 0 && worst < 4e-3 && same, "--proj random on the GPU %lldx%lld %s r %lld: vs the CPU's galore_proj_gaussian_orth %d sign flips, "
+              "max abs difference %.2e (bound 4e-3: bf16 projector); twice on the device bit for bit: %d", (long long)lay.m, (long long)lay.n,
+              lay.side == SIDE_RIGHT ? "right" : "left", (long long)lay.r, flips, worst, same);
+        free(cproj); free(gp[0]); free(gp[1]);
+    }
+    cublasCheck(cublasDestroy(blas));
+}
+// --- end golore ---
+
 // the projector refresh (gesvdj, and the gesvd fallback) against the CPU's galore_refresh (LAPACK
 // sgesdd + galore_sign_fix) on the same bf16 matrix: both sides, square, ties of the side rule
 static void test_galore_refresh(void) {
@@ -1388,9 +1438,11 @@ int main(int argc, char** argv) {
     test_adam8bit_kernels();
     test_galore_refresh();
     test_galore_refresh_randomized();
+    test_golore_gpu();
     test_optimizer_vs_cpu(OPTIM_GALORE_ADAMW, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_ADAM8BIT, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_GALORE_ADAMW8BIT, gf.attn_fallback);
+    test_optimizer_vs_cpu(OPTIM_FIRA_ADAMW, gf.attn_fallback); // issue 15: Fira's residual and limiter on the unfused path
     test_galore_fused(gf.attn_fallback);
     test_gpu_per_layer(gf.attn_fallback);
     test_gpu_nonfinite(gf.attn_fallback);

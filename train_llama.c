@@ -565,6 +565,8 @@ typedef struct {
     float* N;                 // (max snumel) low-rank direction / update
     float* U;                 // (max galore numel) projected-back update
     int64_t refreshes;        // SVDs done
+    float** lim;              // fira: the norm-growth limiter's previous residual norm (layout.limiter floats), or NULL
+    float* chan;              // fira: (max channels) the per-channel scale phi
 } Optimizer;
 
 static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig* cfg) {
@@ -572,16 +574,17 @@ static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig
     o->cfg = *cfg;
     o->n = pt->n;
     o->lay = (TensorLayout*)mallocCheck(sizeof(TensorLayout) * pt->n);
-    size_t nf = 0, nq = 0, max_s = 0, max_full = 0;
+    size_t nf = 0, nq = 0, max_s = 0, max_full = 0, max_ch = 1;
     for (int i = 0; i < pt->n; i++) {
         TensorLayout* l = &o->lay[i];
         tensor_layout(l, &pt->info[i], cfg);
         if (l->state == STATE_8BIT) { nq += 2 * (size_t)l->snumel; nf += 2 * (size_t)l->nblocks; }
         else nf += 2 * (size_t)l->snumel;
-        nf += (size_t)l->proj_numel;
+        nf += (size_t)l->proj_numel + (size_t)l->limiter;
         if (l->side != SIDE_NONE) {
             if ((size_t)l->snumel > max_s) max_s = (size_t)l->snumel;
             if ((size_t)(l->m * l->n) > max_full) max_full = (size_t)(l->m * l->n);
+            if ((size_t)(l->m > l->n ? l->m : l->n) > max_ch) max_ch = (size_t)(l->m > l->n ? l->m : l->n);
         }
     }
     o->fmem = (float*)callocCheck(nf, sizeof(float));
@@ -591,6 +594,7 @@ static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig
     o->qm = (uint8_t**)callocCheck(1, ptrs); o->qv = (uint8_t**)callocCheck(1, ptrs);
     o->absmax_m = (float**)callocCheck(1, ptrs); o->absmax_v = (float**)callocCheck(1, ptrs);
     o->proj = (float**)callocCheck(1, ptrs);
+    o->lim = (float**)callocCheck(1, ptrs);
     o->has_proj = (int*)callocCheck((size_t)pt->n, sizeof(int));
     float* f = o->fmem;
     uint8_t* q = o->qmem;
@@ -606,6 +610,7 @@ static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig
             o->v[i] = f; f += l->snumel;
         }
         if (l->proj_numel) { o->proj[i] = f; f += l->proj_numel; }
+        if (l->limiter) { o->lim[i] = f; f += l->limiter; }
     }
     if (optim_is_8bit(cfg->kind)) {
         adam8bit_create_dynamic_map(o->map_m, 1);
@@ -614,12 +619,13 @@ static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig
     o->R = (float*)callocCheck(max_s, sizeof(float));
     o->N = (float*)callocCheck(max_s, sizeof(float));
     o->U = (float*)callocCheck(max_full, sizeof(float));
+    o->chan = (float*)callocCheck(cfg->kind == OPTIM_FIRA_ADAMW ? max_ch : 1, sizeof(float)); // Fira's phi (memplan.h counts it)
 }
 
 static void optimizer_free(Optimizer* o) {
     free(o->lay); free(o->fmem); free(o->qmem);
     free(o->m); free(o->v); free(o->qm); free(o->qv); free(o->absmax_m); free(o->absmax_v);
-    free(o->proj); free(o->has_proj); free(o->R); free(o->N); free(o->U);
+    free(o->proj); free(o->has_proj); free(o->R); free(o->N); free(o->U); free(o->lim); free(o->chan);
 }
 
 // the LAPACK workspace (floats) that QRs of a (rows x cols) matrix need, rows >= cols
@@ -689,11 +695,46 @@ static void galore_range_finder(const float* G, int M, int N, int r, int side, u
     free(Q); free(Z); free(vt); free(ub); free(sv); free(tau); free(iwork); free(work);
 }
 
+// --- golore (issue 15) ---
+// galore_proj_gaussian_orth: GoLore's projector (--proj random) of an M x N matrix at rank r on this
+// side, independent of the gradient: the orthonormal Q of the QR of a len x r standard Gaussian
+// (len = N right, M left; column-major, element k = galore_gaussian(seed, k): the matrix the GPU
+// draws too), then galore_sign_fix's convention, so that LAPACK's and cuSOLVER's Householder signs
+// cannot make the engines differ (P P^T, the subspace, is unchanged by it). P is (r x N) row-major
+// right, which is the column-major (N x r) Q itself, or (M x r) row-major left, Q transposed.
+static void galore_proj_gaussian_orth(float* P, int side, int M, int N, int r, uint64_t seed) {
+    int right = side == SIDE_RIGHT, len = right ? N : M;
+    float* Q = right ? P : (float*)mallocCheck(sizeof(float) * (size_t)len * r);
+    #pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < (int64_t)len * r; k++) Q[k] = galore_gaussian(seed, (uint64_t)k);
+    int lwork = galore_qr_lwork(len, r);
+    float* tau = (float*)mallocCheck(sizeof(float) * (size_t)r);
+    float* work = (float*)mallocCheck(sizeof(float) * (size_t)lwork);
+    galore_orthonormalize(Q, len, r, tau, work, lwork);
+    if (!right) {
+        for (int row = 0; row < M; row++) for (int j = 0; j < r; j++) P[(size_t)row * r + j] = Q[row + (size_t)j * M];
+        free(Q);
+    }
+    galore_sign_fix(P, side, M, N, r);
+    free(tau); free(work);
+}
+// --- end golore ---
+
 // galore_refresh: the projector from the SVD of this gradient (fp32, economy, gesdd as torch),
 // top-r singular vectors by descending singular value; or, where the layout says so
-// (galore_svd_pick), from galore_range_finder with the Omega of (tensor, refresh round)
+// (galore_svd_pick), from galore_range_finder with the Omega of (tensor, refresh round); or, with
+// --proj random, GoLore's random orthonormal basis of (run seed, tensor, refresh round)
 static void galore_refresh(Optimizer* o, int i, const float* G) {
     const TensorLayout* l = &o->lay[i];
+    if (o->cfg.projector == PROJECTOR_RANDOM) {
+        int n_galore = 0;
+        for (int j = 0; j < o->n; j++) n_galore += o->lay[j].side != SIDE_NONE;
+        uint64_t seed = galore_proj_seed(o->cfg.seed, i, galore_svd_round(o->refreshes, n_galore));
+        galore_proj_gaussian_orth(o->proj[i], l->side, (int)l->m, (int)l->n, (int)l->r, seed);
+        o->has_proj[i] = 1;
+        o->refreshes++;
+        return;
+    }
     if (l->svd == SVD_RANDOMIZED) {
         int n_galore = 0;
         for (int j = 0; j < o->n; j++) n_galore += o->lay[j].side != SIDE_NONE;
@@ -739,13 +780,54 @@ static void galore_project(const Optimizer* o, int i, const float* G, float* R, 
     else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, N, M, 1.0f, o->proj[i], r, G, N, beta, R, N);
 }
 
-// U = scale * (P N) (left) or scale * (N P) (right), m x n
-static void galore_project_back(const Optimizer* o, int i, const float* Nlow, float* U) {
+// U = scale * (P N) (left) or scale * (N P) (right), m x n; beta 1 adds into U (Fira's residual)
+static void galore_project_back(const Optimizer* o, int i, const float* Nlow, float* U, float beta) {
     const TensorLayout* l = &o->lay[i];
     int M = (int)l->m, N = (int)l->n, r = (int)l->r;
-    if (l->side == SIDE_RIGHT) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, r, o->cfg.scale, Nlow, r, o->proj[i], N, 0.0f, U, N);
-    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, r, o->cfg.scale, o->proj[i], r, Nlow, N, 0.0f, U, N);
+    if (l->side == SIDE_RIGHT) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, r, o->cfg.scale, Nlow, r, o->proj[i], N, beta, U, N);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, r, o->cfg.scale, o->proj[i], r, Nlow, N, beta, U, N);
 }
+
+static double sumsq(const float* x, size_t n);
+
+// --- fira (issue 15) ---
+// fira_residual: o->U = the limited, scaled residual S of GaLore matrix i (galore.h's Fira): from
+// its full gradient G (m x n), the low-rank gradient R and Adam's direction Nl (srows x scols).
+// first: the tensor's first update (the limiter stores the norm and divides by 1).
+static void fira_residual(Optimizer* o, int i, const float* G, const float* R, const float* Nl, int first) {
+    const TensorLayout* l = &o->lay[i];
+    int64_t M = l->m, N = l->n, sr = l->srows, sc = l->scols;
+    int cols = fira_channel_cols(l);
+    int64_t nch = cols ? sc : sr;
+    if (nch != (cols ? N : M)) die("internal: fira channel count %lld does not match the %lld x %lld gradient", (long long)nch, (long long)M, (long long)N);
+    float* phi = o->chan;
+    // phi_c = ||N_c|| / (||R_c|| + 1e-8): the norms in double, rounded to fp32 as torch.norm's results
+    #pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < nch; c++) {
+        double sn = 0.0, srr = 0.0;
+        int64_t len = cols ? sr : sc, stride = cols ? sc : 1, base = cols ? c : c * sc;
+        for (int64_t k = 0; k < len; k++) {
+            double a = Nl[base + k * stride], b = R[base + k * stride];
+            sn += a * a; srr += b * b;
+        }
+        phi[c] = (float)sqrt(sn) / ((float)sqrt(srr) + FIRA_NORM_EPS);
+    }
+    float* U = o->U;
+    galore_project_back(o, i, R, U, 0.0f); // alpha back(R)
+    #pragma omp parallel for schedule(static)
+    for (int64_t row = 0; row < M; row++)
+        for (int64_t col = 0; col < N; col++) {
+            int64_t k = row * N + col;
+            U[k] = fira_residual_elem(G[k], U[k], phi[cols ? col : row]);
+        }
+    float next, lim = fira_limiter((float)sqrt(sumsq(U, (size_t)(M * N))), o->lim[i][0], first, &next);
+    if (lim != 1.0f) {
+        #pragma omp parallel for schedule(static)
+        for (int64_t k = 0; k < M * N; k++) U[k] = U[k] / lim;
+    }
+    o->lim[i][0] = next;
+}
+// --- end fira ---
 
 // optimizer_update: one step of tensor i. g is its full gradient (g_lowrank 0), or, for a GaLore
 // tensor between refreshes, its already projected gradient R (g_lowrank 1: low-rank
@@ -755,6 +837,7 @@ static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int 
     const TensorLayout* l = &o->lay[i];
     int64_t n = l->m * l->n;
     const float* gs = g; // the gradient the moments see: R under GaLore
+    int first = !o->has_proj[i]; // the tensor's first update (every GaLore tensor refreshes at it)
     if (l->side != SIDE_NONE) {
         if (!g_lowrank) {
             if (!o->has_proj[i] || galore_refresh_due(t, c->update_proj_gap)) galore_refresh(o, i, g);
@@ -778,7 +861,8 @@ static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int 
         for (int64_t k = 0; k < n; k++) p[k] = adam_torch_elem(p[k], g[k], &mm[k], &vv[k], b1, b2, eps, step_size, inv_bc2, decay, l2);
         break;
     }
-    case OPTIM_GALORE_ADAMW: {
+    case OPTIM_GALORE_ADAMW:
+    case OPTIM_FIRA_ADAMW: {
         // HF AdamW: step_size = lr sqrt(1 - b2^t) / (1 - b1^t); eps is not bias-corrected
         float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
         float *mm = o->m[i], *vv = o->v[i];
@@ -789,7 +873,9 @@ static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int 
             float* Nl = o->N;
             #pragma omp parallel for schedule(static)
             for (int64_t k = 0; k < l->snumel; k++) Nl[k] = adam_hf_elem(gs[k], &mm[k], &vv[k], b1, b2, eps);
-            galore_project_back(o, i, Nl, o->U);
+            // Fira: U = S, the residual (g is the full gradient: full_grad), then U += alpha back(N)
+            if (c->kind == OPTIM_FIRA_ADAMW) fira_residual(o, i, g, gs, Nl, first);
+            galore_project_back(o, i, Nl, o->U, c->kind == OPTIM_FIRA_ADAMW ? 1.0f : 0.0f);
             const float* U = o->U;
             #pragma omp parallel for schedule(static)
             for (int64_t k = 0; k < n; k++) p[k] = p[k] + (-step_size) * U[k];
@@ -816,7 +902,7 @@ static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int 
             if (l->state == STATE_8BIT)
                 adam8bit_update(Z, gs, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], l->snumel, o->map_m, o->map_v, b1, b2, eps, lr, 0.0f, (int)t);
             else adam32_update(Z, gs, o->m[i], o->v[i], l->snumel, b1, b2, eps, lr, 0.0f, (int)t);
-            galore_project_back(o, i, Z, o->U);
+            galore_project_back(o, i, Z, o->U, 0.0f);
             const float* U = o->U;
             #pragma omp parallel for schedule(static)
             for (int64_t k = 0; k < n; k++) p[k] = p[k] + U[k];
@@ -931,7 +1017,8 @@ static void cpu_hook_update(void* ctx, int i, int src, float lr, int64_t t) {
 }
 static void cpu_hook_release(void* ctx, int i) {
     Trainer* tr = (Trainer*)ctx;
-    if (tr->acc && tr->acc[i] && tr->opt.lay[i].side != SIDE_NONE) { free(tr->acc[i]); tr->acc[i] = NULL; }
+    const TensorLayout* l = &tr->opt.lay[i];
+    if (tr->acc && tr->acc[i] && l->side != SIDE_NONE && !l->full_grad) { free(tr->acc[i]); tr->acc[i] = NULL; } // Fira's live in acc_mem
 }
 static void cpu_hook_zero_slots(void* ctx, int first, int last) {
     Llama* m = ((Trainer*)ctx)->model;
@@ -1123,7 +1210,7 @@ static void blas_advice(void) {
 // the optimizer's checkpoint entries (run.h): the CPU keeps them on the host already
 static int cpu_state_entries(void* ctx, StateEntry* e, int cap) {
     Optimizer* o = &((Trainer*)ctx)->opt;
-    return optimizer_state_entries(e, cap, o->n, o->lay, o->has_proj, o->m, o->v, o->qm, o->qv, o->absmax_m, o->absmax_v, o->proj);
+    return optimizer_state_entries(e, cap, o->n, o->lay, o->has_proj, o->m, o->v, o->qm, o->qv, o->absmax_m, o->absmax_v, o->proj, o->lim);
 }
 
 static float cpu_train_step(void* ctx, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped, int64_t* n_targets) {

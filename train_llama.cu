@@ -479,6 +479,7 @@ typedef struct {
     float** absmax_m; float** absmax_v; // (n) (nblocks) each, or NULL
     floatX** proj;              // (n) bf16 projector ((r, n) right, (m, r) left), or NULL
     int* has_proj;              // (n) host
+    float** lim; float* lim_mem; // (n) host: Fira's limiter state (layout.limiter floats), or NULL
     char* mom_mem; uint8_t* q_mem; float* absmax_mem; floatX* proj_mem; // the plan rows behind the tables
     float* maps;                // (512) device: the signed and unsigned dynamic maps (8-bit kinds)
     GaloreGpu gl;               // SVD, projection scratch and handles (GaLore kinds)
@@ -505,6 +506,8 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
     o->absmax_m = (float**)callocCheck(1, ptrs); o->absmax_v = (float**)callocCheck(1, ptrs);
     o->proj = (floatX**)callocCheck(1, ptrs);
     o->has_proj = (int*)callocCheck((size_t)o->n, sizeof(int));
+    o->lim = (float**)callocCheck(1, ptrs);
+    o->lim_mem = (float*)callocCheck((size_t)o->n, sizeof(float)); // <= 1 float per tensor (host)
     char* mp = o->mom_mem;
     uint8_t* q = o->q_mem;
     float* am = o->absmax_mem;
@@ -522,6 +525,7 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
             o->v[i] = mp; mp += mb * l->snumel;
         }
         if (l->proj_numel) { o->proj[i] = pp; pp += l->proj_numel; }
+        if (l->limiter) o->lim[i] = o->lim_mem + i;
     }
     if (optim_is_8bit(cfg->kind)) o->maps = adam8bit_maps_upload();
     if (mp - o->mom_mem != (ptrdiff_t)ob.moments || (double)(q - o->q_mem) != ob.q8 || (double)(am - o->absmax_mem) * 4 != ob.absmax ||
@@ -529,6 +533,7 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
         die("internal: the optimizer state carved per tensor differs from its memory plan rows");
     if (optim_is_8bit(cfg->kind)) o->maps = adam8bit_maps_upload();
     galore_gpu_init(&o->gl, o->lay, o->n, ublas, us, verbose);
+    o->gl.projector = cfg->projector; o->gl.run_seed = cfg->seed; // --proj random (GoLore)
 }
 
 // the state rows are the model's (GpuMem), freed with it
@@ -536,6 +541,7 @@ static void gpu_optim_free(GpuOptim* o) {
     if (o->maps) cudaCheck(cudaFree(o->maps));
     galore_gpu_free(&o->gl);
     free(o->lay); free(o->m); free(o->v); free(o->qm); free(o->qv); free(o->absmax_m); free(o->absmax_v); free(o->proj); free(o->has_proj);
+    free(o->lim); free(o->lim_mem);
 }
 
 // per-layer: what the host counted when it issued tensor i's update (a refresh: has_proj set, the
@@ -711,7 +717,9 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
     // GaLore tensors: the fused update (galore.cuh: Adam writes a bf16 N, one GEMM W = beta W +
     // alpha N P) wherever the weights are bf16 rounded to nearest; fp32 masters and stochastic
     // rounding take the unfused path (fp32 U, galore_apply), as does a test setting gl->unfused
-    int fused = l->side != SIDE_NONE && !m->master && !sr && !gl->unfused;
+    // (Fira's residual needs the fp32 U and the projector Pf: always unfused)
+    int fused = l->side != SIDE_NONE && !m->master && !sr && !gl->unfused && c->kind != OPTIM_FIRA_ADAMW;
+    int first = !o->has_proj[i]; // the tensor's first update (Fira's limiter stores its first norm)
     floatX* Nb = (floatX*)gl->N; // the fused path's bf16 N (snumel), in gl->N's first half
     if (l->side != SIDE_NONE) {
         int due = !o->has_proj[i] || galore_refresh_due(t, c->update_proj_gap);
@@ -746,7 +754,8 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
                                         sr, seed, s, skip);
         break;
     }
-    case OPTIM_GALORE_ADAMW: {
+    case OPTIM_GALORE_ADAMW:
+    case OPTIM_FIRA_ADAMW: {
         // HF AdamW: step_size = lr sqrt(1 - b2^t) / (1 - b1^t); eps is not bias-corrected; decay after
         float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
         int decay_on = wd > 0.0f;
@@ -763,7 +772,10 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
         } else {
             if (o->mom_f32) galore_hf_lowrank<float>(gl->N, gl->R, (float*)o->m[i], (float*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s, skip);
             else galore_hf_lowrank<floatX>(gl->N, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], (size_t)l->snumel, b1, b2, eps, sr, seed, s, skip);
-            galore_gpu_project_back(gl, l, gl->N, gl->Pf, gl->A, c->scale);
+            // Fira: A = S, the residual (g is the full gradient: full_grad), then A += alpha back(N)
+            int fira = c->kind == OPTIM_FIRA_ADAMW;
+            if (fira) fira_gpu_residual(gl, l, g, gscale, c->scale, o->lim[i], first, tr->d_part, tr->h_part, skip);
+            galore_gpu_project_back(gl, l, gl->N, gl->Pf, gl->A, c->scale, fira ? 1.0f : 0.0f);
             if (m->master) galore_apply<float>(pm, pb, gl->A, n, -step_size, decay_on, dec, 0, seed, s, skip);
             else galore_apply<floatX>(pb, NULL, gl->A, n, -step_size, decay_on, dec, sr, seed, s, skip);
         }
@@ -798,7 +810,7 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
             if (l->state == STATE_8BIT)
                 adam8bit_update_gpu<float, float>(Z, NULL, gl->R, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], sn, o->maps, b1, b2, eps, lr, 0.0f, (int)t, 1.0f, 0, 0u, s, skip);
             else adam32_update_gpu<float, float>(Z, NULL, gl->R, (float*)o->m[i], (float*)o->v[i], sn, b1, b2, eps, lr, 0.0f, (int)t, 1.0f, 0, 0u, s, skip);
-            galore_gpu_project_back(gl, l, Z, gl->Pf, gl->A, c->scale);
+            galore_gpu_project_back(gl, l, Z, gl->Pf, gl->A, c->scale, 0.0f);
             if (m->master) galore_apply<float>(pm, pb, gl->A, n, 1.0f, wd > 0.0f, -lr * wd, 0, seed, s, skip);
             else galore_apply<floatX>(pb, NULL, gl->A, n, 1.0f, wd > 0.0f, -lr * wd, sr, seed, s, skip);
         }
@@ -910,7 +922,7 @@ static void gpu_hook_end_step(GpuTrainer* tr) {
 }
 static void gpu_hook_release(void* ctx, int i) {
     GpuTrainer* tr = (GpuTrainer*)ctx;
-    if (!tr->acc || !tr->acc[i] || tr->opt.lay[i].side == SIDE_NONE) return;
+    if (!tr->acc || !tr->acc[i] || tr->opt.lay[i].side == SIDE_NONE || tr->opt.lay[i].full_grad) return; // Fira's live in acc_mem
     gpu_mem_sample();
     cudaCheck(cudaFreeAsync(tr->acc[i], tr->us)); // after the update enqueued before it on us
     tr->acc[i] = NULL;
@@ -1036,7 +1048,7 @@ static void gpu_trainer_free(GpuTrainer* tr) {
     free(tr->undo);
     if (tr->acc) {
         for (int i = 0; i < tr->model->table.n; i++)
-            if (tr->acc[i] && tr->opt.lay[i].side != SIDE_NONE) cudaCheck(cudaFreeAsync(tr->acc[i], tr->us));
+            if (tr->acc[i] && tr->opt.lay[i].side != SIDE_NONE && !tr->opt.lay[i].full_grad) cudaCheck(cudaFreeAsync(tr->acc[i], tr->us));
         cudaCheck(cudaStreamSynchronize(tr->us));
         free(tr->acc); free(tr->racc);
     }
@@ -1225,7 +1237,7 @@ static int gpu_state_entries(void* ctx, StateEntry* e, int cap) {
     GpuRun* g = (GpuRun*)ctx;
     GpuOptim* o = &g->tr->opt;
     gpu_stage_alloc(g);
-    return optimizer_state_entries(e, cap, o->n, o->lay, g->has_proj, g->hm, g->hv, g->hqm, g->hqv, g->ham, g->hav, g->hp);
+    return optimizer_state_entries(e, cap, o->n, o->lay, g->has_proj, g->hm, g->hv, g->hqm, g->hqv, g->ham, g->hav, g->hp, o->lim); // lim: host already
 }
 
 static void gpu_state_before_save(void* ctx) {

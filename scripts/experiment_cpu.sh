@@ -63,6 +63,9 @@ if [ "$PHASE" = all ] || [ "$PHASE" = main ]; then
     tiny_run tiny_adamw_lr0.001 "$X_STEPS" --optimizer adamw --lr 0.001 || exit 1
     tiny_run tiny_galore_adamw "$X_STEPS" --optimizer galore_adamw --lr 0.01 "${GALORE[@]}" || exit 1
     tiny_run tiny_galore_adamw8bit "$X_STEPS" --optimizer galore_adamw8bit --lr 0.01 "${GALORE[@]}" || exit 1
+    # issue 15: Fira and GoLore on the same tokens, GaLore's settings
+    tiny_run tiny_fira_adamw "$X_STEPS" --optimizer fira_adamw --lr 0.01 "${GALORE[@]}" || exit 1
+    tiny_run tiny_golore_adamw "$X_STEPS" --optimizer galore_adamw --proj random --lr 0.01 "${GALORE[@]}" || exit 1
     if [ "$FULL_LR_TUNED" != 0.001 ]; then
         tiny_run "tiny_adamw_lr$FULL_LR_TUNED" "$X_STEPS" --optimizer adamw --lr "$FULL_LR_TUNED" || exit 1
     fi

@@ -117,7 +117,7 @@ static void step_unfused(Ctx* c, Path* q, int t) {
     if (!c->kind8) {
         float step = hf_step_size(h, t);
         galore_hf_lowrank<floatX>(q->N, q->R, (floatX*)q->m, (floatX*)q->v, sn, h->b1, h->b2, h->eps, 0, 0u, c->s, c->skip);
-        galore_gpu_project_back(&c->gl, l, q->N, q->Pf, q->A, h->scale);
+        galore_gpu_project_back(&c->gl, l, q->N, q->Pf, q->A, h->scale, 0.0f);
         galore_apply<floatX>(q->W, NULL, q->A, mn, -step, h->wd > 0.0f, -h->lr * h->wd, 0, 0u, c->s, c->skip);
     } else {
         cudaCheck(cudaMemsetAsync(q->N, 0, sizeof(float) * sn, c->s));
@@ -126,7 +126,7 @@ static void step_unfused(Ctx* c, Path* q, int t) {
                                               c->skip);
         else adam32_update_gpu<float, float>(q->N, NULL, q->R, (float*)q->m, (float*)q->v, sn, h->b1, h->b2, h->eps, h->lr, 0.0f, t, 1.0f, 0, 0u, c->s,
                                              c->skip);
-        galore_gpu_project_back(&c->gl, l, q->N, q->Pf, q->A, h->scale);
+        galore_gpu_project_back(&c->gl, l, q->N, q->Pf, q->A, h->scale, 0.0f);
         galore_apply<floatX>(q->W, NULL, q->A, mn, 1.0f, h->wd > 0.0f, -h->lr * h->wd, 0, 0u, c->s, c->skip);
     }
 }
@@ -153,7 +153,7 @@ static void step_fused(Ctx* c, Path* q, int t, int back_only = 0) {
 static void back_unfused(Ctx* c, Path* q, int t) {
     const TensorLayout* l = &c->lay;
     const Hyper* h = &c->hp;
-    galore_gpu_project_back(&c->gl, l, q->N, q->Pf, q->A, h->scale);
+    galore_gpu_project_back(&c->gl, l, q->N, q->Pf, q->A, h->scale, 0.0f);
     galore_apply<floatX>(q->W, NULL, q->A, mn_of(l), c->kind8 ? 1.0f : -hf_step_size(h, t), h->wd > 0.0f, -h->lr * h->wd, 0, 0u, c->s);
 }
 

@@ -179,6 +179,16 @@ grep -q "^warning: --rank 100000 is at least min(m, n) of 28 of the 28 GaLore ma
     && ok "--rank above min(m, n): $(cut -c1-90 <<<"$w")..." || bad "--rank 100000: $w"
 w=$(warns --warmup 0 --optimizer galore_adamw --rank 64); [ -z "$w" ] && ok "--rank 64 on llama_tiny: no warning" || bad "--rank 64 warns: $w"
 w=$(warns --warmup 30); grep -q "^warning: --warmup 30 is not shorter than --steps 1" <<<"$w" && ok "warmup longer than the run: $w" || bad "warmup: $w"
+# issue 15: --proj and fira_adamw
+w=$(warns --warmup 0 --proj random); grep -q "^warning: --proj has no effect with --optimizer adamw" <<<"$w" && ok "--proj with adamw: $w" || bad "--proj with adamw: $w"
+w=$(warns --warmup 0 --optimizer galore_adamw --rank 64 --proj random --svd exact); grep -q "^warning: --svd exact has no effect with --proj random" <<<"$w" \
+    && ok "--svd with --proj random: $w" || bad "--svd with --proj random: $w"
+expect_error "bad --proj" "--proj qr: expected one of svd|random" --proj qr
+expect_error "fira with a left side keeping every column" "fira_adamw: the .* keeps all .* columns on the left side" \
+    --optimizer fira_adamw --proj-type left --rank 100000 --steps 1 --batch 2 --seq 16 --val ""
+out=$("$bin" "${quick[@]}" --warmup 0 --optimizer fira_adamw --rank 16 --proj random 2>&1)
+grep -q "random orthonormal basis (GoLore, --proj random, seed 42) for 28 matrices .*fira: norm-scaled residual" <<<"$out" && grep -q "^done: 1 steps" <<<"$out" \
+    && ok "fira_adamw --proj random runs and says so: $(grep -m1 '^galore:' <<<"$out" | cut -c1-100)..." || bad "fira_adamw --proj random: $out"
 
 # --out guard: a fresh run into a folder holding a run is refused, the run left as it was;
 # --resume 1 past its end has nothing to do and writes nothing (seen: a fresh run into an old out/

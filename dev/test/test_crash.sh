@@ -59,6 +59,9 @@ run_case() {
 run_case galore --optimizer galore_adamw --rank 8 --update-proj-gap 7
 run_case galore8bit_perlayer --optimizer galore_adamw8bit --rank 8 --update-proj-gap 7 --per-layer 1
 run_case adamw_accum --optimizer adamw --grad-accum 2
+# issue 15: Fira's limiter state and GoLore's seeded projectors resume bitwise too
+run_case fira_perlayer_accum --optimizer fira_adamw --rank 8 --update-proj-gap 7 --per-layer 1 --grad-accum 2
+run_case golore --optimizer galore_adamw --proj random --rank 8 --update-proj-gap 7
 
 # a corrupt state file is refused with one line naming it, and so are changed settings (--steps 41:
 # a resume at --steps has nothing to do and reads nothing)

@@ -48,6 +48,15 @@ case_dp "galore_adamw --per-layer --grad-accum 2" 1e-5 --optimizer galore_adamw 
 case_dp "adamw --per-layer" 1e-5 --optimizer adamw --per-layer 1
 case_dp "galore_adamw --svd randomized (every rank draws the same sketch)" 1e-5 --optimizer galore_adamw --rank 16 --update-proj-gap 3 --grad-clip 0 --lr 0.01 --svd randomized
 case_dp "galore_adamw --per-layer --recompute 1" 1e-5 --optimizer galore_adamw --rank 16 --update-proj-gap 3 --per-layer 1 --recompute 1 --lr 0.01
+# issue 15: GoLore's random projector is drawn from (--seed, tensor, round) on every rank alike, so
+# the low-rank all-reduce applies as for the SVD; Fira all-reduces full gradients (its residual
+# needs the summed G), whole-model and per-layer with accumulation
+case_dp "galore_adamw --proj random (GoLore), low-rank all-reduce" 1e-5 --optimizer galore_adamw --proj random --rank 16 --update-proj-gap 3 --grad-clip 0 --lr 0.01
+case_dp "fira_adamw, refreshes at 1 4 7" 1e-5 --optimizer fira_adamw --rank 16 --update-proj-gap 3 --grad-clip 0 --lr 0.01
+grep -q "Fira's residual needs the full summed gradient" "$tmp/two.txt" && grep -q "all-reduce .*: 0% saved)" "$tmp/two.txt" &&
+    ! grep -q "all-reduce .*: [1-9][0-9]*% saved)" "$tmp/two.txt" && ok "fira_adamw all-reduces full gradients at every step (0% saved)" ||
+    bad "fira_adamw all-reduce: $(grep -m2 -o 'all-reduce.*' "$tmp/two.txt")"
+case_dp "fira_adamw --per-layer --grad-accum 2" 1e-5 --optimizer fira_adamw --rank 16 --update-proj-gap 3 --per-layer 1 --grad-accum 2 --lr 0.01
 # 8-bit states: the same fp32 rounding, then quantized. Compared is what must agree:
 # - the codes after step 1 (one update from one gradient, no quantized state read back yet): a value
 #   gets another code only when it lies within its rounding (relative <= ~1e-6) of a decision
