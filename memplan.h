@@ -107,6 +107,8 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
         if (l.side != SIDE_NONE) {
             if (l.snumel > max_s) max_s = (double)l.snumel;
             if ((double)(l.m * l.n) > max_full) max_full = (double)(l.m * l.n);
+        }
+        if (layout_lowrank_accum(&l)) { // APOLLO tensors accumulate in full (galore.h)
             acc_low += (double)l.snumel;
             galore_full += (double)(l.m * l.n);
         } else acc_full += (double)pt.info[i].numel;
@@ -276,7 +278,7 @@ static void gpu_memplan_build(MemPlan* mp, const GpuPlanArgs* a) {
     size_t nfull = 0, nlow = 0;
     accum_layout(&pt, lay, need_full, off, off + pt.n, &nfull, &nlow);
     double galore_full = 0.0;
-    for (int i = 0; i < pt.n; i++) if (lay[i].side != SIDE_NONE) galore_full += (double)(lay[i].m * lay[i].n);
+    for (int i = 0; i < pt.n; i++) if (layout_lowrank_accum(&lay[i])) galore_full += (double)(lay[i].m * lay[i].n);
     memplan_set(mp, GR_ACC_FULL, "gradient accumulators (full-rank tensors, bf16)", need_full ? (double)nfull * GPU_X : 0.0, 0);
     memplan_set(mp, GR_ACC_LOW, "gradient accumulators (GaLore low-rank, bf16)", need_low ? (double)nlow * GPU_X : 0.0, 0);
     memplan_set(mp, GR_ACC_REFRESH, "refresh-step accumulators (GaLore, bf16)", need_full ? galore_full * GPU_X : 0.0, MEM_TRANSIENT);
@@ -403,7 +405,7 @@ static void memplan_json(cJSON* plans, const MemPlan* mp, const char* title, con
 // gpu_memplan_title: the GPU plan's title, the same in both binaries
 static void gpu_memplan_title(char* buf, size_t n, const LlamaConfig* c, const char* optimizer, const OptimConfig* oc, const GpuPlanArgs* a) {
     char rk[32] = "";
-    if (optim_is_galore(oc->kind)) snprintf(rk, sizeof rk, " rank %d", oc->rank);
+    if (optim_has_projector(oc->kind)) snprintf(rk, sizeof rk, " rank %d", oc->rank);
     snprintf(buf, n, "GPU engine (train_llamacu): %s, %s%s%s, batch %d x %d, %s, attention %s", c->name, optimizer, rk,
              a->per_layer ? ", per-layer updates" : "", a->B, a->T,
              a->master ? "fp32 master weights + fp32 moments" : "pure bf16 weights + bf16 moments", a->cudnn ? "cuDNN" : "cuBLAS fallback");

@@ -278,6 +278,38 @@ static double projector_agreement(const float* a, const float* b, int side, int6
     return worst;
 }
 
+// open dir/file, its size into *flen, its 256-int32 header into h
+static FILE* unit_open(const char* dir, const char* file, char* path, size_t cap, int32_t h[256], long* flen) {
+    snprintf(path, cap, "%s/%s", dir, file);
+    FILE* f = fopenCheck(path, "rb");
+    fseek(f, 0, SEEK_END);
+    *flen = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    freadCheck(h, sizeof(int32_t), 256, f, path);
+    return f;
+}
+
+// the param table of a unit file: np x (ndim, rows, cols); the first ng (2-D) are the projected
+// ones; returns the total elements. script: the generator named in the error hint
+static size_t unit_read_params(FILE* f, const char* path, int np, int ng, const char* script, ParamTable* pt) {
+    pt->n = np;
+    pt->info = (ParamInfo*)callocCheck((size_t)np, sizeof(ParamInfo));
+    size_t total = 0;
+    for (int i = 0; i < np; i++) {
+        int32_t d[3];
+        freadCheck(d, sizeof(int32_t), 3, f, path);
+        if (d[0] < 1 || d[0] > 2 || d[1] < 1 || d[1] > 4096 || d[2] < 1 || d[2] > 4096 || (d[0] == 1 && d[2] != 1) || (i < ng && d[0] != 2))
+            die("%s: param %d has dims (%d, %d, %d); hint: rerun dev/ref/%s", path, i, d[0], d[1], d[2], script);
+        ParamInfo* p = &pt->info[i];
+        snprintf(p->name, sizeof p->name, "param%d", i);
+        p->ndim = d[0]; p->rows = d[1]; p->cols = d[2]; p->numel = p->rows * p->cols;
+        p->offset = total; p->galore = i < ng; p->layer = -1;
+        total += (size_t)p->numel;
+    }
+    pt->total = total;
+    return total;
+}
+
 // unit.bin / unit_reverse.bin (GaLoreAdamW, magic 20241126) and unit8bit.bin (GaLoreAdamW8bit
 // through the numpy model of bitsandbytes' kernels, magic 20241130): the optimizer on stored
 // synthetic gradients, weights after every step and the projectors of every refresh. Only the
@@ -285,13 +317,9 @@ static double projector_agreement(const float* a, const float* b, int side, int6
 // E) take the optimizer's plain path. The header's [12] says which optimizer produced the file.
 static void test_galore_unit(const char* file, int proj_type) {
     char path[256];
-    snprintf(path, sizeof path, GALORE_DIR "/%s", file);
-    FILE* f = fopenCheck(path, "rb");
-    fseek(f, 0, SEEK_END);
-    long flen = ftell(f);
-    fseek(f, 0, SEEK_SET);
     int32_t h[256];
-    freadCheck(h, sizeof(int32_t), 256, f, path);
+    long flen;
+    FILE* f = unit_open(GALORE_DIR, file, path, sizeof path, h, &flen);
     if ((h[0] != 20241126 && h[0] != 20241130) || h[1] != 1) die("%s: bad magic; hint: rerun dev/ref/make_galore_reference.py", path);
     int np = h[2], S = h[3], nr_file = h[7], ng = h[8], kind_code = h[12];
     if (np < 1 || np > 64 || S < 1 || S > 1000 || h[4] < 1 || h[5] < 1 || nr_file < 0 || nr_file > 16 || ng < 0 || ng > np || ng > 3 ||
@@ -307,21 +335,7 @@ static void test_galore_unit(const char* file, int proj_type) {
     oc.weight_decay = hdr_float(h, 20); oc.scale = hdr_float(h, 21); oc.proj_type = proj_type;
     if (!(oc.eps > 0.0f)) oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; // the file stores the eps it ran with; 0 would mean "the default"
     ParamTable pt;
-    pt.n = np;
-    pt.info = (ParamInfo*)callocCheck((size_t)np, sizeof(ParamInfo));
-    size_t total = 0;
-    for (int i = 0; i < np; i++) {
-        int32_t d[3];
-        freadCheck(d, sizeof(int32_t), 3, f, path);
-        if (d[0] < 1 || d[0] > 2 || d[1] < 1 || d[1] > 4096 || d[2] < 1 || d[2] > 4096 || (d[0] == 1 && d[2] != 1) || (i < ng && d[0] != 2))
-            die("%s: param %d has dims (%d, %d, %d); hint: rerun dev/ref/make_galore_reference.py", path, i, d[0], d[1], d[2]);
-        ParamInfo* p = &pt.info[i];
-        snprintf(p->name, sizeof p->name, "param%d", i);
-        p->ndim = d[0]; p->rows = d[1]; p->cols = d[2]; p->numel = p->rows * p->cols;
-        p->offset = total; p->galore = i < ng; p->layer = -1;
-        total += (size_t)p->numel;
-    }
-    pt.total = total;
+    size_t total = unit_read_params(f, path, np, ng, "make_galore_reference.py", &pt);
     Optimizer o;
     optimizer_init(&o, &pt, &oc);
     // the file's size follows from the header: header, dims, p0, S x (grads, params), the projectors
@@ -1281,6 +1295,140 @@ static void test_hf_llama3_rope(const char* dir) {
     free(inv); free(cosb); free(sinb); free(cos4); free(sin4);
 }
 
+// ---- APOLLO against apollo-torch 1.0.3 (dev/ref/make_apollo_reference.py) ----
+#define APOLLO_DIR "dev/ref/apollo"
+
+// unit_*.bin (magic 20250105): APOLLOAdamW on stored synthetic gradients with OUR projectors
+// injected into the package (the script explains why and how): weights and the limiter's state
+// after every step, the projectors of every refresh, the final moments. The first NG params are
+// APOLLO params; the rest take HF AdamW's plain path.
+static void test_apollo_unit(const char* file) {
+    char path[256];
+    int32_t h[256];
+    long flen;
+    FILE* f = unit_open(APOLLO_DIR, file, path, sizeof path, h, &flen);
+    if (h[0] != 20250105 || h[1] != 1) die("%s: bad magic; hint: rerun dev/ref/make_apollo_reference.py", path);
+    int np = h[2], S = h[3], nr_file = h[7], ng = h[8];
+    if (np < 1 || np > 64 || S < 2 || S > 1000 || h[4] < 1 || h[5] < 1 || nr_file < 1 || nr_file > 16 || ng < 1 || ng > np || ng > 3 ||
+        h[6] < 0 || h[6] > 1 || h[12] < 0 || h[12] > 1 || h[13] < 0 || h[13] > 1)
+        die("%s: implausible header; hint: rerun dev/ref/make_apollo_reference.py", path);
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = h[13] == 1 ? OPTIM_APOLLO_MINI : OPTIM_APOLLO_ADAMW;
+    oc.rank = h[4]; oc.update_proj_gap = h[5]; oc.proj_type = h[6] ? PROJ_REVERSE_STD : PROJ_STD;
+    oc.scale_type = h[12] ? APOLLO_SCALE_TENSOR : APOLLO_SCALE_CHANNEL;
+    float lr = hdr_float(h, 16);
+    oc.beta1 = hdr_float(h, 17); oc.beta2 = hdr_float(h, 18); oc.eps = hdr_float(h, 19);
+    oc.weight_decay = hdr_float(h, 20); oc.apollo_scale = hdr_float(h, 21);
+    ParamTable pt;
+    size_t total = unit_read_params(f, path, np, ng, "make_apollo_reference.py", &pt);
+    Optimizer o;
+    optimizer_init(&o, &pt, &oc);
+    size_t pn = 0, sn = 0;
+    int sides_ok = 1;
+    for (int i = 0; i < np; i++) {
+        const TensorLayout* l = &o.lay[i];
+        pn += (size_t)l->proj_numel;
+        if (i < ng) { sn += 2 * (size_t)l->snumel; sides_ok &= l->full_grad && l->side == (h[9 + i] == 0 ? SIDE_RIGHT : SIDE_LEFT); }
+        else sides_ok &= l->side == SIDE_NONE;
+    }
+    size_t want = 4 * (256 + 3 * (size_t)np + total * (1 + 2 * (size_t)S) + (size_t)ng * S + pn * (size_t)nr_file + sn);
+    if ((size_t)flen != want) die("%s: %ld bytes, the header implies %zu; hint: rerun dev/ref/make_apollo_reference.py", path, flen, want);
+    float* params = (float*)mallocCheck(sizeof(float) * total);
+    float* grads = (float*)mallocCheck(sizeof(float) * total);
+    float* ref = (float*)mallocCheck(sizeof(float) * total);
+    float lim_ref[3];
+    freadCheck(params, sizeof(float), total, f, path);
+    // beta2's one known difference: the package's v update adds (1 - beta2) * g^2 with 1 - 0.999
+    // computed from Python's double and rounded to float (0.001f), ours from the float beta2:
+    // 1 - 0.999f = 9.99987e-4, 1.29e-5 smaller. v is linear in that coefficient (v_0 = 0), so ours
+    // is exactly rho = 0.001f / (1 - 0.999f) times smaller, and D = m / sqrt(v), the scaling factors
+    // and the limiter's state (||S||, linear in D) sqrt(rho) larger; the step size's bias correction
+    // sqrt(1 - beta2^t) carries the same factor from the same float beta2, so the weights do not
+    // (the galore_adamw path shares this). The checks below divide rho out and then compare.
+    char b2s[32];
+    snprintf(b2s, sizeof b2s, "%.7g", oc.beta2); // the decimal the package was given
+    double rho = (double)(float)(1.0 - atof(b2s)) / (double)(1.0f - oc.beta2);
+    double werr = 0.0, lerr = 0.0, plain = 0.0;
+    int werr_at = -1, werr_step = 0;
+    float* ours_proj[16];
+    int nref = 0;
+    for (int t = 1; t <= S; t++) {
+        freadCheck(grads, sizeof(float), total, f, path);
+        freadCheck(ref, sizeof(float), total, f, path);
+        freadCheck(lim_ref, sizeof(float), (size_t)ng, f, path);
+        for (int i = 0; i < np; i++) optimizer_update(&o, i, params + pt.info[i].offset, grads + pt.info[i].offset, 0, lr, t);
+        if (galore_refresh_due(t, oc.update_proj_gap)) {
+            if (nref == nr_file) die("%s: more refreshes than the %d stored", path, nr_file);
+            float* cp = (float*)mallocCheck(sizeof(float) * pn);
+            size_t off = 0;
+            for (int i = 0; i < ng; i++) { memcpy(cp + off, o.proj[i], sizeof(float) * o.lay[i].proj_numel); off += o.lay[i].proj_numel; }
+            ours_proj[nref++] = cp;
+        }
+        for (int i = 0; i < np; i++) {
+            double e = norm_max_err(params + pt.info[i].offset, ref + pt.info[i].offset, (size_t)pt.info[i].numel);
+            if (i >= ng && !(e <= plain)) plain = e;
+            if (!(e <= werr)) { werr = e; werr_at = i; werr_step = t; }
+        }
+        for (int i = 0; i < ng; i++) {
+            double e = fabs((double)o.nl_prev[i] / sqrt(rho) - lim_ref[i]) / fabs((double)lim_ref[i]);
+            if (!(e <= lerr)) lerr = e;
+        }
+    }
+    if (nref != nr_file) die("%s: %d refreshes stored, the schedule gives %d", path, nr_file, nref);
+    size_t pdiff = 0;
+    float* rp = (float*)mallocCheck(sizeof(float) * pn);
+    for (int k = 0; k < nref; k++) {
+        freadCheck(rp, sizeof(float), pn, f, path);
+        for (size_t j = 0; j < pn; j++) pdiff += memcmp(&rp[j], &ours_proj[k][j], sizeof(float)) != 0;
+        free(ours_proj[k]);
+    }
+    free(rp);
+    double merr = 0.0;
+    for (int i = 0; i < ng; i++) {
+        const TensorLayout* l = &o.lay[i];
+        float* mr = (float*)mallocCheck(sizeof(float) * 2 * (size_t)l->snumel);
+        freadCheck(mr, sizeof(float), 2 * (size_t)l->snumel, f, path);
+        for (int64_t k = 0; k < l->snumel; k++) o.v[i][k] *= (float)rho;
+        double em = norm_max_err(o.m[i], mr, (size_t)l->snumel), ev = norm_max_err(o.v[i], mr + l->snumel, (size_t)l->snumel);
+        if (em > merr) merr = em;
+        if (ev > merr) merr = ev;
+        free(mr);
+    }
+    fclose(f);
+    char name[96];
+    snprintf(name, sizeof name, "%s %s-wise rank %d scale %g %s", OPTIM_NAMES[oc.kind], APOLLO_SCALE_NAMES[oc.scale_type], oc.rank,
+             oc.apollo_scale, PROJ_NAMES[oc.proj_type]);
+    check(sides_ok, "%s: sides, full-gradient updates and plain tensors as the file says", name);
+    // the projectors: galore_gaussian and its numpy transcription in the generator are the same
+    // IEEE float32 operations on the same integers, so the bits must agree (a transcription's fmaf
+    // could differ by double rounding with probability ~2^-29 per operation: none here)
+    check(pdiff == 0, "%s: projectors of %d refreshes (galore_gaussian, seeds apollo_proj_seed(tensor, round)) bit for bit as injected into the package: %zu of %zu differ",
+          name, nref, pdiff, pn * (size_t)nref);
+    // Bounds, rule (F) on the same inputs (the file's gradients, the same projector bits, rho
+    // divided out): the engines differ only in summation order. R = G P^T or P^T G: sums of K <= 40
+    // terms, relative error ~ sqrt(K) u = 3.8e-7; the moments and D are elementwise in R (Adam is
+    // scale-invariant, so D moves by about R's relative error); the norms: ours in double, the
+    // package's in fp32 over <= 1280 elements (tensor-wise: sqrt(1280) u = 2.1e-6). So s_c and
+    // ||S|| carry e <= 2 x 3.8e-7 + 2 x 2.1e-6 = 5e-6 a step (channel-wise ~1e-6). The limiter's
+    // state prev = ||S|| / lim: on a held step prev_t = 1.01 prev_(t-1), so its error persists, on
+    // a passing step it is fresh; independent errors over <= 7 held steps add in quadrature:
+    // sqrt(7) x 5e-6 = 1.3e-5, bound 3e-5. The weights: each step moves W by lr c sqrt(scale) S with
+    // relative error <= 5e-6 + 1.3e-5, over S = 8 steps in quadrature 5e-5 of max|dW|, and here
+    // the updates dominate W (max|dW| / max|W| <= 1): bound 1e-4 (a wrong formula is off by
+    // >= 1e-3: a missing sqrt(scale) by 41%..1000%, the limiter by 1-200%, the wrong channel side
+    // O(1)). The moments: HF's recurrences on R average its 3.8e-7 (v, a square: 7.6e-7): bound 3e-6.
+    // The plain tensor d: HF AdamW elementwise on identical inputs, galore_adamw's plain path: 1e-6.
+    check(plain < 1e-6, "%s: plain tensor (HF AdamW) over %d steps: normalized max error %.2e (bound 1e-6)", name, S, plain);
+    check(lerr < 3e-5, "%s: norm-growth limiter state over %d steps: max relative error %.2e (bound 3e-5)", name, S, lerr);
+    check(werr < 1e-4, "%s: weights over %d steps and %d refreshes vs apollo-torch: normalized max error %.2e (param %d, step %d; bound 1e-4)",
+          name, S, nref - 1, werr, werr_at, werr_step);
+    check(merr < 3e-6, "%s: final low-rank moments m, v (v times rho) vs apollo-torch: normalized max error %.2e (bound 3e-6)", name, merr);
+    optimizer_free(&o);
+    free(params); free(grads); free(ref); free(pt.info);
+}
+// ---- end APOLLO ----
+
 int main(int argc, char** argv) {
     set_threads(0);
     if (argc == 3 && strcmp(argv[1], "hf") == 0) { // dev/test/test_hf.sh
@@ -1307,6 +1455,9 @@ int main(int argc, char** argv) {
     test_galore_svd();
     test_galore_e2e("e2e_adamw.bin", OPTIM_GALORE_ADAMW);
     test_galore_e2e("e2e_adamw8bit.bin", OPTIM_GALORE_ADAMW8BIT);
+    test_apollo_unit("unit_channel.bin");        // APOLLO
+    test_apollo_unit("unit_mini.bin");
+    test_apollo_unit("unit_tensor_reverse.bin");
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail == 0 ? 0 : 1;
 }
