@@ -352,7 +352,9 @@ static void accum_layout(const ParamTable* pt, const TensorLayout* lay, int need
 // the scratch the GPU optimizer needs for these tensors (also what the memory plan prints).
 // svd_ws: the estimated cuSOLVER workspace (floats), the largest over the tensors of what its
 // refresh needs (galore_svd_workspace_estimate)
-typedef struct { int64_t max_full, max_k, max_s, max_proj; double svd_ws; } GaloreDims;
+// svd: the tensors that refresh by an SVD (GaLore's; APOLLO draws its projector, so max_k and
+// svd_ws count only these, and an APOLLO-only run keeps no SVD factors or solver)
+typedef struct { int64_t max_full, max_k, max_s, max_proj; double svd_ws; int svd; } GaloreDims;
 
 // the randomized refresh's shapes: A (len x other) is G (left) or G^T (right), l the sketch width
 static void galore_rand_dims(const TensorLayout* l, int* len, int* other, int* w) {
@@ -377,9 +379,11 @@ static GaloreDims galore_dims(const TensorLayout* lay, int n) {
         if (l->side == SIDE_NONE) continue;
         int64_t full = l->m * l->n, k = l->m < l->n ? l->m : l->n;
         if (full > d.max_full) d.max_full = full;
-        if (k > d.max_k) d.max_k = k;
         if (l->snumel > d.max_s) d.max_s = l->snumel;
         if (l->proj_numel > d.max_proj) d.max_proj = l->proj_numel;
+        if (l->full_grad) continue; // APOLLO: no SVD
+        d.svd++;
+        if (k > d.max_k) d.max_k = k;
         // exact: gesvdj's workspace, estimated as one more fp32 copy of the matrix; randomized:
         // tau (l) + U_B (l x l) + the QR / small-SVD workspace, estimated as one more tall sketch
         // (max(len, other) + l) x l
@@ -455,6 +459,15 @@ static const char* const APOLLO_SCALE_NAMES[] = {"channel", "tensor"};
 #define APOLLO_GAMMA 1.01f        // the norm-growth limiter's allowed growth per step
 #define APOLLO_MINI_SCALE 128.0f  // the package README's scale for APOLLO-Mini (rank 1, tensor-wise)
 #define APOLLO_NORM_EPS 1e-8f     // the package's 1e-8 in both ratios
+
+// the package's settings of each APOLLO kind (what run_setup picks without --apollo-scale and
+// --scale-type): APOLLO-Mini rank 1, tensor-wise, scale 128; APOLLO channel-wise, scale 1 (tests)
+static void apollo_config_defaults(OptimConfig* oc) {
+    int mini = oc->kind == OPTIM_APOLLO_MINI;
+    if (mini) oc->rank = 1;
+    oc->apollo_scale = mini ? APOLLO_MINI_SCALE : 1.0f;
+    oc->scale_type = mini ? APOLLO_SCALE_TENSOR : APOLLO_SCALE_CHANNEL;
+}
 
 // the seed of tensor `tensor`'s projector drawn at refresh `round` ((t - 1) / T)
 HOSTDEV static inline uint64_t apollo_proj_seed(int64_t tensor, int64_t round) {

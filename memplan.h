@@ -125,7 +125,7 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
     memplan_add(mp, "8-bit absmax", absmax, MEM_STATE);
     memplan_add(mp, "projectors", proj, MEM_STATE);
     memplan_add(mp, "optimizer scratch (R, N, U)", (2.0 * max_s + max_full) * F, 0);
-    memplan_add(mp, "svd workspace (at refresh, transient)", max_full * F * 3, MEM_TRANSIENT);
+    memplan_add(mp, "svd workspace (at refresh, transient)", optim_is_galore(oc->kind) ? max_full * F * 3 : 0.0, MEM_TRANSIENT);
     size_t sizes[CPU_NUM_ACT];
     cpu_activation_sizes(c, B, T, recompute, sizes);
     double acts = 0.0, logits = 0.0;
@@ -298,14 +298,14 @@ static void gpu_memplan_build(MemPlan* mp, const GpuPlanArgs* a) {
     // orgqr / gesvdj of the sketches for --svd randomized); without a device, galore_dims' estimate
     GaloreDims gd = galore_dims(lay, pt.n);
     free(lay);
-    int gl = gd.max_full > 0;
-    memplan_set(mp, GR_GL_A, "GaLore full scratch: SVD input, unfused U (fp32)", gl ? (double)gd.max_full * 4 : 0.0, MEM_LIBRARY);
-    memplan_set(mp, GR_GL_UV, "GaLore SVD factors U, V (fp32, largest matrix)", gl ? 2.0 * gd.max_full * 4 : 0.0, MEM_LIBRARY);
-    memplan_set(mp, GR_GL_S, "GaLore singular values (fp32)", gl ? (double)gd.max_k * 4 : 0.0, MEM_LIBRARY);
+    int gl = gd.max_full > 0, sv = gl && gd.svd > 0; // sv: some tensor refreshes by SVD (not APOLLO's)
+    memplan_set(mp, GR_GL_A, "GaLore full scratch: SVD input, U; APOLLO sums (fp32)", gl ? (double)gd.max_full * 4 : 0.0, MEM_LIBRARY);
+    memplan_set(mp, GR_GL_UV, "GaLore SVD factors U, V (fp32, largest matrix)", sv ? 2.0 * gd.max_full * 4 : 0.0, MEM_LIBRARY);
+    memplan_set(mp, GR_GL_S, "GaLore singular values (fp32)", sv ? (double)gd.max_k * 4 : 0.0, MEM_LIBRARY);
     memplan_set(mp, GR_GL_RN, "GaLore low-rank R, N (fp32)", gl ? 2.0 * gd.max_s * 4 : 0.0, MEM_LIBRARY);
-    memplan_set(mp, GR_GL_INFO, "cuSOLVER devInfo (int32)", gl ? 4.0 : 0.0, MEM_LIBRARY);
-    memplan_set(mp, GR_SOLVER_WS, "cuSOLVER workspace: SVD, QR (every refresh shape)", gl ? galore_svd_workspace_estimate(&gd) : 0.0,
-                gl ? MEM_LIBRARY | MEM_QUERIED : MEM_LIBRARY);
+    memplan_set(mp, GR_GL_INFO, "cuSOLVER devInfo (int32)", sv ? 4.0 : 0.0, MEM_LIBRARY);
+    memplan_set(mp, GR_SOLVER_WS, "cuSOLVER workspace: SVD, QR (every refresh shape)", sv ? galore_svd_workspace_estimate(&gd) : 0.0,
+                sv ? MEM_LIBRARY | MEM_QUERIED : MEM_LIBRARY);
     memplan_set(mp, GR_LT_WS, "cuBLASLt workspace (matmul_ctx_init)", (double)MATMUL_WORKSPACE_BYTES, MEM_LIBRARY);
     memplan_set(mp, GR_LT_WS_UPD, "cuBLASLt workspace of the update stream", a->oc ? (double)MATMUL_WORKSPACE_BYTES : 0.0, MEM_LIBRARY);
     // the cuDNN graphs' workspace (or the fallback's scores) is known once attention_init built

@@ -560,12 +560,14 @@ static void test_per_layer(void) {
     param_table_build(&pt, &c);
     float* a = (float*)mallocCheck(sizeof(float) * pt.total);
     float* b = (float*)mallocCheck(sizeof(float) * pt.total);
-    int kinds[3] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT};
-    for (int k = 0; k < 3; k++) {
+    // APOLLO: full-rank accumulation (its update scales the raw gradient), limiter and projector draws
+    int kinds[6] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT, OPTIM_APOLLO_ADAMW, OPTIM_APOLLO_MINI, OPTIM_APOLLO_ADAMW8BIT};
+    for (int k = 0; k < 6; k++) {
         OptimConfig oc;
         memset(&oc, 0, sizeof oc);
         oc.kind = kinds[k]; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; oc.weight_decay = 0.01f;
         oc.rank = 8; oc.update_proj_gap = 3; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+        apollo_config_defaults(&oc);
         run_steps(&c, &oc, 0, 1, 7, a);
         run_steps(&c, &oc, 1, 1, 7, b);
         check(memcmp(a, b, sizeof(float) * pt.total) == 0, "%s: --per-layer weights after 7 steps equal the whole-model step's bit for bit", OPTIM_NAMES[oc.kind]);
@@ -580,8 +582,8 @@ static void test_per_layer(void) {
         // flip moves a weight by one code step's worth of update, <= 9e-3 normalized (as in
         // test_galore_unit): bound 1e-2.
         double e = norm_max_err(b, a, pt.total), bound = optim_is_8bit(oc.kind) ? 1e-2 : 2e-4;
-        check(e < bound, "%s: --per-layer --grad-accum 2 (low-rank accumulation) vs whole-model: normalized max error %.2e after 7 steps (bound %.0e)",
-              OPTIM_NAMES[oc.kind], e, bound);
+        check(e < bound, "%s: --per-layer --grad-accum 2 (%s accumulation) vs whole-model: normalized max error %.2e after 7 steps (bound %.0e)",
+              OPTIM_NAMES[oc.kind], optim_is_galore(oc.kind) ? "low-rank" : "full-rank", e, bound);
     }
     free(a); free(b);
     param_table_free(&pt);
@@ -1307,14 +1309,15 @@ static void test_apollo_unit(const char* file) {
     int32_t h[256];
     long flen;
     FILE* f = unit_open(APOLLO_DIR, file, path, sizeof path, h, &flen);
-    if (h[0] != 20250105 || h[1] != 1) die("%s: bad magic; hint: rerun dev/ref/make_apollo_reference.py", path);
+    if ((h[0] != 20250105 && h[0] != 20250106) || h[1] != 1) die("%s: bad magic; hint: rerun dev/ref/make_apollo_reference.py", path);
     int np = h[2], S = h[3], nr_file = h[7], ng = h[8];
     if (np < 1 || np > 64 || S < 2 || S > 1000 || h[4] < 1 || h[5] < 1 || nr_file < 1 || nr_file > 16 || ng < 1 || ng > np || ng > 3 ||
-        h[6] < 0 || h[6] > 1 || h[12] < 0 || h[12] > 1 || h[13] < 0 || h[13] > 1)
+        h[6] < 0 || h[6] > 1 || h[12] < 0 || h[12] > 1 || h[13] < 0 || h[13] > 2 || (h[13] == 2) != (h[0] == 20250106))
         die("%s: implausible header; hint: rerun dev/ref/make_apollo_reference.py", path);
     OptimConfig oc;
     memset(&oc, 0, sizeof oc);
-    oc.kind = h[13] == 1 ? OPTIM_APOLLO_MINI : OPTIM_APOLLO_ADAMW;
+    oc.kind = h[13] == 2 ? OPTIM_APOLLO_ADAMW8BIT : h[13] == 1 ? OPTIM_APOLLO_MINI : OPTIM_APOLLO_ADAMW;
+    const int is8 = oc.kind == OPTIM_APOLLO_ADAMW8BIT; // unit8bit.bin: the numpy APOLLO around the kernel model
     oc.rank = h[4]; oc.update_proj_gap = h[5]; oc.proj_type = h[6] ? PROJ_REVERSE_STD : PROJ_STD;
     oc.scale_type = h[12] ? APOLLO_SCALE_TENSOR : APOLLO_SCALE_CHANNEL;
     float lr = hdr_float(h, 16);
@@ -1349,6 +1352,8 @@ static void test_apollo_unit(const char* file) {
     char b2s[32];
     snprintf(b2s, sizeof b2s, "%.7g", oc.beta2); // the decimal the package was given
     double rho = (double)(float)(1.0 - atof(b2s)) / (double)(1.0f - oc.beta2);
+    if (is8) rho = 1.0; // the kernel model computes 1 - beta2 in float32, as adam8bit.h
+    double step1 = 0.0;
     double werr = 0.0, lerr = 0.0, plain = 0.0;
     int werr_at = -1, werr_step = 0;
     float* ours_proj[16];
@@ -1368,6 +1373,7 @@ static void test_apollo_unit(const char* file) {
         for (int i = 0; i < np; i++) {
             double e = norm_max_err(params + pt.info[i].offset, ref + pt.info[i].offset, (size_t)pt.info[i].numel);
             if (i >= ng && !(e <= plain)) plain = e;
+            if (t == 1 && !(e <= step1)) step1 = e;
             if (!(e <= werr)) { werr = e; werr_at = i; werr_step = t; }
         }
         for (int i = 0; i < ng; i++) {
@@ -1389,8 +1395,15 @@ static void test_apollo_unit(const char* file) {
         const TensorLayout* l = &o.lay[i];
         float* mr = (float*)mallocCheck(sizeof(float) * 2 * (size_t)l->snumel);
         freadCheck(mr, sizeof(float), 2 * (size_t)l->snumel, f, path);
-        for (int64_t k = 0; k < l->snumel; k++) o.v[i][k] *= (float)rho;
-        double em = norm_max_err(o.m[i], mr, (size_t)l->snumel), ev = norm_max_err(o.v[i], mr + l->snumel, (size_t)l->snumel);
+        float* om = (float*)mallocCheck(sizeof(float) * 2 * (size_t)l->snumel);
+        for (int64_t k = 0; k < l->snumel; k++) {
+            if (l->state == STATE_8BIT) { // dequantized, as the file stores them
+                om[k] = o.map_m[o.qm[i][k]] * o.absmax_m[i][k / ADAM8_BLOCK];
+                om[l->snumel + k] = o.map_v[o.qv[i][k]] * o.absmax_v[i][k / ADAM8_BLOCK];
+            } else { om[k] = o.m[i][k]; om[l->snumel + k] = o.v[i][k] * (float)rho; }
+        }
+        double em = norm_max_err(om, mr, (size_t)l->snumel), ev = norm_max_err(om + l->snumel, mr + l->snumel, (size_t)l->snumel);
+        free(om);
         if (em > merr) merr = em;
         if (ev > merr) merr = ev;
         free(mr);
@@ -1419,11 +1432,30 @@ static void test_apollo_unit(const char* file) {
     // >= 1e-3: a missing sqrt(scale) by 41%..1000%, the limiter by 1-200%, the wrong channel side
     // O(1)). The moments: HF's recurrences on R average its 3.8e-7 (v, a square: 7.6e-7): bound 3e-6.
     // The plain tensor d: HF AdamW elementwise on identical inputs, galore_adamw's plain path: 1e-6.
-    check(plain < 1e-6, "%s: plain tensor (HF AdamW) over %d steps: normalized max error %.2e (bound 1e-6)", name, S, plain);
-    check(lerr < 3e-5, "%s: norm-growth limiter state over %d steps: max relative error %.2e (bound 3e-5)", name, S, lerr);
-    check(werr < 1e-4, "%s: weights over %d steps and %d refreshes vs apollo-torch: normalized max error %.2e (param %d, step %d; bound 1e-4)",
-          name, S, nref - 1, werr, werr_at, werr_step);
-    check(merr < 3e-6, "%s: final low-rank moments m, v (v times rho) vs apollo-torch: normalized max error %.2e (bound 3e-6)", name, merr);
+    // unit8bit.bin, rule (Q) as test_galore_unit's 8-bit file: the plain d runs the 32-bit kernel on
+    // identical inputs in both (-ffp-contract=off): bit for bit. Step 1 reads no quantized state:
+    // the fp32 bounds above. From step 2 on R differs by its 3.8e-7 and a value near a code boundary
+    // may take the neighbouring code (probability <= 2 e / 1.4e-2 per element: a few of 5376): one
+    // flip moves one element of m by <= 1/64 of its block's absmax, so one element of D by <= 1.6% of
+    // the block's largest |D|; s_c = ||D_c|| / ||R_c|| over r = 56 elements moves by <= 1.6% (the
+    // flipped element alone carrying the channel's norm: the worst case), and so does that channel's
+    // row (column) of the update and ||S||. Carried through the limiter (<= 6 steps) and summed over
+    // the <= 6 later steps with updates dominating W (as above): 6 x 1.6% = 0.1 of one step's
+    // update relative to max|W|; with max|dW_t| / max|W| <= 1/S here (W is the sum of S similar
+    // steps and the decay): <= 1.4e-2. Bounds 2e-2 for the weights and the limiter state; the
+    // dequantized moments: one code step is <= 1/64 of the block's absmax (v 1/128): 2e-2.
+    double b_w = is8 ? 2e-2 : 1e-4, b_l = is8 ? 2e-2 : 3e-5, b_m = is8 ? 2e-2 : 3e-6;
+    if (is8) {
+        check(plain == 0.0, "%s: plain tensor (bitsandbytes' 32-bit kernel) over %d steps: normalized max error %.2e (bit for bit)", name, S, plain);
+        check(step1 < 1e-5, "%s: weights after step 1 (no quantized state read yet): normalized max error %.2e (bound 1e-5)", name, step1);
+    } else {
+        check(plain < 1e-6, "%s: plain tensor (HF AdamW) over %d steps: normalized max error %.2e (bound 1e-6)", name, S, plain);
+    }
+    check(lerr < b_l, "%s: norm-growth limiter state over %d steps: max relative error %.2e (bound %.0e)", name, S, lerr, b_l);
+    check(werr < b_w, "%s: weights over %d steps and %d refreshes vs %s: normalized max error %.2e (param %d, step %d; bound %.0e)",
+          name, S, nref - 1, is8 ? "the numpy APOLLO + kernel model" : "apollo-torch", werr, werr_at, werr_step, b_w);
+    check(merr < b_m, "%s: final low-rank moments m, v (%s) vs the reference: normalized max error %.2e (bound %.0e)", name,
+          is8 ? "dequantized" : "v times rho", merr, b_m);
     optimizer_free(&o);
     free(params); free(grads); free(ref); free(pt.info);
 }
@@ -1458,6 +1490,7 @@ int main(int argc, char** argv) {
     test_apollo_unit("unit_channel.bin");        // APOLLO
     test_apollo_unit("unit_mini.bin");
     test_apollo_unit("unit_tensor_reverse.bin");
+    test_apollo_unit("unit8bit.bin");
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail == 0 ? 0 : 1;
 }

@@ -45,6 +45,15 @@
 #   unit_tensor_reverse.bin: rank 5, tensor, scale 1, reverse_std (channel-wise scaling with a
 #     side other than std's does not run in the package: its norm_dim follows the shape, not
 #     the side, and the factor does not broadcast; galore.c takes the channels R keeps)
+# unit8bit.bin (apollo_adamw8bit: not in the package, which keeps fp32 moments): magic 20250106,
+#   [13] optimizer 2; the layout above with NP 3: A [96,80] (right, R [96,56]) and B [80,96]
+#   (left, R [56,96]) at rank 56, so both low-rank states (5376 >= 4096 elements) take
+#   bitsandbytes' 8-bit blockwise kernel, and d [24] (the plain path: bnb's 32-bit kernel, decay
+#   inside); NG 2, S 7, gap 3, channel-wise, scale 1, eps 1e-8, wd 0.05; the final "moments" are
+#   the dequantized m, v (map[q] * absmax). Made by apollo_np_step below: galore.h's APOLLO in
+#   numpy float32 around the numpy model of the kernels (make_adam8bit_reference.py). That the
+#   numpy APOLLO is the package's is checked here: with HF fp32 moments it reproduces
+#   unit_channel.bin (the package's run) to fp32 rounding before the 8-bit file is written.
 import math
 import os
 import struct
@@ -257,15 +266,14 @@ def run_unit(fname, rank, scale_type, scale, proj_type, kind):
     assert err < 1e-5 and 0 < held < NG * (S - 1)
 
 
-def replay(path):
-    """Re-read the file and redo APOLLO (galore.h's description) in float64 with the stored
-    projectors: checks the layout and that the package does what galore.h says"""
+def read_unit(path, dtype):
+    """parse a unit*.bin file (layout in the header comment): the header fields, the initial
+    params p, per step (grads, params, limiter), the projectors of each refresh, as dtype"""
     raw = open(path, "rb").read()
     h = np.frombuffer(raw, "<i4", 256)
     hf = np.frombuffer(raw, "<f4", 256)
     npar, s_, r, gap, nr, ng, tw = [int(x) for x in (h[2], h[3], h[4], h[5], h[7], h[8], h[12])]
     side = h[9:9 + ng]
-    lr, b1, b2, eps, wd, scale = [float(x) for x in hf[16:22]]
     off = 1024
     dims = np.frombuffer(raw, "<i4", npar * 3, off).reshape(npar, 3)
     off += npar * 12
@@ -273,7 +281,7 @@ def replay(path):
 
     def take(k):
         nonlocal off
-        a = np.frombuffer(raw, "<f4", k, off).astype(f64)
+        a = np.frombuffer(raw, "<f4", k, off).astype(dtype)
         off += 4 * k
         return a
 
@@ -286,9 +294,7 @@ def replay(path):
 
     N = sum(sizes)
     p = split(take(N))
-    steps = []
-    for _ in range(s_):
-        steps.append((split(take(N)), split(take(N)), take(ng)))
+    steps = [(split(take(N)), split(take(N)), take(ng)) for _ in range(s_)]
     projs = []
     for _ in range(nr):
         lst = []
@@ -297,9 +303,17 @@ def replay(path):
             shape = (r, n) if side[i] == 0 else (m, r)
             lst.append(take(shape[0] * shape[1]).reshape(shape))
         projs.append(lst)
-    # R is m x r (right) or r x n (left)
+    # the final moments: R is m x r (right) or r x n (left)
     take(sum(2 * (int(dims[i][1]) * r if side[i] == 0 else r * int(dims[i][2])) for i in range(ng)))
     assert off == len(raw), "trailing bytes"
+    hp = [float(x) for x in hf[16:22]]
+    return npar, s_, r, gap, ng, tw, side, hp, p, steps, projs
+
+
+def replay(path):
+    """Re-read the file and redo APOLLO (galore.h's description) in float64 with the stored
+    projectors: checks the layout and that the package does what galore.h says"""
+    npar, s_, r, gap, ng, tw, side, (lr, b1, b2, eps, wd, scale), p, steps, projs = read_unit(path, f64)
     M, V, prev = [None] * npar, [None] * npar, [None] * ng
     err, held = 0.0, 0
     for s in range(1, s_ + 1):
@@ -341,8 +355,144 @@ def replay(path):
     return err, held
 
 
+# ----------------------------------------------------------------------------
+# apollo_adamw8bit: galore.h's APOLLO in numpy float32, moments through the kernel model
+
+U8_SHAPES = [("A", (96, 80)), ("B", (80, 96)), ("d", (24,))]
+U8_NG, U8_S, U8_RANK, U8_EPS = 2, 7, 56, 1e-8
+
+
+def load_kernel_model():
+    import importlib.util
+    path = os.path.join(HERE, "make_adam8bit_reference.py")
+    spec = importlib.util.spec_from_file_location("make_adam8bit_reference", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def apollo_np_step(W, G, P, side, st, t, hp, k8=None):
+    """one APOLLO step of matrix W (m, n) with gradient G and projector P, float32 as galore.h;
+    st: the tensor's state dict; hp: (lr, b1, b2, eps, wd, scale, tensorwise); k8: (kernel model,
+    map_m, map_v) for the 8-bit kind, else HF fp32 moments"""
+    lr, b1, b2, eps, wd, scale, tw = hp
+    b1f, b2f = f32(b1), f32(b2)
+    R = (G @ P.T if side == 0 else P.T @ G).astype(f32)
+    if k8 is None:
+        if "m" not in st:
+            st["m"], st["v"] = np.zeros_like(R), np.zeros_like(R)
+        st["m"] = (st["m"] * b1f + (f32(1) - b1f) * R).astype(f32)
+        st["v"] = (st["v"] * b2f + (f32(1) - b2f) * R * R).astype(f32)
+        D = (st["m"] / (np.sqrt(st["v"]) + f32(eps))).astype(f32)
+    else:
+        mod, map_m, map_v = k8
+        n = R.size
+        Z = np.zeros(n, dtype=f32)
+        if "qm" not in st:
+            nb = (n + 255) // 256
+            st["qm"], st["qv"] = np.zeros(n, np.uint8), np.zeros(n, np.uint8)
+            st["am"], st["av"] = np.zeros(nb, f32), np.zeros(nb, f32)
+        Z, st["qm"], st["qv"], st["am"], st["av"] = mod.ref8_step(Z, R.reshape(-1), st["qm"], st["qv"], st["am"], st["av"],
+                                                                  map_m, map_v, b1, b2, eps, 1.0, 0.0, t)
+        ds = f32(-(1.0 - float(b1f) ** t) / math.sqrt(1.0 - float(b2f) ** t))  # galore.h apollo_dir_scale
+        D = (Z * ds).astype(f32).reshape(R.shape)
+    R64, D64, G64 = R.astype(f64), D.astype(f64), G.astype(f64)
+    if tw:
+        ssR, ssD, ssG = np.array([np.sum(R64 ** 2)]), np.array([np.sum(D64 ** 2)]), np.array([np.sum(G64 ** 2)])
+    else:
+        ax = 1 if side == 0 else 0
+        ssR, ssD, ssG = np.sum(R64 ** 2, axis=ax), np.sum(D64 ** 2, axis=ax), np.sum(G64 ** 2, axis=ax)
+    sc = (np.sqrt(ssD).astype(f32) / (np.sqrt(ssR).astype(f32) + f32(1e-8))).astype(f32)
+    nrm = f32(math.sqrt(float(np.sum(sc.astype(f64) ** 2 * ssG))))
+    if "prev" not in st:
+        st["prev"], lim = nrm, f32(1)
+    else:
+        ratio = f32(nrm / (st["prev"] + f32(1e-8)))
+        lim = f32(ratio / f32(1.01)) if ratio > f32(1.01) else f32(1)
+        st["prev"] = f32(nrm / lim)
+    scf = sc[0] if tw else (sc[:, None] if side == 0 else sc[None, :])
+    step = f32(float(f32(lr)) * math.sqrt(1.0 - float(b2f) ** t) / (1.0 - float(b1f) ** t))
+    x = ((G * scf).astype(f32) / lim).astype(f32) * f32(math.sqrt(scale))
+    W = (W + (-step) * x.astype(f32)).astype(f32)
+    if wd > 0:
+        W = (W + f32(-f32(lr) * f32(wd)) * W).astype(f32)
+    return W
+
+
+def check_np_against_package(path):
+    """the numpy APOLLO (fp32 HF moments) on unit_channel.bin's gradients and projectors: the
+    package's weights to fp32 rounding"""
+    npar, s_, r, gap, ng, tw, side, (lr, b1, b2, eps, wd, scale), p0, steps, projs = read_unit(path, f32)
+    Ws = [x.copy() for x in p0[:ng]]
+    sts = [{} for _ in range(ng)]
+    worst = 0.0
+    for t in range(1, s_ + 1):
+        g, pref, _ = steps[t - 1]
+        for i in range(ng):
+            Ws[i] = apollo_np_step(Ws[i], g[i], projs[(t - 1) // gap][i], side[i], sts[i], t, (lr, b1, b2, eps, wd, scale, tw))
+            worst = max(worst, float(np.abs(Ws[i] - pref[i]).max() / np.abs(pref[i]).max()))
+    return worst
+
+
+def run_unit8bit(fname):
+    import bitsandbytes.functional as BF
+    mod = load_kernel_model()
+    map_m = BF.create_dynamic_map(signed=True).numpy().astype(f32)
+    map_v = BF.create_dynamic_map(signed=False).numpy().astype(f32)
+    rng = np.random.default_rng(20250106)
+    params = [(rng.normal(size=s) * 0.02).astype(f32) for _, s in U8_SHAPES]
+    p0 = np.concatenate([p.reshape(-1) for p in params])
+    sides = [0 if sh[0] >= sh[1] else 1 for _, sh in U8_SHAPES[:U8_NG]]
+    hp = (LR, B1, B2, U8_EPS, WD, 1.0, 0)
+    sts = [{} for _ in range(U8_NG)]
+    dm, dv = np.zeros(24, f32), np.zeros(24, f32)
+    steps, projs = [], []
+    for t in range(1, U8_S + 1):
+        if (t - 1) % GAP == 0:
+            rnd = (t - 1) // GAP
+            projs.append([ours_projector(i, rnd, (U8_RANK, sh[1]) if sd == 0 else (sh[0], U8_RANK), U8_RANK)
+                          for i, ((_, sh), sd) in enumerate(zip(U8_SHAPES[:U8_NG], sides))])
+        gs = [(rng.normal(size=sh) * 0.1 * GSCALE[t - 1]).astype(f32) for _, sh in U8_SHAPES]
+        for i in range(U8_NG):
+            params[i] = apollo_np_step(params[i], gs[i], projs[-1][i], sides[i], sts[i], t, hp, (mod, map_m, map_v))
+        params[2], dm, dv = mod.ref32_step(params[2], gs[2], dm, dv, B1, B2, U8_EPS, LR, WD, t)
+        steps.append((np.concatenate([g.reshape(-1) for g in gs]), np.concatenate([p.reshape(-1) for p in params]),
+                      np.array([sts[i]["prev"] for i in range(U8_NG)], dtype=f32)))
+    assert all(sts[i]["qm"].size >= 4096 for i in range(U8_NG))
+    header = np.zeros(256, dtype="<i4")
+    header[0:9] = [MAGIC + 1, 1, len(U8_SHAPES), U8_S, U8_RANK, GAP, 0, len(projs), U8_NG]
+    header[9:9 + U8_NG] = sides
+    header[12], header[13] = 0, 2
+    for i, v in enumerate([LR, B1, B2, U8_EPS, WD, 1.0]):
+        header[16 + i] = fbits(v)
+    dims = []
+    for _, sh in U8_SHAPES:
+        dims += [len(sh), sh[0], sh[1] if len(sh) == 2 else 1]
+    path = os.path.join(OUT, fname)
+    with open(path, "wb") as f:
+        f.write(header.tobytes())
+        f.write(np.array(dims, dtype="<i4").tobytes())
+        f.write(p0.astype("<f4").tobytes())
+        for g, p, lm in steps:
+            f.write(g.astype("<f4").tobytes())
+            f.write(p.astype("<f4").tobytes())
+            f.write(lm.astype("<f4").tobytes())
+        for r in projs:
+            f.write(np.concatenate([x.reshape(-1) for x in r]).astype("<f4").tobytes())
+        for st in sts:
+            blk = np.arange(st["qm"].size) // 256
+            f.write((map_m[st["qm"]] * st["am"][blk]).astype("<f4").tobytes())
+            f.write((map_v[st["qv"]] * st["av"][blk]).astype("<f4").tobytes())
+    print(f"{fname}: apollo_adamw8bit rank {U8_RANK} channel, A[96, 80] right, B[80, 96] left (8-bit states), d plain; "
+          f"{os.path.getsize(path)} bytes")
+
+
 if __name__ == "__main__":
     print(f"apollo-torch {getattr(apollo_torch, '__version__', '?')} (pip 1.0.3 expected), torch {torch.__version__}, numpy {np.__version__}")
     run_unit("unit_channel.bin", 7, "channel", 2.0, "std", 0)
     run_unit("unit_mini.bin", 1, "tensor", 128.0, "std", 1)
     run_unit("unit_tensor_reverse.bin", 5, "tensor", 1.0, "reverse_std", 0)
+    e = check_np_against_package(os.path.join(OUT, "unit_channel.bin"))
+    print(f"numpy APOLLO (fp32 moments) vs the package on unit_channel.bin: normalized max error {e:.2e}")
+    assert e < 1e-5
+    run_unit8bit("unit8bit.bin")
