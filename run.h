@@ -134,7 +134,7 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
             if (cli_was_given(argc, argv, "rank") && s->rank != 1) run_warn("--rank %d: apollo_mini is rank 1 (pass --optimizer apollo_adamw for rank %d)", s->rank, s->rank);
             oc->rank = 1;
         }
-        oc->apollo_scale = s->apollo_scale >= 0.0f ? s->apollo_scale : mini ? APOLLO_MINI_SCALE : 1.0f;
+        oc->apollo_scale = s->apollo_scale != -1.0f ? s->apollo_scale : mini ? APOLLO_MINI_SCALE : 1.0f; // -1: the package's
         if (!(oc->apollo_scale > 0.0f)) die("--apollo-scale %g: must be positive (the update is multiplied by its square root)", s->apollo_scale);
         oc->scale_type = strcmp(s->scale_type, "channel") == 0 ? APOLLO_SCALE_CHANNEL : strcmp(s->scale_type, "tensor") == 0 ? APOLLO_SCALE_TENSOR
                          : mini ? APOLLO_SCALE_TENSOR : APOLLO_SCALE_CHANNEL;
