@@ -536,10 +536,14 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
     for (int i = 0; i < o->n; i++) {
         const TensorLayout* l = &o->lay[i];
         if (!l->full_grad) continue;
-        int64_t nch = l->side == SIDE_RIGHT ? l->m : l->n; // the sums' length (tensor-wise: rows, summed on the host)
+        // the sums' lengths (rows or columns of G and of R, D; tensor-wise: rows, summed on the host)
+        // are at most max(m, n, r) each
+        int64_t nch = l->m > l->n ? l->m : l->n;
+        if (l->r > nch) nch = l->r;
         if (nch > max_ch) max_ch = nch;
         // the sums live in the SVD input scratch gl.A (APOLLO runs no SVD): 3 nch doubles <= m n floats
-        if (6 * nch > o->gl.max_full) die("internal: APOLLO tensor %d (%lld x %lld) too small for its channel sums", i, (long long)l->m, (long long)l->n);
+        if (6 * nch > o->gl.max_full) die("internal: APOLLO tensor %d (%lld x %lld, rank %lld) too small for its channel sums in the scratch", i,
+                                          (long long)l->m, (long long)l->n, (long long)l->r);
     }
     o->nl_prev = (float*)callocCheck((size_t)o->n, sizeof(float));
     o->ap_sums = (double*)callocCheck(3 * (size_t)max_ch, sizeof(double));
