@@ -31,11 +31,15 @@ typedef struct {
     int warmup;
     float min_lr_ratio;
     char schedule[16];         // cosine | constant
-    char optimizer[32];        // adamw | adam | galore_adamw | adam8bit | galore_adamw8bit | fira_adamw
+    char optimizer[32];        // adamw | adam | galore_adamw | adam8bit | galore_adamw8bit | fira_adamw | apollo_adamw | apollo_mini | apollo_adamw8bit
     int rank;                  // GaLore r
     int update_proj_gap;       // GaLore T
     float galore_scale;        // GaLore alpha
     char proj_type[16];        // std | reverse_std | left | right
+    // --- APOLLO ---
+    float apollo_scale;        // the package's scale (< 0: the optimizer's default)
+    char scale_type[16];       // auto | channel | tensor
+    // --- end APOLLO ---
     int per_layer;             // update each tensor inside backward
     float weight_decay;
     float beta1, beta2;
@@ -105,12 +109,17 @@ static const OptSpec CLI_OPTIONS[] = {
     {"warmup", OPT_INT, OPT_S(warmup), "30", NULL, "linear warmup steps (the first update has lr 0, as in the GaLore scripts)"},
     {"min-lr-ratio", OPT_FLOAT, OPT_S(min_lr_ratio), "0.1", NULL, "cosine floor as a fraction of --lr"},
     {"schedule", OPT_CHOICE, OPT_S(schedule), "cosine", "cosine|constant", "lr schedule after warmup"},
-    {"optimizer", OPT_CHOICE, OPT_S(optimizer), "adamw", "adamw|adam|galore_adamw|adam8bit|galore_adamw8bit|fira_adamw",
-     "adamw: torch.optim.AdamW; adam: torch.optim.Adam (L2 decay), the GaLore scripts' full-rank baseline; galore_adamw: galore-torch GaLoreAdamW (HF AdamW + projector); adam8bit: bitsandbytes blockwise 8-bit Adam; galore_adamw8bit: GaLoreAdamW8bit; fira_adamw: fira's FiraAdamW (GaLoreAdamW plus the norm-scaled residual outside the subspace, with the norm-growth limiter; takes the GaLore flags)"},
+    {"optimizer", OPT_CHOICE, OPT_S(optimizer), "adamw", "adamw|adam|galore_adamw|adam8bit|galore_adamw8bit|fira_adamw|apollo_adamw|apollo_mini|apollo_adamw8bit",
+     "adamw: torch.optim.AdamW; adam: torch.optim.Adam (L2 decay), the GaLore scripts' full-rank baseline; galore_adamw: galore-torch GaLoreAdamW (HF AdamW + projector); adam8bit: bitsandbytes blockwise 8-bit Adam; galore_adamw8bit: GaLoreAdamW8bit; fira_adamw: fira's FiraAdamW (GaLoreAdamW plus the norm-scaled residual outside the subspace, with the norm-growth limiter; takes the GaLore flags); "
+     "apollo_adamw: apollo-torch APOLLOAdamW (random projection, channel-wise scaling of the raw gradient, norm-growth limiter); apollo_mini: APOLLO-Mini (rank 1, tensor-wise, scale 128); apollo_adamw8bit: APOLLO with 8-bit blockwise low-rank moments"},
     {"rank", OPT_INT, OPT_S(rank), "128", NULL, "GaLore rank r (above min(m, n) keeps every direction)"},
     {"update-proj-gap", OPT_INT, OPT_S(update_proj_gap), "200", NULL, "GaLore T: the projector is recomputed by SVD at steps 1, T+1, 2T+1, ..."},
     {"galore-scale", OPT_FLOAT, OPT_S(galore_scale), "0.25", NULL, "GaLore alpha: scales the projected-back update of GaLore matrices"},
     {"proj-type", OPT_CHOICE, OPT_S(proj_type), "std", "std|reverse_std|left|right", "GaLore side: std projects the smaller dimension (right basis when m >= n)"},
+    // --- APOLLO ---
+    {"apollo-scale", OPT_FLOAT, OPT_S(apollo_scale), "-1", NULL, "APOLLO scale (apollo-torch's `scale`): the update is multiplied by sqrt(scale); -1 picks 1 (apollo_adamw, apollo_adamw8bit) or 128 (apollo_mini)"},
+    {"scale-type", OPT_CHOICE, OPT_S(scale_type), "auto", "auto|channel|tensor", "APOLLO scaling of the raw gradient: channel (a factor per row or column, the one the projection keeps) or tensor (one factor); auto: channel, tensor for apollo_mini"},
+    // --- end APOLLO ---
     {"per-layer", OPT_INT, OPT_S(per_layer), "0", NULL,
      "1: update each tensor inside backward as soon as its gradient is final; gradient memory is the largest update group's (a matmul's weights: q|k|v, gate|up, ... or the embedding); gives up global norm clipping (--grad-clip must be 0)"},
     {"weight-decay", OPT_FLOAT, OPT_S(weight_decay), "0", NULL, "weight decay, applied to every tensor"},

@@ -82,6 +82,7 @@ typedef struct {
     int64_t refreshes, gesvd_fallbacks;
     int64_t n_gesvdj, n_gesvd, n_randomized; // refreshes by each solver (gesvd: by the rule or as the fallback)
     int64_t n_galore;          // GaLore tensors: a refresh round is n_galore refreshes (galore_svd_round)
+    int svd;                   // some tensor refreshes by SVD (GaloreDims.svd): the solver, U, V, S exist
     int force_gesvd;           // tests: skip gesvdj, run gesvd (exact) / gesvd of the sketch (randomized)
     int force_gesvdj;          // tests, dev/cuda/svd: gesvdj at any size (galore_exact_gesvdj's rule off)
     int unfused;               // tests: take the unfused (reference) update path even where the fused one applies
@@ -129,7 +130,7 @@ static int galore_gpu_workspace_query(GaloreGpu* g, const TensorLayout* lay, int
     int best = 0;
     for (int i = 0; i < n; i++) {
         const TensorLayout* l = &lay[i];
-        if (l->side == SIDE_NONE) continue;
+        if (l->side == SIDE_NONE || l->full_grad) continue; // APOLLO: no SVD
         int rows = (int)l->n, cols = (int)l->m, lw = 0;
         if (l->svd == SVD_RANDOMIZED) {
             lw = galore_gpu_rand_lwork(g, l);
@@ -159,21 +160,23 @@ static void galore_gpu_init(GaloreGpu* g, const TensorLayout* lay, int n, cublas
     g->max_full = d.max_full; g->max_k = d.max_k; g->max_s = d.max_s; g->max_proj = d.max_proj;
     g->blas = blas;
     g->stream = stream;
-    for (int i = 0; i < n; i++) g->n_galore += lay[i].side != SIDE_NONE;
+    for (int i = 0; i < n; i++) g->n_galore += lay[i].side != SIDE_NONE && !lay[i].full_grad;
     if (d.max_full == 0) return; // no GaLore tensor
+    g->svd = d.svd > 0;
+    g->A = (float*)cudaMallocCheck(sizeof(float) * d.max_full, "GaLore full scratch (SVD input, update U; APOLLO's channel sums)");
+    g->R = (float*)cudaMallocCheck(sizeof(float) * d.max_s, "GaLore low-rank gradient R");
+    g->N = (float*)cudaMallocCheck(sizeof(float) * d.max_s, "GaLore low-rank update N");
+    if (!g->svd) return; // APOLLO only: projections drawn, no SVD
     cusolverCheck(cusolverDnCreate(&g->solver));
     cusolverCheck(cusolverDnSetStream(g->solver, stream));
     cusolverCheck(cusolverDnCreateGesvdjInfo(&g->jparams));
     cusolverCheck(cusolverDnXgesvdjSetTolerance(g->jparams, (double)FLT_EPSILON));
     cusolverCheck(cusolverDnXgesvdjSetMaxSweeps(g->jparams, 400));
     cusolverCheck(cusolverDnXgesvdjSetSortEig(g->jparams, 1));
-    g->A = (float*)cudaMallocCheck(sizeof(float) * d.max_full, "GaLore full scratch (SVD input, update U)");
     g->Uf = (float*)cudaMallocCheck(sizeof(float) * d.max_full, "GaLore SVD factor U");
     g->Vf = (float*)cudaMallocCheck(sizeof(float) * d.max_full, "GaLore SVD factor V");
     g->S = (float*)cudaMallocCheck(sizeof(float) * d.max_k, "GaLore singular values");
     g->Pf = g->Uf; // max_proj = max r min(m, n) <= max_full
-    g->R = (float*)cudaMallocCheck(sizeof(float) * d.max_s, "GaLore low-rank gradient R");
-    g->N = (float*)cudaMallocCheck(sizeof(float) * d.max_s, "GaLore low-rank update N");
     g->d_info = (int*)cudaMallocCheck(sizeof(int), "cuSOLVER info");
     g->lwork = galore_gpu_workspace_query(g, lay, n);
     g->work = (float*)cudaMallocCheck(sizeof(float) * (size_t)(g->lwork > 0 ? g->lwork : 1), "cuSOLVER workspace");
@@ -192,8 +195,9 @@ static void galore_gpu_init(GaloreGpu* g, const TensorLayout* lay, int n, cublas
 
 static void galore_gpu_free(GaloreGpu* g) {
     if (g->max_full == 0) return;
-    cudaCheck(cudaFree(g->A)); cudaCheck(cudaFree(g->Uf)); cudaCheck(cudaFree(g->Vf)); cudaCheck(cudaFree(g->S));
-    cudaCheck(cudaFree(g->R)); cudaCheck(cudaFree(g->N)); cudaCheck(cudaFree(g->d_info));
+    cudaCheck(cudaFree(g->A)); cudaCheck(cudaFree(g->R)); cudaCheck(cudaFree(g->N));
+    if (!g->svd) return;
+    cudaCheck(cudaFree(g->Uf)); cudaCheck(cudaFree(g->Vf)); cudaCheck(cudaFree(g->S)); cudaCheck(cudaFree(g->d_info));
     cudaCheck(cudaFree(g->work));
     cusolverCheck(cusolverDnDestroyGesvdjInfo(g->jparams));
     cusolverCheck(cusolverDnDestroy(g->solver));
@@ -716,5 +720,91 @@ static void fira_gpu_residual(GaloreGpu* g, const TensorLayout* l, const floatX*
     *lim_state = next;
 }
 // --- end fira ---
+// ----------------------------------------------------------------------------
+// APOLLO (galore.h's APOLLO section; train_llama.cu's gpu_apollo_update drives these). The
+// projector is the CPU's (galore_proj_random_elem, the same bits in fp32) stored in bf16 like
+// GaLore's; R = G P^T by galore_gpu_project; the moments by galore_hf_lowrank (D = m / (sqrt(v) +
+// eps) into g->N) or the 8-bit kernels on a zero parameter; then the per-channel sums of squares
+// of G, R and D (apollo_sumsq, fp64, fixed order: deterministic), the factors and the limiter on
+// the host (galore.h's apollo_factor and apollo_limiter, the CPU's code), and one elementwise pass
+// (apollo_apply, galore.h's apollo_elem) with the factors uploaded.
+
+// P (n) bf16 = galore_proj_random_elem(seed, k, scale), k = 0 .. n-1 (P's row-major layout); a
+// skipped update (update_skipped) keeps the old P, as the CPU engine, which never draws it
+__global__ void apollo_proj_kernel(floatX* P, size_t n, uint64_t seed, float scale, const int* skip) {
+    if (update_skipped(skip)) return;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        P[i] = f2bf(galore_proj_random_elem(seed, (uint64_t)i, scale));
+}
+static void apollo_proj_fill(floatX* P, size_t n, uint64_t seed, float scale, cudaStream_t s, const int* skip = NULL) {
+    apollo_proj_kernel<<<grid_for(n, 256), 256, 0, s>>>(P, n, seed, scale, skip);
+    cudaCheckLaunch();
+}
+
+// out[row] = sum_j (scale x[row, j])^2 in double, x (rows, cols) row-major: one block per row,
+// per-thread strided sums then a fixed tree (the same order every run)
+#define APOLLO_SUMSQ_THREADS 256
+template <class T>
+__global__ void apollo_sumsq_rows_kernel(const T* x, int64_t cols, float scale, double* out) {
+    __shared__ double sh[APOLLO_SUMSQ_THREADS];
+    const T* row = x + (int64_t)blockIdx.x * cols;
+    double acc = 0.0;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+        float v = to_f32(row[j]) * scale;
+        acc += (double)v * v;
+    }
+    sh[threadIdx.x] = acc;
+    __syncthreads();
+    for (int o = blockDim.x / 2; o > 0; o >>= 1) {
+        if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = sh[0];
+}
+// out[col] = sum_i (scale x[i, col])^2 in double: one thread per column, the rows in order
+// (neighbouring threads read neighbouring columns: coalesced)
+template <class T>
+__global__ void apollo_sumsq_cols_kernel(const T* x, int64_t rows, int64_t cols, float scale, double* out) {
+    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < cols; c += (int64_t)gridDim.x * blockDim.x) {
+        double acc = 0.0;
+        for (int64_t i = 0; i < rows; i++) {
+            float v = to_f32(x[i * cols + c]) * scale;
+            acc += (double)v * v;
+        }
+        out[c] = acc;
+    }
+}
+// by_row: rows sums into out (rows), else column sums (cols)
+template <class T>
+static void apollo_sumsq(const T* x, int64_t rows, int64_t cols, int by_row, float scale, double* out, cudaStream_t s) {
+    if (by_row) apollo_sumsq_rows_kernel<T><<<(unsigned)rows, APOLLO_SUMSQ_THREADS, 0, s>>>(x, cols, scale, out);
+    else apollo_sumsq_cols_kernel<T><<<grid_for((size_t)cols, 256), 256, 0, s>>>(x, rows, cols, scale, out);
+    cudaCheckLaunch();
+}
+
+// W (m, n) = apollo_elem(W, gscale G, sc[channel], lim, sqrt(scale), step_size), then the decay
+// (wd on): the CPU's apollo_update per element; TP bf16 weights or fp32 masters with pbf their copy
+template <class TP>
+__global__ void apollo_apply_kernel(TP* p, floatX* pbf, const floatX* g, const float* sc, int64_t M, int64_t N, int side, int tw, float lim,
+                                    float sq, float step_size, int decay_on, float dec, float gscale, int sr, uint32_t seed, const int* skip) {
+    if (update_skipped(skip)) return;
+    size_t total = (size_t)M * N;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int64_t a = (int64_t)(i / N), b = (int64_t)(i % N);
+        float pf = apollo_elem(to_f32(p[i]), bf2f(g[i]) * gscale, sc[apollo_channel_of(side, tw, a, b)], lim, sq, step_size);
+        if (decay_on) pf = pf + dec * pf;
+        gl_store(&p[i], pf, sr, seed, i);
+        if (pbf != NULL) pbf[i] = f2bf(pf);
+    }
+}
+template <class TP>
+static void apollo_apply(TP* p, floatX* pbf, const floatX* g, const float* sc, const TensorLayout* l, int tw, float lim, float sq,
+                         float step_size, int decay_on, float dec, float gscale, int sr, uint32_t seed, cudaStream_t s, const int* skip = NULL) {
+    size_t n = (size_t)(l->m * l->n);
+    apollo_apply_kernel<TP><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, g, sc, l->m, l->n, l->side, tw, lim, sq, step_size, decay_on, dec, gscale, sr, seed,
+                                                         skip);
+    cudaCheckLaunch();
+}
+// ---- end APOLLO ----
 
 #endif // GALORE_CUH

@@ -29,12 +29,18 @@ enum {
     // --- fira (issue 15) ---
     OPTIM_FIRA_ADAMW,        // fira 1.0.2 FiraAdamW: GaLoreAdamW plus the scaled residual G - back(R) (fira_* below)
     // --- end fira ---
+    // --- APOLLO (apollo-torch 1.0.3 APOLLOAdamW, proj "random"; see the APOLLO section below) ---
+    OPTIM_APOLLO_ADAMW,      // channel-wise scaling of the raw gradient from a rank-r random projection's Adam state
+    OPTIM_APOLLO_MINI,       // APOLLO-Mini: rank 1, tensor-wise scaling, scale 128
+    OPTIM_APOLLO_ADAMW8BIT,  // APOLLO with its low-rank moments in bitsandbytes' 8-bit blockwise kernel (not in the package)
+    // --- end APOLLO ---
     OPTIM_NUM_KINDS
 };
-static const char* const OPTIM_NAMES[OPTIM_NUM_KINDS] = {"adamw", "adam", "galore_adamw", "adam8bit", "galore_adamw8bit", "fira_adamw"};
+static const char* const OPTIM_NAMES[OPTIM_NUM_KINDS] = {"adamw", "adam", "galore_adamw", "adam8bit", "galore_adamw8bit", "fira_adamw",
+                                                         "apollo_adamw", "apollo_mini", "apollo_adamw8bit"};
 // default eps of each: torch and bitsandbytes use 1e-8, galore-torch's GaLoreAdamW (HF AdamW) 1e-6,
-// fira's AdamW (a copy of HF's) 1e-6
-static const float OPTIM_DEFAULT_EPS[OPTIM_NUM_KINDS] = {1e-8f, 1e-8f, 1e-6f, 1e-8f, 1e-8f, 1e-6f};
+// fira's and apollo-torch's AdamW (copies of HF's) 1e-6; the 8-bit APOLLO runs bitsandbytes' kernel: 1e-8
+static const float OPTIM_DEFAULT_EPS[OPTIM_NUM_KINDS] = {1e-8f, 1e-8f, 1e-6f, 1e-8f, 1e-8f, 1e-6f, 1e-6f, 1e-6f, 1e-8f};
 
 enum { PROJ_STD = 0, PROJ_REVERSE_STD, PROJ_LEFT, PROJ_RIGHT };
 static const char* const PROJ_NAMES[] = {"std", "reverse_std", "left", "right"};
@@ -51,11 +57,23 @@ typedef struct {
     int svd;                 // SVD_*: how a refresh computes the projector (--svd)
     int projector;           // PROJECTOR_*: the SVD of the gradient, or a random orthonormal basis (--proj, GoLore)
     uint64_t seed;           // the run's --seed: the random projectors derive from it (galore_proj_seed)
+    // --- APOLLO ---
+    float apollo_scale;      // the package's `scale`: the update is multiplied by sqrt(scale) (--apollo-scale)
+    int scale_type;          // APOLLO_SCALE_CHANNEL or APOLLO_SCALE_TENSOR (--scale-type)
+    // --- end APOLLO ---
 } OptimConfig;
 
 // the optimizers built on GaLore's projector machinery (a projector per matrix, refreshed every T)
 static inline int optim_is_galore(int kind) { return kind == OPTIM_GALORE_ADAMW || kind == OPTIM_GALORE_ADAMW8BIT || kind == OPTIM_FIRA_ADAMW; }
-static inline int optim_is_8bit(int kind) { return kind == OPTIM_ADAM8BIT || kind == OPTIM_GALORE_ADAMW8BIT; }
+static inline int optim_is_apollo(int kind) { return kind == OPTIM_APOLLO_ADAMW || kind == OPTIM_APOLLO_MINI || kind == OPTIM_APOLLO_ADAMW8BIT; }
+static inline int optim_is_8bit(int kind) { return kind == OPTIM_ADAM8BIT || kind == OPTIM_GALORE_ADAMW8BIT || kind == OPTIM_APOLLO_ADAMW8BIT; }
+// the kinds with a projector, and so with --rank, --update-proj-gap and --proj-type
+static inline int optim_has_projector(int kind) { return optim_is_galore(kind) || optim_is_apollo(kind); }
+// the path of the tensors without a projector (1-D, embeddings, lm_head): apollo-torch's AdamW
+// runs them as HF AdamW, exactly galore-torch's plain path; the 8-bit APOLLO as GaLoreAdamW8bit's
+static inline int optim_plain_kind(int kind) {
+    return kind == OPTIM_APOLLO_ADAMW || kind == OPTIM_APOLLO_MINI ? OPTIM_GALORE_ADAMW : kind == OPTIM_APOLLO_ADAMW8BIT ? OPTIM_GALORE_ADAMW8BIT : kind;
+}
 
 static int optim_kind_from_name(const char* s) {
     for (int k = 0; k < OPTIM_NUM_KINDS; k++) if (strcmp(s, OPTIM_NAMES[k]) == 0) return k;
@@ -307,9 +325,13 @@ typedef struct {
     int state;           // STATE_FP32 or STATE_8BIT (8-bit needs >= ADAM8_MIN_SIZE elements)
     int64_t nblocks;     // 256-element absmax blocks of the 8-bit state
     int svd;             // SVD_EXACT or SVD_RANDOMIZED: the refresh's algorithm (galore_svd_pick); 0 without a projector
-    int full_grad;       // fira: the update reads the full gradient every step (no low-rank accumulation or all-reduce)
+    int full_grad;       // the update reads the full gradient every step (Fira's residual, APOLLO's scaled raw G): accumulated and all-reduced in full
     int limiter;         // fira: floats of norm-growth limiter state (1 per GaLore matrix: the previous residual norm)
 } TensorLayout;
+
+// whether tensor l accumulates and all-reduces its gradient as R = P^T G between refreshes: a
+// projector whose update needs only R (GaLore), not one that reads the full G (APOLLO)
+static inline int layout_lowrank_accum(const TensorLayout* l) { return l->side != SIDE_NONE && !l->full_grad; }
 
 static void tensor_layout(TensorLayout* lay, const ParamInfo* p, const OptimConfig* o) {
     memset(lay, 0, sizeof *lay);
@@ -319,6 +341,14 @@ static void tensor_layout(TensorLayout* lay, const ParamInfo* p, const OptimConf
         lay->side = galore_side(lay->m, lay->n, o->proj_type);
         lay->r = galore_rank(lay->m, lay->n, o->rank);
         lay->svd = galore_svd_pick(lay->m, lay->n, lay->r, o->svd);
+        if (lay->side == SIDE_RIGHT) { lay->scols = lay->r; lay->proj_numel = lay->r * lay->n; }
+        else { lay->srows = lay->r; lay->proj_numel = lay->m * lay->r; }
+    } else if (optim_is_apollo(o->kind) && p->galore && p->ndim == 2) {
+        // APOLLO: galore-torch's side rule on the same matrices; the rank is NOT clipped to
+        // min(m, n) (apollo-torch's random projector draws r x n or m x r as asked); no SVD
+        lay->side = galore_side(lay->m, lay->n, o->proj_type);
+        lay->r = o->rank;
+        lay->full_grad = 1;
         if (lay->side == SIDE_RIGHT) { lay->scols = lay->r; lay->proj_numel = lay->r * lay->n; }
         else { lay->srows = lay->r; lay->proj_numel = lay->m * lay->r; }
     }
@@ -335,19 +365,20 @@ static void tensor_layout(TensorLayout* lay, const ParamInfo* p, const OptimConf
 // sum is the sum of the projections), unless its update reads the full gradient (Fira's residual
 // G - back(R) is what the projection drops, so R cannot stand in for G). Both trainers decide with it.
 static inline int galore_lowrank_at(const TensorLayout* l, int has_proj, int64_t t, int64_t T) {
-    return l->side != SIDE_NONE && !l->full_grad && has_proj && !galore_refresh_due(t, T);
+    return layout_lowrank_accum(l) && has_proj && !galore_refresh_due(t, T);
 }
 
 // accum_layout: the gradient accumulators of a trainer, as element offsets into two buffers: a
-// full one for each non-GaLore tensor and each full_grad one (Fira) (full_off, when need_full;
-// per-layer accumulation), a low-rank one (snumel) for each other GaLore tensor (low_off); -1 where a tensor has none. *nfull and
+// full one for each tensor without low-rank accumulation (full_off, when need_full; per-layer
+// accumulation: non-GaLore and APOLLO tensors), a low-rank one (snumel) for each GaLore tensor
+// (low_off, layout_lowrank_accum); -1 where a tensor has none. *nfull and
 // *nlow get the buffers' sizes. Both engines lay them out with it (the CPU in fp32, the GPU in bf16).
 static void accum_layout(const ParamTable* pt, const TensorLayout* lay, int need_full, int64_t* full_off, int64_t* low_off,
                          size_t* nfull, size_t* nlow) {
     *nfull = 0; *nlow = 0;
     for (int i = 0; i < pt->n; i++) {
         full_off[i] = low_off[i] = -1;
-        if (lay[i].side != SIDE_NONE && !lay[i].full_grad) { low_off[i] = (int64_t)*nlow; *nlow += (size_t)lay[i].snumel; }
+        if (layout_lowrank_accum(&lay[i])) { low_off[i] = (int64_t)*nlow; *nlow += (size_t)lay[i].snumel; }
         else if (need_full) { full_off[i] = (int64_t)*nfull; *nfull += (size_t)pt->info[i].numel; }
     }
 }
@@ -358,7 +389,9 @@ static void accum_layout(const ParamTable* pt, const TensorLayout* lay, int need
 // the scratch the GPU optimizer needs for these tensors (also what the memory plan prints).
 // svd_ws: the estimated cuSOLVER workspace (floats), the largest over the tensors of what its
 // refresh needs (galore_svd_workspace_estimate)
-typedef struct { int64_t max_full, max_k, max_s, max_proj; double svd_ws; } GaloreDims;
+// svd: the tensors that refresh by an SVD (GaLore's; APOLLO draws its projector, so max_k and
+// svd_ws count only these, and an APOLLO-only run keeps no SVD factors or solver)
+typedef struct { int64_t max_full, max_k, max_s, max_proj; double svd_ws; int svd; } GaloreDims;
 
 // the randomized refresh's shapes: A (len x other) is G (left) or G^T (right), l the sketch width
 static void galore_rand_dims(const TensorLayout* l, int* len, int* other, int* w) {
@@ -383,9 +416,11 @@ static GaloreDims galore_dims(const TensorLayout* lay, int n) {
         if (l->side == SIDE_NONE) continue;
         int64_t full = l->m * l->n, k = l->m < l->n ? l->m : l->n;
         if (full > d.max_full) d.max_full = full;
-        if (k > d.max_k) d.max_k = k;
         if (l->snumel > d.max_s) d.max_s = l->snumel;
         if (l->proj_numel > d.max_proj) d.max_proj = l->proj_numel;
+        if (l->svd == 0) continue; // no SVD (APOLLO: a random projector; svd is 0 without galore_svd_pick)
+        d.svd++;
+        if (k > d.max_k) d.max_k = k;
         // exact: gesvdj's workspace, estimated as one more fp32 copy of the matrix; randomized:
         // tau (l) + U_B (l x l) + the QR / small-SVD workspace, estimated as one more tall sketch
         // (max(len, other) + l) x l
@@ -470,5 +505,96 @@ HOSTDEV static inline float fira_limiter(float sn, float prev, int first, float*
 // one element of the scaled residual: phi (G - U), U = alpha back(R) (the channel's phi)
 HOSTDEV static inline float fira_residual_elem(float g, float u, float phi) { return (g - u) * phi; }
 // --- end fira ---
+// ----------------------------------------------------------------------------
+// APOLLO (arXiv 2412.05270), as apollo-torch 1.0.3's APOLLOAdamW runs it with proj "random".
+// Per projected matrix G (m x n), at 1-based step t:
+//   refresh (galore_refresh_due: steps 1, T+1, ...): P = N(0, 1) / sqrt(r), r x n (right side)
+//     or m x r (left), galore-torch's side rule (the package's `proj_type`); the package draws it
+//     from torch's generator seeded per tensor, we from galore_gaussian with apollo_proj_seed
+//     (tensor, round): the same P on every data-parallel rank, on CPU and GPU, and after a
+//     resume (a function of the step; no RNG state to save). The reference generator injects
+//     OUR P into the package (dev/ref/make_apollo_reference.py), so the rest is compared exactly.
+//   R = G P^T (m x r) or P^T G (r x n); HF-AdamW moments on R: m, v; D = m / (sqrt(v) + eps)
+//   scaling, channel-wise: per channel c (a row of G on the right side, a column on the left:
+//     the dimension R keeps, the package's norm_dim for proj_type std) s_c = ||D_c|| / (||R_c|| + 1e-8);
+//     tensor-wise: one s = ||D|| / (||R|| + 1e-8)
+//   S = G * s (the RAW gradient scaled: so the full G is needed every step, and gradient
+//     accumulation and all-reduce stay full-rank for APOLLO matrices: layout_lowrank_accum)
+//   norm-growth limiter (Fira's, gamma 1.01): first step: prev = ||S||; then
+//     lim = max(||S|| / (prev + 1e-8), 1.01) / 1.01, S /= lim, prev = ||S_before|| / lim
+//   W -= lr sqrt(1 - b2^t) / (1 - b1^t) * sqrt(scale) * S; then W -= lr wd W (decay after, as HF)
+// (scale_front false and the limiter on: the package's defaults.) ||S||^2 = sum_c s_c^2 ||G_c||^2,
+// so neither engine materializes S: per-channel sums of squares of G, R and D, then one
+// elementwise pass W -= step * coef_c * G with coef_c = s_c sqrt(scale) / lim.
+// The 8-bit variant (ours: the package keeps fp32 moments) takes D from bitsandbytes' blockwise
+// kernel run on R with a zero parameter and lr 1 (adam8bit.h: D = m / (sqrt(v) + eps sqrt(1 - b2^t)),
+// returned times -sqrt(1 - b2^t) / (1 - b1^t), which apollo_dir_scale undoes).
+
+enum { APOLLO_SCALE_CHANNEL = 0, APOLLO_SCALE_TENSOR };
+static const char* const APOLLO_SCALE_NAMES[] = {"channel", "tensor"};
+#define APOLLO_GAMMA 1.01f        // the norm-growth limiter's allowed growth per step
+#define APOLLO_MINI_SCALE 128.0f  // the package README's scale for APOLLO-Mini (rank 1, tensor-wise)
+#define APOLLO_NORM_EPS 1e-8f     // the package's 1e-8 in both ratios
+
+// the package's settings of each APOLLO kind (what run_setup picks without --apollo-scale and
+// --scale-type): APOLLO-Mini rank 1, tensor-wise, scale 128; APOLLO channel-wise, scale 1 (tests)
+static void apollo_config_defaults(OptimConfig* oc) {
+    int mini = oc->kind == OPTIM_APOLLO_MINI;
+    if (mini) oc->rank = 1;
+    oc->apollo_scale = mini ? APOLLO_MINI_SCALE : 1.0f;
+    oc->scale_type = mini ? APOLLO_SCALE_TENSOR : APOLLO_SCALE_CHANNEL;
+}
+
+// the seed of tensor `tensor`'s projector drawn at refresh `round` ((t - 1) / T)
+HOSTDEV static inline uint64_t apollo_proj_seed(int64_t tensor, int64_t round) {
+    return galore_mix64(0x41504F4C4C4F5250ULL ^ ((uint64_t)tensor << 40) ^ (uint64_t)round);
+}
+HOSTDEV static inline int64_t apollo_round(int64_t t, int64_t T) { return T > 0 ? (t - 1) / T : 0; }
+
+// galore_proj_random_elem: element k (row-major in P's own layout) of a seeded Gaussian projector
+// scaled by `scale` (APOLLO: 1/sqrt(r), float32 as apollo_proj_scale gives it); shared by both engines
+HOSTDEV static inline float galore_proj_random_elem(uint64_t seed, uint64_t k, float scale) {
+    return GALORE_MUL(galore_gaussian(seed, k), scale);
+}
+static inline float apollo_proj_scale(int64_t r) { return (float)(1.0 / sqrt((double)r)); }
+
+// galore_proj_random: the whole projector of tensor layout l (m x r left, r x n right)
+static void galore_proj_random(float* P, const TensorLayout* l, uint64_t seed, float scale) {
+    for (int64_t k = 0; k < l->proj_numel; k++) P[k] = galore_proj_random_elem(seed, (uint64_t)k, scale);
+}
+
+// the channels of the scaling: rows of G (right side), columns (left), or one (tensor-wise)
+static inline int64_t apollo_channels(const TensorLayout* l, int scale_type) {
+    return scale_type == APOLLO_SCALE_TENSOR ? 1 : l->side == SIDE_RIGHT ? l->m : l->n;
+}
+// channel of element (row a, col b) of G or R: R is m x r (right) or r x n (left)
+HOSTDEV static inline int64_t apollo_channel_of(int side, int tensorwise, int64_t a, int64_t b) {
+    return tensorwise ? 0 : side == SIDE_RIGHT ? a : b;
+}
+// s_c from the channel's sums of squares of D and R (double, any order)
+HOSTDEV static inline float apollo_factor(double ssD, double ssR) {
+    return (float)sqrt(ssD) / ((float)sqrt(ssR) + APOLLO_NORM_EPS);
+}
+// the limiter: nrm = ||S|| before it; *prev the state (set on the first step, first = 1).
+// Returns 1 / lim's divisor as the package divides: S / lim, i.e. the value lim itself.
+HOSTDEV static inline float apollo_limiter(float nrm, float* prev, int first) {
+    if (first) { *prev = nrm; return 1.0f; }
+    float ratio = nrm / (*prev + APOLLO_NORM_EPS);
+    float lim = ratio > APOLLO_GAMMA ? ratio / APOLLO_GAMMA : 1.0f;
+    *prev = nrm / lim;
+    return lim;
+}
+// the 8-bit kernel's result Z = -(c2 / c1) D (lr 1): D = Z * apollo_dir_scale
+static inline float apollo_dir_scale(int64_t t, float b1, float b2) {
+    return (float)(-(1.0 - pow((double)b1, (double)t)) / sqrt(1.0 - pow((double)b2, (double)t)));
+}
+// the elementwise update of one weight: HF's p + (-step_size) * (g s / lim * sqrt(scale)),
+// spelled in the package's order of roundings
+HOSTDEV static inline float apollo_elem(float p, float g, float s, float lim, float sqrt_scale, float step_size) {
+    float x = g * s;
+    x = x / lim;
+    x = x * sqrt_scale;
+    return p + (-step_size) * x;
+}
 
 #endif // GALORE_H

@@ -113,9 +113,10 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
             if ((double)(l.m > l.n ? l.m : l.n) > max_ch) max_ch = (double)(l.m > l.n ? l.m : l.n);
             if ((double)l.proj_numel > max_proj) max_proj = (double)l.proj_numel;
             if ((double)l.r > max_r) max_r = (double)l.r;
-            // Fira (full_grad) accumulates the full gradient every step (galore.h accum_layout)
-            if (l.full_grad) acc_full += (double)pt.info[i].numel;
-            else { acc_low += (double)l.snumel; galore_full += (double)(l.m * l.n); }
+        }
+        if (layout_lowrank_accum(&l)) { // Fira's and APOLLO's tensors (full_grad) accumulate in full (galore.h)
+            acc_low += (double)l.snumel;
+            galore_full += (double)(l.m * l.n);
         } else acc_full += (double)pt.info[i].numel;
     }
     memplan_add(mp, "weights", P * F, MEM_STATE);
@@ -135,7 +136,7 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
     if (oc->kind == OPTIM_FIRA_ADAMW) memplan_add(mp, "Fira channel scale (largest dimension)", (max_ch > 1.0 ? max_ch : 1.0) * F, 0);
     if (oc->projector == PROJECTOR_RANDOM) // GoLore: no SVD; the QR of a len x r Gaussian (its copy, tau, ~64 r of LAPACK workspace)
         memplan_add(mp, "QR workspace (--proj random, at refresh, transient)", (max_proj + 65.0 * max_r) * F, MEM_TRANSIENT);
-    else memplan_add(mp, "svd workspace (at refresh, transient)", max_full * F * 3, MEM_TRANSIENT);
+    else memplan_add(mp, "svd workspace (at refresh, transient)", optim_is_galore(oc->kind) ? max_full * F * 3 : 0.0, MEM_TRANSIENT);
     size_t sizes[CPU_NUM_ACT];
     cpu_activation_sizes(c, B, T, recompute, sizes);
     double acts = 0.0, logits = 0.0;
@@ -296,7 +297,7 @@ static void gpu_memplan_build(MemPlan* mp, const GpuPlanArgs* a) {
     size_t nfull = 0, nlow = 0;
     accum_layout(&pt, lay, need_full, off, off + pt.n, &nfull, &nlow);
     double galore_full = 0.0;
-    for (int i = 0; i < pt.n; i++) if (lay[i].side != SIDE_NONE && !lay[i].full_grad) galore_full += (double)(lay[i].m * lay[i].n);
+    for (int i = 0; i < pt.n; i++) if (layout_lowrank_accum(&lay[i])) galore_full += (double)(lay[i].m * lay[i].n);
     memplan_set(mp, GR_ACC_FULL, "gradient accumulators (full-rank tensors, bf16)", need_full ? (double)nfull * GPU_X : 0.0, 0);
     memplan_set(mp, GR_ACC_LOW, "gradient accumulators (GaLore low-rank, bf16)", need_low ? (double)nlow * GPU_X : 0.0, 0);
     memplan_set(mp, GR_ACC_REFRESH, "refresh-step accumulators (GaLore, bf16)", need_full ? galore_full * GPU_X : 0.0, MEM_TRANSIENT);
@@ -317,14 +318,14 @@ static void gpu_memplan_build(MemPlan* mp, const GpuPlanArgs* a) {
     // orgqr / gesvdj of the sketches for --svd randomized); without a device, galore_dims' estimate
     GaloreDims gd = galore_dims(lay, pt.n);
     free(lay);
-    int gl = gd.max_full > 0;
-    memplan_set(mp, GR_GL_A, "GaLore full scratch: SVD input, unfused U (fp32)", gl ? (double)gd.max_full * 4 : 0.0, MEM_LIBRARY);
-    memplan_set(mp, GR_GL_UV, "GaLore SVD factors U, V (fp32, largest matrix)", gl ? 2.0 * gd.max_full * 4 : 0.0, MEM_LIBRARY);
-    memplan_set(mp, GR_GL_S, "GaLore singular values (fp32)", gl ? (double)gd.max_k * 4 : 0.0, MEM_LIBRARY);
+    int gl = gd.max_full > 0, sv = gl && gd.svd > 0; // sv: some tensor refreshes by SVD (not APOLLO's)
+    memplan_set(mp, GR_GL_A, "GaLore full scratch: SVD input, U; APOLLO sums (fp32)", gl ? (double)gd.max_full * 4 : 0.0, MEM_LIBRARY);
+    memplan_set(mp, GR_GL_UV, "GaLore SVD factors U, V (fp32, largest matrix)", sv ? 2.0 * gd.max_full * 4 : 0.0, MEM_LIBRARY);
+    memplan_set(mp, GR_GL_S, "GaLore singular values (fp32)", sv ? (double)gd.max_k * 4 : 0.0, MEM_LIBRARY);
     memplan_set(mp, GR_GL_RN, "GaLore low-rank R, N (fp32)", gl ? 2.0 * gd.max_s * 4 : 0.0, MEM_LIBRARY);
-    memplan_set(mp, GR_GL_INFO, "cuSOLVER devInfo (int32)", gl ? 4.0 : 0.0, MEM_LIBRARY);
-    memplan_set(mp, GR_SOLVER_WS, "cuSOLVER workspace: SVD, QR (every refresh shape)", gl ? galore_svd_workspace_estimate(&gd) : 0.0,
-                gl ? MEM_LIBRARY | MEM_QUERIED : MEM_LIBRARY);
+    memplan_set(mp, GR_GL_INFO, "cuSOLVER devInfo (int32)", sv ? 4.0 : 0.0, MEM_LIBRARY);
+    memplan_set(mp, GR_SOLVER_WS, "cuSOLVER workspace: SVD, QR (every refresh shape)", sv ? galore_svd_workspace_estimate(&gd) : 0.0,
+                sv ? MEM_LIBRARY | MEM_QUERIED : MEM_LIBRARY);
     memplan_set(mp, GR_LT_WS, "cuBLASLt workspace (matmul_ctx_init)", (double)MATMUL_WORKSPACE_BYTES, MEM_LIBRARY);
     memplan_set(mp, GR_LT_WS_UPD, "cuBLASLt workspace of the update stream", a->oc ? (double)MATMUL_WORKSPACE_BYTES : 0.0, MEM_LIBRARY);
     // the cuDNN graphs' workspace (or the fallback's scores) is known once attention_init built
@@ -424,7 +425,7 @@ static void memplan_json(cJSON* plans, const MemPlan* mp, const char* title, con
 // gpu_memplan_title: the GPU plan's title, the same in both binaries
 static void gpu_memplan_title(char* buf, size_t n, const LlamaConfig* c, const char* optimizer, const OptimConfig* oc, const GpuPlanArgs* a) {
     char rk[32] = "";
-    if (optim_is_galore(oc->kind)) snprintf(rk, sizeof rk, " rank %d", oc->rank);
+    if (optim_has_projector(oc->kind)) snprintf(rk, sizeof rk, " rank %d", oc->rank);
     snprintf(buf, n, "GPU engine (train_llamacu): %s, %s%s%s, batch %d x %d, %s, attention %s", c->name, optimizer, rk,
              a->per_layer ? ", per-layer updates" : "", a->B, a->T,
              a->master ? "fp32 master weights + fp32 moments" : "pure bf16 weights + bf16 moments", a->cudnn ? "cuDNN" : "cuBLAS fallback");

@@ -129,6 +129,23 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     oc->seed = (uint64_t)s->seed;
     if (optim_is_galore(oc->kind) && (s->rank < 1 || s->update_proj_gap < 1))
         die("--rank %d / --update-proj-gap %d: GaLore needs both at least 1", s->rank, s->update_proj_gap);
+    // --- APOLLO ---
+    if (optim_is_apollo(oc->kind)) {
+        int mini = oc->kind == OPTIM_APOLLO_MINI;
+        if (mini) {
+            if (cli_was_given(argc, argv, "rank") && s->rank != 1) run_warn("--rank %d: apollo_mini is rank 1 (pass --optimizer apollo_adamw for rank %d)", s->rank, s->rank);
+            oc->rank = 1;
+        }
+        oc->apollo_scale = s->apollo_scale != -1.0f ? s->apollo_scale : mini ? APOLLO_MINI_SCALE : 1.0f; // -1: the package's
+        if (!(oc->apollo_scale > 0.0f)) die("--apollo-scale %g: must be positive (the update is multiplied by its square root)", s->apollo_scale);
+        oc->scale_type = strcmp(s->scale_type, "channel") == 0 ? APOLLO_SCALE_CHANNEL : strcmp(s->scale_type, "tensor") == 0 ? APOLLO_SCALE_TENSOR
+                         : mini ? APOLLO_SCALE_TENSOR : APOLLO_SCALE_CHANNEL;
+        if (oc->rank < 1 || s->update_proj_gap < 1)
+            die("--rank %d / --update-proj-gap %d: APOLLO needs both at least 1", oc->rank, s->update_proj_gap);
+    } else if (cli_was_given(argc, argv, "apollo-scale") || cli_was_given(argc, argv, "scale-type")) {
+        run_warn("--apollo-scale / --scale-type have no effect with --optimizer %s (they apply to apollo_adamw, apollo_mini, apollo_adamw8bit)", s->optimizer);
+    }
+    // --- end APOLLO ---
     if (s->per_layer) {
         // the global norm is only known after the last tensor's update: no clipping
         if (cli_was_given(argc, argv, "grad-clip") && s->grad_clip > 0.0f)
@@ -136,11 +153,11 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
         s->grad_clip = 0.0f;
     }
     // flags that do nothing here, or likely do not do what was meant: a warning each
-    static const char* const galore_flags[] = {"rank", "update-proj-gap", "galore-scale", "proj-type", "svd", "proj"};
-    if (!optim_is_galore(oc->kind))
-        for (int i = 0; i < 6; i++)
+    static const char* const galore_flags[] = {"rank", "update-proj-gap", "proj-type", "galore-scale", "svd", "proj"};
+    for (int i = 0; i < 6; i++)
+        if (!optim_is_galore(oc->kind) && !(optim_is_apollo(oc->kind) && i < 3)) // APOLLO reads the first three
             if (cli_was_given(argc, argv, galore_flags[i]))
-                run_warn("--%s has no effect with --optimizer %s (GaLore flags apply to galore_adamw, galore_adamw8bit and fira_adamw)", galore_flags[i], s->optimizer);
+                run_warn("--%s has no effect with --optimizer %s (GaLore flags apply to galore_adamw, galore_adamw8bit and fira_adamw; APOLLO reads --rank, --update-proj-gap, --proj-type)", galore_flags[i], s->optimizer);
     if (oc->projector == PROJECTOR_RANDOM && cli_was_given(argc, argv, "svd"))
         run_warn("--svd %s has no effect with --proj random (the projector is a random basis, no SVD is taken)", s->svd);
     if (optim_is_galore(oc->kind)) {
@@ -179,6 +196,12 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
 // the refreshes compute the projector (--svd), matrix by matrix as tensor_layout picks it.
 // exact_name: the engine's exact SVD ("LAPACK sgesdd", "cuSOLVER gesvdj").
 static void run_print_galore(const LlamaConfig* c, const OptimConfig* oc, const Settings* s, const char* exact_name) {
+    if (optim_is_apollo(oc->kind)) { // --- APOLLO ---
+        printf("apollo: rank %d | seeded Gaussian projection redrawn every %d steps | %s-wise scaling of the raw gradient | scale %g | "
+               "norm-growth limiter %g | proj type %s%s\n", oc->rank, oc->update_proj_gap, APOLLO_SCALE_NAMES[oc->scale_type],
+               oc->apollo_scale, APOLLO_GAMMA, s->proj_type, s->per_layer ? " | per-layer updates" : "");
+        return;
+    }
     if (!optim_is_galore(oc->kind)) {
         if (s->per_layer) printf("per-layer updates\n");
         return;
@@ -208,7 +231,8 @@ static void run_print_galore(const LlamaConfig* c, const OptimConfig* oc, const 
 // transport ("gradients summed over MPI", "NCCL ...")
 static void run_print_dist(const Dist* d, const Settings* s, const OptimConfig* oc, const char* how) {
     if (!d->active) return;
-    const char* what = !optim_is_galore(oc->kind) ? "full gradients"
+    const char* what = optim_is_apollo(oc->kind) ? "full gradients (APOLLO scales the raw gradient, so it needs all of it)"
+                       : !optim_is_galore(oc->kind) ? "full gradients"
                        : oc->kind == OPTIM_FIRA_ADAMW ? "full gradients (Fira's residual needs the full summed gradient)"
                        : s->grad_clip > 0.0f && !s->per_layer
                        ? "GaLore matrices as full gradients (--grad-clip needs their norm; --grad-clip 0 sends R = P^T G between refreshes)"
@@ -241,32 +265,34 @@ typedef struct {
 
 // the settings a resumed run must share with the saved one (others, like --lr or --steps, may change)
 // (the number of ranks: each rank's loader position means other samples at another world size)
-#define FP_N 19
+#define FP_N 20
 static const char* const FP_NAMES[FP_N] = {
     "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers",
     "vocab_size", "--optimizer", "--rank", "--update-proj-gap", "--proj-type", "--batch", "--seq", "--grad-accum",
     "--per-layer", "--shuffle", "--seed", "the number of processes (data-parallel ranks)", "--svd", "--proj",
+    "--scale-type", // APOLLO
 };
 
 static void fingerprint(int64_t* fp, const LlamaConfig* c, const OptimConfig* oc, const Settings* s, int world) {
-    int g = optim_is_galore(oc->kind);
+    int g = optim_has_projector(oc->kind), a = optim_is_apollo(oc->kind);
     int64_t v[FP_N] = {c->C, c->H, c->NH, c->NKV, c->L, c->V, oc->kind, g ? oc->rank : 0, g ? oc->update_proj_gap : 0,
                        g ? oc->proj_type : 0, s->batch, s->seq, s->grad_accum, s->per_layer, s->shuffle, s->seed, world,
-                       g ? oc->svd : 0, g ? oc->projector : 0};
+                       optim_is_galore(oc->kind) ? oc->svd : 0, optim_is_galore(oc->kind) ? oc->projector : 0, a ? oc->scale_type : 0};
     memcpy(fp, v, sizeof v);
 }
 
 // the schedule and optimizer hyperparameters: a resume may change them only with --allow-changes 1
 // (a changed --lr or schedule is a different run from the step on); --steps counts under the
 // cosine schedule, whose shape it sets (constant: extending a run changes nothing before)
-#define HP_N 11
+#define HP_N 12
 static const char* const HP_NAMES[HP_N] = {"--lr", "--warmup", "--min-lr-ratio", "--schedule", "--steps", "--weight-decay",
-                                           "--beta1", "--beta2", "--eps", "--grad-clip", "--galore-scale"};
+                                           "--beta1", "--beta2", "--eps", "--grad-clip", "--galore-scale", "--apollo-scale"};
 
 static void hyperparams(double* hp, const OptimConfig* oc, const Settings* s) {
     int cosine = strcmp(s->schedule, "cosine") == 0;
     double v[HP_N] = {s->lr, (double)s->warmup, cosine ? s->min_lr_ratio : 0.0, (double)cosine, cosine ? (double)s->steps : 0.0, oc->weight_decay, oc->beta1,
-                      oc->beta2, oc->eps, s->grad_clip, optim_is_galore(oc->kind) ? oc->scale : 0.0};
+                      oc->beta2, oc->eps, s->grad_clip, optim_is_galore(oc->kind) ? oc->scale : 0.0,
+                      optim_is_apollo(oc->kind) ? oc->apollo_scale : 0.0};
     memcpy(hp, v, sizeof v);
 }
 
@@ -340,10 +366,12 @@ typedef struct {
 // optimizer_state_entries: the optimizer's checkpoint entries, the same names on every engine so
 // that either resumes the other's: which tensors have a projector, then per tensor its moments
 // (fp32 m./v., or 8-bit qm./qv. with absmax_m./absmax_v.), projector (proj.) and Fira's limiter
-// state (limiter.), following tensor_layout. The pointer tables are host memory (the GPU passes its staging buffers).
+// state (limiter.N), following tensor_layout. The pointer tables are host memory (the GPU passes its staging buffers).
+// nl_prev: (n_tensors) the norm-growth limiter's state of APOLLO tensors (one "limiter" entry when
+// any tensor has one; NULL: none kept)
 static int optimizer_state_entries(StateEntry* e, int cap, int n_tensors, const TensorLayout* lay, int* has_proj,
                                    float** m, float** v, uint8_t** qm, uint8_t** qv, float** absmax_m, float** absmax_v,
-                                   float** proj, float** lim) {
+                                   float** proj, float** lim, float* nl_prev) {
     int n = 0;
     #define ADD(ptr, bytes, ...) do { if (n >= cap) die("internal: too many state entries"); \
         snprintf(e[n].name, STATE_NAME_LEN, __VA_ARGS__); e[n].data = (void*)(ptr); e[n].nbytes = (int64_t)(bytes); n++; } while (0)
@@ -361,6 +389,12 @@ static int optimizer_state_entries(StateEntry* e, int cap, int n_tensors, const 
         }
         if (l->proj_numel) ADD(proj[i], sizeof(float) * l->proj_numel, "proj.%d", i);
         if (l->limiter && lim) ADD(lim[i], sizeof(float) * l->limiter, "limiter.%d", i); // fira (an engine without it passes NULL and refuses fira)
+    }
+    int any_limiter = 0;
+    for (int i = 0; i < n_tensors; i++) any_limiter |= lay[i].full_grad && !lay[i].limiter; // APOLLO's (Fira's are limiter.N above)
+    if (any_limiter) {
+        if (!nl_prev) die("internal: this engine keeps no norm-growth limiter state");
+        ADD(nl_prev, sizeof(float) * n_tensors, "limiter");
     }
     #undef ADD
     return n;
@@ -742,13 +776,13 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         // what the run is, first (a line without "step": readers of the steps skip it, and a
         // resume keeps it): dev/plot_runs.py labels the run by it
         if (start == 0) {
-            int g = optim_is_galore(oc->kind);
+            int g = optim_has_projector(oc->kind);
             cJSON* root = cJSON_CreateObject();
             cJSON* r = cJSON_AddObjectToObject(root, "run");
             cJSON_AddStringToObject(r, "model", config->name);
             cJSON_AddStringToObject(r, "optimizer", s->optimizer);
             const char* keys[7] = {"rank", "update_proj_gap", "batch", "seq", "grad_accum", "processes", "per_layer"};
-            int vals[7] = {g ? s->rank : 0, g ? s->update_proj_gap : 0, B, T, s->grad_accum, d->world, s->per_layer};
+            int vals[7] = {g ? oc->rank : 0, g ? s->update_proj_gap : 0, B, T, s->grad_accum, d->world, s->per_layer};
             for (int i = 0; i < 7; i++) cJSON_AddNumberToObject(r, keys[i], vals[i]);
             cJSON_AddNumberToObject(r, "lr", s->lr);
             char* text = cJSON_PrintUnformatted(root);

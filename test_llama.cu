@@ -334,7 +334,8 @@ static void test_determinism(const Reference* r, const LlamaConfig* c, const flo
     gpu_build(&m, c, r->B, r->T, master, bitwise_attn_mode(attn_fallback), 0);
     gpu_upload_params(&m, init);
     OptimConfig oc = ref_optim(r, kind);
-    if (optim_is_galore(kind)) { oc.rank = 4; oc.update_proj_gap = 4; oc.scale = 0.25f; oc.proj_type = PROJ_STD; } // refreshes at 1, 5, 9, 13
+    if (optim_has_projector(kind)) { oc.rank = 4; oc.update_proj_gap = 4; oc.scale = 0.25f; oc.proj_type = PROJ_STD; } // refreshes at 1, 5, 9, 13
+    apollo_config_defaults(&oc); // APOLLO: projector redraws and the limiter's state across the resume
     GpuTrainer tr;
     gpu_trainer_init(&tr, &m, &oc, per_layer, 1, per_layer ? 0.0f : r->clip, sr, 42, 0);
     DataLoader dl;
@@ -759,6 +760,7 @@ static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
     memset(&oc, 0, sizeof oc);
     oc.kind = kind; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[kind]; oc.weight_decay = 0.01f;
     oc.rank = 32; oc.update_proj_gap = 2; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+    apollo_config_defaults(&oc); // APOLLO kinds: the package's settings (mini: rank 1)
     float lr = 1e-3f;
     cpu::Llama cm;
     cpu::llama_build(&cm, &c);
@@ -1236,26 +1238,27 @@ static void test_gpu_per_layer(int attn_fallback) {
     float* init = (float*)mallocCheck(sizeof(float) * pt.total);
     llama_init_params(&pt, init, 99);
     for (size_t k = 0; k < pt.total; k++) init[k] = f32_from_bf16(bf16_from_f32(init[k]));
-    int kinds[4] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_ADAM8BIT, OPTIM_GALORE_ADAMW8BIT};
-    for (int kk = 0; kk < 4; kk++) {
+    int kinds[6] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_ADAM8BIT, OPTIM_GALORE_ADAMW8BIT, OPTIM_APOLLO_ADAMW, OPTIM_APOLLO_MINI};
+    for (int kk = 0; kk < 6; kk++) {
         OptimConfig oc;
         memset(&oc, 0, sizeof oc);
         oc.kind = kinds[kk]; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; oc.weight_decay = 0.0f;
         oc.rank = 32; oc.update_proj_gap = 2; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+        apollo_config_defaults(&oc);
         gpu_run_steps(&c, &oc, 0, 1, 3, a, bitwise_attn_mode(attn_fallback));
         gpu_run_steps(&c, &oc, 1, 1, 3, b, bitwise_attn_mode(attn_fallback));
         int same = memcmp(a, b, sizeof(float) * pt.total) == 0;
         check(same, "%s on the GPU: per-layer updates == whole-model after 3 steps (refreshes at 1, 3): %s (normalized max error %.2e)",
               OPTIM_NAMES[oc.kind], same ? "bit-identical" : "DIFFER", norm_max_err(b, a, pt.total));
-        if (optim_is_galore(oc.kind)) {
+        if (optim_has_projector(oc.kind)) { // APOLLO: full-rank bf16 accumulation instead
             gpu_run_steps(&c, &oc, 0, 2, 3, a, attn_fallback);
             gpu_run_steps(&c, &oc, 1, 2, 3, b, attn_fallback);
             for (size_t k = 0; k < pt.total; k++) { a[k] -= init[k]; b[k] -= init[k]; }
             double cs = cosine(a, b, pt.total), e = norm_max_err(b, a, pt.total);
             // step 2 accumulates in the low-rank space, in bf16, against bf16 full gradients summed:
             // rounding-level differences, which Adam's normalization can enlarge for tiny elements
-            check(cs > 0.99, "%s on the GPU, --grad-accum 2: per-layer (low-rank accumulation at step 2) vs whole-model: weight change "
-                  "cosine %.5f (bound 0.99), normalized max error %.2e", OPTIM_NAMES[oc.kind], cs, e);
+            check(cs > 0.99, "%s on the GPU, --grad-accum 2: per-layer (%s accumulation at step 2) vs whole-model: weight change "
+                  "cosine %.5f (bound 0.99), normalized max error %.2e", OPTIM_NAMES[oc.kind], optim_is_galore(oc.kind) ? "low-rank" : "full-rank", cs, e);
         }
     }
     free(a); free(b); free(init);
@@ -1443,6 +1446,9 @@ int main(int argc, char** argv) {
     test_optimizer_vs_cpu(OPTIM_ADAM8BIT, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_GALORE_ADAMW8BIT, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_FIRA_ADAMW, gf.attn_fallback); // issue 15: Fira's residual and limiter on the unfused path
+    test_optimizer_vs_cpu(OPTIM_APOLLO_ADAMW, gf.attn_fallback);     // APOLLO
+    test_optimizer_vs_cpu(OPTIM_APOLLO_MINI, gf.attn_fallback);
+    test_optimizer_vs_cpu(OPTIM_APOLLO_ADAMW8BIT, gf.attn_fallback);
     test_galore_fused(gf.attn_fallback);
     test_gpu_per_layer(gf.attn_fallback);
     test_gpu_nonfinite(gf.attn_fallback);
@@ -1452,6 +1458,8 @@ int main(int argc, char** argv) {
     test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_GALORE_ADAMW8BIT, 0);
     test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_GALORE_ADAMW, 1);
     test_determinism(&r, &c, init, 0, 1, gf.attn_fallback, OPTIM_ADAM8BIT, 1);
+    test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_APOLLO_ADAMW, 0); // APOLLO
+    test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_APOLLO_MINI, 1);
 
     free(init);
     reference_free(&r);

@@ -566,7 +566,9 @@ typedef struct {
     float* U;                 // (max galore numel) projected-back update
     int64_t refreshes;        // SVDs done
     float** lim;              // fira: the norm-growth limiter's previous residual norm (layout.limiter floats), or NULL
-    float* chan;              // fira: (max channels) the per-channel scale phi
+    float* phi;               // fira: (max channels) the per-channel scale phi
+    float* nl_prev;           // (n) APOLLO: the norm-growth limiter's previous ||S|| per tensor (checkpointed)
+    double* chan;             // (3 x max channels) APOLLO: per-channel sums of squares of G, R, D
 } Optimizer;
 
 static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig* cfg) {
@@ -578,6 +580,7 @@ static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig
     for (int i = 0; i < pt->n; i++) {
         TensorLayout* l = &o->lay[i];
         tensor_layout(l, &pt->info[i], cfg);
+        if (l->full_grad && (size_t)apollo_channels(l, cfg->scale_type) > max_ch) max_ch = (size_t)apollo_channels(l, cfg->scale_type);
         if (l->state == STATE_8BIT) { nq += 2 * (size_t)l->snumel; nf += 2 * (size_t)l->nblocks; }
         else nf += 2 * (size_t)l->snumel;
         nf += (size_t)l->proj_numel + (size_t)l->limiter;
@@ -619,13 +622,15 @@ static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig
     o->R = (float*)callocCheck(max_s, sizeof(float));
     o->N = (float*)callocCheck(max_s, sizeof(float));
     o->U = (float*)callocCheck(max_full, sizeof(float));
-    o->chan = (float*)callocCheck(cfg->kind == OPTIM_FIRA_ADAMW ? max_ch : 1, sizeof(float)); // Fira's phi (memplan.h counts it)
+    o->phi = (float*)callocCheck(cfg->kind == OPTIM_FIRA_ADAMW ? max_ch : 1, sizeof(float)); // Fira's phi (memplan.h counts it)
+    o->nl_prev = (float*)callocCheck((size_t)pt->n, sizeof(float));
+    o->chan = (double*)callocCheck(optim_is_apollo(cfg->kind) ? 3 * max_ch : 1, sizeof(double));
 }
 
 static void optimizer_free(Optimizer* o) {
     free(o->lay); free(o->fmem); free(o->qmem);
     free(o->m); free(o->v); free(o->qm); free(o->qv); free(o->absmax_m); free(o->absmax_v);
-    free(o->proj); free(o->has_proj); free(o->R); free(o->N); free(o->U); free(o->lim); free(o->chan);
+    free(o->proj); free(o->has_proj); free(o->R); free(o->N); free(o->U); free(o->lim); free(o->phi); free(o->nl_prev); free(o->chan);
 }
 
 // the LAPACK workspace (floats) that QRs of a (rows x cols) matrix need, rows >= cols
@@ -800,7 +805,7 @@ static void fira_residual(Optimizer* o, int i, const float* G, const float* R, c
     int cols = fira_channel_cols(l);
     int64_t nch = cols ? sc : sr;
     if (nch != (cols ? N : M)) die("internal: fira channel count %lld does not match the %lld x %lld gradient", (long long)nch, (long long)M, (long long)N);
-    float* phi = o->chan;
+    float* phi = o->phi;
     // phi_c = ||N_c|| / (||R_c|| + 1e-8): the norms in double, rounded to fp32 as torch.norm's results
     #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < nch; c++) {
@@ -828,6 +833,67 @@ static void fira_residual(Optimizer* o, int i, const float* G, const float* R, c
     o->lim[i][0] = next;
 }
 // --- end fira ---
+// ---- APOLLO (galore.h's APOLLO section has the math) ----
+// apollo_update: one step of APOLLO matrix i from its full gradient G (m x n) at 1-based step t
+static void apollo_update(Optimizer* o, int i, float* p, const float* G, float lr, int64_t t) {
+    const OptimConfig* c = &o->cfg;
+    const TensorLayout* l = &o->lay[i];
+    int first = !o->has_proj[i];
+    if (first || galore_refresh_due(t, c->update_proj_gap)) {
+        galore_proj_random(o->proj[i], l, apollo_proj_seed(i, apollo_round(t, c->update_proj_gap)), apollo_proj_scale(l->r));
+        o->has_proj[i] = 1;
+    }
+    galore_project(o, i, G, o->R, 0.0f);
+    float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
+    const float* R = o->R;
+    float* D = o->N;
+    int64_t sn = l->snumel, M = l->m, N = l->n, scols = l->scols;
+    if (l->state == STATE_8BIT || c->kind == OPTIM_APOLLO_ADAMW8BIT) {
+        memset(D, 0, sizeof(float) * (size_t)sn);
+        if (l->state == STATE_8BIT)
+            adam8bit_update(D, R, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], sn, o->map_m, o->map_v, b1, b2, eps, 1.0f, 0.0f, (int)t);
+        else adam32_update(D, R, o->m[i], o->v[i], sn, b1, b2, eps, 1.0f, 0.0f, (int)t);
+        float ds = apollo_dir_scale(t, b1, b2);
+        for (int64_t k = 0; k < sn; k++) D[k] *= ds;
+    } else {
+        float *mm = o->m[i], *vv = o->v[i];
+        #pragma omp parallel for schedule(static)
+        for (int64_t k = 0; k < sn; k++) D[k] = adam_hf_elem(R[k], &mm[k], &vv[k], b1, b2, eps);
+    }
+    // per-channel sums of squares of G, R, D in double (in a fixed order: the rows of R and D, then G)
+    int tw = c->scale_type == APOLLO_SCALE_TENSOR;
+    int64_t nch = apollo_channels(l, c->scale_type);
+    double *ssG = o->chan, *ssR = o->chan + nch, *ssD = o->chan + 2 * nch;
+    memset(o->chan, 0, sizeof(double) * 3 * (size_t)nch);
+    for (int64_t k = 0; k < sn; k++) {
+        int64_t ch = apollo_channel_of(l->side, tw, k / scols, k % scols);
+        ssR[ch] += (double)R[k] * R[k];
+        ssD[ch] += (double)D[k] * D[k];
+    }
+    for (int64_t a = 0; a < M; a++)
+        for (int64_t b = 0; b < N; b++) ssG[apollo_channel_of(l->side, tw, a, b)] += (double)G[a * N + b] * G[a * N + b];
+    // s_c overwrites ssR (as float values), ||S||^2 = sum s_c^2 ||G_c||^2
+    float* s = o->U;
+    double ssS = 0.0;
+    for (int64_t ch = 0; ch < nch; ch++) {
+        s[ch] = apollo_factor(ssD[ch], ssR[ch]);
+        ssS += (double)s[ch] * s[ch] * ssG[ch];
+    }
+    float lim = apollo_limiter((float)sqrt(ssS), &o->nl_prev[i], first);
+    float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
+    float sq = sqrtf(c->apollo_scale);
+    #pragma omp parallel for schedule(static)
+    for (int64_t a = 0; a < M; a++)
+        for (int64_t b = 0; b < N; b++)
+            p[a * N + b] = apollo_elem(p[a * N + b], G[a * N + b], s[apollo_channel_of(l->side, tw, a, b)], lim, sq, step_size);
+    if (c->weight_decay > 0.0f) {
+        float dec = -lr * c->weight_decay;
+        int64_t n = M * N;
+        #pragma omp parallel for schedule(static)
+        for (int64_t k = 0; k < n; k++) p[k] = p[k] + dec * p[k];
+    }
+}
+// ---- end APOLLO ----
 
 // optimizer_update: one step of tensor i. g is its full gradient (g_lowrank 0), or, for a GaLore
 // tensor between refreshes, its already projected gradient R (g_lowrank 1: low-rank
@@ -837,6 +903,11 @@ static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int 
     const TensorLayout* l = &o->lay[i];
     int64_t n = l->m * l->n;
     const float* gs = g; // the gradient the moments see: R under GaLore
+    if (optim_is_apollo(o->cfg.kind) && l->full_grad) {
+        if (g_lowrank) die("internal: APOLLO tensor %d got a low-rank gradient", i);
+        apollo_update(o, i, p, g, lr, t);
+        return;
+    }
     int first = !o->has_proj[i]; // the tensor's first update (every GaLore tensor refreshes at it)
     if (l->side != SIDE_NONE) {
         if (!g_lowrank) {
@@ -848,7 +919,7 @@ static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int 
         }
     }
     float b1 = c->beta1, b2 = c->beta2, eps = c->eps, wd = c->weight_decay;
-    switch (c->kind) {
+    switch (optim_plain_kind(c->kind)) {
     case OPTIM_ADAMW:
     case OPTIM_ADAM: {
         // torch: step_size = lr / (1 - b1^t), denom = sqrt(v) / sqrt(1 - b2^t) + eps
@@ -1017,8 +1088,7 @@ static void cpu_hook_update(void* ctx, int i, int src, float lr, int64_t t) {
 }
 static void cpu_hook_release(void* ctx, int i) {
     Trainer* tr = (Trainer*)ctx;
-    const TensorLayout* l = &tr->opt.lay[i];
-    if (tr->acc && tr->acc[i] && l->side != SIDE_NONE && !l->full_grad) { free(tr->acc[i]); tr->acc[i] = NULL; } // Fira's live in acc_mem
+    if (tr->acc && tr->acc[i] && layout_lowrank_accum(&tr->opt.lay[i])) { free(tr->acc[i]); tr->acc[i] = NULL; }
 }
 static void cpu_hook_zero_slots(void* ctx, int first, int last) {
     Llama* m = ((Trainer*)ctx)->model;
@@ -1210,7 +1280,8 @@ static void blas_advice(void) {
 // the optimizer's checkpoint entries (run.h): the CPU keeps them on the host already
 static int cpu_state_entries(void* ctx, StateEntry* e, int cap) {
     Optimizer* o = &((Trainer*)ctx)->opt;
-    return optimizer_state_entries(e, cap, o->n, o->lay, o->has_proj, o->m, o->v, o->qm, o->qv, o->absmax_m, o->absmax_v, o->proj, o->lim);
+    return optimizer_state_entries(e, cap, o->n, o->lay, o->has_proj, o->m, o->v, o->qm, o->qv, o->absmax_m, o->absmax_v, o->proj, o->lim,
+                                   o->nl_prev);
 }
 
 static float cpu_train_step(void* ctx, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped, int64_t* n_targets) {

@@ -483,6 +483,11 @@ typedef struct {
     char* mom_mem; uint8_t* q_mem; float* absmax_mem; floatX* proj_mem; // the plan rows behind the tables
     float* maps;                // (512) device: the signed and unsigned dynamic maps (8-bit kinds)
     GaloreGpu gl;               // SVD, projection scratch and handles (GaLore kinds)
+    // --- APOLLO ---
+    float* nl_prev;             // (n) host: the norm-growth limiter's previous ||S|| per tensor (checkpointed as on the CPU)
+    double* ap_sums;            // (3 x max channels) host: the channel sums of squares of G, R, D
+    float* ap_factor;           // (max channels) host: the factors s_c, uploaded for apollo_apply
+    // --- end APOLLO ---
 } GpuOptim;
 
 // ublas, us: the update stream's cuBLAS handle and the stream (GpuTrainer), which the GaLore work uses
@@ -534,6 +539,22 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
     if (optim_is_8bit(cfg->kind)) o->maps = adam8bit_maps_upload();
     galore_gpu_init(&o->gl, o->lay, o->n, ublas, us, verbose);
     o->gl.projector = cfg->projector; o->gl.run_seed = cfg->seed; // --proj random (GoLore)
+    int64_t max_ch = 1;
+    for (int i = 0; i < o->n; i++) {
+        const TensorLayout* l = &o->lay[i];
+        if (!l->full_grad || l->limiter) continue; // APOLLO's (Fira's keep a limiter of their own)
+        // the sums' lengths (rows or columns of G and of R, D; tensor-wise: rows, summed on the host)
+        // are at most max(m, n, r) each
+        int64_t nch = l->m > l->n ? l->m : l->n;
+        if (l->r > nch) nch = l->r;
+        if (nch > max_ch) max_ch = nch;
+        // the sums live in the SVD input scratch gl.A (APOLLO runs no SVD): 3 nch doubles <= m n floats
+        if (6 * nch > o->gl.max_full) die("internal: APOLLO tensor %d (%lld x %lld, rank %lld) too small for its channel sums in the scratch", i,
+                                          (long long)l->m, (long long)l->n, (long long)l->r);
+    }
+    o->nl_prev = (float*)callocCheck((size_t)o->n, sizeof(float));
+    o->ap_sums = (double*)callocCheck(3 * (size_t)max_ch, sizeof(double));
+    o->ap_factor = (float*)callocCheck((size_t)max_ch, sizeof(float));
 }
 
 // the state rows are the model's (GpuMem), freed with it
@@ -542,6 +563,7 @@ static void gpu_optim_free(GpuOptim* o) {
     galore_gpu_free(&o->gl);
     free(o->lay); free(o->m); free(o->v); free(o->qm); free(o->qv); free(o->absmax_m); free(o->absmax_v); free(o->proj); free(o->has_proj);
     free(o->lim); free(o->lim_mem);
+    free(o->nl_prev); free(o->ap_sums); free(o->ap_factor);
 }
 
 // per-layer: what the host counted when it issued tensor i's update (a refresh: has_proj set, the
@@ -693,6 +715,77 @@ static void gpu_sumsq_many(GpuTrainer* tr, const floatX* const* x, const size_t*
     }
 }
 
+// ---- APOLLO ----
+// gpu_apollo_update: one step of APOLLO matrix i from its full bf16 gradient g (times gscale): the
+// CPU's apollo_update (galore.h has the math) on the update stream; one host round trip for the
+// channel sums (the factors and the limiter are the CPU's host code)
+// skip: the per-layer device-side verdict (NULL: none): the kernels before the host's read of the
+// channel sums skip on it, and the host, reading it with them, stops there (the limiter keeps its state)
+static void gpu_apollo_update(GpuTrainer* tr, int i, const floatX* g, float lr, int64_t t, float gscale, uint32_t seed, int sr,
+                              const int* skip = NULL) {
+    GpuLlama* m = tr->model;
+    GpuOptim* o = &tr->opt;
+    const OptimConfig* c = &o->cfg;
+    const TensorLayout* l = &o->lay[i];
+    GaloreGpu* gl = &o->gl;
+    cudaStream_t s = tr->us;
+    size_t off = (size_t)m->table.info[i].offset, sn = (size_t)l->snumel;
+    float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
+    int first = !o->has_proj[i];
+    if (first || galore_refresh_due(t, c->update_proj_gap)) {
+        apollo_proj_fill(o->proj[i], (size_t)l->proj_numel, apollo_proj_seed(i, apollo_round(t, c->update_proj_gap)), apollo_proj_scale(l->r), s, skip);
+        o->has_proj[i] = 1;
+    }
+    galore_gpu_project(gl, l, g, o->proj[i], gl->R, 1, gscale, 0.0f);
+    double ds2 = 1.0; // D = ds Z for the 8-bit kind's kernel result Z: its norms scale by |ds|
+    if (c->kind == OPTIM_APOLLO_ADAMW8BIT) {
+        cudaCheck(cudaMemsetAsync(gl->N, 0, sizeof(float) * sn, s));
+        if (l->state == STATE_8BIT)
+            adam8bit_update_gpu<float, float>(gl->N, NULL, gl->R, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], sn, o->maps, b1, b2, eps, 1.0f, 0.0f, (int)t, 1.0f, 0, 0u, s, skip);
+        else adam32_update_gpu<float, float>(gl->N, NULL, gl->R, (float*)o->m[i], (float*)o->v[i], sn, b1, b2, eps, 1.0f, 0.0f, (int)t, 1.0f, 0, 0u, s, skip);
+        double ds = apollo_dir_scale(t, b1, b2);
+        ds2 = ds * ds;
+    } else if (o->mom_f32) {
+        galore_hf_lowrank<float, float>(gl->N, gl->R, (float*)o->m[i], (float*)o->v[i], sn, b1, b2, eps, 0, seed, s, skip);
+    } else {
+        galore_hf_lowrank<floatX, float>(gl->N, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], sn, b1, b2, eps, sr, seed, s, skip);
+    }
+    int tw = c->scale_type == APOLLO_SCALE_TENSOR, by_row = tw || l->side == SIDE_RIGHT;
+    int64_t nG = by_row ? l->m : l->n, nR = by_row ? l->srows : l->scols;
+    double* dsum = (double*)gl->A; // (nG + 2 nR) doubles, checked at init to fit
+    apollo_sumsq<floatX>(g, l->m, l->n, by_row, gscale, dsum, s);
+    apollo_sumsq<float>(gl->R, l->srows, l->scols, by_row, 1.0f, dsum + nG, s);
+    apollo_sumsq<float>(gl->N, l->srows, l->scols, by_row, 1.0f, dsum + nG + nR, s);
+    double* h = o->ap_sums;
+    cudaCheck(cudaMemcpyAsync(h, dsum, sizeof(double) * (size_t)(nG + 2 * nR), cudaMemcpyDeviceToHost, s));
+    int skipped = 0;
+    if (skip) cudaCheck(cudaMemcpyAsync(&skipped, skip, sizeof(int), cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaStreamSynchronize(s));
+    if (skipped) return;
+    double *hG = h, *hR = h + nG, *hD = h + nG + nR;
+    if (tw) { // one channel: the row sums added in order
+        double sg = 0.0, sr_ = 0.0, sd = 0.0;
+        for (int64_t k = 0; k < nG; k++) sg += hG[k];
+        for (int64_t k = 0; k < nR; k++) { sr_ += hR[k]; sd += hD[k]; }
+        hG[0] = sg; hR[0] = sr_; hD[0] = sd;
+    }
+    int64_t nch = apollo_channels(l, c->scale_type);
+    double ssS = 0.0;
+    for (int64_t ch = 0; ch < nch; ch++) {
+        o->ap_factor[ch] = apollo_factor(hD[ch] * ds2, hR[ch]);
+        ssS += (double)o->ap_factor[ch] * o->ap_factor[ch] * hG[ch];
+    }
+    float lim = apollo_limiter((float)sqrt(ssS), &o->nl_prev[i], first);
+    float* dsc = gl->N; // D is consumed: the factors (nch <= snumel floats) take its place
+    cudaCheck(cudaMemcpyAsync(dsc, o->ap_factor, sizeof(float) * (size_t)nch, cudaMemcpyHostToDevice, s));
+    float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
+    float sq = sqrtf(c->apollo_scale), dec = -lr * c->weight_decay;
+    int decay_on = c->weight_decay > 0.0f;
+    if (m->master) apollo_apply<float>(m->master_w + off, m->params + off, g, dsc, l, tw, lim, sq, step_size, decay_on, dec, gscale, 0, seed, s);
+    else apollo_apply<floatX>(m->params + off, NULL, g, dsc, l, tw, lim, sq, step_size, decay_on, dec, gscale, sr, seed, s);
+}
+// ---- end APOLLO ----
+
 // gpu_optim_update: one step of tensor i (the CPU's optimizer_update). g (bf16) is its full gradient
 // (g_lowrank 0), or for a GaLore tensor between refreshes its low-rank accumulator R (g_lowrank 1).
 // t is the 1-based step; lr includes the schedule; gscale the clipping coefficient (whole-model).
@@ -714,6 +807,11 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
     float* pm = m->master ? m->master_w + off : NULL; // the tensor updated: fp32 masters, with the bf16 copy pb
     floatX* pb = m->params + off;
     GaloreGpu* gl = &o->gl;
+    if (optim_is_apollo(c->kind) && l->full_grad) {
+        if (g_lowrank) die("internal: APOLLO tensor %d got a low-rank gradient", i);
+        gpu_apollo_update(tr, i, g, lr, t, gscale, seed, sr, skip);
+        return;
+    }
     // GaLore tensors: the fused update (galore.cuh: Adam writes a bf16 N, one GEMM W = beta W +
     // alpha N P) wherever the weights are bf16 rounded to nearest; fp32 masters and stochastic
     // rounding take the unfused path (fp32 U, galore_apply), as does a test setting gl->unfused
@@ -738,7 +836,7 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
             galore_widen(gl->R, g, (size_t)l->snumel, 1.0f, s);
         }
     }
-    switch (c->kind) {
+    switch (optim_plain_kind(c->kind)) {
     case OPTIM_ADAMW:
     case OPTIM_ADAM: {
         // torch: step_size = lr / (1 - b1^t), denom = sqrt(v) / sqrt(1 - b2^t) + eps (as the CPU)
@@ -922,7 +1020,7 @@ static void gpu_hook_end_step(GpuTrainer* tr) {
 }
 static void gpu_hook_release(void* ctx, int i) {
     GpuTrainer* tr = (GpuTrainer*)ctx;
-    if (!tr->acc || !tr->acc[i] || tr->opt.lay[i].side == SIDE_NONE || tr->opt.lay[i].full_grad) return; // Fira's live in acc_mem
+    if (!tr->acc || !tr->acc[i] || !layout_lowrank_accum(&tr->opt.lay[i])) return;
     gpu_mem_sample();
     cudaCheck(cudaFreeAsync(tr->acc[i], tr->us)); // after the update enqueued before it on us
     tr->acc[i] = NULL;
@@ -1020,13 +1118,13 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     const GaloreGpu* gl = &tr->opt.gl;
     gpu_plan_expect(gm, GR_QMAPS, tr->opt.maps ? 512.0 * sizeof(float) : 0.0);
     gpu_plan_expect(gm, GR_GL_A, 4.0 * gl->max_full);
-    gpu_plan_expect(gm, GR_GL_UV, 8.0 * gl->max_full);
-    gpu_plan_expect(gm, GR_GL_S, 4.0 * gl->max_k);
+    gpu_plan_expect(gm, GR_GL_UV, gl->svd ? 8.0 * gl->max_full : 0.0);
+    gpu_plan_expect(gm, GR_GL_S, gl->svd ? 4.0 * gl->max_k : 0.0);
     gpu_plan_expect(gm, GR_GL_RN, 8.0 * gl->max_s);
-    gpu_plan_expect(gm, GR_GL_INFO, gl->max_full > 0 ? 4.0 : 0.0);
+    gpu_plan_expect(gm, GR_GL_INFO, gl->svd ? 4.0 : 0.0);
     gpu_plan_expect(gm, GR_LT_WS, (double)m->mm.workspace_bytes);
     gpu_plan_expect(gm, GR_LT_WS_UPD, (double)tr->mm_upd.workspace_bytes);
-    if (gl->max_full > 0) memplan_fill(&gm->plan, GR_SOLVER_WS, 4.0 * (gl->lwork > 0 ? gl->lwork : 1));
+    if (gl->svd) memplan_fill(&gm->plan, GR_SOLVER_WS, 4.0 * (gl->lwork > 0 ? gl->lwork : 1));
     memplan_fill(&gm->plan, GR_ATTN_WS, (double)attention_workspace_bytes(&m->attn));
     for (int i = 0; i < GR_NUM; i++) {
         const MemItem* it = &gm->plan.items[i];
@@ -1048,7 +1146,7 @@ static void gpu_trainer_free(GpuTrainer* tr) {
     free(tr->undo);
     if (tr->acc) {
         for (int i = 0; i < tr->model->table.n; i++)
-            if (tr->acc[i] && tr->opt.lay[i].side != SIDE_NONE && !tr->opt.lay[i].full_grad) cudaCheck(cudaFreeAsync(tr->acc[i], tr->us));
+            if (tr->acc[i] && layout_lowrank_accum(&tr->opt.lay[i])) cudaCheck(cudaFreeAsync(tr->acc[i], tr->us));
         cudaCheck(cudaStreamSynchronize(tr->us));
         free(tr->acc); free(tr->racc);
     }
@@ -1237,7 +1335,8 @@ static int gpu_state_entries(void* ctx, StateEntry* e, int cap) {
     GpuRun* g = (GpuRun*)ctx;
     GpuOptim* o = &g->tr->opt;
     gpu_stage_alloc(g);
-    return optimizer_state_entries(e, cap, o->n, o->lay, g->has_proj, g->hm, g->hv, g->hqm, g->hqv, g->ham, g->hav, g->hp, o->lim); // lim: host already
+    return optimizer_state_entries(e, cap, o->n, o->lay, g->has_proj, g->hm, g->hv, g->hqm, g->hqv, g->ham, g->hav, g->hp, o->lim,
+                                   o->nl_prev); // lim, nl_prev: host already
 }
 
 static void gpu_state_before_save(void* ctx) {

@@ -5,7 +5,8 @@
 #
 #   scripts/experiment_cpu.sh            # sweep + main runs + plot (~30 min on 2 idle cores)
 #   scripts/experiment_cpu.sh sweep      # only the short full-rank lr sweep
-#   scripts/experiment_cpu.sh main       # only the main runs
+#   scripts/experiment_cpu.sh main       # only the main runs (APOLLO's included)
+#   scripts/experiment_cpu.sh apollo     # only the APOLLO runs
 #   scripts/experiment_cpu.sh plot       # only docs/experiment_cpu.png + the table
 #
 # Settings carried over from the paper's 60M run (scripts/run_llama60m_*.sh), relative to width:
@@ -69,6 +70,13 @@ if [ "$PHASE" = all ] || [ "$PHASE" = main ]; then
     if [ "$FULL_LR_TUNED" != 0.001 ]; then
         tiny_run "tiny_adamw_lr$FULL_LR_TUNED" "$X_STEPS" --optimizer adamw --lr "$FULL_LR_TUNED" || exit 1
     fi
+fi
+# APOLLO (apollo-torch's settings: APOLLO rank 1/4 of the width as GaLore, channel-wise, scale 1;
+# APOLLO-Mini rank 1, tensor-wise, scale 128), the paper's lr 0.01, T 200, on the same tokens
+APOLLO=(--update-proj-gap 200 --proj-type std)
+if [ "$PHASE" = all ] || [ "$PHASE" = main ] || [ "$PHASE" = apollo ]; then
+    tiny_run tiny_apollo_adamw "$X_STEPS" --optimizer apollo_adamw --lr 0.01 --rank 64 "${APOLLO[@]}" || exit 1
+    tiny_run tiny_apollo_mini "$X_STEPS" --optimizer apollo_mini --lr 0.01 "${APOLLO[@]}" || exit 1
 fi
 if [ "$PHASE" = all ] || [ "$PHASE" = plot ]; then
     mkdir -p docs

@@ -46,12 +46,13 @@ expect_error "--tokenizer of a folder" "^error: --tokenizer dev/data/tinytext: i
 # flags that make no sense are errors
 expect_error "--eval-tokens 0" "^error: --eval-tokens 0: must be at least 1" --eval-tokens 0 --steps 0
 expect_error "negative --galore-scale" "^error: --galore-scale -1: must be positive" --optimizer galore_adamw --galore-scale -1
+expect_error "--apollo-scale 0" "^error: --apollo-scale 0: must be positive" --optimizer apollo_adamw --apollo-scale 0
 expect_error "--prompt-ids while training" "^error: --prompt-ids: inspects a model without training" --prompt-ids "1 2" --steps 3
 
 # --help: every option in the table shows up, and it exits 0
 help=$("$bin" --help); rc=$?
 missing=""
-for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type per-layer grad-accum keep resume max-bad-steps memory-plan gpu-mem recompute svd dist-init overwrite allow-changes prompt-ids dump-logits; do
+for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type apollo-scale scale-type per-layer grad-accum keep resume max-bad-steps memory-plan gpu-mem recompute svd dist-init overwrite allow-changes prompt-ids dump-logits; do
     grep -q -- "--$opt " <<<"$help" || missing="$missing $opt"
 done
 [ $rc -eq 0 ] && [ -z "$missing" ] && ok "--help lists every flag" || bad "--help (rc $rc) misses:$missing"

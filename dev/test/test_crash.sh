@@ -58,10 +58,32 @@ run_case() {
 
 run_case galore --optimizer galore_adamw --rank 8 --update-proj-gap 7
 run_case galore8bit_perlayer --optimizer galore_adamw8bit --rank 8 --update-proj-gap 7 --per-layer 1
+# APOLLO: the projection redrawn from (tensor, round) and the limiter's state (state.bin "limiter")
+run_case apollo_mini --optimizer apollo_mini --update-proj-gap 7
+run_case apollo8bit_perlayer_accum --optimizer apollo_adamw8bit --rank 8 --update-proj-gap 7 --per-layer 1 --grad-accum 2
 run_case adamw_accum --optimizer adamw --grad-accum 2
 # issue 15: Fira's limiter state and GoLore's seeded projectors resume bitwise too
 run_case fira_perlayer_accum --optimizer fira_adamw --rank 8 --update-proj-gap 7 --per-layer 1 --grad-accum 2
 run_case golore --optimizer galore_adamw --proj random --rank 8 --update-proj-gap 7
+
+# APOLLO, deterministically (on a loaded machine the kills above may all land before the first
+# checkpoint): resume from the step-10 checkpoint of a 16-step run (refreshes at 1, 4, 7, 10, 13,
+# 16: the redraws after the resume come from (tensor, round), the limiter's state from state.bin)
+resume_case() {
+    local name=$1; shift
+    local a="$tmp/$name.a" b="$tmp/$name.b"
+    local flags=(--model "$tmp/config.json" --batch 4 --seq 32 --steps 16 --warmup 3 --val "" --sample-len 0 --save-every 5 --keep 0
+                 --print-every 1000 --threads 2 --update-proj-gap 3 "$@")
+    "$bin" "${flags[@]}" --out "$a" --log "$a.jsonl" > "$a.stdout" 2>&1 || { bad "$name: run failed: $(tail -2 "$a.stdout")"; return; }
+    mkdir -p "$b" && cp -r "$a/ckpt_00000010" "$b/" && cp "$a.jsonl" "$b.jsonl"
+    "$bin" "${flags[@]}" --out "$b" --log "$b.jsonl" --resume 1 > "$b.stdout" 2>&1 || { bad "$name: resume failed: $(tail -2 "$b.stdout")"; return; }
+    if grep -q '^resumed from' "$b.stdout" && cmp -s "$a/model.safetensors" "$b/model.safetensors" && cmp -s "$a/ckpt_00000016/state.bin" "$b/ckpt_00000016/state.bin" \
+        && [ "$(losses "$a.jsonl")" = "$(losses "$b.jsonl")" ]; then
+        ok "$name: resumed at step 10 of 16 (refreshes at 13, 16 after it): final weights, state.bin and losses equal the uninterrupted run's bit for bit"
+    else bad "$name: the run resumed at step 10 differs from the uninterrupted one"; fi
+}
+resume_case apollo_adamw_resume --optimizer apollo_adamw --rank 8
+resume_case apollo8bit_perlayer_accum_resume --optimizer apollo_adamw8bit --rank 8 --per-layer 1 --grad-accum 2
 
 # a corrupt state file is refused with one line naming it, and so are changed settings (--steps 41:
 # a resume at --steps has nothing to do and reads nothing)

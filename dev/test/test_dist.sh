@@ -57,6 +57,9 @@ grep -q "Fira's residual needs the full summed gradient" "$tmp/two.txt" && grep 
     ! grep -q "all-reduce .*: [1-9][0-9]*% saved)" "$tmp/two.txt" && ok "fira_adamw all-reduces full gradients at every step (0% saved)" ||
     bad "fira_adamw all-reduce: $(grep -m2 -o 'all-reduce.*' "$tmp/two.txt")"
 case_dp "fira_adamw --per-layer --grad-accum 2" 1e-5 --optimizer fira_adamw --rank 16 --update-proj-gap 3 --per-layer 1 --grad-accum 2 --lr 0.01
+# APOLLO: the same seeded projection on every rank, full all-reduce (the update scales the raw gradient)
+case_dp "apollo_adamw, redraws at 1 4 7, full all-reduce" 1e-5 --optimizer apollo_adamw --rank 16 --update-proj-gap 3 --grad-clip 0 --lr 0.01
+case_dp "apollo_mini --per-layer --grad-accum 2" 1e-5 --optimizer apollo_mini --update-proj-gap 3 --per-layer 1 --grad-accum 2 --lr 0.01
 # 8-bit states: the same fp32 rounding, then quantized. Compared is what must agree:
 # - the codes after step 1 (one update from one gradient, no quantized state read back yet): a value
 #   gets another code only when it lies within its rounding (relative <= ~1e-6) of a decision
