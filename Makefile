@@ -123,6 +123,7 @@ test-cpu: train_llama $(CPU_TESTS)
 	bash dev/test/test_crash.sh
 	bash dev/test/test_dist.sh
 	bash dev/test/test_c4.sh
+	bash dev/test/test_prepare.sh
 	bash scripts/test_scripts.sh
 
 # the CPU tests again under AddressSanitizer and UBSan, and each parser's fuzzer briefly

@@ -249,7 +249,7 @@ out=$("$bin" --steps 2 --batch 2 --seq 16 --val "$tmp/badval_000.bin" --eval-tok
     && ok "an id >= vocab at the end of a val shard stops the run before step 1" || bad "token scan (rc $rc): $out"
 
 # a tokenizer of another vocabulary gets a warning (it decodes to other words)
-python3 -c "import sys; sys.path.insert(0, 'dev/data'); import c4; c4.BytesTokenizer().write_bin('$tmp/tok259.bin')"
+python3 -c "import sys; sys.path.insert(0, 'dev/data'); import c4; c4.BytesTokenizer().write_c('$tmp/tok259.bin')"
 w=$(warns --warmup 0 --tokenizer "$tmp/tok259.bin")
 grep -q "^warning: --tokenizer $tmp/tok259.bin has 259 pieces but the model's vocabulary is 4096" <<<"$w" && ok "tokenizer of another vocabulary: a warning" || bad "vocab mismatch: $w"
 
