@@ -94,6 +94,7 @@ typedef struct {
     // decoding: what each piece prints, and whether the first visible piece drops a leading ' '
     const char** surface; int* surface_len; char* surface_blob;
     int strip_first_space;
+    int byte_text;       // tokenizer.json whose decoder has no ByteFallback: <0xHH> pieces print as that text
     // encoding
     int can_encode;      // 0: the reason is in encode_why
     char encode_why[160];
@@ -242,7 +243,7 @@ static void tok_build_surface(Tokenizer* t) {
         int len = t->lengths[i], type = t->types[i];
         if (type == TOK_CONTROL) { t->surface_len[i] = 0; continue; }
         if (type == TOK_UNKNOWN && t->source == TOKSRC_SPM) { memcpy(o, UNK_TEXT, sizeof UNK_TEXT - 1); o += sizeof UNK_TEXT - 1; }
-        else if (type == TOK_BYTE) *o++ = (char)t->byte_value[i];
+        else if (type == TOK_BYTE && !t->byte_text) *o++ = (char)t->byte_value[i];
         else if (t->byte_level && type != TOK_USER) {
             for (int k = 0; k < len; ) {
                 uint32_t cp;
@@ -432,6 +433,8 @@ static void tok_json_decoder(Tokenizer* t, const cJSON* d) {
     if (tok_json_type_is(d, "Sequence")) {
         const cJSON* it;
         cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(d, "decoders")) tok_json_decoder(t, it);
+    } else if (tok_json_type_is(d, "ByteFallback")) {
+        t->byte_text = 0;
     } else if (tok_json_type_is(d, "Strip")) {
         const cJSON* st = cJSON_GetObjectItemCaseSensitive(d, "start");
         if (cJSON_IsNumber(st) && st->valueint >= 1) t->strip_first_space = 1;
@@ -558,6 +561,7 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     const cJSON* dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
     const char* dtype = dec ? tok_json_str(dec, "type") : NULL;
     if (dtype && strcmp(dtype, "ByteLevel") == 0) t->byte_level = 1;
+    t->byte_text = 1; // until the decoder says ByteFallback
     tok_json_decoder(t, dec);
     tok_json_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
     if (tok_json_str(model, "continuing_subword_prefix") || tok_json_str(model, "end_of_word_suffix"))

@@ -14,6 +14,8 @@ Writes dev/test/data/tok/:
   hf_gpt2.json             tokenizers byte-level BPE as GPT-2 (ByteLevel with its regex)
   hf_llama2.json           tokenizers BPE as HF Llama 2 (Prepend + Replace normalizer, byte
                            fallback, fuse_unk, <s> prefix), from spm_raw's vocabulary
+  hf_llama2_metaspace.json the same with transformers' newer layout (Metaspace pre-tokenizer
+                           and decoder, prepend_scheme "first", no normalizer)
   cases.json               {"texts": [...], "tokenizers": [{"file", "ids": [[...]], "decoded": [...],
                            "prefix": [...]}]}: the reference ids of every text, and the library's
                            decode of those ids (skip special tokens)
@@ -25,7 +27,7 @@ import json
 import os
 import struct
 import sys
-import tempfile
+import shutil
 
 import sentencepiece as spm
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -96,6 +98,7 @@ def corpus():
 
 
 def train_spm(tmp, name, model_type, vocab, byte_fallback, rules, extra):
+    # (the .model records the input's and rules' paths: fixed ones keep it the same on a rerun)
     text = os.path.join(tmp, "corpus.txt")
     with open(text, "w", encoding="utf-8") as f:
         f.write("\n".join(corpus()) + "\n")
@@ -177,6 +180,13 @@ def make_llama2(spm_model):
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
     path = os.path.join(OUT, "hf_llama2.json")
     tok.save(path)
+    # the newer layout (transformers' legacy=False conversion): no normalizer, a Metaspace
+    # pre-tokenizer that puts '▁' before the first segment only; here with a Metaspace decoder
+    # (no ByteFallback: <0xHH> pieces decode as their text)
+    tok.normalizer = None
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    tok.save(os.path.join(OUT, "hf_llama2_metaspace.json"))
     return path
 
 
@@ -191,11 +201,13 @@ def hf_case(path):
 def main():
     os.makedirs(OUT, exist_ok=True)
     cases = []
-    with tempfile.TemporaryDirectory() as tmp:
-        train_spm(tmp, "spm_bpe", "bpe", 500, True, RULES, {})
-        train_spm(tmp, "spm_uni", "unigram", 500, False, RULES, {})
-        train_spm(tmp, "spm_raw", "bpe", 500, True, None,
-                  {"normalization_rule_name": "identity", "remove_extra_whitespaces": False})
+    tmp = os.path.join(OUT, "tmp")
+    os.makedirs(tmp, exist_ok=True)
+    train_spm(tmp, "spm_bpe", "bpe", 500, True, RULES, {})
+    train_spm(tmp, "spm_uni", "unigram", 500, False, RULES, {})
+    train_spm(tmp, "spm_raw", "bpe", 500, True, None,
+              {"normalization_rule_name": "identity", "remove_extra_whitespaces": False})
+    shutil.rmtree(tmp)
     for name in ("spm_bpe", "spm_uni", "spm_raw"):
         cases.append(spm_case(os.path.join(OUT, name + ".model"), f"dev/test/data/tok/{name}.bin"))
     tiny = os.path.join(ROOT, "dev/data/tinytext")
@@ -204,6 +216,7 @@ def main():
     cases.append(hf_case(train_bytelevel("hf_llama3.json", True)))
     cases.append(hf_case(train_bytelevel("hf_gpt2.json", False)))
     cases.append(hf_case(make_llama2(os.path.join(OUT, "spm_raw.model"))))
+    cases.append(hf_case(os.path.join(OUT, "hf_llama2_metaspace.json")))
     with open(os.path.join(OUT, "cases.json"), "w", encoding="utf-8") as f:
         json.dump({"texts": TEXTS, "tokenizers": cases}, f, ensure_ascii=True, separators=(",", ":"))
         f.write("\n")
