@@ -667,6 +667,7 @@ static int run_encode_prompt(const Settings* s, const Tokenizer* tok, int V, int
     if (tok->vocab_size != V)
         die("--prompt: --tokenizer %s has %d pieces but the model's vocabulary is %d: the prompt would be other tokens; pass the tokenizer "
             "the model was trained with (or --prompt-ids)", s->tokenizer, tok->vocab_size, V);
+    if (!tok->can_encode) die("--prompt: --tokenizer %s %s", s->tokenizer, tok->encode_why);
     int* text_ids;
     int n = tokenizer_encode(tok, s->prompt, &text_ids);
     const int* pre;

@@ -37,14 +37,17 @@
 //   adjacent pair whose joined piece has the highest score, leftmost first) or unigram (Viterbi:
 //   the segmentation of highest total score, unknown characters scored min score - 10), then
 //   pieces outside the vocabulary as <0xHH> bytes (byte_fallback) or unk, as EncodeAsIds does.
-//   Not handled: user-defined pieces are scored as normal pieces, not matched first.
+//   Not handled: user-defined pieces (none in Llama 2's or T5's models) are not split off as
+//   whole symbols first (BPE), and score 0 in unigram, where sentencepiece favours them; a NUL
+//   byte ends the text (a C string: a command-line prompt cannot hold one anyway).
 //   tokenizer.json: added tokens matched first (longest, in the raw text), then the normalizer
 //   (none, or Prepend '▁' + Replace ' ' -> '▁'), the pre-tokenizer (none, Metaspace, ByteLevel
 //   with the GPT-2 regex, or Split by the Llama 3 regex + ByteLevel: the two regexes are matched
 //   by hand below, \p{L} \p{N} from unicode_class.h), BPE by merge rank (ignore_merges: a word in
 //   the vocabulary is one token), byte_fallback or unk. tokenizer_prefix_ids gives what the
 //   post-processor puts before the text (Llama's bos); other configurations decode only and
-//   encoding dies naming the part.
+//   encoding dies naming the part. Not handled: added tokens' lstrip/rstrip/single_word flags
+//   (they match exactly where their text occurs); Oniguruma's case folding of "'S" beyond ASCII.
 #ifndef TOKENIZER_H
 #define TOKENIZER_H
 

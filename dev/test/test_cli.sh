@@ -317,7 +317,7 @@ for i in range(n):
     t, l = b[off], b[off + 1]; out += bytes([t, l]) + b[off + 6:off + 6 + l]; off += 6 + l
 open(sys.argv[2], "wb").write(out)
 PY
-expect_error "--prompt with a version-1 tokenizer.bin" "^error: --prompt: the tokenizer is a version-1 tokenizer.bin (no piece scores); re-export it with dev/data/export_tokenizer.py" \
+expect_error "--prompt with a version-1 tokenizer.bin" "^error: --prompt: --tokenizer $tmp/v1.bin is a version-1 tokenizer.bin (no piece scores); re-export it with dev/data/export_tokenizer.py" \
     --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt "It is" --sample-len 4 --seq 64 --tokenizer "$tmp/v1.bin"
 out=$("$bin" --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt-ids "590 368 261" --sample-len 12 --seq 64 --tokenizer "$tmp/v1.bin" 2>&1); rc=$?
 [ $rc -eq 0 ] && grep -q "^sample: It is a" <<<"$out" && ok "a version-1 tokenizer.bin still decodes" || bad "v1 decode (rc $rc): $out"
