@@ -29,7 +29,7 @@ ifneq ($(shell command -v $(MPICC) 2>/dev/null),)
   MPI_LIBS ?= $(shell $(MPICC) --showme:link 2>/dev/null)
 endif
 
-HEADERS = dev/ref/reference.h utils.h hostdev.h rand.h dist.h run.h llama.h llama_math.h cli.h safetensors.h dataloader.h tokenizer.h galore.h adam8bit.h memplan.h checkpoint.h layerhook.h
+HEADERS = dev/ref/reference.h utils.h hostdev.h rand.h dist.h run.h llama.h llama_math.h cli.h safetensors.h dataloader.h tokenizer.h unicode_class.h galore.h adam8bit.h memplan.h checkpoint.h layerhook.h
 
 # CUDA: targets exist once their sources do; without nvcc they are skipped with a message
 NVCC ?= nvcc
@@ -53,7 +53,7 @@ NVCC_BLAS_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(B
 NVCC_LDLIBS = -lcublas -lcublasLt -lcusolver -lcudnn -lnccl -lcjson $(NVCC_BLAS_LIBS) $(LAPACK_LIBS) -lgomp
 NVCC_MPI_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(MPI_LIBS))
 
-CPU_TESTS = test_llama dev/test/test_data dev/test/test_safetensors dev/test/test_adam8bit dev/test/test_rendezvous
+CPU_TESTS = test_llama dev/test/test_data dev/test/test_tokenizer dev/test/test_safetensors dev/test/test_adam8bit dev/test/test_rendezvous
 
 .PHONY: all deps check-test-deps test test-cpu test-sanitizers test-fuzz test-gpu cuda clean
 all: train_llama cuda
@@ -73,7 +73,10 @@ test_llama: test_llama.c train_llama.c $(HEADERS)
 	$(DEPS_CHECK) build
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 
-dev/test/test_data: dev/test/test_data.c dataloader.h tokenizer.h utils.h rand.h
+dev/test/test_data: dev/test/test_data.c dataloader.h tokenizer.h unicode_class.h utils.h rand.h
+	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+
+dev/test/test_tokenizer: dev/test/test_tokenizer.c tokenizer.h unicode_class.h utils.h
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 
 dev/test/test_safetensors: dev/test/test_safetensors.c safetensors.h utils.h
@@ -110,6 +113,7 @@ endif
 test-cpu: train_llama $(CPU_TESTS)
 	./test_llama
 	./dev/test/test_data
+	./dev/test/test_tokenizer
 	./dev/test/test_safetensors
 	./dev/test/test_adam8bit
 	./dev/test/test_rendezvous
@@ -119,6 +123,7 @@ test-cpu: train_llama $(CPU_TESTS)
 	bash dev/test/test_crash.sh
 	bash dev/test/test_dist.sh
 	bash dev/test/test_c4.sh
+	bash dev/test/test_prepare.sh
 	bash scripts/test_scripts.sh
 
 # the CPU tests again under AddressSanitizer and UBSan, and each parser's fuzzer briefly

@@ -20,7 +20,7 @@ typedef struct {
     char init[PATHLEN];        // safetensors to start from ("" = random init)
     char train[PATHLEN];       // glob of train shards
     char val[PATHLEN];         // glob of val shards ("" = no eval)
-    char tokenizer[PATHLEN];   // tokenizer file for decoding samples
+    char tokenizer[PATHLEN];   // tokenizer.bin / tokenizer.json / a folder: decodes samples, encodes --prompt
     int batch;                 // B: sequences per micro-batch
     int seq;                   // T: tokens per sequence
     int grad_accum;            // micro-batches per optimizer step
@@ -65,6 +65,7 @@ typedef struct {
     int threads;
     int print_every;
     char prompt_ids[PATHLEN];  // --steps 0: token ids whose continuation is sampled
+    char prompt[4096];         // --steps 0: text (encoded by --tokenizer) whose continuation is sampled
     char dump_logits[PATHLEN]; // --steps 0: the first val batch's logits go to this file
     char memory_plan[8];       // "1" / "json": print the memory plan and exit ("0": train)
     float gpu_mem;             // GiB of the GPU the plan is checked against (0: no check)
@@ -99,7 +100,7 @@ static const OptSpec CLI_OPTIONS[] = {
     {"init", OPT_STR, OPT_S(init), "", NULL, "start from these weights instead of random init: a Hugging Face model folder (model.safetensors, or shards with model.safetensors.index.json; F32/BF16/F16) or one of its files; without --model, the folder's config.json is the model"},
     {"train", OPT_STR, OPT_S(train), "dev/data/tinytext/train_*.bin", NULL, "glob of training token shards"},
     {"val", OPT_STR, OPT_S(val), "dev/data/tinytext/val_*.bin", NULL, "glob of validation token shards (\"\" = no eval)"},
-    {"tokenizer", OPT_STR, OPT_S(tokenizer), "dev/data/tinytext/tokenizer.bin", NULL, "tokenizer.bin that decodes samples (a missing file: samples print as token ids)"},
+    {"tokenizer", OPT_STR, OPT_S(tokenizer), "dev/data/tinytext/tokenizer.bin", NULL, "tokenizer that decodes samples and encodes --prompt: a tokenizer.bin (dev/data/export_tokenizer.py), a Hugging Face tokenizer.json, or a folder holding one; with --init DIR and no --tokenizer, DIR's own if it has one (a missing file: samples print as token ids)"},
     {"batch", OPT_INT, OPT_S(batch), "16", NULL, "B: sequences per micro-batch"},
     {"seq", OPT_INT, OPT_S(seq), "128", NULL, "T: tokens per sequence (<= max_position_embeddings)"},
     {"grad-accum", OPT_INT, OPT_S(grad_accum), "1", NULL, "micro-batches summed into one optimizer step"},
@@ -146,6 +147,7 @@ static const OptSpec CLI_OPTIONS[] = {
     {"threads", OPT_INT, OPT_S(threads), "0", NULL, "CPU threads for OpenMP and BLAS (0: all cores)"},
     {"print-every", OPT_INT, OPT_S(print_every), "1", NULL, "print a console line every N steps (the log gets every step)"},
     {"prompt-ids", OPT_STR, OPT_S(prompt_ids), "", NULL, "with --steps 0: token ids (space or comma separated, e.g. sentencepiece's encode of a text) whose continuation of --sample-len tokens is sampled and printed"},
+    {"prompt", OPT_STR, OPT_S(prompt), "", NULL, "with --steps 0: text, encoded by --tokenizer as its library would (plus the bos a tokenizer.json's post-processor adds), whose continuation of --sample-len tokens is sampled and printed"},
     {"dump-logits", OPT_STR, OPT_S(dump_logits), "", NULL, "with --steps 0: write the first val batch's inputs and fp32 logits to this file (see README: to compare with transformers)"},
     {"memory-plan", OPT_CHOICE, OPT_S(memory_plan), "0", "0|1|json", "1: print the memory plan (weights, gradients, optimizer state, activations, workspaces) for this config and flags, and exit, without touching a GPU; json: the same as JSON"},
     {"gpu-mem", OPT_FLOAT, OPT_S(gpu_mem), "0", NULL, "with --memory-plan 1: the GPU's memory in GiB (e.g. 24); prints whether the GPU plan plus the CUDA context fits, and the headroom"},

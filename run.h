@@ -75,6 +75,17 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     cli_parse(s, argc, argv, &help);
     if (help) { cli_help(argv[0], about); return 0; }
     if (s->init[0]) run_resolve_init(s);
+    // a Hugging Face model folder brings its tokenizer: used unless --tokenizer says otherwise
+    if (s->init[0] && !cli_was_given(argc, argv, "tokenizer")) {
+        char dir[PATHLEN], found[PATHLEN + 32];
+        snprintf(dir, sizeof dir, "%s", s->init);
+        if (!st_is_dir(dir)) { char* slash = strrchr(dir, '/'); if (slash) *slash = '\0'; else snprintf(dir, sizeof dir, "."); }
+        if (tokenizer_find(dir, found, sizeof found) && strlen(found) < PATHLEN) {
+            snprintf(s->tokenizer, PATHLEN, "%s", found);
+            printf("tokenizer: %s (--init's folder)\n", found);
+        }
+    }
+    if (cli_was_given(argc, argv, "prompt") && !s->prompt[0]) die("--prompt: empty text; pass the text to continue (or --prompt-ids)");
     if (s->init[0] && !cli_was_given(argc, argv, "model")) {
         char path[PATHLEN + 32];
         llama_init_config_path(s->init, path, sizeof path);
@@ -113,10 +124,12 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     if (s->eval_tokens < 1) die("--eval-tokens %lld: must be at least 1 (pass --val \"\" for no evaluation)", (long long)s->eval_tokens);
     if (s->max_bad_steps < 1) die("--max-bad-steps %d: must be at least 1", s->max_bad_steps);
     if (!(s->galore_scale > 0.0f)) die("--galore-scale %g: must be positive (GaLore's alpha scales the update)", s->galore_scale);
-    if (s->steps > 0 && (s->prompt_ids[0] || s->dump_logits[0]))
+    if (s->steps > 0 && (s->prompt_ids[0] || s->prompt[0] || s->dump_logits[0]))
         die("--%s: inspects a model without training; pass --steps 0 and --init (a model.safetensors, a run folder or a checkpoint folder OUT/ckpt_N)",
-            s->prompt_ids[0] ? "prompt-ids" : "dump-logits");
-    if (s->prompt_ids[0] && s->sample_len < 1) die("--prompt-ids: needs --sample-len of at least 1 (the tokens to generate)");
+            s->prompt_ids[0] ? "prompt-ids" : s->prompt[0] ? "prompt" : "dump-logits");
+    if (s->prompt_ids[0] && s->prompt[0]) die("--prompt and --prompt-ids: pass one of them");
+    if ((s->prompt_ids[0] || s->prompt[0]) && s->sample_len < 1)
+        die("--%s: needs --sample-len of at least 1 (the tokens to generate)", s->prompt[0] ? "prompt" : "prompt-ids");
     if (s->dump_logits[0] && !s->val[0]) die("--dump-logits %s: needs --val, the batch whose logits it writes", s->dump_logits);
     memset(oc, 0, sizeof *oc);
     oc->kind = optim_kind_from_name(s->optimizer);
@@ -698,6 +711,32 @@ static int run_parse_ids(const char* text, int V, int* ids, int cap) {
     return n;
 }
 
+// run_encode_prompt: --prompt text -> the tokenizer's prefix (bos of a tokenizer.json) + its
+// ids (malloc'd in *out), their count returned; dies with one line where the ids would be wrong
+static int run_encode_prompt(const Settings* s, const Tokenizer* tok, int V, int max_seq, int** out) {
+    if (tok == NULL)
+        die("--prompt: no tokenizer at '%s' to encode the text; pass --tokenizer (a tokenizer.bin, a tokenizer.json or a folder holding one), or --prompt-ids", s->tokenizer);
+    if (tok->vocab_size != V)
+        die("--prompt: --tokenizer %s has %d pieces but the model's vocabulary is %d: the prompt would be other tokens; pass the tokenizer "
+            "the model was trained with (or --prompt-ids)", s->tokenizer, tok->vocab_size, V);
+    if (!tok->can_encode) die("--prompt: --tokenizer %s %s", s->tokenizer, tok->encode_why);
+    int* text_ids;
+    int n = tokenizer_encode(tok, s->prompt, &text_ids);
+    const int* pre;
+    int np = tokenizer_prefix_ids(tok, &pre);
+    if (n + np == 0) die("--prompt \"%s\": encodes to no tokens", s->prompt);
+    if (n + np >= max_seq) die("--prompt: %d tokens, at least --seq %d: no room to sample; pass a larger --seq or a shorter prompt", n + np, max_seq);
+    int* ids = (int*)mallocCheck(sizeof(int) * (size_t)(n + np));
+    memcpy(ids, pre, sizeof(int) * (size_t)np);
+    if (n) memcpy(ids + np, text_ids, sizeof(int) * (size_t)n);
+    free(text_ids);
+    printf("prompt: %d tokens:", n + np);
+    for (int i = 0; i < n + np; i++) printf(" %d", ids[i]);
+    printf("\n");
+    *out = ids;
+    return n + np;
+}
+
 // run_main: data, optional eval-only, resume, the step loop, the final export. Data parallel: every
 // rank runs this; each reads its shard of the data, rank 0 prints (the others' stdout is off),
 // logs, samples and writes checkpoints; collectives (eval sums, the replica check) run on all.
@@ -733,7 +772,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
     Rng sample_rng; rng_init(&sample_rng, (uint64_t)s->seed ^ 0x5A5A5A5AULL);
 
     if (s->steps == 0) {
-        if (!have_val && !s->prompt_ids[0]) die("--steps 0 evaluates only, and needs --val (or --prompt-ids, to sample)");
+        if (!have_val && !s->prompt_ids[0] && !s->prompt[0]) die("--steps 0 evaluates only, and needs --val (or --prompt / --prompt-ids, to sample)");
         if (have_val) {
             float vl = evaluate(e, d, &val, eval_batches, inputs, targets);
             printf("val loss %.7f | ppl %.4f | %d batches\n", vl, exp(vl), eval_batches * d->world);
@@ -748,6 +787,12 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         if (s->prompt_ids[0] && d->rank == 0) {
             int* ids = (int*)mallocCheck(sizeof(int) * (size_t)e->max_seq);
             int n = run_parse_ids(s->prompt_ids, config->V, ids, e->max_seq);
+            run_print_sample(e, &tok, have_tok, ids, n, 0, s->sample_len, &sample_rng);
+            free(ids);
+        }
+        if (s->prompt[0] && d->rank == 0) {
+            int* ids;
+            int n = run_encode_prompt(s, have_tok ? &tok : NULL, config->V, e->max_seq, &ids);
             run_print_sample(e, &tok, have_tok, ids, n, 0, s->sample_len, &sample_rng);
             free(ids);
         }

@@ -1,6 +1,7 @@
-// fuzz_tokenizer.c: libFuzzer harness for tokenizer.h (tokenizer.bin reader + decoder).
-// The input is the tokenizer.bin; an accepted one decodes every id (up to 4096), runs of byte
-// pieces, out-of-range ids, and small output buffers (truncation paths).
+// fuzz_tokenizer.c: libFuzzer harness for tokenizer.h (tokenizer.bin / tokenizer.json reader,
+// decoder, encoder). The input is the tokenizer file; an accepted one decodes every id (up to
+// 4096), runs of byte pieces, out-of-range ids, and small output buffers (truncation paths), and,
+// where it can encode, encodes texts of every character class (the ids must be in the vocabulary).
 #include "fuzz_common.h"
 #include "../../tokenizer.h"
 
@@ -31,6 +32,15 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         // one id at a time, as the trainer's sample printing does
         for (int i = 0; i < n + 4; i++) tokenizer_decode(&tok, &ids[i], 1, out, 64);
         free(out);
+        static const char* texts[] = {"", " ", "Hello  world\n\n x", "\xE2\x96\x81" "a'S 123456 \t\r\n", "caf\xC3\xA9 \xF0\x9F\x98\x80 \xFF" "\xC3", "<s></s><|x|>"};
+        if (tok.can_encode) {
+            for (int k = 0; k < 6; k++) {
+                int* enc;
+                int m = tokenizer_encode(&tok, texts[k], &enc);
+                for (int i = 0; i < m; i++) if (enc[i] < 0 || enc[i] >= tok.vocab_size) abort();
+                free(enc);
+            }
+        }
         FUZZ_DONE();
         tokenizer_free(&tok);
         fuzz_check_no_leak("tokenizer_free");

@@ -26,7 +26,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:strict_strin
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 # name:source
-ALL="test_llama:test_llama.c test_data:dev/test/test_data.c test_safetensors:dev/test/test_safetensors.c test_adam8bit:dev/test/test_adam8bit.c test_rendezvous:dev/test/test_rendezvous.c"
+ALL="test_llama:test_llama.c test_data:dev/test/test_data.c test_tokenizer:dev/test/test_tokenizer.c test_safetensors:dev/test/test_safetensors.c test_adam8bit:dev/test/test_adam8bit.c test_rendezvous:dev/test/test_rendezvous.c"
 want=" $* "
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 pass=0; fail=0

@@ -42,7 +42,12 @@ mkdir -p "$tmp/emptydir"
 expect_error "--init of a folder without a model" "^error: --init $tmp/emptydir: a folder without model.safetensors" --init "$tmp/emptydir" --steps 1
 cp dev/ref/tiny/model.safetensors "$tmp/emptydir/../lonely.safetensors"
 expect_error "--init without a config.json beside it" "^error: --init $tmp/lonely.safetensors: no config.json beside it" --init "$tmp/lonely.safetensors" --steps 1
-expect_error "--tokenizer of a folder" "^error: --tokenizer dev/data/tinytext: is a folder; pass the tokenizer.bin" --tokenizer dev/data/tinytext --steps 1 --batch 2 --seq 16
+expect_error "--tokenizer of a folder without one" "^error: --tokenizer dev/ref: a folder without tokenizer.json or tokenizer.bin; pass one of them" --tokenizer dev/ref --steps 1 --batch 2 --seq 16
+mkdir -p "$tmp/spmonly" && cp dev/data/tinytext/tokenizer.model "$tmp/spmonly/"
+expect_error "--tokenizer of a folder with only a .model" "^error: --tokenizer $tmp/spmonly: a folder without .*its tokenizer.model becomes a tokenizer.bin with dev/data/export_tokenizer.py" --tokenizer "$tmp/spmonly" --steps 1 --batch 2 --seq 16
+expect_error "--prompt while training" "^error: --prompt: inspects a model without training" --prompt "It is" --steps 3
+expect_error "an empty --prompt" "^error: --prompt: empty text; pass the text" --prompt "" --steps 0 --val ""
+expect_error "--prompt and --prompt-ids" "^error: --prompt and --prompt-ids: pass one of them" --prompt "It" --prompt-ids "1" --steps 0 --val ""
 # flags that make no sense are errors
 expect_error "--eval-tokens 0" "^error: --eval-tokens 0: must be at least 1" --eval-tokens 0 --steps 0
 expect_error "negative --galore-scale" "^error: --galore-scale -1: must be positive" --optimizer galore_adamw --galore-scale -1
@@ -52,7 +57,7 @@ expect_error "--prompt-ids while training" "^error: --prompt-ids: inspects a mod
 # --help: every option in the table shows up, and it exits 0
 help=$("$bin" --help); rc=$?
 missing=""
-for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type apollo-scale scale-type per-layer grad-accum keep resume max-bad-steps memory-plan gpu-mem recompute svd dist-init overwrite allow-changes prompt-ids dump-logits; do
+for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type proj apollo-scale scale-type per-layer grad-accum keep resume max-bad-steps memory-plan gpu-mem recompute svd dist-init overwrite allow-changes prompt-ids prompt dump-logits; do
     grep -q -- "--$opt " <<<"$help" || missing="$missing $opt"
 done
 [ $rc -eq 0 ] && [ -z "$missing" ] && ok "--help lists every flag" || bad "--help (rc $rc) misses:$missing"
@@ -255,7 +260,7 @@ out=$("$bin" --steps 2 --batch 2 --seq 16 --val "$tmp/badval_000.bin" --eval-tok
     && ok "an id >= vocab at the end of a val shard stops the run before step 1" || bad "token scan (rc $rc): $out"
 
 # a tokenizer of another vocabulary gets a warning (it decodes to other words)
-python3 -c "import sys; sys.path.insert(0, 'dev/data'); import c4; c4.BytesTokenizer().write_bin('$tmp/tok259.bin')"
+python3 -c "import sys; sys.path.insert(0, 'dev/data'); import c4; c4.BytesTokenizer().write_c('$tmp/tok259.bin')"
 w=$(warns --warmup 0 --tokenizer "$tmp/tok259.bin")
 grep -q "^warning: --tokenizer $tmp/tok259.bin has 259 pieces but the model's vocabulary is 4096" <<<"$w" && ok "tokenizer of another vocabulary: a warning" || bad "vocab mismatch: $w"
 
@@ -291,5 +296,41 @@ PY
 [ $rc -eq 0 ] && [[ $r == ok* ]] && ok "--dump-logits from a run folder: $r" || bad "--dump-logits (rc $rc): $r $(tail -2 <<<"$out")"
 out=$("$bin" --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt-ids "590 368 261" --sample-len 12 --seq 64 2>&1); rc=$?
 [ $rc -eq 0 ] && grep -q "^sample: It is a" <<<"$out" && ok "--prompt-ids from a checkpoint folder: $(grep '^sample' <<<"$out")" || bad "--prompt-ids (rc $rc): $out"
+
+# --prompt: text encoded by the tokenizer (sentencepiece's ids for "It is a": 590 368 261, as
+# --prompt-ids above), then sampled; from a folder that holds its tokenizer, found by --init
+out=$("$bin" --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt "It is a" --sample-len 12 --seq 64 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^prompt: 3 tokens: 590 368 261$" <<<"$out" && grep -q "^sample: It is a" <<<"$out" \
+    && ok "--prompt from a checkpoint folder: $(grep '^sample' <<<"$out")" || bad "--prompt (rc $rc): $out"
+cp -r "$tmp/run/ckpt_00000040" "$tmp/withtok" && cp dev/data/tinytext/tokenizer.bin "$tmp/withtok/"
+out=$(cd "$tmp" && "$OLDPWD/$bin" --init withtok --steps 0 --val "" --prompt "It is a" --sample-len 4 --seq 64 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^tokenizer: withtok/tokenizer.bin (--init's folder)$" <<<"$out" && grep -q "^prompt: 3 tokens: 590 368 261$" <<<"$out" \
+    && ok "--init DIR brings DIR's tokenizer" || bad "--init DIR's tokenizer (rc $rc): $out"
+# a Hugging Face tokenizer.json (the Llama 3 layout of dev/test/data/tok): its bos (id 0) then the
+# ids tokenizers gives for "Hello world" (dev/test/data/tok/cases.json), on a random model of its vocabulary
+printf '{"hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, "num_hidden_layers": 1, "vocab_size": 601, "max_position_embeddings": 64}' > "$tmp/v601.json"
+want=$(python3 -c "import json; c = json.load(open('dev/test/data/tok/cases.json')); t = [x for x in c['tokenizers'] if x['file'].endswith('hf_llama3.json')][0]; print(' '.join(map(str, t['prefix'] + t['ids'][0])))")
+out=$("$bin" --model "$tmp/v601.json" --steps 0 --val "" --tokenizer dev/test/data/tok/hf_llama3.json --prompt "Hello world" --sample-len 4 --seq 32 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^prompt: 6 tokens: $want$" <<<"$out" && grep -q "^sample: Hello world" <<<"$out" \
+    && ok "--prompt through a tokenizer.json: $(grep '^prompt' <<<"$out")" || bad "--prompt tokenizer.json (rc $rc, want $want): $out"
+# the errors: no tokenizer, a tokenizer of another vocabulary, a version-1 tokenizer.bin (no scores)
+expect_error "--prompt without a tokenizer" "^error: --prompt: no tokenizer at '$tmp/none.bin' to encode the text; pass --tokenizer" \
+    --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt "It is" --sample-len 4 --seq 64 --tokenizer "$tmp/none.bin"
+expect_error "--prompt with a tokenizer of another vocabulary" "^error: --prompt: --tokenizer $tmp/tok259.bin has 259 pieces but the model's vocabulary is 4096: the prompt would be other tokens" \
+    --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt "It is" --sample-len 4 --seq 64 --tokenizer "$tmp/tok259.bin"
+python3 - dev/data/tinytext/tokenizer.bin "$tmp/v1.bin" <<'PY'
+import struct, sys  # version 2 -> version 1: the header's [7..9] and each piece's score dropped
+b = open(sys.argv[1], "rb").read()
+h = list(struct.unpack_from("<256i", b)); n, cm = h[2], h[9]
+h[1], h[7], h[8], h[9] = 1, 0, 0, 0
+out, off = bytearray(struct.pack("<256i", *h)), 1024
+for i in range(n):
+    t, l = b[off], b[off + 1]; out += bytes([t, l]) + b[off + 6:off + 6 + l]; off += 6 + l
+open(sys.argv[2], "wb").write(out)
+PY
+expect_error "--prompt with a version-1 tokenizer.bin" "^error: --prompt: --tokenizer $tmp/v1.bin is a version-1 tokenizer.bin (no piece scores); re-export it with dev/data/export_tokenizer.py" \
+    --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt "It is" --sample-len 4 --seq 64 --tokenizer "$tmp/v1.bin"
+out=$("$bin" --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt-ids "590 368 261" --sample-len 12 --seq 64 --tokenizer "$tmp/v1.bin" 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^sample: It is a" <<<"$out" && ok "a version-1 tokenizer.bin still decodes" || bad "v1 decode (rc $rc): $out"
 
 summary

@@ -1,0 +1,228 @@
+"""
+Small tokenizers of every kind tokenizer.h reads, and the ids the reference libraries give for
+tricky texts: the fixtures of dev/test/test_tokenizer.c (make test needs neither library).
+
+Writes dev/test/data/tok/:
+  spm_bpe.model / .bin     sentencepiece BPE, byte_fallback, nmt_nfkc-style rules in a small
+                           custom charsmap (full-width letters, ligatures, odd spaces), default
+                           whitespace handling (remove_extra_whitespaces)
+  spm_uni.model / .bin     sentencepiece unigram (T5's kind), no byte fallback (unknown
+                           characters -> unk), the same small charsmap
+  spm_raw.model / .bin     sentencepiece BPE, identity normalizer, spaces kept (as tinytext's)
+  hf_llama3.json           tokenizers byte-level BPE as Llama 3: Split by Llama 3's regex +
+                           ByteLevel, ignore_merges, <|begin_of_text|> prefix by TemplateProcessing
+  hf_gpt2.json             tokenizers byte-level BPE as GPT-2 (ByteLevel with its regex)
+  hf_llama2.json           tokenizers BPE as HF Llama 2 (Prepend + Replace normalizer, byte
+                           fallback, fuse_unk, <s> prefix), from spm_raw's vocabulary
+  hf_llama2_metaspace.json the same with transformers' newer layout (Metaspace pre-tokenizer
+                           and decoder, prepend_scheme "first", no normalizer)
+  cases.json               {"texts": [...], "tokenizers": [{"file", "ids": [[...]], "decoded": [...],
+                           "prefix": [...]}]}: the reference ids of every text, and the library's
+                           decode of those ids (skip special tokens)
+Also re-exports dev/data/tinytext/tokenizer.bin (version 2) and checks it the same way.
+
+Usage: python dev/test/make_tokenizers.py   (needs sentencepiece and tokenizers)
+"""
+import json
+import os
+import struct
+import sys
+import shutil
+
+import sentencepiece as spm
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..")
+OUT = os.path.join(HERE, "data", "tok")
+sys.path.insert(0, os.path.join(ROOT, "dev", "data"))
+from export_tokenizer import export  # noqa: E402
+
+TEXTS = [
+    "Hello world",
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune",
+    "  leading and trailing spaces  ",
+    "multiple   spaces\tand\ttabs",
+    "line one\nline two\r\nline three\n\n\nend",
+    "trailing newline\n",
+    "digits 1234567890 and 3.14159, 1,000,000 and 42",
+    "contractions: I'm, you're, it's, we've, they'll, I'd, DON'T, She'S, 'twas",
+    "unicode: na\u00efve caf\u00e9 Stra\u00dfe fa\u00e7ade \u0395\u03bb\u03bb\u03b7\u03bd\u03b9\u03ba\u03ac "
+    "\u0440\u0443\u0441\u0441\u043a\u0438\u0439 \u65e5\u672c\u8a9e \u4e2d\u6587 \ud55c\uad6d\uc5b4",
+    "emoji: \U0001F600\U0001F44D\U0001F3FD \U0001F1EB\U0001F1F7 \u2764\ufe0f!",
+    "symbols: @#$%^&*()_+-=[]{}|;':\",./<>?`~",
+    "not in the vocabulary: \u2603 \u26a1 \U0001D518\U0001D52B\U0001D526",
+    "fullwidth \uff21\uff22\uff23 \uff11\uff12\uff13 \ufb01ne",
+    "odd spaces:\u00a0nbsp\u3000ideographic\u2003em \u2028sep",
+    "special tokens as text: <|begin_of_text|>hi</s> <s>",
+    "Mixed CASE and camelCaseWords and snake_case_words ALLCAPS",
+    "tab\tnewline\n\ttab after newline \n  \n",
+    " ",
+    "\n",
+    "a",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "Mr. Darcy smiled; Elizabeth did not.",
+    "aaa aaaaa ooo!",
+    "1234 12345 123456 1212121",
+    "IT'S DON'T WE'LL THEY'RE 'TWAS 'Twas I'LLx",
+    "aaa aaaaa aaaaaaa",
+    "'TWAS the night",
+    "unreachable by merges: zzqx",
+]
+
+# a small charsmap: sentencepiece's rule TSV (source code points -> target code points)
+RULES = [("FF21", "41"), ("FF22", "42"), ("FF23", "43"), ("FF11", "31"), ("FF12", "32"), ("FF13", "33"),
+         ("FB01", "66 69"), ("A0", "20"), ("3000", "20"), ("2003", "20"), ("9", "20"), ("2028", "20")]
+
+
+def corpus():
+    """some Austen from the tinytext validation shard, and the texts"""
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(ROOT, "dev/data/tinytext/tokenizer.model"))
+    with open(os.path.join(ROOT, "dev/data/tinytext/val_000.bin"), "rb") as f:
+        data = f.read()
+    n = struct.unpack_from("<256i", data)[2]
+    ids = list(struct.unpack_from(f"<{n}H", data, 1024))[:20000]
+    docs, cur = [], []
+    for i in ids:
+        if i == 2:
+            docs.append(sp.decode(cur))
+            cur = []
+        else:
+            cur.append(i)
+    docs.append(sp.decode(cur))
+    lines = [l for d in docs for l in d.split("\n") if l.strip()]
+    # digit runs and upper-case contractions, so that merges exist across the splits that the
+    # regexes make (a 3-digit limit, case-insensitive 'S) and the tests see them
+    extra = ["12 34 1234 123 1212 3434"] * 20 + ["IT'S DON'T WE'LL THEY'RE 'S 'T"] * 20 + ["aa aaaa"] * 20 + ["TWAS TWAS LLx"] * 40
+    return lines + TEXTS[:10] * 3 + extra
+
+
+def train_spm(tmp, name, model_type, vocab, byte_fallback, rules, extra):
+    # (the .model records the input's and rules' paths: fixed ones keep it the same on a rerun)
+    text = os.path.join(tmp, "corpus.txt")
+    with open(text, "w", encoding="utf-8") as f:
+        f.write("\n".join(corpus()) + "\n")
+    kw = dict(input=text, model_prefix=os.path.join(OUT, name), model_type=model_type, vocab_size=vocab,
+              byte_fallback=byte_fallback, character_coverage=0.995, bos_id=1, eos_id=2, unk_id=0, pad_id=-1,
+              num_threads=1, minloglevel=2, **extra)
+    if rules:
+        tsv = os.path.join(tmp, "rules.tsv")
+        with open(tsv, "w") as f:
+            f.write("".join(f"{a}\t{b}\n" for a, b in rules))
+        kw["normalization_rule_tsv"] = tsv
+    spm.SentencePieceTrainer.train(**kw)
+    os.remove(os.path.join(OUT, name + ".vocab"))
+    export(os.path.join(OUT, name + ".model"), os.path.join(OUT, name + ".bin"))
+
+
+def spm_case(model, binfile):
+    sp = spm.SentencePieceProcessor(model_file=model)
+    ids = [sp.encode(t) for t in TEXTS]
+    return {"file": binfile, "ids": ids, "decoded": [sp.decode(i) for i in ids], "prefix": []}
+
+
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def train_bytelevel(name, llama3):
+    tok = Tokenizer(models.BPE(ignore_merges=llama3))
+    if llama3:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(LLAMA3_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        specials = ["<|begin_of_text|>", "<|end_of_text|>"]
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        specials = ["<|endoftext|>"]
+    tok.decoder = decoders.ByteLevel()
+    tr = trainers.BpeTrainer(vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                             show_progress=False)
+    tok.train_from_iterator(corpus(), tr)
+    if llama3:
+        bos = tok.token_to_id("<|begin_of_text|>")
+        tok.post_processor = processors.Sequence([
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+                                          special_tokens=[("<|begin_of_text|>", bos)])])
+    path = os.path.join(OUT, name)
+    tok.save(path)
+    if llama3:  # a word in the vocabulary that no merge reaches: ignore_merges makes it one token
+        with open(path, encoding="utf-8") as f:
+            j = json.load(f)
+        j["model"]["vocab"]["\u0120zzqx"] = max(j["model"]["vocab"].values()) + 1
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(j, f, ensure_ascii=False, indent=1)
+    return path
+
+
+def make_llama2(spm_model):
+    """HF Llama 2's tokenizer.json layout (legacy): the vocabulary and scores of a sentencepiece
+    BPE model, merges in score order, as transformers' converter makes them"""
+    sp = spm.SentencePieceProcessor(model_file=spm_model)
+    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    # a merge for every piece that two pieces join into, ranked by the joined piece's score
+    merges = []
+    for piece, pid in vocab.items():
+        if sp.is_control(pid) or sp.is_byte(pid) or sp.is_unknown(pid):
+            continue
+        for k in range(1, len(piece)):
+            a, b = piece[:k], piece[k:]
+            if a in vocab and b in vocab:
+                merges.append((-sp.get_score(pid), pid, vocab[a], vocab[b], a, b))
+    merges.sort()
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[(m[4], m[5]) for m in merges], unk_token="<unk>",
+                               byte_fallback=True, fuse_unk=True))
+    tok.add_special_tokens(["<unk>", "<s>", "</s>"])
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+    path = os.path.join(OUT, "hf_llama2.json")
+    tok.save(path)
+    # the newer layout (transformers' legacy=False conversion): no normalizer, a Metaspace
+    # pre-tokenizer that puts '▁' before the first segment only; here with a Metaspace decoder
+    # (no ByteFallback: <0xHH> pieces decode as their text)
+    tok.normalizer = None
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    tok.save(os.path.join(OUT, "hf_llama2_metaspace.json"))
+    return path
+
+
+def hf_case(path):
+    tok = Tokenizer.from_file(path)
+    ids = [tok.encode(t, add_special_tokens=False).ids for t in TEXTS]
+    prefix = tok.encode("", add_special_tokens=True).ids
+    return {"file": os.path.relpath(path, ROOT), "ids": ids, "decoded": [tok.decode(i, skip_special_tokens=True) for i in ids],
+            "prefix": prefix}
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    cases = []
+    tmp = os.path.join(OUT, "tmp")
+    os.makedirs(tmp, exist_ok=True)
+    train_spm(tmp, "spm_bpe", "bpe", 500, True, RULES, {})
+    train_spm(tmp, "spm_uni", "unigram", 500, False, RULES, {})
+    train_spm(tmp, "spm_raw", "bpe", 500, True, None,
+              {"normalization_rule_name": "identity", "remove_extra_whitespaces": False})
+    shutil.rmtree(tmp)
+    for name in ("spm_bpe", "spm_uni", "spm_raw"):
+        cases.append(spm_case(os.path.join(OUT, name + ".model"), f"dev/test/data/tok/{name}.bin"))
+    tiny = os.path.join(ROOT, "dev/data/tinytext")
+    export(os.path.join(tiny, "tokenizer.model"), os.path.join(tiny, "tokenizer.bin"))
+    cases.append(spm_case(os.path.join(tiny, "tokenizer.model"), "dev/data/tinytext/tokenizer.bin"))
+    cases.append(hf_case(train_bytelevel("hf_llama3.json", True)))
+    cases.append(hf_case(train_bytelevel("hf_gpt2.json", False)))
+    cases.append(hf_case(make_llama2(os.path.join(OUT, "spm_raw.model"))))
+    cases.append(hf_case(os.path.join(OUT, "hf_llama2_metaspace.json")))
+    with open(os.path.join(OUT, "cases.json"), "w", encoding="utf-8") as f:
+        json.dump({"texts": TEXTS, "tokenizers": cases}, f, ensure_ascii=True, separators=(",", ":"))
+        f.write("\n")
+    for c in cases:
+        print(f"{c['file']}: {sum(len(i) for i in c['ids'])} ids over {len(TEXTS)} texts, prefix {c['prefix']}")
+
+
+if __name__ == "__main__":
+    main()
