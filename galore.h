@@ -532,7 +532,7 @@ HOSTDEV static inline float fira_residual_elem(float g, float u, float phi) { re
 
 enum { APOLLO_SCALE_CHANNEL = 0, APOLLO_SCALE_TENSOR };
 static const char* const APOLLO_SCALE_NAMES[] = {"channel", "tensor"};
-#define APOLLO_GAMMA 1.01f        // the norm-growth limiter's allowed growth per step
+// the norm-growth limiter: Fira's (FIRA_GAMMA 1.01, fira_limiter)
 #define APOLLO_MINI_SCALE 128.0f  // the package README's scale for APOLLO-Mini (rank 1, tensor-wise)
 #define APOLLO_NORM_EPS 1e-8f     // the package's 1e-8 in both ratios
 
@@ -577,11 +577,10 @@ HOSTDEV static inline float apollo_factor(double ssD, double ssR) {
 }
 // the limiter: nrm = ||S|| before it; *prev the state (set on the first step, first = 1).
 // Returns 1 / lim's divisor as the package divides: S / lim, i.e. the value lim itself.
+// The same rule as Fira's (fira_limiter: gamma 1.01, eps 1e-8), written once there.
 HOSTDEV static inline float apollo_limiter(float nrm, float* prev, int first) {
-    if (first) { *prev = nrm; return 1.0f; }
-    float ratio = nrm / (*prev + APOLLO_NORM_EPS);
-    float lim = ratio > APOLLO_GAMMA ? ratio / APOLLO_GAMMA : 1.0f;
-    *prev = nrm / lim;
+    float next, lim = fira_limiter(nrm, *prev, first, &next);
+    *prev = next;
     return lim;
 }
 // the 8-bit kernel's result Z = -(c2 / c1) D (lr 1): D = Z * apollo_dir_scale

@@ -212,7 +212,7 @@ static void run_print_galore(const LlamaConfig* c, const OptimConfig* oc, const 
     if (optim_is_apollo(oc->kind)) { // --- APOLLO ---
         printf("apollo: rank %d | seeded Gaussian projection redrawn every %d steps | %s-wise scaling of the raw gradient | scale %g | "
                "norm-growth limiter %g | proj type %s%s\n", oc->rank, oc->update_proj_gap, APOLLO_SCALE_NAMES[oc->scale_type],
-               oc->apollo_scale, APOLLO_GAMMA, s->proj_type, s->per_layer ? " | per-layer updates" : "");
+               oc->apollo_scale, FIRA_GAMMA, s->proj_type, s->per_layer ? " | per-layer updates" : "");
         return;
     }
     if (!optim_is_galore(oc->kind)) {

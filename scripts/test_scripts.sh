@@ -78,6 +78,19 @@ done
 kill -9 $pid; wait $pid; exit 137
 EOF
 chmod +x "$TMP/crashy.sh"
+# the same kill without the race, for runs too fast to catch (the tiny fine-tune finishes in
+# milliseconds): the first call runs to the end, then leaves the run as a kill right after the
+# step-2 checkpoint would (the later checkpoints gone; the log's later lines and the exported model
+# stay, as a kill leaves what was already written) and reports the kill
+cat > "$TMP/crashy_after.sh" <<'EOF'
+#!/bin/bash
+calls="$CRASHY_DIR/calls"; n=$(cat "$calls" 2>/dev/null || echo 0); echo $((n + 1)) > "$calls"
+[ "$n" -gt 0 ] && exec ./train_llama "$@"
+./train_llama "$@"
+for d in "$CRASHY_DIR"/run/ckpt_*; do [[ "${d##*/}" > ckpt_00000002 ]] && rm -rf "$d"; done
+exit 137
+EOF
+chmod +x "$TMP/crashy_after.sh"
 export CRASHY_DIR="$TMP/crash"; mkdir -p "$CRASHY_DIR"
 RESUME_ENV=(STEPS=8 WARMUP=2 MICRO_BATCH=16 TOTAL_BATCH=16 SEQ=128 SAVE_EVERY=2 KEEP=0 EVAL_EVERY=4)
 env "${RESUME_ENV[@]}" RUN_DIR="$CRASHY_DIR/run" TRAINER="$TMP/crashy.sh" MAX_FAILS=2 \
@@ -123,7 +136,7 @@ check "finetune_galore: the model in the user's layout: BF16 shards + index, tie
 env "${FT_ENV[@]}" RUN_DIR="$TMP/ft" bash scripts/finetune_galore.sh "${FT_ARGS[@]}" > "$TMP/ft.again" 2>&1
 check "finetune_galore: a rerun after DONE does nothing" grep -q 'nothing to do' "$TMP/ft.again"
 export CRASHY_DIR="$TMP/ftcrash"; mkdir -p "$CRASHY_DIR"
-env "${FT_ENV[@]}" STEPS=6 RUN_DIR="$CRASHY_DIR/run" TRAINER="$TMP/crashy.sh" MAX_FAILS=2 \
+env "${FT_ENV[@]}" STEPS=6 RUN_DIR="$CRASHY_DIR/run" TRAINER="$TMP/crashy_after.sh" MAX_FAILS=2 \
     bash scripts/finetune_galore.sh "${FT_ARGS[@]}" > "$TMP/ftcrash.out" 2>&1
 rc=$?
 env "${FT_ENV[@]}" STEPS=6 RUN_DIR="$TMP/ftnocrash" bash scripts/finetune_galore.sh "${FT_ARGS[@]}" > "$TMP/ftnocrash.out" 2>&1
