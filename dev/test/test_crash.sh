@@ -66,7 +66,7 @@ run_case adamw_accum --optimizer adamw --grad-accum 2
 run_case fira_perlayer_accum --optimizer fira_adamw --rank 8 --update-proj-gap 7 --per-layer 1 --grad-accum 2
 run_case golore --optimizer galore_adamw --proj random --rank 8 --update-proj-gap 7
 
-# APOLLO, deterministically (on a loaded machine the kills above may all land before the first
+# APOLLO, Fira and GoLore, deterministically (on a loaded machine the kills above may all land before the first
 # checkpoint): resume from the step-10 checkpoint of a 16-step run (refreshes at 1, 4, 7, 10, 13,
 # 16: the redraws after the resume come from (tensor, round), the limiter's state from state.bin)
 resume_case() {
@@ -84,6 +84,9 @@ resume_case() {
 }
 resume_case apollo_adamw_resume --optimizer apollo_adamw --rank 8
 resume_case apollo8bit_perlayer_accum_resume --optimizer apollo_adamw8bit --rank 8 --per-layer 1 --grad-accum 2
+# Fira (the limiter's per-tensor state, limiter.N) and GoLore (the projectors from (seed, tensor, round))
+resume_case fira_perlayer_accum_resume --optimizer fira_adamw --rank 8 --per-layer 1 --grad-accum 2
+resume_case golore8bit_perlayer_resume --optimizer galore_adamw8bit --proj random --rank 8 --per-layer 1
 
 # a corrupt state file is refused with one line naming it, and so are changed settings (--steps 41:
 # a resume at --steps has nothing to do and reads nothing)
