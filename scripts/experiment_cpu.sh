@@ -81,8 +81,8 @@ fi
 if [ "$PHASE" = all ] || [ "$PHASE" = plot ]; then
     mkdir -p docs
     runs=("$OUT"/tiny_*)
-    /opt/refenv/bin/python dev/plot_runs.py --x tokens --out docs/experiment_cpu.png \
+    "${PYTHON:-python3}" dev/plot_runs.py --x tokens --out docs/experiment_cpu.png \
         --title "llama_tiny on tinytext, 2 CPU cores: full-rank AdamW vs GaLore (rank 64, T 200, alpha 0.25)" "${runs[@]}"
     echo "sweep:"
-    /opt/refenv/bin/python dev/plot_runs.py --no-plot "$OUT"/sweep_*
+    "${PYTHON:-python3}" dev/plot_runs.py --no-plot "$OUT"/sweep_*
 fi
