@@ -8,6 +8,7 @@
 #   scripts/experiment_cpu.sh main       # only the main runs (APOLLO's included)
 #   scripts/experiment_cpu.sh apollo     # only the APOLLO runs
 #   scripts/experiment_cpu.sh plot       # only docs/experiment_cpu.png + the table
+#   scripts/experiment_cpu.sh plan7b     # only the llama_7b memory plan table of every optimizer
 #
 # Settings carried over from the paper's 60M run (scripts/run_llama60m_*.sh), relative to width:
 #   rank 128 at hidden 512 -> rank 64 at hidden 256; alpha 0.25; T (update-proj-gap) 200;
@@ -77,6 +78,30 @@ APOLLO=(--update-proj-gap 200 --proj-type std)
 if [ "$PHASE" = all ] || [ "$PHASE" = main ] || [ "$PHASE" = apollo ]; then
     tiny_run tiny_apollo_adamw "$X_STEPS" --optimizer apollo_adamw --lr 0.01 --rank 64 "${APOLLO[@]}" || exit 1
     tiny_run tiny_apollo_mini "$X_STEPS" --optimizer apollo_mini --lr 0.01 "${APOLLO[@]}" || exit 1
+    tiny_run tiny_apollo_adamw8bit "$X_STEPS" --optimizer apollo_adamw8bit --lr 0.01 --rank 64 "${APOLLO[@]}" || exit 1
+fi
+# the llama_7b memory plan of every optimizer at 1 x 256 with per-layer updates (no training:
+# --memory-plan json of the CPU binary prints both engines' plans), as one markdown table
+PLAN7B=("adamw|-|" "adam8bit|-|" "galore_adamw|1024|" "galore_adamw8bit|1024|"
+        "galore_adamw|1024|--proj random" "galore_adamw8bit|1024|--proj random" "fira_adamw|1024|"
+        "apollo_adamw|256|" "apollo_adamw8bit|256|" "apollo_mini|1|")
+if [ "$PHASE" = plan7b ]; then
+    echo "| optimizer | rank | CPU (fp32) weights + state | CPU total | GPU (bf16) weights + state | GPU total |"
+    echo "|---|---|---|---|---|---|"
+    for spec in "${PLAN7B[@]}"; do
+        IFS='|' read -r opt rank extra <<< "$spec"
+        # shellcheck disable=SC2086 # extra holds flags
+        "$OUT/train_llama" --model llama_7b --optimizer "$opt" $([ "$rank" = - ] || echo --rank "$rank" --update-proj-gap 500) $extra \
+            --batch 1 --seq 256 --per-layer 1 --memory-plan json |
+        "${PYTHON:-python3}" -c '
+import json, sys
+name, rank = sys.argv[1], sys.argv[2]
+plans = {p["engine"]: p for p in json.load(sys.stdin)["plans"]}
+gib = lambda b: "%.2f GiB" % (b / 2.0**30)
+cpu, gpu = plans["cpu"], plans["gpu"]
+print("| `%s` | %s | %s | %s | %s | %s |" % (name, rank, gib(cpu["state_bytes"]), gib(cpu["total_bytes"]), gib(gpu["state_bytes"]), gib(gpu["total_bytes"])))
+' "$opt${extra:+ $extra}" "$rank" || exit 1
+    done
 fi
 if [ "$PHASE" = all ] || [ "$PHASE" = plot ]; then
     mkdir -p docs
