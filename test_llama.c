@@ -366,11 +366,16 @@ typedef struct {
     double err[64];           // this step's normalized max error of each param
 } UnitRun;
 
+// the file's size checked against the one its header implies (header, dims, p0, S x (grads,
+// params, nlim limiter states), the projectors of nr_file refreshes, extra trailing floats),
 // buffers for the run, the initial weights read
-static void unit_run_begin(UnitRun* u, FILE* f, const char* path, Optimizer* o, const ParamTable* pt, int ng, int nr_file, int nlim) {
+static void unit_run_begin(UnitRun* u, FILE* f, const char* path, long flen, Optimizer* o, const ParamTable* pt, int ng, int S, int nr_file,
+                           int nlim, size_t extra, const char* script) {
     memset(u, 0, sizeof *u);
     u->f = f; u->path = path; u->o = o; u->pt = pt; u->ng = ng; u->nr_file = nr_file; u->nlim = nlim;
     for (int i = 0; i < pt->n; i++) u->pn += (size_t)o->lay[i].proj_numel;
+    size_t want = 4 * (256 + 3 * (size_t)pt->n + pt->total * (1 + 2 * (size_t)S) + (size_t)nlim * S + u->pn * (size_t)nr_file + extra);
+    if ((size_t)flen != want) die("%s: %ld bytes, the header implies %zu; hint: rerun %s", path, flen, want, script);
     u->params = (float*)mallocCheck(sizeof(float) * pt->total);
     u->grads = (float*)mallocCheck(sizeof(float) * pt->total);
     u->ref = (float*)mallocCheck(sizeof(float) * pt->total);
@@ -425,14 +430,10 @@ static void test_galore_unit(const char* file, int proj_type) {
     if (!(oc.eps > 0.0f)) oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; // the file stores the eps it ran with; 0 would mean "the default"
     ParamTable pt;
     unit_param_table(f, path, np, ng, &pt, "dev/ref/make_galore_reference.py");
-    size_t total = pt.total;
     Optimizer o;
     optimizer_init(&o, &pt, &oc);
-    // the file's size follows from the header: header, dims, p0, S x (grads, params), the projectors
-    size_t pn = 0;
-    for (int i = 0; i < np; i++) pn += (size_t)o.lay[i].proj_numel;
-    size_t want = 4 * (256 + 3 * (size_t)np + total * (1 + 2 * (size_t)S) + pn * (size_t)nr_file);
-    if ((size_t)flen != want) die("%s: %ld bytes, the header implies %zu; hint: rerun dev/ref/make_galore_reference.py", path, flen, want);
+    UnitRun u;
+    unit_run_begin(&u, f, path, flen, &o, &pt, ng, S, nr_file, 0, 0, "dev/ref/make_galore_reference.py");
     int sides_ok = 1, n8 = 0;
     for (int i = 0; i < np; i++) {
         const TensorLayout* l = &o.lay[i];
@@ -440,8 +441,6 @@ static void test_galore_unit(const char* file, int proj_type) {
         else sides_ok &= l->side == SIDE_NONE;
         n8 += l->state == STATE_8BIT;
     }
-    UnitRun u;
-    unit_run_begin(&u, f, path, &o, &pt, ng, nr_file, 0);
     double win1 = 0.0, later = 0.0;
     int win1_at = -1, later_at = -1; // the param of the worst error
     double step1 = 0.0, plain = 0.0; // the 8-bit file's extra checks
@@ -1490,21 +1489,16 @@ static void test_fira_unit(const char* file, int proj_type) {
     oc.scale = hdr_float(h, 21); oc.proj_type = proj_type; oc.svd = SVD_EXACT;
     ParamTable pt;
     unit_param_table(f, path, np, ng, &pt, "dev/ref/make_fira_reference.py");
-    size_t total = pt.total;
     Optimizer o;
     optimizer_init(&o, &pt, &oc);
-    size_t pn = 0;
-    for (int i = 0; i < np; i++) pn += (size_t)o.lay[i].proj_numel;
-    size_t want = 4 * (256 + 3 * (size_t)np + total * (1 + 2 * (size_t)S) + (size_t)ng * S + pn * (size_t)nr_file);
-    if ((size_t)flen != want) die("%s: %ld bytes, the header implies %zu; hint: rerun dev/ref/make_fira_reference.py", path, flen, want);
+    UnitRun u;
+    unit_run_begin(&u, f, path, flen, &o, &pt, ng, S, nr_file, ng, 0, "dev/ref/make_fira_reference.py");
     int sides_ok = 1;
     for (int i = 0; i < np; i++) {
         const TensorLayout* l = &o.lay[i];
         if (i < ng) sides_ok &= l->side == (h[9 + i] == 0 ? SIDE_RIGHT : SIDE_LEFT) && l->full_grad && l->limiter == 1;
         else sides_ok &= l->side == SIDE_NONE && !l->limiter;
     }
-    UnitRun u;
-    unit_run_begin(&u, f, path, &o, &pt, ng, nr_file, ng);
     double win1 = 0.0, later = 0.0, limerr = 0.0, plain = 0.0;
     int our_engaged = 0;
     float prev[3] = {0};
@@ -1708,7 +1702,6 @@ static void test_apollo_unit(const char* file) {
     oc.apollo_scale = hdr_float(h, 21);
     ParamTable pt;
     unit_param_table(f, path, np, ng, &pt, "dev/ref/make_apollo_reference.py");
-    size_t total = pt.total;
     Optimizer o;
     optimizer_init(&o, &pt, &oc);
     size_t pn = 0, sn = 0;
@@ -1719,10 +1712,8 @@ static void test_apollo_unit(const char* file) {
         if (i < ng) { sn += 2 * (size_t)l->snumel; sides_ok &= l->full_grad && l->side == (h[9 + i] == 0 ? SIDE_RIGHT : SIDE_LEFT); }
         else sides_ok &= l->side == SIDE_NONE;
     }
-    size_t want = 4 * (256 + 3 * (size_t)np + total * (1 + 2 * (size_t)S) + (size_t)ng * S + pn * (size_t)nr_file + sn);
-    if ((size_t)flen != want) die("%s: %ld bytes, the header implies %zu; hint: rerun dev/ref/make_apollo_reference.py", path, flen, want);
     UnitRun u;
-    unit_run_begin(&u, f, path, &o, &pt, ng, nr_file, ng);
+    unit_run_begin(&u, f, path, flen, &o, &pt, ng, S, nr_file, ng, sn, "dev/ref/make_apollo_reference.py");
     // beta2's one known difference: the package's v update adds (1 - beta2) * g^2 with 1 - 0.999
     // computed from Python's double and rounded to float (0.001f), ours from the float beta2:
     // 1 - 0.999f = 9.99987e-4, 1.29e-5 smaller. v is linear in that coefficient (v_0 = 0), so ours
