@@ -339,6 +339,74 @@ static double unit_projectors_compare(FILE* f, const char* path, const Optimizer
     return worst;
 }
 
+// the hyperparameters all unit files store: rank h[4], gap h[5], then as float bits from h[16] lr
+// (returned), beta1, beta2, eps, weight decay; h[21] is each optimizer's own scale, for the caller
+static float unit_config(const int32_t* h, OptimConfig* oc, int kind) {
+    memset(oc, 0, sizeof *oc);
+    oc->kind = kind;
+    oc->rank = h[4]; oc->update_proj_gap = h[5];
+    oc->beta1 = hdr_float(h, 17); oc->beta2 = hdr_float(h, 18); oc->eps = hdr_float(h, 19);
+    oc->weight_decay = hdr_float(h, 20);
+    return hdr_float(h, 16);
+}
+
+// the step loop all unit files share: per step the file stores the gradients, the reference
+// weights after the step and (nlim > 0) nlim reference limiter states, all float32
+typedef struct {
+    FILE* f;
+    const char* path;
+    Optimizer* o;
+    const ParamTable* pt;
+    int ng, nr_file, nlim;    // GaLore-style params, stored refreshes, limiter states a step
+    size_t pn;                // projector floats of one refresh, all params
+    float* params, *grads, *ref;
+    float lim[3];             // this step's reference limiter states
+    float* ours_proj[16];     // our projectors of each refresh, for unit_projectors_compare
+    int nref;
+    double err[64];           // this step's normalized max error of each param
+} UnitRun;
+
+// the file's size checked against the one its header implies (header, dims, p0, S x (grads,
+// params, nlim limiter states), the projectors of nr_file refreshes, extra trailing floats),
+// buffers for the run, the initial weights read
+static void unit_run_begin(UnitRun* u, FILE* f, const char* path, long flen, Optimizer* o, const ParamTable* pt, int ng, int S, int nr_file,
+                           int nlim, size_t extra, const char* script) {
+    memset(u, 0, sizeof *u);
+    u->f = f; u->path = path; u->o = o; u->pt = pt; u->ng = ng; u->nr_file = nr_file; u->nlim = nlim;
+    for (int i = 0; i < pt->n; i++) u->pn += (size_t)o->lay[i].proj_numel;
+    size_t want = 4 * (256 + 3 * (size_t)pt->n + pt->total * (1 + 2 * (size_t)S) + (size_t)nlim * S + u->pn * (size_t)nr_file + extra);
+    if ((size_t)flen != want) die("%s: %ld bytes, the header implies %zu; hint: rerun %s", path, flen, want, script);
+    u->params = (float*)mallocCheck(sizeof(float) * pt->total);
+    u->grads = (float*)mallocCheck(sizeof(float) * pt->total);
+    u->ref = (float*)mallocCheck(sizeof(float) * pt->total);
+    freadCheck(u->params, sizeof(float), pt->total, f, path);
+}
+
+// step t: read the step's records, update every param, keep our projectors on a refresh step,
+// each param's normalized max error against the reference into u->err
+static void unit_run_step(UnitRun* u, int t, float lr, int gap) {
+    const ParamTable* pt = u->pt;
+    freadCheck(u->grads, sizeof(float), pt->total, u->f, u->path);
+    freadCheck(u->ref, sizeof(float), pt->total, u->f, u->path);
+    if (u->nlim) freadCheck(u->lim, sizeof(float), (size_t)u->nlim, u->f, u->path);
+    for (int i = 0; i < pt->n; i++) optimizer_update(u->o, i, u->params + pt->info[i].offset, u->grads + pt->info[i].offset, 0, lr, t);
+    if (galore_refresh_due(t, gap) && u->ng > 0) {
+        if (u->nref == u->nr_file) die("%s: more refreshes than the %d stored", u->path, u->nr_file);
+        u->ours_proj[u->nref++] = unit_projectors_copy(u->o, u->pn);
+    }
+    for (int i = 0; i < pt->n; i++)
+        u->err[i] = norm_max_err(u->params + pt->info[i].offset, u->ref + pt->info[i].offset, (size_t)pt->info[i].numel);
+}
+
+// after the last step: the refresh count checked against the file's
+static void unit_run_end(UnitRun* u) {
+    if (u->nref != u->nr_file) die("%s: %d refreshes stored, the schedule gives %d", u->path, u->nr_file, u->nref);
+}
+
+static void unit_run_free(UnitRun* u) {
+    free(u->params); free(u->grads); free(u->ref);
+}
+
 // unit.bin / unit_reverse.bin (GaLoreAdamW, magic 20241126) and unit8bit.bin (GaLoreAdamW8bit
 // through the numpy model of bitsandbytes' kernels, magic 20241130): the optimizer on stored
 // synthetic gradients, weights after every step and the projectors of every refresh. Only the
@@ -357,23 +425,15 @@ static void test_galore_unit(const char* file, int proj_type) {
         die("%s: implausible header (params %d, steps %d, refreshes %d, GaLore params %d, optimizer %d, proj_type %d); hint: rerun dev/ref/make_galore_reference.py",
             path, np, S, nr_file, ng, kind_code, h[6]);
     OptimConfig oc;
-    memset(&oc, 0, sizeof oc);
-    oc.kind = kind_code == 1 ? OPTIM_GALORE_ADAMW8BIT : OPTIM_GALORE_ADAMW;
-    oc.rank = h[4]; oc.update_proj_gap = h[5];
-    float lr = hdr_float(h, 16);
-    oc.beta1 = hdr_float(h, 17); oc.beta2 = hdr_float(h, 18); oc.eps = hdr_float(h, 19);
-    oc.weight_decay = hdr_float(h, 20); oc.scale = hdr_float(h, 21); oc.proj_type = proj_type;
+    float lr = unit_config(h, &oc, kind_code == 1 ? OPTIM_GALORE_ADAMW8BIT : OPTIM_GALORE_ADAMW);
+    oc.scale = hdr_float(h, 21); oc.proj_type = proj_type;
     if (!(oc.eps > 0.0f)) oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; // the file stores the eps it ran with; 0 would mean "the default"
     ParamTable pt;
     unit_param_table(f, path, np, ng, &pt, "dev/ref/make_galore_reference.py");
-    size_t total = pt.total;
     Optimizer o;
     optimizer_init(&o, &pt, &oc);
-    // the file's size follows from the header: header, dims, p0, S x (grads, params), the projectors
-    size_t pn = 0;
-    for (int i = 0; i < np; i++) pn += (size_t)o.lay[i].proj_numel;
-    size_t want = 4 * (256 + 3 * (size_t)np + total * (1 + 2 * (size_t)S) + pn * (size_t)nr_file);
-    if ((size_t)flen != want) die("%s: %ld bytes, the header implies %zu; hint: rerun dev/ref/make_galore_reference.py", path, flen, want);
+    UnitRun u;
+    unit_run_begin(&u, f, path, flen, &o, &pt, ng, S, nr_file, 0, 0, "dev/ref/make_galore_reference.py");
     int sides_ok = 1, n8 = 0;
     for (int i = 0; i < np; i++) {
         const TensorLayout* l = &o.lay[i];
@@ -381,36 +441,24 @@ static void test_galore_unit(const char* file, int proj_type) {
         else sides_ok &= l->side == SIDE_NONE;
         n8 += l->state == STATE_8BIT;
     }
-    float* params = (float*)mallocCheck(sizeof(float) * total);
-    float* grads = (float*)mallocCheck(sizeof(float) * total);
-    float* ref = (float*)mallocCheck(sizeof(float) * total);
-    freadCheck(params, sizeof(float), total, f, path);
     double win1 = 0.0, later = 0.0;
     int win1_at = -1, later_at = -1; // the param of the worst error
     double step1 = 0.0, plain = 0.0; // the 8-bit file's extra checks
-    // keep our projectors of each refresh to compare with the reference's afterwards
-    int nref = 0;
-    float* ours_proj[16];
     for (int t = 1; t <= S; t++) {
-        freadCheck(grads, sizeof(float), total, f, path);
-        freadCheck(ref, sizeof(float), total, f, path);
-        for (int i = 0; i < np; i++) optimizer_update(&o, i, params + pt.info[i].offset, grads + pt.info[i].offset, 0, lr, t);
-        if (galore_refresh_due(t, oc.update_proj_gap) && ng > 0) {
-            if (nref == nr_file) die("%s: more refreshes than the %d stored", path, nr_file);
-            ours_proj[nref++] = unit_projectors_copy(&o, pn);
-        }
+        unit_run_step(&u, t, lr, oc.update_proj_gap);
         for (int i = 0; i < np; i++) {
-            double e = norm_max_err(params + pt.info[i].offset, ref + pt.info[i].offset, (size_t)pt.info[i].numel);
+            double e = u.err[i];
             if (t == 1 && !(e <= step1)) step1 = e;
             if (i >= ng && !(e <= plain)) plain = e;
             if (t < 1 + oc.update_proj_gap) { if (!(e <= win1)) { win1 = e; win1_at = i; } }
             else if (!(e <= later)) { later = e; later_at = i; }
         }
     }
-    if (nref != nr_file) die("%s: %d refreshes stored, the schedule gives %d", path, nr_file, nref);
+    unit_run_end(&u);
+    int nref = u.nref;
     // the reference's projectors, refresh by refresh
     int flips = 0;
-    double pworst = unit_projectors_compare(f, path, &o, ours_proj, nref, &flips);
+    double pworst = unit_projectors_compare(f, path, &o, u.ours_proj, nref, &flips);
     fclose(f);
     char sides[256] = "";
     for (int i = 0; i < np; i++) {
@@ -467,7 +515,7 @@ static void test_galore_unit(const char* file, int proj_type) {
     check(later < b_later, "%s: weights across %d refreshes (moments carried over): normalized max error %.2e in param %d (bound %.2g)",
           name, nref - 1, later, later_at, b_later);
     optimizer_free(&o);
-    free(params); free(grads); free(ref); free(pt.info);
+    unit_run_free(&u); free(pt.info);
 }
 
 // 12 training steps of the tiny model with galore_adamw or galore_adamw8bit against PyTorch +
@@ -1437,62 +1485,43 @@ static void test_fira_unit(const char* file, int proj_type) {
         h[6] != (proj_type == PROJ_REVERSE_STD))
         die("%s: implausible header; hint: rerun dev/ref/make_fira_reference.py", path);
     OptimConfig oc;
-    memset(&oc, 0, sizeof oc);
-    oc.kind = OPTIM_FIRA_ADAMW;
-    oc.rank = h[4]; oc.update_proj_gap = h[5];
-    float lr = hdr_float(h, 16);
-    oc.beta1 = hdr_float(h, 17); oc.beta2 = hdr_float(h, 18); oc.eps = hdr_float(h, 19);
-    oc.weight_decay = hdr_float(h, 20); oc.scale = hdr_float(h, 21); oc.proj_type = proj_type; oc.svd = SVD_EXACT;
+    float lr = unit_config(h, &oc, OPTIM_FIRA_ADAMW);
+    oc.scale = hdr_float(h, 21); oc.proj_type = proj_type; oc.svd = SVD_EXACT;
     ParamTable pt;
     unit_param_table(f, path, np, ng, &pt, "dev/ref/make_fira_reference.py");
-    size_t total = pt.total;
     Optimizer o;
     optimizer_init(&o, &pt, &oc);
-    size_t pn = 0;
-    for (int i = 0; i < np; i++) pn += (size_t)o.lay[i].proj_numel;
-    size_t want = 4 * (256 + 3 * (size_t)np + total * (1 + 2 * (size_t)S) + (size_t)ng * S + pn * (size_t)nr_file);
-    if ((size_t)flen != want) die("%s: %ld bytes, the header implies %zu; hint: rerun dev/ref/make_fira_reference.py", path, flen, want);
+    UnitRun u;
+    unit_run_begin(&u, f, path, flen, &o, &pt, ng, S, nr_file, ng, 0, "dev/ref/make_fira_reference.py");
     int sides_ok = 1;
     for (int i = 0; i < np; i++) {
         const TensorLayout* l = &o.lay[i];
         if (i < ng) sides_ok &= l->side == (h[9 + i] == 0 ? SIDE_RIGHT : SIDE_LEFT) && l->full_grad && l->limiter == 1;
         else sides_ok &= l->side == SIDE_NONE && !l->limiter;
     }
-    float* params = (float*)mallocCheck(sizeof(float) * total);
-    float* grads = (float*)mallocCheck(sizeof(float) * total);
-    float* ref = (float*)mallocCheck(sizeof(float) * total);
-    float rlim[3];
-    freadCheck(params, sizeof(float), total, f, path);
     double win1 = 0.0, later = 0.0, limerr = 0.0, plain = 0.0;
-    int nref = 0, our_engaged = 0;
-    float* ours_proj[16];
+    int our_engaged = 0;
     float prev[3] = {0};
     for (int t = 1; t <= S; t++) {
-        freadCheck(grads, sizeof(float), total, f, path);
-        freadCheck(ref, sizeof(float), total, f, path);
-        freadCheck(rlim, sizeof(float), (size_t)ng, f, path);
-        for (int i = 0; i < np; i++) optimizer_update(&o, i, params + pt.info[i].offset, grads + pt.info[i].offset, 0, lr, t);
-        if (galore_refresh_due(t, oc.update_proj_gap)) {
-            if (nref == nr_file) die("%s: more refreshes than the %d stored", path, nr_file);
-            ours_proj[nref++] = unit_projectors_copy(&o, pn);
-        }
+        unit_run_step(&u, t, lr, oc.update_proj_gap);
         for (int i = 0; i < np; i++) {
-            double e = norm_max_err(params + pt.info[i].offset, ref + pt.info[i].offset, (size_t)pt.info[i].numel);
+            double e = u.err[i];
             if (i >= ng && !(e <= plain)) plain = e;
             if (t < 1 + oc.update_proj_gap) { if (!(e <= win1)) win1 = e; }
             else if (!(e <= later)) later = e;
         }
         for (int j = 0; j < ng; j++) {
-            double e = fabs((double)o.lim[j][0] - rlim[j]) / fabs((double)rlim[j]);
+            double e = fabs((double)o.lim[j][0] - u.lim[j]) / fabs((double)u.lim[j]);
             if (!(e <= limerr)) limerr = e;
             // an engaged step stores 1.01 (prev + 1e-8) (galore.h's fira_limiter), a free one less
             if (t > 1 && fabs(o.lim[j][0] / (prev[j] + 1e-8) - 1.01) < 1e-5) our_engaged++;
             prev[j] = o.lim[j][0];
         }
     }
-    if (nref != nr_file) die("%s: %d refreshes stored, the schedule gives %d", path, nr_file, nref);
+    unit_run_end(&u);
+    int nref = u.nref;
     int flips = 0;
-    double pworst = unit_projectors_compare(f, path, &o, ours_proj, nref, &flips);
+    double pworst = unit_projectors_compare(f, path, &o, u.ours_proj, nref, &flips);
     fclose(f);
     char name[64];
     snprintf(name, sizeof name, "fira_adamw %s alpha %g", PROJ_NAMES[proj_type], oc.scale);
@@ -1522,7 +1551,7 @@ static void test_fira_unit(const char* file, int proj_type) {
           "%s: the limiter engaged %d of %d times (fira: %d): the file covers both branches", name, our_engaged, (S - 1) * ng, engaged);
     check(plain < 1e-6, "%s: the plain tensor (HF AdamW) vs fira: normalized max error %.2e (bound 1e-6)", name, plain);
     optimizer_free(&o);
-    free(params); free(grads); free(ref); free(pt.info);
+    unit_run_free(&u); free(pt.info);
 }
 
 // GoLore's projector (--proj random): orthonormal, from the seed alone, the same bits for the same
@@ -1666,17 +1695,13 @@ static void test_apollo_unit(const char* file) {
         h[6] < 0 || h[6] > 1 || h[12] < 0 || h[12] > 1 || h[13] < 0 || h[13] > 2 || (h[13] == 2) != (h[0] == 20250106))
         die("%s: implausible header; hint: rerun dev/ref/make_apollo_reference.py", path);
     OptimConfig oc;
-    memset(&oc, 0, sizeof oc);
-    oc.kind = h[13] == 2 ? OPTIM_APOLLO_ADAMW8BIT : h[13] == 1 ? OPTIM_APOLLO_MINI : OPTIM_APOLLO_ADAMW;
+    float lr = unit_config(h, &oc, h[13] == 2 ? OPTIM_APOLLO_ADAMW8BIT : h[13] == 1 ? OPTIM_APOLLO_MINI : OPTIM_APOLLO_ADAMW);
     const int is8 = oc.kind == OPTIM_APOLLO_ADAMW8BIT; // unit8bit.bin: the numpy APOLLO around the kernel model
-    oc.rank = h[4]; oc.update_proj_gap = h[5]; oc.proj_type = h[6] ? PROJ_REVERSE_STD : PROJ_STD;
+    oc.proj_type = h[6] ? PROJ_REVERSE_STD : PROJ_STD;
     oc.scale_type = h[12] ? APOLLO_SCALE_TENSOR : APOLLO_SCALE_CHANNEL;
-    float lr = hdr_float(h, 16);
-    oc.beta1 = hdr_float(h, 17); oc.beta2 = hdr_float(h, 18); oc.eps = hdr_float(h, 19);
-    oc.weight_decay = hdr_float(h, 20); oc.apollo_scale = hdr_float(h, 21);
+    oc.apollo_scale = hdr_float(h, 21);
     ParamTable pt;
     unit_param_table(f, path, np, ng, &pt, "dev/ref/make_apollo_reference.py");
-    size_t total = pt.total;
     Optimizer o;
     optimizer_init(&o, &pt, &oc);
     size_t pn = 0, sn = 0;
@@ -1687,13 +1712,8 @@ static void test_apollo_unit(const char* file) {
         if (i < ng) { sn += 2 * (size_t)l->snumel; sides_ok &= l->full_grad && l->side == (h[9 + i] == 0 ? SIDE_RIGHT : SIDE_LEFT); }
         else sides_ok &= l->side == SIDE_NONE;
     }
-    size_t want = 4 * (256 + 3 * (size_t)np + total * (1 + 2 * (size_t)S) + (size_t)ng * S + pn * (size_t)nr_file + sn);
-    if ((size_t)flen != want) die("%s: %ld bytes, the header implies %zu; hint: rerun dev/ref/make_apollo_reference.py", path, flen, want);
-    float* params = (float*)mallocCheck(sizeof(float) * total);
-    float* grads = (float*)mallocCheck(sizeof(float) * total);
-    float* ref = (float*)mallocCheck(sizeof(float) * total);
-    float lim_ref[3];
-    freadCheck(params, sizeof(float), total, f, path);
+    UnitRun u;
+    unit_run_begin(&u, f, path, flen, &o, &pt, ng, S, nr_file, ng, sn, "dev/ref/make_apollo_reference.py");
     // beta2's one known difference: the package's v update adds (1 - beta2) * g^2 with 1 - 0.999
     // computed from Python's double and rounded to float (0.001f), ours from the float beta2:
     // 1 - 0.999f = 9.99987e-4, 1.29e-5 smaller. v is linear in that coefficient (v_0 = 0), so ours
@@ -1708,32 +1728,22 @@ static void test_apollo_unit(const char* file) {
     double step1 = 0.0;
     double werr = 0.0, lerr = 0.0, plain = 0.0;
     int werr_at = -1, werr_step = 0;
-    float* ours_proj[16];
-    int nref = 0;
     for (int t = 1; t <= S; t++) {
-        freadCheck(grads, sizeof(float), total, f, path);
-        freadCheck(ref, sizeof(float), total, f, path);
-        freadCheck(lim_ref, sizeof(float), (size_t)ng, f, path);
-        for (int i = 0; i < np; i++) optimizer_update(&o, i, params + pt.info[i].offset, grads + pt.info[i].offset, 0, lr, t);
-        if (galore_refresh_due(t, oc.update_proj_gap)) {
-            if (nref == nr_file) die("%s: more refreshes than the %d stored", path, nr_file);
-            float* cp = (float*)mallocCheck(sizeof(float) * pn);
-            size_t off = 0;
-            for (int i = 0; i < ng; i++) { memcpy(cp + off, o.proj[i], sizeof(float) * o.lay[i].proj_numel); off += o.lay[i].proj_numel; }
-            ours_proj[nref++] = cp;
-        }
+        unit_run_step(&u, t, lr, oc.update_proj_gap);
         for (int i = 0; i < np; i++) {
-            double e = norm_max_err(params + pt.info[i].offset, ref + pt.info[i].offset, (size_t)pt.info[i].numel);
+            double e = u.err[i];
             if (i >= ng && !(e <= plain)) plain = e;
             if (t == 1 && !(e <= step1)) step1 = e;
             if (!(e <= werr)) { werr = e; werr_at = i; werr_step = t; }
         }
         for (int i = 0; i < ng; i++) {
-            double e = fabs((double)o.nl_prev[i] / sqrt(rho) - lim_ref[i]) / fabs((double)lim_ref[i]);
+            double e = fabs((double)o.nl_prev[i] / sqrt(rho) - u.lim[i]) / fabs((double)u.lim[i]);
             if (!(e <= lerr)) lerr = e;
         }
     }
-    if (nref != nr_file) die("%s: %d refreshes stored, the schedule gives %d", path, nr_file, nref);
+    unit_run_end(&u);
+    int nref = u.nref;
+    float** ours_proj = u.ours_proj;
     size_t pdiff = 0;
     float* rp = (float*)mallocCheck(sizeof(float) * pn);
     for (int k = 0; k < nref; k++) {
@@ -1809,7 +1819,7 @@ static void test_apollo_unit(const char* file) {
     check(merr < b_m, "%s: final low-rank moments m, v (%s) vs the reference: normalized max error %.2e (bound %.0e)", name,
           is8 ? "dequantized" : "v times rho", merr, b_m);
     optimizer_free(&o);
-    free(params); free(grads); free(ref); free(pt.info);
+    unit_run_free(&u); free(pt.info);
 }
 // ---- end APOLLO ----
 

@@ -526,6 +526,17 @@ static float* gpu_refresh_host(const TensorLayout* lay, const float* G, size_t f
     return gproj;
 }
 
+// the one-tensor setup of the GPU-vs-CPU projector tests: a rows x cols GaLore matrix under
+// galore_adamw rank r (gap 10, scale 0.25) with the given proj_type, SVD and projector, its layout
+static void one_galore_tensor(ParamInfo* pi, OptimConfig* oc, TensorLayout* lay, int rows, int cols, int r, int proj_type, int svd, int projector) {
+    memset(pi, 0, sizeof *pi);
+    pi->ndim = 2; pi->rows = rows; pi->cols = cols; pi->numel = (size_t)rows * cols; pi->galore = 1;
+    memset(oc, 0, sizeof *oc);
+    oc->kind = OPTIM_GALORE_ADAMW; oc->rank = r; oc->update_proj_gap = 10; oc->scale = 0.25f; oc->proj_type = proj_type;
+    oc->svd = svd; oc->projector = projector;
+    tensor_layout(lay, pi, oc);
+}
+
 // --- golore (issue 15) ---
 // --proj random on the GPU (galore_gpu_proj_gaussian_orth) against the CPU's galore_proj_gaussian_orth
 // with the same seed: the same Gaussian bits (test_galore_refresh_randomized checks galore_gaussian
@@ -539,14 +550,10 @@ static void test_golore_gpu(void) {
     cublasCheck(cublasCreate(&blas));
     for (int sh = 0; sh < 3; sh++) {
         ParamInfo pi;
-        memset(&pi, 0, sizeof pi);
-        pi.ndim = 2; pi.rows = shapes[sh][0]; pi.cols = shapes[sh][1]; pi.numel = pi.rows * pi.cols; pi.galore = 1;
         OptimConfig oc;
-        memset(&oc, 0, sizeof oc);
-        oc.kind = OPTIM_GALORE_ADAMW; oc.rank = shapes[sh][2]; oc.update_proj_gap = 10; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
-        oc.projector = PROJECTOR_RANDOM; oc.seed = 1234;
         TensorLayout lay;
-        tensor_layout(&lay, &pi, &oc);
+        one_galore_tensor(&pi, &oc, &lay, shapes[sh][0], shapes[sh][1], shapes[sh][2], PROJ_STD, SVD_AUTO, PROJECTOR_RANDOM);
+        oc.seed = 1234;
         float* cproj = (float*)mallocCheck(sizeof(float) * lay.proj_numel);
         cpu::galore_proj_gaussian_orth(cproj, lay.side, (int)lay.m, (int)lay.n, (int)lay.r, galore_proj_seed(oc.seed, 0, galore_svd_round(0, 1)));
         float* gp[2];
@@ -585,13 +592,9 @@ static void test_galore_refresh(void) {
     for (int force = 0; force <= 1; force++) {
         for (int sh = 0; sh < 4; sh++) {
             ParamInfo pi;
-            memset(&pi, 0, sizeof pi);
-            pi.ndim = 2; pi.rows = shapes[sh][0]; pi.cols = shapes[sh][1]; pi.numel = pi.rows * pi.cols; pi.galore = 1;
             OptimConfig oc;
-            memset(&oc, 0, sizeof oc);
-            oc.kind = OPTIM_GALORE_ADAMW; oc.rank = 12; oc.update_proj_gap = 10; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
             TensorLayout lay;
-            tensor_layout(&lay, &pi, &oc);
+            one_galore_tensor(&pi, &oc, &lay, shapes[sh][0], shapes[sh][1], 12, PROJ_STD, SVD_AUTO, PROJECTOR_SVD);
             size_t full = (size_t)pi.numel;
             // a matrix with a clear spectrum (the top 12 singular values well apart) plus noise
             Rng rng; rng_init(&rng, 31 + sh);
@@ -695,14 +698,9 @@ static void test_galore_refresh_randomized(void) {
                 for (int geo = 0; geo <= 1; geo++) {
                     int m = shapes[sh][0], n = shapes[sh][1], r = 12;
                     ParamInfo pi;
-                    memset(&pi, 0, sizeof pi);
-                    pi.ndim = 2; pi.rows = m; pi.cols = n; pi.numel = (size_t)m * n; pi.galore = 1;
                     OptimConfig oc;
-                    memset(&oc, 0, sizeof oc);
-                    oc.kind = OPTIM_GALORE_ADAMW; oc.rank = r; oc.update_proj_gap = 10; oc.scale = 0.25f; oc.proj_type = sides[sd];
-                    oc.svd = SVD_RANDOMIZED;
                     TensorLayout lay;
-                    tensor_layout(&lay, &pi, &oc);
+                    one_galore_tensor(&pi, &oc, &lay, m, n, r, sides[sd], SVD_RANDOMIZED, PROJECTOR_SVD);
                     size_t full = (size_t)m * n;
                     float* G = (float*)mallocCheck(sizeof(float) * full);
                     svd_test_matrix(G, m, n, geo, 200 + 10 * sh + sd);

@@ -56,7 +56,6 @@
 #   unit_channel.bin (the package's run) to fp32 rounding before the 8-bit file is written.
 import math
 import os
-import struct
 import sys
 import warnings
 
@@ -67,6 +66,8 @@ import torch  # noqa: E402
 import apollo_torch  # noqa: E402
 from apollo_torch import APOLLOAdamW  # noqa: E402
 from apollo_torch import random_projector  # noqa: E402
+
+from refio import flat, track_refresh, unit_header, write_unit  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "apollo")
@@ -183,14 +184,6 @@ random_projector.GradientProjector.project = _project
 random_projector.GradientProjector.get_orthogonal_matrix = _get_orthogonal_matrix
 
 
-def fbits(v):
-    return struct.unpack("<i", struct.pack("<f", v))[0]
-
-
-def flat(tensors):
-    return torch.cat([t.detach().reshape(-1) for t in tensors]).to(torch.float32).numpy()
-
-
 def expected_side(shape, proj_type):
     m, n = shape
     if proj_type == "std":
@@ -217,13 +210,7 @@ def run_unit(fname, rank, scale_type, scale, proj_type, kind):
         grads_steps.append(flat(gs))
         params_steps.append(flat(params))
         lim_steps.append(np.array([float(opt.state[p]["scaled_grad"]) for p in params[:NG]], dtype=f32))
-        cur = [opt.state[p]["projector"].ortho_matrix for p in params[:NG]]
-        changed = [c is not l for c, l in zip(cur, last)]
-        assert all(changed) or not any(changed)
-        if all(changed):
-            refresh_steps.append(s)
-            projs.append([c.detach().clone() for c in cur])
-        last = cur
+        last = track_refresh(opt, params[:NG], last, s, refresh_steps, projs)
     assert refresh_steps == REFRESH, refresh_steps
     sides = [expected_side(sh, proj_type) for _, sh in SHAPES[:NG]]
     for (name, sh), P, sd in zip(SHAPES[:NG], projs[0], sides):
@@ -235,29 +222,14 @@ def run_unit(fname, rank, scale_type, scale, proj_type, kind):
         assert st["step"] == S and st["exp_avg"].numel() < p.numel()
         moments += [st["exp_avg"], st["exp_avg_sq"]]
     # the limiter must both hold and pass in this file: ratios of consecutive ||S||
-    header = np.zeros(256, dtype="<i4")
-    header[0:9] = [MAGIC, 1, len(SHAPES), S, rank, GAP, {"std": 0, "reverse_std": 1}[proj_type], len(REFRESH), NG]
-    header[9:9 + NG] = [0 if sd == "right" else 1 for sd in sides]
+    header = unit_header(MAGIC, SHAPES, S, rank, GAP, {"std": 0, "reverse_std": 1}[proj_type], len(REFRESH), NG,
+                         [0 if sd == "right" else 1 for sd in sides], [LR, B1, B2, EPS, WD, scale])
     header[12] = {"channel": 0, "tensor": 1}[scale_type]
     header[13] = kind
-    for i, v in enumerate([LR, B1, B2, EPS, WD, scale]):
-        header[16 + i] = fbits(v)
-    dims = []
-    for _, sh in SHAPES:
-        dims += [len(sh), sh[0], sh[1] if len(sh) == 2 else 1]
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, fname)
-    with open(path, "wb") as f:
-        f.write(header.tobytes())
-        f.write(np.array(dims, dtype="<i4").tobytes())
-        f.write(p0.astype("<f4").tobytes())
-        for g, p, lm in zip(grads_steps, params_steps, lim_steps):
-            f.write(g.astype("<f4").tobytes())
-            f.write(p.astype("<f4").tobytes())
-            f.write(lm.astype("<f4").tobytes())
-        for r in projs:
-            f.write(flat(r).astype("<f4").tobytes())
-        f.write(flat(moments).astype("<f4").tobytes())
+    write_unit(path, header, SHAPES, p0, zip(grads_steps, params_steps, lim_steps), [flat(r) for r in projs],
+               [flat(moments)])
     err, held = replay(path)
     print(f"{fname}: rank {rank} {scale_type} scale {scale} {proj_type}; sides "
           + ", ".join(f"{n}{list(sh)} {sd}" for (n, sh), sd in zip(SHAPES, sides))
@@ -459,30 +431,15 @@ def run_unit8bit(fname):
         steps.append((np.concatenate([g.reshape(-1) for g in gs]), np.concatenate([p.reshape(-1) for p in params]),
                       np.array([sts[i]["prev"] for i in range(U8_NG)], dtype=f32)))
     assert all(sts[i]["qm"].size >= 4096 for i in range(U8_NG))
-    header = np.zeros(256, dtype="<i4")
-    header[0:9] = [MAGIC + 1, 1, len(U8_SHAPES), U8_S, U8_RANK, GAP, 0, len(projs), U8_NG]
-    header[9:9 + U8_NG] = sides
+    header = unit_header(MAGIC + 1, U8_SHAPES, U8_S, U8_RANK, GAP, 0, len(projs), U8_NG, sides,
+                         [LR, B1, B2, U8_EPS, WD, 1.0])
     header[12], header[13] = 0, 2
-    for i, v in enumerate([LR, B1, B2, U8_EPS, WD, 1.0]):
-        header[16 + i] = fbits(v)
-    dims = []
-    for _, sh in U8_SHAPES:
-        dims += [len(sh), sh[0], sh[1] if len(sh) == 2 else 1]
     path = os.path.join(OUT, fname)
-    with open(path, "wb") as f:
-        f.write(header.tobytes())
-        f.write(np.array(dims, dtype="<i4").tobytes())
-        f.write(p0.astype("<f4").tobytes())
-        for g, p, lm in steps:
-            f.write(g.astype("<f4").tobytes())
-            f.write(p.astype("<f4").tobytes())
-            f.write(lm.astype("<f4").tobytes())
-        for r in projs:
-            f.write(np.concatenate([x.reshape(-1) for x in r]).astype("<f4").tobytes())
-        for st in sts:
-            blk = np.arange(st["qm"].size) // 256
-            f.write((map_m[st["qm"]] * st["am"][blk]).astype("<f4").tobytes())
-            f.write((map_v[st["qv"]] * st["av"][blk]).astype("<f4").tobytes())
+    moments = []
+    for st in sts:
+        blk = np.arange(st["qm"].size) // 256
+        moments += [map_m[st["qm"]] * st["am"][blk], map_v[st["qv"]] * st["av"][blk]]
+    write_unit(path, header, U8_SHAPES, p0, steps, [flat(r) for r in projs], moments)
     print(f"{fname}: apollo_adamw8bit rank {U8_RANK} channel, A[96, 80] right, B[80, 96] left (8-bit states), d plain; "
           f"{os.path.getsize(path)} bytes")
 

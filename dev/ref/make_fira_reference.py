@@ -37,7 +37,6 @@
 # which at alpha < 1 still holds (1 - alpha) of the in-subspace gradient. galore.c follows the
 # package (the reference); unit_scale1.bin covers alpha = 1, where both readings agree.
 import os
-import struct
 import warnings
 
 import numpy as np
@@ -46,6 +45,8 @@ warnings.filterwarnings("ignore")
 import torch  # noqa: E402
 import fira  # noqa: E402
 from fira.gradient_projection import GradientProjector  # noqa: E402
+
+from refio import flat, track_refresh, unit_header, write_unit  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fira")
@@ -59,14 +60,6 @@ REFRESH = [1, 4, 7]
 SCALES = [1.0, 1.0, 5.0, 1.0, 0.3, 4.0, 1.0, 8.0]
 
 torch.set_num_threads(1)
-
-
-def fbits(v):
-    return struct.unpack("<i", struct.pack("<f", v))[0]
-
-
-def flat(ts):
-    return torch.cat([t.detach().reshape(-1) for t in ts]).to(torch.float32).numpy()
 
 
 def side_of(shape, proj_type):
@@ -119,13 +112,7 @@ def run(proj_type, alpha, fname):
             p.grad = g.clone()
         opt.step()
         lim = [float(opt.state[p]["scaling_grad"]) for p in params[:NG]]
-        cur = [opt.state[p]["projector"].ortho_matrix for p in params[:NG]]
-        changed = [c is not l for c, l in zip(cur, last)]
-        assert all(changed) or not any(changed)
-        if all(changed):
-            refresh_steps.append(s)
-            projs.append([c.detach().clone() for c in cur])
-        last = cur
+        last = track_refresh(opt, params[:NG], last, s, refresh_steps, projs)
         steps.append((flat(gs), flat(params), np.array(lim, dtype=f32)))
     assert refresh_steps == REFRESH, refresh_steps
     # engagements, read off the states: an engaged step stores ||S|| / lim = 1.01 (prev + 1e-8), a
@@ -136,27 +123,12 @@ def run(proj_type, alpha, fname):
             if abs(b / (a + 1e-8) - 1.01) < 1e-5:
                 engaged += 1
     sides = [side_of(sh, proj_type) for _, sh in SHAPES[:NG]]
-    header = np.zeros(256, dtype="<i4")
-    header[0:9] = [MAGIC, 1, len(SHAPES), S, RANK, GAP, {"std": 0, "reverse_std": 1}[proj_type], len(REFRESH), NG]
-    header[9:9 + NG] = [0 if sd == "right" else 1 for sd in sides]
+    header = unit_header(MAGIC, SHAPES, S, RANK, GAP, {"std": 0, "reverse_std": 1}[proj_type], len(REFRESH), NG,
+                         [0 if sd == "right" else 1 for sd in sides], [LR, B1, B2, EPS, WD, alpha])
     header[12] = engaged
-    for i, v in enumerate([LR, B1, B2, EPS, WD, alpha]):
-        header[16 + i] = fbits(v)
-    dims = []
-    for _, sh in SHAPES:
-        dims += [len(sh), sh[0], sh[1] if len(sh) == 2 else 1]
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, fname)
-    with open(path, "wb") as f:
-        f.write(header.tobytes())
-        f.write(np.array(dims, dtype="<i4").tobytes())
-        f.write(p0.astype("<f4").tobytes())
-        for g, p, lim in steps:
-            f.write(g.astype("<f4").tobytes())
-            f.write(p.astype("<f4").tobytes())
-            f.write(lim.astype("<f4").tobytes())
-        for r in projs:
-            f.write(flat(r).astype("<f4").tobytes())
+    write_unit(path, header, SHAPES, p0, steps, [flat(r) for r in projs])
     print(f"{fname}: proj_type {proj_type}, alpha {alpha}, refreshes at {refresh_steps}, sides "
           + ", ".join(f"{n}{list(sh)} {sd}" for (n, sh), sd in zip(SHAPES, sides))
           + f"; limiter engaged {engaged} of {(S - 1) * NG} times; states per step:")

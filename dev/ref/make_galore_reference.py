@@ -93,7 +93,6 @@
 import importlib.util
 import math
 import os
-import struct
 import sys
 import warnings
 
@@ -109,6 +108,8 @@ import bitsandbytes  # noqa: E402
 import bitsandbytes.functional as BF  # noqa: E402
 import galore_torch  # noqa: E402
 from galore_torch import GaLoreAdamW, GaLoreAdamW8bit  # noqa: E402
+
+from refio import fbits, flat, track_refresh, unit_header, write_unit  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "galore")
@@ -143,20 +144,12 @@ torch.set_num_threads(1)
 torch.cuda.synchronize = lambda *a, **k: None
 
 
-def fbits(v):
-    return struct.unpack("<i", struct.pack("<f", v))[0]
-
-
 def load_adam8bit_ref():
     path = os.path.join(HERE, "make_adam8bit_reference.py")
     spec = importlib.util.spec_from_file_location("make_adam8bit_reference", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-def flat(tensors):
-    return torch.cat([t.detach().reshape(-1) for t in tensors]).to(torch.float32).numpy()
 
 
 def proj_side(proj):
@@ -209,14 +202,7 @@ def run_unit(proj_type, fname):
         opt.step()
         grads_steps.append(flat(gs))
         params_steps.append(flat(params))
-        # a refresh replaces the projector's ortho_matrix by a new tensor
-        cur = [opt.state[p]["projector"].ortho_matrix for p in params[:U_NG]]
-        changed = [c is not l for c, l in zip(cur, last)]
-        assert all(changed) or not any(changed), "GaLore params refreshed at different steps"
-        if all(changed):
-            refresh_steps.append(s)
-            projs.append([c.detach().clone() for c in cur])
-        last = cur
+        last = track_refresh(opt, params[:U_NG], last, s, refresh_steps, projs)
     assert refresh_steps == U_REFRESH, f"refreshes at {refresh_steps}, expected {U_REFRESH}"
     sides = []
     for (name, sh), P in zip(U_SHAPES[:U_NG], projs[0]):
@@ -227,25 +213,11 @@ def run_unit(proj_type, fname):
     for p in params[:U_NG]:
         assert opt.state[p]["step"] == U_S and opt.state[p]["exp_avg"].numel() < p.numel()
 
-    header = np.zeros(256, dtype="<i4")
-    header[0:9] = [UNIT_MAGIC, 1, len(U_SHAPES), U_S, U_RANK, U_GAP,
-                   {"std": 0, "reverse_std": 1}[proj_type], len(U_REFRESH), U_NG]
-    header[9:9 + U_NG] = [proj_side(sd) for sd in sides]
-    for i, v in enumerate([U_LR, U_B1, U_B2, U_EPS, U_WD, U_SCALE]):
-        header[16 + i] = fbits(v)
-    dims = []
-    for _, sh in U_SHAPES:
-        dims += [len(sh), sh[0], sh[1] if len(sh) == 2 else 1]
+    header = unit_header(UNIT_MAGIC, U_SHAPES, U_S, U_RANK, U_GAP, {"std": 0, "reverse_std": 1}[proj_type],
+                         len(U_REFRESH), U_NG, [proj_side(sd) for sd in sides],
+                         [U_LR, U_B1, U_B2, U_EPS, U_WD, U_SCALE])
     path = os.path.join(OUT, fname)
-    with open(path, "wb") as f:
-        f.write(header.tobytes())
-        f.write(np.array(dims, dtype="<i4").tobytes())
-        f.write(p0.astype("<f4").tobytes())
-        for g, p in zip(grads_steps, params_steps):
-            f.write(g.astype("<f4").tobytes())
-            f.write(p.astype("<f4").tobytes())
-        for r in projs:
-            f.write(flat(r).astype("<f4").tobytes())
+    write_unit(path, header, U_SHAPES, p0, zip(grads_steps, params_steps), [flat(r) for r in projs])
     print(f"unit {proj_type}: refreshes at steps {refresh_steps}; sides: "
           + ", ".join(f"{n}{list(sh)} {sd}" for (n, sh), sd in zip(U_SHAPES, sides)) + f", d{list(U_SHAPES[3][1])} plain")
     err = replay_unit(path)
@@ -374,13 +346,7 @@ def run_unit8bit(ref, fname):
             opt.step()
             grads_steps.append(flat(gs))
             params_steps.append(flat(params))
-            cur = [opt.state[p]["projector"].ortho_matrix for p in params[:U8_NG]]
-            changed = [c is not l for c, l in zip(cur, last)]
-            assert all(changed) or not any(changed), "GaLore params refreshed at different steps"
-            if all(changed):
-                refresh_steps.append(s)
-                projs.append([c.detach().clone() for c in cur])
-            last = cur
+            last = track_refresh(opt, params[:U8_NG], last, s, refresh_steps, projs)
     finally:
         restore(saved)
     assert refresh_steps == U8_REFRESH, f"refreshes at {refresh_steps}, expected {U8_REFRESH}"
@@ -401,25 +367,11 @@ def run_unit8bit(ref, fname):
         sides.append(side)
     assert sides == ["right", "left"]
 
-    header = np.zeros(256, dtype="<i4")
-    header[0:9] = [UNIT8_MAGIC, 1, len(U8_SHAPES), U8_S, U8_RANK, U8_GAP, 0, len(U8_REFRESH), U8_NG]
-    header[9:9 + U8_NG] = [proj_side(sd) for sd in sides]
+    header = unit_header(UNIT8_MAGIC, U8_SHAPES, U8_S, U8_RANK, U8_GAP, 0, len(U8_REFRESH), U8_NG,
+                         [proj_side(sd) for sd in sides], [U8_LR, U8_B1, U8_B2, U8_EPS, U8_WD, U8_SCALE])
     header[12] = 1  # optimizer: GaLoreAdamW8bit
-    for i, v in enumerate([U8_LR, U8_B1, U8_B2, U8_EPS, U8_WD, U8_SCALE]):
-        header[16 + i] = fbits(v)
-    dims = []
-    for _, sh in U8_SHAPES:
-        dims += [len(sh), sh[0], sh[1] if len(sh) == 2 else 1]
     path = os.path.join(OUT, fname)
-    with open(path, "wb") as f:
-        f.write(header.tobytes())
-        f.write(np.array(dims, dtype="<i4").tobytes())
-        f.write(p0.astype("<f4").tobytes())
-        for g, p in zip(grads_steps, params_steps):
-            f.write(g.astype("<f4").tobytes())
-            f.write(p.astype("<f4").tobytes())
-        for r in projs:
-            f.write(flat(r).astype("<f4").tobytes())
+    write_unit(path, header, U8_SHAPES, p0, zip(grads_steps, params_steps), [flat(r) for r in projs])
     print(f"\nunit8bit (GaLoreAdamW8bit via the kernel model): refreshes at steps {refresh_steps}; "
           f"{calls['8bit']} 8-bit and {calls['32bit']} 32-bit kernel calls; smallest gap among the "
           f"top {U8_RANK + 1} singular values of a GaLore gradient {min_gap:.2e}")

@@ -16,13 +16,14 @@
 # works in f32 anyway). Everything else (matmuls, softmax, loss, optimizer) is f64.
 import math
 import os
-import struct
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
+
+from refio import fbits
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny")
 
@@ -207,7 +208,7 @@ def main():
     header[0:10] = [REF_MAGIC, 1, B, T, V, P, S, len(names), WARMUP, NSCHED]
     fl = [LR, BETA1, BETA2, EPS_ADAMW, WD, GRAD_CLIP, MIN_LR_RATIO, EPS_ADAM]
     for i, v in enumerate(fl):
-        header[16 + i] = struct.unpack("<i", struct.pack("<f", v))[0]
+        header[16 + i] = fbits(v)
     with open(os.path.join(OUT, "ref.bin"), "wb") as f:
         f.write(header.tobytes())
         f.write(inputs.numpy().astype("<i4").tobytes())
