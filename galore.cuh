@@ -654,99 +654,16 @@ static void galore_gpu_update_fused(MatmulCtx* mm, const TensorLayout* l, floatX
     }
 }
 
-// --- fira (issue 15) ---
-// Fira's residual on the GPU (galore.h's Fira block; train_llama.c's fira_residual is the CPU's):
-// the per-channel scale phi in one kernel (a thread per channel, its r entries of N and R summed in
-// double as the CPU does), U = alpha back(R) by cublasSgemm, U = phi (G - U) elementwise, ||U|| from
-// fixed-grid partials added on the host in double (a host sync per matrix: the limiter's divisor is
-// a host scalar, and its state lives on the host, in the checkpoint as the CPU's), U /= lim.
-__global__ void fira_channel_scale_kernel(float* phi, const float* Nl, const float* R, int64_t srows, int64_t scols, int cols) {
-    int64_t nch = cols ? scols : srows, len = cols ? srows : scols, stride = cols ? scols : 1;
-    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < nch; c += (int64_t)gridDim.x * blockDim.x) {
-        int64_t base = cols ? c : c * scols;
-        double a = 0.0, b = 0.0;
-        for (int64_t k = 0; k < len; k++) {
-            double x = Nl[base + k * stride], y = R[base + k * stride];
-            a += x * x; b += y * y;
-        }
-        phi[c] = GALORE_DIV((float)sqrt(a), (float)sqrt(b) + FIRA_NORM_EPS);
-    }
-}
-// U (m, n) = phi (x) (gscale G - U); G bf16 row-major, the channel a column (cols) or a row
-__global__ void fira_residual_kernel(float* U, const floatX* G, const float* phi, int64_t M, int64_t N, int cols, float gscale) {
-    size_t total = (size_t)M * N;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        int64_t row = (int64_t)(i / N), col = (int64_t)(i % N);
-        U[i] = fira_residual_elem(GALORE_MUL(bf2f(G[i]), gscale), U[i], phi[cols ? col : row]);
-    }
-}
-__global__ void fira_divide_kernel(float* U, size_t n, float lim) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) U[i] = GALORE_DIV(U[i], lim);
-}
-
-// fira_gpu_residual: g->A = the limited, scaled residual S of a GaLore matrix from its gradient G
-// (bf16, times gscale), R and N (fp32, g->R / g->N) and the fp32 projector g->Pf; phi in g->Vf (free
-// outside a refresh); d_part / h_part: NORM_BLOCKS floats of device / host scratch. *lim_state is
-// the limiter's previous norm (host), first the matrix's first update.
-// skip: the per-layer device-side verdict (NULL: none). The host reads the residual's norm here
-// anyway (the limiter's state lives on the host), and the verdict with it: a skipped update leaves
-// the limiter's state alone, as the CPU engine, which never runs it.
-static void fira_gpu_residual(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, float scale, float* lim_state, int first,
-                              float* d_part, float* h_part, const int* skip = NULL) {
-    cudaStream_t s = g->stream;
-    int cols = fira_channel_cols(l);
-    int64_t nch = cols ? l->scols : l->srows;
-    if (nch != (cols ? l->n : l->m)) die("internal: fira channel count %lld does not match the %lld x %lld gradient", (long long)nch, (long long)l->m, (long long)l->n);
-    float* phi = g->Vf;
-    fira_channel_scale_kernel<<<grid_for((size_t)nch, 256), 256, 0, s>>>(phi, g->N, g->R, l->srows, l->scols, cols);
-    cudaCheckLaunch();
-    galore_gpu_project_back(g, l, g->R, g->Pf, g->A, scale, 0.0f); // alpha back(R)
-    size_t full = (size_t)(l->m * l->n);
-    fira_residual_kernel<<<grid_for(full, 256), 256, 0, s>>>(g->A, G, phi, l->m, l->n, cols, gscale);
-    cudaCheckLaunch();
-    sumsq_partials(d_part, g->A, full, s);
-    cudaCheck(cudaMemcpyAsync(h_part, d_part, sizeof(float) * NORM_BLOCKS, cudaMemcpyDeviceToHost, s));
-    int skipped = 0;
-    if (skip) cudaCheck(cudaMemcpyAsync(&skipped, skip, sizeof(int), cudaMemcpyDeviceToHost, s));
-    cudaCheck(cudaStreamSynchronize(s));
-    if (skipped) return; // the kernels after it skip too; the limiter keeps its state
-    double ss = 0.0;
-    for (int b = 0; b < NORM_BLOCKS; b++) ss += (double)h_part[b];
-    float next, lim = fira_limiter((float)sqrt(ss), *lim_state, first, &next);
-    if (lim != 1.0f) {
-        fira_divide_kernel<<<grid_for(full, 256), 256, 0, s>>>(g->A, full, lim);
-        cudaCheckLaunch();
-    }
-    *lim_state = next;
-}
-// --- end fira ---
 // ----------------------------------------------------------------------------
-// APOLLO (galore.h's APOLLO section; train_llama.cu's gpu_apollo_update drives these). The
-// projector is the CPU's (galore_proj_random_elem, the same bits in fp32) stored in bf16 like
-// GaLore's; R = G P^T by galore_gpu_project; the moments by galore_hf_lowrank (D = m / (sqrt(v) +
-// eps) into g->N) or the 8-bit kernels on a zero parameter; then the per-channel sums of squares
-// of G, R and D (apollo_sumsq, fp64, fixed order: deterministic), the factors and the limiter on
-// the host (galore.h's apollo_factor and apollo_limiter, the CPU's code), and one elementwise pass
-// (apollo_apply, galore.h's apollo_elem) with the factors uploaded.
-
-// P (n) bf16 = galore_proj_random_elem(seed, k, scale), k = 0 .. n-1 (P's row-major layout); a
-// skipped update (update_skipped) keeps the old P, as the CPU engine, which never draws it
-__global__ void apollo_proj_kernel(floatX* P, size_t n, uint64_t seed, float scale, const int* skip) {
-    if (update_skipped(skip)) return;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        P[i] = f2bf(galore_proj_random_elem(seed, (uint64_t)i, scale));
-}
-static void apollo_proj_fill(floatX* P, size_t n, uint64_t seed, float scale, cudaStream_t s, const int* skip = NULL) {
-    apollo_proj_kernel<<<grid_for(n, 256), 256, 0, s>>>(P, n, seed, scale, skip);
-    cudaCheckLaunch();
-}
-
+// per-channel sums of squares (Fira's phi, APOLLO's factors: the CPU's channel_sumsq), fp64 in a
+// fixed order (deterministic). Then the limiter of both on the device (one thread: its state is
+// device memory in the plan's limiter row, the divisor goes to device memory read by pointer).
 // out[row] = sum_j (scale x[row, j])^2 in double, x (rows, cols) row-major: one block per row,
 // per-thread strided sums then a fixed tree (the same order every run)
-#define APOLLO_SUMSQ_THREADS 256
+#define CHANNEL_SUMSQ_THREADS 256
 template <class T>
-__global__ void apollo_sumsq_rows_kernel(const T* x, int64_t cols, float scale, double* out) {
-    __shared__ double sh[APOLLO_SUMSQ_THREADS];
+__global__ void channel_sumsq_rows_kernel(const T* x, int64_t cols, float scale, double* out) {
+    __shared__ double sh[CHANNEL_SUMSQ_THREADS];
     const T* row = x + (int64_t)blockIdx.x * cols;
     double acc = 0.0;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
@@ -764,7 +681,7 @@ __global__ void apollo_sumsq_rows_kernel(const T* x, int64_t cols, float scale, 
 // out[col] = sum_i (scale x[i, col])^2 in double: one thread per column, the rows in order
 // (neighbouring threads read neighbouring columns: coalesced)
 template <class T>
-__global__ void apollo_sumsq_cols_kernel(const T* x, int64_t rows, int64_t cols, float scale, double* out) {
+__global__ void channel_sumsq_cols_kernel(const T* x, int64_t rows, int64_t cols, float scale, double* out) {
     for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < cols; c += (int64_t)gridDim.x * blockDim.x) {
         double acc = 0.0;
         for (int64_t i = 0; i < rows; i++) {
@@ -776,18 +693,141 @@ __global__ void apollo_sumsq_cols_kernel(const T* x, int64_t rows, int64_t cols,
 }
 // by_row: rows sums into out (rows), else column sums (cols)
 template <class T>
-static void apollo_sumsq(const T* x, int64_t rows, int64_t cols, int by_row, float scale, double* out, cudaStream_t s) {
-    if (by_row) apollo_sumsq_rows_kernel<T><<<(unsigned)rows, APOLLO_SUMSQ_THREADS, 0, s>>>(x, cols, scale, out);
-    else apollo_sumsq_cols_kernel<T><<<grid_for((size_t)cols, 256), 256, 0, s>>>(x, rows, cols, scale, out);
+static void channel_sumsq_gpu(const T* x, int64_t rows, int64_t cols, int by_row, float scale, double* out, cudaStream_t s) {
+    if (by_row) channel_sumsq_rows_kernel<T><<<(unsigned)rows, CHANNEL_SUMSQ_THREADS, 0, s>>>(x, cols, scale, out);
+    else channel_sumsq_cols_kernel<T><<<grid_for((size_t)cols, 256), 256, 0, s>>>(x, rows, cols, scale, out);
     cudaCheckLaunch();
 }
 
-// W (m, n) = apollo_elem(W, gscale G, sc[channel], lim, sqrt(scale), step_size), then the decay
+// fira_limit_kernel (one thread): the norm-growth limiter of one matrix (galore.h's fira_limiter)
+// from ||S||^2 as NORM_BLOCKS fixed-grid partials (sumsq_partials), added in order in double;
+// *lim_state is the matrix's state (device, the plan's limiter row), *d_lim gets the divisor.
+// A skipped update (update_skipped) leaves both alone, as the CPU engine, which never runs it.
+__global__ void fira_limit_kernel(const float* part, float* lim_state, int first, float* d_lim, const int* skip) {
+    if (update_skipped(skip)) return;
+    double ss = 0.0;
+    for (int b = 0; b < NORM_BLOCKS; b++) ss += (double)part[b];
+    float next;
+    *d_lim = fira_limiter((float)sqrt(ss), *lim_state, first, &next);
+    *lim_state = next;
+}
+// apollo_scale_kernel (one thread): the factors sc (nch floats) from the channel sums of G, R and
+// D (dsum: nG, nR, nR doubles; tensor-wise: the row sums, added here in order as the CPU adds
+// them) and the limiter (galore.h's apollo_factor, apollo_limiter: the CPU's apollo_update). ds2
+// scales D's sums (the 8-bit kind's kernel result, apollo_dir_scale squared). *lim_state: the
+// matrix's limiter state (device); *d_lim gets the divisor. A skipped update changes nothing.
+__global__ void apollo_scale_kernel(float* sc, const double* dsum, int64_t nG, int64_t nR, int64_t nch, int tw, double ds2, float* lim_state,
+                                    int first, float* d_lim, const int* skip) {
+    if (update_skipped(skip)) return;
+    const double *hG = dsum, *hR = dsum + nG, *hD = dsum + nG + nR;
+    double ssS = 0.0;
+    if (tw) { // one channel
+        double sg = 0.0, sr = 0.0, sd = 0.0;
+        for (int64_t k = 0; k < nG; k++) sg += hG[k];
+        for (int64_t k = 0; k < nR; k++) { sr += hR[k]; sd += hD[k]; }
+        float f = apollo_factor(sd * ds2, sr);
+        sc[0] = f;
+        ssS = __dmul_rn(__dmul_rn((double)f, (double)f), sg);
+    } else {
+        // __dmul_rn, __dadd_rn: no fused multiply-add, so ||S||^2 has the CPU's roundings
+        for (int64_t ch = 0; ch < nch; ch++) {
+            float f = apollo_factor(__dmul_rn(hD[ch], ds2), hR[ch]);
+            sc[ch] = f;
+            ssS = __dadd_rn(ssS, __dmul_rn(__dmul_rn((double)f, (double)f), hG[ch]));
+        }
+    }
+    *d_lim = apollo_limiter((float)sqrt(ssS), lim_state, first);
+}
+
+// --- fira (issue 15) ---
+// Fira's residual on the GPU (galore.h's Fira block; train_llama.c's fira_residual is the CPU's):
+// the per-channel scale phi from channel_sumsq_gpu's sums of N and R, U = alpha back(R) by
+// cublasSgemm, U = phi (G - U) elementwise, ||U|| from fixed-grid partials, the limiter on the
+// device (fira_limit_kernel), U /= lim read by pointer: no host round trip.
+__global__ void fira_phi_kernel(float* phi, const double* ssN, const double* ssR, int64_t nch) {
+    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < nch; c += (int64_t)gridDim.x * blockDim.x)
+        phi[c] = GALORE_DIV((float)sqrt(ssN[c]), (float)sqrt(ssR[c]) + FIRA_NORM_EPS);
+}
+// U (m, n) = phi (x) (gscale G - U); G bf16 row-major, the channel a column (cols) or a row
+__global__ void fira_residual_kernel(float* U, const floatX* G, const float* phi, int64_t M, int64_t N, int cols, float gscale) {
+    size_t total = (size_t)M * N;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int64_t row = (int64_t)(i / N), col = (int64_t)(i % N);
+        U[i] = fira_residual_elem(GALORE_MUL(bf2f(G[i]), gscale), U[i], phi[cols ? col : row]);
+    }
+}
+// U /= *lim (device: fira_limit_kernel's divisor; dividing by 1 is exact, as the CPU's skip of it)
+__global__ void fira_divide_kernel(float* U, size_t n, const float* lim, const int* skip) {
+    if (update_skipped(skip)) return;
+    float d = *lim;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) U[i] = GALORE_DIV(U[i], d);
+}
+
+// fira_gpu_residual: g->A = the limited, scaled residual S of a GaLore matrix from its gradient G
+// (bf16, times gscale), R and N (fp32, g->R / g->N) and the fp32 projector g->Pf; in g->Vf (free
+// outside a refresh; fira_gpu_scratch_fits checks the size): the channel sums of N and R (nch
+// doubles each), then phi (nch floats). d_part: NORM_BLOCKS floats of device scratch. lim_state:
+// the matrix's limiter state (device), first its first update; d_lim: one device float, the
+// divisor. skip: the per-layer device-side verdict (NULL: none): a skipped update leaves the
+// limiter's state alone, as the CPU engine, which never runs it.
+static int fira_gpu_scratch_fits(const GaloreGpu* g, const TensorLayout* l) {
+    int64_t nch = fira_channel_cols(l) ? l->scols : l->srows;
+    return 5 * nch <= g->max_full;
+}
+static void fira_gpu_residual(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, float scale, float* lim_state, int first,
+                              float* d_part, float* d_lim, const int* skip = NULL) {
+    cudaStream_t s = g->stream;
+    int cols = fira_channel_cols(l);
+    int64_t nch = cols ? l->scols : l->srows;
+    if (nch != (cols ? l->n : l->m)) die("internal: fira channel count %lld does not match the %lld x %lld gradient", (long long)nch, (long long)l->m, (long long)l->n);
+    if (!fira_gpu_scratch_fits(g, l)) die("internal: fira matrix %lld x %lld too small for its channel sums in the scratch", (long long)l->m, (long long)l->n);
+    double* ssN = (double*)g->Vf; // cudaMalloc'd: aligned for doubles
+    double* ssR = ssN + nch;
+    float* phi = (float*)(ssR + nch);
+    channel_sumsq_gpu<float>(g->N, l->srows, l->scols, !cols, 1.0f, ssN, s);
+    channel_sumsq_gpu<float>(g->R, l->srows, l->scols, !cols, 1.0f, ssR, s);
+    fira_phi_kernel<<<grid_for((size_t)nch, 256), 256, 0, s>>>(phi, ssN, ssR, nch);
+    cudaCheckLaunch();
+    galore_gpu_project_back(g, l, g->R, g->Pf, g->A, scale, 0.0f); // alpha back(R)
+    size_t full = (size_t)(l->m * l->n);
+    fira_residual_kernel<<<grid_for(full, 256), 256, 0, s>>>(g->A, G, phi, l->m, l->n, cols, gscale);
+    cudaCheckLaunch();
+    sumsq_partials(d_part, g->A, full, s);
+    fira_limit_kernel<<<1, 1, 0, s>>>(d_part, lim_state, first, d_lim, skip);
+    cudaCheckLaunch();
+    fira_divide_kernel<<<grid_for(full, 256), 256, 0, s>>>(g->A, full, d_lim, skip);
+    cudaCheckLaunch();
+}
+// --- end fira ---
+// ----------------------------------------------------------------------------
+// APOLLO (galore.h's APOLLO section; train_llama.cu's gpu_apollo_update drives these). The
+// projector is the CPU's (galore_proj_random_elem, the same bits in fp32) stored in bf16 like
+// GaLore's; R = G P^T by galore_gpu_project; the moments by galore_hf_lowrank (D = m / (sqrt(v) +
+// eps) into g->N) or the 8-bit kernels on a zero parameter; then the per-channel sums of squares
+// of G, R and D (channel_sumsq_gpu, fp64, fixed order: deterministic), the factors and the limiter
+// in one device thread (apollo_scale_kernel: galore.h's apollo_factor and apollo_limiter, the CPU's
+// code), and one elementwise pass (apollo_apply, galore.h's apollo_elem) reading the factors and
+// the divisor from device memory: no host round trip.
+
+// P (n) bf16 = galore_proj_random_elem(seed, k, scale), k = 0 .. n-1 (P's row-major layout); a
+// skipped update (update_skipped) keeps the old P, as the CPU engine, which never draws it
+__global__ void apollo_proj_kernel(floatX* P, size_t n, uint64_t seed, float scale, const int* skip) {
+    if (update_skipped(skip)) return;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        P[i] = f2bf(galore_proj_random_elem(seed, (uint64_t)i, scale));
+}
+static void apollo_proj_fill(floatX* P, size_t n, uint64_t seed, float scale, cudaStream_t s, const int* skip = NULL) {
+    apollo_proj_kernel<<<grid_for(n, 256), 256, 0, s>>>(P, n, seed, scale, skip);
+    cudaCheckLaunch();
+}
+
+// W (m, n) = apollo_elem(W, gscale G, sc[channel], *d_lim, sqrt(scale), step_size), then the decay
 // (wd on): the CPU's apollo_update per element; TP bf16 weights or fp32 masters with pbf their copy
 template <class TP>
-__global__ void apollo_apply_kernel(TP* p, floatX* pbf, const floatX* g, const float* sc, int64_t M, int64_t N, int side, int tw, float lim,
+__global__ void apollo_apply_kernel(TP* p, floatX* pbf, const floatX* g, const float* sc, int64_t M, int64_t N, int side, int tw, const float* d_lim,
                                     float sq, float step_size, int decay_on, float dec, float gscale, int sr, uint32_t seed, const int* skip) {
     if (update_skipped(skip)) return;
+    float lim = *d_lim;
     size_t total = (size_t)M * N;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         int64_t a = (int64_t)(i / N), b = (int64_t)(i % N);
@@ -798,10 +838,10 @@ __global__ void apollo_apply_kernel(TP* p, floatX* pbf, const floatX* g, const f
     }
 }
 template <class TP>
-static void apollo_apply(TP* p, floatX* pbf, const floatX* g, const float* sc, const TensorLayout* l, int tw, float lim, float sq,
+static void apollo_apply(TP* p, floatX* pbf, const floatX* g, const float* sc, const TensorLayout* l, int tw, const float* d_lim, float sq,
                          float step_size, int decay_on, float dec, float gscale, int sr, uint32_t seed, cudaStream_t s, const int* skip = NULL) {
     size_t n = (size_t)(l->m * l->n);
-    apollo_apply_kernel<TP><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, g, sc, l->m, l->n, l->side, tw, lim, sq, step_size, decay_on, dec, gscale, sr, seed,
+    apollo_apply_kernel<TP><<<grid_for(n, 256), 256, 0, s>>>(p, pbf, g, sc, l->m, l->n, l->side, tw, d_lim, sq, step_size, decay_on, dec, gscale, sr, seed,
                                                          skip);
     cudaCheckLaunch();
 }

@@ -326,7 +326,7 @@ typedef struct {
     int64_t nblocks;     // 256-element absmax blocks of the 8-bit state
     int svd;             // SVD_EXACT or SVD_RANDOMIZED: the refresh's algorithm (galore_svd_pick); 0 without a projector
     int full_grad;       // the update reads the full gradient every step (Fira's residual, APOLLO's scaled raw G): accumulated and all-reduced in full
-    int limiter;         // fira: floats of norm-growth limiter state (1 per GaLore matrix: the previous residual norm)
+    int limiter;         // floats of norm-growth limiter state (Fira and APOLLO: 1 per projected matrix, the previous ||S||; checkpoint limiter.N)
 } TensorLayout;
 
 // whether tensor l accumulates and all-reduces its gradient as R = P^T G between refreshes: a
@@ -349,6 +349,7 @@ static void tensor_layout(TensorLayout* lay, const ParamInfo* p, const OptimConf
         lay->side = galore_side(lay->m, lay->n, o->proj_type);
         lay->r = o->rank;
         lay->full_grad = 1;
+        lay->limiter = 1; // the norm-growth limiter's previous ||S||
         if (lay->side == SIDE_RIGHT) { lay->scols = lay->r; lay->proj_numel = lay->r * lay->n; }
         else { lay->srows = lay->r; lay->proj_numel = lay->m * lay->r; }
     }
@@ -496,9 +497,11 @@ HOSTDEV static inline int fira_channel_cols(const TensorLayout* l) { return l->s
 // tensor's first update, no state yet); *next gets the new state. fp32 as the package's 0-d tensors.
 HOSTDEV static inline float fira_limiter(float sn, float prev, int first, float* next) {
     if (first) { *next = sn; return 1.0f; }
-    float ratio = sn / (prev + FIRA_NORM_EPS);
-    float lim = ratio > FIRA_GAMMA ? ratio / FIRA_GAMMA : 1.0f; // max(ratio, gamma) / gamma; gamma / gamma is 1
-    *next = sn / lim;
+    // GALORE_DIV: IEEE division on the device too (--use_fast_math would approximate '/'), so the
+    // GPU's limiter kernels give the CPU's bits from the same norms
+    float ratio = GALORE_DIV(sn, prev + FIRA_NORM_EPS);
+    float lim = ratio > FIRA_GAMMA ? GALORE_DIV(ratio, FIRA_GAMMA) : 1.0f; // max(ratio, gamma) / gamma; gamma / gamma is 1
+    *next = GALORE_DIV(sn, lim);
     return lim;
 }
 
@@ -573,7 +576,7 @@ HOSTDEV static inline int64_t apollo_channel_of(int side, int tensorwise, int64_
 }
 // s_c from the channel's sums of squares of D and R (double, any order)
 HOSTDEV static inline float apollo_factor(double ssD, double ssR) {
-    return (float)sqrt(ssD) / ((float)sqrt(ssR) + APOLLO_NORM_EPS);
+    return GALORE_DIV((float)sqrt(ssD), (float)sqrt(ssR) + APOLLO_NORM_EPS); // IEEE on both engines (fira_limiter)
 }
 // the limiter: nrm = ||S|| before it; *prev the state (set on the first step, first = 1).
 // Returns 1 / lim's divisor as the package divides: S / lim, i.e. the value lim itself.

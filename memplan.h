@@ -111,6 +111,7 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
             if (l.snumel > max_s) max_s = (double)l.snumel;
             if ((double)(l.m * l.n) > max_full) max_full = (double)(l.m * l.n);
             if ((double)(l.m > l.n ? l.m : l.n) > max_ch) max_ch = (double)(l.m > l.n ? l.m : l.n);
+            if (l.full_grad && (double)l.r > max_ch) max_ch = (double)l.r;
             if ((double)l.proj_numel > max_proj) max_proj = (double)l.proj_numel;
             if ((double)l.r > max_r) max_r = (double)l.r;
         }
@@ -131,9 +132,12 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
     memplan_add(mp, "8-bit moments (m, v)", q8, MEM_STATE);
     memplan_add(mp, "8-bit absmax", absmax, MEM_STATE);
     memplan_add(mp, "projectors", proj, MEM_STATE);
-    if (lim > 0.0) memplan_add(mp, "Fira limiter state (1 float per matrix)", lim, MEM_STATE);
+    if (lim > 0.0) memplan_add(mp, "norm-growth limiter state (1 float per matrix)", lim, MEM_STATE);
     memplan_add(mp, "optimizer scratch (R, N, U)", (2.0 * max_s + max_full) * F, 0);
-    if (oc->kind == OPTIM_FIRA_ADAMW) memplan_add(mp, "Fira channel scale (largest dimension)", (max_ch > 1.0 ? max_ch : 1.0) * F, 0);
+    // the per-channel sums of squares in double (train_llama.c's channel_sumsq: Fira's of N and R,
+    // APOLLO's of G, R, D; channels <= max(m, n, r)), plus Fira's fp32 phi
+    if (oc->kind == OPTIM_FIRA_ADAMW || optim_is_apollo(oc->kind))
+        memplan_add(mp, "per-channel sums (largest dimension)", (max_ch > 1.0 ? max_ch : 1.0) * (3.0 * 8 + (oc->kind == OPTIM_FIRA_ADAMW ? F : 0.0)), 0);
     if (oc->projector == PROJECTOR_RANDOM) // GoLore: no SVD; the QR of a len x r Gaussian (its copy, tau, ~64 r of LAPACK workspace)
         memplan_add(mp, "QR workspace (--proj random, at refresh, transient)", (max_proj + 65.0 * max_r) * F, MEM_TRANSIENT);
     else memplan_add(mp, "svd workspace (at refresh, transient)", optim_is_galore(oc->kind) ? max_full * F * 3 : 0.0, MEM_TRANSIENT);
@@ -209,7 +213,7 @@ static void gpu_act_sizes(const LlamaConfig* c, int B, int T, size_t attn_saved,
 
 // the GPU rows, in allocation order
 enum {
-    GR_WEIGHTS = 0, GR_GRADS, GR_MASTER, GR_MOMENTS, GR_Q8, GR_ABSMAX, GR_PROJ, GR_QMAPS,
+    GR_WEIGHTS = 0, GR_GRADS, GR_MASTER, GR_MOMENTS, GR_Q8, GR_ABSMAX, GR_PROJ, GR_LIM, GR_QMAPS,
     GR_ACC_FULL, GR_ACC_LOW, GR_ACC_REFRESH, GR_ROPE, GR_PART, GR_STEP_FLAGS, GR_DP_SCALARS,
     GR_ACT0, // + A_NUM activation rows
     GR_GL_A = GR_ACT0 + A_NUM, GR_GL_UV, GR_GL_S, GR_GL_RN, GR_GL_INFO, GR_SOLVER_WS,
@@ -221,12 +225,15 @@ enum {
 // Every other row is MEM_LIBRARY or MEM_TRANSIENT (test_llama.c checks both ways).
 #define GPU_ROW_RANGES 3
 static const int GPU_MODEL_ROWS[GPU_ROW_RANGES][2] = {{GR_WEIGHTS, GR_MASTER}, {GR_ROPE, GR_ROPE}, {GR_ACT0, GR_ACT0 + A_NUM - 1}};
-static const int GPU_TRAINER_ROWS[GPU_ROW_RANGES][2] = {{GR_MOMENTS, GR_PROJ}, {GR_ACC_FULL, GR_ACC_LOW}, {GR_PART, GR_DP_SCALARS}};
+static const int GPU_TRAINER_ROWS[GPU_ROW_RANGES][2] = {{GR_MOMENTS, GR_LIM}, {GR_ACC_FULL, GR_ACC_LOW}, {GR_PART, GR_DP_SCALARS}};
 
 // the trainer's step flags (GR_STEP_FLAGS), one small buffer: the per-layer check's LayerHookFlags
-// at 0, the fused GaLore update's device alpha, beta at GPU_FLAGS_AB, then one int per tensor at
-// GPU_FLAGS_SKIP (its update skipped this step: the update kernels read it)
+// at 0, the fused GaLore update's device alpha, beta at GPU_FLAGS_AB, the norm-growth limiter's
+// divisor of the matrix being updated (Fira, APOLLO: written and read on the update stream) at
+// GPU_FLAGS_LIM, then one int per tensor at GPU_FLAGS_SKIP (its update skipped this step: the
+// update kernels read it)
 #define GPU_FLAGS_AB 32
+#define GPU_FLAGS_LIM 40
 #define GPU_FLAGS_SKIP 64
 static double gpu_step_flags_bytes(int n_tensors) { return (double)GPU_FLAGS_SKIP + 4.0 * n_tensors; }
 
@@ -250,9 +257,9 @@ static GpuPlanArgs gpu_plan_args(const Settings* s, const LlamaConfig* c, const 
 
 // the optimizer state of galore.h's per-tensor layout on the GPU, in bytes: moments in bf16 (fp32
 // with master weights, and always fp32 on the 8-bit kinds' 32-bit path for small tensors, as
-// bitsandbytes), 8-bit states and their absmax, bf16 projectors. gpu_optim_init carves its rows
-// with the same per-tensor sizes.
-typedef struct { double moments, q8, absmax, proj; int mom_f32; } GpuOptimBytes;
+// bitsandbytes), 8-bit states and their absmax, bf16 projectors, the norm-growth limiter's fp32
+// state (Fira, APOLLO). gpu_optim_init carves its rows with the same per-tensor sizes.
+typedef struct { double moments, q8, absmax, proj, lim; int mom_f32; } GpuOptimBytes;
 static GpuOptimBytes gpu_optim_bytes(const ParamTable* pt, const OptimConfig* oc, int master) {
     GpuOptimBytes b;
     memset(&b, 0, sizeof b);
@@ -263,6 +270,7 @@ static GpuOptimBytes gpu_optim_bytes(const ParamTable* pt, const OptimConfig* oc
         if (l.state == STATE_8BIT) { b.q8 += 2.0 * l.snumel; b.absmax += 2.0 * 4 * l.nblocks; }
         else b.moments += 2.0 * l.snumel * (b.mom_f32 ? 4 : GPU_X);
         b.proj += (double)l.proj_numel * GPU_X;
+        b.lim += 4.0 * l.limiter;
     }
     return b;
 }
@@ -285,6 +293,7 @@ static void gpu_memplan_build(MemPlan* mp, const GpuPlanArgs* a) {
     memplan_set(mp, GR_Q8, "8-bit moments qm, qv (uint8)", ob.q8, MEM_STATE);
     memplan_set(mp, GR_ABSMAX, "8-bit absmax (fp32, per 256 elements)", ob.absmax, MEM_STATE);
     memplan_set(mp, GR_PROJ, "GaLore projectors (bf16)", ob.proj, MEM_STATE);
+    memplan_set(mp, GR_LIM, "norm-growth limiter state (fp32, 1 per matrix)", ob.lim, MEM_STATE);
     memplan_set(mp, GR_QMAPS, "8-bit quantization maps (adam8bit_maps_upload)", optim_is_8bit(oc.kind) ? 512.0 * 4 : 0.0, MEM_LIBRARY);
     // per-layer accumulation (galore.h's accum_layout, as the trainer carves them): full
     // accumulators for the full-rank tensors, low-rank ones for the GaLore tensors (also for data

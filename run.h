@@ -190,7 +190,7 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
             if (below < 0 || k < below) below = k;
             // fira: the channels of R (fira_channel_cols) must be channels of G too; a forced left
             // side keeping every column (r = n < m) makes R's rows the channels, which G lacks
-            if (l.limiter && !fira_channel_cols(&l) && l.srows != l.m)
+            if (oc->kind == OPTIM_FIRA_ADAMW && !fira_channel_cols(&l) && l.srows != l.m)
                 die("--proj-type %s --rank %d with --optimizer fira_adamw: the %lld x %lld matrix %s keeps all %lld columns on the left side, "
                     "so Fira's per-channel scale has no channel of the gradient to act on; pass a smaller --rank or --proj-type std",
                     s->proj_type, s->rank, (long long)l.m, (long long)l.n, pt.info[i].name, (long long)l.n);
@@ -378,13 +378,12 @@ typedef struct {
 
 // optimizer_state_entries: the optimizer's checkpoint entries, the same names on every engine so
 // that either resumes the other's: which tensors have a projector, then per tensor its moments
-// (fp32 m./v., or 8-bit qm./qv. with absmax_m./absmax_v.), projector (proj.) and Fira's limiter
-// state (limiter.N), following tensor_layout. The pointer tables are host memory (the GPU passes its staging buffers).
-// nl_prev: (n_tensors) the norm-growth limiter's state of APOLLO tensors (one "limiter" entry when
-// any tensor has one; NULL: none kept)
+// (fp32 m./v., or 8-bit qm./qv. with absmax_m./absmax_v.), projector (proj.) and the norm-growth
+// limiter's state of Fira and APOLLO (limiter.N), following tensor_layout. The pointer tables are
+// host memory (the GPU passes its staging buffers).
 static int optimizer_state_entries(StateEntry* e, int cap, int n_tensors, const TensorLayout* lay, int* has_proj,
                                    float** m, float** v, uint8_t** qm, uint8_t** qv, float** absmax_m, float** absmax_v,
-                                   float** proj, float** lim, float* nl_prev) {
+                                   float** proj, float** lim) {
     int n = 0;
     #define ADD(ptr, bytes, ...) do { if (n >= cap) die("internal: too many state entries"); \
         snprintf(e[n].name, STATE_NAME_LEN, __VA_ARGS__); e[n].data = (void*)(ptr); e[n].nbytes = (int64_t)(bytes); n++; } while (0)
@@ -401,13 +400,7 @@ static int optimizer_state_entries(StateEntry* e, int cap, int n_tensors, const 
             ADD(v[i], sizeof(float) * l->snumel, "v.%d", i);
         }
         if (l->proj_numel) ADD(proj[i], sizeof(float) * l->proj_numel, "proj.%d", i);
-        if (l->limiter && lim) ADD(lim[i], sizeof(float) * l->limiter, "limiter.%d", i); // fira (an engine without it passes NULL and refuses fira)
-    }
-    int any_limiter = 0;
-    for (int i = 0; i < n_tensors; i++) any_limiter |= lay[i].full_grad && !lay[i].limiter; // APOLLO's (Fira's are limiter.N above)
-    if (any_limiter) {
-        if (!nl_prev) die("internal: this engine keeps no norm-growth limiter state");
-        ADD(nl_prev, sizeof(float) * n_tensors, "limiter");
+        if (l->limiter) ADD(lim[i], sizeof(float) * l->limiter, "limiter.%d", i); // Fira's and APOLLO's
     }
     #undef ADD
     return n;
@@ -489,7 +482,13 @@ static int run_resume(const Engine* e, const Dist* d, const Settings* s, const L
     snprintf(ent[1].name, STATE_NAME_LEN, "hyperparams"); ent[1].data = hp_saved; ent[1].nbytes = sizeof hp_saved;
     snprintf(ent[2].name, STATE_NAME_LEN, "model_hash"); ent[2].data = &model_hash; ent[2].nbytes = sizeof model_hash;
     int ne = 3 + e->state_entries(e->ctx, ent + 3, RUN_MAX_ENTRIES - 3);
-    if (!state_read(path, ent, ne, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
+    if (!state_read(path, ent, ne, why, sizeof why)) {
+        // APOLLO's limiter state was one "limiter" entry for all tensors before it became limiter.N
+        // (Fira's layout): such a state has every entry up to limiter.0 and lacks it
+        if (optim_is_apollo(oc->kind) && strstr(why, "entry limiter.") && strstr(why, "is missing"))
+            die("%s: an APOLLO state of an older galore.c (one \"limiter\" entry, not limiter.N per tensor): finish the run with that version, or start a new --out", path);
+        die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
+    }
     free(ent);
     if (pr->step != steps[0]) die("%s: holds step %lld but sits in the folder of step %lld", path, (long long)pr->step, (long long)steps[0]);
     char changes[1024];

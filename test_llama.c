@@ -830,9 +830,10 @@ static void test_recompute(void) {
 // activations) add up to it; --recompute saves what a hand count says. On the CPU: train_llamacu
 // checks the library rows against the libraries at startup (gpu_trainer_init).
 static void test_gpu_memplan(const LlamaConfig* c7) {
-    int kinds[3] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT};
-    int cases = 0, ok = 1;
-    for (int k = 0; k < 3; k++)
+    // Fira and APOLLO: the norm-growth limiter row (GR_LIM) against the layout
+    int kinds[5] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT, OPTIM_FIRA_ADAMW, OPTIM_APOLLO_ADAMW};
+    int cases = 0, ok = 1, lim_rows = 0;
+    for (int k = 0; k < 5; k++)
         for (int v = 0; v < 16; v++) {
             OptimConfig oc;
             memset(&oc, 0, sizeof oc);
@@ -869,15 +870,18 @@ static void test_gpu_memplan(const LlamaConfig* c7) {
             OptimConfig o2 = oc;
             if (!a.oc) { memset(&o2, 0, sizeof o2); o2.kind = OPTIM_ADAMW; }
             int mom_f32 = a.master || optim_is_8bit(o2.kind);
-            double mom = 0, q8 = 0, am = 0, pj = 0;
+            double mom = 0, q8 = 0, am = 0, pj = 0, lm = 0;
             TensorLayout* lay = (TensorLayout*)mallocCheck(sizeof(TensorLayout) * (size_t)pt.n);
             for (int i = 0; i < pt.n; i++) {
                 tensor_layout(&lay[i], &pt.info[i], &o2);
                 if (lay[i].state == STATE_8BIT) { q8 += 2.0 * lay[i].snumel; am += 2.0 * 4 * lay[i].nblocks; }
                 else mom += 2.0 * (mom_f32 ? 4 : 2) * lay[i].snumel;
                 pj += 2.0 * lay[i].proj_numel;
+                lm += 4.0 * lay[i].limiter;
             }
             ok &= mom == mp.items[GR_MOMENTS].bytes && q8 == mp.items[GR_Q8].bytes && am == mp.items[GR_ABSMAX].bytes && pj == mp.items[GR_PROJ].bytes;
+            ok &= lm == mp.items[GR_LIM].bytes;
+            lim_rows += lm > 0;
             ok &= mp.items[GR_WEIGHTS].bytes == 2.0 * pt.total && mp.items[GR_MASTER].bytes == (a.master ? 4.0 * pt.total : 0.0);
             // the accumulators as gpu_trainer_init carves them
             int need_full = a.per_layer && a.grad_accum > 1, need_low = need_full || a.dp;
@@ -888,12 +892,12 @@ static void test_gpu_memplan(const LlamaConfig* c7) {
             size_t ab[A_NUM];
             gpu_act_sizes(&c, a.B, a.T, gpu_attn_saved_bytes(&c, a.B, a.T, a.cudnn), ab, a.recompute);
             for (int i = 0; i < A_NUM; i++) ok &= mp.items[GR_ACT0 + i].bytes == (double)ab[i] && ab[i] % 256 == 0;
-            ok &= mp.items[GR_SOLVER_WS].bytes > 0 ? (mp.items[GR_SOLVER_WS].flags & MEM_QUERIED) != 0 : o2.kind == OPTIM_ADAMW;
+            ok &= mp.items[GR_SOLVER_WS].bytes > 0 ? (mp.items[GR_SOLVER_WS].flags & MEM_QUERIED) != 0 : o2.kind == OPTIM_ADAMW || optim_is_apollo(o2.kind); // APOLLO: no SVD
             free(off); free(lay);
             param_table_free(&pt);
         }
-    check(ok, "GPU memory plan: %d configurations, each row once in the allocator's walk or a library's/transient, sums and carved "
-          "sub-allocations consistent", cases);
+    check(ok && lim_rows > 0, "GPU memory plan: %d configurations, each row once in the allocator's walk or a library's/transient, sums and carved "
+          "sub-allocations consistent (%d with a norm-growth limiter row)", cases, lim_rows);
     // --recompute: llama_7b 16 x 256 (every buffer a multiple of 256 bytes, so no alignment padding)
     // saves L-1 layers of ln1, atty, res2, ln2 (C), qkv (C+2KV), gu | act (3H) in bf16, rstd1/2 in
     // fp32 and cuDNN's softmax stats (B, NH, T) fp32
@@ -1737,7 +1741,7 @@ static void test_apollo_unit(const char* file) {
             if (!(e <= werr)) { werr = e; werr_at = i; werr_step = t; }
         }
         for (int i = 0; i < ng; i++) {
-            double e = fabs((double)o.nl_prev[i] / sqrt(rho) - u.lim[i]) / fabs((double)u.lim[i]);
+            double e = fabs((double)o.lim[i][0] / sqrt(rho) - u.lim[i]) / fabs((double)u.lim[i]);
             if (!(e <= lerr)) lerr = e;
         }
     }

@@ -795,10 +795,16 @@ static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
     cudaCheck(cudaStreamSynchronize(tr.us)); // the updates run on the trainer's update stream
     tr.t = 1;
     GpuOptim* o = &tr.opt;
-    double wp = 0.0, wm = 0.0, wq = 0.0, worst_cos = 1.0;
-    int nproj = 0, nlow = 0, n8 = 0;
+    double wp = 0.0, wm = 0.0, wq = 0.0, worst_cos = 1.0, wlim = 0.0;
+    int nproj = 0, nlow = 0, n8 = 0, nlim = 0;
     for (int i = 0; i < cm.table.n; i++) {
         const TensorLayout* l = &o->lay[i];
+        if (l->limiter) { // Fira, APOLLO: the limiter's state (the device's, from its kernels) after the first update = ||S||
+            float gl;
+            download_bytes(&gl, o->lim[i], sizeof(float));
+            wlim = fmax(wlim, fabs((double)gl - co.lim[i][0]) / fabs((double)co.lim[i][0]));
+            nlim++;
+        }
         if (l->proj_numel) {
             float* gpj = (float*)mallocCheck(sizeof(float) * l->proj_numel);
             download_f32(gpj, o->proj[i], (size_t)l->proj_numel, 0);
@@ -841,6 +847,9 @@ static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
     if (nlow) check(wm < 5e-2, "%s step 1: %d low-rank/fp32 moment tensors vs the CPU, worst normalized max error %.2e (bound 5e-2: bf16 moments, bf16 G P)", kn, nlow, wm);
     if (n8) check(wq < 5e-2, "%s step 1: %d 8-bit states, dequantized m vs the CPU, worst normalized max error %.2e (bound 5e-2: about one map step)", kn, n8, wq);
     check(worst_cos > 0.999, "%s step 1: worst cosine of the moments vs the CPU %.6f (bound 0.999)", kn, worst_cos);
+    if (optim_is_apollo(kind) || kind == OPTIM_FIRA_ADAMW)
+        check(nlim > 0 && wlim < 5e-2, "%s step 1: %d norm-growth limiter states (device) vs the CPU, worst relative error %.2e (bound 5e-2: "
+              "||S|| from bf16 G, projector and moments, as the moments' bound)", kn, nlim, wlim);
     float* gw = (float*)mallocCheck(sizeof(float) * P);
     float* d1 = (float*)mallocCheck(sizeof(float) * P);
     float* d2 = (float*)mallocCheck(sizeof(float) * P);

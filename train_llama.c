@@ -565,10 +565,9 @@ typedef struct {
     float* N;                 // (max snumel) low-rank direction / update
     float* U;                 // (max galore numel) projected-back update
     int64_t refreshes;        // SVDs done
-    float** lim;              // fira: the norm-growth limiter's previous residual norm (layout.limiter floats), or NULL
+    float** lim;              // Fira and APOLLO: the norm-growth limiter's previous ||S|| (layout.limiter floats), or NULL
     float* phi;               // fira: (max channels) the per-channel scale phi
-    float* nl_prev;           // (n) APOLLO: the norm-growth limiter's previous ||S|| per tensor (checkpointed)
-    double* chan;             // (3 x max channels) APOLLO: per-channel sums of squares of G, R, D
+    double* chan;             // (3 x max channels) channel_sumsq's results: Fira's of N and R, APOLLO's of G, R, D
 } Optimizer;
 
 static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig* cfg) {
@@ -580,7 +579,7 @@ static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig
     for (int i = 0; i < pt->n; i++) {
         TensorLayout* l = &o->lay[i];
         tensor_layout(l, &pt->info[i], cfg);
-        if (l->full_grad && (size_t)apollo_channels(l, cfg->scale_type) > max_ch) max_ch = (size_t)apollo_channels(l, cfg->scale_type);
+        if (l->full_grad && (size_t)l->r > max_ch) max_ch = (size_t)l->r; // APOLLO's tensor-wise row sums of a left R: r of them (r is not clipped)
         if (l->state == STATE_8BIT) { nq += 2 * (size_t)l->snumel; nf += 2 * (size_t)l->nblocks; }
         else nf += 2 * (size_t)l->snumel;
         nf += (size_t)l->proj_numel + (size_t)l->limiter;
@@ -623,14 +622,14 @@ static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig
     o->N = (float*)callocCheck(max_s, sizeof(float));
     o->U = (float*)callocCheck(max_full, sizeof(float));
     o->phi = (float*)callocCheck(cfg->kind == OPTIM_FIRA_ADAMW ? max_ch : 1, sizeof(float)); // Fira's phi (memplan.h counts it)
-    o->nl_prev = (float*)callocCheck((size_t)pt->n, sizeof(float));
-    o->chan = (double*)callocCheck(optim_is_apollo(cfg->kind) ? 3 * max_ch : 1, sizeof(double));
+    // channel_sumsq's results: Fira's of N and R, APOLLO's of G, R and D (max channels each)
+    o->chan = (double*)callocCheck(optim_is_apollo(cfg->kind) || cfg->kind == OPTIM_FIRA_ADAMW ? 3 * max_ch : 1, sizeof(double));
 }
 
 static void optimizer_free(Optimizer* o) {
     free(o->lay); free(o->fmem); free(o->qmem);
     free(o->m); free(o->v); free(o->qm); free(o->qv); free(o->absmax_m); free(o->absmax_v);
-    free(o->proj); free(o->has_proj); free(o->R); free(o->N); free(o->U); free(o->lim); free(o->phi); free(o->nl_prev); free(o->chan);
+    free(o->proj); free(o->has_proj); free(o->R); free(o->N); free(o->U); free(o->lim); free(o->phi); free(o->chan);
 }
 
 // the LAPACK workspace (floats) that QRs of a (rows x cols) matrix need, rows >= cols
@@ -795,6 +794,29 @@ static void galore_project_back(const Optimizer* o, int i, const float* Nlow, fl
 
 static double sumsq(const float* x, size_t n);
 
+// channel_sumsq: the per-channel sums of squares of X (rows x cols, row-major) in double, each
+// channel's terms added in index order (so the result is the same on any thread count):
+// by_row: out[a] = sum_b X[a,b]^2 (rows entries), else out[b] = sum_a X[a,b]^2 (cols entries).
+// Fira's phi and APOLLO's factors both take their norms from it (the GPU's apollo_sumsq kernels
+// add each channel in a fixed order too, not this one: the two differ by double roundings only).
+static void channel_sumsq(double* out, const float* X, int64_t rows, int64_t cols, int by_row) {
+    if (by_row) {
+        #pragma omp parallel for schedule(static)
+        for (int64_t a = 0; a < rows; a++) {
+            double acc = 0.0;
+            for (int64_t b = 0; b < cols; b++) acc += (double)X[a * cols + b] * X[a * cols + b];
+            out[a] = acc;
+        }
+    } else {
+        #pragma omp parallel for schedule(static)
+        for (int64_t b = 0; b < cols; b++) {
+            double acc = 0.0;
+            for (int64_t a = 0; a < rows; a++) acc += (double)X[a * cols + b] * X[a * cols + b];
+            out[b] = acc;
+        }
+    }
+}
+
 // --- fira (issue 15) ---
 // fira_residual: o->U = the limited, scaled residual S of GaLore matrix i (galore.h's Fira): from
 // its full gradient G (m x n), the low-rank gradient R and Adam's direction Nl (srows x scols).
@@ -807,16 +829,10 @@ static void fira_residual(Optimizer* o, int i, const float* G, const float* R, c
     if (nch != (cols ? N : M)) die("internal: fira channel count %lld does not match the %lld x %lld gradient", (long long)nch, (long long)M, (long long)N);
     float* phi = o->phi;
     // phi_c = ||N_c|| / (||R_c|| + 1e-8): the norms in double, rounded to fp32 as torch.norm's results
-    #pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < nch; c++) {
-        double sn = 0.0, srr = 0.0;
-        int64_t len = cols ? sr : sc, stride = cols ? sc : 1, base = cols ? c : c * sc;
-        for (int64_t k = 0; k < len; k++) {
-            double a = Nl[base + k * stride], b = R[base + k * stride];
-            sn += a * a; srr += b * b;
-        }
-        phi[c] = (float)sqrt(sn) / ((float)sqrt(srr) + FIRA_NORM_EPS);
-    }
+    double *ssN = o->chan, *ssR = o->chan + nch;
+    channel_sumsq(ssN, Nl, sr, sc, !cols);
+    channel_sumsq(ssR, R, sr, sc, !cols);
+    for (int64_t c = 0; c < nch; c++) phi[c] = (float)sqrt(ssN[c]) / ((float)sqrt(ssR[c]) + FIRA_NORM_EPS);
     float* U = o->U;
     galore_project_back(o, i, R, U, 0.0f); // alpha back(R)
     #pragma omp parallel for schedule(static)
@@ -860,18 +876,21 @@ static void apollo_update(Optimizer* o, int i, float* p, const float* G, float l
         #pragma omp parallel for schedule(static)
         for (int64_t k = 0; k < sn; k++) D[k] = adam_hf_elem(R[k], &mm[k], &vv[k], b1, b2, eps);
     }
-    // per-channel sums of squares of G, R, D in double (in a fixed order: the rows of R and D, then G)
-    int tw = c->scale_type == APOLLO_SCALE_TENSOR;
+    // per-channel sums of squares of G, R, D in double (channel_sumsq: by rows of G on the right
+    // side, columns on the left; tensor-wise: the row sums added in order, as the GPU adds them)
+    int tw = c->scale_type == APOLLO_SCALE_TENSOR, by_row = tw || l->side == SIDE_RIGHT;
     int64_t nch = apollo_channels(l, c->scale_type);
-    double *ssG = o->chan, *ssR = o->chan + nch, *ssD = o->chan + 2 * nch;
-    memset(o->chan, 0, sizeof(double) * 3 * (size_t)nch);
-    for (int64_t k = 0; k < sn; k++) {
-        int64_t ch = apollo_channel_of(l->side, tw, k / scols, k % scols);
-        ssR[ch] += (double)R[k] * R[k];
-        ssD[ch] += (double)D[k] * D[k];
+    int64_t nG = by_row ? M : N, nR = by_row ? l->srows : scols; // the sums' lengths (<= max channels, optimizer_init)
+    double *ssG = o->chan, *ssR = o->chan + nG, *ssD = o->chan + nG + nR;
+    channel_sumsq(ssG, G, M, N, by_row);
+    channel_sumsq(ssR, R, l->srows, scols, by_row);
+    channel_sumsq(ssD, D, l->srows, scols, by_row);
+    if (tw) { // one channel
+        double sg = 0.0, sr_ = 0.0, sd = 0.0;
+        for (int64_t k = 0; k < nG; k++) sg += ssG[k];
+        for (int64_t k = 0; k < nR; k++) { sr_ += ssR[k]; sd += ssD[k]; }
+        ssG[0] = sg; ssR[0] = sr_; ssD[0] = sd;
     }
-    for (int64_t a = 0; a < M; a++)
-        for (int64_t b = 0; b < N; b++) ssG[apollo_channel_of(l->side, tw, a, b)] += (double)G[a * N + b] * G[a * N + b];
     // s_c overwrites ssR (as float values), ||S||^2 = sum s_c^2 ||G_c||^2
     float* s = o->U;
     double ssS = 0.0;
@@ -879,7 +898,7 @@ static void apollo_update(Optimizer* o, int i, float* p, const float* G, float l
         s[ch] = apollo_factor(ssD[ch], ssR[ch]);
         ssS += (double)s[ch] * s[ch] * ssG[ch];
     }
-    float lim = apollo_limiter((float)sqrt(ssS), &o->nl_prev[i], first);
+    float lim = apollo_limiter((float)sqrt(ssS), o->lim[i], first);
     float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
     float sq = sqrtf(c->apollo_scale);
     #pragma omp parallel for schedule(static)
@@ -1280,8 +1299,7 @@ static void blas_advice(void) {
 // the optimizer's checkpoint entries (run.h): the CPU keeps them on the host already
 static int cpu_state_entries(void* ctx, StateEntry* e, int cap) {
     Optimizer* o = &((Trainer*)ctx)->opt;
-    return optimizer_state_entries(e, cap, o->n, o->lay, o->has_proj, o->m, o->v, o->qm, o->qv, o->absmax_m, o->absmax_v, o->proj, o->lim,
-                                   o->nl_prev);
+    return optimizer_state_entries(e, cap, o->n, o->lay, o->has_proj, o->m, o->v, o->qm, o->qv, o->absmax_m, o->absmax_v, o->proj, o->lim);
 }
 
 static float cpu_train_step(void* ctx, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped, int64_t* n_targets) {

@@ -479,15 +479,10 @@ typedef struct {
     float** absmax_m; float** absmax_v; // (n) (nblocks) each, or NULL
     floatX** proj;              // (n) bf16 projector ((r, n) right, (m, r) left), or NULL
     int* has_proj;              // (n) host
-    float** lim; float* lim_mem; // (n) host: Fira's limiter state (layout.limiter floats), or NULL
-    char* mom_mem; uint8_t* q_mem; float* absmax_mem; floatX* proj_mem; // the plan rows behind the tables
+    float** lim;                // (n) device: Fira's and APOLLO's norm-growth limiter state (layout.limiter floats), or NULL
+    char* mom_mem; uint8_t* q_mem; float* absmax_mem; floatX* proj_mem; float* lim_mem; // the plan rows behind the tables
     float* maps;                // (512) device: the signed and unsigned dynamic maps (8-bit kinds)
     GaloreGpu gl;               // SVD, projection scratch and handles (GaLore kinds)
-    // --- APOLLO ---
-    float* nl_prev;             // (n) host: the norm-growth limiter's previous ||S|| per tensor (checkpointed as on the CPU)
-    double* ap_sums;            // (3 x max channels) host: the channel sums of squares of G, R, D
-    float* ap_factor;           // (max channels) host: the factors s_c, uploaded for apollo_apply
-    // --- end APOLLO ---
 } GpuOptim;
 
 // ublas, us: the update stream's cuBLAS handle and the stream (GpuTrainer), which the GaLore work uses
@@ -505,6 +500,7 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
     o->q_mem = (uint8_t*)m->mem.ptr[GR_Q8];
     o->absmax_mem = (float*)m->mem.ptr[GR_ABSMAX];
     o->proj_mem = (floatX*)m->mem.ptr[GR_PROJ];
+    o->lim_mem = (float*)m->mem.ptr[GR_LIM];
     size_t ptrs = sizeof(void*) * (size_t)o->n;
     o->m = (void**)callocCheck(1, ptrs); o->v = (void**)callocCheck(1, ptrs);
     o->qm = (uint8_t**)callocCheck(1, ptrs); o->qv = (uint8_t**)callocCheck(1, ptrs);
@@ -512,11 +508,11 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
     o->proj = (floatX**)callocCheck(1, ptrs);
     o->has_proj = (int*)callocCheck((size_t)o->n, sizeof(int));
     o->lim = (float**)callocCheck(1, ptrs);
-    o->lim_mem = (float*)callocCheck((size_t)o->n, sizeof(float)); // <= 1 float per tensor (host)
     char* mp = o->mom_mem;
     uint8_t* q = o->q_mem;
     float* am = o->absmax_mem;
     floatX* pp = o->proj_mem;
+    float* lp = o->lim_mem;
     for (int i = 0; i < o->n; i++) {
         TensorLayout* l = &o->lay[i];
         tensor_layout(l, &m->table.info[i], cfg);
@@ -530,31 +526,28 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
             o->v[i] = mp; mp += mb * l->snumel;
         }
         if (l->proj_numel) { o->proj[i] = pp; pp += l->proj_numel; }
-        if (l->limiter) o->lim[i] = o->lim_mem + i;
+        if (l->limiter) { o->lim[i] = lp; lp += l->limiter; }
     }
     if (optim_is_8bit(cfg->kind)) o->maps = adam8bit_maps_upload();
     if (mp - o->mom_mem != (ptrdiff_t)ob.moments || (double)(q - o->q_mem) != ob.q8 || (double)(am - o->absmax_mem) * 4 != ob.absmax ||
-        (double)(pp - o->proj_mem) * sizeof(floatX) != ob.proj)
+        (double)(pp - o->proj_mem) * sizeof(floatX) != ob.proj || (double)(lp - o->lim_mem) * 4 != ob.lim)
         die("internal: the optimizer state carved per tensor differs from its memory plan rows");
     if (optim_is_8bit(cfg->kind)) o->maps = adam8bit_maps_upload();
     galore_gpu_init(&o->gl, o->lay, o->n, ublas, us, verbose);
     o->gl.projector = cfg->projector; o->gl.run_seed = cfg->seed; // --proj random (GoLore)
-    int64_t max_ch = 1;
     for (int i = 0; i < o->n; i++) {
         const TensorLayout* l = &o->lay[i];
-        if (!l->full_grad || l->limiter) continue; // APOLLO's (Fira's keep a limiter of their own)
+        if (cfg->kind == OPTIM_FIRA_ADAMW && l->side != SIDE_NONE && !fira_gpu_scratch_fits(&o->gl, l))
+            die("internal: Fira tensor %d (%lld x %lld) too small for its channel sums in the scratch", i, (long long)l->m, (long long)l->n);
+        if (!l->full_grad || !optim_is_apollo(cfg->kind)) continue; // APOLLO's matrices
         // the sums' lengths (rows or columns of G and of R, D; tensor-wise: rows, summed on the host)
         // are at most max(m, n, r) each
         int64_t nch = l->m > l->n ? l->m : l->n;
         if (l->r > nch) nch = l->r;
-        if (nch > max_ch) max_ch = nch;
         // the sums live in the SVD input scratch gl.A (APOLLO runs no SVD): 3 nch doubles <= m n floats
         if (6 * nch > o->gl.max_full) die("internal: APOLLO tensor %d (%lld x %lld, rank %lld) too small for its channel sums in the scratch", i,
                                           (long long)l->m, (long long)l->n, (long long)l->r);
     }
-    o->nl_prev = (float*)callocCheck((size_t)o->n, sizeof(float));
-    o->ap_sums = (double*)callocCheck(3 * (size_t)max_ch, sizeof(double));
-    o->ap_factor = (float*)callocCheck((size_t)max_ch, sizeof(float));
 }
 
 // the state rows are the model's (GpuMem), freed with it
@@ -562,8 +555,7 @@ static void gpu_optim_free(GpuOptim* o) {
     if (o->maps) cudaCheck(cudaFree(o->maps));
     galore_gpu_free(&o->gl);
     free(o->lay); free(o->m); free(o->v); free(o->qm); free(o->qv); free(o->absmax_m); free(o->absmax_v); free(o->proj); free(o->has_proj);
-    free(o->lim); free(o->lim_mem);
-    free(o->nl_prev); free(o->ap_sums); free(o->ap_factor);
+    free(o->lim);
 }
 
 // per-layer: what the host counted when it issued tensor i's update (a refresh: has_proj set, the
@@ -594,8 +586,9 @@ typedef struct {
     // the step flags (memplan.h's GR_STEP_FLAGS row): per-layer mode checks each group's norms on
     // the device (gpu_hook_check) into d_flags and d_skip[i], which the update kernels read, so the
     // host never waits for a group; it reads the row once per step into the pinned h_flags.
-    // d_ab: the fused update's alpha, beta (galore_gpu_update_fused, both modes).
-    LayerHookFlags* d_flags; int* d_skip; float* d_ab;
+    // d_ab: the fused update's alpha, beta (galore_gpu_update_fused, both modes); d_lim: the
+    // norm-growth limiter's divisor (Fira's and APOLLO's kernels, read by pointer).
+    LayerHookFlags* d_flags; int* d_skip; float* d_ab; float* d_lim;
     unsigned char* h_flags; size_t flags_bytes;
     GpuUpdateUndo* undo;   // (n) per-layer: the host's counts of each update issued this step
     // the optimizer's own stream: every update (and the GaLore work, galore.cuh's stream) runs on
@@ -717,10 +710,10 @@ static void gpu_sumsq_many(GpuTrainer* tr, const floatX* const* x, const size_t*
 
 // ---- APOLLO ----
 // gpu_apollo_update: one step of APOLLO matrix i from its full bf16 gradient g (times gscale): the
-// CPU's apollo_update (galore.h has the math) on the update stream; one host round trip for the
-// channel sums (the factors and the limiter are the CPU's host code)
-// skip: the per-layer device-side verdict (NULL: none): the kernels before the host's read of the
-// channel sums skip on it, and the host, reading it with them, stops there (the limiter keeps its state)
+// CPU's apollo_update (galore.h has the math) on the update stream, with no host round trip: the
+// factors and the limiter in one device thread (apollo_scale_kernel, the CPU's galore.h functions)
+// skip: the per-layer device-side verdict (NULL: none), read by every kernel (a skipped update
+// leaves the weights, the moments and the limiter's state alone)
 static void gpu_apollo_update(GpuTrainer* tr, int i, const floatX* g, float lr, int64_t t, float gscale, uint32_t seed, int sr,
                               const int* skip = NULL) {
     GpuLlama* m = tr->model;
@@ -753,36 +746,18 @@ static void gpu_apollo_update(GpuTrainer* tr, int i, const floatX* g, float lr, 
     int tw = c->scale_type == APOLLO_SCALE_TENSOR, by_row = tw || l->side == SIDE_RIGHT;
     int64_t nG = by_row ? l->m : l->n, nR = by_row ? l->srows : l->scols;
     double* dsum = (double*)gl->A; // (nG + 2 nR) doubles, checked at init to fit
-    apollo_sumsq<floatX>(g, l->m, l->n, by_row, gscale, dsum, s);
-    apollo_sumsq<float>(gl->R, l->srows, l->scols, by_row, 1.0f, dsum + nG, s);
-    apollo_sumsq<float>(gl->N, l->srows, l->scols, by_row, 1.0f, dsum + nG + nR, s);
-    double* h = o->ap_sums;
-    cudaCheck(cudaMemcpyAsync(h, dsum, sizeof(double) * (size_t)(nG + 2 * nR), cudaMemcpyDeviceToHost, s));
-    int skipped = 0;
-    if (skip) cudaCheck(cudaMemcpyAsync(&skipped, skip, sizeof(int), cudaMemcpyDeviceToHost, s));
-    cudaCheck(cudaStreamSynchronize(s));
-    if (skipped) return;
-    double *hG = h, *hR = h + nG, *hD = h + nG + nR;
-    if (tw) { // one channel: the row sums added in order
-        double sg = 0.0, sr_ = 0.0, sd = 0.0;
-        for (int64_t k = 0; k < nG; k++) sg += hG[k];
-        for (int64_t k = 0; k < nR; k++) { sr_ += hR[k]; sd += hD[k]; }
-        hG[0] = sg; hR[0] = sr_; hD[0] = sd;
-    }
+    channel_sumsq_gpu<floatX>(g, l->m, l->n, by_row, gscale, dsum, s);
+    channel_sumsq_gpu<float>(gl->R, l->srows, l->scols, by_row, 1.0f, dsum + nG, s);
+    channel_sumsq_gpu<float>(gl->N, l->srows, l->scols, by_row, 1.0f, dsum + nG + nR, s);
     int64_t nch = apollo_channels(l, c->scale_type);
-    double ssS = 0.0;
-    for (int64_t ch = 0; ch < nch; ch++) {
-        o->ap_factor[ch] = apollo_factor(hD[ch] * ds2, hR[ch]);
-        ssS += (double)o->ap_factor[ch] * o->ap_factor[ch] * hG[ch];
-    }
-    float lim = apollo_limiter((float)sqrt(ssS), &o->nl_prev[i], first);
-    float* dsc = gl->N; // D is consumed: the factors (nch <= snumel floats) take its place
-    cudaCheck(cudaMemcpyAsync(dsc, o->ap_factor, sizeof(float) * (size_t)nch, cudaMemcpyHostToDevice, s));
+    float* dsc = gl->N; // D is consumed (its sums are in dsum): the factors (nch <= snumel floats) take its place
+    apollo_scale_kernel<<<1, 1, 0, s>>>(dsc, dsum, nG, nR, nch, tw, ds2, o->lim[i], first, tr->d_lim, skip);
+    cudaCheckLaunch();
     float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
     float sq = sqrtf(c->apollo_scale), dec = -lr * c->weight_decay;
     int decay_on = c->weight_decay > 0.0f;
-    if (m->master) apollo_apply<float>(m->master_w + off, m->params + off, g, dsc, l, tw, lim, sq, step_size, decay_on, dec, gscale, 0, seed, s);
-    else apollo_apply<floatX>(m->params + off, NULL, g, dsc, l, tw, lim, sq, step_size, decay_on, dec, gscale, sr, seed, s);
+    if (m->master) apollo_apply<float>(m->master_w + off, m->params + off, g, dsc, l, tw, tr->d_lim, sq, step_size, decay_on, dec, gscale, 0, seed, s, skip);
+    else apollo_apply<floatX>(m->params + off, NULL, g, dsc, l, tw, tr->d_lim, sq, step_size, decay_on, dec, gscale, sr, seed, s, skip);
 }
 // ---- end APOLLO ----
 
@@ -872,7 +847,7 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
             else galore_hf_lowrank<floatX>(gl->N, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], (size_t)l->snumel, b1, b2, eps, sr, seed, s, skip);
             // Fira: A = S, the residual (g is the full gradient: full_grad), then A += alpha back(N)
             int fira = c->kind == OPTIM_FIRA_ADAMW;
-            if (fira) fira_gpu_residual(gl, l, g, gscale, c->scale, o->lim[i], first, tr->d_part, tr->h_part, skip);
+            if (fira) fira_gpu_residual(gl, l, g, gscale, c->scale, o->lim[i], first, tr->d_part, tr->d_lim, skip);
             galore_gpu_project_back(gl, l, gl->N, gl->Pf, gl->A, c->scale, fira ? 1.0f : 0.0f);
             if (m->master) galore_apply<float>(pm, pb, gl->A, n, -step_size, decay_on, dec, 0, seed, s, skip);
             else galore_apply<floatX>(pb, NULL, gl->A, n, -step_size, decay_on, dec, sr, seed, s, skip);
@@ -1073,10 +1048,12 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     gpu_optim_init(&tr->opt, m, oc, tr->mm_upd.blas, tr->us, 0);
     tr->d_part = (float*)gm->ptr[GR_PART];
     tr->h_part = (float*)mallocCheck(sizeof(float) * NORM_BLOCKS * P_PER_LAYER);
-    static_assert(sizeof(LayerHookFlags) <= GPU_FLAGS_AB && GPU_FLAGS_AB + 2 * sizeof(float) <= GPU_FLAGS_SKIP, "memplan.h's step-flags layout");
+    static_assert(sizeof(LayerHookFlags) <= GPU_FLAGS_AB && GPU_FLAGS_AB + 2 * sizeof(float) <= GPU_FLAGS_LIM &&
+                  GPU_FLAGS_LIM + sizeof(float) <= GPU_FLAGS_SKIP, "memplan.h's step-flags layout");
     tr->flags_bytes = (size_t)gpu_step_flags_bytes(m->table.n);
     tr->d_flags = (LayerHookFlags*)gm->ptr[GR_STEP_FLAGS];
     tr->d_ab = (float*)((char*)gm->ptr[GR_STEP_FLAGS] + GPU_FLAGS_AB);
+    tr->d_lim = (float*)((char*)gm->ptr[GR_STEP_FLAGS] + GPU_FLAGS_LIM);
     tr->d_skip = (int*)((char*)gm->ptr[GR_STEP_FLAGS] + GPU_FLAGS_SKIP);
     cudaCheck(cudaMallocHost((void**)&tr->h_flags, tr->flags_bytes)); // pinned: the once-a-step copy is asynchronous
     tr->undo = (GpuUpdateUndo*)callocCheck((size_t)m->table.n, sizeof(GpuUpdateUndo));
@@ -1290,7 +1267,7 @@ typedef struct {
     GpuTrainer* tr;
     // host staging for state.bin, only while saving or resuming: per tensor, as the CPU's Optimizer
     float* hf; uint8_t* hq;            // the allocations
-    float** hm; float** hv; float** ham; float** hav; float** hp; uint8_t** hqm; uint8_t** hqv; // (n) each
+    float** hm; float** hv; float** ham; float** hav; float** hp; float** hlim; uint8_t** hqm; uint8_t** hqv; // (n) each
     int* has_proj;
     double peak_tflops;
     double flops_tok;
@@ -1307,14 +1284,14 @@ static void gpu_stage_alloc(GpuRun* g) {
         const TensorLayout* l = &o->lay[i];
         if (l->state == STATE_8BIT) { nq += 2 * (size_t)l->snumel; nf += 2 * (size_t)l->nblocks; }
         else nf += 2 * (size_t)l->snumel;
-        nf += (size_t)l->proj_numel;
+        nf += (size_t)l->proj_numel + (size_t)l->limiter;
     }
     g->hf = (float*)mallocCheck(sizeof(float) * (nf > 0 ? nf : 1));
     g->hq = (uint8_t*)mallocCheck(nq > 0 ? nq : 1);
     size_t ptrs = sizeof(void*) * (size_t)o->n;
     g->hm = (float**)callocCheck(1, ptrs); g->hv = (float**)callocCheck(1, ptrs);
     g->ham = (float**)callocCheck(1, ptrs); g->hav = (float**)callocCheck(1, ptrs);
-    g->hp = (float**)callocCheck(1, ptrs);
+    g->hp = (float**)callocCheck(1, ptrs); g->hlim = (float**)callocCheck(1, ptrs);
     g->hqm = (uint8_t**)callocCheck(1, ptrs); g->hqv = (uint8_t**)callocCheck(1, ptrs);
     g->has_proj = (int*)callocCheck((size_t)o->n, sizeof(int));
     float* f = g->hf;
@@ -1328,6 +1305,7 @@ static void gpu_stage_alloc(GpuRun* g) {
             g->hm[i] = f; f += l->snumel; g->hv[i] = f; f += l->snumel;
         }
         if (l->proj_numel) { g->hp[i] = f; f += l->proj_numel; }
+        if (l->limiter) { g->hlim[i] = f; f += l->limiter; }
     }
 }
 
@@ -1335,8 +1313,7 @@ static int gpu_state_entries(void* ctx, StateEntry* e, int cap) {
     GpuRun* g = (GpuRun*)ctx;
     GpuOptim* o = &g->tr->opt;
     gpu_stage_alloc(g);
-    return optimizer_state_entries(e, cap, o->n, o->lay, g->has_proj, g->hm, g->hv, g->hqm, g->hqv, g->ham, g->hav, g->hp, o->lim,
-                                   o->nl_prev); // lim, nl_prev: host already
+    return optimizer_state_entries(e, cap, o->n, o->lay, g->has_proj, g->hm, g->hv, g->hqm, g->hqv, g->ham, g->hav, g->hp, g->hlim);
 }
 
 static void gpu_state_before_save(void* ctx) {
@@ -1357,6 +1334,7 @@ static void gpu_state_before_save(void* ctx) {
             download_f32(g->hv[i], o->v[i], (size_t)l->snumel, o->mom_f32);
         }
         if (l->proj_numel) download_f32(g->hp[i], o->proj[i], (size_t)l->proj_numel, 0);
+        if (l->limiter) cudaCheck(cudaMemcpy(g->hlim[i], o->lim[i], sizeof(float) * l->limiter, cudaMemcpyDeviceToHost));
     }
 }
 
@@ -1378,14 +1356,15 @@ static void gpu_state_after_load(void* ctx) {
             upload_f32(o->v[i], g->hv[i], (size_t)l->snumel, o->mom_f32);
         }
         if (l->proj_numel) upload_f32(o->proj[i], g->hp[i], (size_t)l->proj_numel, 0);
+        if (l->limiter) cudaCheck(cudaMemcpy(o->lim[i], g->hlim[i], sizeof(float) * l->limiter, cudaMemcpyHostToDevice));
     }
 }
 
 static void gpu_state_done(void* ctx) {
     GpuRun* g = (GpuRun*)ctx;
-    free(g->hf); free(g->hq); free(g->hm); free(g->hv); free(g->ham); free(g->hav); free(g->hp); free(g->hqm); free(g->hqv);
+    free(g->hf); free(g->hq); free(g->hm); free(g->hv); free(g->ham); free(g->hav); free(g->hp); free(g->hlim); free(g->hqm); free(g->hqv);
     free(g->has_proj);
-    g->hf = NULL; g->hq = NULL; g->hm = g->hv = g->ham = g->hav = g->hp = NULL; g->hqm = g->hqv = NULL; g->has_proj = NULL;
+    g->hf = NULL; g->hq = NULL; g->hm = g->hv = g->ham = g->hav = g->hp = g->hlim = NULL; g->hqm = g->hqv = NULL; g->has_proj = NULL;
 }
 
 static float gpu_run_train_step(void* ctx, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped, int64_t* n_targets) {

@@ -58,7 +58,7 @@ run_case() {
 
 run_case galore --optimizer galore_adamw --rank 8 --update-proj-gap 7
 run_case galore8bit_perlayer --optimizer galore_adamw8bit --rank 8 --update-proj-gap 7 --per-layer 1
-# APOLLO: the projection redrawn from (tensor, round) and the limiter's state (state.bin "limiter")
+# APOLLO: the projection redrawn from (tensor, round) and the limiter's state (state.bin limiter.N, as Fira's)
 run_case apollo_mini --optimizer apollo_mini --update-proj-gap 7
 run_case apollo8bit_perlayer_accum --optimizer apollo_adamw8bit --rank 8 --update-proj-gap 7 --per-layer 1 --grad-accum 2
 run_case adamw_accum --optimizer adamw --grad-accum 2
