@@ -532,7 +532,6 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
     if (mp - o->mom_mem != (ptrdiff_t)ob.moments || (double)(q - o->q_mem) != ob.q8 || (double)(am - o->absmax_mem) * 4 != ob.absmax ||
         (double)(pp - o->proj_mem) * sizeof(floatX) != ob.proj || (double)(lp - o->lim_mem) * 4 != ob.lim)
         die("internal: the optimizer state carved per tensor differs from its memory plan rows");
-    if (optim_is_8bit(cfg->kind)) o->maps = adam8bit_maps_upload();
     galore_gpu_init(&o->gl, o->lay, o->n, ublas, us, verbose);
     o->gl.projector = cfg->projector; o->gl.run_seed = cfg->seed; // --proj random (GoLore)
     for (int i = 0; i < o->n; i++) {
