@@ -710,7 +710,7 @@ static void gpu_sumsq_many(GpuTrainer* tr, const floatX* const* x, const size_t*
 // ---- APOLLO ----
 // gpu_apollo_update: one step of APOLLO matrix i from its full bf16 gradient g (times gscale): the
 // CPU's apollo_update (galore.h has the math) on the update stream, with no host round trip: the
-// factors and the limiter in one device thread (apollo_scale_kernel, the CPU's galore.h functions)
+// factors and the limiter on the device (apollo_scale, the CPU's galore.h functions)
 // skip: the per-layer device-side verdict (NULL: none), read by every kernel (a skipped update
 // leaves the weights, the moments and the limiter's state alone)
 static void gpu_apollo_update(GpuTrainer* tr, int i, const floatX* g, float lr, int64_t t, float gscale, uint32_t seed, int sr,
@@ -750,8 +750,7 @@ static void gpu_apollo_update(GpuTrainer* tr, int i, const floatX* g, float lr, 
     channel_sumsq_gpu<float>(gl->N, l->srows, l->scols, by_row, 1.0f, dsum + nG + nR, s);
     int64_t nch = apollo_channels(l, c->scale_type);
     float* dsc = gl->N; // D is consumed (its sums are in dsum): the factors (nch <= snumel floats) take its place
-    apollo_scale_kernel<<<1, 1, 0, s>>>(dsc, dsum, nG, nR, nch, tw, ds2, o->lim[i], first, tr->d_lim, skip);
-    cudaCheckLaunch();
+    apollo_scale(dsc, dsum, nG, nR, nch, tw, ds2, o->lim[i], first, tr->d_lim, skip, s);
     float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
     float sq = sqrtf(c->apollo_scale), dec = -lr * c->weight_decay;
     int decay_on = c->weight_decay > 0.0f;

@@ -2,7 +2,7 @@
 The per-channel norms and the norm-growth limiter of Fira and APOLLO on the device (galore.cuh):
   channel_sumsq_gpu   per-row (one block a row, fixed tree) or per-column (one thread a column, rows in
                       order) sums of squares in fp64, of fp32 or bf16 (times a scale) matrices
-  apollo_scale_kernel one thread: APOLLO's factors s_c = apollo_factor(ssD_c ds2, ssR_c) and the limiter
+  apollo_scale        factors a thread per channel, the limiter one thread: APOLLO's factors s_c = apollo_factor(ssD_c ds2, ssR_c) and the limiter
                       (apollo_limiter) on ||S||^2 = sum_c s_c^2 ssG_c, channel-wise and tensor-wise
   fira_limit_kernel   one thread: Fira's limiter (fira_limiter) on NORM_BLOCKS partials of ||S||^2
 Both limiter kernels keep the state in device memory and write the divisor to device memory; with
@@ -119,13 +119,12 @@ static void test_apollo_scale(int64_t nG, int64_t nR, int tw, double ds2, cudaSt
         cudaCheck(cudaMemcpy(dsum, hs, sizeof(double) * ns, cudaMemcpyHostToDevice));
         int skipped = step == 3;
         cudaCheck(cudaMemcpy(dskip, &skipped, sizeof(int), cudaMemcpyHostToDevice));
-        apollo_scale_kernel<<<1, 1, 0, s>>>(dsc, dsum, nG, nR, nch, tw, ds2, dstate, step == 1, dstate + 1, dskip);
-        cudaCheckLaunch();
+        apollo_scale(dsc, dsum, nG, nR, nch, tw, ds2, dstate, step == 1, dstate + 1, dskip, s); // overwrites D's sums
         cudaCheck(cudaStreamSynchronize(s));
         float got[2];
         dev_download(got, dstate, 2);
         if (skipped) {
-            check(got[0] == hstate && got[1] == lim_prev, "apollo_scale_kernel %s nG %lld nR %lld, skipped step: state %.9g (was %.9g), divisor %.9g (was %.9g) unchanged",
+            check(got[0] == hstate && got[1] == lim_prev, "apollo_scale %s nG %lld nR %lld, skipped step: state %.9g (was %.9g), divisor %.9g (was %.9g) unchanged",
                   tw ? "tensor-wise" : "channel-wise", (long long)nG, (long long)nR, got[0], hstate, got[1], lim_prev);
             continue;
         }
@@ -134,7 +133,7 @@ static void test_apollo_scale(int64_t nG, int64_t nR, int tw, double ds2, cudaSt
         int same = 1;
         for (int64_t c = 0; c < nch; c++) same &= sc_gpu[c] == sc_ref[c];
         check(same && got[0] == hstate && got[1] == lim && (step != 2 || lim > 2.0f),
-              "apollo_scale_kernel %s nG %lld nR %lld ds2 %g step %d: factors, state %.9g (CPU %.9g), divisor %.9g (CPU %.9g) bit-equal%s",
+              "apollo_scale %s nG %lld nR %lld ds2 %g step %d: factors, state %.9g (CPU %.9g), divisor %.9g (CPU %.9g) bit-equal%s",
               tw ? "tensor-wise" : "channel-wise", (long long)nG, (long long)nR, ds2, step, got[0], hstate, got[1], lim,
               step == 2 ? " (limiter engaged: > 2)" : "");
         lim_prev = lim;
@@ -199,6 +198,7 @@ int main(void) {
     test_sumsq(8, 4096, s);    // long rows: every thread of the row block strides
     test_apollo_scale(300, 300, 0, 1.0, s);   // channel-wise, right side (nR = nG = m)
     test_apollo_scale(300, 300, 0, 2.7, s);   // the 8-bit kind's ds^2
+    test_apollo_scale(11008, 11008, 0, 1.0, s); // a 7B MLP matrix's channels: the factors over many blocks
     test_apollo_scale(300, 1, 1, 1.0, s);     // tensor-wise (APOLLO-Mini: rank 1 left, R's rows = 1)
     test_apollo_scale(128, 1000, 1, 1.0, s);  // tensor-wise with r > m (rank not clipped)
     test_fira_limit(1, s);
