@@ -122,7 +122,7 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
     memplan_add(mp, "weights", P * F, MEM_STATE);
     memplan_add(mp, per_layer ? "gradients (largest update group)" : "gradients", grads * F, 0);
     if (per_layer && grad_accum > 1) {
-        memplan_add(mp, oc->kind == OPTIM_FIRA_ADAMW ? "gradient accumulators (full: Fira's residual needs G)" : "gradient accumulators (full-rank tensors)",
+        memplan_add(mp, optim_is_fira(oc->kind) ? "gradient accumulators (full: Fira's residual needs G)" : "gradient accumulators (full-rank tensors)",
                     acc_full * F, 0);
         memplan_add(mp, "gradient accumulators (low-rank)", acc_low * F, 0);
         memplan_add(mp, "refresh-step accumulators (GaLore, transient)", galore_full * F, MEM_TRANSIENT);
@@ -133,7 +133,7 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
     memplan_add(mp, "projectors", proj, MEM_STATE);
     if (lim > 0.0) memplan_add(mp, "Fira limiter state (1 float per matrix)", lim, MEM_STATE);
     memplan_add(mp, "optimizer scratch (R, N, U)", (2.0 * max_s + max_full) * F, 0);
-    if (oc->kind == OPTIM_FIRA_ADAMW) memplan_add(mp, "Fira channel scale (largest dimension)", (max_ch > 1.0 ? max_ch : 1.0) * F, 0);
+    if (optim_is_fira(oc->kind)) memplan_add(mp, "Fira channel scale (largest dimension)", (max_ch > 1.0 ? max_ch : 1.0) * F, 0);
     if (oc->projector == PROJECTOR_RANDOM) // GoLore: no SVD; the QR of a len x r Gaussian (its copy, tau, ~64 r of LAPACK workspace)
         memplan_add(mp, "QR workspace (--proj random, at refresh, transient)", (max_proj + 65.0 * max_r) * F, MEM_TRANSIENT);
     else memplan_add(mp, "svd workspace (at refresh, transient)", optim_is_galore(oc->kind) ? max_full * F * 3 : 0.0, MEM_TRANSIENT);

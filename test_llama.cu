@@ -1446,6 +1446,7 @@ int main(int argc, char** argv) {
     test_optimizer_vs_cpu(OPTIM_ADAM8BIT, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_GALORE_ADAMW8BIT, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_FIRA_ADAMW, gf.attn_fallback); // issue 15: Fira's residual and limiter on the unfused path
+    test_optimizer_vs_cpu(OPTIM_FIRA_ADAMW8BIT, gf.attn_fallback); // Fira on galore_adamw8bit's moments: the unit-lr kernel, then the residual
     test_optimizer_vs_cpu(OPTIM_APOLLO_ADAMW, gf.attn_fallback);     // APOLLO
     test_optimizer_vs_cpu(OPTIM_APOLLO_MINI, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_APOLLO_ADAMW8BIT, gf.attn_fallback);
