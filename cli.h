@@ -31,7 +31,7 @@ typedef struct {
     int warmup;
     float min_lr_ratio;
     char schedule[16];         // cosine | constant
-    char optimizer[32];        // adamw | adam | galore_adamw | adam8bit | galore_adamw8bit | fira_adamw | apollo_adamw | apollo_mini | apollo_adamw8bit
+    char optimizer[32];        // adamw | adam | galore_adamw | adam8bit | galore_adamw8bit | fira_adamw | apollo_adamw | apollo_mini | apollo_adamw8bit | fira_adamw8bit
     int rank;                  // GaLore r
     int update_proj_gap;       // GaLore T
     float galore_scale;        // GaLore alpha
@@ -110,9 +110,9 @@ static const OptSpec CLI_OPTIONS[] = {
     {"warmup", OPT_INT, OPT_S(warmup), "30", NULL, "linear warmup steps (the first update has lr 0, as in the GaLore scripts)"},
     {"min-lr-ratio", OPT_FLOAT, OPT_S(min_lr_ratio), "0.1", NULL, "cosine floor as a fraction of --lr"},
     {"schedule", OPT_CHOICE, OPT_S(schedule), "cosine", "cosine|constant", "lr schedule after warmup"},
-    {"optimizer", OPT_CHOICE, OPT_S(optimizer), "adamw", "adamw|adam|galore_adamw|adam8bit|galore_adamw8bit|fira_adamw|apollo_adamw|apollo_mini|apollo_adamw8bit",
+    {"optimizer", OPT_CHOICE, OPT_S(optimizer), "adamw", "adamw|adam|galore_adamw|adam8bit|galore_adamw8bit|fira_adamw|apollo_adamw|apollo_mini|apollo_adamw8bit|fira_adamw8bit",
      "adamw: torch.optim.AdamW; adam: torch.optim.Adam (L2 decay), the GaLore scripts' full-rank baseline; galore_adamw: galore-torch GaLoreAdamW (HF AdamW + projector); adam8bit: bitsandbytes blockwise 8-bit Adam; galore_adamw8bit: GaLoreAdamW8bit; fira_adamw: fira's FiraAdamW (GaLoreAdamW plus the norm-scaled residual outside the subspace, with the norm-growth limiter; takes the GaLore flags); "
-     "apollo_adamw: apollo-torch APOLLOAdamW (random projection, channel-wise scaling of the raw gradient, norm-growth limiter); apollo_mini: APOLLO-Mini (rank 1, tensor-wise, scale 128); apollo_adamw8bit: APOLLO with 8-bit blockwise low-rank moments"},
+     "apollo_adamw: apollo-torch APOLLOAdamW (random projection, channel-wise scaling of the raw gradient, norm-growth limiter); apollo_mini: APOLLO-Mini (rank 1, tensor-wise, scale 128); apollo_adamw8bit: APOLLO with 8-bit blockwise low-rank moments; fira_adamw8bit: fira_adamw with its low-rank moments kept as galore_adamw8bit keeps them (8-bit blockwise)"},
     {"rank", OPT_INT, OPT_S(rank), "128", NULL, "GaLore rank r (above min(m, n) keeps every direction)"},
     {"update-proj-gap", OPT_INT, OPT_S(update_proj_gap), "200", NULL, "GaLore T: the projector is recomputed by SVD at steps 1, T+1, 2T+1, ..."},
     {"galore-scale", OPT_FLOAT, OPT_S(galore_scale), "0.25", NULL, "GaLore alpha: scales the projected-back update of GaLore matrices"},

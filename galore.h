@@ -34,13 +34,17 @@ enum {
     OPTIM_APOLLO_MINI,       // APOLLO-Mini: rank 1, tensor-wise scaling, scale 128
     OPTIM_APOLLO_ADAMW8BIT,  // APOLLO with its low-rank moments in bitsandbytes' 8-bit blockwise kernel (not in the package)
     // --- end APOLLO ---
+    // --- fira 8-bit (issue 15; last, so the checkpoint fingerprint's kind numbers of older runs stay as they were) ---
+    OPTIM_FIRA_ADAMW8BIT,    // Fira with its low-rank moments kept as galore_adamw8bit keeps them (not in the package; fira_adamw8bit_* below)
+    // --- end fira 8-bit ---
     OPTIM_NUM_KINDS
 };
 static const char* const OPTIM_NAMES[OPTIM_NUM_KINDS] = {"adamw", "adam", "galore_adamw", "adam8bit", "galore_adamw8bit", "fira_adamw",
-                                                         "apollo_adamw", "apollo_mini", "apollo_adamw8bit"};
+                                                         "apollo_adamw", "apollo_mini", "apollo_adamw8bit",
+                                                         "fira_adamw8bit"};
 // default eps of each: torch and bitsandbytes use 1e-8, galore-torch's GaLoreAdamW (HF AdamW) 1e-6,
-// fira's and apollo-torch's AdamW (copies of HF's) 1e-6; the 8-bit APOLLO runs bitsandbytes' kernel: 1e-8
-static const float OPTIM_DEFAULT_EPS[OPTIM_NUM_KINDS] = {1e-8f, 1e-8f, 1e-6f, 1e-8f, 1e-8f, 1e-6f, 1e-6f, 1e-6f, 1e-8f};
+// fira's and apollo-torch's AdamW (copies of HF's) 1e-6; the 8-bit APOLLO and Fira run bitsandbytes' kernel: 1e-8
+static const float OPTIM_DEFAULT_EPS[OPTIM_NUM_KINDS] = {1e-8f, 1e-8f, 1e-6f, 1e-8f, 1e-8f, 1e-6f, 1e-6f, 1e-6f, 1e-8f, 1e-8f};
 
 enum { PROJ_STD = 0, PROJ_REVERSE_STD, PROJ_LEFT, PROJ_RIGHT };
 static const char* const PROJ_NAMES[] = {"std", "reverse_std", "left", "right"};
@@ -64,15 +68,23 @@ typedef struct {
 } OptimConfig;
 
 // the optimizers built on GaLore's projector machinery (a projector per matrix, refreshed every T)
-static inline int optim_is_galore(int kind) { return kind == OPTIM_GALORE_ADAMW || kind == OPTIM_GALORE_ADAMW8BIT || kind == OPTIM_FIRA_ADAMW; }
+static inline int optim_is_galore(int kind) {
+    return kind == OPTIM_GALORE_ADAMW || kind == OPTIM_GALORE_ADAMW8BIT || kind == OPTIM_FIRA_ADAMW || kind == OPTIM_FIRA_ADAMW8BIT;
+}
+// Fira: GaLore plus the norm-scaled residual and its limiter (galore.h's Fira block), fp32 or 8-bit moments
+static inline int optim_is_fira(int kind) { return kind == OPTIM_FIRA_ADAMW || kind == OPTIM_FIRA_ADAMW8BIT; }
 static inline int optim_is_apollo(int kind) { return kind == OPTIM_APOLLO_ADAMW || kind == OPTIM_APOLLO_MINI || kind == OPTIM_APOLLO_ADAMW8BIT; }
-static inline int optim_is_8bit(int kind) { return kind == OPTIM_ADAM8BIT || kind == OPTIM_GALORE_ADAMW8BIT || kind == OPTIM_APOLLO_ADAMW8BIT; }
+static inline int optim_is_8bit(int kind) {
+    return kind == OPTIM_ADAM8BIT || kind == OPTIM_GALORE_ADAMW8BIT || kind == OPTIM_APOLLO_ADAMW8BIT || kind == OPTIM_FIRA_ADAMW8BIT;
+}
 // the kinds with a projector, and so with --rank, --update-proj-gap and --proj-type
 static inline int optim_has_projector(int kind) { return optim_is_galore(kind) || optim_is_apollo(kind); }
 // the path of the tensors without a projector (1-D, embeddings, lm_head): apollo-torch's AdamW
-// runs them as HF AdamW, exactly galore-torch's plain path; the 8-bit APOLLO as GaLoreAdamW8bit's
+// runs them as HF AdamW, exactly galore-torch's plain path; the 8-bit APOLLO and the 8-bit Fira as
+// GaLoreAdamW8bit's (the 8-bit Fira's GaLore matrices take that case too: its Fira branch)
 static inline int optim_plain_kind(int kind) {
-    return kind == OPTIM_APOLLO_ADAMW || kind == OPTIM_APOLLO_MINI ? OPTIM_GALORE_ADAMW : kind == OPTIM_APOLLO_ADAMW8BIT ? OPTIM_GALORE_ADAMW8BIT : kind;
+    return kind == OPTIM_APOLLO_ADAMW || kind == OPTIM_APOLLO_MINI ? OPTIM_GALORE_ADAMW
+           : kind == OPTIM_APOLLO_ADAMW8BIT || kind == OPTIM_FIRA_ADAMW8BIT ? OPTIM_GALORE_ADAMW8BIT : kind;
 }
 
 static int optim_kind_from_name(const char* s) {
@@ -354,7 +366,7 @@ static void tensor_layout(TensorLayout* lay, const ParamInfo* p, const OptimConf
         else { lay->srows = lay->r; lay->proj_numel = lay->m * lay->r; }
     }
     // --- fira (issue 15) ---
-    if (o->kind == OPTIM_FIRA_ADAMW && lay->side != SIDE_NONE) { lay->full_grad = 1; lay->limiter = 1; }
+    if (optim_is_fira(o->kind) && lay->side != SIDE_NONE) { lay->full_grad = 1; lay->limiter = 1; }
     // --- end fira ---
     lay->snumel = lay->srows * lay->scols;
     lay->state = (optim_is_8bit(o->kind) && lay->snumel >= ADAM8_MIN_SIZE) ? STATE_8BIT : STATE_FP32;
@@ -467,6 +479,12 @@ HOSTDEV static inline float adam_hf_elem(float g, float* m, float* v, float b1, 
     return mk / (sqrtf(vk) + eps);
 }
 
+// HF AdamW's step size lr sqrt(1 - b2^t) / (1 - b1^t), in double as the packages' Python floats
+// (galore_adamw; Fira's low-rank and residual parts, fp32 or 8-bit moments)
+static inline float galore_hf_step_size(float lr, float b1, float b2, int64_t t) {
+    return (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
+}
+
 // --- fira (issue 15) ---
 // Fira (Chen et al. 2024, arXiv 2410.01623) as fira 1.0.2's AdamW.step runs it, per GaLore matrix
 // (the plain tensors take GaLoreAdamW's HF AdamW):
@@ -508,6 +526,32 @@ HOSTDEV static inline float fira_limiter(float sn, float prev, int first, float*
 // one element of the scaled residual: phi (G - U), U = alpha back(R) (the channel's phi)
 HOSTDEV static inline float fira_residual_elem(float g, float u, float phi) { return (g - u) * phi; }
 // --- end fira ---
+
+// --- fira 8-bit (issue 15) ---
+// fira_adamw8bit (ours: fira 1.0.2 keeps fp32 moments only): Fira with the low-rank moments of R
+// kept exactly as galore_adamw8bit keeps them: bitsandbytes' blockwise 8-bit kernel (adam8bit.h)
+// where R has >= ADAM8_MIN_SIZE elements, its 32-bit kernel below that, the same maps, blocks and
+// NaN guard, the same checkpoint entries. The kernel's other arguments are galore_adamw8bit's too:
+// no update-norm cap and no zero skipping. (galore-torch passes percentile_clipping=100,
+// block_wise=True positionally, which bitsandbytes 0.50 reads as max_unorm and skip_zeros and which
+// would zero every small-state update; galore_adamw8bit runs the older meaning, max_unorm 0 and
+// skip_zeros False, dev/ref/README.md, and so does this.) Per GaLore matrix:
+//   N = the kernel's output on a zero parameter, no decay, at lr fira8_unit_lr(t): its step size
+//     -lr c2 / c1 is then 1 (to rounding), so N = m / (sqrt(v) + c2 eps), c2 = sqrt(1 - b2^t):
+//     bitsandbytes' direction (eps times c2), where fira_adamw's HF AdamW has m / (sqrt(v) + eps)
+//   then fira_adamw's rest unchanged: phi from N and R, S = phi (G - alpha back(R)), the limiter,
+//     W = W - lr sqrt(1 - b2^t) / (1 - b1^t) (alpha back(N) + S), W = W - lr wd W.
+// Why the unit lr rather than galore_adamw8bit's lr: Fira needs N itself (phi is a ratio of N's and
+// R's norms, and S joins alpha back(N) at HF's step size); at lr the kernel returns -lr c2 / c1 N,
+// which would take a rescaling pass. The moments never see lr, so the state is galore_adamw8bit's
+// bit for bit on the same R (test_fira8bit checks it). Plain tensors: galore_adamw8bit's plain path
+// (optim_plain_kind: bitsandbytes' Adam with the decay inside the kernel). Default eps 1e-8 (the kernel's).
+static inline float fira8_unit_lr(float b1, float b2, int64_t t) {
+    const float c1 = 1.0f - powf(b1, (float)t); // as the kernel computes them
+    const float c2 = sqrtf(1.0f - powf(b2, (float)t));
+    return -(c1 / c2);
+}
+// --- end fira 8-bit ---
 // ----------------------------------------------------------------------------
 // APOLLO (arXiv 2412.05270), as apollo-torch 1.0.3's APOLLOAdamW runs it with proj "random".
 // Per projected matrix G (m x n), at 1-based step t:

@@ -123,7 +123,7 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
     memplan_add(mp, "weights", P * F, MEM_STATE);
     memplan_add(mp, per_layer ? "gradients (largest update group)" : "gradients", grads * F, 0);
     if (per_layer && grad_accum > 1) {
-        memplan_add(mp, oc->kind == OPTIM_FIRA_ADAMW ? "gradient accumulators (full: Fira's residual needs G)" : "gradient accumulators (full-rank tensors)",
+        memplan_add(mp, optim_is_fira(oc->kind) ? "gradient accumulators (full: Fira's residual needs G)" : "gradient accumulators (full-rank tensors)",
                     acc_full * F, 0);
         memplan_add(mp, "gradient accumulators (low-rank)", acc_low * F, 0);
         memplan_add(mp, "refresh-step accumulators (GaLore, transient)", galore_full * F, MEM_TRANSIENT);
@@ -136,8 +136,8 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
     memplan_add(mp, "optimizer scratch (R, N, U)", (2.0 * max_s + max_full) * F, 0);
     // the per-channel sums of squares in double (train_llama.c's channel_sumsq: Fira's of N and R,
     // APOLLO's of G, R, D; channels <= max(m, n, r)), plus Fira's fp32 phi
-    if (oc->kind == OPTIM_FIRA_ADAMW || optim_is_apollo(oc->kind))
-        memplan_add(mp, "per-channel sums (largest dimension)", (max_ch > 1.0 ? max_ch : 1.0) * (3.0 * 8 + (oc->kind == OPTIM_FIRA_ADAMW ? F : 0.0)), 0);
+    if (optim_is_fira(oc->kind) || optim_is_apollo(oc->kind))
+        memplan_add(mp, "per-channel sums (largest dimension)", (max_ch > 1.0 ? max_ch : 1.0) * (3.0 * 8 + (optim_is_fira(oc->kind) ? F : 0.0)), 0);
     if (oc->projector == PROJECTOR_RANDOM) // GoLore: no SVD; the QR of a len x r Gaussian (its copy, tau, ~64 r of LAPACK workspace)
         memplan_add(mp, "QR workspace (--proj random, at refresh, transient)", (max_proj + 65.0 * max_r) * F, MEM_TRANSIENT);
     else memplan_add(mp, "svd workspace (at refresh, transient)", optim_is_galore(oc->kind) ? max_full * F * 3 : 0.0, MEM_TRANSIENT);

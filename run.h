@@ -170,7 +170,7 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     for (int i = 0; i < 6; i++)
         if (!optim_is_galore(oc->kind) && !(optim_is_apollo(oc->kind) && i < 3)) // APOLLO reads the first three
             if (cli_was_given(argc, argv, galore_flags[i]))
-                run_warn("--%s has no effect with --optimizer %s (GaLore flags apply to galore_adamw, galore_adamw8bit and fira_adamw; APOLLO reads --rank, --update-proj-gap, --proj-type)", galore_flags[i], s->optimizer);
+                run_warn("--%s has no effect with --optimizer %s (GaLore flags apply to galore_adamw, galore_adamw8bit, fira_adamw and fira_adamw8bit; APOLLO reads --rank, --update-proj-gap, --proj-type)", galore_flags[i], s->optimizer);
     if (oc->projector == PROJECTOR_RANDOM && cli_was_given(argc, argv, "svd"))
         run_warn("--svd %s has no effect with --proj random (the projector is a random basis, no SVD is taken)", s->svd);
     if (optim_is_galore(oc->kind)) {
@@ -190,10 +190,10 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
             if (below < 0 || k < below) below = k;
             // fira: the channels of R (fira_channel_cols) must be channels of G too; a forced left
             // side keeping every column (r = n < m) makes R's rows the channels, which G lacks
-            if (oc->kind == OPTIM_FIRA_ADAMW && !fira_channel_cols(&l) && l.srows != l.m)
-                die("--proj-type %s --rank %d with --optimizer fira_adamw: the %lld x %lld matrix %s keeps all %lld columns on the left side, "
+            if (optim_is_fira(oc->kind) && !fira_channel_cols(&l) && l.srows != l.m)
+                die("--proj-type %s --rank %d with --optimizer %s: the %lld x %lld matrix %s keeps all %lld columns on the left side, "
                     "so Fira's per-channel scale has no channel of the gradient to act on; pass a smaller --rank or --proj-type std",
-                    s->proj_type, s->rank, (long long)l.m, (long long)l.n, pt.info[i].name, (long long)l.n);
+                    s->proj_type, s->rank, s->optimizer, (long long)l.m, (long long)l.n, pt.info[i].name, (long long)l.n);
         }
         param_table_free(&pt);
         if (n_full > 0)
@@ -229,7 +229,9 @@ static void run_print_galore(const LlamaConfig* c, const OptimConfig* oc, const 
         if (l.svd == SVD_RANDOMIZED) n_rand++; else n_exact++;
     }
     param_table_free(&pt);
-    const char* fira = oc->kind == OPTIM_FIRA_ADAMW ? " | fira: norm-scaled residual, limiter gamma 1.01, full-gradient accumulation" : "";
+    const char* fira = !optim_is_fira(oc->kind) ? ""
+                       : optim_is_8bit(oc->kind) ? " | fira: norm-scaled residual, limiter gamma 1.01, full-gradient accumulation, 8-bit low-rank moments"
+                       : " | fira: norm-scaled residual, limiter gamma 1.01, full-gradient accumulation";
     if (oc->projector == PROJECTOR_RANDOM)
         printf("galore: rank %d | projector refresh every %d steps: random orthonormal basis (GoLore, --proj random, seed %llu) for %d matrices | "
                "scale %g | proj type %s%s%s\n", oc->rank, oc->update_proj_gap, (unsigned long long)oc->seed, n_exact + n_rand, oc->scale, s->proj_type,
@@ -246,7 +248,7 @@ static void run_print_dist(const Dist* d, const Settings* s, const OptimConfig* 
     if (!d->active) return;
     const char* what = optim_is_apollo(oc->kind) ? "full gradients (APOLLO scales the raw gradient, so it needs all of it)"
                        : !optim_is_galore(oc->kind) ? "full gradients"
-                       : oc->kind == OPTIM_FIRA_ADAMW ? "full gradients (Fira's residual needs the full summed gradient)"
+                       : optim_is_fira(oc->kind) ? "full gradients (Fira's residual needs the full summed gradient)"
                        : s->grad_clip > 0.0f && !s->per_layer
                        ? "GaLore matrices as full gradients (--grad-clip needs their norm; --grad-clip 0 sends R = P^T G between refreshes)"
                        : "GaLore matrices as R = P^T G between refreshes";

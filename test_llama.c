@@ -623,11 +623,11 @@ static void test_per_layer(void) {
     float* b = (float*)mallocCheck(sizeof(float) * pt.total);
     // (issue 15: fira_adamw, and GoLore's --proj random on both GaLore kinds)
     // APOLLO: full-rank accumulation (its update scales the raw gradient), limiter and projector draws
-    int kinds[9] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT, OPTIM_FIRA_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT,
-                    OPTIM_APOLLO_ADAMW, OPTIM_APOLLO_MINI, OPTIM_APOLLO_ADAMW8BIT};
-    int projs[9] = {PROJECTOR_SVD, PROJECTOR_SVD, PROJECTOR_SVD, PROJECTOR_SVD, PROJECTOR_RANDOM, PROJECTOR_RANDOM, PROJECTOR_SVD, PROJECTOR_SVD,
-                    PROJECTOR_SVD};
-    for (int k = 0; k < 9; k++) {
+    int kinds[10] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT, OPTIM_FIRA_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT,
+                     OPTIM_APOLLO_ADAMW, OPTIM_APOLLO_MINI, OPTIM_APOLLO_ADAMW8BIT, OPTIM_FIRA_ADAMW8BIT};
+    int projs[10] = {PROJECTOR_SVD, PROJECTOR_SVD, PROJECTOR_SVD, PROJECTOR_SVD, PROJECTOR_RANDOM, PROJECTOR_RANDOM, PROJECTOR_SVD, PROJECTOR_SVD,
+                     PROJECTOR_SVD, PROJECTOR_SVD};
+    for (int k = 0; k < 10; k++) {
         OptimConfig oc;
         memset(&oc, 0, sizeof oc);
         oc.kind = kinds[k]; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; oc.weight_decay = 0.01f;
@@ -652,7 +652,7 @@ static void test_per_layer(void) {
         // the step than GaLore's update (test_fira_unit) but carries the same relative error: the same bound.
         double e = norm_max_err(b, a, pt.total), bound = optim_is_8bit(oc.kind) ? 1e-2 : 2e-4;
         check(e < bound, "%s: --per-layer --grad-accum 2 (%s accumulation) vs whole-model: normalized max error %.2e after 7 steps (bound %.0e)",
-              name, oc.kind == OPTIM_FIRA_ADAMW || optim_is_apollo(oc.kind) ? "full" : "low-rank", e, bound);
+              name, optim_is_fira(oc.kind) || optim_is_apollo(oc.kind) ? "full" : "low-rank", e, bound);
     }
     free(a); free(b);
     param_table_free(&pt);
@@ -1680,6 +1680,147 @@ static void test_fira_memplan(void) {
 }
 // --- end fira and golore ---
 
+// --- fira 8-bit (issue 15) ---
+// test_fira8bit: fira_adamw8bit (galore.h's fira 8-bit block) on synthetic gradients against
+// fira_adamw and galore_adamw8bit on the same ones. No package runs Fira with 8-bit moments, so
+// the references are our two checked optimizers: fira_adamw (against fira 1.0.2, test_fira_unit)
+// and galore_adamw8bit (against galore-torch + the kernel model, test_galore_unit). Tensors: A
+// [96, 80] right and B [40, 48] left at rank 56 (A's R 96 x 56 = 5376 >= 4096 elements: the 8-bit
+// blockwise kernel; B's 40 x 48 at rank 40 keeps 40 x 48 = 1920: the 32-bit kernel), plain E
+// [64, 80] (5120: 8-bit Adam) and d [24] (32-bit). 7 steps, gap 3 (refreshes at 1, 4, 7).
+// The gradients do not depend on the weights, so all three see the same G, the same SVDs (bit for
+// bit: the same LAPACK call on the same G) and the same R = P^T G.
+// fira_adamw runs with eps_t = c2(t) eps at step t (c2 = sqrtf(1 - powf(b2, t)), the kernel's), so
+// its direction m / (sqrt(v) + eps_t) is the kernel's m / (sqrt(v) + c2 eps) in exact arithmetic.
+static void test_fira8bit(void) {
+    enum { NP = 4, S = 7 };
+    const int dims[NP][3] = {{2, 96, 80}, {2, 40, 48}, {2, 64, 80}, {1, 24, 1}};
+    ParamTable pt;
+    pt.n = NP;
+    pt.info = (ParamInfo*)callocCheck(NP, sizeof(ParamInfo));
+    size_t total = 0;
+    for (int i = 0; i < NP; i++) {
+        ParamInfo* p = &pt.info[i];
+        snprintf(p->name, sizeof p->name, "%c", "ABEd"[i]);
+        p->ndim = dims[i][0]; p->rows = dims[i][1]; p->cols = dims[i][2]; p->numel = p->rows * p->cols;
+        p->offset = total; p->galore = i < 2; p->layer = -1;
+        total += (size_t)p->numel;
+    }
+    pt.total = total;
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = 1e-8f; oc.weight_decay = 0.05f;
+    oc.rank = 56; oc.update_proj_gap = 3; oc.scale = 0.25f; oc.proj_type = PROJ_STD; oc.svd = SVD_EXACT;
+    const float lr = 1e-2f, eps8 = oc.eps;
+    Optimizer o8, of, og;
+    oc.kind = OPTIM_FIRA_ADAMW8BIT; optimizer_init(&o8, &pt, &oc);
+    oc.kind = OPTIM_FIRA_ADAMW; optimizer_init(&of, &pt, &oc);
+    oc.kind = OPTIM_GALORE_ADAMW8BIT; optimizer_init(&og, &pt, &oc);
+    int lay_ok = 1;
+    for (int i = 0; i < NP; i++) {
+        const TensorLayout *a = &o8.lay[i], *b = &of.lay[i], *g = &og.lay[i];
+        lay_ok &= a->side == b->side && a->r == b->r && a->full_grad == b->full_grad && a->limiter == b->limiter; // Fira's
+        lay_ok &= a->state == g->state && a->nblocks == g->nblocks && a->snumel == g->snumel;                    // galore_adamw8bit's
+    }
+    lay_ok &= o8.lay[0].state == STATE_8BIT && o8.lay[1].state == STATE_FP32 && o8.lay[2].state == STATE_8BIT && o8.lay[0].limiter == 1 &&
+              o8.lay[1].limiter == 1 && o8.lay[0].full_grad && !o8.lay[2].limiter;
+    float* w8 = (float*)mallocCheck(sizeof(float) * total);
+    float* wf = (float*)mallocCheck(sizeof(float) * total);
+    float* wg = (float*)mallocCheck(sizeof(float) * total);
+    float* w1 = (float*)mallocCheck(sizeof(float) * 2 * total); // fira8's and fira's weights after step 1
+    float* G = (float*)mallocCheck(sizeof(float) * total);
+    for (size_t k = 0; k < total; k++) w8[k] = 0.02f * galore_gaussian(0xF1A8ULL, k);
+    memcpy(wf, w8, sizeof(float) * total); memcpy(wg, w8, sizeof(float) * total);
+    double step1 = 0.0, fp32_all = 0.0, q8_later = 0.0, limerr = 0.0;
+    size_t state_diff = 0, proj_diff = 0;
+    for (int t = 1; t <= S; t++) {
+        // a gradient with a decaying spectrum plus noise (so the SVD's top r are well separated)
+        for (size_t k = 0; k < total; k++) G[k] = galore_gaussian(0x6AD0ULL + (uint64_t)t, k) * (1.0f + 0.5f * (float)((k * 2654435761u) % 7));
+        of.cfg.eps = sqrtf(1.0f - powf(oc.beta2, (float)t)) * eps8;
+        for (int i = 0; i < NP; i++) {
+            size_t off = pt.info[i].offset;
+            optimizer_update(&o8, i, w8 + off, G + off, 0, lr, t);
+            optimizer_update(&of, i, wf + off, G + off, 0, lr, t);
+            optimizer_update(&og, i, wg + off, G + off, 0, lr, t);
+        }
+        for (int i = 0; i < NP; i++) {
+            const TensorLayout* l = &o8.lay[i];
+            size_t off = pt.info[i].offset, n = (size_t)pt.info[i].numel;
+            double e = norm_max_err(w8 + off, wf + off, n);
+            if (t == 1 && !(e <= step1)) step1 = e;
+            if (l->state == STATE_FP32 && !(e <= fp32_all)) fp32_all = e;
+            if (l->proj_numel) proj_diff += memcmp(o8.proj[i], og.proj[i], sizeof(float) * l->proj_numel) != 0;
+            if (l->state == STATE_8BIT) {
+                state_diff += memcmp(o8.qm[i], og.qm[i], (size_t)l->snumel) != 0 || memcmp(o8.qv[i], og.qv[i], (size_t)l->snumel) != 0 ||
+                              memcmp(o8.absmax_m[i], og.absmax_m[i], sizeof(float) * l->nblocks) != 0 ||
+                              memcmp(o8.absmax_v[i], og.absmax_v[i], sizeof(float) * l->nblocks) != 0;
+            } else {
+                state_diff += memcmp(o8.m[i], og.m[i], sizeof(float) * l->snumel) != 0 || memcmp(o8.v[i], og.v[i], sizeof(float) * l->snumel) != 0;
+            }
+            if (l->limiter && l->state == STATE_FP32) {
+                double le = fabs((double)o8.lim[i][0] - of.lim[i][0]) / fabs((double)of.lim[i][0]);
+                if (!(le <= limerr)) limerr = le;
+            }
+        }
+        if (t == 1) { memcpy(w1, w8, sizeof(float) * total); memcpy(w1 + total, wf, sizeof(float) * total); }
+    }
+    // the 8-bit tensors' weight change over steps 2..S, fira8 against fira: normalized max error
+    double cosw = 1.0;
+    for (int i = 0; i < NP; i++) {
+        if (o8.lay[i].state != STATE_8BIT) continue;
+        size_t off = pt.info[i].offset, n = (size_t)pt.info[i].numel;
+        double dot = 0.0, a2 = 0.0, b2 = 0.0, maxd = 0.0, maxr = 0.0;
+        for (size_t k = off; k < off + n; k++) {
+            double a = (double)w8[k] - w1[k], b = (double)wf[k] - w1[total + k];
+            dot += a * b; a2 += a * a; b2 += b * b;
+            if (!(fabs(a - b) <= maxd)) maxd = fabs(a - b);
+            if (fabs(b) > maxr) maxr = fabs(b);
+        }
+        double c = dot / sqrt(a2 * b2), e = maxd / maxr;
+        if (!(c >= cosw)) cosw = c;
+        if (!(e <= q8_later)) q8_later = e;
+    }
+    check(lay_ok, "fira_adamw8bit: layout as fira_adamw's (sides, ranks, full gradient, limiter) with galore_adamw8bit's states (A and E 8-bit, B and d 32-bit)");
+    // the state: the moments never see lr or the residual, and R is the same bits (same G, same
+    // SVD), so the kernel's state after each step must equal galore_adamw8bit's bit for bit
+    check(state_diff == 0 && proj_diff == 0, "fira_adamw8bit: low-rank states (8-bit qm, qv, absmax; 32-bit m, v) and projectors equal galore_adamw8bit's "
+          "bit for bit after each of %d steps on the same gradients (%zu state, %zu projector mismatches)", S, state_diff, proj_diff);
+    // Step 1 reads no quantized state (the zero state dequantizes to exact zeros), so m and v are
+    // fira_adamw's operations in fira_adamw's order (the 8-bit kernel's ((1 - b2) g) g is HF's
+    // left-to-right product), and the direction differs by the kernel's step size ((c1 / c2) c2) / c1
+    // = 1 to 2 roundings; B's and d's 32-bit kernel orders v's product as (1 - b2) (g g): 1 rounding.
+    // Everything after N is the same code (phi, residual, limiter, back-projection), the plain
+    // tensors' step size -lr c2 / c1 in float against HF's in double (2 roundings) and the decay
+    // p (1 - lr wd) against p + (-lr wd) p (2). So a weight moves by a few u of its update plus a few
+    // u of itself: <= 8 u = 4.8e-7 normalized; bound 2e-6 (a wrong scale of N, e.g. the kernel at lr,
+    // moves phi and the low-rank part by O(1); a wrong eps convention by eps / sqrt(v) ~ 1e-7 / 3e-2).
+    check(step1 < 2e-6, "fira_adamw8bit vs fira_adamw (eps_t = c2 eps), step 1 (no quantized state read): normalized max error %.2e (bound 2e-6)", step1);
+    // B and d keep 32-bit states in both, so every step is the step-1 comparison again: the per-step
+    // differences (<= 8 u each, in the moments and so in N, phi, the limiter) add over S = 7 steps:
+    // 7 x 4.8e-7 = 3.4e-6, bound 1e-5 (fp32's); the limiter state, a ratio of norms of S, the same.
+    check(fp32_all < 1e-5, "fira_adamw8bit vs fira_adamw, 32-bit-state tensors B and d over %d steps and 2 refreshes: normalized max error %.2e (bound 1e-5)",
+          S, fp32_all);
+    check(limerr < 1e-5, "fira_adamw8bit vs fira_adamw: B's limiter state over %d steps: max relative error %.2e (bound 1e-5)", S, limerr);
+    // A and E from step 2 read quantized state, where fira_adamw reads exact m, v: rule (Q)'s code
+    // step is the difference, not a rare flip. Each read moves an element of m by <= half the
+    // coarsest code step (the top decade's 0.9 / 64 of the block's absmax: 0.7%) and of v by <= 0.35%;
+    // m's error decays by b1 a step: <= 0.7% x (1 + .9 + ... + .9^5) = 3.3% of absmax_m after 6
+    // reads, v's (b2 ~ 1) <= 2.1% of absmax_v. N = m / sqrt(v) on an element near its block's
+    // absmax moves by <= 3.3% + 2.1% / 2 = 4.4%; on an element with v far below absmax_v its relative
+    // error is larger, but its N is bounded (|m| <= sqrt(v) / sqrt(1 - b2) scale-free by Cauchy-Schwarz
+    // over the window: |N| <= sqrt(t (1 - b1)^2 / (1 - b2)) <= 8.4 at t 7), the same bound for both, so
+    // per element the update's error is <= 2 x its size. Summed: the change of a weight over steps
+    // 2..7 differs by <= 4.4% where the block's largest elements dominate; and the worst element can
+    // differ by its own full change. Bounds: normalized max error of the change <= 0.5 (a wrong
+    // dequantization, a lost refresh or an exploding v-underflow gives >= 1), cosine of the change >= 0.99
+    // (the 4.4% on the dominant elements: cos >= 1 - 0.044^2 / 2 ~ 0.999; margin 10x in 1 - cos).
+    check(q8_later < 0.5 && cosw > 0.99, "fira_adamw8bit vs fira_adamw, 8-bit tensors A and E: weight change over steps 2..%d: normalized max error "
+          "%.2e (bound 0.5), worst cosine %.5f (bound 0.99)", S, q8_later, cosw);
+    optimizer_free(&o8); optimizer_free(&of); optimizer_free(&og);
+    free(w8); free(wf); free(wg); free(w1); free(G); free(pt.info);
+}
+// --- end fira 8-bit ---
+
 // ---- APOLLO against apollo-torch 1.0.3 (dev/ref/make_apollo_reference.py) ----
 #define APOLLO_DIR "dev/ref/apollo"
 
@@ -1843,6 +1984,7 @@ int main(int argc, char** argv) {
         test_golore();
         test_per_layer();
         test_fira_memplan();
+        test_fira8bit();
         printf("%d passed, %d failed\n", n_pass, n_fail);
         return n_fail == 0 ? 0 : 1;
     }
@@ -1867,6 +2009,7 @@ int main(int argc, char** argv) {
     test_fira_unit("unit_scale1.bin", PROJ_REVERSE_STD);
     test_golore();
     test_fira_memplan();
+    test_fira8bit();
     test_apollo_unit("unit_channel.bin");        // APOLLO
     test_apollo_unit("unit_mini.bin");
     test_apollo_unit("unit_tensor_reverse.bin");

@@ -847,7 +847,7 @@ static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
     if (nlow) check(wm < 5e-2, "%s step 1: %d low-rank/fp32 moment tensors vs the CPU, worst normalized max error %.2e (bound 5e-2: bf16 moments, bf16 G P)", kn, nlow, wm);
     if (n8) check(wq < 5e-2, "%s step 1: %d 8-bit states, dequantized m vs the CPU, worst normalized max error %.2e (bound 5e-2: about one map step)", kn, n8, wq);
     check(worst_cos > 0.999, "%s step 1: worst cosine of the moments vs the CPU %.6f (bound 0.999)", kn, worst_cos);
-    if (optim_is_apollo(kind) || kind == OPTIM_FIRA_ADAMW)
+    if (optim_is_apollo(kind) || optim_is_fira(kind))
         check(nlim > 0 && wlim < 5e-2, "%s step 1: %d norm-growth limiter states (device) vs the CPU, worst relative error %.2e (bound 5e-2: "
               "||S|| from bf16 G, projector and moments, as the moments' bound)", kn, nlim, wlim);
     float* gw = (float*)mallocCheck(sizeof(float) * P);
@@ -1453,6 +1453,7 @@ int main(int argc, char** argv) {
     test_optimizer_vs_cpu(OPTIM_ADAM8BIT, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_GALORE_ADAMW8BIT, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_FIRA_ADAMW, gf.attn_fallback); // issue 15: Fira's residual and limiter on the unfused path
+    test_optimizer_vs_cpu(OPTIM_FIRA_ADAMW8BIT, gf.attn_fallback); // Fira on galore_adamw8bit's moments: the unit-lr kernel, then the residual
     test_optimizer_vs_cpu(OPTIM_APOLLO_ADAMW, gf.attn_fallback);     // APOLLO
     test_optimizer_vs_cpu(OPTIM_APOLLO_MINI, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_APOLLO_ADAMW8BIT, gf.attn_fallback);

@@ -621,9 +621,9 @@ static void optimizer_init(Optimizer* o, const ParamTable* pt, const OptimConfig
     o->R = (float*)callocCheck(max_s, sizeof(float));
     o->N = (float*)callocCheck(max_s, sizeof(float));
     o->U = (float*)callocCheck(max_full, sizeof(float));
-    o->phi = (float*)callocCheck(cfg->kind == OPTIM_FIRA_ADAMW ? max_ch : 1, sizeof(float)); // Fira's phi (memplan.h counts it)
+    o->phi = (float*)callocCheck(optim_is_fira(cfg->kind) ? max_ch : 1, sizeof(float)); // Fira's phi (memplan.h counts it)
     // channel_sumsq's results: Fira's of N and R, APOLLO's of G, R and D (max channels each)
-    o->chan = (double*)callocCheck(optim_is_apollo(cfg->kind) || cfg->kind == OPTIM_FIRA_ADAMW ? 3 * max_ch : 1, sizeof(double));
+    o->chan = (double*)callocCheck(optim_is_apollo(cfg->kind) || optim_is_fira(cfg->kind) ? 3 * max_ch : 1, sizeof(double));
 }
 
 static void optimizer_free(Optimizer* o) {
@@ -849,6 +849,19 @@ static void fira_residual(Optimizer* o, int i, const float* G, const float* R, c
     o->lim[i][0] = next;
 }
 // --- end fira ---
+
+// fira_or_galore_apply: W += -step_size U of GaLore matrix i from its direction Nl (srows x scols):
+// U = alpha back(Nl) under galore_adamw, S + alpha back(Nl) under Fira (fira_adamw and
+// fira_adamw8bit; G the full gradient, R its projection). The caller decays after.
+static void fira_or_galore_apply(Optimizer* o, int i, float* p, const float* G, const float* R, const float* Nl, float step_size, int first) {
+    int fira = optim_is_fira(o->cfg.kind);
+    if (fira) fira_residual(o, i, G, R, Nl, first);
+    galore_project_back(o, i, Nl, o->U, fira ? 1.0f : 0.0f);
+    const float* U = o->U;
+    int64_t n = o->lay[i].m * o->lay[i].n;
+    #pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < n; k++) p[k] = p[k] + (-step_size) * U[k];
+}
 // ---- APOLLO (galore.h's APOLLO section has the math) ----
 // apollo_update: one step of APOLLO matrix i from its full gradient G (m x n) at 1-based step t
 static void apollo_update(Optimizer* o, int i, float* p, const float* G, float lr, int64_t t) {
@@ -954,7 +967,7 @@ static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int 
     case OPTIM_GALORE_ADAMW:
     case OPTIM_FIRA_ADAMW: {
         // HF AdamW: step_size = lr sqrt(1 - b2^t) / (1 - b1^t); eps is not bias-corrected
-        float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
+        float step_size = galore_hf_step_size(lr, b1, b2, t);
         float *mm = o->m[i], *vv = o->v[i];
         if (l->side == SIDE_NONE) {
             #pragma omp parallel for schedule(static)
@@ -964,11 +977,7 @@ static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int 
             #pragma omp parallel for schedule(static)
             for (int64_t k = 0; k < l->snumel; k++) Nl[k] = adam_hf_elem(gs[k], &mm[k], &vv[k], b1, b2, eps);
             // Fira: U = S, the residual (g is the full gradient: full_grad), then U += alpha back(N)
-            if (c->kind == OPTIM_FIRA_ADAMW) fira_residual(o, i, g, gs, Nl, first);
-            galore_project_back(o, i, Nl, o->U, c->kind == OPTIM_FIRA_ADAMW ? 1.0f : 0.0f);
-            const float* U = o->U;
-            #pragma omp parallel for schedule(static)
-            for (int64_t k = 0; k < n; k++) p[k] = p[k] + (-step_size) * U[k];
+            fira_or_galore_apply(o, i, p, g, gs, Nl, step_size, first);
         }
         if (wd > 0.0f) {
             float dec = -lr * wd;
@@ -986,16 +995,24 @@ static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int 
             else adam32_update(p, g, o->m[i], o->v[i], n, b1, b2, eps, lr, wd, (int)t);
         } else {
             // galore-torch: the kernel runs on R with a zero "parameter" (decay off); its result
-            // is the low-rank update, projected back, scaled, added; then the decay
+            // is the low-rank update, projected back, scaled, added; then the decay. The 8-bit
+            // Fira runs it at the unit lr (galore.h: its result is the direction N) and takes
+            // fira_adamw's residual and HF step size from there
+            int fira = optim_is_fira(c->kind);
+            float klr = fira ? fira8_unit_lr(b1, b2, t) : lr;
             float* Z = o->N;
             memset(Z, 0, sizeof(float) * (size_t)l->snumel);
             if (l->state == STATE_8BIT)
-                adam8bit_update(Z, gs, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], l->snumel, o->map_m, o->map_v, b1, b2, eps, lr, 0.0f, (int)t);
-            else adam32_update(Z, gs, o->m[i], o->v[i], l->snumel, b1, b2, eps, lr, 0.0f, (int)t);
-            galore_project_back(o, i, Z, o->U, 0.0f);
-            const float* U = o->U;
-            #pragma omp parallel for schedule(static)
-            for (int64_t k = 0; k < n; k++) p[k] = p[k] + U[k];
+                adam8bit_update(Z, gs, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], l->snumel, o->map_m, o->map_v, b1, b2, eps, klr, 0.0f, (int)t);
+            else adam32_update(Z, gs, o->m[i], o->v[i], l->snumel, b1, b2, eps, klr, 0.0f, (int)t);
+            if (fira) {
+                fira_or_galore_apply(o, i, p, g, gs, Z, galore_hf_step_size(lr, b1, b2, t), first);
+            } else {
+                galore_project_back(o, i, Z, o->U, 0.0f);
+                const float* U = o->U;
+                #pragma omp parallel for schedule(static)
+                for (int64_t k = 0; k < n; k++) p[k] = p[k] + U[k];
+            }
             if (wd > 0.0f) {
                 float dec = -lr * wd;
                 #pragma omp parallel for schedule(static)

@@ -536,7 +536,7 @@ static void gpu_optim_init(GpuOptim* o, GpuLlama* m, const OptimConfig* cfg, cub
     o->gl.projector = cfg->projector; o->gl.run_seed = cfg->seed; // --proj random (GoLore)
     for (int i = 0; i < o->n; i++) {
         const TensorLayout* l = &o->lay[i];
-        if (cfg->kind == OPTIM_FIRA_ADAMW && l->side != SIDE_NONE && !fira_gpu_scratch_fits(&o->gl, l))
+        if (optim_is_fira(cfg->kind) && l->side != SIDE_NONE && !fira_gpu_scratch_fits(&o->gl, l))
             die("internal: Fira tensor %d (%lld x %lld) too small for its channel sums in the scratch", i, (long long)l->m, (long long)l->n);
         if (!l->full_grad || !optim_is_apollo(cfg->kind)) continue; // APOLLO's matrices
         // the sums' lengths (rows or columns of G and of R, D; tensor-wise: rows, summed on the host)
@@ -789,7 +789,7 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
     // alpha N P) wherever the weights are bf16 rounded to nearest; fp32 masters and stochastic
     // rounding take the unfused path (fp32 U, galore_apply), as does a test setting gl->unfused
     // (Fira's residual needs the fp32 U and the projector Pf: always unfused)
-    int fused = l->side != SIDE_NONE && !m->master && !sr && !gl->unfused && c->kind != OPTIM_FIRA_ADAMW;
+    int fused = l->side != SIDE_NONE && !m->master && !sr && !gl->unfused && !optim_is_fira(c->kind);
     int first = !o->has_proj[i]; // the tensor's first update (Fira's limiter stores its first norm)
     floatX* Nb = (floatX*)gl->N; // the fused path's bf16 N (snumel), in gl->N's first half
     if (l->side != SIDE_NONE) {
@@ -828,7 +828,7 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
     case OPTIM_GALORE_ADAMW:
     case OPTIM_FIRA_ADAMW: {
         // HF AdamW: step_size = lr sqrt(1 - b2^t) / (1 - b1^t); eps is not bias-corrected; decay after
-        float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
+        float step_size = galore_hf_step_size(lr, b1, b2, t);
         int decay_on = wd > 0.0f;
         float dec = -lr * wd;
         if (l->side == SIDE_NONE) {
@@ -844,7 +844,7 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
             if (o->mom_f32) galore_hf_lowrank<float>(gl->N, gl->R, (float*)o->m[i], (float*)o->v[i], (size_t)l->snumel, b1, b2, eps, 0, seed, s, skip);
             else galore_hf_lowrank<floatX>(gl->N, gl->R, (floatX*)o->m[i], (floatX*)o->v[i], (size_t)l->snumel, b1, b2, eps, sr, seed, s, skip);
             // Fira: A = S, the residual (g is the full gradient: full_grad), then A += alpha back(N)
-            int fira = c->kind == OPTIM_FIRA_ADAMW;
+            int fira = optim_is_fira(c->kind);
             if (fira) fira_gpu_residual(gl, l, g, gscale, c->scale, o->lim[i], first, tr->d_part, tr->d_lim, skip);
             galore_gpu_project_back(gl, l, gl->N, gl->Pf, gl->A, c->scale, fira ? 1.0f : 0.0f);
             if (m->master) galore_apply<float>(pm, pb, gl->A, n, -step_size, decay_on, dec, 0, seed, s, skip);
@@ -874,16 +874,22 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
             galore_gpu_update_fused(&tr->mm_upd, l, pb, Nb, o->proj[i], alpha, beta, skip, tr->d_ab, s);
         } else {
             // galore-torch: the kernel runs on R with a zero "parameter" (decay off); its result is
-            // the low-rank update, projected back, scaled, added; then the decay
+            // the low-rank update, projected back, scaled, added; then the decay. The 8-bit Fira
+            // runs it at the unit lr (galore.h: its result is the direction N, in gl->N as
+            // fira_gpu_residual reads it), then fira_adamw's residual and HF step size (the CPU's)
+            int fira = optim_is_fira(c->kind);
+            float klr = fira ? fira8_unit_lr(b1, b2, t) : lr;
             float* Z = gl->N;
             size_t sn = (size_t)l->snumel;
             cudaCheck(cudaMemsetAsync(Z, 0, sizeof(float) * sn, s));
             if (l->state == STATE_8BIT)
-                adam8bit_update_gpu<float, float>(Z, NULL, gl->R, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], sn, o->maps, b1, b2, eps, lr, 0.0f, (int)t, 1.0f, 0, 0u, s, skip);
-            else adam32_update_gpu<float, float>(Z, NULL, gl->R, (float*)o->m[i], (float*)o->v[i], sn, b1, b2, eps, lr, 0.0f, (int)t, 1.0f, 0, 0u, s, skip);
-            galore_gpu_project_back(gl, l, Z, gl->Pf, gl->A, c->scale, 0.0f);
-            if (m->master) galore_apply<float>(pm, pb, gl->A, n, 1.0f, wd > 0.0f, -lr * wd, 0, seed, s, skip);
-            else galore_apply<floatX>(pb, NULL, gl->A, n, 1.0f, wd > 0.0f, -lr * wd, sr, seed, s, skip);
+                adam8bit_update_gpu<float, float>(Z, NULL, gl->R, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], sn, o->maps, b1, b2, eps, klr, 0.0f, (int)t, 1.0f, 0, 0u, s, skip);
+            else adam32_update_gpu<float, float>(Z, NULL, gl->R, (float*)o->m[i], (float*)o->v[i], sn, b1, b2, eps, klr, 0.0f, (int)t, 1.0f, 0, 0u, s, skip);
+            if (fira) fira_gpu_residual(gl, l, g, gscale, c->scale, o->lim[i], first, tr->d_part, tr->d_lim, skip);
+            galore_gpu_project_back(gl, l, Z, gl->Pf, gl->A, c->scale, fira ? 1.0f : 0.0f);
+            float neg_step = fira ? -galore_hf_step_size(lr, b1, b2, t) : 1.0f;
+            if (m->master) galore_apply<float>(pm, pb, gl->A, n, neg_step, wd > 0.0f, -lr * wd, 0, seed, s, skip);
+            else galore_apply<floatX>(pb, NULL, gl->A, n, neg_step, wd > 0.0f, -lr * wd, sr, seed, s, skip);
         }
         break;
     }

@@ -195,6 +195,15 @@ expect_error "fira with a left side keeping every column" "fira_adamw: the .* ke
 out=$("$bin" "${quick[@]}" --warmup 0 --optimizer fira_adamw --rank 16 --proj random 2>&1)
 grep -q "random orthonormal basis (GoLore, --proj random, seed 42) for 28 matrices .*fira: norm-scaled residual" <<<"$out" && grep -q "^done: 1 steps" <<<"$out" \
     && ok "fira_adamw --proj random runs and says so: $(grep -m1 '^galore:' <<<"$out" | cut -c1-100)..." || bad "fira_adamw --proj random: $out"
+# fira_adamw8bit: the banner names the 8-bit moments, the plan has 8-bit rows beside the limiter, and the
+# left-side refusal names the optimizer given
+expect_error "fira_adamw8bit with a left side keeping every column" "fira_adamw8bit: the .* keeps all .* columns on the left side" \
+    --optimizer fira_adamw8bit --proj-type left --rank 100000 --steps 1 --batch 2 --seq 16 --val ""
+out=$("$bin" "${quick[@]}" --warmup 0 --optimizer fira_adamw8bit --rank 64 2>&1)
+plan=$("$bin" "${quick[@]}" --optimizer fira_adamw8bit --rank 64 --memory-plan 1 2>&1)
+grep -q "optimizer fira_adamw8bit (eps 1e-08" <<<"$out" && grep -q "fira: norm-scaled residual, .*8-bit low-rank moments" <<<"$out" \
+    && grep -q "^done: 1 steps" <<<"$out" && grep -q "8-bit moments (m, v) *0.0054 GiB" <<<"$plan" && grep -q "Fira limiter state" <<<"$plan" \
+    && ok "fira_adamw8bit: banner (eps 1e-8, 8-bit low-rank moments) and plan rows (8-bit moments, limiter)" || bad "fira_adamw8bit banner/plan: $out $plan"
 
 # --out guard: a fresh run into a folder holding a run is refused, the run left as it was;
 # --resume 1 past its end has nothing to do and writes nothing (seen: a fresh run into an old out/

@@ -87,6 +87,10 @@ resume_case apollo8bit_perlayer_accum_resume --optimizer apollo_adamw8bit --rank
 # Fira (the limiter's per-tensor state, limiter.N) and GoLore (the projectors from (seed, tensor, round))
 resume_case fira_perlayer_accum_resume --optimizer fira_adamw --rank 8 --per-layer 1 --grad-accum 2
 resume_case golore8bit_perlayer_resume --optimizer galore_adamw8bit --proj random --rank 8 --per-layer 1
+# Fira with 8-bit low-rank moments: the 8-bit states (qm, qv, absmax) and the limiter together; rank 48 keeps
+# the 48 x 48 attention matrices' R at 2304 < 4096 elements (the 32-bit kernel) and puts the MLP's 96 x 48 = 4608 on the 8-bit one
+resume_case fira8bit_perlayer_accum_resume --optimizer fira_adamw8bit --rank 48 --per-layer 1 --grad-accum 2
+resume_case fira8bit_accum_resume --optimizer fira_adamw8bit --rank 48 --grad-accum 2
 
 # a corrupt state file is refused with one line naming it, and so are changed settings (--steps 41:
 # a resume at --steps has nothing to do and reads nothing)
