@@ -75,13 +75,18 @@ case_dp "apollo_mini --per-layer --grad-accum 2" 1e-5 --optimizer apollo_mini --
 #   vector's two largest entries into a sign flip of that direction (galore_sign_fix); the runs'
 #   loss curves then separate by a fraction of what the steps move the loss (it falls ~20% over
 #   these 8 steps, 2.5% a step on average): bound 1e-2. What catches a broken reduction is the two checks above.
-d8=(--batch 8 "${common[@]}" --optimizer galore_adamw8bit --rank 16 --update-proj-gap 3 --grad-clip 0 --lr 0.01 --save-every 1 --keep 0)
-if "$bin" "${d8[@]}" --out "$tmp/o8" --log "$tmp/one.jsonl" > "$tmp/one.txt" 2>&1 &&
-   mpi 2 "$bin" "${d8[@]}" --batch 4 --out "$tmp/t8" --log "$tmp/two.jsonl" > "$tmp/two.txt" 2>&1; then
-    compare_codes "galore_adamw8bit, low-rank all-reduce: codes after step 1" "$tmp/o8/ckpt_00000001/state.bin" "$tmp/t8/ckpt_00000001/state.bin" 1e-3
-    compare_losses "galore_adamw8bit, low-rank all-reduce: losses" "$tmp/one.jsonl" "$tmp/two.jsonl" 1e-2 2 1e-5
-else bad "galore_adamw8bit: a run failed: $(tail -2 "$tmp/one.txt" "$tmp/two.txt")"; fi
-rm -rf "$tmp/o8" "$tmp/t8"
+# The same for fira_adamw8bit (galore_adamw8bit's 8-bit moments plus Fira's residual, which is fp32
+# and all-reduced in full: the codes see the same gradient as in the GaLore case).
+for opt8 in "galore_adamw8bit|low-rank all-reduce" "fira_adamw8bit|full all-reduce"; do
+    IFS='|' read -r o8 how <<< "$opt8"
+    d8=(--batch 8 "${common[@]}" --optimizer "$o8" --rank 16 --update-proj-gap 3 --grad-clip 0 --lr 0.01 --save-every 1 --keep 0)
+    if "$bin" "${d8[@]}" --out "$tmp/o8" --log "$tmp/one.jsonl" > "$tmp/one.txt" 2>&1 &&
+       mpi 2 "$bin" "${d8[@]}" --batch 4 --out "$tmp/t8" --log "$tmp/two.jsonl" > "$tmp/two.txt" 2>&1; then
+        compare_codes "$o8, $how: codes after step 1" "$tmp/o8/ckpt_00000001/state.bin" "$tmp/t8/ckpt_00000001/state.bin" 1e-3
+        compare_losses "$o8, $how: losses" "$tmp/one.jsonl" "$tmp/two.jsonl" 1e-2 2 1e-5
+    else bad "$o8: a run failed: $(tail -2 "$tmp/one.txt" "$tmp/two.txt")"; fi
+    rm -rf "$tmp/o8" "$tmp/t8"
+done
 
 # one rank under mpirun takes the data-parallel code path (low-rank R all-reduced as a separate
 # buffer, the update from R) with an all-reduce that is the identity: the same arithmetic as the
