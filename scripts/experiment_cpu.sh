@@ -7,8 +7,10 @@
 #   scripts/experiment_cpu.sh sweep      # only the short full-rank lr sweep
 #   scripts/experiment_cpu.sh main       # only the main runs (APOLLO's included)
 #   scripts/experiment_cpu.sh apollo     # only the APOLLO runs
+#   scripts/experiment_cpu.sh fira8      # only the fira_adamw8bit run
 #   scripts/experiment_cpu.sh plot       # only docs/experiment_cpu.png + the table
 #   scripts/experiment_cpu.sh plan7b     # only the llama_7b memory plan table of every optimizer
+#   scripts/experiment_cpu.sh bench      # only the tokens/s of every optimizer (interleaved, vs adamw)
 #
 # Settings carried over from the paper's 60M run (scripts/run_llama60m_*.sh), relative to width:
 #   rank 128 at hidden 512 -> rank 64 at hidden 256; alpha 0.25; T (update-proj-gap) 200;
@@ -61,6 +63,9 @@ if [ "$PHASE" = all ] || [ "$PHASE" = sweep ]; then
         tiny_run "sweep_adamw_lr$lr" "$X_SWEEP_STEPS" --optimizer adamw --lr "$lr" || exit 1
     done
 fi
+if [ "$PHASE" = fira8 ]; then
+    tiny_run tiny_fira_adamw8bit "$X_STEPS" --optimizer fira_adamw8bit --lr 0.01 "${GALORE[@]}" || exit 1
+fi
 if [ "$PHASE" = all ] || [ "$PHASE" = main ]; then
     tiny_run tiny_adamw_lr0.001 "$X_STEPS" --optimizer adamw --lr 0.001 || exit 1
     tiny_run tiny_galore_adamw "$X_STEPS" --optimizer galore_adamw --lr 0.01 "${GALORE[@]}" || exit 1
@@ -68,6 +73,7 @@ if [ "$PHASE" = all ] || [ "$PHASE" = main ]; then
     # issue 15: Fira and GoLore on the same tokens, GaLore's settings
     tiny_run tiny_fira_adamw "$X_STEPS" --optimizer fira_adamw --lr 0.01 "${GALORE[@]}" || exit 1
     tiny_run tiny_golore_adamw "$X_STEPS" --optimizer galore_adamw --proj random --lr 0.01 "${GALORE[@]}" || exit 1
+    tiny_run tiny_fira_adamw8bit "$X_STEPS" --optimizer fira_adamw8bit --lr 0.01 "${GALORE[@]}" || exit 1
     if [ "$FULL_LR_TUNED" != 0.001 ]; then
         tiny_run "tiny_adamw_lr$FULL_LR_TUNED" "$X_STEPS" --optimizer adamw --lr "$FULL_LR_TUNED" || exit 1
     fi
@@ -83,7 +89,7 @@ fi
 # the llama_7b memory plan of every optimizer at 1 x 256 with per-layer updates (no training:
 # --memory-plan json of the CPU binary prints both engines' plans), as one markdown table
 PLAN7B=("adamw|-|" "adam8bit|-|" "galore_adamw|1024|" "galore_adamw8bit|1024|"
-        "galore_adamw|1024|--proj random" "galore_adamw8bit|1024|--proj random" "fira_adamw|1024|"
+        "galore_adamw|1024|--proj random" "galore_adamw8bit|1024|--proj random" "fira_adamw|1024|" "fira_adamw8bit|1024|"
         "apollo_adamw|256|" "apollo_adamw8bit|256|" "apollo_mini|1|")
 if [ "$PHASE" = plan7b ]; then
     echo "| optimizer | rank | CPU (fp32) weights + state | CPU total | GPU (bf16) weights + state | GPU total |"
@@ -103,11 +109,51 @@ print("| `%s` | %s | %s | %s | %s | %s |" % (name, rank, gib(cpu["state_bytes"])
 ' "$opt${extra:+ $extra}" "$rank" || exit 1
     done
 fi
+# throughput of every optimizer of the tables, measured apart from the runs (which may share the
+# machine): BENCH_STEPS steps each on the same tokens, BENCH_ROUNDS rounds with the optimizers
+# interleaved, the median step of each (the first 5 left out: SVD, warmup), and its ratio to adamw
+# in the same round, so a busy machine slows both sides of a ratio alike
+BENCH=("adamw|--lr 0.001" "galore_adamw|--lr 0.01 ${GALORE[*]}" "galore_adamw8bit|--lr 0.01 ${GALORE[*]}"
+       "fira_adamw|--lr 0.01 ${GALORE[*]}" "fira_adamw8bit|--lr 0.01 ${GALORE[*]}"
+       "galore_adamw|--lr 0.01 --proj random ${GALORE[*]}" "apollo_adamw|--lr 0.01 --rank 64 ${APOLLO[*]}"
+       "apollo_adamw8bit|--lr 0.01 --rank 64 ${APOLLO[*]}" "apollo_mini|--lr 0.01 ${APOLLO[*]}")
+if [ "$PHASE" = bench ]; then
+    BENCH_STEPS="${BENCH_STEPS:-30}"; BENCH_ROUNDS="${BENCH_ROUNDS:-2}"
+    mkdir -p "$OUT/bench" || exit 1
+    for round in $(seq "$BENCH_ROUNDS"); do
+        for k in "${!BENCH[@]}"; do
+            IFS='|' read -r opt flags <<< "${BENCH[$k]}"
+            # shellcheck disable=SC2086 # flags holds flags
+            "$OUT/train_llama" --model llama_tiny --optimizer "$opt" $flags --steps "$BENCH_STEPS" --warmup 3 --batch 16 --seq 128 \
+                --seed 42 --grad-clip 0 --threads 0 --val "" --out "" --sample-len 0 --print-every 1000 \
+                --log "$OUT/bench/r${round}_$k.jsonl" > "$OUT/bench/r${round}_$k.out" 2>&1 || { tail -2 "$OUT/bench/r${round}_$k.out"; exit 1; }
+        done
+    done
+    "${PYTHON:-python3}" - "$OUT/bench" "$BENCH_ROUNDS" "${BENCH[@]}" <<'PY'
+import json, statistics, sys
+d, rounds, specs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def median_tps(path):
+    steps = [json.loads(l) for l in open(path) if '"tokens_per_s"' in l]
+    return statistics.median(s["tokens_per_s"] for s in steps[5:])
+tps = [[median_tps("%s/r%d_%d.jsonl" % (d, r, k)) for k in range(len(specs))] for r in range(1, rounds + 1)]
+print("| optimizer | tokens/s (median of rounds) | vs adamw (same round; min - max) |")
+print("|---|---|---|")
+for k, spec in enumerate(specs):
+    opt, flags = spec.split("|", 1)
+    name = opt + (" --proj random" if "--proj random" in flags else "")
+    ratios = [tps[r][k] / tps[r][0] for r in range(rounds)]
+    print("| `%s` | %.0f | %.2f (%.2f - %.2f) |" % (name, statistics.median(t[k] for t in tps), statistics.median(ratios), min(ratios), max(ratios)))
+PY
+fi
 if [ "$PHASE" = all ] || [ "$PHASE" = plot ]; then
     mkdir -p docs
-    runs=("$OUT"/tiny_*)
+    runs=("$OUT"/tiny_adamw_lr* "$OUT"/tiny_galore_adamw "$OUT"/tiny_galore_adamw8bit)
     "${PYTHON:-python3}" dev/plot_runs.py --x tokens --out docs/experiment_cpu.png \
         --title "llama_tiny on tinytext, 2 CPU cores: full-rank AdamW vs GaLore (rank 64, T 200, alpha 0.25)" "${runs[@]}"
+    # issue 15: GaLore's successors beside full rank and GaLore
+    runs=("$OUT"/tiny_adamw_lr0.001 "$OUT"/tiny_galore_adamw "$OUT"/tiny_fira_adamw* "$OUT"/tiny_golore_adamw "$OUT"/tiny_apollo_*)
+    "${PYTHON:-python3}" dev/plot_runs.py --x tokens --out docs/experiment_cpu_issue15.png \
+        --title "llama_tiny on tinytext, 2 CPU cores: GaLore's successors (Fira, GoLore, APOLLO, APOLLO-Mini; 8-bit forms)" "${runs[@]}"
     echo "sweep:"
     "${PYTHON:-python3}" dev/plot_runs.py --no-plot "$OUT"/sweep_*
 fi
