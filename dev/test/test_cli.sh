@@ -202,7 +202,7 @@ expect_error "fira_adamw8bit with a left side keeping every column" "fira_adamw8
 out=$("$bin" "${quick[@]}" --warmup 0 --optimizer fira_adamw8bit --rank 64 2>&1)
 plan=$("$bin" "${quick[@]}" --optimizer fira_adamw8bit --rank 64 --memory-plan 1 2>&1)
 grep -q "optimizer fira_adamw8bit (eps 1e-08" <<<"$out" && grep -q "fira: norm-scaled residual, .*8-bit low-rank moments" <<<"$out" \
-    && grep -q "^done: 1 steps" <<<"$out" && grep -q "8-bit moments (m, v) *0.0054 GiB" <<<"$plan" && grep -q "Fira limiter state" <<<"$plan" \
+    && grep -q "^done: 1 steps" <<<"$out" && grep -q "8-bit moments (m, v) *0.0054 GiB" <<<"$plan" && grep -q "norm-growth limiter state" <<<"$plan" \
     && ok "fira_adamw8bit: banner (eps 1e-8, 8-bit low-rank moments) and plan rows (8-bit moments, limiter)" || bad "fira_adamw8bit banner/plan: $out $plan"
 
 # --out guard: a fresh run into a folder holding a run is refused, the run left as it was;
