@@ -68,6 +68,7 @@ from apollo_torch import APOLLOAdamW  # noqa: E402
 from apollo_torch import random_projector  # noqa: E402
 
 from refio import flat, track_refresh, unit_header, write_unit  # noqa: E402
+from refio import read_unit as refio_read_unit  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "apollo")
@@ -239,45 +240,13 @@ def run_unit(fname, rank, scale_type, scale, proj_type, kind):
 
 
 def read_unit(path, dtype):
-    """parse a unit*.bin file (layout in the header comment): the header fields, the initial
-    params p, per step (grads, params, limiter), the projectors of each refresh, as dtype"""
-    raw = open(path, "rb").read()
-    h = np.frombuffer(raw, "<i4", 256)
-    hf = np.frombuffer(raw, "<f4", 256)
-    npar, s_, r, gap, nr, ng, tw = [int(x) for x in (h[2], h[3], h[4], h[5], h[7], h[8], h[12])]
-    side = h[9:9 + ng]
-    off = 1024
-    dims = np.frombuffer(raw, "<i4", npar * 3, off).reshape(npar, 3)
-    off += npar * 12
-    sizes = [int(d[1] * d[2]) for d in dims]
-
-    def take(k):
-        nonlocal off
-        a = np.frombuffer(raw, "<f4", k, off).astype(dtype)
-        off += 4 * k
-        return a
-
-    def split(a):
-        out, o = [], 0
-        for d, sz in zip(dims, sizes):
-            out.append(a[o:o + sz].reshape(d[1], d[2]))
-            o += sz
-        return out
-
-    N = sum(sizes)
-    p = split(take(N))
-    steps = [(split(take(N)), split(take(N)), take(ng)) for _ in range(s_)]
-    projs = []
-    for _ in range(nr):
-        lst = []
-        for i in range(ng):
-            m, n = dims[i][1], dims[i][2]
-            shape = (r, n) if side[i] == 0 else (m, r)
-            lst.append(take(shape[0] * shape[1]).reshape(shape))
-        projs.append(lst)
-    # the final moments: R is m x r (right) or r x n (left)
-    take(sum(2 * (int(dims[i][1]) * r if side[i] == 0 else r * int(dims[i][2])) for i in range(ng)))
-    assert off == len(raw), "trailing bytes"
+    """parse a unit*.bin file (refio's layout): the header fields, the initial params p, per step
+    (grads, params, limiter), the projectors of each refresh, as dtype; the trailing final
+    moments (R's shape, m x r right or r x n left, twice per tensor) are checked for size only"""
+    h, hf, dims, side, p, steps, projs, rest = refio_read_unit(path, dtype, step_limiters=True)
+    npar, s_, r, gap, ng, tw = [int(x) for x in (h[2], h[3], h[4], h[5], h[8], h[12])]
+    moments = sum(2 * (int(dims[i][1]) * r if side[i] == 0 else r * int(dims[i][2])) for i in range(ng))
+    assert rest.size == moments, "trailing bytes"
     hp = [float(x) for x in hf[16:22]]
     return npar, s_, r, gap, ng, tw, side, hp, p, steps, projs
 

@@ -110,6 +110,7 @@ import galore_torch  # noqa: E402
 from galore_torch import GaLoreAdamW, GaLoreAdamW8bit  # noqa: E402
 
 from refio import fbits, flat, track_refresh, unit_header, write_unit  # noqa: E402
+from refio import read_unit as refio_read_unit  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "galore")
@@ -228,47 +229,13 @@ def run_unit(proj_type, fname):
 
 
 def read_unit(path, dtype):
-    """Parse a unit*.bin file (layout in the header comment) into its header fields, the
+    """Parse a unit*.bin file (refio's layout; no trailing arrays) into its header fields, the
     initial params p, per-step gradients gs and params ps, and the projectors of each refresh,
     as arrays of dtype."""
-    raw = open(path, "rb").read()
-    h = np.frombuffer(raw, "<i4", 256)
-    hf = np.frombuffer(raw, "<f4", 256)
+    h, hf, dims, side, p, steps, projs, rest = refio_read_unit(path, dtype)
+    assert rest.size == 0, "trailing bytes"
     npar, S, r, gap, nr, ng = [int(x) for x in (h[2], h[3], h[4], h[5], h[7], h[8])]
-    side = h[9:9 + ng]
-    off = 1024
-    dims = np.frombuffer(raw, "<i4", npar * 3, off).reshape(npar, 3)
-    off += npar * 12
-    sizes = [int(d[1] * d[2]) for d in dims]
-    N = sum(sizes)
-
-    def take(k):
-        nonlocal off
-        a = np.frombuffer(raw, "<f4", k, off).astype(dtype)
-        off += 4 * k
-        return a
-
-    def split(a):
-        out, o = [], 0
-        for d, sz in zip(dims, sizes):
-            out.append(a[o:o + sz].reshape(d[1], d[2]))
-            o += sz
-        return out
-
-    p = split(take(N))
-    gs, ps = [], []
-    for _ in range(S):
-        gs.append(split(take(N)))
-        ps.append(split(take(N)))
-    projs = []
-    for _ in range(nr):
-        lst = []
-        for i in range(ng):
-            m, n = dims[i][1], dims[i][2]
-            shape = (r, n) if side[i] == 0 else (m, r)
-            lst.append(take(shape[0] * shape[1]).reshape(shape))
-        projs.append(lst)
-    assert off == len(raw), "trailing bytes"
+    gs, ps = [st[0] for st in steps], [st[1] for st in steps]
     return h, hf, npar, S, r, gap, nr, ng, side, dims, p, gs, ps, projs
 
 

@@ -1,4 +1,4 @@
-"""Shared writer for the unit reference files (dev/ref/{galore,apollo,fira}/unit*.bin) that
+"""Shared writer and reader for the unit reference files (dev/ref/{galore,apollo,fira}/unit*.bin) that
 make_galore_reference.py, make_apollo_reference.py and make_fira_reference.py produce, so the
 layout the C readers (test_llama.c unit_* helpers) parse is written in one place:
 
@@ -68,3 +68,49 @@ def track_refresh(opt, gparams, last, s, refresh_steps, projs):
         refresh_steps.append(s)
         projs.append([c.detach().clone() for c in cur])
     return cur
+
+
+def read_unit(path, dtype, step_limiters=False):
+    """parse a unit*.bin file (the layout above) into (h, hf, dims, side, p0, steps, projs, rest):
+    h / hf the header as int32 / float32 words, dims (n, 3), side the ng sides, p0 and each
+    step's arrays split per tensor into (rows, cols) arrays of dtype (a step: (grads, params), or
+    with step_limiters (grads, params, the ng limiter states)), projs per refresh the ng
+    projectors ((r, n) right, (m, r) left), rest the trailing float32 values as dtype (their
+    layout is the generator's)"""
+    raw = open(path, "rb").read()
+    h = np.frombuffer(raw, "<i4", 256)
+    hf = np.frombuffer(raw, "<f4", 256)
+    npar, steps_n, r, nr, ng = [int(x) for x in (h[2], h[3], h[4], h[7], h[8])]
+    side = h[9:9 + ng]
+    off = 1024
+    dims = np.frombuffer(raw, "<i4", npar * 3, off).reshape(npar, 3)
+    off += npar * 12
+    sizes = [int(d[1] * d[2]) for d in dims]
+
+    def take(k):
+        nonlocal off
+        a = np.frombuffer(raw, "<f4", k, off).astype(dtype)
+        off += 4 * k
+        return a
+
+    def split(a):
+        out, o = [], 0
+        for d, sz in zip(dims, sizes):
+            out.append(a[o:o + sz].reshape(d[1], d[2]))
+            o += sz
+        return out
+
+    N = sum(sizes)
+    p0 = split(take(N))
+    steps = [(split(take(N)), split(take(N))) + ((take(ng),) if step_limiters else ()) for _ in range(steps_n)]
+    projs = []
+    for _ in range(nr):
+        lst = []
+        for i in range(ng):
+            m, n = dims[i][1], dims[i][2]
+            shape = (r, n) if side[i] == 0 else (m, r)
+            lst.append(take(shape[0] * shape[1]).reshape(shape))
+        projs.append(lst)
+    assert (len(raw) - off) % 4 == 0, "a partial float at the end"
+    rest = take((len(raw) - off) // 4)
+    return h, hf, dims, side, p0, steps, projs, rest
