@@ -711,40 +711,29 @@ __global__ void fira_limit_kernel(const float* part, float* lim_state, int first
     *d_lim = fira_limiter((float)sqrt(ss), *lim_state, first, &next);
     *lim_state = next;
 }
-// apollo_scale: the factors sc (nch floats) from the channel sums of G, R and D (dsum: nG, nR, nR
-// doubles; tensor-wise: the row sums, added in order as the CPU adds them) and the limiter
-// (galore.h's apollo_factor, apollo_limiter: the CPU's apollo_update). ds2 scales D's sums (the
-// 8-bit kind's kernel result, apollo_dir_scale squared). *lim_state: the matrix's limiter state
-// (device); *d_lim gets the divisor. A skipped update changes nothing. Channel-wise, a thread per
-// channel computes its factor and its term f^2 ssG_c of ||S||^2 (into D's slot, consumed), then
-// one thread adds the terms in channel order (the CPU's order): a 7B matrix has up to 11008
-// channels, too many for one thread's divisions and square roots.
-// __dmul_rn, __dadd_rn: no fused multiply-add, so ||S||^2 has the CPU's roundings
+// apollo_scale: the factors sc (nch floats) and the limiter of one APOLLO matrix from its channel
+// sums dsum (galore.h's apollo_factors: G's nG, R's and D's nR each; ds2 scales D's sums, the
+// 8-bit kind's apollo_dir_scale squared) and the limiter (apollo_limiter): the CPU's apollo_update.
+// *lim_state: the matrix's limiter state (device); *d_lim gets the divisor. A skipped update
+// changes nothing. Channel-wise, a thread per channel runs apollo_channel (its factor, and its term
+// of ||S||^2 into D's slot, consumed), then one thread adds the terms in channel order, as
+// apollo_factors does: a 7B matrix has up to 11008 channels, too many for one thread's divisions
+// and square roots. Tensor-wise (one channel) one thread runs apollo_factors itself.
 __global__ void apollo_factors_kernel(float* sc, double* dsum, int64_t nch, double ds2, const int* skip) {
     if (update_skipped(skip)) return;
     const double *hG = dsum, *hR = dsum + nch;
     double* hD = dsum + 2 * nch;
-    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < nch; c += (int64_t)gridDim.x * blockDim.x) {
-        float f = apollo_factor(__dmul_rn(hD[c], ds2), hR[c]);
-        sc[c] = f;
-        hD[c] = __dmul_rn(__dmul_rn((double)f, (double)f), hG[c]); // the same thread read hD[c] above
-    }
+    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < nch; c += (int64_t)gridDim.x * blockDim.x)
+        sc[c] = apollo_channel(hG[c], hR[c], hD[c], ds2, &hD[c]); // hD[c] is read (by value) before the term replaces it
 }
-__global__ void apollo_limit_kernel(float* sc, const double* dsum, int64_t nG, int64_t nR, int64_t nch, int tw, double ds2, float* lim_state,
+__global__ void apollo_limit_kernel(float* sc, double* dsum, int64_t nG, int64_t nR, int64_t nch, int tw, double ds2, float* lim_state,
                                     int first, float* d_lim, const int* skip) {
     if (update_skipped(skip)) return;
     double ssS = 0.0;
-    if (tw) { // one channel: the row sums added in order, then its factor
-        const double *hG = dsum, *hR = dsum + nG, *hD = dsum + nG + nR;
-        double sg = 0.0, sr = 0.0, sd = 0.0;
-        for (int64_t k = 0; k < nG; k++) sg += hG[k];
-        for (int64_t k = 0; k < nR; k++) { sr += hR[k]; sd += hD[k]; }
-        float f = apollo_factor(sd * ds2, sr);
-        sc[0] = f;
-        ssS = __dmul_rn(__dmul_rn((double)f, (double)f), sg);
-    } else {
+    if (tw) ssS = apollo_factors(sc, dsum, nG, nR, 1, 1, ds2);
+    else {
         const double* term = dsum + 2 * nch; // apollo_factors_kernel's terms
-        for (int64_t ch = 0; ch < nch; ch++) ssS = __dadd_rn(ssS, term[ch]);
+        for (int64_t ch = 0; ch < nch; ch++) ssS = GALORE_DADD(ssS, term[ch]);
     }
     *d_lim = apollo_limiter((float)sqrt(ssS), lim_state, first);
 }
@@ -767,7 +756,7 @@ static void apollo_scale(float* sc, double* dsum, int64_t nG, int64_t nR, int64_
 // device (fira_limit_kernel), U /= lim read by pointer: no host round trip.
 __global__ void fira_phi_kernel(float* phi, const double* ssN, const double* ssR, int64_t nch) {
     for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < nch; c += (int64_t)gridDim.x * blockDim.x)
-        phi[c] = GALORE_DIV((float)sqrt(ssN[c]), (float)sqrt(ssR[c]) + FIRA_NORM_EPS);
+        phi[c] = channel_norm_ratio(ssN[c], ssR[c]);
 }
 // U (m, n) = phi (x) (gscale G - U); G bf16 row-major, the channel a column (cols) or a row
 __global__ void fira_residual_kernel(float* U, const floatX* G, const float* phi, int64_t M, int64_t N, int cols, float gscale) {
@@ -826,7 +815,7 @@ static void fira_gpu_residual(GaloreGpu* g, const TensorLayout* l, const floatX*
 // GaLore's; R = G P^T by galore_gpu_project; the moments by galore_hf_lowrank (D = m / (sqrt(v) +
 // eps) into g->N) or the 8-bit kernels on a zero parameter; then the per-channel sums of squares
 // of G, R and D (channel_sumsq_gpu, fp64, fixed order: deterministic), the factors and the limiter
-// on the device (apollo_scale: galore.h's apollo_factor and apollo_limiter, the CPU's
+// on the device (apollo_scale: galore.h's apollo_factors and apollo_limiter, the CPU's
 // code), and one elementwise pass (apollo_apply, galore.h's apollo_elem) reading the factors and
 // the divisor from device memory: no host round trip.
 

@@ -262,10 +262,14 @@ HOSTDEV static inline uint64_t galore_proj_seed(uint64_t run_seed, int64_t tenso
 #define GALORE_MUL(a, b) __fmul_rn((a), (b))
 #define GALORE_DIV(a, b) __fdiv_rn((a), (b))
 #define GALORE_SQRT(a) __fsqrt_rn(a)
+#define GALORE_DMUL(a, b) __dmul_rn((a), (b)) // double: never fused into a multiply-add
+#define GALORE_DADD(a, b) __dadd_rn((a), (b))
 #else
 #define GALORE_MUL(a, b) ((a) * (b))
 #define GALORE_DIV(a, b) ((a) / (b))
 #define GALORE_SQRT(a) sqrtf(a)
+#define GALORE_DMUL(a, b) ((a) * (b))
+#define GALORE_DADD(a, b) ((a) + (b))
 #endif
 
 HOSTDEV static inline float galore_f32_from_bits(uint32_t u) {
@@ -507,6 +511,13 @@ static inline float galore_hf_step_size(float lr, float b1, float b2, int64_t t)
 #define FIRA_GAMMA 1.01f
 #define FIRA_NORM_EPS 1e-8f
 
+// ||A_c|| / (||B_c|| + 1e-8) from the channel's sums of squares (double, any order), the norms
+// rounded to fp32 as torch.norm's: Fira's phi_c (A = N, B = R) and APOLLO's s_c (A = D, B = R),
+// the same formula and eps in both packages. IEEE division on both engines (GALORE_DIV).
+HOSTDEV static inline float channel_norm_ratio(double ssA, double ssB) {
+    return GALORE_DIV((float)sqrt(ssA), (float)sqrt(ssB) + FIRA_NORM_EPS);
+}
+
 // whether the channels of the low-rank matrix (srows x scols) are its columns (package:
 // norm_dim = 0 when shape[0] < shape[1]) rather than its rows
 HOSTDEV static inline int fira_channel_cols(const TensorLayout* l) { return l->srows < l->scols; }
@@ -581,7 +592,6 @@ enum { APOLLO_SCALE_CHANNEL = 0, APOLLO_SCALE_TENSOR };
 static const char* const APOLLO_SCALE_NAMES[] = {"channel", "tensor"};
 // the norm-growth limiter: Fira's (FIRA_GAMMA 1.01, fira_limiter)
 #define APOLLO_MINI_SCALE 128.0f  // the package README's scale for APOLLO-Mini (rank 1, tensor-wise)
-#define APOLLO_NORM_EPS 1e-8f     // the package's 1e-8 in both ratios
 
 // the package's settings of each APOLLO kind (what run_setup picks without --apollo-scale and
 // --scale-type): APOLLO-Mini rank 1, tensor-wise, scale 128; APOLLO channel-wise, scale 1 (tests)
@@ -618,9 +628,34 @@ static inline int64_t apollo_channels(const TensorLayout* l, int scale_type) {
 HOSTDEV static inline int64_t apollo_channel_of(int side, int tensorwise, int64_t a, int64_t b) {
     return tensorwise ? 0 : side == SIDE_RIGHT ? a : b;
 }
-// s_c from the channel's sums of squares of D and R (double, any order)
-HOSTDEV static inline float apollo_factor(double ssD, double ssR) {
-    return GALORE_DIV((float)sqrt(ssD), (float)sqrt(ssR) + APOLLO_NORM_EPS); // IEEE on both engines (fira_limiter)
+// one channel of the scaling from its sums of squares of G, R and D (D's times ds2: 1 on the CPU,
+// which scales D before summing; the GPU's 8-bit kind sums the kernel's raw result and passes
+// apollo_dir_scale squared): s_c = channel_norm_ratio(ssD, ssR), and *term its share
+// s_c^2 ||G_c||^2 of ||S||^2 (GALORE_DMUL: the same roundings on both engines)
+HOSTDEV static inline float apollo_channel(double ssG, double ssR, double ssD, double ds2, double* term) {
+    float f = channel_norm_ratio(GALORE_DMUL(ssD, ds2), ssR);
+    *term = GALORE_DMUL(GALORE_DMUL((double)f, (double)f), ssG);
+    return f;
+}
+// apollo_factors: the factors sc (nch) of one matrix and ||S||^2 from its channel sums dsum (G's
+// nG, then R's and D's nR each: channel_sumsq's by rows on the right side, by columns on the left;
+// tensor-wise (nch 1) the row sums, added here in index order, in place), serially in channel
+// order. The CPU engine runs it as it is; the GPU runs the channel-wise loop a thread per channel
+// (apollo_channel) and adds the terms in this order.
+HOSTDEV static inline double apollo_factors(float* sc, double* dsum, int64_t nG, int64_t nR, int64_t nch, int tw, double ds2) {
+    double *ssG = dsum, *ssR = dsum + nG, *ssD = dsum + nG + nR;
+    if (tw) {
+        double sg = 0.0, sr = 0.0, sd = 0.0;
+        for (int64_t k = 0; k < nG; k++) sg = GALORE_DADD(sg, ssG[k]);
+        for (int64_t k = 0; k < nR; k++) { sr = GALORE_DADD(sr, ssR[k]); sd = GALORE_DADD(sd, ssD[k]); }
+        ssG[0] = sg; ssR[0] = sr; ssD[0] = sd;
+    }
+    double ssS = 0.0, term;
+    for (int64_t ch = 0; ch < nch; ch++) {
+        sc[ch] = apollo_channel(ssG[ch], ssR[ch], ssD[ch], ds2, &term);
+        ssS = GALORE_DADD(ssS, term);
+    }
+    return ssS;
 }
 // the limiter: nrm = ||S|| before it; *prev the state (set on the first step, first = 1).
 // Returns 1 / lim's divisor as the package divides: S / lim, i.e. the value lim itself.

@@ -832,7 +832,7 @@ static void fira_residual(Optimizer* o, int i, const float* G, const float* R, c
     double *ssN = o->chan, *ssR = o->chan + nch;
     channel_sumsq(ssN, Nl, sr, sc, !cols);
     channel_sumsq(ssR, R, sr, sc, !cols);
-    for (int64_t c = 0; c < nch; c++) phi[c] = (float)sqrt(ssN[c]) / ((float)sqrt(ssR[c]) + FIRA_NORM_EPS);
+    for (int64_t c = 0; c < nch; c++) phi[c] = channel_norm_ratio(ssN[c], ssR[c]);
     float* U = o->U;
     galore_project_back(o, i, R, U, 0.0f); // alpha back(R)
     #pragma omp parallel for schedule(static)
@@ -851,8 +851,9 @@ static void fira_residual(Optimizer* o, int i, const float* G, const float* R, c
 // --- end fira ---
 
 // fira_or_galore_apply: W += -step_size U of GaLore matrix i from its direction Nl (srows x scols):
-// U = alpha back(Nl) under galore_adamw, S + alpha back(Nl) under Fira (fira_adamw and
-// fira_adamw8bit; G the full gradient, R its projection). The caller decays after.
+// U = alpha back(Nl) under galore_adamw (and galore_adamw8bit, whose kernel applied lr: step -1),
+// S + alpha back(Nl) under Fira (fira_adamw and fira_adamw8bit; G the full gradient, R its
+// projection). The caller decays after.
 static void fira_or_galore_apply(Optimizer* o, int i, float* p, const float* G, const float* R, const float* Nl, float step_size, int first) {
     int fira = optim_is_fira(o->cfg.kind);
     if (fira) fira_residual(o, i, G, R, Nl, first);
@@ -890,7 +891,7 @@ static void apollo_update(Optimizer* o, int i, float* p, const float* G, float l
         for (int64_t k = 0; k < sn; k++) D[k] = adam_hf_elem(R[k], &mm[k], &vv[k], b1, b2, eps);
     }
     // per-channel sums of squares of G, R, D in double (channel_sumsq: by rows of G on the right
-    // side, columns on the left; tensor-wise: the row sums added in order, as the GPU adds them)
+    // side, columns on the left; tensor-wise: the row sums, which apollo_factors adds in order)
     int tw = c->scale_type == APOLLO_SCALE_TENSOR, by_row = tw || l->side == SIDE_RIGHT;
     int64_t nch = apollo_channels(l, c->scale_type);
     int64_t nG = by_row ? M : N, nR = by_row ? l->srows : scols; // the sums' lengths (<= max channels, optimizer_init)
@@ -898,21 +899,11 @@ static void apollo_update(Optimizer* o, int i, float* p, const float* G, float l
     channel_sumsq(ssG, G, M, N, by_row);
     channel_sumsq(ssR, R, l->srows, scols, by_row);
     channel_sumsq(ssD, D, l->srows, scols, by_row);
-    if (tw) { // one channel
-        double sg = 0.0, sr_ = 0.0, sd = 0.0;
-        for (int64_t k = 0; k < nG; k++) sg += ssG[k];
-        for (int64_t k = 0; k < nR; k++) { sr_ += ssR[k]; sd += ssD[k]; }
-        ssG[0] = sg; ssR[0] = sr_; ssD[0] = sd;
-    }
-    // s_c overwrites ssR (as float values), ||S||^2 = sum s_c^2 ||G_c||^2
+    // the factors s_c into o->U's first nch floats, ||S||^2 = sum s_c^2 ||G_c||^2
     float* s = o->U;
-    double ssS = 0.0;
-    for (int64_t ch = 0; ch < nch; ch++) {
-        s[ch] = apollo_factor(ssD[ch], ssR[ch]);
-        ssS += (double)s[ch] * s[ch] * ssG[ch];
-    }
+    double ssS = apollo_factors(s, o->chan, nG, nR, nch, tw, 1.0);
     float lim = apollo_limiter((float)sqrt(ssS), o->lim[i], first);
-    float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
+    float step_size = galore_hf_step_size(lr, b1, b2, t);
     float sq = sqrtf(c->apollo_scale);
     #pragma omp parallel for schedule(static)
     for (int64_t a = 0; a < M; a++)
@@ -1005,14 +996,8 @@ static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int 
             if (l->state == STATE_8BIT)
                 adam8bit_update(Z, gs, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], l->snumel, o->map_m, o->map_v, b1, b2, eps, klr, 0.0f, (int)t);
             else adam32_update(Z, gs, o->m[i], o->v[i], l->snumel, b1, b2, eps, klr, 0.0f, (int)t);
-            if (fira) {
-                fira_or_galore_apply(o, i, p, g, gs, Z, galore_hf_step_size(lr, b1, b2, t), first);
-            } else {
-                galore_project_back(o, i, Z, o->U, 0.0f);
-                const float* U = o->U;
-                #pragma omp parallel for schedule(static)
-                for (int64_t k = 0; k < n; k++) p[k] = p[k] + U[k];
-            }
+            // galore_adamw8bit: the kernel applied lr, so W += back(Z), a step of -1 (p + 1 U: exact)
+            fira_or_galore_apply(o, i, p, g, gs, Z, fira ? galore_hf_step_size(lr, b1, b2, t) : -1.0f, first);
             if (wd > 0.0f) {
                 float dec = -lr * wd;
                 #pragma omp parallel for schedule(static)

@@ -751,7 +751,7 @@ static void gpu_apollo_update(GpuTrainer* tr, int i, const floatX* g, float lr, 
     int64_t nch = apollo_channels(l, c->scale_type);
     float* dsc = gl->N; // D is consumed (its sums are in dsum): the factors (nch <= snumel floats) take its place
     apollo_scale(dsc, dsum, nG, nR, nch, tw, ds2, o->lim[i], first, tr->d_lim, skip, s);
-    float step_size = (float)(lr * sqrt(1.0 - pow((double)b2, (double)t)) / (1.0 - pow((double)b1, (double)t)));
+    float step_size = galore_hf_step_size(lr, b1, b2, t);
     float sq = sqrtf(c->apollo_scale), dec = -lr * c->weight_decay;
     int decay_on = c->weight_decay > 0.0f;
     if (m->master) apollo_apply<float>(m->master_w + off, m->params + off, g, dsc, l, tw, tr->d_lim, sq, step_size, decay_on, dec, gscale, 0, seed, s, skip);

@@ -2,7 +2,7 @@
 The per-channel norms and the norm-growth limiter of Fira and APOLLO on the device (galore.cuh):
   channel_sumsq_gpu   per-row (one block a row, fixed tree) or per-column (one thread a column, rows in
                       order) sums of squares in fp64, of fp32 or bf16 (times a scale) matrices
-  apollo_scale        factors a thread per channel, the limiter one thread: APOLLO's factors s_c = apollo_factor(ssD_c ds2, ssR_c) and the limiter
+  apollo_scale        factors a thread per channel, the limiter one thread: APOLLO's factors s_c = channel_norm_ratio(ssD_c ds2, ssR_c) and the limiter
                       (apollo_limiter) on ||S||^2 = sum_c s_c^2 ssG_c, channel-wise and tensor-wise
   fira_limit_kernel   one thread: Fira's limiter (fira_limiter) on NORM_BLOCKS partials of ||S||^2
 Both limiter kernels keep the state in device memory and write the divisor to device memory; with
@@ -79,22 +79,14 @@ static void test_sumsq(int64_t rows, int64_t cols, cudaStream_t s) {
     free(hf); free(hb); free(wide); free(gout); free(ref); free(scaled);
 }
 
-// the host's apollo_update tail on the sums dsum (nG, nR, nR): factors into sc, the divisor returned
+// the host's apollo_update tail (galore.h's apollo_factors, apollo_limiter, as train_llama.c calls
+// them) on a copy of the sums dsum (nG, nR, nR; tensor-wise they are collapsed in place): factors
+// into sc, the divisor returned
 static float cpu_apollo_scale(float* sc, const double* dsum, int64_t nG, int64_t nR, int64_t nch, int tw, double ds2, float* state, int first) {
-    const double *hG = dsum, *hR = dsum + nG, *hD = dsum + nG + nR;
-    double ssS = 0.0;
-    if (tw) {
-        double sg = 0.0, sr = 0.0, sd = 0.0;
-        for (int64_t k = 0; k < nG; k++) sg += hG[k];
-        for (int64_t k = 0; k < nR; k++) { sr += hR[k]; sd += hD[k]; }
-        sc[0] = apollo_factor(sd * ds2, sr);
-        ssS = (double)sc[0] * sc[0] * sg;
-    } else {
-        for (int64_t ch = 0; ch < nch; ch++) {
-            sc[ch] = apollo_factor(hD[ch] * ds2, hR[ch]);
-            ssS += (double)sc[ch] * sc[ch] * hG[ch];
-        }
-    }
+    double* sums = host_alloc<double>(nG + 2 * nR);
+    memcpy(sums, dsum, sizeof(double) * (size_t)(nG + 2 * nR));
+    double ssS = apollo_factors(sc, sums, nG, nR, nch, tw, ds2);
+    free(sums);
     return apollo_limiter((float)sqrt(ssS), state, first);
 }
 
