@@ -75,11 +75,15 @@ case_dp "apollo_mini --per-layer --grad-accum 2" 1e-5 --optimizer apollo_mini --
 #   vector's two largest entries into a sign flip of that direction (galore_sign_fix); the runs'
 #   loss curves then separate by a fraction of what the steps move the loss (it falls ~20% over
 #   these 8 steps, 2.5% a step on average): bound 1e-2. What catches a broken reduction is the two checks above.
-# The same for fira_adamw8bit (galore_adamw8bit's 8-bit moments plus Fira's residual, which is fp32
-# and all-reduced in full: the codes see the same gradient as in the GaLore case).
-for opt8 in "galore_adamw8bit|low-rank all-reduce" "fira_adamw8bit|full all-reduce"; do
-    IFS='|' read -r o8 how <<< "$opt8"
-    d8=(--batch 8 "${common[@]}" --optimizer "$o8" --rank 16 --update-proj-gap 3 --grad-clip 0 --lr 0.01 --save-every 1 --keep 0)
+# The same for the other 8-bit kinds: GoLore's (the seeded projector, low-rank all-reduce),
+# fira_adamw8bit (galore_adamw8bit's moments plus Fira's fp32 residual, full all-reduce) and
+# apollo_adamw8bit (the seeded projection, full all-reduce): the same quantization of the same
+# fp32 rounding, so the same argument and bounds.
+for opt8 in "galore_adamw8bit|low-rank all-reduce|" "galore_adamw8bit|--proj random, low-rank all-reduce|--proj random" \
+            "fira_adamw8bit|full all-reduce|" "apollo_adamw8bit|full all-reduce|"; do
+    IFS='|' read -r o8 how extra <<< "$opt8"
+    # shellcheck disable=SC2086 # extra holds flags
+    d8=(--batch 8 "${common[@]}" --optimizer "$o8" $extra --rank 16 --update-proj-gap 3 --grad-clip 0 --lr 0.01 --save-every 1 --keep 0)
     if "$bin" "${d8[@]}" --out "$tmp/o8" --log "$tmp/one.jsonl" > "$tmp/one.txt" 2>&1 &&
        mpi 2 "$bin" "${d8[@]}" --batch 4 --out "$tmp/t8" --log "$tmp/two.jsonl" > "$tmp/two.txt" 2>&1; then
         compare_codes "$o8, $how: codes after step 1" "$tmp/o8/ckpt_00000001/state.bin" "$tmp/t8/ckpt_00000001/state.bin" 1e-3
