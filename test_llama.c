@@ -288,23 +288,32 @@ static FILE* unit_open(const char* path, int32_t* h, long* flen) {
     return f;
 }
 
-// the unit files' parameter dims (ndim, rows, cols each) into a table, the first ng GaLore matrices
-static void unit_param_table(FILE* f, const char* path, int np, int ng, ParamTable* pt, const char* script) {
+// a table of np tensors of dims (ndim, rows, cols) each, contiguous, the first ng GaLore matrices
+static void param_table_from_dims(ParamTable* pt, const int32_t (*dims)[3], int np, int ng) {
     pt->n = np;
     pt->info = (ParamInfo*)callocCheck((size_t)np, sizeof(ParamInfo));
     size_t total = 0;
     for (int i = 0; i < np; i++) {
-        int32_t d[3];
-        freadCheck(d, sizeof(int32_t), 3, f, path);
-        if (d[0] < 1 || d[0] > 2 || d[1] < 1 || d[1] > 4096 || d[2] < 1 || d[2] > 4096 || (d[0] == 1 && d[2] != 1) || (i < ng && d[0] != 2))
-            die("%s: param %d has dims (%d, %d, %d); hint: rerun %s", path, i, d[0], d[1], d[2], script);
         ParamInfo* p = &pt->info[i];
         snprintf(p->name, sizeof p->name, "param%d", i);
-        p->ndim = d[0]; p->rows = d[1]; p->cols = d[2]; p->numel = p->rows * p->cols;
+        p->ndim = dims[i][0]; p->rows = dims[i][1]; p->cols = dims[i][2]; p->numel = p->rows * p->cols;
         p->offset = total; p->galore = i < ng; p->layer = -1;
         total += (size_t)p->numel;
     }
     pt->total = total;
+}
+
+// the unit files' parameter dims (ndim, rows, cols each) into a table, the first ng GaLore matrices
+static void unit_param_table(FILE* f, const char* path, int np, int ng, ParamTable* pt, const char* script) {
+    int32_t (*d)[3] = (int32_t (*)[3])mallocCheck(sizeof(int32_t) * 3 * (size_t)np);
+    for (int i = 0; i < np; i++) {
+        freadCheck(d[i], sizeof(int32_t), 3, f, path);
+        if (d[i][0] < 1 || d[i][0] > 2 || d[i][1] < 1 || d[i][1] > 4096 || d[i][2] < 1 || d[i][2] > 4096 || (d[i][0] == 1 && d[i][2] != 1) ||
+            (i < ng && d[i][0] != 2))
+            die("%s: param %d has dims (%d, %d, %d); hint: rerun %s", path, i, d[i][0], d[i][1], d[i][2], script);
+    }
+    param_table_from_dims(pt, d, np, ng);
+    free(d);
 }
 
 // our projectors after a refresh, concatenated in table order (pn floats), as the files store them
@@ -1694,19 +1703,10 @@ static void test_fira_memplan(void) {
 // its direction m / (sqrt(v) + eps_t) is the kernel's m / (sqrt(v) + c2 eps) in exact arithmetic.
 static void test_fira8bit(void) {
     enum { NP = 4, S = 7 };
-    const int dims[NP][3] = {{2, 96, 80}, {2, 40, 48}, {2, 64, 80}, {1, 24, 1}};
+    const int32_t dims[NP][3] = {{2, 96, 80}, {2, 40, 48}, {2, 64, 80}, {1, 24, 1}}; // A, B (GaLore), E, d
     ParamTable pt;
-    pt.n = NP;
-    pt.info = (ParamInfo*)callocCheck(NP, sizeof(ParamInfo));
-    size_t total = 0;
-    for (int i = 0; i < NP; i++) {
-        ParamInfo* p = &pt.info[i];
-        snprintf(p->name, sizeof p->name, "%c", "ABEd"[i]);
-        p->ndim = dims[i][0]; p->rows = dims[i][1]; p->cols = dims[i][2]; p->numel = p->rows * p->cols;
-        p->offset = total; p->galore = i < 2; p->layer = -1;
-        total += (size_t)p->numel;
-    }
-    pt.total = total;
+    param_table_from_dims(&pt, dims, NP, 2);
+    size_t total = pt.total;
     OptimConfig oc;
     memset(&oc, 0, sizeof oc);
     oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = 1e-8f; oc.weight_decay = 0.05f;
