@@ -7,7 +7,6 @@
 #   scripts/experiment_cpu.sh sweep      # only the short full-rank lr sweep
 #   scripts/experiment_cpu.sh main       # only the main runs (APOLLO's included)
 #   scripts/experiment_cpu.sh apollo     # only the APOLLO runs
-#   scripts/experiment_cpu.sh fira8      # only the fira_adamw8bit run
 #   scripts/experiment_cpu.sh plot       # only docs/experiment_cpu.png + the table
 #   scripts/experiment_cpu.sh plan7b     # only the llama_7b memory plan table of every optimizer
 #   scripts/experiment_cpu.sh bench      # only the tokens/s of every optimizer (interleaved, vs adamw)
@@ -63,28 +62,37 @@ if [ "$PHASE" = all ] || [ "$PHASE" = sweep ]; then
         tiny_run "sweep_adamw_lr$lr" "$X_SWEEP_STEPS" --optimizer adamw --lr "$lr" || exit 1
     done
 fi
-if [ "$PHASE" = fira8 ]; then
-    tiny_run tiny_fira_adamw8bit "$X_STEPS" --optimizer fira_adamw8bit --lr 0.01 "${GALORE[@]}" || exit 1
-fi
+# the runs of the tables, NAME|trainer flags (the bench phase times the same settings)
+MAIN_RUNS=("tiny_adamw_lr0.001|--optimizer adamw --lr 0.001"
+           "tiny_galore_adamw|--optimizer galore_adamw --lr 0.01 ${GALORE[*]}"
+           "tiny_galore_adamw8bit|--optimizer galore_adamw8bit --lr 0.01 ${GALORE[*]}"
+           # issue 15: Fira and GoLore on the same tokens, GaLore's settings
+           "tiny_fira_adamw|--optimizer fira_adamw --lr 0.01 ${GALORE[*]}"
+           "tiny_golore_adamw|--optimizer galore_adamw --proj random --lr 0.01 ${GALORE[*]}"
+           "tiny_fira_adamw8bit|--optimizer fira_adamw8bit --lr 0.01 ${GALORE[*]}")
+# APOLLO (apollo-torch's settings: APOLLO rank 1/4 of the width as GaLore, channel-wise, scale 1;
+# APOLLO-Mini rank 1, tensor-wise, scale 128), the paper's lr 0.01, T 200, on the same tokens
+APOLLO="--update-proj-gap 200 --proj-type std"
+APOLLO_RUNS=("tiny_apollo_adamw|--optimizer apollo_adamw --lr 0.01 --rank 64 $APOLLO"
+             "tiny_apollo_mini|--optimizer apollo_mini --lr 0.01 $APOLLO"
+             "tiny_apollo_adamw8bit|--optimizer apollo_adamw8bit --lr 0.01 --rank 64 $APOLLO")
+# tiny_runs SPEC...: each NAME|flags for X_STEPS
+tiny_runs() {
+    local spec name flags
+    for spec in "$@"; do
+        IFS='|' read -r name flags <<< "$spec"
+        # shellcheck disable=SC2086 # flags holds flags
+        tiny_run "$name" "$X_STEPS" $flags || exit 1
+    done
+}
 if [ "$PHASE" = all ] || [ "$PHASE" = main ]; then
-    tiny_run tiny_adamw_lr0.001 "$X_STEPS" --optimizer adamw --lr 0.001 || exit 1
-    tiny_run tiny_galore_adamw "$X_STEPS" --optimizer galore_adamw --lr 0.01 "${GALORE[@]}" || exit 1
-    tiny_run tiny_galore_adamw8bit "$X_STEPS" --optimizer galore_adamw8bit --lr 0.01 "${GALORE[@]}" || exit 1
-    # issue 15: Fira and GoLore on the same tokens, GaLore's settings
-    tiny_run tiny_fira_adamw "$X_STEPS" --optimizer fira_adamw --lr 0.01 "${GALORE[@]}" || exit 1
-    tiny_run tiny_golore_adamw "$X_STEPS" --optimizer galore_adamw --proj random --lr 0.01 "${GALORE[@]}" || exit 1
-    tiny_run tiny_fira_adamw8bit "$X_STEPS" --optimizer fira_adamw8bit --lr 0.01 "${GALORE[@]}" || exit 1
+    tiny_runs "${MAIN_RUNS[@]}"
     if [ "$FULL_LR_TUNED" != 0.001 ]; then
         tiny_run "tiny_adamw_lr$FULL_LR_TUNED" "$X_STEPS" --optimizer adamw --lr "$FULL_LR_TUNED" || exit 1
     fi
 fi
-# APOLLO (apollo-torch's settings: APOLLO rank 1/4 of the width as GaLore, channel-wise, scale 1;
-# APOLLO-Mini rank 1, tensor-wise, scale 128), the paper's lr 0.01, T 200, on the same tokens
-APOLLO=(--update-proj-gap 200 --proj-type std)
 if [ "$PHASE" = all ] || [ "$PHASE" = main ] || [ "$PHASE" = apollo ]; then
-    tiny_run tiny_apollo_adamw "$X_STEPS" --optimizer apollo_adamw --lr 0.01 --rank 64 "${APOLLO[@]}" || exit 1
-    tiny_run tiny_apollo_mini "$X_STEPS" --optimizer apollo_mini --lr 0.01 "${APOLLO[@]}" || exit 1
-    tiny_run tiny_apollo_adamw8bit "$X_STEPS" --optimizer apollo_adamw8bit --lr 0.01 --rank 64 "${APOLLO[@]}" || exit 1
+    tiny_runs "${APOLLO_RUNS[@]}"
 fi
 # the llama_7b memory plan of every optimizer at 1 x 256 with per-layer updates (no training:
 # --memory-plan json of the CPU binary prints both engines' plans), as one markdown table
@@ -113,18 +121,15 @@ fi
 # machine): BENCH_STEPS steps each on the same tokens, BENCH_ROUNDS rounds with the optimizers
 # interleaved, the median step of each (the first 5 left out: SVD, warmup), and its ratio to adamw
 # in the same round, so a busy machine slows both sides of a ratio alike
-BENCH=("adamw|--lr 0.001" "galore_adamw|--lr 0.01 ${GALORE[*]}" "galore_adamw8bit|--lr 0.01 ${GALORE[*]}"
-       "fira_adamw|--lr 0.01 ${GALORE[*]}" "fira_adamw8bit|--lr 0.01 ${GALORE[*]}"
-       "galore_adamw|--lr 0.01 --proj random ${GALORE[*]}" "apollo_adamw|--lr 0.01 --rank 64 ${APOLLO[*]}"
-       "apollo_adamw8bit|--lr 0.01 --rank 64 ${APOLLO[*]}" "apollo_mini|--lr 0.01 ${APOLLO[*]}")
+BENCH=("${MAIN_RUNS[@]}" "${APOLLO_RUNS[@]}")
 if [ "$PHASE" = bench ]; then
     BENCH_STEPS="${BENCH_STEPS:-30}"; BENCH_ROUNDS="${BENCH_ROUNDS:-2}"
     mkdir -p "$OUT/bench" || exit 1
     for round in $(seq "$BENCH_ROUNDS"); do
         for k in "${!BENCH[@]}"; do
-            IFS='|' read -r opt flags <<< "${BENCH[$k]}"
+            IFS='|' read -r name flags <<< "${BENCH[$k]}"
             # shellcheck disable=SC2086 # flags holds flags
-            "$OUT/train_llama" --model llama_tiny --optimizer "$opt" $flags --steps "$BENCH_STEPS" --warmup 3 --batch 16 --seq 128 \
+            "$OUT/train_llama" --model llama_tiny $flags --steps "$BENCH_STEPS" --warmup 3 --batch 16 --seq 128 \
                 --seed 42 --grad-clip 0 --threads 0 --val "" --out "" --sample-len 0 --print-every 1000 \
                 --log "$OUT/bench/r${round}_$k.jsonl" > "$OUT/bench/r${round}_$k.out" 2>&1 || { tail -2 "$OUT/bench/r${round}_$k.out"; exit 1; }
         done
@@ -136,11 +141,10 @@ def median_tps(path):
     steps = [json.loads(l) for l in open(path) if '"tokens_per_s"' in l]
     return statistics.median(s["tokens_per_s"] for s in steps[5:])
 tps = [[median_tps("%s/r%d_%d.jsonl" % (d, r, k)) for k in range(len(specs))] for r in range(1, rounds + 1)]
-print("| optimizer | tokens/s (median of rounds) | vs adamw (same round; min - max) |")
+print("| run | tokens/s (median of rounds) | vs adamw (same round; min - max) |")
 print("|---|---|---|")
 for k, spec in enumerate(specs):
-    opt, flags = spec.split("|", 1)
-    name = opt + (" --proj random" if "--proj random" in flags else "")
+    name = spec.split("|", 1)[0]
     ratios = [tps[r][k] / tps[r][0] for r in range(rounds)]
     print("| `%s` | %.0f | %.2f (%.2f - %.2f) |" % (name, statistics.median(t[k] for t in tps), statistics.median(ratios), min(ratios), max(ratios)))
 PY
