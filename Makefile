@@ -118,6 +118,7 @@ test-cpu: train_llama $(CPU_TESTS)
 	./dev/test/test_adam8bit
 	./dev/test/test_rendezvous
 	bash dev/test/test_deps.sh
+	CC="$(CC)" BLAS_LIBS="$(BLAS_LIBS)" LAPACK_LIBS="$(LAPACK_LIBS)" bash dev/test/test_build.sh
 	bash dev/test/test_cli.sh
 	bash dev/test/test_hf.sh
 	bash dev/test/test_crash.sh

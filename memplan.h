@@ -199,14 +199,15 @@ static void gpu_act_sizes(const LlamaConfig* c, int B, int T, size_t attn_saved,
     size_t L = c->L, C = c->C, H = c->H, V = c->V, BT = (size_t)B * T, QD = llama_qdim(c), KV = llama_kvdim(c);
     size_t scratch = 3 * H > QD + 2 * KV ? 3 * H : QD + 2 * KV;
     size_t lnf = QD > C ? QD : C; // lnf, or backward's datty
-    size_t X = GPU_X, F = 4, I = 4;
+    // bytes per element: bf16, fp32, int (not X/F/I: complex.h, which OpenBLAS's cblas.h pulls in, defines I)
+    size_t xb = GPU_X, fb = 4, ib = 4;
     size_t Lk = recompute ? 1 : L; // layers of the per-layer buffers kept
     size_t b[A_NUM] = {
-        (L + 1) * BT * C * X, Lk * BT * C * X, Lk * BT * F, Lk * BT * (QD + 2 * KV) * X,
-        Lk * BT * QD * X, Lk * align256(attn_saved), Lk * BT * C * X, Lk * BT * C * X,
-        Lk * BT * F, Lk * BT * 2 * H * X, Lk * BT * H * X, BT * lnf * X, BT * F,
-        BT * V * X, BT * F, BT * C * X, BT * scratch * X,
-        (size_t)RMS_DW_CHUNKS * C * F, (size_t)NORM_BLOCKS * F, BT * I, (BT + GPU_TARGET_COUNTS) * I, (3 * BT + 1) * I,
+        (L + 1) * BT * C * xb, Lk * BT * C * xb, Lk * BT * fb, Lk * BT * (QD + 2 * KV) * xb,
+        Lk * BT * QD * xb, Lk * align256(attn_saved), Lk * BT * C * xb, Lk * BT * C * xb,
+        Lk * BT * fb, Lk * BT * 2 * H * xb, Lk * BT * H * xb, BT * lnf * xb, BT * fb,
+        BT * V * xb, BT * fb, BT * C * xb, BT * scratch * xb,
+        (size_t)RMS_DW_CHUNKS * C * fb, (size_t)NORM_BLOCKS * fb, BT * ib, (BT + GPU_TARGET_COUNTS) * ib, (3 * BT + 1) * ib,
     };
     for (int i = 0; i < A_NUM; i++) bytes[i] = align256(b[i]);
 }

@@ -5,13 +5,16 @@
 #   bash dev/deps.sh check build  what `make` needs (a C compiler, cJSON, CBLAS, LAPACK): compiles a
 #                                 probe with the Makefile's CC / BLAS_LIBS / LAPACK_LIBS; one line per
 #                                 missing piece naming its package and `make deps`, exit 1
-#   bash dev/deps.sh check test   also what `make test` needs (python3, MPI, clang-14 + libFuzzer)
+#   bash dev/deps.sh check test   also what `make test` needs (python3, MPI, clang-14 + libFuzzer,
+#                                 OpenBLAS's cblas.h for dev/test/test_build.sh)
 # The checks probe the toolchain, not dpkg, so a machine with these libraries from elsewhere (another
 # distribution, BLAS_LIBS=...) passes them.
 set -u
 # package : why
 BUILD_PKGS="make gcc libc6-dev libcjson-dev libblas-dev liblapack-dev libopenblas0-openmp"
-TEST_PKGS="python3 openmpi-bin libopenmpi-dev clang-14 libclang-rt-14-dev"
+# libopenblas-openmp-dev: OpenBLAS's own cblas.h (it becomes what <cblas.h> finds), which a user
+# with libopenblas-dev builds against; test_build.sh compiles against it and netlib's
+TEST_PKGS="python3 openmpi-bin libopenmpi-dev clang-14 libclang-rt-14-dev libopenblas-openmp-dev"
 
 install() {
     local need="" pkg
@@ -64,6 +67,8 @@ check() {
                "$clang" -x c - -fsanitize=fuzzer,address -o /dev/null >/dev/null 2>&1; then
             say "libFuzzer for $clang" "libclang-rt-14-dev"
         fi
+        ls /usr/include/*/openblas-*/cblas.h >/dev/null 2>&1 ||
+            say "OpenBLAS's cblas.h (the build test against it)" "libopenblas-openmp-dev"
     fi
     return $miss
 }
