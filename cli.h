@@ -96,7 +96,7 @@ typedef struct {
 
 static const OptSpec CLI_OPTIONS[] = {
     {"model", OPT_STR, OPT_S(model), "llama_tiny", NULL,
-     "built-in config (llama_tiny, llama_60m, llama_130m, llama_350m, llama_1b, llama_7b) or a HF config.json; with --init and no --model, the config.json beside the init file"},
+     "built-in config (llama_tiny, llama_60m, llama_130m, llama_350m, llama_1b, llama_7b), a HF config.json or a HF model folder (its config.json; the weights come with --init); with --init and no --model, the config.json beside the init file"},
     {"init", OPT_STR, OPT_S(init), "", NULL, "start from these weights instead of random init: a Hugging Face model folder (model.safetensors, or shards with model.safetensors.index.json; F32/BF16/F16) or one of its files; without --model, the folder's config.json is the model"},
     {"train", OPT_STR, OPT_S(train), "dev/data/tinytext/train_*.bin", NULL, "glob of training token shards"},
     {"val", OPT_STR, OPT_S(val), "dev/data/tinytext/val_*.bin", NULL, "glob of validation token shards (\"\" = no eval)"},
@@ -171,35 +171,34 @@ static const OptSpec* cli_find(const char* name) {
     return NULL;
 }
 
-// cli_distance: edit distance (insert, delete, substitute, swap two neighbours) between two
-// short option names, for "did you mean"
-static int cli_distance(const char* a, const char* b) {
-    int n = (int)strlen(a), m = (int)strlen(b);
-    if (n > 63 || m > 63) return 99;
-    int d[64][64];
-    for (int i = 0; i <= n; i++) d[i][0] = i;
-    for (int j = 0; j <= m; j++) d[0][j] = j;
-    for (int i = 1; i <= n; i++)
-        for (int j = 1; j <= m; j++) {
-            int v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v) v = d[i - 2][j - 2] + 1;
-            d[i][j] = v;
-        }
-    return d[n][m];
-}
+// what other trainers call our flags (HF Trainer, nanoGPT, torchrun scripts, galore-torch's
+// torchrun_main.py): too far from ours for the edit distance, so named here (dashes; a name is
+// compared with its underscores as dashes)
+static const char* const CLI_ALIASES[][2] = {
+    {"learning-rate", "lr"}, {"max-lr", "lr"}, {"lr-scheduler", "schedule"}, {"scheduler", "schedule"},
+    {"lr-scheduler-type", "schedule"}, {"max-steps", "steps"}, {"num-training-steps", "steps"}, {"num-steps", "steps"},
+    {"max-iters", "steps"}, {"iters", "steps"}, {"total-batch-size", "batch"}, {"batch-size", "batch"},
+    {"micro-batch-size", "batch"}, {"per-device-train-batch-size", "batch"}, {"seq-len", "seq"},
+    {"max-seq-len", "seq"}, {"max-length", "seq"}, {"sequence-length", "seq"}, {"context-length", "seq"},
+    {"block-size", "seq"}, {"gradient-accumulation-steps", "grad-accum"}, {"gradient-accumulation", "grad-accum"},
+    {"warmup-steps", "warmup"}, {"num-warmup-steps", "warmup"}, {"output-dir", "out"}, {"save-dir", "out"},
+    {"save-steps", "save-every"}, {"save-interval", "save-every"}, {"eval-steps", "eval-every"}, {"eval-interval", "eval-every"},
+    {"max-grad-norm", "grad-clip"}, {"clip-grad-norm", "grad-clip"}, {"gradient-clipping", "grad-clip"}, {"wd", "weight-decay"},
+    {"galore-rank", "rank"}, {"proj-gap", "update-proj-gap"}, {"num-threads", "threads"}, {"resume-from-checkpoint", "resume"},
+    {"model-config", "model"}, {"model-name-or-path", "init"}, {"tokenizer-name", "tokenizer"}, {"train-data", "train"},
+    {"val-data", "val"}, {"optim", "optimizer"}, {"gradient-checkpointing", "recompute"}, {"activation-checkpointing", "recompute"},
+};
 
-// cli_unknown: dies on an unknown option, naming the closest one when it is a likely typo (at
-// most 2 edits, and fewer edits than the name has characters)
+// cli_unknown: dies on an unknown option, naming ours when it is a likely typo (str_closest) or
+// another trainer's name for it (CLI_ALIASES)
 __attribute__((noreturn)) static void cli_unknown(const char* name) {
-    const char* best = NULL;
-    int bd = 99;
-    for (int i = 0; i < CLI_NUM_OPTIONS; i++) {
-        int dd = cli_distance(name, CLI_OPTIONS[i].name);
-        if (dd < bd) { bd = dd; best = CLI_OPTIONS[i].name; }
-    }
-    if (best && bd <= 2 && bd < (int)strlen(name)) die("unknown option '--%s'; did you mean --%s? see --help", name, best);
+    char names[2048] = "", dashed[64], best[64];
+    for (int i = 0; i < CLI_NUM_OPTIONS; i++) { strcat(names, i ? "|" : ""); strcat(names, CLI_OPTIONS[i].name); }
+    snprintf(dashed, sizeof dashed, "%s", name);
+    for (char* c = dashed; *c; c++) if (*c == '_') *c = '-';
+    for (size_t i = 0; i < sizeof CLI_ALIASES / sizeof CLI_ALIASES[0]; i++)
+        if (strcmp(dashed, CLI_ALIASES[i][0]) == 0) die("unknown option '--%s'; did you mean --%s? see --help", name, CLI_ALIASES[i][1]);
+    if (str_closest(names, name, best, sizeof best)) die("unknown option '--%s'; did you mean --%s? see --help", name, best);
     die("unknown option '--%s'; see --help", name);
 }
 
@@ -246,7 +245,11 @@ static void cli_set(Settings* s, const OptSpec* o, const char* v) {
             snprintf(base, o->size, "%s", v);
             break;
         case OPT_CHOICE:
-            if (!choice_ok(o->choices, v)) die("--%s %s: expected one of %s", o->name, v, o->choices);
+            if (!choice_ok(o->choices, v)) {
+                char best[64];
+                if (str_closest(o->choices, v, best, sizeof best)) die("--%s %s: did you mean %s? expected one of %s", o->name, v, best, o->choices);
+                die("--%s %s: expected one of %s", o->name, v, o->choices);
+            }
             snprintf(base, o->size, "%s", v);
             break;
     }
@@ -276,7 +279,12 @@ static void cli_parse(Settings* s, int argc, char** argv, int* help) {
     for (int i = 1; i < argc; i++) {
         const char* a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { *help = 1; continue; }
-        if (strncmp(a, "--", 2) != 0) die("unexpected argument '%s'; options are --name value, see --help", a);
+        if (strncmp(a, "--", 2) != 0) {
+            // a second value after --train/--val/--init: most likely an unquoted glob the shell expanded
+            if (i >= 3 && (strcmp(argv[i - 2], "--train") == 0 || strcmp(argv[i - 2], "--val") == 0))
+                die("unexpected argument '%s' after %s %s: the shell expanded an unquoted glob; quote it: %s 'DIR/*.bin'", a, argv[i - 2], argv[i - 1], argv[i - 2]);
+            die("unexpected argument '%s'; options are --name value, see --help", a);
+        }
         char name[64];
         const char* eq = strchr(a + 2, '=');
         size_t len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);

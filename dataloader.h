@@ -58,6 +58,8 @@
 #define DATA_VERSION_U32 7
 #define DATA_LAYOUT_PACKED 0
 #define DATA_LAYOUT_PAPER 1
+// what a file that is not a shard (raw text, JSON lines) needs first
+#define DATA_PREPARE_HINT "text or JSON lines become token shards with python dev/data/prepare.py --tokenizer MODEL_DIR --input FILE --out DIR"
 
 typedef struct {
     char* path;
@@ -133,7 +135,7 @@ static void dataloader_open_shard(DataShard* sh, const char* path) {
     int64_t size = (int64_t)st.st_size;
     if (size < DATA_HEADER_BYTES) {
         die("shard %s: truncated: %lld bytes, smaller than the %d-byte header; hint: the file is "
-            "cut short or is not a token shard", path, (long long)size, DATA_HEADER_BYTES);
+            "cut short or is not a token shard (" DATA_PREPARE_HINT ")", path, (long long)size, DATA_HEADER_BYTES);
     }
     uint8_t raw[DATA_HEADER_BYTES];
     ssize_t got = pread(fd, raw, DATA_HEADER_BYTES, 0);
@@ -157,7 +159,7 @@ static void dataloader_open_shard(DataShard* sh, const char* path) {
         sh->width = 4;
     } else {
         die("shard %s: wrong magic %d (expected %d for uint16 or %d for uint32 tokens); hint: "
-            "this is not a token shard of the llm.c layout", path, header[0], DATA_MAGIC_U16, DATA_MAGIC_U32);
+            "this is not a token shard of the llm.c layout (" DATA_PREPARE_HINT ")", path, header[0], DATA_MAGIC_U16, DATA_MAGIC_U32);
     }
     if (header[2] < 0) die("shard %s: negative token count %d in the header; hint: the file is corrupt", path, header[2]);
     if (header[3] != DATA_LAYOUT_PACKED && header[3] != DATA_LAYOUT_PAPER) {
@@ -290,8 +292,11 @@ static void dataloader_open(DataLoader* dl, const char* flag, const char* patter
     int rc = glob(pattern, 0, NULL, &g);
     if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) {
         globfree(&g);
-        die("%s %s: no shard matches; hint: run python dev/data/tinytext.py for the default data, or pass %s with a glob of existing shards",
-            flag, pattern, flag);
+        // the default data has its own script; anything else is the user's glob or their own data
+        if (strstr(pattern, "dev/data/tinytext/"))
+            die("%s %s: no shard matches; hint: run python dev/data/tinytext.py for the default data, or pass %s with a glob of existing shards",
+                flag, pattern, flag);
+        die("%s %s: no shard matches; hint: pass %s a quoted glob of existing shards; " DATA_PREPARE_HINT, flag, pattern, flag);
     }
     if (rc != 0) die("%s %s: glob failed (code %d); hint: check the pattern", flag, pattern, rc);
     // sort with strcmp ourselves: glob(3) sorts by the locale's collation, which could differ

@@ -181,10 +181,19 @@ static void llama_config_resolve(LlamaConfig* c, const char* spec) {
             return;
         }
     }
+    if (st_is_dir(spec)) { // a Hugging Face model folder: its config.json
+        char path[1100];
+        if (strlen(spec) > 1000) die("--model %s: path too long (over 1000 characters)", spec);
+        snprintf(path, sizeof path, "%s/config.json", spec);
+        if (access(path, F_OK) != 0) die("--model %s: a folder without config.json; pass a Hugging Face model folder, a config.json or a built-in name", spec);
+        llama_config_from_json(c, path);
+        return;
+    }
     if (strstr(spec, ".json") == NULL) {
-        char names[512] = "";
-        for (int i = 0; i < LLAMA_NUM_PRESETS; i++) { strcat(names, i ? ", " : ""); strcat(names, LLAMA_PRESETS[i].name); }
-        die("--model %s: not a built-in config (%s) nor a path to a config.json", spec, names);
+        char names[512] = "", best[64];
+        for (int i = 0; i < LLAMA_NUM_PRESETS; i++) { strcat(names, i ? "|" : ""); strcat(names, LLAMA_PRESETS[i].name); }
+        if (str_closest(names, spec, best, sizeof best)) die("--model %s: did you mean %s? (built-in configs: %s)", spec, best, names);
+        die("--model %s: not a built-in config (%s), a model folder nor a path to a config.json", spec, names);
     }
     llama_config_from_json(c, spec);
 }

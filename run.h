@@ -85,6 +85,8 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
             printf("tokenizer: %s (--init's folder)\n", found);
         }
     }
+    if (cli_was_given(argc, argv, "tokenizer") && s->tokenizer[0] && !file_exists(s->tokenizer))
+        die("--tokenizer %s: no such file; pass a tokenizer.bin, a tokenizer.json or a folder holding one (--tokenizer \"\": samples print as token ids)", s->tokenizer);
     if (cli_was_given(argc, argv, "prompt") && !s->prompt[0]) die("--prompt: empty text; pass the text to continue (or --prompt-ids)");
     if (s->init[0] && !cli_was_given(argc, argv, "model")) {
         char path[PATHLEN + 32];
@@ -94,6 +96,10 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
         llama_config_from_json(config, path);
     } else {
         llama_config_resolve(config, s->model);
+        char w[PATHLEN + 32];
+        snprintf(w, sizeof w, "%.*s/model.safetensors", PATHLEN - 1, s->model);
+        if (!s->init[0] && st_is_dir(s->model) && file_exists(w))
+            printf("note: --model %s takes the folder's config.json only: the weights start random; pass --init %s to start from its weights\n", s->model, s->model);
     }
     // --log: OUT/log.jsonl unless given (there dev/plot_runs.py looks); an evaluation-only run
     // (--steps 0) logs only where told, so that it never replaces a training run's log

@@ -24,6 +24,58 @@ static void die(const char* fmt, ...) {
     exit(EXIT_FAILURE);
 }
 
+// str_distance: edit distance (insert, delete, substitute, swap two neighbours) between two short
+// names, case-insensitive and with '-' = '_' (llama-60m is llama_60m), for "did you mean"
+static int str_distance(const char* a, const char* b) {
+    int n = (int)strlen(a), m = (int)strlen(b);
+    if (n > 63 || m > 63) return 99;
+    char x[64], y[64];
+    for (int i = 0; i <= n; i++) x[i] = a[i] == '-' ? '_' : (a[i] >= 'A' && a[i] <= 'Z') ? (char)(a[i] - 'A' + 'a') : a[i];
+    for (int j = 0; j <= m; j++) y[j] = b[j] == '-' ? '_' : (b[j] >= 'A' && b[j] <= 'Z') ? (char)(b[j] - 'A' + 'a') : b[j];
+    int d[64][64];
+    for (int i = 0; i <= n; i++) d[i][0] = i;
+    for (int j = 0; j <= m; j++) d[0][j] = j;
+    for (int i = 1; i <= n; i++)
+        for (int j = 1; j <= m; j++) {
+            int v = d[i - 1][j - 1] + (x[i - 1] != y[j - 1]);
+            if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && x[i - 1] == y[j - 2] && x[i - 2] == y[j - 1] && d[i - 2][j - 2] + 1 < v) v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[n][m];
+}
+
+// str_digits: the digits of s in order ("llama_60m" -> "60")
+static void str_digits(const char* s, char* out, size_t cap) {
+    size_t k = 0;
+    for (; *s && k + 1 < cap; s++) if (*s >= '0' && *s <= '9') out[k++] = *s;
+    out[k] = '\0';
+}
+
+// str_closest: the entry of a '|'-separated list nearest to v, into best, when it is a likely typo:
+// at most 2 edits, fewer than v has characters, and the same digits (llama_9b is no typo of
+// llama_1b: another size); returns whether there is one
+static int str_closest(const char* list, const char* v, char* best, size_t cap) {
+    int bd = 99;
+    char vd[64], ed[64];
+    str_digits(v, vd, sizeof vd);
+    for (const char* p = list; *p;) {
+        const char* bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        char e[64];
+        if (len < sizeof e) {
+            memcpy(e, p, len); e[len] = '\0';
+            int d = str_distance(v, e);
+            str_digits(e, ed, sizeof ed);
+            if (d < bd && strcmp(vd, ed) == 0) { bd = d; snprintf(best, cap, "%s", e); }
+        }
+        if (!bar) break;
+        p = bar + 1;
+    }
+    return bd <= 2 && bd < (int)strlen(v);
+}
+
 static FILE* fopen_check(const char* path, const char* mode, const char* file, int line) {
     FILE* f = fopen(path, mode);
     if (f == NULL) {

@@ -87,6 +87,14 @@ def sniff(path, fmt, field):
     return kind
 
 
+def has_text(path):
+    try:
+        with open_text(path) as f:
+            return any(line.strip() for line in f)
+    except (OSError, UnicodeDecodeError, EOFError):
+        return True  # sniff() says what is wrong with it
+
+
 def bos_ids(tok, mode):
     if mode == "auto":
         return list(tok.bos)
@@ -104,6 +112,9 @@ def run(args):
     # the worker processes load the tokenizer again from args.tokenizer; bos and the vocabulary
     # are settled here, once
     files = expand_inputs(args.input)
+    for path in files:  # an empty input would make "0 shards" and exit 0: a run then finds no data
+        if not has_text(path):
+            raise C4Error(f"--input {path}: empty (no non-blank line); pass a file that holds the text")
     tok = load_tokenizer(args.tokenizer, args.pad_id)
     args.prefix = args.name
     if args.model_vocab is None:

@@ -15,7 +15,28 @@ expect_error() {
 }
 expect_error "unknown flag" "unknown option '--nope'; see --help" --nope 1
 expect_error "a typo gets 'did you mean'" "unknown option '--step'; did you mean --steps?" --step 5
-expect_error "a far-off flag gets no guess" "unknown option '--learning-rate'; see --help" --learning-rate 1
+expect_error "a far-off flag gets no guess" "unknown option '--colour'; see --help" --colour 1
+# issue 24: hints that point the right way
+expect_error "another trainer's flag name gets ours" "unknown option '--learning-rate'; did you mean --lr?" --learning-rate 1
+expect_error "an underscored alias too" "unknown option '--batch_size'; did you mean --batch?" --batch_size 4
+expect_error "a --model typo gets 'did you mean'" "^error: --model llama-60m: did you mean llama_60m?" --model llama-60m
+expect_error "an --optimizer typo gets 'did you mean'" "^error: --optimizer galore_adam8bit: did you mean galore_adamw8bit? expected one of adamw|" --optimizer galore_adam8bit
+expect_error "a --schedule typo gets 'did you mean'" "^error: --schedule cosin: did you mean cosine?" --schedule cosin
+expect_error "a user's glob that matches nothing names prepare.py, not tinytext.py" \
+    "^error: --train $tmp/mine_\*.bin: no shard matches; hint: pass --train a quoted glob of existing shards; text or JSON lines become token shards with python dev/data/prepare.py" --train "$tmp/mine_*.bin" --steps 1
+expect_error "the default data's glob names tinytext.py" "^error: --train dev/data/tinytext/nope_\*.bin: no shard matches; hint: run python dev/data/tinytext.py" \
+    --train "dev/data/tinytext/nope_*.bin" --steps 1
+python3 -c "print('It is a truth universally acknowledged. ' * 60)" > "$tmp/raw.txt"; echo "a short text" > "$tmp/short.txt"
+expect_error "a raw .txt as --train names prepare.py" "^error: shard $tmp/raw.txt: wrong magic .*python dev/data/prepare.py --tokenizer MODEL_DIR --input FILE --out DIR" --train "$tmp/raw.txt" --steps 1
+expect_error "a short .txt as --train names prepare.py" "^error: shard $tmp/short.txt: truncated: .*python dev/data/prepare.py" --train "$tmp/short.txt" --steps 1
+expect_error "an unquoted glob the shell expanded" "^error: unexpected argument 'b.bin' after --train a.bin: the shell expanded an unquoted glob; quote it" --train a.bin b.bin --steps 1
+expect_error "a missing --tokenizer file is an error" "^error: --tokenizer $tmp/nope.bin: no such file" --tokenizer "$tmp/nope.bin" --steps 1
+mkdir -p "$tmp/hfdir" "$tmp/noconf" && cp dev/ref/tiny/model.safetensors "$tmp/hfdir/" # (a folder with weights: only the note reads it)
+printf '{"hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, "num_hidden_layers": 1, "vocab_size": 4096, "max_position_embeddings": 64}' > "$tmp/hfdir/config.json"
+expect_error "--model of a folder without config.json" "^error: --model $tmp/noconf: a folder without config.json" --model "$tmp/noconf" --steps 1
+out=$("$bin" --model "$tmp/hfdir" --steps 1 --batch 2 --seq 16 --val "" --sample-len 0 --out "" --warmup 0 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^note: --model $tmp/hfdir takes the folder's config.json only: the weights start random; pass --init $tmp/hfdir" <<<"$out" \
+    && grep -q "^done: 1 steps" <<<"$out" && ok "--model accepts a Hugging Face folder (its config.json), and says --init brings the weights" || bad "--model DIR (rc $rc): $out"
 expect_error "bad integer" "--steps abc: expected a non-negative integer" --steps abc
 expect_error "bad float" "--lr x: expected a number" --lr x
 expect_error "bad choice" "--schedule linear: expected one of cosine|constant" --schedule linear
@@ -323,8 +344,8 @@ out=$("$bin" --model "$tmp/v601.json" --steps 0 --val "" --tokenizer dev/test/da
 [ $rc -eq 0 ] && grep -q "^prompt: 6 tokens: $want$" <<<"$out" && grep -q "^sample: Hello world" <<<"$out" \
     && ok "--prompt through a tokenizer.json: $(grep '^prompt' <<<"$out")" || bad "--prompt tokenizer.json (rc $rc, want $want): $out"
 # the errors: no tokenizer, a tokenizer of another vocabulary, a version-1 tokenizer.bin (no scores)
-expect_error "--prompt without a tokenizer" "^error: --prompt: no tokenizer at '$tmp/none.bin' to encode the text; pass --tokenizer" \
-    --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt "It is" --sample-len 4 --seq 64 --tokenizer "$tmp/none.bin"
+expect_error "--prompt without a tokenizer" "^error: --prompt: no tokenizer at '' to encode the text; pass --tokenizer" \
+    --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt "It is" --sample-len 4 --seq 64 --tokenizer ""
 expect_error "--prompt with a tokenizer of another vocabulary" "^error: --prompt: --tokenizer $tmp/tok259.bin has 259 pieces but the model's vocabulary is 4096: the prompt would be other tokens" \
     --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt "It is" --sample-len 4 --seq 64 --tokenizer "$tmp/tok259.bin"
 python3 - dev/data/tinytext/tokenizer.bin "$tmp/v1.bin" <<'PY'

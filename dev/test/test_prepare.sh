@@ -22,6 +22,9 @@ one_line() {
 mkdir -p "$tmp/empty"
 echo '{"text": "x"}' > "$tmp/one.jsonl"
 one_line "an input that matches nothing" "^error: --input $tmp/none_\*.jsonl: no such file (the glob matches nothing)" --tokenizer "$tmp/empty" --input "$tmp/none_*.jsonl"
+: > "$tmp/empty.txt"; printf '\n  \n' > "$tmp/blank.txt"
+one_line "an empty input file (was: \"0 shards\", exit 0)" "^error: --input $tmp/empty.txt: empty (no non-blank line); pass a file that holds the text" --tokenizer "$tmp/empty" --input "$tmp/empty.txt"
+one_line "a blank input file" "^error: --input $tmp/blank.txt: empty" --tokenizer "$tmp/empty" --input "$tmp/one.jsonl" "$tmp/blank.txt"
 one_line "a folder without a tokenizer" "^error: --tokenizer $tmp/empty: a folder without tokenizer.json, tokenizer.model or spiece.model" --tokenizer "$tmp/empty" --input "$tmp/one.jsonl"
 one_line "a missing tokenizer.json" "^error: --tokenizer $tmp/nope/tokenizer.json: no such file" --tokenizer "$tmp/nope/tokenizer.json" --input "$tmp/one.jsonl"
 
