@@ -13,6 +13,7 @@
 #include "utils.h"
 
 #define PATHLEN 1024
+#define CLI_MAX_OPTIONS 96 // room in Settings.given; CLI_OPTIONS has fewer (checked in cli_parse)
 
 typedef struct {
     // model and data
@@ -68,7 +69,8 @@ typedef struct {
     char prompt[4096];         // --steps 0: text (encoded by --tokenizer) whose continuation is sampled
     char dump_logits[PATHLEN]; // --steps 0: the first val batch's logits go to this file
     char memory_plan[8];       // "1" / "json": print the memory plan and exit ("0": train)
-    float gpu_mem;             // GiB of the GPU the plan is checked against (0: no check)
+    char gpu_mem_text[24];     // --gpu-mem as typed: "24", "24G", "24GB", "24GiB"
+    float gpu_mem;             // GiB of the GPU the plan is checked against (0: no check; run_setup parses gpu_mem_text)
     int recompute;             // recompute layer activations in backward instead of keeping them
     char svd[16];              // GaLore projector: auto | exact | randomized
     char proj[16];             // GaLore projector source: svd | random (GoLore)
@@ -78,6 +80,7 @@ typedef struct {
     int stochastic_rounding;   // stochastic rounding of the bf16 update
     int device;                // CUDA device index
     int attn_fallback;         // GPU attention: 0 cuDNN where it works, 1 cuBLAS, 2 cuDNN only with a deterministic backward
+    unsigned char given[CLI_MAX_OPTIONS]; // given[i]: the user typed CLI_OPTIONS[i] (cli_given)
 } Settings;
 
 typedef enum { OPT_INT, OPT_INT64, OPT_FLOAT, OPT_STR, OPT_CHOICE } OptType;
@@ -150,7 +153,7 @@ static const OptSpec CLI_OPTIONS[] = {
     {"prompt", OPT_STR, OPT_S(prompt), "", NULL, "with --steps 0: text, encoded by --tokenizer as its library would (plus the bos a tokenizer.json's post-processor adds), whose continuation of --sample-len tokens is sampled and printed"},
     {"dump-logits", OPT_STR, OPT_S(dump_logits), "", NULL, "with --steps 0: write the first val batch's inputs and fp32 logits to this file (see README: to compare with transformers)"},
     {"memory-plan", OPT_CHOICE, OPT_S(memory_plan), "0", "0|1|json", "1: print the memory plan (weights, gradients, optimizer state, activations, workspaces) for this config and flags, and exit, without touching a GPU; json: the same as JSON"},
-    {"gpu-mem", OPT_FLOAT, OPT_S(gpu_mem), "0", NULL, "with --memory-plan 1: the GPU's memory in GiB (e.g. 24); prints whether the GPU plan plus the CUDA context fits, and the headroom"},
+    {"gpu-mem", OPT_STR, OPT_S(gpu_mem_text), "0", NULL, "the GPU's memory in GiB (24, 24G, 24GB and 24GiB all mean 24 GiB, as cards are sold); implies --memory-plan 1: prints whether the GPU plan plus the CUDA context fits, and if not, the settings you did not pin that make it fit, cheapest first"},
     {"recompute", OPT_INT, OPT_S(recompute), "0", NULL,
      "1: keep only each layer's input in forward and recompute the rest of its activations in backward (less memory, ~1/3 more compute; results are identical)"},
     {"svd", OPT_CHOICE, OPT_S(svd), "auto", "auto|exact|randomized",
@@ -274,6 +277,7 @@ static void cli_help(const char* prog, const char* about) {
 // cli_parse: --name value or --name=value; unknown flags and missing values die. *help is set
 // when --help was given (the caller prints and exits).
 static void cli_parse(Settings* s, int argc, char** argv, int* help) {
+    if (CLI_NUM_OPTIONS > CLI_MAX_OPTIONS) die("internal: %d options, room for %d in Settings.given", CLI_NUM_OPTIONS, CLI_MAX_OPTIONS);
     cli_defaults(s);
     *help = 0;
     for (int i = 1; i < argc; i++) {
@@ -298,7 +302,25 @@ static void cli_parse(Settings* s, int argc, char** argv, int* help) {
             v = argv[++i];
         }
         cli_set(s, o, v);
+        s->given[o - CLI_OPTIONS] = 1;
     }
+}
+
+// cli_given: whether the user typed this flag (the settings' own record; cli_was_given reads argv)
+static int cli_given(const Settings* s, const char* name) {
+    const OptSpec* o = cli_find(name);
+    return o != NULL && s->given[o - CLI_OPTIONS];
+}
+
+// cli_parse_gib: --gpu-mem's "24", "24G", "24GB", "24GiB" -> 24 (GiB: a "24GB" card has 24 GiB)
+static float cli_parse_gib(const char* v) {
+    char* end = NULL;
+    errno = 0;
+    float x = strtof(v, &end);
+    if (end == v || errno != 0 || !isfinite(x) || x < 0 ||
+        !(strcmp(end, "") == 0 || strcmp(end, "G") == 0 || strcmp(end, "GB") == 0 || strcmp(end, "GiB") == 0))
+        die("--gpu-mem %s: expected the GPU's memory in GiB, such as 24, 24G, 24GB or 24GiB", v);
+    return x;
 }
 
 // cli_was_given: whether the user typed this flag (for defaults that depend on other flags)

@@ -432,12 +432,14 @@ static void memplan_json(cJSON* plans, const MemPlan* mp, const char* title, con
     cJSON_AddNumberToObject(p, "state_bytes", mp->state);
 }
 
-// gpu_memplan_title: the GPU plan's title, the same in both binaries
-static void gpu_memplan_title(char* buf, size_t n, const LlamaConfig* c, const char* optimizer, const OptimConfig* oc, const GpuPlanArgs* a) {
-    char rk[32] = "";
-    if (optim_has_projector(oc->kind)) snprintf(rk, sizeof rk, " rank %d", oc->rank);
-    snprintf(buf, n, "GPU engine (train_llamacu): %s, %s%s%s, batch %d x %d, %s, attention %s", c->name, optimizer, rk,
-             a->per_layer ? ", per-layer updates" : "", a->B, a->T,
+// gpu_memplan_title: the GPU plan's title, the same in both binaries; a rank the user left out says
+// it is the default (a 7B plan at rank 128 is not the paper's 1024)
+static void gpu_memplan_title(char* buf, size_t n, const Settings* s, const LlamaConfig* c, const OptimConfig* oc, const GpuPlanArgs* a) {
+    char rk[48] = "";
+    if (optim_has_projector(oc->kind))
+        snprintf(rk, sizeof rk, " rank %d%s", oc->rank, cli_given(s, "rank") || oc->kind == OPTIM_APOLLO_MINI ? "" : " (default)");
+    snprintf(buf, n, "GPU engine (train_llamacu): %s, %s%s%s, batch %d x %d%s, %s, attention %s", c->name, s->optimizer, rk,
+             a->per_layer ? ", per-layer updates" : "", a->B, a->T, a->grad_accum > 1 ? " (grad-accum)" : "",
              a->master ? "fp32 master weights + fp32 moments" : "pure bf16 weights + bf16 moments", a->cudnn ? "cuDNN" : "cuBLAS fallback");
 }
 
@@ -465,17 +467,157 @@ static void gpu_memplan_notes(const MemPlan* mp, const GpuPlanArgs* a) {
     }
 }
 
+// ----------------------------------------------------------------------------
+// "what fits my card?" (--gpu-mem): when the plan does not fit, the settings the user did not pin
+// are searched, and the plans that fit are listed cheapest first, each as the flags to add. A
+// candidate is a set of moves, each with a cost in the units of "one more step time" (speed) or
+// "a different run" (fidelity), all rough, so only their order matters:
+//   --recompute 1         one more forward of the layers: ~1/3 of a step more, the same results
+//   micro-batch / 2       the same total batch by --grad-accum: the same gradients (summed), smaller
+//                         matmuls: a little slower per halving, much slower below 2048 tokens
+//   --per-layer 1         no global gradient clipping (the GaLore paper's 7B runs make this trade)
+//   8-bit states          the optimizer's 8-bit variant: moments quantized blockwise
+//   GaLore                an unpinned full-rank optimizer becomes galore_adamw, at the paper's rank
+//                         C/4 (1024 for 7B) unless --rank was given
+//   --rank / 2            fewer directions per GaLore matrix: a different run, per halving
+//   --optimizer apollo_mini  rank 1, tensor-wise scaling: the last resort
+// A plan that fits with a subset of another's moves makes that other one redundant: not listed.
+enum { FIT_RECOMPUTE = 0, FIT_MICRO, FIT_PER_LAYER, FIT_8BIT, FIT_GALORE, FIT_RANK, FIT_MINI, FIT_NUM };
+static const double FIT_COST[FIT_NUM] = {0.33, 0.05, 0.2, 0.25, 0.6, 0.5, 2.0};
+static const char* const FIT_WHY[FIT_NUM] = {"~1/3 more compute, same results", "same total batch, smaller matmuls",
+                                             "no global grad clipping", "8-bit optimizer states", "GaLore low-rank states", "lower rank", "APOLLO-Mini (rank 1, a different optimizer)"};
+
+// optim_8bit_variant: the kind with 8-bit moments of an fp32-state kind (-1: none, or already 8-bit)
+static int optim_8bit_variant(int kind) {
+    switch (kind) {
+        case OPTIM_ADAMW: case OPTIM_ADAM: return OPTIM_ADAM8BIT;
+        case OPTIM_GALORE_ADAMW: return OPTIM_GALORE_ADAMW8BIT;
+        case OPTIM_FIRA_ADAMW: return OPTIM_FIRA_ADAMW8BIT;
+        case OPTIM_APOLLO_ADAMW: return OPTIM_APOLLO_ADAMW8BIT;
+        default: return -1;
+    }
+}
+
+typedef struct { int lv[FIT_NUM]; double need, cost; } FitCandidate;
+
+// gpu_memplan_fit: the fitting alternatives of a plan that does not fit gpu_mem_gib (printed)
+static void gpu_memplan_fit(const Settings* s, const OptimConfig* oc, const GpuPlanArgs* a, double gpu_mem_gib) {
+    // how far each move may go: 0 where the user pinned the flag it changes, or it does nothing
+    int max_lv[FIT_NUM] = {0};
+    max_lv[FIT_RECOMPUTE] = !a->recompute && !cli_given(s, "recompute");
+    int micro = 0;
+    if (!(cli_given(s, "batch") && cli_given(s, "grad-accum"))) for (int b = a->B; b % 2 == 0 && micro < 6; b /= 2) micro++;
+    max_lv[FIT_MICRO] = micro;
+    max_lv[FIT_PER_LAYER] = !a->per_layer && !cli_given(s, "per-layer") && !(cli_given(s, "grad-clip") && s->grad_clip > 0.0f);
+    max_lv[FIT_8BIT] = !cli_given(s, "optimizer") && optim_8bit_variant(oc->kind) >= 0;
+    int full = oc->kind == OPTIM_ADAMW || oc->kind == OPTIM_ADAM || oc->kind == OPTIM_ADAM8BIT;
+    max_lv[FIT_GALORE] = full && !cli_given(s, "optimizer");
+    int galore_rank = cli_given(s, "rank") ? oc->rank : a->c->C / 4; // the paper's ratio
+    int galore = (optim_has_projector(oc->kind) && oc->kind != OPTIM_APOLLO_MINI) || max_lv[FIT_GALORE];
+    int r0 = optim_has_projector(oc->kind) ? oc->rank : galore_rank;
+    max_lv[FIT_RANK] = galore && !cli_given(s, "rank") ? (r0 >= 128 ? 3 : r0 >= 8 ? 1 : 0) : 0;
+    max_lv[FIT_MINI] = oc->kind != OPTIM_APOLLO_MINI;
+    static FitCandidate cand[4096];
+    int nc = 0;
+    int lv[FIT_NUM] = {0};
+    for (;;) { // every combination of levels (an odometer over max_lv)
+        int mini = lv[FIT_MINI];
+        // APOLLO-Mini replaces the optimizer; a lower rank needs a projector
+        int valid = !(mini && (lv[FIT_8BIT] || lv[FIT_RANK] || lv[FIT_GALORE])) &&
+                    !(lv[FIT_RANK] && !optim_has_projector(oc->kind) && !lv[FIT_GALORE]);
+        int any = 0;
+        for (int k = 0; k < FIT_NUM; k++) any |= lv[k];
+        if (valid && any && nc < 4096) {
+            OptimConfig o = *oc;
+            if (lv[FIT_GALORE]) { o.kind = OPTIM_GALORE_ADAMW; o.rank = galore_rank; }
+            if (lv[FIT_8BIT]) o.kind = optim_8bit_variant(o.kind);
+            if (lv[FIT_RANK]) o.rank = r0 >> lv[FIT_RANK];
+            if (mini) { o.kind = OPTIM_APOLLO_MINI; apollo_config_defaults(&o); }
+            GpuPlanArgs b = *a;
+            b.oc = &o;
+            b.recompute = a->recompute || lv[FIT_RECOMPUTE];
+            b.per_layer = a->per_layer || lv[FIT_PER_LAYER];
+            b.B = a->B >> lv[FIT_MICRO];
+            b.grad_accum = a->grad_accum << lv[FIT_MICRO];
+            MemPlan mp;
+            gpu_memplan_build(&mp, &b);
+            double need = mp.total / GIB + GPU_CONTEXT_GIB;
+            if (need <= gpu_mem_gib) {
+                FitCandidate* fc = &cand[nc++];
+                memcpy(fc->lv, lv, sizeof lv);
+                fc->need = need;
+                fc->cost = 0.0;
+                for (int k = 0; k < FIT_NUM; k++) if (k != FIT_MICRO) fc->cost += FIT_COST[k] * lv[k];
+                // a halving costs little while the micro-batch keeps >= 2048 tokens, much below
+                // (a GPU's matmuls of fewer rows run far from peak)
+                for (int h = 1; h <= lv[FIT_MICRO]; h++) fc->cost += (size_t)(a->B >> h) * a->T >= 2048 ? FIT_COST[FIT_MICRO] : 0.3;
+            }
+        }
+        int k = 0;
+        while (k < FIT_NUM && lv[k] == max_lv[k]) lv[k++] = 0;
+        if (k == FIT_NUM) break;
+        lv[k]++;
+    }
+    // drop the candidates whose moves include another fitting candidate's (no smaller change fits)
+    int nk = 0;
+    for (int i = 0; i < nc; i++) {
+        int redundant = 0;
+        for (int j = 0; j < nc && !redundant; j++) {
+            if (j == i) continue;
+            int le = 1, ne = 0;
+            for (int k = 0; k < FIT_NUM; k++) { le &= cand[j].lv[k] <= cand[i].lv[k]; ne |= cand[j].lv[k] != cand[i].lv[k]; }
+            redundant = le && ne;
+        }
+        if (!redundant) cand[nk++] = cand[i];
+    }
+    for (int i = 1; i < nk; i++) // cheapest first, then the most headroom
+        for (int j = i; j > 0 && (cand[j].cost < cand[j - 1].cost || (cand[j].cost == cand[j - 1].cost && cand[j].need < cand[j - 1].need)); j--) {
+            FitCandidate t = cand[j]; cand[j] = cand[j - 1]; cand[j - 1] = t;
+        }
+    MemPlan base;
+    gpu_memplan_build(&base, a);
+    if (base.items[GR_WEIGHTS].bytes / GIB + GPU_CONTEXT_GIB > gpu_mem_gib) {
+        printf("  the bf16 weights alone (%.2f GiB) and the CUDA context do not fit %g GiB with any setting: pass a smaller --model, or a larger card\n",
+               base.items[GR_WEIGHTS].bytes / GIB, gpu_mem_gib);
+        return;
+    }
+    if (nk == 0) {
+        printf("  no setting you left open makes it fit %g GiB (searched: recompute, micro-batch, per-layer, 8-bit states, GaLore, "
+               "rank, apollo_mini; the flags you gave are kept); pass a smaller --seq or --batch, or a larger card\n", gpu_mem_gib);
+        return;
+    }
+    printf("  fits %g GiB with (the flags you gave are kept; cheapest first):\n", gpu_mem_gib);
+    for (int i = 0; i < nk && i < 6; i++) {
+        const FitCandidate* fc = &cand[i];
+        char flags[256] = "", why[256] = "";
+        size_t f = 0, w = 0;
+        #define FIT_ADD(...) f += snprintf(flags + f, sizeof flags - f, __VA_ARGS__)
+        if (fc->lv[FIT_RECOMPUTE]) FIT_ADD(" --recompute 1");
+        if (fc->lv[FIT_PER_LAYER]) FIT_ADD(" --per-layer 1");
+        if (fc->lv[FIT_MICRO]) FIT_ADD(" --batch %d --grad-accum %d", a->B >> fc->lv[FIT_MICRO], a->grad_accum << fc->lv[FIT_MICRO]);
+        if (fc->lv[FIT_MINI]) FIT_ADD(" --optimizer apollo_mini");
+        int kind = fc->lv[FIT_GALORE] ? OPTIM_GALORE_ADAMW : oc->kind;
+        if (fc->lv[FIT_8BIT]) kind = optim_8bit_variant(kind);
+        if (fc->lv[FIT_8BIT] || fc->lv[FIT_GALORE]) FIT_ADD(" --optimizer %s", OPTIM_NAMES[kind]);
+        if (fc->lv[FIT_RANK] || (fc->lv[FIT_GALORE] && !cli_given(s, "rank"))) FIT_ADD(" --rank %d", r0 >> fc->lv[FIT_RANK]);
+        #undef FIT_ADD
+        for (int k = 0; k < FIT_NUM; k++)
+            if (fc->lv[k]) w += snprintf(why + w, sizeof why - w, "%s%s", w ? "; " : "", FIT_WHY[k]);
+        printf("    %s   (%.2f GiB, headroom %.2f GiB: %s)\n", flags + 1, fc->need, gpu_mem_gib - fc->need, why);
+    }
+}
+
 // --memory-plan for the GPU engine, printed by either binary without a device (the rows only a
-// device can size say so)
-static void gpu_memplan_report(const LlamaConfig* c, const char* optimizer, const OptimConfig* oc, const GpuPlanArgs* a, cJSON* json,
-                               double gpu_mem_gib) {
+// device can size say so); with --gpu-mem, whether it fits, and if not, what would
+static void gpu_memplan_report(const Settings* s, const LlamaConfig* c, const OptimConfig* oc, const GpuPlanArgs* a, cJSON* json) {
     MemPlan mp;
     char title[256];
     gpu_memplan_build(&mp, a);
-    gpu_memplan_title(title, sizeof title, c, optimizer, oc, a);
+    gpu_memplan_title(title, sizeof title, s, c, oc, a);
     if (json) { memplan_json(json, &mp, title, "gpu"); return; }
-    memplan_print(&mp, title, gpu_mem_gib);
+    memplan_print(&mp, title, s->gpu_mem);
     gpu_memplan_notes(&mp, a);
+    if (s->gpu_mem > 0 && mp.total / GIB + GPU_CONTEXT_GIB > s->gpu_mem) gpu_memplan_fit(s, oc, a, s->gpu_mem);
 }
 
 #endif // MEMPLAN_H

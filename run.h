@@ -68,12 +68,95 @@ static void run_resolve_init(const Settings* s) {
     }
 }
 
+// ----------------------------------------------------------------------------
+// the run's own settings: OUT/args.json holds the flags a run was given (as typed, the last of
+// each), so that `--resume 1 --out DIR` alone continues it: the saved flags are replayed before
+// the command line's, which override them (and must agree with the checkpoint, run_resume).
+// Not saved: the flags that say what to do with a run, not what it is.
+static const char* const RUN_ARGS_UNSAVED[] = {"resume", "overwrite", "allow-changes", "out", "memory-plan", "gpu-mem", "device", "dist-init"};
+static char* run_args_text = NULL; // the JSON run_main writes into OUT/args.json (run_setup makes it)
+
+static int run_arg_saved(const char* name) {
+    for (size_t i = 0; i < sizeof RUN_ARGS_UNSAVED / sizeof RUN_ARGS_UNSAVED[0]; i++)
+        if (strcmp(name, RUN_ARGS_UNSAVED[i]) == 0) return 0;
+    return 1;
+}
+
+// run_args_json: {"args": {"name": "value", ...}} of the flags in argv (cli_parse accepted them)
+static char* run_args_json(int argc, char** argv) {
+    cJSON* root = cJSON_CreateObject();
+    cJSON* a = cJSON_AddObjectToObject(root, "args");
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) != 0) continue;
+        char name[64];
+        const char* eq = strchr(argv[i] + 2, '=');
+        size_t len = eq ? (size_t)(eq - (argv[i] + 2)) : strlen(argv[i] + 2);
+        if (len >= sizeof name) continue;
+        memcpy(name, argv[i] + 2, len); name[len] = '\0';
+        if (cli_find(name) == NULL) continue; // --help
+        const char* v = eq ? eq + 1 : argv[++i];
+        if (!run_arg_saved(name)) continue;
+        cJSON_DeleteItemFromObjectCaseSensitive(a, name); // the last one counts, as in cli_parse
+        cJSON_AddStringToObject(a, name, v);
+    }
+    char* text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (text == NULL) die("internal: cannot format the run's settings (out of memory?)");
+    return text;
+}
+
+// run_args_replay: --resume 1 with OUT/args.json: *argv becomes argv[0], the saved flags, then the
+// command line's; the settings are parsed again from it
+static void run_args_replay(Settings* s, int* argc, char*** argv) {
+    char path[PATHLEN + 16];
+    snprintf(path, sizeof path, "%s/args.json", s->out);
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) return; // a run of an older galore.c: the command line alone
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char* text = (char*)mallocCheck((size_t)n + 1);
+    freadCheck(text, 1, (size_t)n, f, path);
+    text[n] = '\0';
+    fclose(f);
+    cJSON* root = cJSON_Parse(text);
+    free(text);
+    cJSON* a = root ? cJSON_GetObjectItemCaseSensitive(root, "args") : NULL;
+    if (!cJSON_IsObject(a)) die("%s: not a galore.c args.json ({\"args\": {...}}); remove it to resume with the flags given", path);
+    int na = cJSON_GetArraySize(a);
+    char** av = (char**)mallocCheck(sizeof(char*) * (size_t)(2 * na + *argc + 1));
+    int k = 0;
+    av[k++] = (*argv)[0];
+    char shown[2048] = "";
+    for (cJSON* it = a->child; it; it = it->next) {
+        if (!cJSON_IsString(it) || cli_find(it->string) == NULL || !run_arg_saved(it->string))
+            die("%s: entry \"%s\" is not a flag of this program with a string value; remove it to resume with the flags given", path, it->string);
+        size_t ln = strlen(it->string) + 3;
+        av[k] = (char*)mallocCheck(ln);
+        snprintf(av[k++], ln, "--%s", it->string);
+        av[k++] = strdup(it->valuestring);
+        size_t used = strlen(shown);
+        const char* v = it->valuestring;
+        int quote = !v[0] || strpbrk(v, " *?[") != NULL; // as it would be typed
+        if (used + 1 < sizeof shown) snprintf(shown + used, sizeof shown - used, " --%s %s%s%s", it->string, quote ? "'" : "", v, quote ? "'" : "");
+    }
+    cJSON_Delete(root);
+    for (int i = 1; i < *argc; i++) av[k++] = (*argv)[i];
+    av[k] = NULL;
+    printf("resume: the run's settings from %s:%s (flags given now must agree)\n", path, na ? shown : " none");
+    *argc = k; *argv = av; // kept for the program's life: the settings point into it
+    int help = 0;
+    cli_parse(s, *argc, *argv, &help);
+}
+
 // run_setup: parse the command line, resolve the config (--model, else the config.json beside
 // --init), validate, fill the optimizer config. Returns 0 when --help was printed.
 static int run_setup(int argc, char** argv, const char* about, Settings* s, LlamaConfig* config, OptimConfig* oc) {
     int help = 0;
     cli_parse(s, argc, argv, &help);
     if (help) { cli_help(argv[0], about); return 0; }
+    if (s->resume && s->out[0] && s->steps > 0) run_args_replay(s, &argc, &argv);
+    run_args_text = run_args_json(argc, argv);
     if (s->init[0]) run_resolve_init(s);
     // a Hugging Face model folder brings its tokenizer: used unless --tokenizer says otherwise
     if (s->init[0] && !cli_was_given(argc, argv, "tokenizer")) {
@@ -111,6 +194,11 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     if (strcmp(s->save_dtype, "auto") == 0)
         snprintf(s->save_dtype, sizeof s->save_dtype, "%s", s->init[0] && llama_weights_dtype(config, s->init) == ST_BF16 ? "bf16" : "f32");
     s->save_shard_bytes = cli_parse_bytes(s->save_shard_size, "save-shard-size");
+    s->gpu_mem = cli_parse_gib(s->gpu_mem_text);
+    if (s->gpu_mem > 0 && strcmp(s->memory_plan, "0") == 0) { // a card size is a question about the plan, not a run
+        printf("note: --gpu-mem %s: printing the memory plan (--memory-plan 1) instead of training\n", s->gpu_mem_text);
+        snprintf(s->memory_plan, sizeof s->memory_plan, "1");
+    }
     if (s->batch < 1) die("--batch %d: must be at least 1", s->batch);
     if (s->seq < 1 || s->seq > config->maxT) die("--seq %d: must be between 1 and max_position_embeddings %d", s->seq, config->maxT);
     if (s->grad_accum < 1) die("--grad-accum %d: must be at least 1", s->grad_accum);
@@ -478,10 +566,16 @@ static int run_resume(const Engine* e, const Dist* d, const Settings* s, const L
     StateEntry fpe;
     snprintf(fpe.name, STATE_NAME_LEN, "fingerprint"); fpe.data = fp_saved; fpe.nbytes = sizeof fp_saved;
     if (!state_read(path, &fpe, 1, why, sizeof why)) die("%s: %s; hint: remove %s to resume from an older checkpoint", path, why, dir);
+    char diff[2048] = "";
+    int ndiff = 0;
     for (int k = 0; k < FP_N; k++)
-        if (fp_saved[k] != fp_now[k])
-            die("%s: saved with %s = %lld, this run has %lld; resume with the same settings (or a new --out)", path, FP_NAMES[k],
-                (long long)fp_saved[k], (long long)fp_now[k]);
+        if (fp_saved[k] != fp_now[k]) {
+            size_t used = strlen(diff);
+            if (k == 6 && fp_saved[k] >= 0 && fp_saved[k] < OPTIM_NUM_KINDS) // the optimizer by name
+                snprintf(diff + used, sizeof diff - used, "%s--optimizer %s -> %s", ndiff++ ? ", " : "", OPTIM_NAMES[fp_saved[k]], OPTIM_NAMES[fp_now[k]]);
+            else
+                snprintf(diff + used, sizeof diff - used, "%s%s %lld -> %lld", ndiff++ ? ", " : "", FP_NAMES[k], (long long)fp_saved[k], (long long)fp_now[k]);
+        }
     double hp_now[HP_N], hp_saved[HP_N];
     hyperparams(hp_now, oc, s);
     uint64_t model_hash = 0;
@@ -490,6 +584,14 @@ static int run_resume(const Engine* e, const Dist* d, const Settings* s, const L
     snprintf(ent[1].name, STATE_NAME_LEN, "hyperparams"); ent[1].data = hp_saved; ent[1].nbytes = sizeof hp_saved;
     snprintf(ent[2].name, STATE_NAME_LEN, "model_hash"); ent[2].data = &model_hash; ent[2].nbytes = sizeof model_hash;
     int ne = 3 + e->state_entries(e->ctx, ent + 3, RUN_MAX_ENTRIES - 3);
+    if (ndiff > 0) { // every disagreement at once, the hyperparameters' too (those only with --allow-changes 1)
+        StateEntry he;
+        snprintf(he.name, STATE_NAME_LEN, "hyperparams"); he.data = hp_saved; he.nbytes = sizeof hp_saved;
+        char hdiff[1024] = "";
+        if (!s->allow_changes && state_read(path, &he, 1, why, sizeof why)) hyperparams_diff(hp_saved, hp_now, hdiff, sizeof hdiff);
+        die("%s: this resume changes %s%s%s: the saved run cannot continue with them; resume with the run's own settings "
+            "(--resume 1 --out DIR alone: its args.json has them) on as many processes, or start a new --out", path, diff, hdiff[0] ? ", " : "", hdiff);
+    }
     if (!state_read(path, ent, ne, why, sizeof why)) {
         // APOLLO's limiter state was one "limiter" entry for all tensors before it became limiter.N
         // (Fira's layout): such a state has every entry up to limiter.0 and lacks it
@@ -821,6 +923,14 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
             printf("resume: no complete checkpoint in %s, starting fresh\n", s->out);
         }
     }
+    if (s->out[0] && d->rank == 0) { // the settings this run goes on with (a resume: the saved ones and the new)
+        char path[PATHLEN + 16], tmpp[PATHLEN + 32];
+        snprintf(path, sizeof path, "%s/args.json", s->out);
+        snprintf(tmpp, sizeof tmpp, "%s.tmp", path);
+        FILE* f = fopenCheck(tmpp, "wb");
+        fprintf(f, "%s\n", run_args_text);
+        file_commit(f, tmpp, path);
+    }
     FILE* logf = NULL;
     if (s->log[0] && d->rank == 0) {
         if (start > 0) log_truncate(s->log, start);
@@ -902,8 +1012,8 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
                 printf("saved checkpoint %s/ckpt_%08d (step %d)\n", s->out, step + 1, step + 1);
             }
             fflush(stdout);
-            if (s->out[0]) fprintf(stderr, "interrupted at step %d; rerun with --resume 1 (and the same flags) to continue from %s/ckpt_%08d\n",
-                                   step + 1, s->out, step + 1);
+            if (s->out[0]) fprintf(stderr, "interrupted at step %d; rerun with --resume 1 --out %s to continue from %s/ckpt_%08d (its args.json holds the flags)\n",
+                                   step + 1, s->out, s->out, step + 1);
             else fprintf(stderr, "interrupted at step %d; nothing was saved (--out \"\")\n", step + 1);
             if (logf) fclose(logf);
             dist_barrier(d); // no rank leaves (and has its launcher kill the rest) before rank 0 has saved

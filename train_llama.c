@@ -1373,7 +1373,7 @@ int main(int argc, char** argv) {
         snprintf(title, sizeof title, "CPU engine (train_llama, fp32): %s, %s%s, batch %d x %d", config.name, s.optimizer, s.per_layer ? " per-layer" : "", B, T);
         if (json) memplan_json(plans, &mp, title, "cpu"); else memplan_print(&mp, title, 0.0);
         GpuPlanArgs ga = gpu_plan_args(&s, &config, &oc);
-        gpu_memplan_report(&config, s.optimizer, &oc, &ga, plans, s.gpu_mem);
+        gpu_memplan_report(&s, &config, &oc, &ga, plans);
         if (json) plan_json_print(plans);
         return 0;
     }

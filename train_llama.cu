@@ -1458,7 +1458,7 @@ int main(int argc, char** argv) {
         // prints the same after its own); the rows only a device can size say so
         cJSON* plans = strcmp(s.memory_plan, "json") == 0 ? cJSON_CreateArray() : NULL;
         GpuPlanArgs ga = gpu_plan_args(&s, &config, &oc);
-        gpu_memplan_report(&config, s.optimizer, &oc, &ga, plans, s.gpu_mem);
+        gpu_memplan_report(&s, &config, &oc, &ga, plans);
         if (plans) plan_json_print(plans);
         return 0;
     }

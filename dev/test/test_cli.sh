@@ -179,6 +179,31 @@ f16=$("$bin" "${g7[@]}" --gpu-mem 16 2>&1 | grep -c -- '--gpu-mem 16: .*: does n
 if [ "$f24" = 1 ] && [ "$f16" = 1 ]; then ok "--gpu-mem: llama_7b 8-bit GaLore per-layer recompute 16 x 256 fits 24 GiB with headroom, not 16"
 else bad "--gpu-mem: fits 24 [$f24] does not fit 16 [$f16]: $("$bin" "${g7[@]}" --gpu-mem 24 2>&1 | grep -- --gpu-mem)"; fi
 
+# issue 24: "what fits my card?": --gpu-mem takes 24GB / 24GiB / 24G, implies the plan (no 7B CPU run
+# starts), and a plan that does not fit lists the settings the user left open that make it fit,
+# cheapest first; each suggestion, passed back, fits (its JSON plan + the context estimate <= 24)
+out=$("$bin" --model llama_7b --optimizer galore_adamw8bit --rank 1024 --per-layer 1 --gpu-mem 24GB 2>&1); rc=$?
+first=$(grep -A1 '^  fits 24 GiB with' <<<"$out" | tail -1)
+if [ $rc -eq 0 ] && grep -q "^note: --gpu-mem 24GB: printing the memory plan (--memory-plan 1) instead of training" <<<"$out" \
+   && grep -q -- "--gpu-mem 24: .* = 27.86 GiB: does not fit" <<<"$out" && grep -q "^    --recompute 1   (20.56 GiB, headroom 3.44 GiB" <<<"$first" \
+   && ! grep -q "^step " <<<"$out"; then ok "--gpu-mem 24GB without --memory-plan: the plan, and --recompute 1 first of what fits: $first"
+else bad "--gpu-mem 24GB suggestions (rc $rc): $(grep -A4 -- 'does not fit\|^error' <<<"$out")"; fi
+out=$("$bin" --model llama_7b --gpu-mem 24GiB 2>&1)
+sug=$(sed -n '/^  fits 24 GiB with/,$p' <<<"$out" | sed -n 's/^    \(--[^(]*\)   (.*/\1/p')
+grep -q "GPU engine (train_llamacu): llama_7b, adamw, batch 16 x 128" <<<"$out" && [ "$(head -1 <<<"$sug")" = "--recompute 1 --per-layer 1 --optimizer galore_adamw8bit --rank 1024" ] \
+    && ok "--model llama_7b --gpu-mem 24GiB: the paper's recipe first: $(head -1 <<<"$sug")" || bad "llama_7b on 24 GiB: [$sug]"
+nfit=0
+while read -r line; do
+    read -r -a fl <<<"$line"
+    t=$("$bin" --model llama_7b "${fl[@]}" --memory-plan json 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["plans"][1]["total_bytes"] / 2**30 + 0.6)')
+    awk -v t="$t" 'BEGIN{exit !(t <= 24)}' && nfit=$((nfit+1)) || bad "suggestion '$line' needs $t GiB"
+done <<<"$sug"
+[ "$nfit" -ge 3 ] && [ "$nfit" = "$(wc -l <<<"$sug")" ] && ok "each of the $nfit suggestions for 24 GiB, passed back, fits" || bad "suggestions fit: $nfit of $(wc -l <<<"$sug")"
+out=$("$bin" --model llama_7b --optimizer galore_adamw --gpu-mem 12 2>&1)
+grep -q "rank 128 (default)" <<<"$out" && grep -q "the bf16 weights alone (12.55 GiB) and the CUDA context do not fit 12 GiB with any setting" <<<"$out" \
+    && ok "12 GiB: the weights alone do not fit, said so; the banner names the default rank" || bad "12 GiB: $(grep -- 'rank\|weights alone' <<<"$out" | head -3)"
+expect_error "--gpu-mem in another unit" "^error: --gpu-mem 24TB: expected the GPU's memory in GiB, such as 24, 24G, 24GB or 24GiB" --gpu-mem 24TB
+
 # the CPU binary's GPU plan is train_llamacu's (the same memplan.h function; train_llamacu prints
 # it without a GPU), when train_llamacu is built
 if [ -x ./train_llamacu ]; then
@@ -241,7 +266,7 @@ else bad "--out guard (rc $rc): $out"; fi
 out=$("$bin" "${g[@]}" --steps 2 --out "$tmp/old" --resume 1 2>&1); rc=$?
 if [ $rc -eq 0 ] && grep -q "^nothing to do: $tmp/old/ckpt_00000003 is at step 3 and --steps is 2" <<<"$out" && ! grep -q "^step \|^done" <<<"$out" \
    && [ "$sum_old" = "$(md5sum "$tmp/old/model.safetensors" "$tmp/old/ckpt_00000003/state.bin" "$tmp/old/log.jsonl" | cut -d' ' -f1)" ] \
-   && [ "$(ls "$tmp/old")" = "$(printf 'ckpt_00000003\nconfig.json\nlog.jsonl\nmodel.safetensors')" ]; then
+   && [ "$(ls "$tmp/old")" = "$(printf 'args.json\nckpt_00000003\nconfig.json\nlog.jsonl\nmodel.safetensors')" ]; then
     ok "--resume 1 past --steps: nothing to do, exit 0, nothing written"
 else bad "resume past --steps (rc $rc): $out"; fi
 out=$("$bin" "${g[@]}" --steps 3 --out "$tmp/old" --resume 1 2>&1); rc=$?
@@ -255,6 +280,22 @@ rm -rf "$tmp/old"/ckpt_*
 out=$("$bin" "${g[@]}" --steps 2 --out "$tmp/old" --resume 1 2>&1); rc=$?
 [ $rc -ne 0 ] && grep -q "^error: --out $tmp/old holds another run (model.safetensors) and no checkpoint to resume" <<<"$out" \
     && ok "--resume 1 with a model but no checkpoint is refused" || bad "model without checkpoint (rc $rc): $out"
+
+# issue 24: a run keeps its settings (OUT/args.json): `--resume 1 --out DIR` alone continues it, bit
+# for bit as the uninterrupted run; flags given again that disagree are all listed in one line
+ra=(--batch 2 --seq 16 --val "" --sample-len 0 --warmup 1 --lr 0.01 --steps 4 --save-every 2 --keep 0 --schedule constant)
+"$bin" "${ra[@]}" --out "$tmp/ra" > /dev/null 2>&1; "$bin" "${ra[@]}" --out "$tmp/rb" > /dev/null 2>&1
+rm -rf "$tmp/ra/ckpt_00000004" "$tmp/ra/model.safetensors"
+out=$("$bin" --resume 1 --out "$tmp/ra" 2>&1); rc=$?
+la=$(svd_losses "$tmp/ra/log.jsonl"); lb=$(svd_losses "$tmp/rb/log.jsonl")
+if [ $rc -eq 0 ] && grep -q "^resume: the run's settings from $tmp/ra/args.json: --batch 2 --seq 16 --val '' " <<<"$out" \
+   && grep -q "^resumed from $tmp/ra/ckpt_00000002: step 2" <<<"$out" && [ "$(wc -l <<<"$la")" = 4 ] && [ "$la" = "$lb" ]; then
+    ok "--resume 1 --out DIR alone continues the run from its args.json, the 4 losses bitwise the uninterrupted run's"
+else bad "--resume 1 --out DIR alone (rc $rc): $(grep -m3 '^resum\|^error' <<<"$out") [$(tr '\n' ' ' <<<"$la")] vs [$(tr '\n' ' ' <<<"$lb")]"; fi
+rm -rf "$tmp/ra/ckpt_00000004" "$tmp/ra/model.safetensors"
+expect_error "a resume lists every flag that disagrees with the run, at once" \
+    "^error: $tmp/ra/ckpt_00000002/state.bin: this resume changes --optimizer adamw -> adam8bit, --batch 2 -> 4, --seq 16 -> 32, --lr 0.01 -> 0.02" \
+    --resume 1 --out "$tmp/ra" --batch 4 --seq 32 --lr 0.02 --optimizer adam8bit
 
 # checked before the first step: an --out that is a file, the --log folder, the default log
 touch "$tmp/afile"
