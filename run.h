@@ -979,8 +979,10 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         } else {
             bad_in_a_row = 0;
             if ((step + 1) % s->print_every == 0 || step == start || step + 1 == s->steps) {
-                char etab[32], extra[160];
+                char etab[96], extra[160];
                 format_duration(etab, sizeof etab, eta);
+                // the first step (caches, the first projector refresh) is left out of the ETA: none yet
+                if (timed == 0) snprintf(etab, sizeof etab, "? until step %d (the first step is not timed)", start + 2);
                 e->step_extra(e->ctx, tok_s, extra, sizeof extra);
                 printf("step %5d/%d | loss %.6f | norm %.4f | lr %.3e | %.1f ms | %.0f tok/s | %s | ETA %s\n",
                        step + 1, s->steps, loss, norm, lr, dt * 1e3, tok_s, extra, etab);

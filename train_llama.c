@@ -36,6 +36,14 @@
 extern void openblas_set_num_threads(int) __attribute__((weak));
 extern int openblas_get_parallel(void) __attribute__((weak)); // 0 sequential, 1 pthreads, 2 OpenMP
 
+static int get_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 // ----------------------------------------------------------------------------
 // activations: one allocation, then a pointer table (llm.c style). With --recompute 1 the
 // per-layer buffers (L, ...) below hold one layer (1, ...): forward keeps only res, and backward
@@ -565,6 +573,9 @@ typedef struct {
     float* N;                 // (max snumel) low-rank direction / update
     float* U;                 // (max galore numel) projected-back update
     int64_t refreshes;        // SVDs done
+    // the projector refreshes of this step, for the progress lines (refresh_progress)
+    int refresh_total, refresh_done;
+    double refresh_secs, refresh_printed;
     float** lim;              // Fira and APOLLO: the norm-growth limiter's previous ||S|| (layout.limiter floats), or NULL
     float* phi;               // fira: (max channels) the per-channel scale phi
     double* chan;             // (3 x max channels) channel_sumsq's results: Fira's of N and R, APOLLO's of G, R, D
@@ -728,7 +739,22 @@ static void galore_proj_gaussian_orth(float* P, int side, int M, int N, int r, u
 // top-r singular vectors by descending singular value; or, where the layout says so
 // (galore_svd_pick), from galore_range_finder with the Omega of (tensor, refresh round); or, with
 // --proj random, GoLore's random orthonormal basis of (run seed, tensor, refresh round)
+static void galore_refresh_one(Optimizer* o, int i, const float* G);
+// galore_refresh: one tensor's refresh, timed; a step's refreshes that take over a second say how
+// far they are (the first one of a 135M model takes minutes on 2 cores), once a second
 static void galore_refresh(Optimizer* o, int i, const float* G) {
+    double t0 = now_seconds();
+    galore_refresh_one(o, i, G);
+    o->refresh_secs += now_seconds() - t0;
+    o->refresh_done++;
+    if (o->refresh_secs > 1.0 && o->refresh_secs - o->refresh_printed >= 1.0 && o->refresh_done < o->refresh_total) {
+        printf("  projector refresh: %d of %d matrices, %.0f s\n", o->refresh_done, o->refresh_total, o->refresh_secs);
+        fflush(stdout);
+        o->refresh_printed = o->refresh_secs;
+    }
+}
+
+static void galore_refresh_one(Optimizer* o, int i, const float* G) {
     const TensorLayout* l = &o->lay[i];
     if (o->cfg.projector == PROJECTOR_RANDOM) {
         int n_galore = 0;
@@ -762,7 +788,13 @@ static void galore_refresh(Optimizer* o, int i, const float* G) {
     sgesdd_("S", &M, &N, a, &M, s, u, &M, vt, &K, &wq, &lwork, iwork, &info, 1);
     lwork = (int)wq + 1;
     float* work = (float*)mallocCheck(sizeof(float) * (size_t)lwork);
+    // one BLAS thread inside the SVD: sgesdd is thousands of small level-2 BLAS calls, each a
+    // parallel region whose barrier waits for every thread; on a machine whose cores are busy
+    // that wait is a scheduler time slice per call. Measured, llama_60m's first refresh (56
+    // matrices, 2 cores, load average 7): 318 s with 2 BLAS threads, 4.3 s with 1 (README)
+    if (openblas_set_num_threads) openblas_set_num_threads(1);
     sgesdd_("S", &M, &N, a, &M, s, u, &M, vt, &K, work, &lwork, iwork, &info, 1);
+    if (openblas_set_num_threads) openblas_set_num_threads(get_threads());
     if (info != 0) die("SVD of the gradient of tensor %d (%d x %d) failed: LAPACK sgesdd info %d; hint: a NaN gradient?", i, M, N, info);
     float* P = o->proj[i];
     if (l->side == SIDE_RIGHT) {
@@ -1197,6 +1229,12 @@ static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int*
     memset(st, 0, sizeof *st);
     st->grad_accum = tr->grad_accum; st->dp = tr->dist->active; st->lr = lr; st->t = tr->t + 1;
     tr->comm_bytes = 0.0; tr->comm_full = 0.0;
+    Optimizer* o = &tr->opt;
+    o->refresh_total = o->refresh_done = 0;
+    o->refresh_secs = o->refresh_printed = 0.0;
+    if (optim_is_galore(o->cfg.kind)) // the GaLore matrices that refresh this step (galore_refresh counts them done)
+        for (int i = 0; i < o->n; i++)
+            o->refresh_total += o->lay[i].side != SIDE_NONE && (!o->has_proj[i] || galore_refresh_due(st->t, o->cfg.update_proj_gap));
     if (!tr->per_layer) llama_zero_grad(m);
     double loss_sum = 0.0;
     *n_targets = 0;
@@ -1240,6 +1278,9 @@ static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int*
         layer_hook_end_step(&tr->hook, st, m->table.n);
     }
     m->n_norm = 0;
+    if (o->refresh_secs > 1.0)
+        printf("  projector refresh: %d matrices in %.1f s (%s, in this step's time)\n", o->refresh_done, o->refresh_secs,
+               o->refresh_done == o->refresh_total ? "done" : "some skipped");
     if (st->f.updated) tr->t++;
     *skipped = st->f.bad;
     return (float)(loss_sum / tr->grad_accum);
@@ -1270,14 +1311,6 @@ static double rss_mib(void) {
     if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
     fclose(f);
     return rss * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
-}
-
-static int get_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
 }
 
 static void set_threads(int n) {

@@ -251,6 +251,18 @@ grep -q "optimizer fira_adamw8bit (eps 1e-08" <<<"$out" && grep -q "fira: norm-s
     && grep -q "^done: 1 steps" <<<"$out" && grep -q "8-bit moments (m, v) *0.0054 GiB" <<<"$plan" && grep -q "norm-growth limiter state" <<<"$plan" \
     && ok "fira_adamw8bit: banner (eps 1e-8, 8-bit low-rank moments) and plan rows (8-bit moments, limiter)" || bad "fira_adamw8bit banner/plan: $out $plan"
 
+# issue 24: the first projector refresh says how far it is (once a second when it takes over one)
+# and its total; the first step's ETA says it is not known yet (was "ETA 0s"). llama_60m's 56
+# SVDs take ~4 s on one core of the 2-core test machine: the progress lines are checked when the
+# refresh took 2 s or more (a faster machine may finish within the first second)
+out=$("$bin" --model llama_60m --optimizer galore_adamw --rank 128 --steps 2 --batch 1 --seq 32 --val "" --sample-len 0 --out "" --warmup 0 --threads 1 2>&1); rc=$?
+secs=$(sed -n 's/^  projector refresh: 56 matrices in \([0-9.]*\) s (done, in this step.s time)$/\1/p' <<<"$out")
+nprog=$(grep -c '^  projector refresh: [0-9]* of 56 matrices, [0-9]* s$' <<<"$out")
+if [ $rc -eq 0 ] && grep -q '^step     1/2 | .* | ETA ? until step 2 (the first step is not timed)$' <<<"$out" && [ -n "$secs" ] \
+   && awk -v s="$secs" -v n="$nprog" 'BEGIN{exit !(s >= 1 && (s < 2 || n >= 1) && n <= s + 1)}'; then
+    ok "the first refresh: 56 matrices in $secs s, $nprog progress lines; the first step's ETA is '?'"
+else bad "refresh progress (rc $rc): $(grep 'refresh\|^step' <<<"$out" | head -4)"; fi
+
 # --out guard: a fresh run into a folder holding a run is refused, the run left as it was;
 # --resume 1 past its end has nothing to do and writes nothing (seen: a fresh run into an old out/
 # then --resume 1 --steps 10 resumed the old ckpt_00000300, printed "done: -290 steps" and replaced
