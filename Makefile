@@ -1,5 +1,5 @@
 # galore.c build. `make deps` installs the Debian/Ubuntu packages (dev/deps.sh lists them);
-# `make` builds the CPU trainer (and the CUDA ones when nvcc is present);
+# `make` builds the CPU trainer (and train_llamacu when nvcc is present);
 # `make test` builds and runs every CPU test and compiles and links every .cu target.
 CC ?= gcc
 CFLAGS ?= -O3 -march=native
@@ -56,7 +56,12 @@ NVCC_MPI_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(MP
 CPU_TESTS = test_llama dev/test/test_data dev/test/test_tokenizer dev/test/test_safetensors dev/test/test_adam8bit dev/test/test_rendezvous
 
 .PHONY: all deps check-test-deps test test-cpu test-sanitizers test-fuzz test-gpu cuda clean
-all: train_llama cuda
+# what the README says `make` builds: the trainers (the CUDA checks and test_llamacu: make test)
+all: train_llama $(if $(NVCC_FOUND),$(filter train_llamacu,$(CU_TARGETS)))
+# no command lines unless V=1 (a compiler's warnings and errors still show)
+ifneq ($(V),1)
+.SILENT:
+endif
 
 # a missing library is one line naming its package and `make deps`, before any compiler error
 DEPS_CHECK = @CC="$(CC)" BLAS_LIBS="$(BLAS_LIBS)" LAPACK_LIBS="$(LAPACK_LIBS)" bash dev/deps.sh check
@@ -110,22 +115,25 @@ else
 	$(MAKE) -C dev/cuda
 endif
 
+# each suite: one line on the console (its FAIL lines under it), the whole output in test.log
+SUITE = V=$(V) bash dev/test/run_suite.sh
 test-cpu: train_llama $(CPU_TESTS)
-	./test_llama
-	./dev/test/test_data
-	./dev/test/test_tokenizer
-	./dev/test/test_safetensors
-	./dev/test/test_adam8bit
-	./dev/test/test_rendezvous
-	bash dev/test/test_deps.sh
-	CC="$(CC)" BLAS_LIBS="$(BLAS_LIBS)" LAPACK_LIBS="$(LAPACK_LIBS)" bash dev/test/test_build.sh
-	bash dev/test/test_cli.sh
-	bash dev/test/test_hf.sh
-	bash dev/test/test_crash.sh
-	bash dev/test/test_dist.sh
-	bash dev/test/test_c4.sh
-	bash dev/test/test_prepare.sh
-	bash scripts/test_scripts.sh
+	rm -f test.log
+	$(SUITE) ./test_llama
+	$(SUITE) ./dev/test/test_data
+	$(SUITE) ./dev/test/test_tokenizer
+	$(SUITE) ./dev/test/test_safetensors
+	$(SUITE) ./dev/test/test_adam8bit
+	$(SUITE) ./dev/test/test_rendezvous
+	$(SUITE) bash dev/test/test_deps.sh
+	CC="$(CC)" BLAS_LIBS="$(BLAS_LIBS)" LAPACK_LIBS="$(LAPACK_LIBS)" $(SUITE) bash dev/test/test_build.sh
+	$(SUITE) bash dev/test/test_cli.sh
+	$(SUITE) bash dev/test/test_hf.sh
+	$(SUITE) bash dev/test/test_crash.sh
+	$(SUITE) bash dev/test/test_dist.sh
+	$(SUITE) bash dev/test/test_c4.sh
+	$(SUITE) bash dev/test/test_prepare.sh
+	$(SUITE) bash scripts/test_scripts.sh
 
 # the CPU tests again under AddressSanitizer and UBSan, and each parser's fuzzer briefly
 test-sanitizers:

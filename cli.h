@@ -103,7 +103,7 @@ static const OptSpec CLI_OPTIONS[] = {
     {"init", OPT_STR, OPT_S(init), "", NULL, "start from these weights instead of random init: a Hugging Face model folder (model.safetensors, or shards with model.safetensors.index.json; F32/BF16/F16) or one of its files; without --model, the folder's config.json is the model"},
     {"train", OPT_STR, OPT_S(train), "dev/data/tinytext/train_*.bin", NULL, "glob of training token shards"},
     {"val", OPT_STR, OPT_S(val), "dev/data/tinytext/val_*.bin", NULL, "glob of validation token shards (\"\" = no eval)"},
-    {"tokenizer", OPT_STR, OPT_S(tokenizer), "dev/data/tinytext/tokenizer.bin", NULL, "tokenizer that decodes samples and encodes --prompt: a tokenizer.bin (dev/data/export_tokenizer.py), a Hugging Face tokenizer.json, or a folder holding one; with --init DIR and no --tokenizer, DIR's own if it has one (a missing file: samples print as token ids)"},
+    {"tokenizer", OPT_STR, OPT_S(tokenizer), "dev/data/tinytext/tokenizer.bin", NULL, "tokenizer that decodes samples and encodes --prompt: a tokenizer.bin (dev/data/export_tokenizer.py), a Hugging Face tokenizer.json, or a folder holding one; with --init DIR and no --tokenizer, DIR's own if it has one (the default missing: samples print as token ids; a --tokenizer given that is missing is an error)"},
     {"batch", OPT_INT, OPT_S(batch), "16", NULL, "B: sequences per micro-batch"},
     {"seq", OPT_INT, OPT_S(seq), "128", NULL, "T: tokens per sequence (<= max_position_embeddings)"},
     {"grad-accum", OPT_INT, OPT_S(grad_accum), "1", NULL, "micro-batches summed into one optimizer step"},
@@ -263,15 +263,46 @@ static void cli_defaults(Settings* s) {
     for (int i = 0; i < CLI_NUM_OPTIONS; i++) cli_set(s, &CLI_OPTIONS[i], CLI_OPTIONS[i].def);
 }
 
+// cli_help_wrapped: text word-wrapped to 100 columns, the first line after a 32-column lhs, the
+// rest indented to it (a word longer than a line gets a line of its own)
+static void cli_help_wrapped(const char* lhs, const char* text) {
+    const int indent = 32, width = 100;
+    printf("  %-29s ", lhs);
+    int col = indent;
+    if ((int)strlen(lhs) > indent - 3) { printf("\n%*s", indent, ""); }
+    const char* p = text;
+    while (*p) {
+        while (*p == ' ') p++;
+        int len = 0;
+        while (p[len] && p[len] != ' ') len++;
+        if (len == 0) break;
+        if (col > indent && col + 1 + len > width) { printf("\n%*s", indent, ""); col = indent; }
+        else if (col > indent) { putchar(' '); col++; }
+        printf("%.*s", len, p);
+        col += len;
+        p += len;
+    }
+    putchar('\n');
+}
+
 static void cli_help(const char* prog, const char* about) {
     printf("usage: %s [--option value ...]\n%s\n\noptions (default in brackets):\n", prog, about);
     for (int i = 0; i < CLI_NUM_OPTIONS; i++) {
         const OptSpec* o = &CLI_OPTIONS[i];
-        char lhs[64];
-        snprintf(lhs, sizeof lhs, "--%s %s", o->name, o->type == OPT_CHOICE ? o->choices : o->type == OPT_STR ? "S" : o->type == OPT_FLOAT ? "X" : "N");
-        printf("  %-28s %s [%s]\n", lhs, o->help, o->def);
+        char lhs[64], text[2048], list[512];
+        size_t nl = 0; // "a, b, c": wraps where "a|b|c" cannot
+        for (const char* c = o->choices ? o->choices : ""; *c && nl + 3 < sizeof list; c++) {
+            if (*c == '|') { list[nl++] = ','; list[nl++] = ' '; } else list[nl++] = *c;
+        }
+        list[nl] = '\0';
+        // a choice's values are listed in full in the text (a long list, e.g. --optimizer's, does not fit the column)
+        int long_choices = o->type == OPT_CHOICE && strlen(o->choices) > 20;
+        snprintf(lhs, sizeof lhs, "--%s %s", o->name, o->type == OPT_CHOICE ? (long_choices ? "NAME" : o->choices) : o->type == OPT_STR ? "S" : o->type == OPT_FLOAT ? "X" : "N");
+        snprintf(text, sizeof text, "%s%s%s%s [%s]", long_choices ? "one of " : "", long_choices ? list : "", long_choices ? ". " : "",
+                 o->help, o->def);
+        cli_help_wrapped(lhs, text);
     }
-    printf("  %-28s %s\n", "--help", "print this and exit");
+    cli_help_wrapped("--help", "print this and exit");
 }
 
 // cli_parse: --name value or --name=value; unknown flags and missing values die. *help is set

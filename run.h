@@ -887,7 +887,8 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
             printf("val loss %.7f | ppl %.4f | %d batches\n", vl, exp(vl), eval_batches * d->world);
             if (s->log[0] && d->rank == 0) {
                 FILE* logf = fopenCheck(s->log, "w");
-                fprintf(logf, "{\"step\": 0, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", vl, exp(vl));
+                char f1[32];
+                fprintf(logf, "{\"step\": 0, \"val_loss\": %s, \"val_ppl\": %.9g}\n", float_str(f1, sizeof f1, vl), exp(vl));
                 fclose(logf);
             }
             if (s->dump_logits[0] && d->rank == 0) run_dump_logits(e, s, &val, config->V, inputs, targets);
@@ -946,7 +947,8 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
             const char* keys[7] = {"rank", "update_proj_gap", "batch", "seq", "grad_accum", "processes", "per_layer"};
             int vals[7] = {g ? oc->rank : 0, g ? s->update_proj_gap : 0, B, T, s->grad_accum, d->world, s->per_layer};
             for (int i = 0; i < 7; i++) cJSON_AddNumberToObject(r, keys[i], vals[i]);
-            cJSON_AddNumberToObject(r, "lr", s->lr);
+            char lrs[32]; // as typed (a float's shortest form), not the double the float widens to
+            cJSON_AddRawToObject(r, "lr", float_str(lrs, sizeof lrs, s->lr));
             char* text = cJSON_PrintUnformatted(root);
             if (text == NULL) die("%s: cannot format the run line (out of memory?)", s->log);
             fprintf(logf, "%s\n", text);
@@ -957,6 +959,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
     run_catch_signals();
     double t_start = now_seconds(), t_train = 0.0;
     int timed = 0;
+    char f1[32], f2[32], f3[32]; // the log's floats (float_str)
     for (int step = start; step < s->steps; step++) {
         double t0 = now_seconds();
         float norm = 0.0f;
@@ -972,7 +975,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
             bad_in_a_row++;
             printf("step %5d/%d | loss %f | norm %f | non-finite: update skipped (%lld in a row, --max-bad-steps %d)\n", step + 1,
                    s->steps, loss, norm, (long long)bad_in_a_row, s->max_bad_steps);
-            if (logf) { fprintf(logf, "{\"step\": %d, \"skipped\": true, \"loss\": null, \"lr\": %.9g}\n", step + 1, lr); fflush(logf); }
+            if (logf) { fprintf(logf, "{\"step\": %d, \"skipped\": true, \"loss\": null, \"lr\": %s}\n", step + 1, float_str(f1, sizeof f1, lr)); fflush(logf); }
             if (bad_in_a_row >= s->max_bad_steps)
                 die("step %d: %lld steps in a row had a non-finite loss or gradient; stopping (the last checkpoint is intact); hint: %s",
                     step + 1, (long long)bad_in_a_row, e->skip_hint);
@@ -989,8 +992,8 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
                 fflush(stdout);
             }
             if (logf) {
-                fprintf(logf, "{\"step\": %d, \"loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %.9g, \"ms\": %.3f, \"tokens_per_s\": %.3f}\n",
-                        step + 1, loss, norm, lr, dt * 1e3, tok_s);
+                fprintf(logf, "{\"step\": %d, \"loss\": %s, \"grad_norm\": %s, \"lr\": %s, \"ms\": %.3f, \"tokens_per_s\": %.3f}\n",
+                        step + 1, float_str(f1, sizeof f1, loss), float_str(f2, sizeof f2, norm), float_str(f3, sizeof f3, lr), dt * 1e3, tok_s);
                 fflush(logf);
             }
         }
@@ -998,7 +1001,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         if (have_val && ((s->eval_every > 0 && (step + 1) % s->eval_every == 0) || last)) {
             float vl = evaluate(e, d, &val, eval_batches, inputs, targets);
             printf("eval step %d | val loss %.6f | ppl %.3f\n", step + 1, vl, exp(vl));
-            if (logf) { fprintf(logf, "{\"step\": %d, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", step + 1, vl, exp(vl)); fflush(logf); }
+            if (logf) { fprintf(logf, "{\"step\": %d, \"val_loss\": %s, \"val_ppl\": %.9g}\n", step + 1, float_str(f1, sizeof f1, vl), exp(vl)); fflush(logf); }
         }
         if (s->sample_every > 0 && (step + 1) % s->sample_every == 0 && !last && d->rank == 0)
             run_print_sample(e, &tok, have_tok, &eos, 1, 1, s->sample_len, &sample_rng);

@@ -76,6 +76,16 @@ static int str_closest(const char* list, const char* v, char* best, size_t cap) 
     return bd <= 2 && bd < (int)strlen(v);
 }
 
+// float_str: the shortest decimal that reads back as the same float (3e-3 -> "0.003", not
+// 0.0030000000260770321), for the JSONL log: what the user typed, and exact
+static const char* float_str(char* buf, size_t n, float x) {
+    for (int p = 1; p <= 9; p++) {
+        snprintf(buf, n, "%.*g", p, x);
+        if (strtof(buf, NULL) == x) break;
+    }
+    return buf;
+}
+
 static FILE* fopen_check(const char* path, const char* mode, const char* file, int line) {
     FILE* f = fopen(path, mode);
     if (f == NULL) {

@@ -188,7 +188,10 @@ def smooth_curve(values, window):
 
 
 def plot(runs, out, xkind, title, smooth):
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # one line, not a traceback: the table above is already printed
+        sys.exit("error: dev/plot_runs.py: the PNG needs matplotlib: pip install matplotlib (--no-plot prints the table only)")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

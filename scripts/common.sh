@@ -75,6 +75,18 @@ latest_ckpt() {
 }
 
 # paper_run NAME FLAGS...: the resume loop described above. Returns the trainer's status.
+# shell_words WORD...: the words on one line that a shell reads back as the same words: '' for an
+# empty one, single quotes around one with a space, a glob or another special character (DRY_RUN's
+# command is pasted; unquoted, a glob expanded and an empty --tokenizer took --batch as its value)
+shell_words() {
+    local out="" w
+    for w in "$@"; do
+        if [ -z "$w" ] || [[ $w =~ [^A-Za-z0-9_./:=,+@%-] ]]; then w="'${w//\'/\'\\\'\'}'"; fi
+        out="$out${out:+ }$w"
+    done
+    printf '%s\n' "$out"
+}
+
 paper_run() {
     local name="$1"; shift
     local run_dir="${RUN_DIR:-runs/$name}"
@@ -125,8 +137,8 @@ paper_run() {
     # shellcheck disable=SC2206 # EXTRA_ARGS is split on spaces on purpose
     [ -n "${EXTRA_ARGS:-}" ] && args+=($EXTRA_ARGS)
 
-    if [ -n "${DRY_RUN:-}" ]; then echo "${launch[*]} $trainer ${args[*]}"; return 0; fi
-    echo "${launch[*]} $trainer ${args[*]}" > "$run_dir/command.txt"
+    if [ -n "${DRY_RUN:-}" ]; then shell_words "${launch[@]}" "$trainer" "${args[@]}"; return 0; fi
+    shell_words "${launch[@]}" "$trainer" "${args[@]}" > "$run_dir/command.txt"
     local fails=0 before after rc
     while true; do
         before=$(latest_ckpt "$run_dir")

@@ -46,4 +46,4 @@ export EVAL_TOKENS="${EVAL_TOKENS:-1000000}" SAVE_EVERY="${SAVE_EVERY:-200}"
 MODEL_DEFAULT="$HF_DIR/config.json"; STEPS_DEFAULT=1000; WARMUP_DEFAULT=100; MICRO_BATCH_DEFAULT=4
 paper_run "finetune_$(basename "$HF_DIR")" --init "$HF_DIR" --optimizer "${OPTIMIZER:-galore_adamw8bit}" --lr 1e-4 \
     --rank "${RANK:-128}" --update-proj-gap "${GAP:-200}" --galore-scale "${SCALE:-0.25}" --proj-type std \
-    --per-layer "${PER_LAYER:-1}" --grad-clip 0
+    --per-layer "${PER_LAYER:-1}" # (no --grad-clip: common.sh passes GRAD_CLIP, default 0, as per-layer needs)

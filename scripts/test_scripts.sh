@@ -61,7 +61,7 @@ check "7b: galore_adamw8bit per-layer, rank 1024, T 500, lr 0.005, no clip" \
 env -u STEPS -u MICRO_BATCH -u TOTAL_BATCH -u SEQ -u EVAL_TOKENS -u MODEL -u TRAIN -u VAL -u TOKENIZER -u EXTRA_ARGS \
     DRY_RUN=1 RUN_DIR="$TMP/dry" bash scripts/run_llama60m_galore.sh > "$TMP/dry.out" 2>&1
 check "60m galore dry run: llama_60m, C4 shards, 128 x 4 x 256, 10K steps, 1K warmup, 10M eval tokens" \
-    grep -q -- '--model llama_60m --train dev/data/c4/c4_train_\*.bin --val dev/data/c4/c4_validation_\*.bin --tokenizer dev/data/c4/tokenizer.bin --batch 128 --seq 256 --grad-accum 4 --steps 10000 --warmup 1000 .* --eval-every 1000 --eval-tokens 10000000 --save-every 1000' "$TMP/dry.out"
+    grep -q -- "--model llama_60m --train 'dev/data/c4/c4_train_\*.bin' --val 'dev/data/c4/c4_validation_\*.bin' --tokenizer dev/data/c4/tokenizer.bin --batch 128 --seq 256 --grad-accum 4 --steps 10000 --warmup 1000 .* --eval-every 1000 --eval-tokens 10000000 --save-every 1000" "$TMP/dry.out"
 check "dry run trains nothing" [ ! -e "$TMP/dry/log.jsonl" ]
 
 # crash + resume: kill -9 the trainer once its step-2 checkpoint is complete, let the loop resume
@@ -122,6 +122,11 @@ PY
 FT_ENV=(-u MODEL -u TOKENIZER STEPS=4 WARMUP=1 MICRO_BATCH=2 TOTAL_BATCH=4 SEQ=16 SAVE_EVERY=2 KEEP=0 EVAL_EVERY=2 EVAL_TOKENS=256
         RANK=4 GAP=2 "EXTRA_ARGS=--sample-len 0 --threads 1 --save-shard-size 20KB")
 FT_ARGS=(dev/ref/hf/tied "$TMP/ft_train.bin" "$TMP/ft_val.bin")
+# issue 24: DRY_RUN's command runs when pasted: a glob and the empty --tokenizer quoted, --grad-clip once
+line=$(env "${FT_ENV[@]}" DRY_RUN=1 RUN_DIR="$TMP/ftdry" bash scripts/finetune_galore.sh dev/ref/hf/tied "$TMP/ft_tr*.bin" "$TMP/ft_val.bin" 2>&1)
+check "finetune dry run: the glob and the empty --tokenizer quoted, --grad-clip once" \
+    bash -c 'grep -qF -- "--train '"'"'$1'"'"' " <<<"$0" && grep -qF -- "--tokenizer '"'"''"'"' --batch" <<<"$0" && [ "$(grep -o -- --grad-clip <<<"$0" | wc -l)" = 1 ]' "$line" "$TMP/ft_tr*.bin"
+check "finetune dry run: the printed command, pasted, trains its 4 steps" bash -c "$line > '$TMP/ftdry.out' 2>&1 && grep -q '^done: 4 steps' '$TMP/ftdry.out'"
 env "${FT_ENV[@]}" RUN_DIR="$TMP/ft" bash scripts/finetune_galore.sh "${FT_ARGS[@]}" > "$TMP/ft.out" 2>&1
 rc=$?
 check "finetune_galore: exit 0" [ "$rc" -eq 0 ]

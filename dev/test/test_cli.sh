@@ -82,9 +82,18 @@ for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule 
     grep -q -- "--$opt " <<<"$help" || missing="$missing $opt"
 done
 [ $rc -eq 0 ] && [ -z "$missing" ] && ok "--help lists every flag" || bad "--help (rc $rc) misses:$missing"
+# issue 24: --help wraps at 100 columns and lists every choice (lines reached 819 characters, and the
+# --optimizer list was cut off)
+wide=$(awk 'length($0) > 100' <<<"$help" | head -2)
+flat=$(tr '\n' ' ' <<<"$help" | tr -s ' ')
+missing=""
+for c in adamw adam galore_adamw adam8bit galore_adamw8bit fira_adamw apollo_adamw apollo_mini apollo_adamw8bit fira_adamw8bit; do
+    grep -q -- "--optimizer NAME one of .*\b$c\b" <<<"$flat" || missing="$missing $c"
+done
+[ -z "$wide" ] && [ -z "$missing" ] && ok "--help: no line over 100 columns, every --optimizer choice listed" || bad "--help: wide [$wide] missing [$missing]"
 # --help says what the program does: the log's default, --init's folder form, ids without a tokenizer
-grep -q -- '--log S .*\[OUT/log.jsonl\]' <<<"$help" && grep -q -- '--init S .*model folder .*or one of its files' <<<"$help" \
-   && grep -q -- '--tokenizer S .*samples print as token ids' <<<"$help" && ! grep -q 'samples are skipped' <<<"$help" \
+grep -q -- '--log S .*\[OUT/log.jsonl\]' <<<"$flat" && grep -q -- '--init S .*model folder .*or one of its files' <<<"$flat" \
+   && grep -q -- '--tokenizer S .*samples print as token ids' <<<"$flat" && ! grep -q 'samples are skipped' <<<"$flat" \
     && ok "--help for --log, --init and --tokenizer matches the program" || bad "--help text: $(grep -- '--log \|--init \|--tokenizer ' <<<"$help")"
 
 # a short run on the embedded data
@@ -324,9 +333,25 @@ lines = [json.loads(l) for l in open(sys.argv[1])]
 run = lines[0]["run"]
 sys.exit(not (run["optimizer"] == "adamw" and run["model"] == "llama_tiny" and run["batch"] == 2 and sum("loss" in l for l in lines) == 2))
 PY
+# issue 24: the log writes floats in their shortest exact form: the run line's lr as typed (3e-3 was
+# 0.0030000000260770321), each step's loss as the shortest decimal that reads back as the same float
+grep -q '"lr":0.003}}$' "$tmp/deflog/log.jsonl" && python3 - "$tmp/deflog/log.jsonl" <<'PY' && ok "the log's floats: lr 0.003 as given, losses in their shortest exact form" || bad "log floats: $(head -2 "$tmp/deflog/log.jsonl")"
+import json, struct, sys
+f32 = lambda x: struct.unpack("f", struct.pack("f", x))[0]
+for line in open(sys.argv[1]):
+    if '"loss": ' in line:
+        text = line.split('"loss": ')[1].split(",")[0]
+        ok = f32(float(text)) == float(text) and all(f32(float(f"{float(text):.{p}g}")) != float(text) for p in range(1, len(text.replace(".", "").lstrip("0")) - 1))
+        if not ok: sys.exit(1)
+PY
 # dev/plot_runs.py labels runs by the model and optimizer in their logs (two alike: plus the folder)
 t=$(python3 dev/plot_runs.py --no-plot "$tmp/deflog" "$tmp/log.jsonl" 2>&1)
 grep -q "^llama_tiny adamw (deflog) " <<<"$t" && [ "$(grep -c "^llama_tiny adamw (" <<<"$t")" = 2 ] && ok "plot_runs.py labels by the log's optimizer" || bad "plot_runs labels: $t"
+# without matplotlib (a stand-in package that fails to import, wherever it is installed): one line saying how to install it
+mkdir -p "$tmp/nompl/matplotlib" && echo 'raise ImportError("no matplotlib")' > "$tmp/nompl/matplotlib/__init__.py"
+t=$(PYTHONPATH="$tmp/nompl" python3 dev/plot_runs.py --out "$tmp/p.png" "$tmp/deflog" 2>&1 >/dev/null); rc=$?
+[ $rc -ne 0 ] && [ "$(wc -l <<<"$t")" = 1 ] && grep -q "^error: dev/plot_runs.py: the PNG needs matplotlib: pip install matplotlib" <<<"$t" \
+    && ok "plot_runs.py without matplotlib: one line" || bad "plot_runs.py without matplotlib (rc $rc): $t"
 "$bin" "${g[@]}" --steps 1 --out "" --log "$tmp/new/deeper/log.jsonl" > /dev/null 2>&1
 [ "$(grep -c tokens_per_s "$tmp/new/deeper/log.jsonl" 2>/dev/null)" = 1 ] && ok "--log's folder is created" || bad "--log folder not created"
 

@@ -33,9 +33,11 @@ run_case() {
             # on a loaded machine start-up is slower, so the base grows while no checkpoint exists
             sleep "$(awk -v ms=$((base + RANDOM % 150)) 'BEGIN{printf "%.3f", ms / 1000}')"
             kill -9 $pid 2>/dev/null && kills=$((kills+1))
-            ls "$out"/ckpt_*/DONE >/dev/null 2>&1 || base=$((base + 40))
         fi
+        # wait before any other command forks: bash reports a killed job it reaps on the way as
+        # "line N: PID Killed ..." on stderr (54 such lines in make test's output before)
         { wait $pid; } 2>/dev/null; local rc=$?
+        [ $rc -ne 137 ] || ls "$out"/ckpt_*/DONE >/dev/null 2>&1 || base=$((base + 40))
         if [ $rc -eq 0 ]; then done=1
         elif [ $rc -ne 137 ]; then bad "$name: resumed run failed (rc $rc): $(tail -2 "$out.stdout")"; return
         fi
