@@ -341,7 +341,8 @@ f32 = lambda x: struct.unpack("f", struct.pack("f", x))[0]
 for line in open(sys.argv[1]):
     if '"loss": ' in line:
         text = line.split('"loss": ')[1].split(",")[0]
-        ok = f32(float(text)) == float(text) and all(f32(float(f"{float(text):.{p}g}")) != float(text) for p in range(1, len(text.replace(".", "").lstrip("0")) - 1))
+        x, nd = f32(float(text)), len(text.replace(".", "").lstrip("0"))  # the float it reads back as; its digits
+        ok = nd <= 9 and all(f32(float(f"{x:.{p}g}")) != x for p in range(1, nd))  # no fewer digits give that float
         if not ok: sys.exit(1)
 PY
 # dev/plot_runs.py labels runs by the model and optimizer in their logs (two alike: plus the folder)
