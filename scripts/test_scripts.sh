@@ -134,7 +134,7 @@ check "finetune_galore: exit 0" [ "$rc" -eq 0 ]
 check "finetune_galore: DONE, log has 4 steps and the final eval" \
     bash -c "[ -f '$TMP/ft/DONE' ] && [ \$(grep -c '\"tokens_per_s\"' '$TMP/ft/log.jsonl') -eq 4 ] && grep -q '\"step\": 4, \"val_loss\"' '$TMP/ft/log.jsonl'"
 check "finetune_galore: --init the folder, its config, galore_adamw8bit rank 4 T 2 per-layer, --grad-accum 2" \
-    grep -q -- "--model $PWD/dev/ref/hf/tied/config.json .*--grad-accum 2 .*--init $PWD/dev/ref/hf/tied --optimizer galore_adamw8bit --lr 1e-4 --rank 4 --update-proj-gap 2 --galore-scale 0.25 --proj-type std --per-layer 1 --grad-clip 0" \
+    grep -q -- "--model $PWD/dev/ref/hf/tied/config.json .*--grad-accum 2 .*--grad-clip 0 .*--init $PWD/dev/ref/hf/tied --optimizer galore_adamw8bit --lr 1e-4 --rank 4 --update-proj-gap 2 --galore-scale 0.25 --proj-type std --per-layer 1 --out" \
     "$TMP/ft/command.txt"
 check "finetune_galore: the model in the user's layout: BF16 shards + index, tied (no lm_head.weight)" bash -c \
     "[ -f '$TMP/ft/model.safetensors.index.json' ] && [ ! -f '$TMP/ft/model.safetensors' ] && ! grep -q lm_head '$TMP/ft/model.safetensors.index.json' && grep -q '\"tie_word_embeddings\":[[:space:]]*true' '$TMP/ft/config.json' && grep -q '\"torch_dtype\":[[:space:]]*\"bfloat16\"' '$TMP/ft/config.json' && [ \$(ls '$TMP/ft' | grep -c '^model-.*-of-.*\.safetensors\$') -gt 1 ]"
