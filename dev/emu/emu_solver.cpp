@@ -164,7 +164,8 @@ cusolverStatus_t CUSOLVERAPI cusolverDnSgesvd_bufferSize(cusolverDnHandle_t hand
     cusolverStatus_t st = solver_check(handle);
     if (st != CUSOLVER_STATUS_SUCCESS) return st;
     if (m < 0 || n < 0) return solver_invalid("m or n negative");
-    if (m < n) return solver_invalid("gesvd supports only m >= n; hint: factor the transpose");
+    // m < n is answered (LAPACK sizes it): the documented m >= n rule is the computation's, checked
+    // by cusolverDnSgesvd itself
     *lwork = gesvd_query_any(m, n);
     return CUSOLVER_STATUS_SUCCESS;
 }
