@@ -53,9 +53,27 @@ NVCC_BLAS_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(B
 NVCC_LDLIBS = -lcublas -lcublasLt -lcusolver -lcudnn -lnccl -lcjson $(NVCC_BLAS_LIBS) $(LAPACK_LIBS) -lgomp
 NVCC_MPI_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(MPI_LIBS))
 
+# The CUDA program on the CPU (dev/emu/emu.h says what it models): the unchanged .cu/.cuh sources,
+# their launches rewritten by dev/emu/cu2cpp.py into a mirror tree (build/emu, searched first for
+# its own includes), compiled by g++ against the real CUDA headers with dev/emu/emu.h forced in,
+# linked with the emulated runtime and libraries (every dev/emu/emu_*.cpp).
+CUDA_HOME ?= /usr/local/cuda
+EMU_CXX ?= g++
+EMU_DIR = build/emu
+EMU_CXXFLAGS = -std=c++17 -O2 -g -fopenmp -I$(CUDA_HOME)/include -Idev/emu -I.
+EMU_FLAGS = $(EMU_CXXFLAGS) -include dev/emu/emu.h -x c++
+EMU_SRC = $(wildcard dev/emu/emu_*.cpp)
+EMU_OBJ = $(patsubst dev/emu/%.cpp,$(EMU_DIR)/%.o,$(EMU_SRC))
+EMU_LIB = $(EMU_DIR)/libemu.a
+EMU_LDLIBS = -x none $(EMU_LIB) -lcjson $(BLAS_LIBS) $(LAPACK_LIBS) -lm
+EMU_CU = $(wildcard *.cu *.cuh dev/cuda/*.cu dev/cuda/*.cuh dev/emu/*.cu)
+EMU_MIRROR = $(EMU_DIR)/.mirror
+DEV_CUDA_EMU = $(patsubst %.cu,%_emu,$(wildcard dev/cuda/*.cu))
+EMU_TARGETS = train_llamacu_emu test_llamacu_emu dev/emu/test_emu $(DEV_CUDA_EMU)
+
 CPU_TESTS = test_llama dev/test/test_data dev/test/test_tokenizer dev/test/test_safetensors dev/test/test_adam8bit dev/test/test_rendezvous
 
-.PHONY: all deps check-test-deps test test-cpu test-sanitizers test-fuzz test-gpu cuda clean
+.PHONY: all deps check-test-deps test test-cpu test-sanitizers test-fuzz test-gpu cuda clean emu test-emu
 all: train_llama cuda
 
 # a missing library is one line naming its package and `make deps`, before any compiler error
@@ -100,6 +118,42 @@ test-gpu: test_llamacu train_llamacu
 	$(MAKE) -C dev/cuda run
 	bash dev/test/test_dist_gpu.sh
 
+# ----------------------------------------------------------------------------
+# the emulated CUDA build (see EMU_* above)
+emu: $(EMU_TARGETS)
+
+$(EMU_MIRROR): $(EMU_CU) dev/emu/cu2cpp.py
+	@mkdir -p $(EMU_DIR)
+	python3 dev/emu/cu2cpp.py $(EMU_DIR) $(EMU_CU)
+	@touch $@
+
+$(EMU_DIR)/%.o: dev/emu/%.cpp dev/emu/emu.h dev/emu/emu_core.h dev/emu/emu_internal.h
+	@mkdir -p $(EMU_DIR)
+	$(EMU_CXX) $(EMU_CXXFLAGS) -c $< -o $@
+
+$(EMU_LIB): $(EMU_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+EMU_DEPS = $(EMU_MIRROR) $(EMU_LIB) dev/emu/emu.h $(HEADERS)
+train_llamacu_emu: $(EMU_DEPS)
+	$(EMU_CXX) $(EMU_FLAGS) $(MPI_CFLAGS) $(EMU_DIR)/train_llama.cu -o $@ $(EMU_LDLIBS) $(MPI_LIBS)
+test_llamacu_emu: $(EMU_DEPS) train_llama.c
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_DIR)/test_llama.cu -o $@ $(EMU_LDLIBS)
+dev/emu/test_emu: $(EMU_DEPS)
+	$(EMU_CXX) $(EMU_FLAGS) -Idev/emu $(EMU_DIR)/dev/emu/test_emu.cu -o $@ $(EMU_LDLIBS)
+dev/cuda/%_emu: $(EMU_DEPS) train_llama.c
+	$(EMU_CXX) $(EMU_FLAGS) -Idev/cuda $(EMU_DIR)/dev/cuda/$*.cu -o $@ $(EMU_LDLIBS)
+
+# what runs under the emulation; each line one program (EMU_SEED varies the thread and stream
+# orders). The dev/cuda checks take `emu` (small shapes, no timing) where they have big shapes.
+EMU_SEEDS ?= 0 1 7
+EMU_RUN_SELFTEST = ./dev/emu/test_emu
+EMU_RUN_DEV_CUDA = cast swiglu rope rmsnorm encoder grad_norm adam apollo
+test-emu: emu
+	$(EMU_RUN_SELFTEST)
+	@fail=0; for t in $(EMU_RUN_DEV_CUDA); do for seed in $(EMU_SEEDS); do echo "== dev/cuda/$${t}_emu (EMU_SEED=$$seed)"; \
+	  EMU_SEED=$$seed ./dev/cuda/$${t}_emu emu || fail=1; done; done; exit $$fail
+
 cuda:
 ifeq ($(NVCC_FOUND),)
 	@echo "note: nvcc not found: CUDA targets ($(or $(CU_TARGETS),none)) skipped; install the CUDA Toolkit to build them"
@@ -139,4 +193,5 @@ test: check-test-deps test-cpu test-sanitizers test-fuzz cuda
 	@echo "make test: all CPU tests passed (also under ASan/UBSan), fuzzers found nothing; CUDA targets compiled where nvcc exists (no GPU runs here)"
 
 clean:
-	rm -f train_llama test_llama $(CPU_TESTS) $(CU_TARGETS)
+	rm -f train_llama test_llama $(CPU_TESTS) $(CU_TARGETS) $(EMU_TARGETS)
+	rm -rf $(EMU_DIR)
