@@ -152,7 +152,7 @@ EMU_RUN_DEV_CUDA = cast swiglu rope rmsnorm encoder grad_norm adam apollo
 test-emu: emu
 	$(EMU_RUN_SELFTEST)
 	@fail=0; for t in $(EMU_RUN_DEV_CUDA); do for seed in $(EMU_SEEDS); do echo "== dev/cuda/$${t}_emu (EMU_SEED=$$seed)"; \
-	  EMU_SEED=$$seed ./dev/cuda/$${t}_emu emu || fail=1; done; done; exit $$fail
+	  EMU_SEED=$$seed ./dev/cuda/$${t}_emu || fail=1; done; done; exit $$fail
 
 cuda:
 ifeq ($(NVCC_FOUND),)

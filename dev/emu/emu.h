@@ -83,6 +83,9 @@ constexpr int warpSize = 32; // not a macro: cudaDeviceProp has a field of that 
 // warning). One static copy in a section of its own, which the executor fills with 0xFF at each
 // block's start; cu2cpp.py adds emu_shared_note after each declaration for the 48 KiB check.
 #undef __shared__
+#ifndef __launch_bounds__ // the headers define it only for nvcc
+#define __launch_bounds__(...)
+#endif
 #define __shared__ static __attribute__((section("emu_shared")))
 extern int emu_block_first;
 void emu_shared_note_slow(const void* p, size_t bytes);
