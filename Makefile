@@ -60,7 +60,8 @@ NVCC_MPI_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(MP
 CUDA_HOME ?= /usr/local/cuda
 EMU_CXX ?= g++
 EMU_DIR = build/emu
-EMU_CXXFLAGS = -std=c++17 -O2 -g -fopenmp -I$(CUDA_HOME)/include -Idev/emu -I.
+# OMPI_SKIP_MPICXX: mpi.h under g++ would pull Open MPI's C++ bindings, which -lmpi lacks
+EMU_CXXFLAGS = -std=c++17 -O2 -g -fopenmp -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX -I$(CUDA_HOME)/include -Idev/emu -I.
 EMU_FLAGS = $(EMU_CXXFLAGS) -include dev/emu/emu.h -x c++
 EMU_SRC = $(wildcard dev/emu/emu_*.cpp)
 EMU_OBJ = $(patsubst dev/emu/%.cpp,$(EMU_DIR)/%.o,$(EMU_SRC))
