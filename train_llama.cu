@@ -1046,6 +1046,10 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     cudaCheck(cudaEventCreateWithFlags(&tr->ev_grad, cudaEventDisableTiming));
     cudaCheck(cudaEventCreateWithFlags(&tr->ev_slot, cudaEventDisableTiming));
     cudaCheck(cudaEventCreateWithFlags(&tr->ev_upd, cudaEventDisableTiming));
+    // recorded once now, so the first backward's wait on it (gpu_slot_wait, matmul_backward's
+    // dw_wait), before any update recorded it, orders against something: CUDA makes a wait on an
+    // event never recorded a silent no-op, the shape of a missing record (the emulation stops there)
+    cudaCheck(cudaEventRecord(tr->ev_slot, tr->us));
     // per-layer: backward waits for the last group's update before it writes the slots again
     m->mm.dw_wait = tr->ev_slot;
     m->mm.has_dw_wait = per_layer;
