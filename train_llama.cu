@@ -1120,6 +1120,15 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
 }
 
 static void gpu_trainer_free(GpuTrainer* tr) {
+    // the low-rank accumulators were allocated in the update stream's order: they go back in it,
+    // BEFORE that stream is destroyed (freeing them after it was an invalid-handle error at the end
+    // of every data-parallel and per-layer + accumulation run, and read tr->opt.lay after
+    // gpu_optim_free had freed it)
+    if (tr->acc) {
+        for (int i = 0; i < tr->model->table.n; i++)
+            if (tr->acc[i] && layout_lowrank_accum(&tr->opt.lay[i])) cudaCheck(cudaFreeAsync(tr->acc[i], tr->us));
+        free(tr->acc); free(tr->racc);
+    }
     cudaCheck(cudaStreamSynchronize(tr->us));
     gpu_optim_free(&tr->opt);
     tr->model->mm.has_dw_wait = 0;
@@ -1129,12 +1138,6 @@ static void gpu_trainer_free(GpuTrainer* tr) {
     free(tr->h_part);
     cudaCheck(cudaFreeHost(tr->h_flags));
     free(tr->undo);
-    if (tr->acc) {
-        for (int i = 0; i < tr->model->table.n; i++)
-            if (tr->acc[i] && layout_lowrank_accum(&tr->opt.lay[i])) cudaCheck(cudaFreeAsync(tr->acc[i], tr->us));
-        cudaCheck(cudaStreamSynchronize(tr->us));
-        free(tr->acc); free(tr->racc);
-    }
     if (tr->dist->active) {
         tr->model->norm_comm = NULL;
         ncclCheck(ncclCommDestroy(tr->comm));
