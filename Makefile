@@ -70,7 +70,7 @@ EMU_LDLIBS = -x none $(EMU_LIB) -lcjson $(BLAS_LIBS) $(LAPACK_LIBS) -lm
 EMU_CU = $(wildcard *.cu *.cuh dev/cuda/*.cu dev/cuda/*.cuh dev/emu/*.cu)
 EMU_MIRROR = $(EMU_DIR)/.mirror
 DEV_CUDA_EMU = $(patsubst %.cu,%_emu,$(wildcard dev/cuda/*.cu))
-EMU_TARGETS = train_llamacu_emu test_llamacu_emu dev/emu/test_emu $(DEV_CUDA_EMU)
+EMU_TARGETS = train_llamacu_emu test_llamacu_emu dev/emu/test_emu dev/emu/test_emu_libs $(DEV_CUDA_EMU)
 
 CPU_TESTS = test_llama dev/test/test_data dev/test/test_tokenizer dev/test/test_safetensors dev/test/test_adam8bit dev/test/test_rendezvous
 
@@ -142,13 +142,16 @@ test_llamacu_emu: $(EMU_DEPS) train_llama.c
 	$(EMU_CXX) $(EMU_FLAGS) $(EMU_DIR)/test_llama.cu -o $@ $(EMU_LDLIBS)
 dev/emu/test_emu: $(EMU_DEPS)
 	$(EMU_CXX) $(EMU_FLAGS) -Idev/emu $(EMU_DIR)/dev/emu/test_emu.cu -o $@ $(EMU_LDLIBS)
+# the libraries' own check (references, planted defects): a plain C++ file, no launches to rewrite
+dev/emu/test_emu_libs: dev/emu/test_emu_libs.cpp $(EMU_LIB) dev/emu/emu.h dev/emu/emu_libs.h
+	$(EMU_CXX) $(EMU_FLAGS) $< -o $@ $(EMU_LDLIBS)
 dev/cuda/%_emu: $(EMU_DEPS) train_llama.c
 	$(EMU_CXX) $(EMU_FLAGS) -Idev/cuda $(EMU_DIR)/dev/cuda/$*.cu -o $@ $(EMU_LDLIBS)
 
 # what runs under the emulation; each line one program (EMU_SEED varies the thread and stream
 # orders). The dev/cuda checks take `emu` (small shapes, no timing) where they have big shapes.
 EMU_SEEDS ?= 0 1 7
-EMU_RUN_SELFTEST = ./dev/emu/test_emu
+EMU_RUN_SELFTEST = ./dev/emu/test_emu && ./dev/emu/test_emu_libs
 EMU_RUN_DEV_CUDA = cast swiglu rope rmsnorm encoder grad_norm adam apollo
 test-emu: emu
 	$(EMU_RUN_SELFTEST)
