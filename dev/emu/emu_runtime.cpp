@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <unistd.h>
 #include <time.h>
+#include <omp.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <deque>
@@ -702,8 +703,8 @@ static void at_exit(void) {
     }
     const char* rep = getenv("EMU_MEM_REPORT");
     if (rep && atoi(rep)) {
-        fprintf(stderr, "emu: memory: peak %.3f MiB of %.0f MiB; by name (peak MiB, bytes now):\n", g_mem_peak / 1048576.0, g_mem_total / 1048576.0);
-        for (auto& e : g_mem_by_name) fprintf(stderr, "emu: memory: %12.3f %14zu  %s\n", e.second.second / 1048576.0, e.second.first, e.first.c_str());
+        fprintf(stderr, "emu: memory: peak %.3f MiB of %.0f MiB; by name (peak bytes, bytes now: exact, for the plan check):\n", g_mem_peak / 1048576.0, g_mem_total / 1048576.0);
+        for (auto& e : g_mem_by_name) fprintf(stderr, "emu: memory: %zu %zu %s\n", e.second.second, e.second.first, e.first.c_str());
     }
 }
 
@@ -1160,3 +1161,11 @@ cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr a, void*
     return cudaSuccess;
 }
 cudaError_t cudaFuncSetAttribute(const void* f, cudaFuncAttribute a, int v) { (void)f; (void)a; (void)v; return cudaSuccess; }
+
+// The emulated device is one thread. Idle OpenMP threads (the OpenMP OpenBLAS build the GEMMs and
+// solvers call, the CPU engine in test_llamacu) spin beside it after every parallel region and
+// took the second core from it: one GaLore step of llama_tiny took 128 s, 19 s with one OpenMP
+// thread (2-core machine, busy). So one thread unless the user sets OMP_NUM_THREADS.
+__attribute__((constructor)) static void emu_omp_one_thread(void) {
+    if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
+}
