@@ -61,7 +61,8 @@ CUDA_HOME ?= /usr/local/cuda
 EMU_CXX ?= g++
 EMU_DIR = build/emu
 EMU_CXXFLAGS = -std=c++17 -O2 -g -fopenmp -I$(CUDA_HOME)/include -Idev/emu -I.
-EMU_FLAGS = $(EMU_CXXFLAGS) -include dev/emu/emu.h -x c++
+# OMPI/MPICH_SKIP_MPICXX: mpi.h under a C++ compiler would pull in the C++ bindings (not linked)
+EMU_FLAGS = $(EMU_CXXFLAGS) -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX -include dev/emu/emu.h -x c++
 EMU_SRC = $(wildcard dev/emu/emu_*.cpp)
 EMU_OBJ = $(patsubst dev/emu/%.cpp,$(EMU_DIR)/%.o,$(EMU_SRC))
 EMU_LIB = $(EMU_DIR)/libemu.a

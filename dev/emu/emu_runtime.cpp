@@ -453,8 +453,7 @@ static void op_end(EmuOp* op) {
             uintptr_t bad;
             if (!canary_ok(a, gr.page, &bad)) {
                 if (bad >= a->base + a->size)
-                    emu_fatal("wrote %lld bytes past the end of %s (into the slack before the guard page)", (long long)(bad - (a->base + a->size)) + 1,
-                              alloc_at(a, bad).c_str());
+                    emu_fatal("wrote past the end of %s (into the alignment slack before the guard page)", alloc_at(a, bad).c_str());
                 emu_fatal("wrote before the start of %s", alloc_at(a, bad).c_str());
             }
         }
@@ -663,9 +662,8 @@ static void on_segv(int sig, siginfo_t* si, void* ucv) {
         if (g_device_ctx && emu_cur_op) {
             if (!a) emu_fatal("%s at %p: no device allocation there (a wild pointer)", rw, (void*)p);
             if (a->freed) emu_fatal("%s of freed %s (use after free)", rw, alloc_at(a, p).c_str());
-            if (p < a->start) emu_fatal("%s %lld bytes before the start of %s (out of bounds: guard page)", rw, (long long)(a->base - p), alloc_at(a, p).c_str());
-            if (p >= a->end) emu_fatal("%s %lld bytes past the end of %s (out of bounds: guard page)", rw, (long long)(p - (a->base + a->size)) + 1,
-                                       alloc_at(a, p).c_str());
+            if (p < a->start) emu_fatal("%s before the start of %s (out of bounds: the guard page)", rw, alloc_at(a, p).c_str());
+            if (p >= a->end) emu_fatal("%s past the end of %s (out of bounds: the guard page)", rw, alloc_at(a, p).c_str());
             if (emu_cur_op->kind != OP_KERNEL)
                 emu_fatal("%s of %s outside the ranges this op declared", rw, alloc_at(a, p).c_str());
             check_async_lifetime(a, emu_cur_op);
