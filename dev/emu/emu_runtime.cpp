@@ -180,6 +180,7 @@ struct Alloc {
     int freed, free_enqueued, pinned;
     int async_stream; uint64_t async_seq;   // cudaMallocAsync: live from this op on
     std::vector<uint8_t> filled;            // per page: filled with the 0xFF pattern and canary
+    std::vector<int32_t> grant_at;          // per page: its index in g_grants during an op, else -1
     std::vector<uint64_t> last_use;         // per stream: the last seq of that stream that touched it
     std::vector<OpRef> last_use_op;
     std::unordered_map<size_t, PageRec> pages;
@@ -320,6 +321,7 @@ static Alloc* alloc_new(size_t bytes, const char* name) {
     a->site = site;
     a->name = name ? name : std::string("allocation at ") + site;
     a->filled.assign(pages, 0);
+    a->grant_at.assign(pages, -1);
     a->async_stream = -1;
     g_allocs.push_back(a);
     mem_count(a->name, (long long)bytes);
@@ -381,11 +383,13 @@ static void grant(Alloc* a, size_t pg, int mode) {
         memcpy(&g_snaps[snap], (void*)(a->start + pg * PAGE), PAGE);
     }
     mprotect((void*)(a->start + pg * PAGE), PAGE, mode == 2 ? PROT_READ | PROT_WRITE : PROT_READ);
-    // upgrade of an existing read grant: update in place
-    for (size_t i = g_grants.size(); i-- > 0 && i + 8 >= g_grants.size();)
-        if (g_grants[i].a == a && g_grants[i].page == pg) { g_grants[i].mode = mode; g_grants[i].snap = snap; return; }
-    for (auto& gr : g_grants)
-        if (gr.a == a && gr.page == pg) { gr.mode = mode; gr.snap = snap; return; }
+    if (a->grant_at[pg] >= 0) { // upgrade of a read grant
+        Grant& gr = g_grants[a->grant_at[pg]];
+        gr.mode = mode;
+        gr.snap = snap;
+        return;
+    }
+    a->grant_at[pg] = (int32_t)g_grants.size();
     g_grants.push_back(Grant{a, pg, mode, snap});
 }
 
@@ -489,6 +493,7 @@ static void op_end(EmuOp* op) {
             }
         }
     // revoke, one call per run of pages
+    for (auto& gr : g_grants) gr.a->grant_at[gr.page] = -1;
     for (size_t i = 0; i < g_grants.size();) {
         size_t j = i + 1;
         while (j < g_grants.size() && g_grants[j].a == g_grants[i].a && g_grants[j].page == g_grants[j - 1].page + 1) j++;
@@ -508,13 +513,25 @@ static void grant_range(const EmuRange& r) {
     check_async_lifetime(a, emu_cur_op);
     uintptr_t lo = (uintptr_t)r.p, hi = lo + r.bytes;
     for (size_t pg = (lo - a->start) / PAGE; a->start + pg * PAGE < hi; pg++) {
-        int have = 0;
-        for (auto& gr : g_grants) if (gr.a == a && gr.page == pg) { have = gr.mode; if (r.write && gr.mode < 2) { gr.mode = 2; mprotect((void*)(a->start + pg * PAGE), PAGE, PROT_READ | PROT_WRITE); } }
-        if (!have) {
-            if (!a->filled[pg]) fill_page(a, pg);
-            mprotect((void*)(a->start + pg * PAGE), PAGE, r.write ? PROT_READ | PROT_WRITE : PROT_READ);
-            g_grants.push_back(Grant{a, pg, r.write ? 2 : 1, -1});
+        if (a->grant_at[pg] >= 0) {
+            Grant& gr = g_grants[a->grant_at[pg]];
+            if (r.write && gr.mode < 2) gr.mode = 2;
+            continue;
         }
+        if (!a->filled[pg]) fill_page(a, pg);
+        a->grant_at[pg] = (int32_t)g_grants.size();
+        g_grants.push_back(Grant{a, pg, r.write ? 2 : 1, -1});
+    }
+    // one call for the whole range
+    uintptr_t plo = a->start + (lo - a->start) / PAGE * PAGE, phi = a->start + ((hi - a->start) + PAGE - 1) / PAGE * PAGE;
+    if (r.write) mprotect((void*)plo, phi - plo, PROT_READ | PROT_WRITE);
+    else { // a read range must not take back a write grant
+        int any_write = 0;
+        for (uintptr_t x = plo; x < phi; x += PAGE) any_write |= g_grants[a->grant_at[(x - a->start) / PAGE]].mode == 2;
+        if (!any_write) mprotect((void*)plo, phi - plo, PROT_READ);
+        else
+            for (uintptr_t x = plo; x < phi; x += PAGE)
+                if (g_grants[a->grant_at[(x - a->start) / PAGE]].mode < 2) mprotect((void*)x, PAGE, PROT_READ);
     }
 }
 
