@@ -909,14 +909,15 @@ static int copy_side(const void* p, size_t n, const char* side, int want_dev, cu
     return dev;
 }
 
-// the copy as an op on stream s; pageable host sources are staged now (the API promises the
-// host buffer may be reused when the call returns), pinned ones are read when the op runs
-static void copy_enqueue(void* dst, const void* src, size_t n, cudaMemcpyKind kind, Stream* s, const char* name, int dd, int sd) {
+// the copy as an op on stream s; host sources are staged now where the API promises the host
+// buffer may be reused when the call returns (pageable, or any with the synchronous cudaMemcpy),
+// else (cudaMemcpyAsync from pinned memory) read when the op runs
+static void copy_enqueue(void* dst, const void* src, size_t n, Stream* s, const char* name, int dd, int sd, int sync) {
     std::vector<EmuRange> r;
     if (dd) r.push_back(EmuRange{dst, n, 1});
     if (sd) r.push_back(EmuRange{src, n, 0});
     std::function<void()> fn;
-    if (!sd && emu_ptr_kind(src) == EMU_PTR_HOST) {
+    if (!sd && (sync || emu_ptr_kind(src) == EMU_PTR_HOST)) {
         auto staged = std::make_shared<std::vector<char>>((const char*)src, (const char*)src + n);
         fn = [dst, staged, n]() { memcpy(dst, staged->data(), n); };
     } else fn = [dst, src, n]() { memmove(dst, src, n); };
@@ -924,7 +925,6 @@ static void copy_enqueue(void* dst, const void* src, size_t n, cudaMemcpyKind ki
     op->ranges = std::move(r);
     op->fn = std::move(fn);
     enqueue(op);
-    (void)kind;
 }
 
 static cudaError_t memcpy_common(void* dst, const void* src, size_t n, cudaMemcpyKind kind, Stream* s, int sync, const char* name) {
@@ -945,7 +945,11 @@ static cudaError_t memcpy_common(void* dst, const void* src, size_t n, cudaMemcp
         memmove(dst, src, n);
         return cudaSuccess;
     }
-    copy_enqueue(dst, src, n, kind, s, name, dd, sd);
+    // API synchronization behavior, cudaMemcpy: "for transfers from pageable host memory to device
+    // memory, a stream sync is performed before the copy is initiated"; from pinned memory it is
+    // "synchronous with respect to the host": either way the stream's earlier work is done
+    if (sync && dd && !sd) sync_to(s->vc);
+    copy_enqueue(dst, src, n, s, name, dd, sd, sync);
     // the host sees the result at return: synchronous copies to the host, and async ones to
     // pageable host memory (the API returns after the copy)
     if (!dd && (sync || emu_ptr_kind(dst) == EMU_PTR_HOST)) sync_to(s->vc);
