@@ -79,6 +79,11 @@ __global__ void split_barrier_kernel(float* out) {
     out[threadIdx.x] = 1.0f;
 }
 __global__ void noop_kernel(float* p) { (void)p; }
+__global__ void big_shared_kernel(float* out) { // 52 KB of static shared memory: ptxas refuses more than 48 KiB
+    __shared__ float big[13000];
+    big[threadIdx.x] = 1.0f;
+    out[0] = big[0];
+}
 
 // ----------------------------------------------------------------------------
 // positive checks: results that correct code must give under every seed
@@ -282,6 +287,21 @@ static void case_use_after_free_async(void) { // freed in stream order while ano
     EXPECT(); CK(cudaFreeAsync(p, s1));
     CK(cudaDeviceSynchronize());
 }
+static void case_malloc_async_order(void) { // allocated in s1's order, used on s2 with nothing ordering the two
+    float* p;
+    cudaStream_t s1, s2;
+    CK(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
+    CK(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
+    CK(cudaMallocAsync((void**)&p, 64, s1));
+    EXPECT(); write_at_kernel<<<1, 1, 0, s2>>>(p, 0);
+    CK(cudaDeviceSynchronize());
+}
+static void case_static_shared(void) {
+    float* p;
+    CK(cudaMalloc(&p, 64));
+    EXPECT(); big_shared_kernel<<<1, 32>>>(p);
+    CK(cudaDeviceSynchronize());
+}
 static void case_shfl_exited(void) {
     float* p;
     CK(cudaMalloc(&p, 128));
@@ -326,6 +346,8 @@ static const Case CASES[] = {
     {"too_many_threads", case_too_many_threads, "more than 1024 threads"},
     {"use_after_free", case_use_after_free, "freed device memory"},
     {"use_after_free_async", case_use_after_free_async, "read_at_kernel"},
+    {"malloc_async_order", case_malloc_async_order, "before its cudaMallocAsync"},
+    {"static_shared", case_static_shared, "more than the 48 KiB"},
     {"shfl_exited", case_shfl_exited, "exited"},
     {"split_barrier", case_split_barrier, "never reach"},
     {"event_never_recorded", case_event_never_recorded, "never recorded"},
