@@ -33,15 +33,24 @@
 //   stream or event used, a wait on an event never recorded, memory used outside its
 //   cudaMallocAsync/cudaFreeAsync lifetime in stream order are errors.
 // Every error is ONE line, "emu: error: <call or kernel> at <file>:<line>: <what>", and exit
-// status 86 (EMU_EXIT).
+// status 86 (EMU_EXIT). A launch the card refuses prints its line and returns the error instead.
+// Environment: EMU_SEED (thread and stream orders), EMU_MEM_GB (card size, default 80),
+// EMU_MEM_REPORT=1 (bytes allocated, peak and by buffer name, at exit), CUDA_LAUNCH_BLOCKING=1
+// (each launch runs before the call returns, for debugging: it weakens the stream order test).
+// A host access to device memory names the allocation but not the host line (the last CUDA
+// call is given); gdb stops at the access (handle SIGSEGV nostop noprint pass to skip grants).
 //
 // NOT MODELLED (only a real GPU shows these): races between threads of a block other than those
 // a barrier's placement orders (threads of one warp run in program order between sync points,
 // never interleaved), the memory model's weaker orderings (fences, volatile), fast-math results
 // (__expf, __fdividef, --use_fast_math are exact host math here), FMA contraction, cuBLASLt's
 // heuristics and alignment rules, the cuDNN path (reported unsupported), gesvdj's convergence,
-// NCCL with several ranks, speed, occupancy, register limits. A race on bytes of a page that the
-// writer did not fully write is seen only when both ops write (see emu_runtime.cpp).
+// NCCL with several ranks, speed, occupancy, register limits, dynamic shared memory (extern
+// __shared__, unused here), pointers hidden in structs passed to kernels (not checked at launch:
+// the host memory they point to is readable), floating-point modes changed inside a kernel (all
+// fibers share the host's MXCSR). A race on bytes of a page that the writer did not fully write
+// is seen only when both ops write (see emu_runtime.cpp); a race is judged only once a second
+// stream has run work.
 #ifndef EMU_H
 #define EMU_H
 

@@ -181,6 +181,7 @@ struct Alloc {
     int freed, free_enqueued, pinned;
     int async_stream; uint64_t async_seq;   // cudaMallocAsync: live from this op on
     std::vector<uint8_t> filled;            // per page: filled with the 0xFF pattern and canary
+    std::vector<int32_t> grant_at;          // per page: its index in g_grants during an op, else -1
     std::vector<uint64_t> last_use;         // per stream: the last seq of that stream that touched it
     std::vector<OpRef> last_use_op;
     std::unordered_map<size_t, PageRec> pages;
@@ -321,6 +322,7 @@ static Alloc* alloc_new(size_t bytes, const char* name) {
     a->site = site;
     a->name = name ? name : std::string("allocation at ") + site;
     a->filled.assign(pages, 0);
+    a->grant_at.assign(pages, -1);
     a->async_stream = -1;
     g_allocs.push_back(a);
     mem_count(a->name, (long long)bytes);
@@ -382,11 +384,13 @@ static void grant(Alloc* a, size_t pg, int mode) {
         memcpy(&g_snaps[snap], (void*)(a->start + pg * PAGE), PAGE);
     }
     mprotect((void*)(a->start + pg * PAGE), PAGE, mode == 2 ? PROT_READ | PROT_WRITE : PROT_READ);
-    // upgrade of an existing read grant: update in place
-    for (size_t i = g_grants.size(); i-- > 0 && i + 8 >= g_grants.size();)
-        if (g_grants[i].a == a && g_grants[i].page == pg) { g_grants[i].mode = mode; g_grants[i].snap = snap; return; }
-    for (auto& gr : g_grants)
-        if (gr.a == a && gr.page == pg) { gr.mode = mode; gr.snap = snap; return; }
+    if (a->grant_at[pg] >= 0) { // upgrade of a read grant
+        Grant& gr = g_grants[a->grant_at[pg]];
+        gr.mode = mode;
+        gr.snap = snap;
+        return;
+    }
+    a->grant_at[pg] = (int32_t)g_grants.size();
     g_grants.push_back(Grant{a, pg, mode, snap});
 }
 
@@ -454,8 +458,7 @@ static void op_end(EmuOp* op) {
             uintptr_t bad;
             if (!canary_ok(a, gr.page, &bad)) {
                 if (bad >= a->base + a->size)
-                    emu_fatal("wrote %lld bytes past the end of %s (into the slack before the guard page)", (long long)(bad - (a->base + a->size)) + 1,
-                              alloc_at(a, bad).c_str());
+                    emu_fatal("wrote past the end of %s (into the alignment slack before the guard page)", alloc_at(a, bad).c_str());
                 emu_fatal("wrote before the start of %s", alloc_at(a, bad).c_str());
             }
         }
@@ -491,6 +494,7 @@ static void op_end(EmuOp* op) {
             }
         }
     // revoke, one call per run of pages
+    for (auto& gr : g_grants) gr.a->grant_at[gr.page] = -1;
     for (size_t i = 0; i < g_grants.size();) {
         size_t j = i + 1;
         while (j < g_grants.size() && g_grants[j].a == g_grants[i].a && g_grants[j].page == g_grants[j - 1].page + 1) j++;
@@ -510,13 +514,25 @@ static void grant_range(const EmuRange& r) {
     check_async_lifetime(a, emu_cur_op);
     uintptr_t lo = (uintptr_t)r.p, hi = lo + r.bytes;
     for (size_t pg = (lo - a->start) / PAGE; a->start + pg * PAGE < hi; pg++) {
-        int have = 0;
-        for (auto& gr : g_grants) if (gr.a == a && gr.page == pg) { have = gr.mode; if (r.write && gr.mode < 2) { gr.mode = 2; mprotect((void*)(a->start + pg * PAGE), PAGE, PROT_READ | PROT_WRITE); } }
-        if (!have) {
-            if (!a->filled[pg]) fill_page(a, pg);
-            mprotect((void*)(a->start + pg * PAGE), PAGE, r.write ? PROT_READ | PROT_WRITE : PROT_READ);
-            g_grants.push_back(Grant{a, pg, r.write ? 2 : 1, -1});
+        if (a->grant_at[pg] >= 0) {
+            Grant& gr = g_grants[a->grant_at[pg]];
+            if (r.write && gr.mode < 2) gr.mode = 2;
+            continue;
         }
+        if (!a->filled[pg]) fill_page(a, pg);
+        a->grant_at[pg] = (int32_t)g_grants.size();
+        g_grants.push_back(Grant{a, pg, r.write ? 2 : 1, -1});
+    }
+    // one call for the whole range
+    uintptr_t plo = a->start + (lo - a->start) / PAGE * PAGE, phi = a->start + ((hi - a->start) + PAGE - 1) / PAGE * PAGE;
+    if (r.write) mprotect((void*)plo, phi - plo, PROT_READ | PROT_WRITE);
+    else { // a read range must not take back a write grant
+        int any_write = 0;
+        for (uintptr_t x = plo; x < phi; x += PAGE) any_write |= g_grants[a->grant_at[(x - a->start) / PAGE]].mode == 2;
+        if (!any_write) mprotect((void*)plo, phi - plo, PROT_READ);
+        else
+            for (uintptr_t x = plo; x < phi; x += PAGE)
+                if (g_grants[a->grant_at[(x - a->start) / PAGE]].mode < 2) mprotect((void*)x, PAGE, PROT_READ);
     }
 }
 
@@ -664,9 +680,8 @@ static void on_segv(int sig, siginfo_t* si, void* ucv) {
         if (g_device_ctx && emu_cur_op) {
             if (!a) emu_fatal("%s at %p: no device allocation there (a wild pointer)", rw, (void*)p);
             if (a->freed) emu_fatal("%s of freed %s (use after free)", rw, alloc_at(a, p).c_str());
-            if (p < a->start) emu_fatal("%s %lld bytes before the start of %s (out of bounds: guard page)", rw, (long long)(a->base - p), alloc_at(a, p).c_str());
-            if (p >= a->end) emu_fatal("%s %lld bytes past the end of %s (out of bounds: guard page)", rw, (long long)(p - (a->base + a->size)) + 1,
-                                       alloc_at(a, p).c_str());
+            if (p < a->start) emu_fatal("%s before the start of %s (out of bounds: the guard page)", rw, alloc_at(a, p).c_str());
+            if (p >= a->end) emu_fatal("%s past the end of %s (out of bounds: the guard page)", rw, alloc_at(a, p).c_str());
             if (emu_cur_op->kind != OP_KERNEL)
                 emu_fatal("%s of %s outside the ranges this op declared", rw, alloc_at(a, p).c_str());
             check_async_lifetime(a, emu_cur_op);
@@ -895,14 +910,15 @@ static int copy_side(const void* p, size_t n, const char* side, int want_dev, cu
     return dev;
 }
 
-// the copy as an op on stream s; pageable host sources are staged now (the API promises the
-// host buffer may be reused when the call returns), pinned ones are read when the op runs
-static void copy_enqueue(void* dst, const void* src, size_t n, cudaMemcpyKind kind, Stream* s, const char* name, int dd, int sd) {
+// the copy as an op on stream s; host sources are staged now where the API promises the host
+// buffer may be reused when the call returns (pageable, or any with the synchronous cudaMemcpy),
+// else (cudaMemcpyAsync from pinned memory) read when the op runs
+static void copy_enqueue(void* dst, const void* src, size_t n, Stream* s, const char* name, int dd, int sd, int sync) {
     std::vector<EmuRange> r;
     if (dd) r.push_back(EmuRange{dst, n, 1});
     if (sd) r.push_back(EmuRange{src, n, 0});
     std::function<void()> fn;
-    if (!sd && emu_ptr_kind(src) == EMU_PTR_HOST) {
+    if (!sd && (sync || emu_ptr_kind(src) == EMU_PTR_HOST)) {
         auto staged = std::make_shared<std::vector<char>>((const char*)src, (const char*)src + n);
         fn = [dst, staged, n]() { memcpy(dst, staged->data(), n); };
     } else fn = [dst, src, n]() { memmove(dst, src, n); };
@@ -910,7 +926,6 @@ static void copy_enqueue(void* dst, const void* src, size_t n, cudaMemcpyKind ki
     op->ranges = std::move(r);
     op->fn = std::move(fn);
     enqueue(op);
-    (void)kind;
 }
 
 static cudaError_t memcpy_common(void* dst, const void* src, size_t n, cudaMemcpyKind kind, Stream* s, int sync, const char* name) {
@@ -931,7 +946,11 @@ static cudaError_t memcpy_common(void* dst, const void* src, size_t n, cudaMemcp
         memmove(dst, src, n);
         return cudaSuccess;
     }
-    copy_enqueue(dst, src, n, kind, s, name, dd, sd);
+    // API synchronization behavior, cudaMemcpy: "for transfers from pageable host memory to device
+    // memory, a stream sync is performed before the copy is initiated"; from pinned memory it is
+    // "synchronous with respect to the host": either way the stream's earlier work is done
+    if (sync && dd && !sd) sync_to(s->vc);
+    copy_enqueue(dst, src, n, s, name, dd, sd, sync);
     // the host sees the result at return: synchronous copies to the host, and async ones to
     // pageable host memory (the API returns after the copy)
     if (!dd && (sync || emu_ptr_kind(dst) == EMU_PTR_HOST)) sync_to(s->vc);
