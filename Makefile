@@ -53,9 +53,28 @@ NVCC_BLAS_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(B
 NVCC_LDLIBS = -lcublas -lcublasLt -lcusolver -lcudnn -lnccl -lcjson $(NVCC_BLAS_LIBS) $(LAPACK_LIBS) -lgomp
 NVCC_MPI_LIBS = $(subst -Wl$(COMMA)-rpath$(COMMA),-Xlinker -rpath -Xlinker ,$(MPI_LIBS))
 
+# The CUDA program on the CPU (dev/emu/emu.h says what it models): the unchanged .cu/.cuh sources,
+# their launches rewritten by dev/emu/cu2cpp.py into a mirror tree (build/emu, searched first for
+# its own includes), compiled by g++ against the real CUDA headers with dev/emu/emu.h forced in,
+# linked with the emulated runtime and libraries (every dev/emu/emu_*.cpp).
+CUDA_HOME ?= /usr/local/cuda
+EMU_CXX ?= g++
+EMU_DIR = build/emu
+EMU_CXXFLAGS = -std=c++17 -O2 -g -fopenmp -I$(CUDA_HOME)/include -Idev/emu -I.
+# OMPI/MPICH_SKIP_MPICXX: mpi.h under a C++ compiler would pull in the C++ bindings (not linked)
+EMU_FLAGS = $(EMU_CXXFLAGS) -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX -include dev/emu/emu.h -x c++
+EMU_SRC = $(wildcard dev/emu/emu_*.cpp)
+EMU_OBJ = $(patsubst dev/emu/%.cpp,$(EMU_DIR)/%.o,$(EMU_SRC))
+EMU_LIB = $(EMU_DIR)/libemu.a
+EMU_LDLIBS = -x none $(EMU_LIB) -lcjson $(BLAS_LIBS) $(LAPACK_LIBS) -lm
+EMU_CU = $(wildcard *.cu *.cuh dev/cuda/*.cu dev/cuda/*.cuh dev/emu/*.cu)
+EMU_MIRROR = $(EMU_DIR)/.mirror
+DEV_CUDA_EMU = $(patsubst %.cu,%_emu,$(wildcard dev/cuda/*.cu))
+EMU_TARGETS = train_llamacu_emu test_llamacu_emu dev/emu/test_emu dev/emu/test_emu_libs $(DEV_CUDA_EMU)
+
 CPU_TESTS = test_llama dev/test/test_data dev/test/test_tokenizer dev/test/test_safetensors dev/test/test_adam8bit dev/test/test_rendezvous
 
-.PHONY: all deps check-test-deps test test-cpu test-sanitizers test-fuzz test-gpu cuda clean
+.PHONY: all deps check-test-deps test test-cpu test-sanitizers test-fuzz test-gpu cuda clean emu test-emu
 # what the README says `make` builds: the trainers (the CUDA checks and test_llamacu: make test)
 all: train_llama $(if $(NVCC_FOUND),$(filter train_llamacu,$(CU_TARGETS)))
 # no command lines unless V=1 (a compiler's warnings and errors still show)
@@ -105,6 +124,51 @@ test-gpu: test_llamacu train_llamacu
 	$(MAKE) -C dev/cuda run
 	bash dev/test/test_dist_gpu.sh
 
+# ----------------------------------------------------------------------------
+# the emulated CUDA build (see EMU_* above)
+emu: $(EMU_TARGETS)
+
+$(EMU_MIRROR): $(EMU_CU) dev/emu/cu2cpp.py
+	@mkdir -p $(EMU_DIR)
+	python3 dev/emu/cu2cpp.py $(EMU_DIR) $(EMU_CU)
+	@touch $@
+
+$(EMU_DIR)/%.o: dev/emu/%.cpp dev/emu/emu.h dev/emu/emu_core.h dev/emu/emu_internal.h
+	@mkdir -p $(EMU_DIR)
+	$(EMU_CXX) $(EMU_CXXFLAGS) -c $< -o $@
+
+$(EMU_LIB): $(EMU_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+EMU_DEPS = $(EMU_MIRROR) $(EMU_LIB) dev/emu/emu.h $(HEADERS)
+train_llamacu_emu: $(EMU_DEPS)
+	$(EMU_CXX) $(EMU_FLAGS) $(MPI_CFLAGS) $(EMU_DIR)/train_llama.cu -o $@ $(EMU_LDLIBS) $(MPI_LIBS)
+test_llamacu_emu: $(EMU_DEPS) train_llama.c
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_DIR)/test_llama.cu -o $@ $(EMU_LDLIBS)
+dev/emu/test_emu: $(EMU_DEPS)
+	$(EMU_CXX) $(EMU_FLAGS) -Idev/emu $(EMU_DIR)/dev/emu/test_emu.cu -o $@ $(EMU_LDLIBS)
+# the libraries' own check (references, planted defects): a plain C++ file, no launches to rewrite
+dev/emu/test_emu_libs: dev/emu/test_emu_libs.cpp $(EMU_LIB) dev/emu/emu.h dev/emu/emu_libs.h
+	$(EMU_CXX) $(EMU_FLAGS) $< -o $@ $(EMU_LDLIBS)
+dev/cuda/%_emu: $(EMU_DEPS) train_llama.c
+	$(EMU_CXX) $(EMU_FLAGS) -Idev/cuda $(EMU_DIR)/dev/cuda/$*.cu -o $@ $(EMU_LDLIBS)
+
+# what `make test` runs under the emulation: the self-test (planted defects, correct code under
+# several seeds), then each listed dev/cuda check under each seed of EMU_SEEDS (thread order
+# forward, reverse, random; the stream order varies with every seed). The emulated build skips
+# the dev/cuda timing shapes (common.cuh: DEV_CUDA_TIMING).
+EMU_SEEDS ?= 0 1 7
+EMU_RUN_DEV_CUDA = cast swiglu rope rmsnorm encoder grad_norm adam apollo
+ifeq ($(wildcard $(CUDA_HOME)/include/cuda_runtime.h),)
+test-emu:
+	@echo "note: $(CUDA_HOME)/include/cuda_runtime.h not found: the emulated CUDA checks (test-emu) skipped; install the CUDA Toolkit (its headers suffice) or set CUDA_HOME"
+else
+test-emu: dev/emu/test_emu $(patsubst %,dev/cuda/%_emu,$(EMU_RUN_DEV_CUDA))
+	./dev/emu/test_emu
+	@fail=0; for t in $(EMU_RUN_DEV_CUDA); do for seed in $(EMU_SEEDS); do echo "== dev/cuda/$${t}_emu (EMU_SEED=$$seed)"; \
+	  EMU_SEED=$$seed ./dev/cuda/$${t}_emu || fail=1; done; done; exit $$fail
+endif
+
 cuda:
 ifeq ($(NVCC_FOUND),)
 	@echo "note: nvcc not found: CUDA targets ($(or $(CU_TARGETS),none)) skipped; install the CUDA Toolkit to build them"
@@ -143,8 +207,9 @@ FUZZ_TIME ?= 15
 test-fuzz:
 	$(MAKE) -C dev/fuzz run FUZZ_TIME=$(FUZZ_TIME)
 
-test: check-test-deps test-cpu test-sanitizers test-fuzz cuda
-	@echo "make test: all CPU tests passed (also under ASan/UBSan), fuzzers found nothing; CUDA targets compiled where nvcc exists (no GPU runs here)"
+test: check-test-deps test-cpu test-sanitizers test-fuzz cuda test-emu
+	@echo "make test: all CPU tests passed (also under ASan/UBSan), fuzzers found nothing; CUDA targets compiled where nvcc exists; the CUDA checks of test-emu passed on the CPU emulation (no GPU runs here)"
 
 clean:
-	rm -f train_llama test_llama $(CPU_TESTS) $(CU_TARGETS)
+	rm -f train_llama test_llama $(CPU_TESTS) $(CU_TARGETS) $(EMU_TARGETS)
+	rm -rf $(EMU_DIR)

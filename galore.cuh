@@ -130,7 +130,9 @@ static int galore_gpu_workspace_query(GaloreGpu* g, const TensorLayout* lay, int
     int best = 0;
     for (int i = 0; i < n; i++) {
         const TensorLayout* l = &lay[i];
-        if (l->side == SIDE_NONE || l->full_grad) continue; // APOLLO: no SVD
+        // no SVD (APOLLO's random projector): nothing to query. Not full_grad: Fira reads the full
+        // gradient AND refreshes by SVD, and skipping it left Fira with a 0-float workspace
+        if (l->side == SIDE_NONE || l->svd == 0) continue;
         int rows = (int)l->n, cols = (int)l->m, lw = 0;
         if (l->svd == SVD_RANDOMIZED) {
             lw = galore_gpu_rand_lwork(g, l);
@@ -160,7 +162,7 @@ static void galore_gpu_init(GaloreGpu* g, const TensorLayout* lay, int n, cublas
     g->max_full = d.max_full; g->max_k = d.max_k; g->max_s = d.max_s; g->max_proj = d.max_proj;
     g->blas = blas;
     g->stream = stream;
-    for (int i = 0; i < n; i++) g->n_galore += lay[i].side != SIDE_NONE && !lay[i].full_grad;
+    g->n_galore = galore_count_projected(lay, n);
     if (d.max_full == 0) return; // no GaLore tensor
     g->svd = d.svd > 0;
     g->A = (float*)cudaMallocCheck(sizeof(float) * d.max_full, "GaLore full scratch (SVD input, update U; APOLLO's channel sums)");

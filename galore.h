@@ -348,6 +348,14 @@ typedef struct {
 // whether tensor l accumulates and all-reduces its gradient as R = P^T G between refreshes: a
 // projector whose update needs only R (GaLore), not one that reads the full G (APOLLO)
 static inline int layout_lowrank_accum(const TensorLayout* l) { return l->side != SIDE_NONE && !l->full_grad; }
+// galore_count_projected: the matrices with a projector (GaLore, Fira, GoLore, APOLLO), i.e. the
+// refreshes of one round (galore_svd_round). One count for both engines: the GPU once skipped
+// full_grad matrices here, which is every Fira matrix, and its seeds then left the CPU's
+static inline int64_t galore_count_projected(const TensorLayout* lay, int n) {
+    int64_t c = 0;
+    for (int j = 0; j < n; j++) c += lay[j].side != SIDE_NONE;
+    return c;
+}
 
 static void tensor_layout(TensorLayout* lay, const ParamInfo* p, const OptimConfig* o) {
     memset(lay, 0, sizeof *lay);

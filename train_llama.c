@@ -757,8 +757,7 @@ static void galore_refresh(Optimizer* o, int i, const float* G) {
 static void galore_refresh_one(Optimizer* o, int i, const float* G) {
     const TensorLayout* l = &o->lay[i];
     if (o->cfg.projector == PROJECTOR_RANDOM) {
-        int n_galore = 0;
-        for (int j = 0; j < o->n; j++) n_galore += o->lay[j].side != SIDE_NONE;
+        int64_t n_galore = galore_count_projected(o->lay, o->n);
         uint64_t seed = galore_proj_seed(o->cfg.seed, i, galore_svd_round(o->refreshes, n_galore));
         galore_proj_gaussian_orth(o->proj[i], l->side, (int)l->m, (int)l->n, (int)l->r, seed);
         o->has_proj[i] = 1;
@@ -766,8 +765,7 @@ static void galore_refresh_one(Optimizer* o, int i, const float* G) {
         return;
     }
     if (l->svd == SVD_RANDOMIZED) {
-        int n_galore = 0;
-        for (int j = 0; j < o->n; j++) n_galore += o->lay[j].side != SIDE_NONE;
+        int64_t n_galore = galore_count_projected(o->lay, o->n);
         uint64_t seed = galore_svd_seed(i, galore_svd_round(o->refreshes, n_galore));
         galore_range_finder(G, (int)l->m, (int)l->n, (int)l->r, l->side, seed, o->proj[i]);
         o->has_proj[i] = 1;

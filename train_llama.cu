@@ -1046,6 +1046,10 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     cudaCheck(cudaEventCreateWithFlags(&tr->ev_grad, cudaEventDisableTiming));
     cudaCheck(cudaEventCreateWithFlags(&tr->ev_slot, cudaEventDisableTiming));
     cudaCheck(cudaEventCreateWithFlags(&tr->ev_upd, cudaEventDisableTiming));
+    // recorded once now, so the first backward's wait on it (gpu_slot_wait, matmul_backward's
+    // dw_wait), before any update recorded it, orders against something: CUDA makes a wait on an
+    // event never recorded a silent no-op, the shape of a missing record (the emulation stops there)
+    cudaCheck(cudaEventRecord(tr->ev_slot, tr->us));
     // per-layer: backward waits for the last group's update before it writes the slots again
     m->mm.dw_wait = tr->ev_slot;
     m->mm.has_dw_wait = per_layer;
@@ -1116,6 +1120,15 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
 }
 
 static void gpu_trainer_free(GpuTrainer* tr) {
+    // the low-rank accumulators were allocated in the update stream's order: they go back in it,
+    // BEFORE that stream is destroyed (freeing them after it was an invalid-handle error at the end
+    // of every data-parallel and per-layer + accumulation run, and read tr->opt.lay after
+    // gpu_optim_free had freed it)
+    if (tr->acc) {
+        for (int i = 0; i < tr->model->table.n; i++)
+            if (tr->acc[i] && layout_lowrank_accum(&tr->opt.lay[i])) cudaCheck(cudaFreeAsync(tr->acc[i], tr->us));
+        free(tr->acc); free(tr->racc);
+    }
     cudaCheck(cudaStreamSynchronize(tr->us));
     gpu_optim_free(&tr->opt);
     tr->model->mm.has_dw_wait = 0;
@@ -1125,12 +1138,6 @@ static void gpu_trainer_free(GpuTrainer* tr) {
     free(tr->h_part);
     cudaCheck(cudaFreeHost(tr->h_flags));
     free(tr->undo);
-    if (tr->acc) {
-        for (int i = 0; i < tr->model->table.n; i++)
-            if (tr->acc[i] && layout_lowrank_accum(&tr->opt.lay[i])) cudaCheck(cudaFreeAsync(tr->acc[i], tr->us));
-        cudaCheck(cudaStreamSynchronize(tr->us));
-        free(tr->acc); free(tr->racc);
-    }
     if (tr->dist->active) {
         tr->model->norm_comm = NULL;
         ncclCheck(ncclCommDestroy(tr->comm));

@@ -72,7 +72,7 @@ int main(void) {
     cudaCheck(cudaStreamCreate(&s));
     run(9, 0, s);
     run(1000003, 0, s);
-    run((size_t)1 << 27, 1, s);
+    if (DEV_CUDA_TIMING) run((size_t)1 << 27, 1, s);
     cudaCheck(cudaStreamDestroy(s));
     return finish();
 }

@@ -42,6 +42,7 @@ static int compare_bound(const char* what, const floatX* gpu, const float* ref, 
 static void fabs_copy(float* dst, const float* src, size_t n) { for (size_t i = 0; i < n; i++) dst[i] = fabsf(src[i]); }
 
 static void run_shape(const Shape* sh, MatmulCtx* ctx, cudaStream_t s) {
+    if (sh->time && !DEV_CUDA_TIMING) return;
     int N = sh->N, IC = sh->IC, OC = sh->OC;
     printf("N=%d IC=%d OC=%d %s%s\n", N, IC, OC, sh->what, sh->woff ? " (W at an odd element: 2-byte aligned)" : "");
     size_t ni = (size_t)N * IC, no = (size_t)N * OC, nw = (size_t)OC * IC;

@@ -14,6 +14,7 @@ Run: ./dev/cuda/rope     (last line "N passed, N failed"; exit status 1 on any m
 typedef struct { int B, T, NH, NKV, HD; float theta; int time; } Shape;
 
 static void run_shape(const Shape* sh, cudaStream_t s) {
+    if (sh->time && !DEV_CUDA_TIMING) return;
     int B = sh->B, T = sh->T, NH = sh->NH, NKV = sh->NKV, HD = sh->HD;
     int C = NH * HD, KV = NKV * HD, ld = C + 2 * KV, nh = NH + NKV, half = HD / 2;
     printf("B=%d T=%d NH=%d NKV=%d HD=%d theta=%g\n", B, T, NH, NKV, HD, sh->theta);

@@ -12,8 +12,11 @@
 
 // The call site of the API call being made. emu.h wraps every library and runtime entry point in
 // a macro that sets this before the call, so an error names the program's file:line, not ours.
+#ifndef EMU_SITE_DECLARED // also in emu.h / emu_internal.h
+#define EMU_SITE_DECLARED
 struct EmuSite { const char* call; const char* file; int line; };
 extern thread_local EmuSite emu_site;
+#endif
 
 // One line on stderr, "emu: error: <call> at <file>:<line>: <message>", then the process ends
 // with exit status 86 (EMU_EXIT). Used for misuse a real GPU would turn into a crash, a hang or
