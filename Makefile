@@ -153,20 +153,35 @@ dev/emu/test_emu_libs: dev/emu/test_emu_libs.cpp $(EMU_LIB) dev/emu/emu.h dev/em
 dev/cuda/%_emu: $(EMU_DEPS) train_llama.c
 	$(EMU_CXX) $(EMU_FLAGS) -Idev/cuda $(EMU_DIR)/dev/cuda/$*.cu -o $@ $(EMU_LDLIBS)
 
-# what `make test` runs under the emulation: the self-test (planted defects, correct code under
-# several seeds), then each listed dev/cuda check under each seed of EMU_SEEDS (thread order
-# forward, reverse, random; the stream order varies with every seed). The emulated build skips
-# the dev/cuda timing shapes (common.cuh: DEV_CUDA_TIMING).
+# what `make test` runs under the emulation (one line a suite; the whole output in test.log, then
+# the number of GPU checks that ran): the self-tests (planted defects, correct code under several
+# seeds), every dev/cuda check (small shapes: the emulated build skips the timing shapes, see
+# common.cuh's DEV_CUDA_TIMING), those without a library call under each seed of EMU_SEEDS
+# (thread order forward, reverse, random; the stream order varies with every seed), the whole
+# test_llamacu, the trainer's runs (dev/test/test_emu_runs.sh) and the one-rank data-parallel pairs.
+# OMP_NUM_THREADS=1 (the runtime's default too): OpenMP threads spinning beside the one-thread
+# emulation cost it 5x on 2 cores.
 EMU_SEEDS ?= 0 1 7
 EMU_RUN_DEV_CUDA = cast swiglu rope rmsnorm encoder grad_norm adam apollo
+EMU_RUN_DEV_CUDA_LIB = matmul classifier attention svd galore_update
 ifeq ($(wildcard $(CUDA_HOME)/include/cuda_runtime.h),)
 test-emu:
 	@echo "note: $(CUDA_HOME)/include/cuda_runtime.h not found: the emulated CUDA checks (test-emu) skipped; install the CUDA Toolkit (its headers suffice) or set CUDA_HOME"
 else
-test-emu: dev/emu/test_emu $(patsubst %,dev/cuda/%_emu,$(EMU_RUN_DEV_CUDA))
-	./dev/emu/test_emu
-	@fail=0; for t in $(EMU_RUN_DEV_CUDA); do for seed in $(EMU_SEEDS); do echo "== dev/cuda/$${t}_emu (EMU_SEED=$$seed)"; \
-	  EMU_SEED=$$seed ./dev/cuda/$${t}_emu || fail=1; done; done; exit $$fail
+test-emu: export OMP_NUM_THREADS = 1
+test-emu: export TEST_LOG = test-emu.log
+test-emu: emu train_llama
+	rm -f test-emu.log
+	$(SUITE) ./dev/emu/test_emu
+	$(SUITE) ./dev/emu/test_emu_libs
+	fail=0; for t in $(EMU_RUN_DEV_CUDA); do for seed in $(EMU_SEEDS); do \
+	  EMU_SEED=$$seed $(SUITE) ./dev/cuda/$${t}_emu || fail=1; done; done; \
+	for t in $(EMU_RUN_DEV_CUDA_LIB); do EMU_SEED=7 $(SUITE) ./dev/cuda/$${t}_emu || fail=1; done; \
+	EMU_SEED=7 $(SUITE) ./test_llamacu_emu || fail=1; \
+	EMU_SEED=7 $(SUITE) bash dev/test/test_emu_runs.sh || fail=1; \
+	BIN=./train_llamacu_emu SEQ=32 STEPS=3 BATCH=2 $(SUITE) bash dev/test/test_dist_gpu.sh || fail=1; \
+	awk '/^[0-9]+ passed, [0-9]+ failed/ { p += $$1; f += $$3 } END { printf "test-emu: %d GPU checks ran on the CPU emulation, %d failed (whole output: test-emu.log)\n", p, f }' test-emu.log; \
+	exit $$fail
 endif
 
 cuda:

@@ -260,6 +260,11 @@ int main(void) {
     int nshapes = (int)(sizeof(shapes) / sizeof(shapes[0]));
     for (int si = 0; si < nshapes; si++) {
         const Shape* sh = &shapes[si];
+#ifdef EMU
+        // the emulated build (dev/emu) checks results, it does not time: the timing-only shape
+        // (cuDNN vs fallback, 4 x 1024 x 32 heads) and the largest checked one run on a GPU only
+        if (!sh->check_cpu || sh->T >= 512) continue;
+#endif
         int B = sh->B, T = sh->T, NH = sh->NH, NKV = sh->NKV, HD = sh->HD;
         int C = NH * HD, ld = C + 2 * NKV * HD;
         size_t n_qkv = (size_t)B * T * ld, n_out = (size_t)B * T * C;

@@ -487,7 +487,7 @@ int main(int argc, char** argv) {
     for (int kind8 = 0; kind8 <= 1; kind8++)
         for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
             for (int force = 0; force <= 1; force++) validate(&shapes[i], kind8, force, &mm, mm.blas, maps, s);
-    if (!quick) {
+    if (!quick && DEV_CUDA_TIMING) {
         const int64_t sh7[3][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
         for (int kind8 = 0; kind8 <= 1; kind8++)
             for (int i = 0; i < 3; i++) timing(sh7[i][0], sh7[i][1], 1024, kind8, &mm, mm.blas, maps, s);
