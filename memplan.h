@@ -454,7 +454,8 @@ static void gpu_memplan_notes(const MemPlan* mp, const GpuPlanArgs* a) {
     }
     if (mp->transient > 0)
         printf("  note: at a refresh step with --grad-accum > 1, each GaLore matrix refreshing holds a full bf16 accumulator for that step "
-               "(all of them at step 1): up to +%.4f GiB\n", mp->transient / GIB);
+               "(all of them at step 1): up to +%.4f GiB, which the memory pool keeps reserved from then on (its release threshold)\n",
+               mp->transient / GIB);
     if (a->cudnn) {
         MemPlan fb; // the same run on the cuBLAS fallback
         GpuPlanArgs f = *a;

@@ -1081,6 +1081,15 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
         cudaCheck(cudaGetDevice(&dev));
         cudaCheck(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, dev));
         if (!pools) die("--per-layer 1 --grad-accum %d: this device/driver has no stream-ordered memory pools (cudaMallocAsync); use --grad-accum 1", grad_accum);
+        // the pool keeps what they take (the plan's refresh-step row: every GaLore matrix at step 1)
+        // between refresh steps: with the default release threshold 0 it returns freed memory to
+        // the OS at every synchronisation, and a refresh step synchronises the update stream at
+        // each SVD (galore_gpu_info), so every refresh step mapped it all again (issue 22)
+        cudaMemPool_t pool;
+        uint64_t keep = (uint64_t)gm->plan.items[GR_ACC_REFRESH].bytes;
+        cudaCheck(cudaDeviceGetDefaultMemPool(&pool, dev));
+        cudaCheck(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+        if (verbose) printf("memory pool: release threshold %.4f GiB (the refresh-step accumulators stay reserved from the first step on)\n", keep / GIB);
     }
     if (need_full || need_low) {
         int n = m->table.n;
