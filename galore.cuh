@@ -705,10 +705,10 @@ static void channel_sumsq_gpu(const T* x, int64_t rows, int64_t cols, int by_row
 // from ||S||^2 as NORM_BLOCKS fixed-grid partials (sumsq_partials), added in order in double;
 // *lim_state is the matrix's state (device, the plan's limiter row), *d_lim gets the divisor.
 // A skipped update (update_skipped) leaves both alone, as the CPU engine, which never runs it.
-__global__ void fira_limit_kernel(const float* part, float* lim_state, int first, float* d_lim, const int* skip) {
+__global__ void fira_limit_kernel(const double* part, float* lim_state, int first, float* d_lim, const int* skip) {
     if (update_skipped(skip)) return;
     double ss = 0.0;
-    for (int b = 0; b < NORM_BLOCKS; b++) ss += (double)part[b];
+    for (int b = 0; b < NORM_BLOCKS; b++) ss += part[b];
     float next;
     *d_lim = fira_limiter((float)sqrt(ss), *lim_state, first, &next);
     *lim_state = next;
@@ -778,7 +778,7 @@ __global__ void fira_divide_kernel(float* U, size_t n, const float* lim, const i
 // fira_gpu_residual: g->A = the limited, scaled residual S of a GaLore matrix from its gradient G
 // (bf16, times gscale), R and N (fp32, g->R / g->N) and the fp32 projector g->Pf; in g->Vf (free
 // outside a refresh; fira_gpu_scratch_fits checks the size): the channel sums of N and R (nch
-// doubles each), then phi (nch floats). d_part: NORM_BLOCKS floats of device scratch. lim_state:
+// doubles each), then phi (nch floats). d_part: NORM_BLOCKS doubles of device scratch. lim_state:
 // the matrix's limiter state (device), first its first update; d_lim: one device float, the
 // divisor. skip: the per-layer device-side verdict (NULL: none): a skipped update leaves the
 // limiter's state alone, as the CPU engine, which never runs it.
@@ -787,7 +787,7 @@ static int fira_gpu_scratch_fits(const GaloreGpu* g, const TensorLayout* l) {
     return 5 * nch <= g->max_full;
 }
 static void fira_gpu_residual(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, float scale, float* lim_state, int first,
-                              float* d_part, float* d_lim, const int* skip = NULL) {
+                              double* d_part, float* d_lim, const int* skip = NULL) {
     cudaStream_t s = g->stream;
     int cols = fira_channel_cols(l);
     int64_t nch = cols ? l->scols : l->srows;
