@@ -84,7 +84,7 @@ typedef struct {
     int64_t n_galore;          // GaLore tensors: a refresh round is n_galore refreshes (galore_svd_round)
     int svd;                   // some tensor refreshes by SVD (GaloreDims.svd): the solver, U, V, S exist
     int force_gesvd;           // tests: skip gesvdj, run gesvd (exact) / gesvd of the sketch (randomized)
-    int force_gesvdj;          // tests, dev/cuda/svd: gesvdj at any size (galore_exact_gesvdj's rule off)
+    int force_gesvdj;          // tests, dev/cuda/svd: gesvdj at any size (galore_exact_gesvdj's rule off; set by galore_gpu_force_gesvdj)
     int unfused;               // tests: take the unfused (reference) update path even where the fused one applies
     int projector;             // PROJECTOR_* (--proj): random draws GoLore's basis (galore_gpu_proj_gaussian_orth); set after init
     uint64_t run_seed;         // --seed, for galore_proj_seed
@@ -98,6 +98,14 @@ static int galore_gpu_gesvd_lwork(GaloreGpu* g, int rows, int cols) {
     int lw = 0;
     cusolverCheck(cusolverDnSgesvd_bufferSize(g->solver, rows, cols, &lw));
     return (int)galore_gesvd_work_offset(cols) + lw;
+}
+
+// gesvdj (economy, vectors) of the column-major rows x cols X = G^T, as galore_gpu_refresh runs it
+static int galore_gpu_gesvdj_lwork(GaloreGpu* g, int rows, int cols) {
+    int lw = 0;
+    cusolverCheck(cusolverDnSgesvdj_bufferSize(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows, g->Vf, cols,
+                                               &lw, g->jparams));
+    return lw;
 }
 
 // the randomized refresh's workspace (floats) for one tensor, laid out in g->work as tau (l),
@@ -139,9 +147,9 @@ static int galore_gpu_workspace_query(GaloreGpu* g, const TensorLayout* lay, int
         } else {
             lw = galore_gpu_gesvd_lwork(g, rows > cols ? rows : cols, rows > cols ? cols : rows);
             if (lw > best) best = lw;
-            // gesvdj's, where the rule takes it or a test may force it
-            cusolverCheck(cusolverDnSgesvdj_bufferSize(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows,
-                                                       g->Vf, cols, &lw, g->jparams));
+            // gesvdj's only where the rule takes it (galore_exact_gesvdj) or a test forced it
+            // (galore_gpu_force_gesvdj): its workspace at a gesvd shape is never used (issue 22)
+            if (g->force_gesvdj || galore_exact_gesvdj(l->m, l->n)) lw = galore_gpu_gesvdj_lwork(g, rows, cols);
         }
         if (lw > best) best = lw;
         // --- golore (issue 15) --- --proj random's QR of the len x r Gaussian: tau (r) then geqrf /
@@ -193,6 +201,15 @@ static void galore_gpu_init(GaloreGpu* g, const TensorLayout* lay, int n, cublas
         printf("GaLore refresh: cuSOLVER gesvdj for %d matrices (min dim <= %d), gesvd for %d, randomized for %d\n", nj, GALORE_GESVDJ_MAX_DIM,
                nd, nr);
     }
+}
+
+// tests, dev/cuda/svd: gesvdj at every size (force_gesvdj), its workspace queried at every shape
+static void galore_gpu_force_gesvdj(GaloreGpu* g, const TensorLayout* lay, int n) {
+    g->force_gesvdj = 1;
+    if (!g->svd) return;
+    cudaCheck(cudaFree(g->work));
+    g->lwork = galore_gpu_workspace_query(g, lay, n);
+    g->work = (float*)cudaMallocCheck(sizeof(float) * (size_t)(g->lwork > 0 ? g->lwork : 1), "cuSOLVER workspace");
 }
 
 static void galore_gpu_free(GaloreGpu* g) {
@@ -443,6 +460,9 @@ static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX
     // the exact solver: gesvdj up to GALORE_GESVDJ_MAX_DIM (galore_exact_gesvdj), gesvd above
     int jacobi = !randomized && !g->force_gesvd && (g->force_gesvdj || galore_exact_gesvdj(M, Nn));
     if (jacobi) {
+        int need = galore_gpu_gesvdj_lwork(g, rows, cols);
+        if (need > g->lwork) die("internal: gesvdj of %d x %d needs %d floats of workspace, %d queried (force_gesvdj without galore_gpu_force_gesvdj?)", rows, cols,
+                                 need, g->lwork);
         cusolverCheck(cusolverDnSgesvdj(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows, g->Vf, cols,
                                         g->work, g->lwork, g->d_info, g->jparams));
         info = galore_gpu_info(g);
