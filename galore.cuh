@@ -700,24 +700,42 @@ __global__ void channel_sumsq_rows_kernel(const T* x, int64_t cols, float scale,
     }
     if (threadIdx.x == 0) out[blockIdx.x] = sh[0];
 }
-// out[col] = sum_i (scale x[i, col])^2 in double: one thread per column, the rows in order
-// (neighbouring threads read neighbouring columns: coalesced)
+// out[col] = sum_i (scale x[i, col])^2 in double, tiled: a block takes CHANNEL_SUMSQ_COLS
+// neighbouring columns (a warp reads 32 neighbouring elements of a row: coalesced) and
+// CHANNEL_SUMSQ_STRANDS strands of rows, strand y adding rows y, y + STRANDS, ... in order, then a
+// fixed tree over the strands (the same order every run). Why not a thread per column (the rows
+// in order, as before): at a 7B down_proj (4096 x 11008, APOLLO channel-wise, left side) that is
+// 11008 threads on 43 of 132 SMs, each with ~4 loads in flight: ~90-180 KB in flight at ~0.6 us
+// latency, ~0.15-0.3 TB/s, ~0.6 ms per 90 MB matrix; 16 strands give 176k threads (~1.4 MB in
+// flight), near the memory's speed (~30-55 us) (issue 22)
+#define CHANNEL_SUMSQ_COLS 32
+#define CHANNEL_SUMSQ_STRANDS 16
 template <class T>
 __global__ void channel_sumsq_cols_kernel(const T* x, int64_t rows, int64_t cols, float scale, double* out) {
-    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < cols; c += (int64_t)gridDim.x * blockDim.x) {
-        double acc = 0.0;
-        for (int64_t i = 0; i < rows; i++) {
+    __shared__ double sh[CHANNEL_SUMSQ_STRANDS][CHANNEL_SUMSQ_COLS];
+    int64_t c = (int64_t)blockIdx.x * CHANNEL_SUMSQ_COLS + threadIdx.x;
+    double acc = 0.0;
+    if (c < cols)
+        for (int64_t i = threadIdx.y; i < rows; i += CHANNEL_SUMSQ_STRANDS) {
             float v = to_f32(x[i * cols + c]) * scale;
             acc += (double)v * v;
         }
-        out[c] = acc;
+    sh[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    for (int o = CHANNEL_SUMSQ_STRANDS / 2; o > 0; o >>= 1) {
+        if ((int)threadIdx.y < o) sh[threadIdx.y][threadIdx.x] += sh[threadIdx.y + o][threadIdx.x];
+        __syncthreads();
     }
+    if (threadIdx.y == 0 && c < cols) out[c] = sh[0][threadIdx.x];
 }
 // by_row: rows sums into out (rows), else column sums (cols)
 template <class T>
 static void channel_sumsq_gpu(const T* x, int64_t rows, int64_t cols, int by_row, float scale, double* out, cudaStream_t s) {
     if (by_row) channel_sumsq_rows_kernel<T><<<(unsigned)rows, CHANNEL_SUMSQ_THREADS, 0, s>>>(x, cols, scale, out);
-    else channel_sumsq_cols_kernel<T><<<grid_for((size_t)cols, 256), 256, 0, s>>>(x, rows, cols, scale, out);
+    else {
+        dim3 block(CHANNEL_SUMSQ_COLS, CHANNEL_SUMSQ_STRANDS);
+        channel_sumsq_cols_kernel<T><<<(unsigned)((cols + CHANNEL_SUMSQ_COLS - 1) / CHANNEL_SUMSQ_COLS), block, 0, s>>>(x, rows, cols, scale, out);
+    }
     cudaCheckLaunch();
 }
 
@@ -738,9 +756,10 @@ __global__ void fira_limit_kernel(const double* part, float* lim_state, int firs
 // 8-bit kind's apollo_dir_scale squared) and the limiter (apollo_limiter): the CPU's apollo_update.
 // *lim_state: the matrix's limiter state (device); *d_lim gets the divisor. A skipped update
 // changes nothing. Channel-wise, a thread per channel runs apollo_channel (its factor, and its term
-// of ||S||^2 into D's slot, consumed), then one thread adds the terms in channel order, as
-// apollo_factors does: a 7B matrix has up to 11008 channels, too many for one thread's divisions
-// and square roots. Tensor-wise (one channel) one thread runs apollo_factors itself.
+// of ||S||^2 into D's slot, consumed), then the limiter kernel adds the terms; tensor-wise it adds
+// the three sums and runs apollo_channel once. Every sum is galore.h's apollo_sum, as the CPU's
+// apollo_factors adds them: one block of APOLLO_SUM_STRANDS threads, a thread a strand, then the
+// pairs (a 7B matrix has up to 11008 channels: one thread adding them waited ~0.4 ms).
 __global__ void apollo_factors_kernel(float* sc, double* dsum, int64_t nch, double ds2, const int* skip) {
     if (update_skipped(skip)) return;
     const double *hG = dsum, *hR = dsum + nch;
@@ -748,16 +767,32 @@ __global__ void apollo_factors_kernel(float* sc, double* dsum, int64_t nch, doub
     for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < nch; c += (int64_t)gridDim.x * blockDim.x)
         sc[c] = apollo_channel(hG[c], hR[c], hD[c], ds2, &hD[c]); // hD[c] is read (by value) before the term replaces it
 }
-__global__ void apollo_limit_kernel(float* sc, double* dsum, int64_t nG, int64_t nR, int64_t nch, int tw, double ds2, float* lim_state,
-                                    int first, float* d_lim, const int* skip) {
-    if (update_skipped(skip)) return;
-    double ssS = 0.0;
-    if (tw) ssS = apollo_factors(sc, dsum, nG, nR, 1, 1, ds2);
-    else {
-        const double* term = dsum + 2 * nch; // apollo_factors_kernel's terms
-        for (int64_t ch = 0; ch < nch; ch++) ssS = GALORE_DADD(ssS, term[ch]);
+// apollo_sum of x (n) by the block (APOLLO_SUM_STRANDS threads): every thread gets it
+__device__ static double apollo_block_sum(const double* x, int64_t n, double* part) {
+    int s = threadIdx.x;
+    part[s] = apollo_strand_sum(x, n, s);
+    __syncthreads();
+    for (int o = APOLLO_SUM_STRANDS / 2; o > 0; o >>= 1) {
+        if (s < o) part[s] = GALORE_DADD(part[s], part[s + o]);
+        __syncthreads();
     }
-    *d_lim = apollo_limiter((float)sqrt(ssS), lim_state, first);
+    double r = part[0];
+    __syncthreads(); // part is reused by the next call
+    return r;
+}
+__global__ void __launch_bounds__(APOLLO_SUM_STRANDS) apollo_limit_kernel(float* sc, double* dsum, int64_t nG, int64_t nR, int64_t nch, int tw,
+                                                                            double ds2, float* lim_state, int first, float* d_lim, const int* skip) {
+    __shared__ double part[APOLLO_SUM_STRANDS];
+    if (update_skipped(skip)) return; // the whole block alike
+    double ssS;
+    if (tw) {
+        double sg = apollo_block_sum(dsum, nG, part), sr = apollo_block_sum(dsum + nG, nR, part), sd = apollo_block_sum(dsum + nG + nR, nR, part);
+        float f = apollo_channel(sg, sr, sd, ds2, &ssS); // the CPU's apollo_sum of this one term: (0 + term) + 0 ... = term (>= +0)
+        if (threadIdx.x == 0) sc[0] = f;
+    } else {
+        ssS = apollo_block_sum(dsum + 2 * nch, nch, part); // apollo_factors_kernel's terms
+    }
+    if (threadIdx.x == 0) *d_lim = apollo_limiter((float)sqrt(ssS), lim_state, first);
 }
 static void apollo_scale(float* sc, double* dsum, int64_t nG, int64_t nR, int64_t nch, int tw, double ds2, float* lim_state, int first,
                          float* d_lim, const int* skip, cudaStream_t s) {
@@ -767,7 +802,7 @@ static void apollo_scale(float* sc, double* dsum, int64_t nG, int64_t nR, int64_
         apollo_factors_kernel<<<grid_for((size_t)nch, 256), 256, 0, s>>>(sc, dsum, nch, ds2, skip);
         cudaCheckLaunch();
     }
-    apollo_limit_kernel<<<1, 1, 0, s>>>(sc, dsum, nG, nR, nch, tw, ds2, lim_state, first, d_lim, skip);
+    apollo_limit_kernel<<<1, APOLLO_SUM_STRANDS, 0, s>>>(sc, dsum, nG, nR, nch, tw, ds2, lim_state, first, d_lim, skip);
     cudaCheckLaunch();
 }
 
