@@ -149,7 +149,7 @@ __device__ static inline floatX f2bf_stochastic(float x, uint32_t seed, uint64_t
 // ----------------------------------------------------------------------------
 // reductions. Fixed shapes and fixed orders: the same inputs give the same bits every run.
 
-__device__ static inline float warp_reduce_sum(float v) {
+template <class T> __device__ static inline T warp_reduce_sum(T v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
@@ -158,16 +158,17 @@ __device__ static inline float warp_reduce_max(float v) {
     return v;
 }
 
-// block_reduce_sum: every thread gets the block's sum. blockDim.x must be a multiple of 32 and
-// at most 1024. Uses 32 floats of shared memory; safe to call repeatedly (syncs before reuse).
-__device__ static inline float block_reduce_sum(float v) {
-    __shared__ float shared[32];
+// block_reduce_sum: every thread gets the block's sum (float, or double: the norm partials).
+// blockDim.x must be a multiple of 32 and at most 1024. Uses 32 T of shared memory; safe to call
+// repeatedly (syncs before reuse).
+template <class T> __device__ static inline T block_reduce_sum(T v) {
+    __shared__ T shared[32];
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
     v = warp_reduce_sum(v);
     __syncthreads(); // an earlier call may still be reading shared
     if (lane == 0) shared[warp] = v;
     __syncthreads();
-    float r = lane < nwarps ? shared[lane] : 0.0f;
+    T r = lane < nwarps ? shared[lane] : (T)0;
     r = warp_reduce_sum(r);
     return r;
 }

@@ -84,7 +84,7 @@ typedef struct {
     int64_t n_galore;          // GaLore tensors: a refresh round is n_galore refreshes (galore_svd_round)
     int svd;                   // some tensor refreshes by SVD (GaloreDims.svd): the solver, U, V, S exist
     int force_gesvd;           // tests: skip gesvdj, run gesvd (exact) / gesvd of the sketch (randomized)
-    int force_gesvdj;          // tests, dev/cuda/svd: gesvdj at any size (galore_exact_gesvdj's rule off)
+    int force_gesvdj;          // tests, dev/cuda/svd: gesvdj at any size (galore_exact_gesvdj's rule off; set by galore_gpu_force_gesvdj)
     int unfused;               // tests: take the unfused (reference) update path even where the fused one applies
     int projector;             // PROJECTOR_* (--proj): random draws GoLore's basis (galore_gpu_proj_gaussian_orth); set after init
     uint64_t run_seed;         // --seed, for galore_proj_seed
@@ -98,6 +98,14 @@ static int galore_gpu_gesvd_lwork(GaloreGpu* g, int rows, int cols) {
     int lw = 0;
     cusolverCheck(cusolverDnSgesvd_bufferSize(g->solver, rows, cols, &lw));
     return (int)galore_gesvd_work_offset(cols) + lw;
+}
+
+// gesvdj (economy, vectors) of the column-major rows x cols X = G^T, as galore_gpu_refresh runs it
+static int galore_gpu_gesvdj_lwork(GaloreGpu* g, int rows, int cols) {
+    int lw = 0;
+    cusolverCheck(cusolverDnSgesvdj_bufferSize(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows, g->Vf, cols,
+                                               &lw, g->jparams));
+    return lw;
 }
 
 // the randomized refresh's workspace (floats) for one tensor, laid out in g->work as tau (l),
@@ -139,9 +147,9 @@ static int galore_gpu_workspace_query(GaloreGpu* g, const TensorLayout* lay, int
         } else {
             lw = galore_gpu_gesvd_lwork(g, rows > cols ? rows : cols, rows > cols ? cols : rows);
             if (lw > best) best = lw;
-            // gesvdj's, where the rule takes it or a test may force it
-            cusolverCheck(cusolverDnSgesvdj_bufferSize(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows,
-                                                       g->Vf, cols, &lw, g->jparams));
+            // gesvdj's only where the rule takes it (galore_exact_gesvdj) or a test forced it
+            // (galore_gpu_force_gesvdj): its workspace at a gesvd shape is never used (issue 22)
+            if (g->force_gesvdj || galore_exact_gesvdj(l->m, l->n)) lw = galore_gpu_gesvdj_lwork(g, rows, cols);
         }
         if (lw > best) best = lw;
         // --- golore (issue 15) --- --proj random's QR of the len x r Gaussian: tau (r) then geqrf /
@@ -193,6 +201,15 @@ static void galore_gpu_init(GaloreGpu* g, const TensorLayout* lay, int n, cublas
         printf("GaLore refresh: cuSOLVER gesvdj for %d matrices (min dim <= %d), gesvd for %d, randomized for %d\n", nj, GALORE_GESVDJ_MAX_DIM,
                nd, nr);
     }
+}
+
+// tests, dev/cuda/svd: gesvdj at every size (force_gesvdj), its workspace queried at every shape
+static void galore_gpu_force_gesvdj(GaloreGpu* g, const TensorLayout* lay, int n) {
+    g->force_gesvdj = 1;
+    if (!g->svd) return;
+    cudaCheck(cudaFree(g->work));
+    g->lwork = galore_gpu_workspace_query(g, lay, n);
+    g->work = (float*)cudaMallocCheck(sizeof(float) * (size_t)(g->lwork > 0 ? g->lwork : 1), "cuSOLVER workspace");
 }
 
 static void galore_gpu_free(GaloreGpu* g) {
@@ -443,6 +460,9 @@ static void galore_gpu_refresh(GaloreGpu* g, const TensorLayout* l, const floatX
     // the exact solver: gesvdj up to GALORE_GESVDJ_MAX_DIM (galore_exact_gesvdj), gesvd above
     int jacobi = !randomized && !g->force_gesvd && (g->force_gesvdj || galore_exact_gesvdj(M, Nn));
     if (jacobi) {
+        int need = galore_gpu_gesvdj_lwork(g, rows, cols);
+        if (need > g->lwork) die("internal: gesvdj of %d x %d needs %d floats of workspace, %d queried (force_gesvdj without galore_gpu_force_gesvdj?)", rows, cols,
+                                 need, g->lwork);
         cusolverCheck(cusolverDnSgesvdj(g->solver, CUSOLVER_EIG_MODE_VECTOR, 1, rows, cols, g->A, rows, g->S, g->Uf, rows, g->Vf, cols,
                                         g->work, g->lwork, g->d_info, g->jparams));
         info = galore_gpu_info(g);
@@ -680,24 +700,42 @@ __global__ void channel_sumsq_rows_kernel(const T* x, int64_t cols, float scale,
     }
     if (threadIdx.x == 0) out[blockIdx.x] = sh[0];
 }
-// out[col] = sum_i (scale x[i, col])^2 in double: one thread per column, the rows in order
-// (neighbouring threads read neighbouring columns: coalesced)
+// out[col] = sum_i (scale x[i, col])^2 in double, tiled: a block takes CHANNEL_SUMSQ_COLS
+// neighbouring columns (a warp reads 32 neighbouring elements of a row: coalesced) and
+// CHANNEL_SUMSQ_STRANDS strands of rows, strand y adding rows y, y + STRANDS, ... in order, then a
+// fixed tree over the strands (the same order every run). Why not a thread per column (the rows
+// in order, as before): at a 7B down_proj (4096 x 11008, APOLLO channel-wise, left side) that is
+// 11008 threads on 43 of 132 SMs, each with ~4 loads in flight: ~90-180 KB in flight at ~0.6 us
+// latency, ~0.15-0.3 TB/s, ~0.6 ms per 90 MB matrix; 16 strands give 176k threads (~1.4 MB in
+// flight), near the memory's speed (~30-55 us) (issue 22)
+#define CHANNEL_SUMSQ_COLS 32
+#define CHANNEL_SUMSQ_STRANDS 16
 template <class T>
 __global__ void channel_sumsq_cols_kernel(const T* x, int64_t rows, int64_t cols, float scale, double* out) {
-    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < cols; c += (int64_t)gridDim.x * blockDim.x) {
-        double acc = 0.0;
-        for (int64_t i = 0; i < rows; i++) {
+    __shared__ double sh[CHANNEL_SUMSQ_STRANDS][CHANNEL_SUMSQ_COLS];
+    int64_t c = (int64_t)blockIdx.x * CHANNEL_SUMSQ_COLS + threadIdx.x;
+    double acc = 0.0;
+    if (c < cols)
+        for (int64_t i = threadIdx.y; i < rows; i += CHANNEL_SUMSQ_STRANDS) {
             float v = to_f32(x[i * cols + c]) * scale;
             acc += (double)v * v;
         }
-        out[c] = acc;
+    sh[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    for (int o = CHANNEL_SUMSQ_STRANDS / 2; o > 0; o >>= 1) {
+        if ((int)threadIdx.y < o) sh[threadIdx.y][threadIdx.x] += sh[threadIdx.y + o][threadIdx.x];
+        __syncthreads();
     }
+    if (threadIdx.y == 0 && c < cols) out[c] = sh[0][threadIdx.x];
 }
 // by_row: rows sums into out (rows), else column sums (cols)
 template <class T>
 static void channel_sumsq_gpu(const T* x, int64_t rows, int64_t cols, int by_row, float scale, double* out, cudaStream_t s) {
     if (by_row) channel_sumsq_rows_kernel<T><<<(unsigned)rows, CHANNEL_SUMSQ_THREADS, 0, s>>>(x, cols, scale, out);
-    else channel_sumsq_cols_kernel<T><<<grid_for((size_t)cols, 256), 256, 0, s>>>(x, rows, cols, scale, out);
+    else {
+        dim3 block(CHANNEL_SUMSQ_COLS, CHANNEL_SUMSQ_STRANDS);
+        channel_sumsq_cols_kernel<T><<<(unsigned)((cols + CHANNEL_SUMSQ_COLS - 1) / CHANNEL_SUMSQ_COLS), block, 0, s>>>(x, rows, cols, scale, out);
+    }
     cudaCheckLaunch();
 }
 
@@ -705,10 +743,10 @@ static void channel_sumsq_gpu(const T* x, int64_t rows, int64_t cols, int by_row
 // from ||S||^2 as NORM_BLOCKS fixed-grid partials (sumsq_partials), added in order in double;
 // *lim_state is the matrix's state (device, the plan's limiter row), *d_lim gets the divisor.
 // A skipped update (update_skipped) leaves both alone, as the CPU engine, which never runs it.
-__global__ void fira_limit_kernel(const float* part, float* lim_state, int first, float* d_lim, const int* skip) {
+__global__ void fira_limit_kernel(const double* part, float* lim_state, int first, float* d_lim, const int* skip) {
     if (update_skipped(skip)) return;
     double ss = 0.0;
-    for (int b = 0; b < NORM_BLOCKS; b++) ss += (double)part[b];
+    for (int b = 0; b < NORM_BLOCKS; b++) ss += part[b];
     float next;
     *d_lim = fira_limiter((float)sqrt(ss), *lim_state, first, &next);
     *lim_state = next;
@@ -718,9 +756,10 @@ __global__ void fira_limit_kernel(const float* part, float* lim_state, int first
 // 8-bit kind's apollo_dir_scale squared) and the limiter (apollo_limiter): the CPU's apollo_update.
 // *lim_state: the matrix's limiter state (device); *d_lim gets the divisor. A skipped update
 // changes nothing. Channel-wise, a thread per channel runs apollo_channel (its factor, and its term
-// of ||S||^2 into D's slot, consumed), then one thread adds the terms in channel order, as
-// apollo_factors does: a 7B matrix has up to 11008 channels, too many for one thread's divisions
-// and square roots. Tensor-wise (one channel) one thread runs apollo_factors itself.
+// of ||S||^2 into D's slot, consumed), then the limiter kernel adds the terms; tensor-wise it adds
+// the three sums and runs apollo_channel once. Every sum is galore.h's apollo_sum, as the CPU's
+// apollo_factors adds them: one block of APOLLO_SUM_STRANDS threads, a thread a strand, then the
+// pairs (a 7B matrix has up to 11008 channels: one thread adding them waited ~0.4 ms).
 __global__ void apollo_factors_kernel(float* sc, double* dsum, int64_t nch, double ds2, const int* skip) {
     if (update_skipped(skip)) return;
     const double *hG = dsum, *hR = dsum + nch;
@@ -728,16 +767,32 @@ __global__ void apollo_factors_kernel(float* sc, double* dsum, int64_t nch, doub
     for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < nch; c += (int64_t)gridDim.x * blockDim.x)
         sc[c] = apollo_channel(hG[c], hR[c], hD[c], ds2, &hD[c]); // hD[c] is read (by value) before the term replaces it
 }
-__global__ void apollo_limit_kernel(float* sc, double* dsum, int64_t nG, int64_t nR, int64_t nch, int tw, double ds2, float* lim_state,
-                                    int first, float* d_lim, const int* skip) {
-    if (update_skipped(skip)) return;
-    double ssS = 0.0;
-    if (tw) ssS = apollo_factors(sc, dsum, nG, nR, 1, 1, ds2);
-    else {
-        const double* term = dsum + 2 * nch; // apollo_factors_kernel's terms
-        for (int64_t ch = 0; ch < nch; ch++) ssS = GALORE_DADD(ssS, term[ch]);
+// apollo_sum of x (n) by the block (APOLLO_SUM_STRANDS threads): every thread gets it
+__device__ static double apollo_block_sum(const double* x, int64_t n, double* part) {
+    int s = threadIdx.x;
+    part[s] = apollo_strand_sum(x, n, s);
+    __syncthreads();
+    for (int o = APOLLO_SUM_STRANDS / 2; o > 0; o >>= 1) {
+        if (s < o) part[s] = GALORE_DADD(part[s], part[s + o]);
+        __syncthreads();
     }
-    *d_lim = apollo_limiter((float)sqrt(ssS), lim_state, first);
+    double r = part[0];
+    __syncthreads(); // part is reused by the next call
+    return r;
+}
+__global__ void __launch_bounds__(APOLLO_SUM_STRANDS) apollo_limit_kernel(float* sc, double* dsum, int64_t nG, int64_t nR, int64_t nch, int tw,
+                                                                            double ds2, float* lim_state, int first, float* d_lim, const int* skip) {
+    __shared__ double part[APOLLO_SUM_STRANDS];
+    if (update_skipped(skip)) return; // the whole block alike
+    double ssS;
+    if (tw) {
+        double sg = apollo_block_sum(dsum, nG, part), sr = apollo_block_sum(dsum + nG, nR, part), sd = apollo_block_sum(dsum + nG + nR, nR, part);
+        float f = apollo_channel(sg, sr, sd, ds2, &ssS); // the CPU's apollo_sum of this one term: (0 + term) + 0 ... = term (>= +0)
+        if (threadIdx.x == 0) sc[0] = f;
+    } else {
+        ssS = apollo_block_sum(dsum + 2 * nch, nch, part); // apollo_factors_kernel's terms
+    }
+    if (threadIdx.x == 0) *d_lim = apollo_limiter((float)sqrt(ssS), lim_state, first);
 }
 static void apollo_scale(float* sc, double* dsum, int64_t nG, int64_t nR, int64_t nch, int tw, double ds2, float* lim_state, int first,
                          float* d_lim, const int* skip, cudaStream_t s) {
@@ -747,7 +802,7 @@ static void apollo_scale(float* sc, double* dsum, int64_t nG, int64_t nR, int64_
         apollo_factors_kernel<<<grid_for((size_t)nch, 256), 256, 0, s>>>(sc, dsum, nch, ds2, skip);
         cudaCheckLaunch();
     }
-    apollo_limit_kernel<<<1, 1, 0, s>>>(sc, dsum, nG, nR, nch, tw, ds2, lim_state, first, d_lim, skip);
+    apollo_limit_kernel<<<1, APOLLO_SUM_STRANDS, 0, s>>>(sc, dsum, nG, nR, nch, tw, ds2, lim_state, first, d_lim, skip);
     cudaCheckLaunch();
 }
 
@@ -778,7 +833,7 @@ __global__ void fira_divide_kernel(float* U, size_t n, const float* lim, const i
 // fira_gpu_residual: g->A = the limited, scaled residual S of a GaLore matrix from its gradient G
 // (bf16, times gscale), R and N (fp32, g->R / g->N) and the fp32 projector g->Pf; in g->Vf (free
 // outside a refresh; fira_gpu_scratch_fits checks the size): the channel sums of N and R (nch
-// doubles each), then phi (nch floats). d_part: NORM_BLOCKS floats of device scratch. lim_state:
+// doubles each), then phi (nch floats). d_part: NORM_BLOCKS doubles of device scratch. lim_state:
 // the matrix's limiter state (device), first its first update; d_lim: one device float, the
 // divisor. skip: the per-layer device-side verdict (NULL: none): a skipped update leaves the
 // limiter's state alone, as the CPU engine, which never runs it.
@@ -787,7 +842,7 @@ static int fira_gpu_scratch_fits(const GaloreGpu* g, const TensorLayout* l) {
     return 5 * nch <= g->max_full;
 }
 static void fira_gpu_residual(GaloreGpu* g, const TensorLayout* l, const floatX* G, float gscale, float scale, float* lim_state, int first,
-                              float* d_part, float* d_lim, const int* skip = NULL) {
+                              double* d_part, float* d_lim, const int* skip = NULL) {
     cudaStream_t s = g->stream;
     int cols = fira_channel_cols(l);
     int64_t nch = cols ? l->scols : l->srows;

@@ -645,25 +645,39 @@ HOSTDEV static inline float apollo_channel(double ssG, double ssR, double ssD, d
     *term = GALORE_DMUL(GALORE_DMUL((double)f, (double)f), ssG);
     return f;
 }
-// apollo_factors: the factors sc (nch) of one matrix and ||S||^2 from its channel sums dsum (G's
-// nG, then R's and D's nR each: channel_sumsq's by rows on the right side, by columns on the left;
-// tensor-wise (nch 1) the row sums, added here in index order, in place), serially in channel
-// order. The CPU engine runs it as it is; the GPU runs the channel-wise loop a thread per channel
-// (apollo_channel) and adds the terms in this order.
-HOSTDEV static inline double apollo_factors(float* sc, double* dsum, int64_t nG, int64_t nR, int64_t nch, int tw, double ds2) {
+// the one order in which both engines add n doubles (||S||^2's channel terms, tensor-wise the
+// channel sums): APOLLO_SUM_STRANDS strands, strand s adding elements s, s + STRANDS, ... in index
+// order from 0, then the strands pairwise, part[s] += part[s + o] for o = STRANDS / 2 .. 1. The
+// GPU's limiter kernel is one block of STRANDS threads doing exactly these additions (a thread a
+// strand, the pairs as a shared-memory tree): a serial sum of 11008 doubles in one thread waits
+// ~11008 / 4 L2 round trips (~0.4 ms on an H100) where this waits ~11 (issue 22).
+#define APOLLO_SUM_STRANDS 256
+HOSTDEV static inline double apollo_strand_sum(const double* x, int64_t n, int s) {
+    double a = 0.0;
+    for (int64_t k = s; k < n; k += APOLLO_SUM_STRANDS) a = GALORE_DADD(a, x[k]);
+    return a;
+}
+static inline double apollo_sum(const double* x, int64_t n) {
+    double part[APOLLO_SUM_STRANDS];
+    for (int s = 0; s < APOLLO_SUM_STRANDS; s++) part[s] = apollo_strand_sum(x, n, s);
+    for (int o = APOLLO_SUM_STRANDS / 2; o > 0; o >>= 1)
+        for (int s = 0; s < o; s++) part[s] = part[s] + part[s + o];
+    return part[0];
+}
+// apollo_factors (the CPU's): the factors sc (nch) of one matrix and ||S||^2 from its channel sums
+// dsum (G's nG, then R's and D's nR each: channel_sumsq's by rows on the right side, by columns on
+// the left; tensor-wise (nch 1) the row sums, added here by apollo_sum, in place). Each channel's
+// factor and term (apollo_channel), the term replacing D's sum, then the terms added by
+// apollo_sum. The GPU computes the same (apollo_scale): the factors a thread per channel, the sums
+// in its one-block limiter kernel.
+static inline double apollo_factors(float* sc, double* dsum, int64_t nG, int64_t nR, int64_t nch, int tw, double ds2) {
     double *ssG = dsum, *ssR = dsum + nG, *ssD = dsum + nG + nR;
     if (tw) {
-        double sg = 0.0, sr = 0.0, sd = 0.0;
-        for (int64_t k = 0; k < nG; k++) sg = GALORE_DADD(sg, ssG[k]);
-        for (int64_t k = 0; k < nR; k++) { sr = GALORE_DADD(sr, ssR[k]); sd = GALORE_DADD(sd, ssD[k]); }
+        double sg = apollo_sum(ssG, nG), sr = apollo_sum(ssR, nR), sd = apollo_sum(ssD, nR);
         ssG[0] = sg; ssR[0] = sr; ssD[0] = sd;
     }
-    double ssS = 0.0, term;
-    for (int64_t ch = 0; ch < nch; ch++) {
-        sc[ch] = apollo_channel(ssG[ch], ssR[ch], ssD[ch], ds2, &term);
-        ssS = GALORE_DADD(ssS, term);
-    }
-    return ssS;
+    for (int64_t ch = 0; ch < nch; ch++) sc[ch] = apollo_channel(ssG[ch], ssR[ch], ssD[ch], ds2, &ssD[ch]); // ssD[ch] read (by value) first
+    return apollo_sum(ssD, nch);
 }
 // the limiter: nrm = ||S|| before it; *prev the state (set on the first step, first = 1).
 // Returns 1 / lim's divisor as the package divides: S / lim, i.e. the value lim itself.

@@ -338,25 +338,27 @@ static void adam_update(TP* p, floatX* pbf, const floatX* g, TM* m, TM* v, size_
 
 // ----------------------------------------------------------------------------
 // global gradient norm, deterministic: a fixed grid of NORM_BLOCKS blocks each writes the sum of
-// squares of its grid-stride share (fp32) to partial[block]; the host adds the partials in order
-// in double. Same n, same bits, on every run and every GPU.
+// squares of its grid-stride share to partial[block]; the host adds the partials in order. Same n,
+// same bits, on every run and every GPU. In double, as the CPU engine's sumsq: any finite bf16 or
+// fp32 squared is finite there (fp32 overflowed from |x| > 1.8e19, and the per-layer check then
+// skipped a finite gradient as non-finite, where the CPU engine updates it: issue 22).
 
 // NORM_BLOCKS: llama.h (the memory plan sizes the partials)
 #define NORM_THREADS 512
 // T: floatX (gradients) or float (Fira's fp32 residual)
 template <class T>
-__global__ void sumsq_partial_kernel(float* partial, const T* x, size_t n) {
-    float acc = 0.0f;
+__global__ void sumsq_partial_kernel(double* partial, const T* x, size_t n) {
+    double acc = 0.0;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float v = to_f32(x[i]);
+        double v = (double)to_f32(x[i]);
         acc += v * v;
     }
     acc = block_reduce_sum(acc);
     if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
-// partial: device fp32 (NORM_BLOCKS)
+// partial: device fp64 (NORM_BLOCKS)
 template <class T>
-static void sumsq_partials(float* partial, const T* x, size_t n, cudaStream_t s) {
+static void sumsq_partials(double* partial, const T* x, size_t n, cudaStream_t s) {
     sumsq_partial_kernel<T><<<NORM_BLOCKS, NORM_THREADS, 0, s>>>(partial, x, n);
     cudaCheckLaunch();
 }

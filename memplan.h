@@ -171,7 +171,7 @@ static const char* const GPU_ACT_NAMES[A_NUM] = {
     "atty (L, B, T, QD) bf16", "attention saved for backward (L x stats or probs)", "res2 (L, B, T, C) bf16", "ln2 (L, B, T, C) bf16",
     "rstd2 (L, B, T) fp32", "gu (L, B, T, 2H) bf16", "act (L, B, T, H) bf16", "lnf (B, T, max(C, QD)) bf16", "rstdf (B, T) fp32",
     "logits (B, T, V) bf16", "losses (B, T) fp32", "dres (B, T, C) bf16", "scratch (B, T, max(3H, QD+2KV)) bf16",
-    "rmsnorm dw scratch fp32", "grad norm partials fp32", "inputs int32", "targets int32 (+ their counts)", "encoder buckets int32",
+    "rmsnorm dw scratch fp32", "grad norm partials fp64", "inputs int32", "targets int32 (+ their counts)", "encoder buckets int32",
 };
 // --recompute 1: forward keeps res (every layer's input); the per-layer buffers ln1 .. act hold
 // one layer, which backward recomputes layer by layer (gpu_layer_forward)
@@ -207,7 +207,7 @@ static void gpu_act_sizes(const LlamaConfig* c, int B, int T, size_t attn_saved,
         Lk * BT * QD * xb, Lk * align256(attn_saved), Lk * BT * C * xb, Lk * BT * C * xb,
         Lk * BT * fb, Lk * BT * 2 * H * xb, Lk * BT * H * xb, BT * lnf * xb, BT * fb,
         BT * V * xb, BT * fb, BT * C * xb, BT * scratch * xb,
-        (size_t)RMS_DW_CHUNKS * C * fb, (size_t)NORM_BLOCKS * fb, BT * ib, (BT + GPU_TARGET_COUNTS) * ib, (3 * BT + 1) * ib,
+        (size_t)RMS_DW_CHUNKS * C * fb, (size_t)NORM_BLOCKS * 8, BT * ib, (BT + GPU_TARGET_COUNTS) * ib, (3 * BT + 1) * ib,
     };
     for (int i = 0; i < A_NUM; i++) bytes[i] = align256(b[i]);
 }
@@ -313,7 +313,7 @@ static void gpu_memplan_build(MemPlan* mp, const GpuPlanArgs* a) {
     memplan_set(mp, GR_ACC_REFRESH, "refresh-step accumulators (GaLore, bf16)", need_full ? galore_full * GPU_X : 0.0, MEM_TRANSIENT);
     free(off);
     memplan_set(mp, GR_ROPE, "rope cos/sin tables (fp32)", 2.0 * c->maxT * (c->HD / 2) * 4, 0);
-    memplan_set(mp, GR_PART, "per-tensor norm partials (fp32)", (double)NORM_BLOCKS * P_PER_LAYER * 4, 0);
+    memplan_set(mp, GR_PART, "per-tensor norm partials (fp64)", (double)NORM_BLOCKS * P_PER_LAYER * 8, 0);
     memplan_set(mp, GR_STEP_FLAGS, "step flags (per-layer NaN check, per-tensor skips, fused-update alpha/beta)", gpu_step_flags_bytes(pt.n), 0);
     memplan_set(mp, GR_DP_SCALARS, "data-parallel scalars (fp64)", a->dp ? 16.0 * 8 : 0.0, 0);
     size_t ab[A_NUM];
@@ -456,7 +456,8 @@ static void gpu_memplan_notes(const MemPlan* mp, const GpuPlanArgs* a) {
     }
     if (mp->transient > 0)
         printf("  note: at a refresh step with --grad-accum > 1, each GaLore matrix refreshing holds a full bf16 accumulator for that step "
-               "(all of them at step 1): up to +%.4f GiB\n", mp->transient / GIB);
+               "(all of them at step 1): up to +%.4f GiB, which the memory pool keeps reserved from then on (its release threshold)\n",
+               mp->transient / GIB);
     if (a->cudnn) {
         MemPlan fb; // the same run on the cuBLAS fallback
         GpuPlanArgs f = *a;

@@ -1110,54 +1110,75 @@ static void gpu_run_steps(const LlamaConfig* c, const OptimConfig* oc, int per_l
 // gradient slots were left zero).
 static void (*g_nan_next)(void*, int, int);
 static int g_nan_group = -1;
+static float g_nan_value = NAN; // what nan_hook writes (test_gpu_huge_grad: a finite 1e20)
 static void nan_hook(void* ctx, int first, int last) {
     GpuTrainer* tr = (GpuTrainer*)ctx;
     GpuLlama* m = tr->model;
     if (first == g_nan_group) {
         cudaCheck(cudaStreamSynchronize(m->stream)); // the group's gradient is complete
-        floatX nan = __float2bfloat16(NAN);
+        floatX nan = __float2bfloat16(g_nan_value);
         cudaCheck(cudaMemcpy(GX(m, first), &nan, sizeof nan, cudaMemcpyHostToDevice));
     }
     if (g_nan_next) g_nan_next(ctx, first, last);
 }
 
+// a llama_tiny GPU trainer (B 2, T 32, seed-7 weights) under oc, its data, and two host copies
+// of the weights: the test_gpu_nonfinite family's setup
+typedef struct { GpuLlama m; GpuTrainer tr; DataLoader dl; int *in, *tg; float *w0, *w1; int B, T; } TinyRun;
+static void tiny_run_init(TinyRun* r, const LlamaConfig* c, const OptimConfig* oc, int per_layer, int attn_fallback) {
+    r->B = 2; r->T = 32;
+    gpu_build(&r->m, c, r->B, r->T, 0, attn_fallback, 0, per_layer);
+    r->w0 = (float*)mallocCheck(sizeof(float) * r->m.table.total);
+    r->w1 = (float*)mallocCheck(sizeof(float) * r->m.table.total);
+    llama_init_params(&r->m.table, r->w0, 7);
+    gpu_upload_params(&r->m, r->w0);
+    gpu_trainer_init(&r->tr, &r->m, oc, per_layer, 1, 0.0f, 0, 42, 0);
+    dataloader_init(&r->dl, REF_DIR "/train.bin", r->B, r->T, 0, 0, 0, 1, c->V);
+    r->in = (int*)mallocCheck(sizeof(int) * r->B * r->T);
+    r->tg = (int*)mallocCheck(sizeof(int) * r->B * r->T);
+}
+static float tiny_run_step(TinyRun* r, float* norm, int* skipped) {
+    int64_t nt;
+    return gpu_train_step(&r->tr, &r->dl, 1e-3f, r->in, r->tg, norm, skipped, &nt);
+}
+// one step with nan_hook writing value into the first element of group `target`'s gradient
+static void tiny_run_poisoned_step(TinyRun* r, int target, float value, float* norm, int* skipped) {
+    g_nan_next = r->m.grads_ready; g_nan_group = target; g_nan_value = value;
+    r->m.grads_ready = nan_hook; r->m.grads_ctx = &r->tr;
+    tiny_run_step(r, norm, skipped);
+    r->m.grads_ready = g_nan_next; g_nan_group = -1; g_nan_value = NAN; g_nan_next = NULL;
+}
+static void tiny_run_free(TinyRun* r) {
+    free(r->in); free(r->tg); free(r->w0); free(r->w1);
+    dataloader_free(&r->dl);
+    gpu_trainer_free(&r->tr);
+    gpu_free(&r->m);
+}
+
 static void test_gpu_nonfinite(int attn_fallback) {
     LlamaConfig c;
     llama_config_resolve(&c, "llama_tiny");
-    int B = 2, T = 32, L = c.L;
+    int L = c.L;
     for (int per_layer = 0; per_layer <= 1; per_layer++) {
         OptimConfig oc;
         memset(&oc, 0, sizeof oc);
         oc.kind = OPTIM_GALORE_ADAMW8BIT; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind];
         oc.rank = 32; oc.update_proj_gap = 2; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
-        GpuLlama m;
-        gpu_build(&m, &c, B, T, 0, attn_fallback, 0, per_layer);
-        float* w0 = (float*)mallocCheck(sizeof(float) * m.table.total);
-        float* w1 = (float*)mallocCheck(sizeof(float) * m.table.total);
-        llama_init_params(&m.table, w0, 7);
-        gpu_upload_params(&m, w0);
-        GpuTrainer tr;
-        gpu_trainer_init(&tr, &m, &oc, per_layer, 1, 0.0f, 0, 42, 0);
-        DataLoader dl;
-        dataloader_init(&dl, REF_DIR "/train.bin", B, T, 0, 0, 0, 1, c.V);
-        int* in = (int*)mallocCheck(sizeof(int) * B * T);
-        int* tg = (int*)mallocCheck(sizeof(int) * B * T);
+        TinyRun r;
+        tiny_run_init(&r, &c, &oc, per_layer, attn_fallback);
+        GpuLlama* m = &r.m;
         float norm;
         int skipped;
-        int64_t nt;
-        gpu_train_step(&tr, &dl, 1e-3f, in, tg, &norm, &skipped, &nt); // a normal step first (projectors exist)
-        gpu_download_params(&m, w0);
+        tiny_run_step(&r, &norm, &skipped); // a normal step first (projectors exist)
+        gpu_download_params(m, r.w0);
         // poison layer L/2's gate|up group (the hook is called with its first tensor)
         int target = pt_layer(L / 2, P_WG);
-        g_nan_next = m.grads_ready; g_nan_group = target;
-        m.grads_ready = nan_hook; m.grads_ctx = &tr;
-        gpu_train_step(&tr, &dl, 1e-3f, in, tg, &norm, &skipped, &nt);
-        m.grads_ready = g_nan_next; g_nan_group = -1;
-        gpu_download_params(&m, w1);
+        tiny_run_poisoned_step(&r, target, NAN, &norm, &skipped);
+        gpu_download_params(m, r.w1);
         int moved_before = 0, kept_after = 1, kept_all = 1;
-        for (int i = 0; i < m.table.n; i++) {
-            size_t off = m.table.info[i].offset, n = (size_t)m.table.info[i].numel;
-            int same = memcmp(w0 + off, w1 + off, sizeof(float) * n) == 0;
+        for (int i = 0; i < m->table.n; i++) {
+            size_t off = m->table.info[i].offset, n = (size_t)m->table.info[i].numel;
+            int same = memcmp(r.w0 + off, r.w1 + off, sizeof(float) * n) == 0;
             if (!same) kept_all = 0;
             // backward order: lm_head, the final norm, then the layers top down, the embedding last
             int before = i > target + 1 && i != 0; // the groups above gate|up of layer L/2 (down of the same layer included)
@@ -1169,14 +1190,66 @@ static void test_gpu_nonfinite(int attn_fallback) {
                   "before it updated (%d), it and every later group unchanged bit for bit (%d)", L / 2, skipped, moved_before, kept_after);
         else
             check(skipped && kept_all, "GPU whole-model, NaN in one gradient: step skipped (%d), no weight moved (%d)", skipped, kept_all);
-        float loss = gpu_train_step(&tr, &dl, 1e-3f, in, tg, &norm, &skipped, &nt);
+        float loss = tiny_run_step(&r, &norm, &skipped);
         check(!skipped && isfinite(loss) && isfinite(norm), "GPU %s: the step after the skipped one is finite (loss %.4f, norm %.4f)",
               per_layer ? "per-layer" : "whole-model", loss, norm);
-        free(in); free(tg); free(w0); free(w1);
-        dataloader_free(&dl);
-        gpu_trainer_free(&tr);
-        gpu_free(&m);
+        tiny_run_free(&r);
     }
+}
+
+// a finite gradient element of 1e20 (issue 22): its square (1e40) overflows fp32 but not the
+// double the CPU engine sums in, so the step is finite on both engines. Whole-model: the norm is
+// finite (~1e20), the step not skipped; per-layer: the device's check passes the poisoned group,
+// which is updated. Both failed while the norm partials were fp32 (the square was inf: "skipped").
+// AdamW with bf16 moments: v = (1 - b2) 1e40 = 1e37 stays finite.
+static void test_gpu_huge_grad(int attn_fallback) {
+    LlamaConfig c;
+    llama_config_resolve(&c, "llama_tiny");
+    for (int per_layer = 0; per_layer <= 1; per_layer++) {
+        OptimConfig oc;
+        memset(&oc, 0, sizeof oc);
+        oc.kind = OPTIM_ADAMW; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind];
+        TinyRun r;
+        tiny_run_init(&r, &c, &oc, per_layer, attn_fallback);
+        gpu_download_params(&r.m, r.w0); // as stored (bf16)
+        int target = pt_layer(c.L / 2, P_WG);
+        float norm;
+        int skipped;
+        tiny_run_poisoned_step(&r, target, 1e20f, &norm, &skipped);
+        gpu_download_params(&r.m, r.w1);
+        size_t off = r.m.table.info[target].offset, n = (size_t)r.m.table.info[target].numel;
+        int moved = memcmp(r.w0 + off, r.w1 + off, sizeof(float) * n) != 0;
+        check(!skipped && moved && isfinite(norm) && norm > 1e19f, "GPU %s, a finite 1e20 in layer %d's gate|up gradient: not skipped (skipped %d), "
+              "its weights updated (%d), the norm finite (%.4g; per-layer: the norm of what was updated)", per_layer ? "per-layer" : "whole-model",
+              c.L / 2, skipped, moved, norm);
+        tiny_run_free(&r);
+    }
+}
+
+// per-layer + accumulation (the refresh-step accumulators: cudaMallocAsync on the update stream):
+// the default pool's release threshold is the plan's refresh-step row, so the pool keeps that
+// memory between refresh steps (issue 22: the default 0 returned it to the OS at each of the
+// refresh step's synchronisations, and every refresh step mapped it again)
+static void test_gpu_pool_threshold(int attn_fallback) {
+    LlamaConfig c;
+    llama_config_resolve(&c, "llama_tiny");
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = OPTIM_GALORE_ADAMW; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind];
+    oc.rank = 32; oc.update_proj_gap = 2; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+    GpuLlama m;
+    gpu_build(&m, &c, 2, 32, 0, attn_fallback, 0, 1);
+    GpuTrainer tr;
+    gpu_trainer_init(&tr, &m, &oc, 1, 2, 0.0f, 0, 42, 0);
+    cudaMemPool_t pool;
+    uint64_t got = 0;
+    cudaCheck(cudaDeviceGetDefaultMemPool(&pool, 0));
+    cudaCheck(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &got));
+    double want = m.mem.plan.items[GR_ACC_REFRESH].bytes;
+    check(want > 0 && (double)got == want, "GPU per-layer --grad-accum 2: the memory pool's release threshold %llu bytes, the plan's "
+          "refresh-step accumulators %.0f", (unsigned long long)got, want);
+    gpu_trainer_free(&tr);
+    gpu_free(&m);
 }
 
 // a NaN at a refresh step, per-layer (issue 16 item 4: the check on the device): the first step
@@ -1475,6 +1548,8 @@ int main(int argc, char** argv) {
     test_gpu_per_layer(gf.attn_fallback);
     test_gpu_nonfinite(gf.attn_fallback);
     test_gpu_nonfinite_refresh(gf.attn_fallback);
+    test_gpu_huge_grad(gf.attn_fallback);
+    test_gpu_pool_threshold(gf.attn_fallback);
     test_gpu_recompute(gf.attn_fallback);
     test_gpu_hf_families(gf.attn_fallback);
     test_determinism(&r, &c, init, 0, 0, gf.attn_fallback, OPTIM_GALORE_ADAMW8BIT, 0);

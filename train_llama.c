@@ -921,7 +921,7 @@ static void apollo_update(Optimizer* o, int i, float* p, const float* G, float l
         for (int64_t k = 0; k < sn; k++) D[k] = adam_hf_elem(R[k], &mm[k], &vv[k], b1, b2, eps);
     }
     // per-channel sums of squares of G, R, D in double (channel_sumsq: by rows of G on the right
-    // side, columns on the left; tensor-wise: the row sums, which apollo_factors adds in order)
+    // side, columns on the left; tensor-wise: the row sums, which apollo_factors adds by apollo_sum)
     int tw = c->scale_type == APOLLO_SCALE_TENSOR, by_row = tw || l->side == SIDE_RIGHT;
     int64_t nch = apollo_channels(l, c->scale_type);
     int64_t nG = by_row ? M : N, nR = by_row ? l->srows : scols; // the sums' lengths (<= max channels, optimizer_init)

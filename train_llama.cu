@@ -96,7 +96,8 @@ static void gpu_plan_expect(const GpuMem* gm, int i, double bytes) {
 
 typedef struct {
     floatX *res, *ln1, *qkv, *atty, *res2, *ln2, *gu, *act, *lnf, *logits, *dres, *scratch;
-    float *rstd1, *rstd2, *rstdf, *losses, *rms_scratch, *norm_partials;
+    float *rstd1, *rstd2, *rstdf, *losses, *rms_scratch;
+    double* norm_partials;
     char* attn_saved;     // (L, attn_saved_bytes) what attention keeps for backward (cuDNN: softmax stats)
     int *inputs, *targets, *bucket;
 } GpuActs;
@@ -131,7 +132,7 @@ typedef struct {
     int* h_counts;            // (V + 1)
     int* h_bucket;            // (3BT + 1) encoder_backward_buckets
     float* h_losses;          // (BT)
-    float* h_partials;        // (NORM_BLOCKS)
+    double* h_partials;       // (NORM_BLOCKS)
     float mean_loss;          // of the last forward with targets; -1 when there were none
     int n_valid;              // targets counted by that forward (targets_count, on the device)
     int h_tc[TC_NUM];         // its counts on the host
@@ -216,7 +217,7 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
     m->h_counts = (int*)mallocCheck(sizeof(int) * ((size_t)c->V + 1));
     m->h_bucket = (int*)mallocCheck(sizeof(int) * (3 * BT + 1));
     m->h_losses = (float*)mallocCheck(sizeof(float) * BT);
-    m->h_partials = (float*)mallocCheck(sizeof(float) * NORM_BLOCKS);
+    m->h_partials = (double*)mallocCheck(sizeof(double) * NORM_BLOCKS);
 }
 
 static void gpu_free(GpuLlama* m) {
@@ -446,10 +447,10 @@ static void gpu_backward(GpuLlama* m, const int* inputs, int B, int T) {
 // squared L2 norm of the whole gradient: fixed-grid partials on the device, added in double on the host
 static double gpu_grad_sumsq(GpuLlama* m) {
     sumsq_partials(m->acts.norm_partials, m->grads, m->grad_size, m->stream);
-    cudaCheck(cudaMemcpyAsync(m->h_partials, m->acts.norm_partials, sizeof(float) * NORM_BLOCKS, cudaMemcpyDeviceToHost, m->stream));
+    cudaCheck(cudaMemcpyAsync(m->h_partials, m->acts.norm_partials, sizeof(double) * NORM_BLOCKS, cudaMemcpyDeviceToHost, m->stream));
     cudaCheck(cudaStreamSynchronize(m->stream));
     double ss = 0.0;
-    for (int k = 0; k < NORM_BLOCKS; k++) ss += (double)m->h_partials[k];
+    for (int k = 0; k < NORM_BLOCKS; k++) ss += m->h_partials[k];
     return ss;
 }
 
@@ -581,7 +582,7 @@ typedef struct {
     // full-rank tensors, bf16 low-rank ones for GaLore tensors, full ones for a GaLore tensor only
     // during a step that refreshes it
     floatX** acc; floatX** racc; floatX* acc_mem; floatX* racc_mem;
-    float* d_part; float* h_part; // (P_PER_LAYER, NORM_BLOCKS) per-tensor norm partials of one group
+    double* d_part; double* h_part; // (P_PER_LAYER, NORM_BLOCKS) per-tensor norm partials of one group
     // the step flags (memplan.h's GR_STEP_FLAGS row): per-layer mode checks each group's norms on
     // the device (gpu_hook_check) into d_flags and d_skip[i], which the update kernels read, so the
     // host never waits for a group; it reads the row once per step into the pinned h_flags.
@@ -698,11 +699,11 @@ static void gpu_dist_init(GpuTrainer* tr, Dist* d, const char* init) {
 static void gpu_sumsq_many(GpuTrainer* tr, const floatX* const* x, const size_t* n, int k, double* out, cudaStream_t s) {
     if (k > P_PER_LAYER) die("internal: %d tensors in one norm batch", k);
     for (int j = 0; j < k; j++) sumsq_partials(tr->d_part + (size_t)j * NORM_BLOCKS, x[j], n[j], s);
-    cudaCheck(cudaMemcpyAsync(tr->h_part, tr->d_part, sizeof(float) * NORM_BLOCKS * k, cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaMemcpyAsync(tr->h_part, tr->d_part, sizeof(double) * NORM_BLOCKS * k, cudaMemcpyDeviceToHost, s));
     cudaCheck(cudaStreamSynchronize(s));
     for (int j = 0; j < k; j++) {
         double ss = 0.0;
-        for (int b = 0; b < NORM_BLOCKS; b++) ss += (double)tr->h_part[(size_t)j * NORM_BLOCKS + b];
+        for (int b = 0; b < NORM_BLOCKS; b++) ss += tr->h_part[(size_t)j * NORM_BLOCKS + b];
         out[j] = ss;
     }
 }
@@ -943,11 +944,11 @@ static void gpu_hook_reduce(void* ctx, const int* idx, const int* src, int k) {
 // the step's device flags; skip[idx[j]] the verdict the update kernels read. One thread: k <= 9
 // tensors of NORM_BLOCKS partials each.
 typedef struct { int idx[P_PER_LAYER]; int k; } HookGroup;
-__global__ void hook_check_kernel(LayerHookFlags* f, int* skip, const float* part, HookGroup g) {
+__global__ void hook_check_kernel(LayerHookFlags* f, int* skip, const double* part, HookGroup g) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
     for (int j = 0; j < g.k; j++) {
         double ss = 0.0;
-        for (int b = 0; b < NORM_BLOCKS; b++) ss += (double)part[(size_t)j * NORM_BLOCKS + b];
+        for (int b = 0; b < NORM_BLOCKS; b++) ss += part[(size_t)j * NORM_BLOCKS + b];
         skip[g.idx[j]] = !layer_hook_check(f, ss);
     }
 }
@@ -1054,8 +1055,8 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     m->mm.dw_wait = tr->ev_slot;
     m->mm.has_dw_wait = per_layer;
     gpu_optim_init(&tr->opt, m, oc, tr->mm_upd.blas, tr->us, 0);
-    tr->d_part = (float*)gm->ptr[GR_PART];
-    tr->h_part = (float*)mallocCheck(sizeof(float) * NORM_BLOCKS * P_PER_LAYER);
+    tr->d_part = (double*)gm->ptr[GR_PART];
+    tr->h_part = (double*)mallocCheck(sizeof(double) * NORM_BLOCKS * P_PER_LAYER);
     static_assert(sizeof(LayerHookFlags) <= GPU_FLAGS_AB && GPU_FLAGS_AB + 2 * sizeof(float) <= GPU_FLAGS_LIM &&
                   GPU_FLAGS_LIM + sizeof(float) <= GPU_FLAGS_SKIP, "memplan.h's step-flags layout");
     tr->flags_bytes = (size_t)gpu_step_flags_bytes(m->table.n);
@@ -1081,6 +1082,15 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
         cudaCheck(cudaGetDevice(&dev));
         cudaCheck(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, dev));
         if (!pools) die("--per-layer 1 --grad-accum %d: this device/driver has no stream-ordered memory pools (cudaMallocAsync); use --grad-accum 1", grad_accum);
+        // the pool keeps what they take (the plan's refresh-step row: every GaLore matrix at step 1)
+        // between refresh steps: with the default release threshold 0 it returns freed memory to
+        // the OS at every synchronisation, and a refresh step synchronises the update stream at
+        // each SVD (galore_gpu_info), so every refresh step mapped it all again (issue 22)
+        cudaMemPool_t pool;
+        uint64_t keep = (uint64_t)gm->plan.items[GR_ACC_REFRESH].bytes;
+        cudaCheck(cudaDeviceGetDefaultMemPool(&pool, dev));
+        cudaCheck(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+        if (verbose) printf("memory pool: release threshold %.4f GiB (the refresh-step accumulators stay reserved from the first step on)\n", keep / GIB);
     }
     if (need_full || need_low) {
         int n = m->table.n;

@@ -1,9 +1,10 @@
 /*
 The per-channel norms and the norm-growth limiter of Fira and APOLLO on the device (galore.cuh):
-  channel_sumsq_gpu   per-row (one block a row, fixed tree) or per-column (one thread a column, rows in
-                      order) sums of squares in fp64, of fp32 or bf16 (times a scale) matrices
-  apollo_scale        factors a thread per channel, the limiter one thread: APOLLO's factors s_c = channel_norm_ratio(ssD_c ds2, ssR_c) and the limiter
-                      (apollo_limiter) on ||S||^2 = sum_c s_c^2 ssG_c, channel-wise and tensor-wise
+  channel_sumsq_gpu   per-row (one block a row, fixed tree) or per-column (a block 32 columns x 16 strands
+                      of rows, fixed tree over the strands) sums of squares in fp64, of fp32 or bf16 (times a scale) matrices
+  apollo_scale        factors a thread per channel, the sums and the limiter one block (galore.h's apollo_sum order): APOLLO's
+                      factors s_c = channel_norm_ratio(ssD_c ds2, ssR_c) and the limiter (apollo_limiter) on
+                      ||S||^2 = sum_c s_c^2 ssG_c, channel-wise and tensor-wise
   fira_limit_kernel   one thread: Fira's limiter (fira_limiter) on NORM_BLOCKS partials of ||S||^2
 Both limiter kernels keep the state in device memory and write the divisor to device memory; with
 the per-layer skip flag set they change neither (the CPU engine never runs a skipped update).
@@ -11,7 +12,7 @@ References: the CPU engine's own code. channel_sumsq: train_llama.c's channel_su
 channel in index order); the kernels add in another fixed order, so the sums agree to fp64
 rounding: relative error <= len 2^-53 for sums of len nonnegative terms (bound 1e-12 for len <= 4096,
 4096 2^-53 = 4.5e-13). Factors and limiter: galore.h's HOSTDEV functions on the host from the very
-sums the kernel read (downloaded), in the kernel's order: the same bits (GALORE_DIV keeps the
+sums the kernel read (downloaded), in the kernel's order (apollo_sum, the CPU engine's own): the same bits (GALORE_DIV keeps the
 divisions IEEE under --use_fast_math, __dmul_rn/__dadd_rn keep ||S||^2 free of FMA), checked equal.
 Four limiter steps per case: the first (stores ||S||, divisor 1), a second with S grown 3x (Fira)
 or 10x (APOLLO: the limiter engages, divisor 3 / 1.01 or 10 / 1.01), a skipped third (state and
@@ -79,6 +80,50 @@ static void test_sumsq(int64_t rows, int64_t cols, cudaStream_t s) {
     free(hf); free(hb); free(wide); free(gout); free(ref); free(scaled);
 }
 
+// galore.h's apollo_sum on the device (apollo_block_sum, the limiter kernel's sums) against the host's, bit
+// for bit, on n random doubles; the serial sum in index order (the kernel's order before issue 22)
+// shown beside it: it differs in the last bits, so the check sees the order, which the float outputs above hide
+__global__ void apollo_sum_kernel(const double* x, int64_t n, double* out) {
+    __shared__ double part[APOLLO_SUM_STRANDS];
+    double r = apollo_block_sum(x, n, part);
+    if (threadIdx.x == 0) *out = r;
+}
+static void test_apollo_sum(int64_t n, cudaStream_t s) {
+    double* h = host_alloc<double>(n);
+    for (int64_t k = 0; k < n; k++) h[k] = (double)rand_uniform() + 1e-3 * rand_uniform();
+    double* d = dev_upload(h, (size_t)n);
+    double* dout = (double*)cudaMallocCheck(sizeof(double), "sum");
+    apollo_sum_kernel<<<1, APOLLO_SUM_STRANDS, 0, s>>>(d, n, dout);
+    cudaCheckLaunch();
+    cudaCheck(cudaStreamSynchronize(s));
+    double got, ref = apollo_sum(h, n), serial = 0.0;
+    dev_download(&got, dout, 1);
+    for (int64_t k = 0; k < n; k++) serial += h[k];
+    check(memcmp(&got, &ref, sizeof got) == 0, "apollo_block_sum n %lld: %.17g, the host's apollo_sum %.17g: bit-equal (the serial order gives %.17g)",
+          (long long)n, got, ref, serial);
+    cudaCheck(cudaFree(d)); cudaCheck(cudaFree(dout));
+    free(h);
+}
+
+// the column and row sums of a 7B-sized bf16 gradient, timed: they read rows x cols x 2 bytes and
+// write 8 bytes a channel
+static void time_sumsq(int64_t rows, int64_t cols, cudaStream_t s) {
+    size_t n = (size_t)(rows * cols);
+    floatX* hb = host_alloc<floatX>(n);
+    float* wide = host_alloc<float>(n);
+    fill_bf16(hb, wide, n, 1.0f);
+    floatX* db = dev_upload(hb, n);
+    double* dout = (double*)cudaMallocCheck(sizeof(double) * (size_t)(rows > cols ? rows : cols), "sums");
+    for (int by_row = 0; by_row < 2; by_row++) {
+        float ms = time_ms([&] { channel_sumsq_gpu<floatX>(db, rows, cols, by_row, 1.0f, dout, s); }, s);
+        char what[64];
+        snprintf(what, sizeof what, "channel_sumsq %lldx%lld by %s", (long long)rows, (long long)cols, by_row ? "row" : "column");
+        report_bw(what, 2.0 * n + 8.0 * (by_row ? rows : cols), ms);
+    }
+    cudaCheck(cudaFree(db)); cudaCheck(cudaFree(dout));
+    free(hb); free(wide);
+}
+
 // the host's apollo_update tail (galore.h's apollo_factors, apollo_limiter, as train_llama.c calls
 // them) on a copy of the sums dsum (nG, nR, nR; tensor-wise they are collapsed in place): factors
 // into sc, the divisor returned
@@ -139,8 +184,8 @@ static void test_apollo_scale(int64_t nG, int64_t nR, int tw, double ds2, cudaSt
 static void test_fira_limit(size_t n, cudaStream_t s) {
     float* hx = host_alloc<float>(n);
     float* dx = (float*)cudaMallocCheck(sizeof(float) * n, "S");
-    float* dpart = (float*)cudaMallocCheck(sizeof(float) * NORM_BLOCKS, "partials");
-    float* hpart = host_alloc<float>(NORM_BLOCKS);
+    double* dpart = (double*)cudaMallocCheck(sizeof(double) * NORM_BLOCKS, "partials");
+    double* hpart = host_alloc<double>(NORM_BLOCKS);
     float* dstate = (float*)cudaMallocCheck(sizeof(float) * 2, "limiter state, divisor");
     int* dskip = (int*)cudaMallocCheck(sizeof(int), "skip flag");
     float hstate = 0.0f, init[2] = {0.0f, -1.0f}, lim_prev = -1.0f;
@@ -164,13 +209,13 @@ static void test_fira_limit(size_t n, cudaStream_t s) {
         }
         dev_download(hpart, dpart, NORM_BLOCKS);
         double ss = 0.0;
-        for (int b = 0; b < NORM_BLOCKS; b++) ss += (double)hpart[b];
+        for (int b = 0; b < NORM_BLOCKS; b++) ss += hpart[b];
         double exact = 0.0;
         for (size_t k = 0; k < n; k++) exact += (double)hx[k] * hx[k];
         float next, lim = fira_limiter((float)sqrt(ss), hstate, step == 1, &next);
         hstate = next;
-        // the partials are fp32 sums: ||S||^2 within n 2^-24 relative of the exact one (bound 1e-3 here: n <= 1e6 has 6e-2 worst, the
-        // tree keeps it near sqrt(n) 2^-24; this only guards the partials' wiring, the bits are checked against the host's sum)
+        // the partials are fp64 sums: ||S||^2 within (n + NORM_BLOCKS) 2^-53 relative of the exact one (bound 1e-3 here guards
+        // only the partials' wiring; the bits are checked against the host's sum)
         check(got[0] == hstate && got[1] == lim && (step != 2 || lim > 2.0f) && fabs(ss - exact) <= 1e-3 * exact,
               "fira_limit_kernel n %zu step %d: state %.9g (CPU %.9g), divisor %.9g (CPU %.9g) bit-equal; ||S||^2 %.6e vs exact %.6e%s", n, step,
               got[0], hstate, got[1], lim, ss, exact, step == 2 ? " (limiter engaged: > 2)" : "");
@@ -188,9 +233,15 @@ int main(void) {
     test_sumsq(37, 300, s);    // rows shorter than a block, a partial column grid
     test_sumsq(513, 64, s);
     test_sumsq(8, 4096, s);    // long rows: every thread of the row block strides
+    test_sumsq(100, 70, s);    // columns: strands of 7 and 6 rows, a partial last tile of 6 columns
+    if (DEV_CUDA_TIMING) time_sumsq(4096, 11008, s); // a 7B down_proj's G (APOLLO channel-wise, left side: by column)
+    test_apollo_sum(1, s);
+    test_apollo_sum(300, s);
+    test_apollo_sum(11008, s);
     test_apollo_scale(300, 300, 0, 1.0, s);   // channel-wise, right side (nR = nG = m)
     test_apollo_scale(300, 300, 0, 2.7, s);   // the 8-bit kind's ds^2
-    if (DEV_CUDA_TIMING) test_apollo_scale(11008, 11008, 0, 1.0, s); // a 7B MLP matrix's channels: the factors over many blocks
+    test_apollo_scale(11008, 11008, 0, 1.0, s); // a 7B MLP matrix's channels: the factors over many blocks, 43 terms a strand
+    test_apollo_scale(11008, 4096, 1, 1.0, s); // tensor-wise, a 7B gate_proj's row sums
     test_apollo_scale(300, 1, 1, 1.0, s);     // tensor-wise (APOLLO-Mini: rank 1 left, R's rows = 1)
     test_apollo_scale(128, 1000, 1, 1.0, s);  // tensor-wise with r > m (rank not clipped)
     test_fira_limit(1, s);
