@@ -62,6 +62,9 @@ typedef struct {
     int64_t eval_tokens;
     int sample_every;
     int sample_len;
+    float temperature;         // sampling: 0 greedy
+    int top_k;                 // sampling: 0 off
+    float top_p;               // sampling: 1 off
     int threads;
     int print_every;
     char prompt_ids[PATHLEN];  // --steps 0: token ids whose continuation is sampled
@@ -143,7 +146,10 @@ static const OptSpec CLI_OPTIONS[] = {
     {"eval-every", OPT_INT, OPT_S(eval_every), "100", NULL, "evaluate val loss every N steps, and at the end (0: only at the end)"},
     {"eval-tokens", OPT_INT64, OPT_S(eval_tokens), "10000000", NULL, "val tokens per evaluation (the paper's 10M; capped at the val set; always the same ones)"},
     {"sample-every", OPT_INT, OPT_S(sample_every), "0", NULL, "print a decoded sample every N steps (0: only at the end)"},
-    {"sample-len", OPT_INT, OPT_S(sample_len), "64", NULL, "tokens per sample (0: no samples)"},
+    {"sample-len", OPT_INT, OPT_S(sample_len), "64", NULL, "tokens per sample, at most (a sample ends after the tokenizer's eos; 0: no samples)"},
+    {"temperature", OPT_FLOAT, OPT_S(temperature), "1", NULL, "samples: the logits are divided by this before the draw (0: greedy, the most likely token, no draw; the draws follow --seed)"},
+    {"top-k", OPT_INT, OPT_S(top_k), "0", NULL, "samples: draw only among the k most likely tokens (0: all)"},
+    {"top-p", OPT_FLOAT, OPT_S(top_p), "1", NULL, "samples: draw only among the most likely tokens whose probabilities sum to p (nucleus sampling, after --top-k; 1: all)"},
     {"threads", OPT_INT, OPT_S(threads), "0", NULL, "CPU threads for OpenMP and BLAS (0: all cores)"},
     {"print-every", OPT_INT, OPT_S(print_every), "1", NULL, "print a console line every N steps (the log gets every step)"},
     {"prompt-ids", OPT_STR, OPT_S(prompt_ids), "", NULL, "with --steps 0: token ids (space or comma separated, e.g. sentencepiece's encode of a text) whose continuation of --sample-len tokens is sampled and printed"},

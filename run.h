@@ -21,6 +21,7 @@
 #include "galore.h"
 #include "dataloader.h"
 #include "tokenizer.h"
+#include "sample.h"
 #include "checkpoint.h"
 #include "dist.h"
 
@@ -130,6 +131,10 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     if (s->prompt_ids[0] && s->prompt[0]) die("--prompt and --prompt-ids: pass one of them");
     if ((s->prompt_ids[0] || s->prompt[0]) && s->sample_len < 1)
         die("--%s: needs --sample-len of at least 1 (the tokens to generate)", s->prompt[0] ? "prompt" : "prompt-ids");
+    if (!(s->temperature >= 0.0f)) die("--temperature %g: must be non-negative (0: greedy)", s->temperature);
+    if (!(s->top_p > 0.0f && s->top_p <= 1.0f)) die("--top-p %g: must be in (0, 1] (1: off)", s->top_p);
+    // sampling from a model (--steps 0 --prompt) evaluates only when --val is given
+    if (s->steps == 0 && (s->prompt_ids[0] || s->prompt[0]) && !cli_was_given(argc, argv, "val")) s->val[0] = '\0';
     if (s->dump_logits[0] && !s->val[0]) die("--dump-logits %s: needs --val, the batch whose logits it writes", s->dump_logits);
     memset(oc, 0, sizeof *oc);
     oc->kind = optim_kind_from_name(s->optimizer);
@@ -354,9 +359,9 @@ typedef struct {
     float (*forward_loss)(void* ctx, const int* inputs, const int* targets, int B, int T, int* n_valid);
     // forward only: logits (B, T, V) fp32 on the host of (B, T) inputs (--dump-logits)
     void (*forward_logits)(void* ctx, const int* inputs, int B, int T, float* logits);
-    // n_new tokens sampled after tokens[0..n_prompt) into tokens; returns the new length
-    int (*sample)(void* ctx, int* tokens, int n_prompt, int n_new, Rng* rng);
-    int max_seq;          // the longest sequence sample() can take
+    // forward only: the fp32 logits (V,) of the token after tokens[0..n) (generation)
+    void (*next_logits)(void* ctx, const int* tokens, int n, float* logits);
+    int max_seq;          // the longest sequence next_logits() can take
     // the weights on the host: CPU, the parameters themselves; GPU, a copy (release frees it)
     float* (*params_to_host)(void* ctx);
     void (*params_release)(void* ctx, float* host);
@@ -542,40 +547,35 @@ static float evaluate(const Engine* e, Dist* d, DataLoader* dl, int n, int* inpu
     return sc[1] > 0 ? (float)(sc[0] / sc[1]) : 0.0f;
 }
 
-// sample_from_logits: draw from softmax(logits) (temperature 1) with one uniform from rng, the
-// same draw on every engine for the same logits
-static int sample_from_logits(const float* li, int V, Rng* rng) {
-    float maxv = -INFINITY;
-    for (int j = 0; j < V; j++) if (li[j] > maxv) maxv = li[j];
-    double sum = 0.0;
-    for (int j = 0; j < V; j++) sum += exp((double)(li[j] - maxv));
-    double r = rng_uniform(rng) * sum, acc = 0.0;
-    for (int j = 0; j < V; j++) { acc += exp((double)(li[j] - maxv)); if (acc > r) return j; }
-    return V - 1;
-}
-
-// run_print_sample: continue prompt[0..n_prompt) by len sampled tokens and print them decoded
-// from token `first` on (the default prompt is one end-of-text token, not printed)
-static void run_print_sample(const Engine* e, const Tokenizer* tok, int have_tok, const int* prompt, int n_prompt, int first, int len,
-                             Rng* rng) {
-    if (len <= 0) return;
+// run_print_sample: continue prompt[0..n_prompt) by up to --sample-len tokens chosen by
+// --temperature / --top-k / --top-p, stopping after eos (-1: none); printed as they come, decoded
+// from token `first` on (the default prompt is one end-of-text token, not printed), or as ids
+static void run_print_sample(const Engine* e, const Settings* s, const Tokenizer* tok, int have_tok, const int* prompt, int n_prompt,
+                             int first, int eos, int V, Rng* rng) {
+    if (s->sample_len <= 0) return;
     if (n_prompt >= e->max_seq) die("the prompt has %d tokens: at least --seq %d, no room to sample; pass a larger --seq", n_prompt, e->max_seq);
-    int total = n_prompt + len < e->max_seq ? n_prompt + len : e->max_seq;
+    int total = n_prompt + s->sample_len < e->max_seq ? n_prompt + s->sample_len : e->max_seq;
     int* tokens = (int*)mallocCheck(sizeof(int) * (size_t)e->max_seq);
+    float* logits = (float*)mallocCheck(sizeof(float) * (size_t)V);
     memcpy(tokens, prompt, sizeof(int) * (size_t)n_prompt);
-    int n = e->sample(e->ctx, tokens, n_prompt, total - n_prompt, rng);
-    if (have_tok) {
-        size_t cap = (size_t)n * 64 + 16;
-        char* text = (char*)mallocCheck(cap);
-        tokenizer_decode(tok, tokens + first, n - first, text, cap);
-        printf("sample: %s\n", text);
-        free(text);
-    } else {
-        printf("sample ids:");
-        for (int i = first; i < n; i++) printf(" %d", tokens[i]);
-        printf("\n");
+    SampleOpts so = {s->temperature, s->top_k, s->top_p};
+    TokStream ts;
+    tokenizer_stream_start(&ts, stdout);
+    printf(have_tok ? "sample: " : "sample ids:");
+    for (int i = first; i < n_prompt; i++) {
+        if (have_tok) tokenizer_stream_token(tok, &ts, tokens[i]);
+        else printf(" %d", tokens[i]);
     }
-    free(tokens);
+    for (int n = n_prompt; n < total; n++) {
+        e->next_logits(e->ctx, tokens, n, logits);
+        tokens[n] = sample_next(logits, V, &so, rng);
+        if (have_tok) tokenizer_stream_token(tok, &ts, tokens[n]);
+        else { printf(" %d", tokens[n]); fflush(stdout); }
+        if (tokens[n] == eos) break;
+    }
+    tokenizer_stream_end(&ts);
+    printf("\n");
+    free(tokens); free(logits);
 }
 
 // ----------------------------------------------------------------------------
@@ -717,9 +717,11 @@ static int run_parse_ids(const char* text, int V, int* ids, int cap) {
 static int run_encode_prompt(const Settings* s, const Tokenizer* tok, int V, int max_seq, int** out) {
     if (tok == NULL)
         die("--prompt: no tokenizer at '%s' to encode the text; pass --tokenizer (a tokenizer.bin, a tokenizer.json or a folder holding one), or --prompt-ids", s->tokenizer);
-    if (tok->vocab_size != V)
-        die("--prompt: --tokenizer %s has %d pieces but the model's vocabulary is %d: the prompt would be other tokens; pass the tokenizer "
-            "the model was trained with (or --prompt-ids)", s->tokenizer, tok->vocab_size, V);
+    // a tokenizer smaller than the model's vocabulary is legal (a 4,096-piece one feeds llama_60m's
+    // 32,000 rows; the extra rows are never read): only ids >= V cannot be fed
+    if (tok->vocab_size > V)
+        die("--prompt: --tokenizer %s has %d pieces but the model's vocabulary is %d: the prompt could hold ids the model has no "
+            "embedding for; pass the tokenizer the model was trained with (or --prompt-ids)", s->tokenizer, tok->vocab_size, V);
     if (!tok->can_encode) die("--prompt: --tokenizer %s %s", s->tokenizer, tok->encode_why);
     int* text_ids;
     int n = tokenizer_encode(tok, s->prompt, &text_ids);
@@ -766,10 +768,11 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
     Tokenizer tok;
     int have_tok = s->tokenizer[0] ? tokenizer_init(&tok, s->tokenizer) : 0;
     if (!have_tok && s->sample_len > 0) printf("note: no tokenizer at '%s': samples are printed as ids\n", s->tokenizer);
-    if (have_tok && tok.vocab_size != config->V)
-        run_warn("--tokenizer %s has %d pieces but the model's vocabulary is %d: samples decode to other words than the model's "
-                 "tokens; pass the tokenizer the data was made with", s->tokenizer, tok.vocab_size, config->V);
+    if (have_tok && tok.vocab_size > config->V)
+        run_warn("--tokenizer %s has %d pieces but the model's vocabulary is %d: it is not the tokenizer of this model's data; "
+                 "pass the tokenizer the data was made with", s->tokenizer, tok.vocab_size, config->V);
     int eos = have_tok && tok.eos_id >= 0 ? tok.eos_id : 0;
+    int stop = have_tok ? tok.eos_id : -1; // generation ends after the tokenizer's eos
     Rng sample_rng; rng_init(&sample_rng, (uint64_t)s->seed ^ 0x5A5A5A5AULL);
 
     if (s->steps == 0) {
@@ -788,13 +791,13 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         if (s->prompt_ids[0] && d->rank == 0) {
             int* ids = (int*)mallocCheck(sizeof(int) * (size_t)e->max_seq);
             int n = run_parse_ids(s->prompt_ids, config->V, ids, e->max_seq);
-            run_print_sample(e, &tok, have_tok, ids, n, 0, s->sample_len, &sample_rng);
+            run_print_sample(e, s, &tok, have_tok, ids, n, 0, stop, config->V, &sample_rng);
             free(ids);
         }
         if (s->prompt[0] && d->rank == 0) {
             int* ids;
             int n = run_encode_prompt(s, have_tok ? &tok : NULL, config->V, e->max_seq, &ids);
-            run_print_sample(e, &tok, have_tok, ids, n, 0, s->sample_len, &sample_rng);
+            run_print_sample(e, s, &tok, have_tok, ids, n, 0, stop, config->V, &sample_rng);
             free(ids);
         }
         if (have_tok) tokenizer_free(&tok);
@@ -883,7 +886,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
             if (logf) { fprintf(logf, "{\"step\": %d, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", step + 1, vl, exp(vl)); fflush(logf); }
         }
         if (s->sample_every > 0 && (step + 1) % s->sample_every == 0 && !last && d->rank == 0)
-            run_print_sample(e, &tok, have_tok, &eos, 1, 1, s->sample_len, &sample_rng);
+            run_print_sample(e, s, &tok, have_tok, &eos, 1, 1, stop, config->V, &sample_rng);
         int saved = s->out[0] && ((s->save_every > 0 && (step + 1) % s->save_every == 0) || last);
         if (saved) {
             run_save(e, d, s, config, oc, &train, &sample_rng, step + 1, bad_in_a_row);
@@ -915,7 +918,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         printf("saved %s/config.json and the weights (%s, one file up to --save-shard-size %s, else shards with %s)\n", s->out,
                s->save_dtype, s->save_shard_size, ST_INDEX_NAME);
     }
-    if (d->rank == 0) run_print_sample(e, &tok, have_tok, &eos, 1, 1, s->sample_len, &sample_rng);
+    if (d->rank == 0) run_print_sample(e, s, &tok, have_tok, &eos, 1, 1, stop, config->V, &sample_rng);
     printf("done: %d steps in %.1f s\n", s->steps - start, now_seconds() - t_start);
     if (e->done_report) e->done_report(e->ctx);
     if (logf) fclose(logf);

@@ -154,6 +154,8 @@ static int tokenizer_utf8_cp(const uint8_t* p, size_t n, uint32_t* cpo) {
 }
 static int tokenizer_utf8_len(const uint8_t* p, size_t n) { return tokenizer_utf8_cp(p, n, NULL); }
 
+static const char TOK_REPLACEMENT[] = "\xEF\xBF\xBD"; // U+FFFD, what bytes that are not UTF-8 print
+
 static int tok_utf8_put(char* out, uint32_t cp) {
     if (cp < 0x80) { out[0] = (char)cp; return 1; }
     if (cp < 0x800) { out[0] = (char)(0xC0 | (cp >> 6)); out[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
@@ -644,38 +646,45 @@ static void tokenizer_put(char* out, size_t cap, size_t* len, const char* s, siz
     *len += n;
 }
 
+// tokenizer_piece: the bytes token id adds to the text (before the UTF-8 check), their count in
+// *len; *at_start: no visible text yet, so the dummy-prefix space is still to be dropped.
+// tmp (32 bytes) holds the text of an id outside the vocabulary.
+static const char* tokenizer_piece(const Tokenizer* t, int id, int* at_start, char* tmp, size_t* len) {
+    if (id < 0 || id >= t->vocab_size) {
+        *len = (size_t)snprintf(tmp, 32, "<%d?>", id);
+        *at_start = 0;
+        return tmp;
+    }
+    const char* p = t->surface[id];
+    size_t plen = (size_t)t->surface_len[id];
+    if (plen == 0) { *len = 0; return p; }
+    // sentencepiece drops the dummy prefix of the first normal piece only (a byte piece or " ⁇ "
+    // keeps its space)
+    int normal = t->types[id] == TOK_NORMAL || t->types[id] == TOK_UNUSED || t->types[id] == TOK_USER;
+    if (*at_start && t->strip_first_space && normal && p[0] == ' ') { p++; plen--; }
+    *at_start = 0;
+    *len = plen;
+    return p;
+}
+
 // ids (n,) -> UTF-8 in out; writes at most cap-1 bytes plus a NUL (never half a character);
 // returns the bytes written
 static size_t tokenizer_decode(const Tokenizer* t, const int* ids, int n, char* out, size_t cap) {
-    static const char REPLACEMENT[] = "\xEF\xBF\xBD"; // U+FFFD
     // the raw bytes first, then the UTF-8 check into out
     size_t rcap = 1, len = 0;
     for (int k = 0; k < n; k++) rcap += (ids[k] >= 0 && ids[k] < t->vocab_size) ? (size_t)t->surface_len[ids[k]] : 32;
     char* raw = (char*)mallocCheck(rcap);
-    int at_start = 1; // no visible text yet: the dummy-prefix space is still to be dropped
+    int at_start = 1;
     for (int k = 0; k < n; k++) {
-        int id = ids[k];
-        if (id < 0 || id >= t->vocab_size) {
-            char tmp[32];
-            int m = snprintf(tmp, sizeof tmp, "<%d?>", id);
-            tokenizer_put(raw, rcap, &len, tmp, (size_t)m);
-            at_start = 0;
-            continue;
-        }
-        const char* p = t->surface[id];
-        size_t plen = (size_t)t->surface_len[id];
-        if (plen == 0) continue;
-        // sentencepiece drops the dummy prefix of the first normal piece only (a byte piece or
-        // " ⁇ " keeps its space)
-        int normal = t->types[id] == TOK_NORMAL || t->types[id] == TOK_UNUSED || t->types[id] == TOK_USER;
-        if (at_start && t->strip_first_space && normal && p[0] == ' ') { p++; plen--; }
+        char tmp[32];
+        size_t plen;
+        const char* p = tokenizer_piece(t, ids[k], &at_start, tmp, &plen);
         tokenizer_put(raw, rcap, &len, p, plen);
-        at_start = 0;
     }
     size_t olen = 0;
     for (size_t i = 0; i < len; ) {
         int m = tokenizer_utf8_len((const uint8_t*)raw + i, len - i);
-        const char* src = m ? raw + i : REPLACEMENT;
+        const char* src = m ? raw + i : TOK_REPLACEMENT;
         size_t sl = m ? (size_t)m : 3;
         if (cap == 0 || olen + sl > cap - 1) break;
         memcpy(out + olen, src, sl);
@@ -685,6 +694,60 @@ static size_t tokenizer_decode(const Tokenizer* t, const int* ids, int n, char* 
     if (cap > 0) out[olen] = '\0';
     free(raw);
     return olen;
+}
+
+// tokenizer_utf8_incomplete: whether p[0..n) is the start of a valid UTF-8 sequence that more
+// bytes could complete (a lead byte and the continuation bytes seen so far, all allowed)
+static int tokenizer_utf8_incomplete(const uint8_t* p, size_t n) {
+    uint8_t c = p[0];
+    size_t need = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (n == 0 || n >= need) return 0;
+    // complete it with the smallest continuations that the lead byte allows (E0 needs A0.., F0 90..)
+    static const uint8_t SECOND[3] = {0x80, 0x90, 0xA0};
+    for (int k = 0; k < 3; k++) {
+        uint8_t q[4];
+        memcpy(q, p, n);
+        for (size_t i = n; i < need; i++) q[i] = i == 1 ? SECOND[k] : 0x80;
+        if (tokenizer_utf8_len(q, need) == (int)need) return 1;
+    }
+    return 0;
+}
+
+// TokStream: decoded text written as tokens arrive, never cutting a character: a multi-byte
+// character split across tokens is held back until it completes, and bytes that cannot form
+// UTF-8 print U+FFFD, one per byte, as tokenizer_decode does (the two print the same text)
+typedef struct { FILE* f; uint8_t held[4]; size_t n_held; int at_start; } TokStream;
+
+static void tokenizer_stream_start(TokStream* st, FILE* f) { memset(st, 0, sizeof *st); st->f = f; st->at_start = 1; }
+
+static void tokenizer_stream_bytes(TokStream* st, const char* s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        st->held[st->n_held++] = (uint8_t)s[i];
+        // the held bytes: a complete character, the start of one, or invalid at the front
+        for (;;) {
+            int m = tokenizer_utf8_len(st->held, st->n_held);
+            if (m) { fwrite(st->held, 1, (size_t)m, st->f); }
+            else if (tokenizer_utf8_incomplete(st->held, st->n_held)) break;
+            else { fwrite(TOK_REPLACEMENT, 1, 3, st->f); m = 1; }
+            memmove(st->held, st->held + m, st->n_held - (size_t)m);
+            st->n_held -= (size_t)m;
+            if (st->n_held == 0) break;
+        }
+    }
+}
+
+static void tokenizer_stream_token(const Tokenizer* t, TokStream* st, int id) {
+    char tmp[32];
+    size_t len;
+    const char* p = tokenizer_piece(t, id, &st->at_start, tmp, &len);
+    tokenizer_stream_bytes(st, p, len);
+    fflush(st->f);
+}
+
+// the end of the text: what is still held can no longer complete
+static void tokenizer_stream_end(TokStream* st) {
+    for (size_t i = 0; i < st->n_held; i++) fwrite(TOK_REPLACEMENT, 1, 3, st->f);
+    st->n_held = 0;
 }
 
 // ----------------------------------------------------------------------------------------------
