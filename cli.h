@@ -58,6 +58,7 @@ typedef struct {
     char save_dtype[8];        // auto | f32 | bf16 (run_setup resolves auto)
     char save_shard_size[24];  // "5GB": the final model and checkpoints are sharded above this
     int64_t save_shard_bytes;  // save_shard_size parsed by run_setup (not an option itself)
+    char init_config[PATHLEN]; // the --init config.json the model came from ("" for --model); set by run_setup, not an option
     int eval_every;
     int64_t eval_tokens;
     int sample_every;

@@ -22,6 +22,7 @@
 #include "dataloader.h"
 #include "tokenizer.h"
 #include "sample.h"
+#include "hf_folder.h"
 #include "checkpoint.h"
 #include "dist.h"
 
@@ -69,6 +70,75 @@ static void run_resolve_init(const Settings* s) {
     }
 }
 
+// run_tokenizers_same: whether two tokenizer files give the same text for every id (a
+// tokenizer.bin and the tokenizer.json or .model it came from are the same tokenizer); 1 also when
+// either does not load (nothing to compare)
+static int run_tokenizers_same(const char* a, const char* b) {
+    if (strcmp(a, b) == 0) return 1;
+    Tokenizer x, y;
+    if (!tokenizer_init(&x, a)) return 1;
+    if (!tokenizer_init(&y, b)) { tokenizer_free(&x); return 1; }
+    int same = x.vocab_size == y.vocab_size && x.eos_id == y.eos_id;
+    for (int i = 0; same && i < x.vocab_size; i++)
+        same = x.surface_len[i] == y.surface_len[i] && memcmp(x.surface[i], y.surface[i], (size_t)x.surface_len[i]) == 0;
+    tokenizer_free(&x); tokenizer_free(&y);
+    return same;
+}
+
+// run_resolve_tokenizer: which tokenizer decodes samples, encodes --prompt and goes into every
+// saved folder: --tokenizer when given, else the --init folder's, else (training) the one beside
+// the --train shards, which dev/data writes there, else the default. The data's ids mean its
+// tokenizer's pieces, so a different one beside the shards is an error naming both.
+static void run_resolve_tokenizer(Settings* s, int argc, char** argv) {
+    char found[PATHLEN + 32];
+    const char* why = cli_was_given(argc, argv, "tokenizer") ? "--tokenizer" : NULL;
+    if (!why && s->init[0]) {
+        char dir[PATHLEN];
+        snprintf(dir, sizeof dir, "%s", s->init);
+        if (!st_is_dir(dir)) { char* slash = strrchr(dir, '/'); if (slash) *slash = '\0'; else snprintf(dir, sizeof dir, "."); }
+        if (tokenizer_find(dir, found, sizeof found) && strlen(found) < PATHLEN) { snprintf(s->tokenizer, PATHLEN, "%s", found); why = "--init's folder"; }
+    }
+    glob_t g;
+    if (s->steps > 0 && glob(s->train, 0, NULL, &g) == 0) {
+        char dir[PATHLEN];
+        snprintf(dir, sizeof dir, "%s", g.gl_pathv[0]);
+        globfree(&g);
+        char* slash = strrchr(dir, '/');
+        if (slash) *slash = '\0'; else snprintf(dir, sizeof dir, ".");
+        if (tokenizer_find(dir, found, sizeof found) && strlen(found) < PATHLEN) {
+            if (!why) { snprintf(s->tokenizer, PATHLEN, "%s", found); why = "beside the --train shards"; }
+            else if (!run_tokenizers_same(s->tokenizer, found))
+                die("%s %s and %s beside the --train shards are different tokenizers: the shards' ids would mean other pieces; "
+                    "pass the tokenizer the data was made with (or data made with this one)", strcmp(why, "--tokenizer") == 0 ? "--tokenizer" : "the --init folder's",
+                    s->tokenizer, found);
+        }
+    }
+    if (why && strcmp(why, "--tokenizer") != 0) printf("tokenizer: %s (%s)\n", s->tokenizer, why);
+}
+
+// run_check_data_tokenizer: shards whose header or ids contradict the tokenizer were made with
+// another one: an id the tokenizer cannot give, or 16-bit ids from a tokenizer with more pieces
+static void run_check_data_tokenizer(const DataLoader* dl, const char* flag, const char* glob_, const Tokenizer* tok, const char* path) {
+    if (dl->max_id >= tok->vocab_size)
+        die("%s %s: token id %lld, but tokenizer %s has %d pieces: the shards were made with another tokenizer; pass the one they "
+            "were made with (--tokenizer), or remake the shards with this one", flag, glob_, (long long)dl->max_id, path, tok->vocab_size);
+    if (dl->shards[0].width == 2 && tok->vocab_size > 65536)
+        die("%s %s: 16-bit shards, but tokenizer %s has %d pieces (its ids need 32 bits): the shards were made with another "
+            "tokenizer; pass the one they were made with (--tokenizer)", flag, glob_, path, tok->vocab_size);
+}
+
+// run_save_folder: a model folder as Hugging Face and --init read it: config.json, the weights,
+// generation_config.json and the run's tokenizer (hf_folder.h)
+static void run_save_folder(const Settings* s, const LlamaConfig* c, const ParamTable* pt, const float* params, const char* dir, int dtype) {
+    llama_save(c, pt, params, dir, dtype, s->save_shard_bytes);
+    Tokenizer tok;
+    int have = s->tokenizer[0] && tokenizer_init(&tok, s->tokenizer);
+    char file[PATHLEN + 32];
+    if (have && !tokenizer_find(s->tokenizer, file, sizeof file)) file[0] = '\0';
+    hf_folder_complete(dir, s->init_config, have ? file : "", have ? &tok : NULL);
+    if (have) tokenizer_free(&tok);
+}
+
 // run_setup: parse the command line, resolve the config (--model, else the config.json beside
 // --init), validate, fill the optimizer config. Returns 0 when --help was printed.
 static int run_setup(int argc, char** argv, const char* about, Settings* s, LlamaConfig* config, OptimConfig* oc) {
@@ -76,16 +146,7 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     cli_parse(s, argc, argv, &help);
     if (help) { cli_help(argv[0], about); return 0; }
     if (s->init[0]) run_resolve_init(s);
-    // a Hugging Face model folder brings its tokenizer: used unless --tokenizer says otherwise
-    if (s->init[0] && !cli_was_given(argc, argv, "tokenizer")) {
-        char dir[PATHLEN], found[PATHLEN + 32];
-        snprintf(dir, sizeof dir, "%s", s->init);
-        if (!st_is_dir(dir)) { char* slash = strrchr(dir, '/'); if (slash) *slash = '\0'; else snprintf(dir, sizeof dir, "."); }
-        if (tokenizer_find(dir, found, sizeof found) && strlen(found) < PATHLEN) {
-            snprintf(s->tokenizer, PATHLEN, "%s", found);
-            printf("tokenizer: %s (--init's folder)\n", found);
-        }
-    }
+    run_resolve_tokenizer(s, argc, argv);
     if (cli_was_given(argc, argv, "prompt") && !s->prompt[0]) die("--prompt: empty text; pass the text to continue (or --prompt-ids)");
     if (s->init[0] && !cli_was_given(argc, argv, "model")) {
         char path[PATHLEN + 32];
@@ -93,6 +154,7 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
         if (!file_exists(path))
             die("--init %s: no config.json %s (%s); pass --model (a built-in name or a config.json)", s->init, st_is_dir(s->init) ? "in the folder" : "beside it", path);
         llama_config_from_json(config, path);
+        snprintf(s->init_config, PATHLEN, "%.*s", PATHLEN - 1, path);
     } else {
         llama_config_resolve(config, s->model);
     }
@@ -433,7 +495,7 @@ static void run_save(const Engine* e, Dist* d, const Settings* s, const LlamaCon
     if (d->rank != 0) { e->params_release(e->ctx, hp); param_table_free(&pt); return; }
     char tmpdir[1100], path[1200], why[512];
     checkpoint_begin(tmpdir, sizeof tmpdir, s->out, step);
-    llama_save(c, &pt, hp, tmpdir, ST_F32, s->save_shard_bytes); // f32 always: resume is exact
+    run_save_folder(s, c, &pt, hp, tmpdir, ST_F32); // f32 always: resume is exact
     e->params_release(e->ctx, hp);
     param_table_free(&pt);
     // the weights' file as written (read back: what a resume will read), hashed into the state
@@ -768,6 +830,8 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
     Tokenizer tok;
     int have_tok = s->tokenizer[0] ? tokenizer_init(&tok, s->tokenizer) : 0;
     if (!have_tok && s->sample_len > 0) printf("note: no tokenizer at '%s': samples are printed as ids\n", s->tokenizer);
+    if (have_tok && s->steps > 0) run_check_data_tokenizer(&train, "--train", s->train, &tok, s->tokenizer);
+    if (have_tok && have_val) run_check_data_tokenizer(&val, "--val", s->val, &tok, s->tokenizer);
     if (have_tok && tok.vocab_size > config->V)
         run_warn("--tokenizer %s has %d pieces but the model's vocabulary is %d: it is not the tokenizer of this model's data; "
                  "pass the tokenizer the data was made with", s->tokenizer, tok.vocab_size, config->V);
@@ -834,6 +898,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
             int vals[7] = {g ? oc->rank : 0, g ? s->update_proj_gap : 0, B, T, s->grad_accum, d->world, s->per_layer};
             for (int i = 0; i < 7; i++) cJSON_AddNumberToObject(r, keys[i], vals[i]);
             cJSON_AddNumberToObject(r, "lr", s->lr);
+            cJSON_AddStringToObject(r, "tokenizer", s->tokenizer); // which one the run used (a copy goes into every saved folder)
             char* text = cJSON_PrintUnformatted(root);
             if (text == NULL) die("%s: cannot format the run line (out of memory?)", s->log);
             fprintf(logf, "%s\n", text);
@@ -912,7 +977,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         ParamTable pt;
         param_table_build(&pt, config);
         float* hp = e->params_to_host(e->ctx);
-        llama_save(config, &pt, hp, s->out, strcmp(s->save_dtype, "bf16") == 0 ? ST_BF16 : ST_F32, s->save_shard_bytes);
+        run_save_folder(s, config, &pt, hp, s->out, strcmp(s->save_dtype, "bf16") == 0 ? ST_BF16 : ST_F32);
         e->params_release(e->ctx, hp);
         param_table_free(&pt);
         printf("saved %s/config.json and the weights (%s, one file up to --save-shard-size %s, else shards with %s)\n", s->out,

@@ -270,6 +270,24 @@ out=$("$bin" --steps 2 --batch 2 --seq 16 --val "$tmp/badval_000.bin" --eval-tok
 
 python3 -c "import sys; sys.path.insert(0, 'dev/data'); import c4; c4.BytesTokenizer().write_c('$tmp/tok259.bin')"
 
+# the tokenizer follows the data: the one beside the --train shards is used (and recorded in the
+# log); another one given by --tokenizer is an error naming both; shards whose ids the tokenizer
+# cannot give are refused; every saved folder holds the tokenizer (and --init finds it there)
+mkdir -p "$tmp/own" "$tmp/bare" && cp dev/data/tinytext/train_000.bin "$tmp/own/train_000.bin" && cp dev/data/tinytext/train_000.bin "$tmp/bare/train_000.bin"
+cp "$tmp/tok259.bin" "$tmp/own/tokenizer.bin"
+expect_error "a --tokenizer other than the data's" "^error: --tokenizer dev/data/tinytext/tokenizer.bin and $tmp/own/tokenizer.bin beside the --train shards are different tokenizers" \
+    "${quick[@]}" --train "$tmp/own/train_*.bin" --tokenizer dev/data/tinytext/tokenizer.bin
+expect_error "shards with ids the tokenizer cannot give" "^error: --train $tmp/own/train_\*.bin: token id 4095, but tokenizer $tmp/own/tokenizer.bin has 259 pieces: the shards were made with another tokenizer" \
+    "${quick[@]}" --train "$tmp/own/train_*.bin"
+expect_error "--tokenizer that cannot give the shards' ids" "^error: --train $tmp/bare/train_\*.bin: token id 4095, but tokenizer $tmp/tok259.bin has 259 pieces" \
+    "${quick[@]}" --train "$tmp/bare/train_*.bin" --tokenizer "$tmp/tok259.bin"
+cp dev/data/tinytext/tokenizer.bin dev/data/tinytext/tokenizer.model "$tmp/bare/"
+out=$("$bin" "${quick[@]}" --train "$tmp/bare/train_*.bin" --out "$tmp/tokrun" --sample-len 4 --log "$tmp/tokrun.jsonl" 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^tokenizer: $tmp/bare/tokenizer.bin (beside the --train shards)$" <<<"$out" && grep -q "\"tokenizer\":\"$tmp/bare/tokenizer.bin\"" "$tmp/tokrun.jsonl" \
+    && cmp -s "$tmp/tokrun/tokenizer.bin" dev/data/tinytext/tokenizer.bin && cmp -s "$tmp/tokrun/tokenizer.model" dev/data/tinytext/tokenizer.model \
+    && cmp -s "$tmp/tokrun/ckpt_00000001/tokenizer.bin" dev/data/tinytext/tokenizer.bin \
+    && ok "the tokenizer beside the --train shards is used, logged, and copied into the model and the checkpoint" || bad "data's tokenizer (rc $rc): $out"
+
 # samples are valid UTF-8 (broken byte runs print U+FFFD), over several samples of a young model
 out=$("$bin" --steps 2 --batch 2 --seq 128 --val "" --sample-every 1 --sample-len 120 --out "" --warmup 0 2>/dev/null)
 [ "$(grep -c '^sample: ' <<<"$out")" = 2 ] && grep '^sample: ' <<<"$out" | iconv -f UTF-8 -t UTF-8 >/dev/null 2>&1 && ok "samples are valid UTF-8" || bad "samples: $(grep '^sample' <<<"$out" | od -c | head -3)"
