@@ -176,4 +176,14 @@ PY
 )
 [ "$r" = ok ] && ok "a fine-tuned Llama 3 folder keeps bos/eos/pad and --init's other config fields, its generation_config.json and tokenizer files" \
     || bad "complete HF folders: $r $(tail -2 "$tmp/ft_l3tok.txt")"
+# where torch and transformers are installed (not in CI): a trained folder opened by
+# AutoTokenizer / AutoModelForCausalLM gives --prompt's ids and generate() gives --temperature 0's tokens
+PY=${HF_PYTHON:-python3}
+if "$PY" -c "import torch, transformers" 2>/dev/null; then
+    "$bin" --train "dev/data/tinytext/train_*.bin" --steps 2 --batch 2 --seq 32 --val "" --sample-len 0 --out "$tmp/hfrun" > /dev/null 2>&1
+    r=$("$PY" dev/check_hf_folder.py "$tmp/hfrun" --bin "$bin" 2>/dev/null); rc=$?
+    [ $rc -eq 0 ] && ok "transformers opens a run folder with its tokenizer; ids and greedy tokens agree: $(grep -c '^ok' <<<"$r") prompts" || bad "check_hf_folder.py: $r"
+else
+    echo "note: torch/transformers not importable by $PY: dev/check_hf_folder.py skipped (HF_PYTHON=... to name a Python that has them)"
+fi
 summary
