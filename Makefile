@@ -124,6 +124,7 @@ test-cpu: train_llama $(CPU_TESTS)
 	bash dev/test/test_dist.sh
 	bash dev/test/test_c4.sh
 	bash dev/test/test_prepare.sh
+	bash dev/test/test_route.sh
 	bash scripts/test_scripts.sh
 
 # the CPU tests again under AddressSanitizer and UBSan, and each parser's fuzzer briefly

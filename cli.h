@@ -21,6 +21,8 @@ typedef struct {
     char train[PATHLEN];       // glob of train shards
     char val[PATHLEN];         // glob of val shards ("" = no eval)
     char tokenizer[PATHLEN];   // tokenizer.bin / tokenizer.json / a folder: decodes samples, encodes --prompt
+    char vocab[16];            // the model's vocab_size: "" the config's, a number, or "auto" (the tokenizer's)
+    int vocab_multiple;        // --vocab auto rounds up to a multiple of this
     int batch;                 // B: sequences per micro-batch
     int seq;                   // T: tokens per sequence
     int grad_accum;            // micro-batches per optimizer step
@@ -105,6 +107,8 @@ static const OptSpec CLI_OPTIONS[] = {
     {"train", OPT_STR, OPT_S(train), "dev/data/tinytext/train_*.bin", NULL, "glob of training token shards"},
     {"val", OPT_STR, OPT_S(val), "dev/data/tinytext/val_*.bin", NULL, "glob of validation token shards (\"\" = no eval)"},
     {"tokenizer", OPT_STR, OPT_S(tokenizer), "dev/data/tinytext/tokenizer.bin", NULL, "tokenizer that decodes samples and encodes --prompt: a tokenizer.bin (dev/data/export_tokenizer.py), a Hugging Face tokenizer.json, or a folder holding one; with --init DIR and no --tokenizer, DIR's own if it has one (a missing file: samples print as token ids)"},
+    {"vocab", OPT_STR, OPT_S(vocab), "", NULL, "the model's vocab_size instead of the config's: a number, or auto: the tokenizer's pieces (the one beside the --train shards, or --tokenizer), rounded up to --vocab-multiple (\"\": the config's)"},
+    {"vocab-multiple", OPT_INT, OPT_S(vocab_multiple), "1", NULL, "--vocab auto rounds the tokenizer's size up to a multiple of this (64 suits the GPU's matmuls)"},
     {"batch", OPT_INT, OPT_S(batch), "16", NULL, "B: sequences per micro-batch"},
     {"seq", OPT_INT, OPT_S(seq), "128", NULL, "T: tokens per sequence (<= max_position_embeddings)"},
     {"grad-accum", OPT_INT, OPT_S(grad_accum), "1", NULL, "micro-batches summed into one optimizer step"},

@@ -139,6 +139,28 @@ static void run_save_folder(const Settings* s, const LlamaConfig* c, const Param
     if (have) tokenizer_free(&tok);
 }
 
+// run_set_vocab: --vocab N, or auto: the tokenizer's pieces rounded up to --vocab-multiple (a
+// model pretrained from scratch on data made with its own tokenizer)
+static void run_set_vocab(const Settings* s, LlamaConfig* config) {
+    long v;
+    if (strcmp(s->vocab, "auto") == 0) {
+        Tokenizer tok;
+        if (!s->tokenizer[0] || !tokenizer_init(&tok, s->tokenizer))
+            die("--vocab auto: no tokenizer at '%s'; pass --tokenizer, or --train shards with their tokenizer beside them (dev/data/prepare.py writes it)", s->tokenizer);
+        if (s->vocab_multiple < 1) die("--vocab-multiple %d: must be at least 1", s->vocab_multiple);
+        v = ((long)tok.vocab_size + s->vocab_multiple - 1) / s->vocab_multiple * s->vocab_multiple;
+        printf("vocab: %ld (%s has %d pieces%s)\n", v, s->tokenizer, tok.vocab_size, s->vocab_multiple > 1 ? ", rounded up to a multiple of --vocab-multiple" : "");
+        tokenizer_free(&tok);
+    } else {
+        char* end;
+        errno = 0;
+        v = strtol(s->vocab, &end, 10);
+        if (*end || end == s->vocab || errno || v < 1 || v > TOKENIZER_MAX_VOCAB) die("--vocab %s: expected auto or a vocabulary size in [1, %d]", s->vocab, TOKENIZER_MAX_VOCAB);
+    }
+    if (s->init[0] && v != config->V) die("--vocab %s: %ld, but --init's model has vocab_size %d; --vocab sets the size of a model trained from scratch", s->vocab, v, config->V);
+    config->V = (int)v;
+}
+
 // run_setup: parse the command line, resolve the config (--model, else the config.json beside
 // --init), validate, fill the optimizer config. Returns 0 when --help was printed.
 static int run_setup(int argc, char** argv, const char* about, Settings* s, LlamaConfig* config, OptimConfig* oc) {
@@ -158,6 +180,7 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     } else {
         llama_config_resolve(config, s->model);
     }
+    if (s->vocab[0]) run_set_vocab(s, config);
     // --log: OUT/log.jsonl unless given (there dev/plot_runs.py looks); an evaluation-only run
     // (--steps 0) logs only where told, so that it never replaces a training run's log
     if (!cli_was_given(argc, argv, "log")) {

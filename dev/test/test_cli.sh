@@ -57,7 +57,7 @@ expect_error "--prompt-ids while training" "^error: --prompt-ids: inspects a mod
 # --help: every option in the table shows up, and it exits 0
 help=$("$bin" --help); rc=$?
 missing=""
-for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type proj apollo-scale scale-type per-layer grad-accum keep resume max-bad-steps memory-plan gpu-mem recompute svd dist-init overwrite allow-changes prompt-ids prompt dump-logits temperature top-k top-p; do
+for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type proj apollo-scale scale-type per-layer grad-accum keep resume max-bad-steps memory-plan gpu-mem recompute svd dist-init overwrite allow-changes prompt-ids prompt dump-logits temperature top-k top-p vocab vocab-multiple; do
     grep -q -- "--$opt " <<<"$help" || missing="$missing $opt"
 done
 [ $rc -eq 0 ] && [ -z "$missing" ] && ok "--help lists every flag" || bad "--help (rc $rc) misses:$missing"
@@ -375,6 +375,8 @@ s1=$(gen --sample-len 20 --seed 1 | grep '^sample'); s2=$(gen --sample-len 20 --
     || bad "greedy: '$g1' '$g2' '$k1' '$p1'"
 [ "$s1" = "$s1b" ] && [ "$s1" != "$s2" ] && [ "$s1" != "$g1" ] && ok "--temperature 1 draws by --seed" || bad "seeded draws: '$s1' '$s1b' '$s2'"
 expect_error "a negative --temperature" "^error: --temperature -1: must be non-negative" --temperature -1
+expect_error "a bad --vocab" "^error: --vocab 12x: expected auto or a vocabulary size" --vocab 12x --steps 1
+expect_error "--vocab with --init" "^error: --vocab 512: 512, but --init's model has vocab_size 4096" --vocab 512 --init "$tmp/run/ckpt_00000040" --steps 1
 expect_error "--top-p 0" "^error: --top-p 0: must be in (0, 1\]" --top-p 0
 # a sample ends after the tokenizer's eos: a copy of the tokenizer whose eos is the first greedy
 # token stops there (the text of --sample-len 1), where the real one goes on
