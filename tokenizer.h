@@ -40,10 +40,12 @@
 //   Not handled: user-defined pieces (none in Llama 2's or T5's models) are not split off as
 //   whole symbols first (BPE), and score 0 in unigram, where sentencepiece favours them; a NUL
 //   byte ends the text (a C string: a command-line prompt cannot hold one anyway).
-//   tokenizer.json: added tokens matched first (longest, in the raw text), then the normalizer
-//   (none, or Prepend '▁' + Replace ' ' -> '▁'), the pre-tokenizer (none, Metaspace, ByteLevel
-//   with the GPT-2 regex, or Split by the Llama 3 regex + ByteLevel: the two regexes are matched
-//   by hand below, \p{L} \p{N} from unicode_class.h), BPE by merge rank (ignore_merges: a word in
+//   tokenizer.json: added tokens matched first (longest, in the raw text: chat markers are one
+//   id each), then the normalizer (none, or Prepend '▁' + Replace ' ' -> '▁'), the pre-tokenizers
+//   of a Sequence in this order: Digits (each digit, or each run, alone: SmolLM), Metaspace (with
+//   or without its split at every '▁': Llama 2, Mistral, TinyLlama), Split by the Llama 3 regex
+//   or ByteLevel with the GPT-2 regex (the two regexes are matched by hand below, \p{L} \p{N}
+//   from unicode_class.h), ByteLevel's byte map; then BPE by merge rank (ignore_merges: a word in
 //   the vocabulary is one token), byte_fallback or unk. tokenizer_prefix_ids gives what the
 //   post-processor puts before the text (Llama's bos); other configurations decode only and
 //   encoding dies naming the part. Not handled: added tokens' lstrip/rstrip/single_word flags
@@ -111,6 +113,8 @@ typedef struct {
     int byte_level;      // tokenizer.json: ByteLevel (pieces are GPT-2 byte-to-unicode text)
     int add_prefix_space;// tokenizer.json ByteLevel: a ' ' before text that lacks one
     int prepend_mark;    // tokenizer.json: 1 a '▁' before every segment, 2 the first only
+    int digits;          // tokenizer.json Digits pre-tokenizer: 1 each digit alone, 2 each run of digits
+    int meta_split;      // tokenizer.json Metaspace with split: a word starts at every '▁'
     int replace_space;   // tokenizer.json: ' ' -> '▁' before the model
     int ignore_merges, fuse_unk;
     int* added;          // (n_added,) ids of tokenizer.json's added tokens, matched in raw text
@@ -402,10 +406,16 @@ static void tok_json_pretok(Tokenizer* t, const cJSON* p) {
     } else if (tok_json_type_is(p, "Metaspace")) {
         const char* rep = tok_json_str(p, "replacement");
         const char* scheme = tok_json_str(p, "prepend_scheme");
-        if (!rep || strcmp(rep, "\xE2\x96\x81") != 0 || tok_json_bool(p, "split", 1)) { tok_unsupported(t, "pre_tokenizer", "Metaspace with split or another replacement"); return; }
+        if (!rep || strcmp(rep, "\xE2\x96\x81") != 0) { tok_unsupported(t, "pre_tokenizer", "Metaspace with another replacement than U+2581"); return; }
         t->pretok = TOKPRE_METASPACE;
+        t->meta_split = tok_json_bool(p, "split", 1);
         t->replace_space = 1;
         t->prepend_mark = scheme && strcmp(scheme, "never") == 0 ? 0 : scheme && strcmp(scheme, "first") == 0 ? 2 : 1;
+    } else if (tok_json_type_is(p, "Digits")) {
+        // applied first, on the text (as in SmolLM's Sequence); after a split or the byte map the
+        // pieces would differ
+        if (t->pretok != TOKPRE_NONE || t->byte_level) tok_unsupported(t, "pre_tokenizer", "Sequence with Digits after a split or ByteLevel");
+        t->digits = tok_json_bool(p, "individual_digits", 0) ? 1 : 2;
     } else if (tok_json_type_is(p, "Sequence")) {
         const cJSON* list = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
         const cJSON* it;
@@ -536,7 +546,7 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     tok_hash_init(&t->vocab, V);
     cJSON_ArrayForEach(it, vocab) tok_hash_put(&t->vocab, t->pieces[it->valueint], t->lengths[it->valueint], it->valueint);
     if (unk) t->unk_id = tok_hash_get(&t->vocab, unk, (int)strlen(unk));
-    if (t->unk_id >= 0) t->types[t->unk_id] = TOK_UNKNOWN;
+    if (t->unk_id >= 0 && t->types[t->unk_id] != TOK_CONTROL) t->types[t->unk_id] = TOK_UNKNOWN; // a special unk prints nothing, as any special token
     for (int i = 0; i < V; i++) if (t->types[i] == TOK_BYTE) t->byte_id[t->byte_value[i]] = i;
     if (byte_fallback) t->flags |= TOKF_BYTE_FALLBACK;
     t->ignore_merges = tok_json_bool(model, "ignore_merges", 0);
@@ -569,6 +579,8 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     t->byte_text = 1; // until the decoder says ByteFallback
     tok_json_decoder(t, dec);
     tok_json_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
+    // ByteLevel's add_prefix_space goes before every piece of a split, which is done once per segment here
+    if (t->add_prefix_space && (t->digits || t->meta_split)) tok_unsupported(t, "pre_tokenizer", "ByteLevel with add_prefix_space after Digits");
     if (tok_json_str(model, "continuing_subword_prefix") || tok_json_str(model, "end_of_word_suffix"))
         tok_unsupported(t, "model", "BPE with a subword prefix or suffix");
     t->can_encode = t->encode_why[0] == '\0';
@@ -1043,13 +1055,7 @@ static void tok_hf_segment(const Tokenizer* t, const char* s, size_t n, int firs
         if (t->replace_space && s[i] == ' ') tok_append(&w, SPACE_MARK, 3);
         else tok_append(&w, s + i, 1);
     }
-    if (t->pretok != TOKPRE_GPT2 && t->pretok != TOKPRE_LLAMA3) {
-        if (t->byte_level) die("--prompt: a ByteLevel tokenizer.json without the GPT-2 or Llama 3 split is not implemented");
-        tok_bpe_word(t, w.s, (int)w.n, ids, last_unk);
-        free(w.s);
-        return;
-    }
-    // code points (invalid bytes, which a C string may hold, as U+FFFD), split, byte-map, BPE
+    // code points (invalid bytes, which a C string may hold, as U+FFFD, for the splits only)
     uint32_t* cp = (uint32_t*)mallocCheck(sizeof(uint32_t) * (w.n + 1));
     int* at = (int*)mallocCheck(sizeof(int) * (w.n + 2));
     int nc = 0;
@@ -1060,17 +1066,30 @@ static void tok_hf_segment(const Tokenizer* t, const char* s, size_t n, int firs
         i += (size_t)m;
     }
     at[nc] = (int)w.n;
+    // the pre-tokenizers in their Sequence's order: Digits or Metaspace's split make pieces, the
+    // regex splits each piece into words, ByteLevel maps each word's bytes; then BPE per word
+    int regex = t->pretok == TOKPRE_GPT2 || t->pretok == TOKPRE_LLAMA3;
     TokStr word = {0};
-    for (int i = 0; i < nc; ) {
-        int len = tok_pretok_match(cp, i, nc, t->pretok == TOKPRE_LLAMA3);
-        word.n = 0;
-        for (int b = at[i]; b < at[i + len]; b++) {
-            char u[4];
-            int m = tok_utf8_put(u, tok_byte_to_cp((uint8_t)w.s[b]));
-            tok_append(&word, u, (size_t)m);
+    for (int p0 = 0; p0 < nc; ) {
+        int p1 = nc;
+        if (t->digits) { // each digit (individual_digits) or each run of digits alone; the rest between
+            int d = tok_is_n(cp[p0]);
+            for (p1 = p0 + 1; (!d || t->digits == 2) && p1 < nc && tok_is_n(cp[p1]) == d; p1++) {}
+        } else if (t->meta_split) { // a piece starts at every U+2581 (MergedWithNext)
+            for (p1 = p0 + 1; p1 < nc && cp[p1] != 0x2581; p1++) {}
         }
-        tok_bpe_word(t, word.s, (int)word.n, ids, last_unk);
-        i += len;
+        for (int i = p0; i < p1; ) {
+            int len = regex ? tok_pretok_match(cp, i, p1, t->pretok == TOKPRE_LLAMA3) : p1 - i;
+            word.n = 0;
+            for (int b = at[i]; b < at[i + len]; b++) {
+                char u[4];
+                int m = t->byte_level ? tok_utf8_put(u, tok_byte_to_cp((uint8_t)w.s[b])) : (u[0] = w.s[b], 1);
+                tok_append(&word, u, (size_t)m);
+            }
+            tok_bpe_word(t, word.s, (int)word.n, ids, last_unk);
+            i += len;
+        }
+        p0 = p1;
     }
     free(word.s); free(cp); free(at); free(w.s);
 }
