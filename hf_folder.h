@@ -66,6 +66,26 @@ static void hf_token_ids(cJSON* cfg, const Tokenizer* t) {
         if (!cJSON_HasObjectItem(cfg, KEYS[k]) && ids[k] >= 0) cJSON_AddNumberToObject(cfg, KEYS[k], ids[k]);
 }
 
+// hf_eos_ids: the eos ids a model folder's generate() stops on: generation_config.json's
+// eos_token_id (a number or a list: Llama 3 Instruct's end_of_text and eot_id), else
+// config.json's; config is the folder's config.json ("": none). Returns how many went into ids.
+static int hf_eos_ids(const char* config, int* ids, int cap) {
+    if (!config[0]) return 0;
+    char path[PATHLEN + 64];
+    snprintf(path, sizeof path, "%.*s", PATHLEN, config);
+    char* slash = strrchr(path, '/');
+    snprintf(slash ? slash + 1 : path, 32, "generation_config.json");
+    cJSON* root = hf_read_json(path);
+    const cJSON* v = root ? cJSON_GetObjectItemCaseSensitive(root, "eos_token_id") : NULL;
+    if (v == NULL || cJSON_IsNull(v)) { cJSON_Delete(root); root = hf_read_json(config); v = root ? cJSON_GetObjectItemCaseSensitive(root, "eos_token_id") : NULL; }
+    int n = 0;
+    if (cJSON_IsNumber(v) && cap > 0) ids[n++] = v->valueint;
+    const cJSON* it;
+    if (cJSON_IsArray(v)) cJSON_ArrayForEach(it, v) if (cJSON_IsNumber(it) && n < cap) ids[n++] = it->valueint;
+    cJSON_Delete(root);
+    return n;
+}
+
 // hf_folder_complete: dir holds config.json and the weights (llama_save); init_config is the
 // config.json the model came from ("" for a built-in or --model config), tokenizer the file the
 // run used ("" or a missing file: none), tok it loaded (NULL: none)

@@ -99,10 +99,12 @@ static void run_resolve_tokenizer(Settings* s, int argc, char** argv) {
         if (tokenizer_find(dir, found, sizeof found) && strlen(found) < PATHLEN) { snprintf(s->tokenizer, PATHLEN, "%s", found); why = "--init's folder"; }
     }
     glob_t g;
-    if (s->steps > 0 && glob(s->train, 0, NULL, &g) == 0) {
-        char dir[PATHLEN];
-        snprintf(dir, sizeof dir, "%s", g.gl_pathv[0]);
-        globfree(&g);
+    memset(&g, 0, sizeof g);
+    int matched = s->steps > 0 && glob(s->train, 0, NULL, &g) == 0 && g.gl_pathc > 0;
+    char dir[PATHLEN];
+    if (matched) snprintf(dir, sizeof dir, "%s", g.gl_pathv[0]);
+    globfree(&g);
+    if (matched) { // (no match: the dataloader names --train)
         char* slash = strrchr(dir, '/');
         if (slash) *slash = '\0'; else snprintf(dir, sizeof dir, ".");
         if (tokenizer_find(dir, found, sizeof found) && strlen(found) < PATHLEN) {
@@ -113,7 +115,7 @@ static void run_resolve_tokenizer(Settings* s, int argc, char** argv) {
                     s->tokenizer, found);
         }
     }
-    if (why && strcmp(why, "--tokenizer") != 0) printf("tokenizer: %s (%s)\n", s->tokenizer, why);
+    if (why && strcmp(why, "--tokenizer") != 0 && strcmp(s->memory_plan, "json") != 0) printf("tokenizer: %s (%s)\n", s->tokenizer, why); // json: stdout is the plan
 }
 
 // run_check_data_tokenizer: shards whose header or ids contradict the tokenizer were made with
@@ -633,10 +635,10 @@ static float evaluate(const Engine* e, Dist* d, DataLoader* dl, int n, int* inpu
 }
 
 // run_print_sample: continue prompt[0..n_prompt) by up to --sample-len tokens chosen by
-// --temperature / --top-k / --top-p, stopping after eos (-1: none); printed as they come, decoded
+// --temperature / --top-k / --top-p, stopping after any of stops[0..n_stop); printed as they come, decoded
 // from token `first` on (the default prompt is one end-of-text token, not printed), or as ids
 static void run_print_sample(const Engine* e, const Settings* s, const Tokenizer* tok, int have_tok, const int* prompt, int n_prompt,
-                             int first, int eos, int V, Rng* rng) {
+                             int first, const int* stops, int n_stop, int V, Rng* rng) {
     if (s->sample_len <= 0) return;
     if (n_prompt >= e->max_seq) die("the prompt has %d tokens: at least --seq %d, no room to sample; pass a larger --seq", n_prompt, e->max_seq);
     int total = n_prompt + s->sample_len < e->max_seq ? n_prompt + s->sample_len : e->max_seq;
@@ -656,7 +658,9 @@ static void run_print_sample(const Engine* e, const Settings* s, const Tokenizer
         tokens[n] = sample_next(logits, V, &so, rng);
         if (have_tok) tokenizer_stream_token(tok, &ts, tokens[n]);
         else { printf(" %d", tokens[n]); fflush(stdout); }
-        if (tokens[n] == eos) break;
+        int stop = 0;
+        for (int k = 0; k < n_stop; k++) stop |= tokens[n] == stops[k];
+        if (stop) break;
     }
     tokenizer_stream_end(&ts);
     printf("\n");
@@ -859,7 +863,10 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         run_warn("--tokenizer %s has %d pieces but the model's vocabulary is %d: it is not the tokenizer of this model's data; "
                  "pass the tokenizer the data was made with", s->tokenizer, tok.vocab_size, config->V);
     int eos = have_tok && tok.eos_id >= 0 ? tok.eos_id : 0;
-    int stop = have_tok ? tok.eos_id : -1; // generation ends after the tokenizer's eos
+    // generation ends after the tokenizer's eos, or an eos of --init's generation_config.json
+    int stops[8], n_stop = have_tok && tok.eos_id >= 0;
+    stops[0] = have_tok ? tok.eos_id : -1;
+    n_stop += hf_eos_ids(s->init_config, stops + n_stop, 8 - n_stop);
     Rng sample_rng; rng_init(&sample_rng, (uint64_t)s->seed ^ 0x5A5A5A5AULL);
 
     if (s->steps == 0) {
@@ -878,13 +885,13 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         if (s->prompt_ids[0] && d->rank == 0) {
             int* ids = (int*)mallocCheck(sizeof(int) * (size_t)e->max_seq);
             int n = run_parse_ids(s->prompt_ids, config->V, ids, e->max_seq);
-            run_print_sample(e, s, &tok, have_tok, ids, n, 0, stop, config->V, &sample_rng);
+            run_print_sample(e, s, &tok, have_tok, ids, n, 0, stops, n_stop, config->V, &sample_rng);
             free(ids);
         }
         if (s->prompt[0] && d->rank == 0) {
             int* ids;
             int n = run_encode_prompt(s, have_tok ? &tok : NULL, config->V, e->max_seq, &ids);
-            run_print_sample(e, s, &tok, have_tok, ids, n, 0, stop, config->V, &sample_rng);
+            run_print_sample(e, s, &tok, have_tok, ids, n, 0, stops, n_stop, config->V, &sample_rng);
             free(ids);
         }
         if (have_tok) tokenizer_free(&tok);
@@ -974,7 +981,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
             if (logf) { fprintf(logf, "{\"step\": %d, \"val_loss\": %.9g, \"val_ppl\": %.9g}\n", step + 1, vl, exp(vl)); fflush(logf); }
         }
         if (s->sample_every > 0 && (step + 1) % s->sample_every == 0 && !last && d->rank == 0)
-            run_print_sample(e, s, &tok, have_tok, &eos, 1, 1, stop, config->V, &sample_rng);
+            run_print_sample(e, s, &tok, have_tok, &eos, 1, 1, stops, n_stop, config->V, &sample_rng);
         int saved = s->out[0] && ((s->save_every > 0 && (step + 1) % s->save_every == 0) || last);
         if (saved) {
             run_save(e, d, s, config, oc, &train, &sample_rng, step + 1, bad_in_a_row);
@@ -1006,7 +1013,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         printf("saved %s/config.json and the weights (%s, one file up to --save-shard-size %s, else shards with %s)\n", s->out,
                s->save_dtype, s->save_shard_size, ST_INDEX_NAME);
     }
-    if (d->rank == 0) run_print_sample(e, s, &tok, have_tok, &eos, 1, 1, stop, config->V, &sample_rng);
+    if (d->rank == 0) run_print_sample(e, s, &tok, have_tok, &eos, 1, 1, stops, n_stop, config->V, &sample_rng);
     printf("done: %d steps in %.1f s\n", s->steps - start, now_seconds() - t_start);
     if (e->done_report) e->done_report(e->ctx);
     if (logf) fclose(logf);

@@ -220,7 +220,7 @@ else bad "--out guard (rc $rc): $out"; fi
 out=$("$bin" "${g[@]}" --steps 2 --out "$tmp/old" --resume 1 2>&1); rc=$?
 if [ $rc -eq 0 ] && grep -q "^nothing to do: $tmp/old/ckpt_00000003 is at step 3 and --steps is 2" <<<"$out" && ! grep -q "^step \|^done" <<<"$out" \
    && [ "$sum_old" = "$(md5sum "$tmp/old/model.safetensors" "$tmp/old/ckpt_00000003/state.bin" "$tmp/old/log.jsonl" | cut -d' ' -f1)" ] \
-   && [ "$(ls "$tmp/old")" = "$(printf 'ckpt_00000003\nconfig.json\nlog.jsonl\nmodel.safetensors')" ]; then
+   && [ "$(ls "$tmp/old")" = "$(printf 'ckpt_00000003\nconfig.json\ngeneration_config.json\nlog.jsonl\nmodel.safetensors\ntokenizer.bin\ntokenizer.model\ntokenizer_config.json')" ]; then
     ok "--resume 1 past --steps: nothing to do, exit 0, nothing written"
 else bad "resume past --steps (rc $rc): $out"; fi
 out=$("$bin" "${g[@]}" --steps 3 --out "$tmp/old" --resume 1 2>&1); rc=$?
@@ -387,5 +387,9 @@ b = bytearray(open(sys.argv[1], "rb").read()); struct.pack_into("<i", b, 16, int
 PY
 e1=$(gen --sample-len 1 --temperature 0 --tokenizer "$tmp/eos.bin" | grep '^sample'); e20=$(gen --sample-len 20 --temperature 0 --tokenizer "$tmp/eos.bin" | grep '^sample')
 [ -n "$first" ] && [ -n "$e1" ] && [ "$e1" = "$e20" ] && [ "$e20" != "$g1" ] && ok "a sample stops after eos (id $first): $e20" || bad "eos stop (id '$first'): '$e1' '$e20' '$g1'"
+# ... or after any eos of the --init folder's generation_config.json (Llama 3 Instruct: end_of_text and eot_id)
+cp -r "$tmp/run/ckpt_00000040" "$tmp/geneos" && printf '{"eos_token_id": [4095, %s]}' "$first" > "$tmp/geneos/generation_config.json"
+e20g=$("$bin" --init "$tmp/geneos" --steps 0 --prompt "It is a" --seq 64 --sample-len 20 --temperature 0 2>&1 | grep '^sample')
+[ -n "$e1" ] && [ "$e20g" = "$e1" ] && ok "a sample stops after an eos of generation_config.json's list" || bad "generation_config eos: '$e20g' vs '$e1'"
 
 summary
