@@ -10,7 +10,9 @@
 //   the tokenizer           the file the run used (tokenizer.json, or tokenizer.bin), the Hugging Face
 //                           files beside it (tokenizer.model, tokenizer_config.json,
 //                           special_tokens_map.json), and a tokenizer_config.json naming the special
-//                           tokens where it had none
+//                           tokens where it had none (transformers' conversion of a sentencepiece
+//                           model gives sentencepiece's ids for BPE, except for leading spaces; not
+//                           for every text of a unigram model: this program's --prompt is exact)
 #ifndef HF_FOLDER_H
 #define HF_FOLDER_H
 
@@ -109,7 +111,7 @@ static void hf_folder_complete(const char* dir, const char* init_config, const c
     st_write_json(path, cfg);
     // generation_config.json: --init's, else the config's token ids
     char init_dir[PATHLEN];
-    snprintf(init_dir, sizeof init_dir, "%s", init_config);
+    snprintf(init_dir, sizeof init_dir, "%.*s", PATHLEN - 1, init_config);
     char* slash = strrchr(init_dir, '/');
     if (slash) *slash = '\0'; else snprintf(init_dir, sizeof init_dir, ".");
     snprintf(src, sizeof src, "%.*s/generation_config.json", PATHLEN, init_dir);
@@ -131,7 +133,7 @@ static void hf_folder_complete(const char* dir, const char* init_config, const c
     cJSON_Delete(cfg);
     // the tokenizer: the file, then its Hugging Face companions
     if (tok == NULL || !tokenizer[0] || !file_exists(tokenizer)) return;
-    snprintf(srcdir, sizeof srcdir, "%s", tokenizer);
+    snprintf(srcdir, sizeof srcdir, "%.*s", PATHLEN - 1, tokenizer);
     slash = strrchr(srcdir, '/');
     if (slash) *slash = '\0'; else snprintf(srcdir, sizeof srcdir, ".");
     snprintf(path, sizeof path, "%.*s/%s", PATHLEN, dir, tok->source == TOKSRC_HF ? "tokenizer.json" : "tokenizer.bin");
@@ -153,14 +155,18 @@ static void hf_folder_complete(const char* dir, const char* init_config, const c
     // bos before the text, as the shards of dev/data hold documents without one
     cJSON* tc = cJSON_CreateObject();
     char piece[512];
-    cJSON_AddStringToObject(tc, "tokenizer_class", tok->source == TOKSRC_HF ? "PreTrainedTokenizerFast" : "LlamaTokenizer");
+    // sentencepiece: BPE is Llama's kind; unigram is T5's (transformers' T5Tokenizer, which appends
+    // eos as t5-base does; without the 100 sentinel ids that dev/data/c4.py maps to unk anyway)
+    int t5 = tok->source == TOKSRC_SPM && tok->model == TOKMODEL_UNIGRAM;
+    cJSON_AddStringToObject(tc, "tokenizer_class", tok->source == TOKSRC_HF ? "PreTrainedTokenizerFast" : t5 ? "T5Tokenizer" : "LlamaTokenizer");
+    if (t5) cJSON_AddNumberToObject(tc, "extra_ids", 0);
     static const char* const NAMES[4] = {"bos_token", "eos_token", "unk_token", "pad_token"};
     int ids[4] = {tok->bos_id, tok->eos_id, tok->unk_id, tok->pad_id};
     for (int k = 0; k < 4; k++) {
         hf_piece(tok, ids[k], piece, sizeof piece);
         if (piece[0]) cJSON_AddStringToObject(tc, NAMES[k], piece);
     }
-    if (tok->source == TOKSRC_SPM) {
+    if (tok->source == TOKSRC_SPM && !t5) {
         cJSON_AddBoolToObject(tc, "add_bos_token", 0);
         cJSON_AddBoolToObject(tc, "add_eos_token", 0);
         cJSON_AddBoolToObject(tc, "legacy", 0);

@@ -96,7 +96,7 @@ static void run_resolve_tokenizer(Settings* s, int argc, char** argv) {
         char dir[PATHLEN];
         snprintf(dir, sizeof dir, "%s", s->init);
         if (!st_is_dir(dir)) { char* slash = strrchr(dir, '/'); if (slash) *slash = '\0'; else snprintf(dir, sizeof dir, "."); }
-        if (tokenizer_find(dir, found, sizeof found) && strlen(found) < PATHLEN) { snprintf(s->tokenizer, PATHLEN, "%s", found); why = "--init's folder"; }
+        if (tokenizer_find(dir, found, sizeof found) && strlen(found) < PATHLEN) { snprintf(s->tokenizer, PATHLEN, "%.*s", PATHLEN - 1, found); why = "--init's folder"; }
     }
     glob_t g;
     memset(&g, 0, sizeof g);
@@ -108,7 +108,7 @@ static void run_resolve_tokenizer(Settings* s, int argc, char** argv) {
         char* slash = strrchr(dir, '/');
         if (slash) *slash = '\0'; else snprintf(dir, sizeof dir, ".");
         if (tokenizer_find(dir, found, sizeof found) && strlen(found) < PATHLEN) {
-            if (!why) { snprintf(s->tokenizer, PATHLEN, "%s", found); why = "beside the --train shards"; }
+            if (!why) { snprintf(s->tokenizer, PATHLEN, "%.*s", PATHLEN - 1, found); why = "beside the --train shards"; }
             else if (!run_tokenizers_same(s->tokenizer, found))
                 die("%s %s and %s beside the --train shards are different tokenizers: the shards' ids would mean other pieces; "
                     "pass the tokenizer the data was made with (or data made with this one)", strcmp(why, "--tokenizer") == 0 ? "--tokenizer" : "the --init folder's",
