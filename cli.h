@@ -22,6 +22,8 @@ typedef struct {
     char train[PATHLEN];       // glob of train shards
     char val[PATHLEN];         // glob of val shards ("" = no eval)
     char tokenizer[PATHLEN];   // tokenizer.bin / tokenizer.json / a folder: decodes samples, encodes --prompt
+    char vocab[16];            // the model's vocab_size: "" the config's, a number, or "auto" (the tokenizer's)
+    int vocab_multiple;        // --vocab auto rounds up to a multiple of this
     int batch;                 // B: sequences per micro-batch
     int seq;                   // T: tokens per sequence
     int grad_accum;            // micro-batches per optimizer step
@@ -59,10 +61,14 @@ typedef struct {
     char save_dtype[8];        // auto | f32 | bf16 (run_setup resolves auto)
     char save_shard_size[24];  // "5GB": the final model and checkpoints are sharded above this
     int64_t save_shard_bytes;  // save_shard_size parsed by run_setup (not an option itself)
+    char init_config[PATHLEN]; // the --init config.json the model came from ("" for --model); set by run_setup, not an option
     int eval_every;
     int64_t eval_tokens;
     int sample_every;
     int sample_len;
+    float temperature;         // sampling: 0 greedy
+    int top_k;                 // sampling: 0 off
+    float top_p;               // sampling: 1 off
     int threads;
     int print_every;
     char prompt_ids[PATHLEN];  // --steps 0: token ids whose continuation is sampled
@@ -103,7 +109,9 @@ static const OptSpec CLI_OPTIONS[] = {
     {"init", OPT_STR, OPT_S(init), "", NULL, "start from these weights instead of random init: a Hugging Face model folder (model.safetensors, or shards with model.safetensors.index.json; F32/BF16/F16) or one of its files; without --model, the folder's config.json is the model"},
     {"train", OPT_STR, OPT_S(train), "dev/data/tinytext/train_*.bin", NULL, "glob of training token shards"},
     {"val", OPT_STR, OPT_S(val), "dev/data/tinytext/val_*.bin", NULL, "glob of validation token shards (\"\" = no eval)"},
-    {"tokenizer", OPT_STR, OPT_S(tokenizer), "dev/data/tinytext/tokenizer.bin", NULL, "tokenizer that decodes samples and encodes --prompt: a tokenizer.bin (dev/data/export_tokenizer.py), a Hugging Face tokenizer.json, or a folder holding one; with --init DIR and no --tokenizer, DIR's own if it has one (the default missing: samples print as token ids; a --tokenizer given that is missing is an error)"},
+    {"tokenizer", OPT_STR, OPT_S(tokenizer), "dev/data/tinytext/tokenizer.bin", NULL, "tokenizer that decodes samples and encodes --prompt: a tokenizer.bin (dev/data/export_tokenizer.py), a Hugging Face tokenizer.json, or a folder holding one; with --init DIR and no --tokenizer, DIR's own if it has one; when training, else the one beside the --train shards (dev/data writes it there; a different one there is an error); copied into every saved folder (the default missing: samples print as token ids; a --tokenizer given that is missing is an error)"},
+    {"vocab", OPT_STR, OPT_S(vocab), "", NULL, "the model's vocab_size instead of the config's: a number, or auto: the tokenizer's pieces (the one beside the --train shards, or --tokenizer), rounded up to --vocab-multiple (\"\": the config's)"},
+    {"vocab-multiple", OPT_INT, OPT_S(vocab_multiple), "1", NULL, "--vocab auto rounds the tokenizer's size up to a multiple of this (64 suits the GPU's matmuls)"},
     {"batch", OPT_INT, OPT_S(batch), "16", NULL, "B: sequences per micro-batch"},
     {"seq", OPT_INT, OPT_S(seq), "128", NULL, "T: tokens per sequence (<= max_position_embeddings)"},
     {"grad-accum", OPT_INT, OPT_S(grad_accum), "1", NULL, "micro-batches summed into one optimizer step"},
@@ -146,7 +154,10 @@ static const OptSpec CLI_OPTIONS[] = {
     {"eval-every", OPT_INT, OPT_S(eval_every), "100", NULL, "evaluate val loss every N steps, and at the end (0: only at the end)"},
     {"eval-tokens", OPT_INT64, OPT_S(eval_tokens), "10000000", NULL, "val tokens per evaluation (the paper's 10M; capped at the val set; always the same ones)"},
     {"sample-every", OPT_INT, OPT_S(sample_every), "0", NULL, "print a decoded sample every N steps (0: only at the end)"},
-    {"sample-len", OPT_INT, OPT_S(sample_len), "64", NULL, "tokens per sample (0: no samples)"},
+    {"sample-len", OPT_INT, OPT_S(sample_len), "64", NULL, "tokens per sample, at most (a sample ends after the tokenizer's eos; 0: no samples)"},
+    {"temperature", OPT_FLOAT, OPT_S(temperature), "1", NULL, "samples: the logits are divided by this before the draw (0: greedy, the most likely token, no draw; the draws follow --seed)"},
+    {"top-k", OPT_INT, OPT_S(top_k), "0", NULL, "samples: draw only among the k most likely tokens (0: all)"},
+    {"top-p", OPT_FLOAT, OPT_S(top_p), "1", NULL, "samples: draw only among the most likely tokens whose probabilities sum to p (nucleus sampling, after --top-k; 1: all)"},
     {"threads", OPT_INT, OPT_S(threads), "0", NULL, "CPU threads for OpenMP and BLAS (0: all cores)"},
     {"print-every", OPT_INT, OPT_S(print_every), "1", NULL, "print a console line every N steps (the log gets every step)"},
     {"prompt-ids", OPT_STR, OPT_S(prompt_ids), "", NULL, "with --steps 0: token ids (space or comma separated, e.g. sentencepiece's encode of a text) whose continuation of --sample-len tokens is sampled and printed"},

@@ -81,6 +81,7 @@ typedef struct {
     uint64_t seed;
     int rank, world;
     int vocab_size;
+    int64_t max_id;         // the largest token id in the shards (the open checks it against vocab_size)
     // layout shared by every shard of the glob
     int layout;             // DATA_LAYOUT_PACKED or DATA_LAYOUT_PAPER
     int row_len;            // paper: R (== T); packed: 0
@@ -229,7 +230,7 @@ static inline uint32_t dataloader_token(const DataShard* sh, int64_t i) {
 
 // dataloader_scan_shard: every token id < vocab_size (the largest one found in parallel, then the
 // first bad one for the message)
-static void dataloader_scan_shard(const DataShard* sh, int vocab_size) {
+static uint32_t dataloader_scan_shard(const DataShard* sh, int vocab_size) {
     uint32_t maxv = 0;
     if (sh->count >= ((int64_t)1 << 24)) { // a big shard: in parallel (a thread team costs more than it saves on small ones)
         #pragma omp parallel for reduction(max : maxv)
@@ -243,13 +244,14 @@ static void dataloader_scan_shard(const DataShard* sh, int vocab_size) {
             if (t > maxv) maxv = t;
         }
     }
-    if ((int64_t)maxv < (int64_t)vocab_size) return;
+    if ((int64_t)maxv < (int64_t)vocab_size) return maxv;
     for (int64_t i = 0; i < sh->count; i++) {
         uint32_t tok = dataloader_token(sh, i);
         if ((int64_t)tok >= (int64_t)vocab_size)
             die("shard %s: token id %u at token offset %lld >= vocab_size %d; hint: the shard was made with a different tokenizer "
                 "than the model's (check --model / the tokenizer used by the data script)", sh->path, tok, (long long)i, vocab_size);
     }
+    return maxv;
 }
 
 // out[0..n) = stream tokens [start, start+n) (checked against vocab_size at open)
@@ -358,7 +360,10 @@ static void dataloader_open(DataLoader* dl, const char* flag, const char* patter
             "lower --batch / --seq or use more data", rank, world, (long long)dl->rank_samples,
             pattern, B);
     }
-    for (int i = 0; i < dl->num_shards; i++) dataloader_scan_shard(&dl->shards[i], vocab_size);
+    for (int i = 0; i < dl->num_shards; i++) {
+        int64_t m = dataloader_scan_shard(&dl->shards[i], vocab_size);
+        if (m > dl->max_id) dl->max_id = m;
+    }
     dl->order_epoch = -1;
     if (dl->shuffle) dl->order = (int64_t*)mallocCheck((size_t)dl->rank_samples * sizeof(int64_t));
     dataloader_reset(dl);

@@ -21,6 +21,8 @@
 #include "galore.h"
 #include "dataloader.h"
 #include "tokenizer.h"
+#include "sample.h"
+#include "hf_folder.h"
 #include "checkpoint.h"
 #include "dist.h"
 
@@ -149,6 +151,99 @@ static void run_args_replay(Settings* s, int* argc, char*** argv) {
     cli_parse(s, *argc, *argv, &help);
 }
 
+// run_tokenizers_same: whether two tokenizer files give the same text for every id (a
+// tokenizer.bin and the tokenizer.json or .model it came from are the same tokenizer); 1 also when
+// either does not load (nothing to compare)
+static int run_tokenizers_same(const char* a, const char* b) {
+    if (strcmp(a, b) == 0) return 1;
+    Tokenizer x, y;
+    if (!tokenizer_init(&x, a)) return 1;
+    if (!tokenizer_init(&y, b)) { tokenizer_free(&x); return 1; }
+    int same = x.vocab_size == y.vocab_size && x.eos_id == y.eos_id;
+    for (int i = 0; same && i < x.vocab_size; i++)
+        same = x.surface_len[i] == y.surface_len[i] && memcmp(x.surface[i], y.surface[i], (size_t)x.surface_len[i]) == 0;
+    tokenizer_free(&x); tokenizer_free(&y);
+    return same;
+}
+
+// run_resolve_tokenizer: which tokenizer decodes samples, encodes --prompt and goes into every
+// saved folder: --tokenizer when given, else the --init folder's, else (training) the one beside
+// the --train shards, which dev/data writes there, else the default. The data's ids mean its
+// tokenizer's pieces, so a different one beside the shards is an error naming both.
+static void run_resolve_tokenizer(Settings* s, int argc, char** argv) {
+    char found[PATHLEN + 32];
+    const char* why = cli_was_given(argc, argv, "tokenizer") ? "--tokenizer" : NULL;
+    if (!why && s->init[0]) {
+        char dir[PATHLEN];
+        snprintf(dir, sizeof dir, "%s", s->init);
+        if (!st_is_dir(dir)) { char* slash = strrchr(dir, '/'); if (slash) *slash = '\0'; else snprintf(dir, sizeof dir, "."); }
+        if (tokenizer_find(dir, found, sizeof found) && strlen(found) < PATHLEN) { snprintf(s->tokenizer, PATHLEN, "%.*s", PATHLEN - 1, found); why = "--init's folder"; }
+    }
+    glob_t g;
+    memset(&g, 0, sizeof g);
+    int matched = s->steps > 0 && glob(s->train, 0, NULL, &g) == 0 && g.gl_pathc > 0;
+    char dir[PATHLEN];
+    if (matched) snprintf(dir, sizeof dir, "%s", g.gl_pathv[0]);
+    globfree(&g);
+    if (matched) { // (no match: the dataloader names --train)
+        char* slash = strrchr(dir, '/');
+        if (slash) *slash = '\0'; else snprintf(dir, sizeof dir, ".");
+        if (tokenizer_find(dir, found, sizeof found) && strlen(found) < PATHLEN) {
+            if (!why) { snprintf(s->tokenizer, PATHLEN, "%.*s", PATHLEN - 1, found); why = "beside the --train shards"; }
+            else if (!run_tokenizers_same(s->tokenizer, found))
+                die("%s %s and %s beside the --train shards are different tokenizers: the shards' ids would mean other pieces; "
+                    "pass the tokenizer the data was made with (or data made with this one)", strcmp(why, "--tokenizer") == 0 ? "--tokenizer" : "the --init folder's",
+                    s->tokenizer, found);
+        }
+    }
+    if (why && strcmp(why, "--tokenizer") != 0 && strcmp(s->memory_plan, "json") != 0) printf("tokenizer: %s (%s)\n", s->tokenizer, why); // json: stdout is the plan
+}
+
+// run_check_data_tokenizer: shards whose header or ids contradict the tokenizer were made with
+// another one: an id the tokenizer cannot give, or 16-bit ids from a tokenizer with more pieces
+static void run_check_data_tokenizer(const DataLoader* dl, const char* flag, const char* glob_, const Tokenizer* tok, const char* path) {
+    if (dl->max_id >= tok->vocab_size)
+        die("%s %s: token id %lld, but tokenizer %s has %d pieces: the shards were made with another tokenizer; pass the one they "
+            "were made with (--tokenizer), or remake the shards with this one", flag, glob_, (long long)dl->max_id, path, tok->vocab_size);
+    if (dl->shards[0].width == 2 && tok->vocab_size > 65536)
+        die("%s %s: 16-bit shards, but tokenizer %s has %d pieces (its ids need 32 bits): the shards were made with another "
+            "tokenizer; pass the one they were made with (--tokenizer)", flag, glob_, path, tok->vocab_size);
+}
+
+// run_save_folder: a model folder as Hugging Face and --init read it: config.json, the weights,
+// generation_config.json and the run's tokenizer (hf_folder.h)
+static void run_save_folder(const Settings* s, const LlamaConfig* c, const ParamTable* pt, const float* params, const char* dir, int dtype) {
+    llama_save(c, pt, params, dir, dtype, s->save_shard_bytes);
+    Tokenizer tok;
+    int have = s->tokenizer[0] && tokenizer_init(&tok, s->tokenizer);
+    char file[PATHLEN + 32];
+    if (have && !tokenizer_find(s->tokenizer, file, sizeof file)) file[0] = '\0';
+    hf_folder_complete(dir, s->init_config, have ? file : "", have ? &tok : NULL);
+    if (have) tokenizer_free(&tok);
+}
+
+// run_set_vocab: --vocab N, or auto: the tokenizer's pieces rounded up to --vocab-multiple (a
+// model pretrained from scratch on data made with its own tokenizer)
+static void run_set_vocab(const Settings* s, LlamaConfig* config) {
+    long v;
+    if (strcmp(s->vocab, "auto") == 0) {
+        Tokenizer tok;
+        if (!s->tokenizer[0] || !tokenizer_init(&tok, s->tokenizer))
+            die("--vocab auto: no tokenizer at '%s'; pass --tokenizer, or --train shards with their tokenizer beside them (dev/data/prepare.py writes it)", s->tokenizer);
+        if (s->vocab_multiple < 1) die("--vocab-multiple %d: must be at least 1", s->vocab_multiple);
+        v = ((long)tok.vocab_size + s->vocab_multiple - 1) / s->vocab_multiple * s->vocab_multiple;
+        printf("vocab: %ld (%s has %d pieces%s)\n", v, s->tokenizer, tok.vocab_size, s->vocab_multiple > 1 ? ", rounded up to a multiple of --vocab-multiple" : "");
+        tokenizer_free(&tok);
+    } else {
+        char* end;
+        errno = 0;
+        v = strtol(s->vocab, &end, 10);
+        if (*end || end == s->vocab || errno || v < 1 || v > TOKENIZER_MAX_VOCAB) die("--vocab %s: expected auto or a vocabulary size in [1, %d]", s->vocab, TOKENIZER_MAX_VOCAB);
+    }
+    if (s->init[0] && v != config->V) die("--vocab %s: %ld, but --init's model has vocab_size %d; --vocab sets the size of a model trained from scratch", s->vocab, v, config->V);
+    config->V = (int)v;
+}
+
 // run_setup: parse the command line, resolve the config (--model, else the config.json beside
 // --init), validate, fill the optimizer config. Returns 0 when --help was printed.
 static int run_setup(int argc, char** argv, const char* about, Settings* s, LlamaConfig* config, OptimConfig* oc) {
@@ -158,16 +253,7 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     if (s->resume && s->out[0] && s->steps > 0) run_args_replay(s, &argc, &argv);
     run_args_text = run_args_json(argc, argv);
     if (s->init[0]) run_resolve_init(s);
-    // a Hugging Face model folder brings its tokenizer: used unless --tokenizer says otherwise
-    if (s->init[0] && !cli_was_given(argc, argv, "tokenizer")) {
-        char dir[PATHLEN], found[PATHLEN + 32];
-        snprintf(dir, sizeof dir, "%s", s->init);
-        if (!st_is_dir(dir)) { char* slash = strrchr(dir, '/'); if (slash) *slash = '\0'; else snprintf(dir, sizeof dir, "."); }
-        if (tokenizer_find(dir, found, sizeof found) && strlen(found) < PATHLEN) {
-            snprintf(s->tokenizer, PATHLEN, "%s", found);
-            printf("tokenizer: %s (--init's folder)\n", found);
-        }
-    }
+    run_resolve_tokenizer(s, argc, argv);
     if (cli_was_given(argc, argv, "tokenizer") && s->tokenizer[0] && !file_exists(s->tokenizer))
         die("--tokenizer %s: no such file; pass a tokenizer.bin, a tokenizer.json or a folder holding one (--tokenizer \"\": samples print as token ids)", s->tokenizer);
     if (cli_was_given(argc, argv, "prompt") && !s->prompt[0]) die("--prompt: empty text; pass the text to continue (or --prompt-ids)");
@@ -177,6 +263,7 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
         if (!file_exists(path))
             die("--init %s: no config.json %s (%s); pass --model (a built-in name or a config.json)", s->init, st_is_dir(s->init) ? "in the folder" : "beside it", path);
         llama_config_from_json(config, path);
+        snprintf(s->init_config, PATHLEN, "%.*s", PATHLEN - 1, path);
     } else {
         llama_config_resolve(config, s->model);
         char w[PATHLEN + 32];
@@ -184,6 +271,7 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
         if (!s->init[0] && st_is_dir(s->model) && file_exists(w))
             printf("note: --model %s takes the folder's config.json only: the weights start random; pass --init %s to start from its weights\n", s->model, s->model);
     }
+    if (s->vocab[0]) run_set_vocab(s, config);
     // --log: OUT/log.jsonl unless given (there dev/plot_runs.py looks); an evaluation-only run
     // (--steps 0) logs only where told, so that it never replaces a training run's log
     if (!cli_was_given(argc, argv, "log")) {
@@ -224,6 +312,10 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     if (s->prompt_ids[0] && s->prompt[0]) die("--prompt and --prompt-ids: pass one of them");
     if ((s->prompt_ids[0] || s->prompt[0]) && s->sample_len < 1)
         die("--%s: needs --sample-len of at least 1 (the tokens to generate)", s->prompt[0] ? "prompt" : "prompt-ids");
+    if (!(s->temperature >= 0.0f)) die("--temperature %g: must be non-negative (0: greedy)", s->temperature);
+    if (!(s->top_p > 0.0f && s->top_p <= 1.0f)) die("--top-p %g: must be in (0, 1] (1: off)", s->top_p);
+    // sampling from a model (--steps 0 --prompt) evaluates only when --val is given
+    if (s->steps == 0 && (s->prompt_ids[0] || s->prompt[0]) && !cli_was_given(argc, argv, "val")) s->val[0] = '\0';
     if (s->dump_logits[0] && !s->val[0]) die("--dump-logits %s: needs --val, the batch whose logits it writes", s->dump_logits);
     memset(oc, 0, sizeof *oc);
     oc->kind = optim_kind_from_name(s->optimizer);
@@ -448,9 +540,9 @@ typedef struct {
     float (*forward_loss)(void* ctx, const int* inputs, const int* targets, int B, int T, int* n_valid);
     // forward only: logits (B, T, V) fp32 on the host of (B, T) inputs (--dump-logits)
     void (*forward_logits)(void* ctx, const int* inputs, int B, int T, float* logits);
-    // n_new tokens sampled after tokens[0..n_prompt) into tokens; returns the new length
-    int (*sample)(void* ctx, int* tokens, int n_prompt, int n_new, Rng* rng);
-    int max_seq;          // the longest sequence sample() can take
+    // forward only: the fp32 logits (V,) of the token after tokens[0..n) (generation)
+    void (*next_logits)(void* ctx, const int* tokens, int n, float* logits);
+    int max_seq;          // the longest sequence next_logits() can take
     // the weights on the host: CPU, the parameters themselves; GPU, a copy (release frees it)
     float* (*params_to_host)(void* ctx);
     void (*params_release)(void* ctx, float* host);
@@ -522,7 +614,7 @@ static void run_save(const Engine* e, Dist* d, const Settings* s, const LlamaCon
     if (d->rank != 0) { e->params_release(e->ctx, hp); param_table_free(&pt); return; }
     char tmpdir[1100], path[1200], why[512];
     checkpoint_begin(tmpdir, sizeof tmpdir, s->out, step);
-    llama_save(c, &pt, hp, tmpdir, ST_F32, s->save_shard_bytes); // f32 always: resume is exact
+    run_save_folder(s, c, &pt, hp, tmpdir, ST_F32); // f32 always: resume is exact
     e->params_release(e->ctx, hp);
     param_table_free(&pt);
     // the weights' file as written (read back: what a resume will read), hashed into the state
@@ -650,40 +742,37 @@ static float evaluate(const Engine* e, Dist* d, DataLoader* dl, int n, int* inpu
     return sc[1] > 0 ? (float)(sc[0] / sc[1]) : 0.0f;
 }
 
-// sample_from_logits: draw from softmax(logits) (temperature 1) with one uniform from rng, the
-// same draw on every engine for the same logits
-static int sample_from_logits(const float* li, int V, Rng* rng) {
-    float maxv = -INFINITY;
-    for (int j = 0; j < V; j++) if (li[j] > maxv) maxv = li[j];
-    double sum = 0.0;
-    for (int j = 0; j < V; j++) sum += exp((double)(li[j] - maxv));
-    double r = rng_uniform(rng) * sum, acc = 0.0;
-    for (int j = 0; j < V; j++) { acc += exp((double)(li[j] - maxv)); if (acc > r) return j; }
-    return V - 1;
-}
-
-// run_print_sample: continue prompt[0..n_prompt) by len sampled tokens and print them decoded
-// from token `first` on (the default prompt is one end-of-text token, not printed)
-static void run_print_sample(const Engine* e, const Tokenizer* tok, int have_tok, const int* prompt, int n_prompt, int first, int len,
-                             Rng* rng) {
-    if (len <= 0) return;
+// run_print_sample: continue prompt[0..n_prompt) by up to --sample-len tokens chosen by
+// --temperature / --top-k / --top-p, stopping after any of stops[0..n_stop); printed as they come, decoded
+// from token `first` on (the default prompt is one end-of-text token, not printed), or as ids
+static void run_print_sample(const Engine* e, const Settings* s, const Tokenizer* tok, int have_tok, const int* prompt, int n_prompt,
+                             int first, const int* stops, int n_stop, int V, Rng* rng) {
+    if (s->sample_len <= 0) return;
     if (n_prompt >= e->max_seq) die("the prompt has %d tokens: at least --seq %d, no room to sample; pass a larger --seq", n_prompt, e->max_seq);
-    int total = n_prompt + len < e->max_seq ? n_prompt + len : e->max_seq;
+    int total = n_prompt + s->sample_len < e->max_seq ? n_prompt + s->sample_len : e->max_seq;
     int* tokens = (int*)mallocCheck(sizeof(int) * (size_t)e->max_seq);
+    float* logits = (float*)mallocCheck(sizeof(float) * (size_t)V);
     memcpy(tokens, prompt, sizeof(int) * (size_t)n_prompt);
-    int n = e->sample(e->ctx, tokens, n_prompt, total - n_prompt, rng);
-    if (have_tok) {
-        size_t cap = (size_t)n * 64 + 16;
-        char* text = (char*)mallocCheck(cap);
-        tokenizer_decode(tok, tokens + first, n - first, text, cap);
-        printf("sample: %s\n", text);
-        free(text);
-    } else {
-        printf("sample ids:");
-        for (int i = first; i < n; i++) printf(" %d", tokens[i]);
-        printf("\n");
+    SampleOpts so = {s->temperature, s->top_k, s->top_p};
+    TokStream ts;
+    tokenizer_stream_start(&ts, stdout);
+    printf(have_tok ? "sample: " : "sample ids:");
+    for (int i = first; i < n_prompt; i++) {
+        if (have_tok) tokenizer_stream_token(tok, &ts, tokens[i]);
+        else printf(" %d", tokens[i]);
     }
-    free(tokens);
+    for (int n = n_prompt; n < total; n++) {
+        e->next_logits(e->ctx, tokens, n, logits);
+        tokens[n] = sample_next(logits, V, &so, rng);
+        if (have_tok) tokenizer_stream_token(tok, &ts, tokens[n]);
+        else { printf(" %d", tokens[n]); fflush(stdout); }
+        int stop = 0;
+        for (int k = 0; k < n_stop; k++) stop |= tokens[n] == stops[k];
+        if (stop) break;
+    }
+    tokenizer_stream_end(&ts);
+    printf("\n");
+    free(tokens); free(logits);
 }
 
 // ----------------------------------------------------------------------------
@@ -825,9 +914,11 @@ static int run_parse_ids(const char* text, int V, int* ids, int cap) {
 static int run_encode_prompt(const Settings* s, const Tokenizer* tok, int V, int max_seq, int** out) {
     if (tok == NULL)
         die("--prompt: no tokenizer at '%s' to encode the text; pass --tokenizer (a tokenizer.bin, a tokenizer.json or a folder holding one), or --prompt-ids", s->tokenizer);
-    if (tok->vocab_size != V)
-        die("--prompt: --tokenizer %s has %d pieces but the model's vocabulary is %d: the prompt would be other tokens; pass the tokenizer "
-            "the model was trained with (or --prompt-ids)", s->tokenizer, tok->vocab_size, V);
+    // a tokenizer smaller than the model's vocabulary is legal (a 4,096-piece one feeds llama_60m's
+    // 32,000 rows; the extra rows are never read): only ids >= V cannot be fed
+    if (tok->vocab_size > V)
+        die("--prompt: --tokenizer %s has %d pieces but the model's vocabulary is %d: the prompt could hold ids the model has no "
+            "embedding for; pass the tokenizer the model was trained with (or --prompt-ids)", s->tokenizer, tok->vocab_size, V);
     if (!tok->can_encode) die("--prompt: --tokenizer %s %s", s->tokenizer, tok->encode_why);
     int* text_ids;
     int n = tokenizer_encode(tok, s->prompt, &text_ids);
@@ -874,10 +965,16 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
     Tokenizer tok;
     int have_tok = s->tokenizer[0] ? tokenizer_init(&tok, s->tokenizer) : 0;
     if (!have_tok && s->sample_len > 0) printf("note: no tokenizer at '%s': samples are printed as ids\n", s->tokenizer);
-    if (have_tok && tok.vocab_size != config->V)
-        run_warn("--tokenizer %s has %d pieces but the model's vocabulary is %d: samples decode to other words than the model's "
-                 "tokens; pass the tokenizer the data was made with", s->tokenizer, tok.vocab_size, config->V);
+    if (have_tok && s->steps > 0) run_check_data_tokenizer(&train, "--train", s->train, &tok, s->tokenizer);
+    if (have_tok && have_val) run_check_data_tokenizer(&val, "--val", s->val, &tok, s->tokenizer);
+    if (have_tok && tok.vocab_size > config->V)
+        run_warn("--tokenizer %s has %d pieces but the model's vocabulary is %d: it is not the tokenizer of this model's data; "
+                 "pass the tokenizer the data was made with", s->tokenizer, tok.vocab_size, config->V);
     int eos = have_tok && tok.eos_id >= 0 ? tok.eos_id : 0;
+    // generation ends after the tokenizer's eos, or an eos of --init's generation_config.json
+    int stops[8], n_stop = have_tok && tok.eos_id >= 0;
+    stops[0] = have_tok ? tok.eos_id : -1;
+    n_stop += hf_eos_ids(s->init_config, stops + n_stop, 8 - n_stop);
     Rng sample_rng; rng_init(&sample_rng, (uint64_t)s->seed ^ 0x5A5A5A5AULL);
 
     if (s->steps == 0) {
@@ -897,13 +994,13 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         if (s->prompt_ids[0] && d->rank == 0) {
             int* ids = (int*)mallocCheck(sizeof(int) * (size_t)e->max_seq);
             int n = run_parse_ids(s->prompt_ids, config->V, ids, e->max_seq);
-            run_print_sample(e, &tok, have_tok, ids, n, 0, s->sample_len, &sample_rng);
+            run_print_sample(e, s, &tok, have_tok, ids, n, 0, stops, n_stop, config->V, &sample_rng);
             free(ids);
         }
         if (s->prompt[0] && d->rank == 0) {
             int* ids;
             int n = run_encode_prompt(s, have_tok ? &tok : NULL, config->V, e->max_seq, &ids);
-            run_print_sample(e, &tok, have_tok, ids, n, 0, s->sample_len, &sample_rng);
+            run_print_sample(e, s, &tok, have_tok, ids, n, 0, stops, n_stop, config->V, &sample_rng);
             free(ids);
         }
         if (have_tok) tokenizer_free(&tok);
@@ -949,6 +1046,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
             for (int i = 0; i < 7; i++) cJSON_AddNumberToObject(r, keys[i], vals[i]);
             char lrs[32]; // as typed (a float's shortest form), not the double the float widens to
             cJSON_AddRawToObject(r, "lr", float_str(lrs, sizeof lrs, s->lr));
+            cJSON_AddStringToObject(r, "tokenizer", s->tokenizer); // which one the run used (a copy goes into every saved folder)
             char* text = cJSON_PrintUnformatted(root);
             if (text == NULL) die("%s: cannot format the run line (out of memory?)", s->log);
             fprintf(logf, "%s\n", text);
@@ -1004,7 +1102,7 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
             if (logf) { fprintf(logf, "{\"step\": %d, \"val_loss\": %s, \"val_ppl\": %.9g}\n", step + 1, float_str(f1, sizeof f1, vl), exp(vl)); fflush(logf); }
         }
         if (s->sample_every > 0 && (step + 1) % s->sample_every == 0 && !last && d->rank == 0)
-            run_print_sample(e, &tok, have_tok, &eos, 1, 1, s->sample_len, &sample_rng);
+            run_print_sample(e, s, &tok, have_tok, &eos, 1, 1, stops, n_stop, config->V, &sample_rng);
         int saved = s->out[0] && ((s->save_every > 0 && (step + 1) % s->save_every == 0) || last);
         if (saved) {
             run_save(e, d, s, config, oc, &train, &sample_rng, step + 1, bad_in_a_row);
@@ -1030,13 +1128,13 @@ static int run_main(const Engine* e, Dist* d, const Settings* s, const LlamaConf
         ParamTable pt;
         param_table_build(&pt, config);
         float* hp = e->params_to_host(e->ctx);
-        llama_save(config, &pt, hp, s->out, strcmp(s->save_dtype, "bf16") == 0 ? ST_BF16 : ST_F32, s->save_shard_bytes);
+        run_save_folder(s, config, &pt, hp, s->out, strcmp(s->save_dtype, "bf16") == 0 ? ST_BF16 : ST_F32);
         e->params_release(e->ctx, hp);
         param_table_free(&pt);
         printf("saved %s/config.json and the weights (%s, one file up to --save-shard-size %s, else shards with %s)\n", s->out,
                s->save_dtype, s->save_shard_size, ST_INDEX_NAME);
     }
-    if (d->rank == 0) run_print_sample(e, &tok, have_tok, &eos, 1, 1, s->sample_len, &sample_rng);
+    if (d->rank == 0) run_print_sample(e, s, &tok, have_tok, &eos, 1, 1, stops, n_stop, config->V, &sample_rng);
     printf("done: %d steps in %.1f s\n", s->steps - start, now_seconds() - t_start);
     if (e->done_report) e->done_report(e->ctx);
     if (logf) fclose(logf);

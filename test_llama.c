@@ -223,6 +223,48 @@ static void test_save_load(void) {
 }
 
 // the schedule of galore.md at a few points
+// sample.h: greedy takes the first maximum and draws nothing; temperature, top-k and top-p give
+// the frequencies of transformers' warpers. 200,000 seeded draws: a frequency's standard error is
+// at most sqrt(0.25 / 200000) = 0.0011, so 0.006 (> 5 sigma) holds for any seed; tokens outside
+// the kept set must never appear.
+static void sample_freqs(const float* l, int V, SampleOpts o, int n, double* f) {
+    Rng r; rng_init(&r, 1234);
+    for (int j = 0; j < V; j++) f[j] = 0.0;
+    for (int i = 0; i < n; i++) f[sample_next(l, V, &o, &r)] += 1.0 / n;
+}
+static int sample_freqs_match(const float* l, int V, SampleOpts o, float temperature, const int* kept) {
+    double f[8], w[8], sum = 0.0, err = 0.0;
+    sample_freqs(l, V, o, 200000, f);
+    for (int j = 0; j < V; j++) { w[j] = kept[j] ? exp(l[j] / temperature) : 0.0; sum += w[j]; }
+    for (int j = 0; j < V; j++) {
+        if (!kept[j] && f[j] != 0.0) return 0;
+        if (fabs(f[j] - w[j] / sum) > err) err = fabs(f[j] - w[j] / sum);
+    }
+    return err < 0.006;
+}
+static void test_sampling(void) {
+    // softmax: 0.218 0.080 0.049 0.049 0.011 0.593
+    const float l[6] = {2.0f, 1.0f, 0.5f, 0.5f, -1.0f, 3.0f}, ties[4] = {1.0f, 2.0f, 2.0f, 0.0f};
+    Rng r; rng_init(&r, 7);
+    SampleOpts greedy = {0.0f, 0, 1.0f};
+    int g = sample_next(l, 6, &greedy, &r), gt = sample_next(ties, 4, &greedy, &r);
+    check(g == 5 && gt == 1 && r.state == 7, "sampling: --temperature 0 is the argmax (%d), the first of equal ones (%d), and draws nothing", g, gt);
+    int all[6] = {1, 1, 1, 1, 1, 1}, k2[6] = {1, 0, 0, 0, 0, 1}, p9[6] = {1, 1, 1, 0, 0, 1}, tk[4] = {0, 1, 1, 0};
+    SampleOpts plain = {1.0f, 0, 1.0f}, hot = {0.5f, 0, 1.0f}, topk = {1.0f, 2, 1.0f}, topk1 = {1.0f, 1, 1.0f};
+    SampleOpts topp8 = {1.0f, 0, 0.8f}, topp9 = {1.0f, 0, 0.9f}, both = {0.5f, 2, 0.9f};
+    check(sample_freqs_match(l, 6, plain, 1.0f, all), "sampling: --temperature 1 draws the softmax");
+    check(sample_freqs_match(l, 6, hot, 0.5f, all), "sampling: --temperature 0.5 draws softmax(logits / 0.5)");
+    check(sample_freqs_match(l, 6, topk, 1.0f, k2), "sampling: --top-k 2 draws the two most likely, renormalized");
+    check(sample_freqs_match(ties, 4, topk1, 1.0f, tk), "sampling: --top-k 1 keeps the logits equal to the first (transformers' rule)");
+    // top-p 0.8: ascending mass 0.011, 0.060, 0.108, 0.189 <= 0.2 go, the rest stay; 0.9: only
+    // 0.011 and 0.060 are <= 0.1 (of the two equal 0.049s the higher id goes first)
+    check(sample_freqs_match(l, 6, topp8, 1.0f, k2), "sampling: --top-p 0.8 keeps the two tokens that reach 0.8");
+    check(sample_freqs_match(l, 6, topp9, 1.0f, p9), "sampling: --top-p 0.9 keeps four");
+    // order as transformers': temperature, then top-k, then top-p on the rescaled mass
+    // (softmax(l / 0.5) over {0, 5}: 0.119, 0.881 -> top-p 0.9 keeps both)
+    check(sample_freqs_match(l, 6, both, 0.5f, k2), "sampling: temperature, then top-k, then top-p");
+}
+
 static void test_schedule(void) {
     int ok = lr_lambda(0, 10, 100, 0.1, 1) == 0.0 && fabs(lr_lambda(5, 10, 100, 0.1, 1) - 0.5) < 1e-12 &&
              fabs(lr_lambda(10, 10, 100, 0.1, 1) - 1.0) < 1e-12 && fabs(lr_lambda(55, 10, 100, 0.1, 1) - 0.55) < 1e-12 &&
@@ -1988,12 +2030,14 @@ int main(int argc, char** argv) {
         printf("%d passed, %d failed\n", n_pass, n_fail);
         return n_fail == 0 ? 0 : 1;
     }
-    if (argc != 1) die("usage: %s [hf DIR | fira]  (fira: only the Fira / GoLore checks; hf: the checks of dev/test/test_hf.sh on the folders of dev/test/make_hf_folders.py)", argv[0]);
+    if (argc == 2 && strcmp(argv[1], "sample") == 0) { test_sampling(); printf("%d passed, %d failed\n", n_pass, n_fail); return n_fail == 0 ? 0 : 1; }
+    if (argc != 1) die("usage: %s [hf DIR | fira | sample]  (fira: only the Fira / GoLore checks; sample: only the sampling checks; hf: the checks of dev/test/test_hf.sh on the folders of dev/test/make_hf_folders.py)", argv[0]);
     test_parity();
     test_presets();
     test_save_load();
     test_hf_families();
     test_schedule();
+    test_sampling();
     test_grad_accum();
     test_per_layer();
     test_recompute();

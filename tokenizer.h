@@ -40,10 +40,12 @@
 //   Not handled: user-defined pieces (none in Llama 2's or T5's models) are not split off as
 //   whole symbols first (BPE), and score 0 in unigram, where sentencepiece favours them; a NUL
 //   byte ends the text (a C string: a command-line prompt cannot hold one anyway).
-//   tokenizer.json: added tokens matched first (longest, in the raw text), then the normalizer
-//   (none, or Prepend '▁' + Replace ' ' -> '▁'), the pre-tokenizer (none, Metaspace, ByteLevel
-//   with the GPT-2 regex, or Split by the Llama 3 regex + ByteLevel: the two regexes are matched
-//   by hand below, \p{L} \p{N} from unicode_class.h), BPE by merge rank (ignore_merges: a word in
+//   tokenizer.json: added tokens matched first (longest, in the raw text: chat markers are one
+//   id each), then the normalizer (none, or Prepend '▁' + Replace ' ' -> '▁'), the pre-tokenizers
+//   of a Sequence in this order: Digits (each digit, or each run, alone: SmolLM), Metaspace (with
+//   or without its split at every '▁': Llama 2, Mistral, TinyLlama), Split by the Llama 3 regex
+//   or ByteLevel with the GPT-2 regex (the two regexes are matched by hand below, \p{L} \p{N}
+//   from unicode_class.h), ByteLevel's byte map; then BPE by merge rank (ignore_merges: a word in
 //   the vocabulary is one token), byte_fallback or unk. tokenizer_prefix_ids gives what the
 //   post-processor puts before the text (Llama's bos); other configurations decode only and
 //   encoding dies naming the part. Not handled: added tokens' lstrip/rstrip/single_word flags
@@ -111,6 +113,8 @@ typedef struct {
     int byte_level;      // tokenizer.json: ByteLevel (pieces are GPT-2 byte-to-unicode text)
     int add_prefix_space;// tokenizer.json ByteLevel: a ' ' before text that lacks one
     int prepend_mark;    // tokenizer.json: 1 a '▁' before every segment, 2 the first only
+    int digits;          // tokenizer.json Digits pre-tokenizer: 1 each digit alone, 2 each run of digits
+    int meta_split;      // tokenizer.json Metaspace with split: a word starts at every '▁'
     int replace_space;   // tokenizer.json: ' ' -> '▁' before the model
     int ignore_merges, fuse_unk;
     int* added;          // (n_added,) ids of tokenizer.json's added tokens, matched in raw text
@@ -153,6 +157,8 @@ static int tokenizer_utf8_cp(const uint8_t* p, size_t n, uint32_t* cpo) {
     return len;
 }
 static int tokenizer_utf8_len(const uint8_t* p, size_t n) { return tokenizer_utf8_cp(p, n, NULL); }
+
+static const char TOK_REPLACEMENT[] = "\xEF\xBF\xBD"; // U+FFFD, what bytes that are not UTF-8 print
 
 static int tok_utf8_put(char* out, uint32_t cp) {
     if (cp < 0x80) { out[0] = (char)cp; return 1; }
@@ -400,10 +406,16 @@ static void tok_json_pretok(Tokenizer* t, const cJSON* p) {
     } else if (tok_json_type_is(p, "Metaspace")) {
         const char* rep = tok_json_str(p, "replacement");
         const char* scheme = tok_json_str(p, "prepend_scheme");
-        if (!rep || strcmp(rep, "\xE2\x96\x81") != 0 || tok_json_bool(p, "split", 1)) { tok_unsupported(t, "pre_tokenizer", "Metaspace with split or another replacement"); return; }
+        if (!rep || strcmp(rep, "\xE2\x96\x81") != 0) { tok_unsupported(t, "pre_tokenizer", "Metaspace with another replacement than U+2581"); return; }
         t->pretok = TOKPRE_METASPACE;
+        t->meta_split = tok_json_bool(p, "split", 1);
         t->replace_space = 1;
         t->prepend_mark = scheme && strcmp(scheme, "never") == 0 ? 0 : scheme && strcmp(scheme, "first") == 0 ? 2 : 1;
+    } else if (tok_json_type_is(p, "Digits")) {
+        // applied first, on the text (as in SmolLM's Sequence); after a split or the byte map the
+        // pieces would differ
+        if (t->pretok != TOKPRE_NONE || t->byte_level) tok_unsupported(t, "pre_tokenizer", "Sequence with Digits after a split or ByteLevel");
+        t->digits = tok_json_bool(p, "individual_digits", 0) ? 1 : 2;
     } else if (tok_json_type_is(p, "Sequence")) {
         const cJSON* list = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
         const cJSON* it;
@@ -534,7 +546,7 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     tok_hash_init(&t->vocab, V);
     cJSON_ArrayForEach(it, vocab) tok_hash_put(&t->vocab, t->pieces[it->valueint], t->lengths[it->valueint], it->valueint);
     if (unk) t->unk_id = tok_hash_get(&t->vocab, unk, (int)strlen(unk));
-    if (t->unk_id >= 0) t->types[t->unk_id] = TOK_UNKNOWN;
+    if (t->unk_id >= 0 && t->types[t->unk_id] != TOK_CONTROL) t->types[t->unk_id] = TOK_UNKNOWN; // a special unk prints nothing, as any special token
     for (int i = 0; i < V; i++) if (t->types[i] == TOK_BYTE) t->byte_id[t->byte_value[i]] = i;
     if (byte_fallback) t->flags |= TOKF_BYTE_FALLBACK;
     t->ignore_merges = tok_json_bool(model, "ignore_merges", 0);
@@ -567,6 +579,8 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     t->byte_text = 1; // until the decoder says ByteFallback
     tok_json_decoder(t, dec);
     tok_json_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
+    // ByteLevel's add_prefix_space goes before every piece of a split, which is done once per segment here
+    if (t->add_prefix_space && (t->digits || t->meta_split)) tok_unsupported(t, "pre_tokenizer", "ByteLevel with add_prefix_space after Digits");
     if (tok_json_str(model, "continuing_subword_prefix") || tok_json_str(model, "end_of_word_suffix"))
         tok_unsupported(t, "model", "BPE with a subword prefix or suffix");
     t->can_encode = t->encode_why[0] == '\0';
@@ -644,38 +658,45 @@ static void tokenizer_put(char* out, size_t cap, size_t* len, const char* s, siz
     *len += n;
 }
 
+// tokenizer_piece: the bytes token id adds to the text (before the UTF-8 check), their count in
+// *len; *at_start: no visible text yet, so the dummy-prefix space is still to be dropped.
+// tmp (32 bytes) holds the text of an id outside the vocabulary.
+static const char* tokenizer_piece(const Tokenizer* t, int id, int* at_start, char* tmp, size_t* len) {
+    if (id < 0 || id >= t->vocab_size) {
+        *len = (size_t)snprintf(tmp, 32, "<%d?>", id);
+        *at_start = 0;
+        return tmp;
+    }
+    const char* p = t->surface[id];
+    size_t plen = (size_t)t->surface_len[id];
+    if (plen == 0) { *len = 0; return p; }
+    // sentencepiece drops the dummy prefix of the first normal piece only (a byte piece or " ⁇ "
+    // keeps its space)
+    int normal = t->types[id] == TOK_NORMAL || t->types[id] == TOK_UNUSED || t->types[id] == TOK_USER;
+    if (*at_start && t->strip_first_space && normal && p[0] == ' ') { p++; plen--; }
+    *at_start = 0;
+    *len = plen;
+    return p;
+}
+
 // ids (n,) -> UTF-8 in out; writes at most cap-1 bytes plus a NUL (never half a character);
 // returns the bytes written
 static size_t tokenizer_decode(const Tokenizer* t, const int* ids, int n, char* out, size_t cap) {
-    static const char REPLACEMENT[] = "\xEF\xBF\xBD"; // U+FFFD
     // the raw bytes first, then the UTF-8 check into out
     size_t rcap = 1, len = 0;
     for (int k = 0; k < n; k++) rcap += (ids[k] >= 0 && ids[k] < t->vocab_size) ? (size_t)t->surface_len[ids[k]] : 32;
     char* raw = (char*)mallocCheck(rcap);
-    int at_start = 1; // no visible text yet: the dummy-prefix space is still to be dropped
+    int at_start = 1;
     for (int k = 0; k < n; k++) {
-        int id = ids[k];
-        if (id < 0 || id >= t->vocab_size) {
-            char tmp[32];
-            int m = snprintf(tmp, sizeof tmp, "<%d?>", id);
-            tokenizer_put(raw, rcap, &len, tmp, (size_t)m);
-            at_start = 0;
-            continue;
-        }
-        const char* p = t->surface[id];
-        size_t plen = (size_t)t->surface_len[id];
-        if (plen == 0) continue;
-        // sentencepiece drops the dummy prefix of the first normal piece only (a byte piece or
-        // " ⁇ " keeps its space)
-        int normal = t->types[id] == TOK_NORMAL || t->types[id] == TOK_UNUSED || t->types[id] == TOK_USER;
-        if (at_start && t->strip_first_space && normal && p[0] == ' ') { p++; plen--; }
+        char tmp[32];
+        size_t plen;
+        const char* p = tokenizer_piece(t, ids[k], &at_start, tmp, &plen);
         tokenizer_put(raw, rcap, &len, p, plen);
-        at_start = 0;
     }
     size_t olen = 0;
     for (size_t i = 0; i < len; ) {
         int m = tokenizer_utf8_len((const uint8_t*)raw + i, len - i);
-        const char* src = m ? raw + i : REPLACEMENT;
+        const char* src = m ? raw + i : TOK_REPLACEMENT;
         size_t sl = m ? (size_t)m : 3;
         if (cap == 0 || olen + sl > cap - 1) break;
         memcpy(out + olen, src, sl);
@@ -685,6 +706,60 @@ static size_t tokenizer_decode(const Tokenizer* t, const int* ids, int n, char* 
     if (cap > 0) out[olen] = '\0';
     free(raw);
     return olen;
+}
+
+// tokenizer_utf8_incomplete: whether p[0..n) is the start of a valid UTF-8 sequence that more
+// bytes could complete (a lead byte and the continuation bytes seen so far, all allowed)
+static int tokenizer_utf8_incomplete(const uint8_t* p, size_t n) {
+    uint8_t c = p[0];
+    size_t need = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (n == 0 || n >= need) return 0;
+    // complete it with the smallest continuations that the lead byte allows (E0 needs A0.., F0 90..)
+    static const uint8_t SECOND[3] = {0x80, 0x90, 0xA0};
+    for (int k = 0; k < 3; k++) {
+        uint8_t q[4];
+        memcpy(q, p, n);
+        for (size_t i = n; i < need; i++) q[i] = i == 1 ? SECOND[k] : 0x80;
+        if (tokenizer_utf8_len(q, need) == (int)need) return 1;
+    }
+    return 0;
+}
+
+// TokStream: decoded text written as tokens arrive, never cutting a character: a multi-byte
+// character split across tokens is held back until it completes, and bytes that cannot form
+// UTF-8 print U+FFFD, one per byte, as tokenizer_decode does (the two print the same text)
+typedef struct { FILE* f; uint8_t held[4]; size_t n_held; int at_start; } TokStream;
+
+static void tokenizer_stream_start(TokStream* st, FILE* f) { memset(st, 0, sizeof *st); st->f = f; st->at_start = 1; }
+
+static void tokenizer_stream_bytes(TokStream* st, const char* s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        st->held[st->n_held++] = (uint8_t)s[i];
+        // the held bytes: a complete character, the start of one, or invalid at the front
+        for (;;) {
+            int m = tokenizer_utf8_len(st->held, st->n_held);
+            if (m) { fwrite(st->held, 1, (size_t)m, st->f); }
+            else if (tokenizer_utf8_incomplete(st->held, st->n_held)) break;
+            else { fwrite(TOK_REPLACEMENT, 1, 3, st->f); m = 1; }
+            memmove(st->held, st->held + m, st->n_held - (size_t)m);
+            st->n_held -= (size_t)m;
+            if (st->n_held == 0) break;
+        }
+    }
+}
+
+static void tokenizer_stream_token(const Tokenizer* t, TokStream* st, int id) {
+    char tmp[32];
+    size_t len;
+    const char* p = tokenizer_piece(t, id, &st->at_start, tmp, &len);
+    tokenizer_stream_bytes(st, p, len);
+    fflush(st->f);
+}
+
+// the end of the text: what is still held can no longer complete
+static void tokenizer_stream_end(TokStream* st) {
+    for (size_t i = 0; i < st->n_held; i++) fwrite(TOK_REPLACEMENT, 1, 3, st->f);
+    st->n_held = 0;
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -980,13 +1055,7 @@ static void tok_hf_segment(const Tokenizer* t, const char* s, size_t n, int firs
         if (t->replace_space && s[i] == ' ') tok_append(&w, SPACE_MARK, 3);
         else tok_append(&w, s + i, 1);
     }
-    if (t->pretok != TOKPRE_GPT2 && t->pretok != TOKPRE_LLAMA3) {
-        if (t->byte_level) die("--prompt: a ByteLevel tokenizer.json without the GPT-2 or Llama 3 split is not implemented");
-        tok_bpe_word(t, w.s, (int)w.n, ids, last_unk);
-        free(w.s);
-        return;
-    }
-    // code points (invalid bytes, which a C string may hold, as U+FFFD), split, byte-map, BPE
+    // code points (invalid bytes, which a C string may hold, as U+FFFD, for the splits only)
     uint32_t* cp = (uint32_t*)mallocCheck(sizeof(uint32_t) * (w.n + 1));
     int* at = (int*)mallocCheck(sizeof(int) * (w.n + 2));
     int nc = 0;
@@ -997,17 +1066,30 @@ static void tok_hf_segment(const Tokenizer* t, const char* s, size_t n, int firs
         i += (size_t)m;
     }
     at[nc] = (int)w.n;
+    // the pre-tokenizers in their Sequence's order: Digits or Metaspace's split make pieces, the
+    // regex splits each piece into words, ByteLevel maps each word's bytes; then BPE per word
+    int regex = t->pretok == TOKPRE_GPT2 || t->pretok == TOKPRE_LLAMA3;
     TokStr word = {0};
-    for (int i = 0; i < nc; ) {
-        int len = tok_pretok_match(cp, i, nc, t->pretok == TOKPRE_LLAMA3);
-        word.n = 0;
-        for (int b = at[i]; b < at[i + len]; b++) {
-            char u[4];
-            int m = tok_utf8_put(u, tok_byte_to_cp((uint8_t)w.s[b]));
-            tok_append(&word, u, (size_t)m);
+    for (int p0 = 0; p0 < nc; ) {
+        int p1 = nc;
+        if (t->digits) { // each digit (individual_digits) or each run of digits alone; the rest between
+            int d = tok_is_n(cp[p0]);
+            for (p1 = p0 + 1; (!d || t->digits == 2) && p1 < nc && tok_is_n(cp[p1]) == d; p1++) {}
+        } else if (t->meta_split) { // a piece starts at every U+2581 (MergedWithNext)
+            for (p1 = p0 + 1; p1 < nc && cp[p1] != 0x2581; p1++) {}
         }
-        tok_bpe_word(t, word.s, (int)word.n, ids, last_unk);
-        i += len;
+        for (int i = p0; i < p1; ) {
+            int len = regex ? tok_pretok_match(cp, i, p1, t->pretok == TOKPRE_LLAMA3) : p1 - i;
+            word.n = 0;
+            for (int b = at[i]; b < at[i + len]; b++) {
+                char u[4];
+                int m = t->byte_level ? tok_utf8_put(u, tok_byte_to_cp((uint8_t)w.s[b])) : (u[0] = w.s[b], 1);
+                tok_append(&word, u, (size_t)m);
+            }
+            tok_bpe_word(t, word.s, (int)word.n, ids, last_unk);
+            i += len;
+        }
+        p0 = p1;
     }
     free(word.s); free(cp); free(at); free(w.s);
 }

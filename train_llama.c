@@ -1287,16 +1287,11 @@ static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int*
 // ----------------------------------------------------------------------------
 // evaluation and sampling
 
-// draw n tokens after the prompt by sampling the softmax (temperature 1) with a seeded RNG,
-// recomputing the whole prefix each time: slow but simple, and only a few dozen tokens
-static int sample_tokens(Llama* m, int* tokens, int n_prompt, int n_new, Rng* rng) {
-    int n = n_prompt;
-    for (int i = 0; i < n_new && n < m->T; i++) {
-        llama_forward(m, tokens, NULL, 1, n);
-        tokens[n] = sample_from_logits(m->acts.logits + (size_t)(n - 1) * m->config.V, m->config.V, rng);
-        n++;
-    }
-    return n;
+// the logits of the token after tokens[0..n) (run.h samples from them), recomputing the whole
+// prefix each time: slow but simple, and only a few dozen tokens
+static void next_logits(Llama* m, const int* tokens, int n, float* logits) {
+    llama_forward(m, tokens, NULL, 1, n);
+    memcpy(logits, m->acts.logits + (size_t)(n - 1) * m->config.V, sizeof(float) * (size_t)m->config.V);
 }
 
 // ----------------------------------------------------------------------------
@@ -1349,7 +1344,7 @@ static void cpu_forward_logits(void* ctx, const int* inputs, int B, int T, float
     llama_forward(m, inputs, NULL, B, T);
     memcpy(logits, m->acts.logits, sizeof(float) * (size_t)B * T * m->config.V);
 }
-static int cpu_sample(void* ctx, int* tokens, int n_prompt, int n_new, Rng* rng) { return sample_tokens(((Trainer*)ctx)->model, tokens, n_prompt, n_new, rng); }
+static void cpu_next_logits(void* ctx, const int* tokens, int n, float* logits) { next_logits(((Trainer*)ctx)->model, tokens, n, logits); }
 static float* cpu_params_to_host(void* ctx) { return ((Trainer*)ctx)->model->params; } // already on the host
 static void cpu_params_release(void* ctx, float* host) { (void)ctx; (void)host; }
 static void cpu_params_from_host(void* ctx, const float* host) { (void)ctx; (void)host; } // loaded in place
@@ -1369,7 +1364,7 @@ static Engine cpu_engine(Trainer* tr) {
     Engine e;
     memset(&e, 0, sizeof e);
     e.ctx = tr;
-    e.train_step = cpu_train_step; e.forward_loss = cpu_forward_loss; e.forward_logits = cpu_forward_logits; e.sample = cpu_sample; e.max_seq = tr->model->T;
+    e.train_step = cpu_train_step; e.forward_loss = cpu_forward_loss; e.forward_logits = cpu_forward_logits; e.next_logits = cpu_next_logits; e.max_seq = tr->model->T;
     e.params_to_host = cpu_params_to_host; e.params_release = cpu_params_release; e.params_from_host = cpu_params_from_host;
     e.state_entries = cpu_state_entries; e.state_before_save = cpu_state_noop; e.state_after_load = cpu_state_noop;
     e.state_done = cpu_state_noop; e.get_progress = cpu_get_progress; e.set_progress = cpu_set_progress;

@@ -1258,23 +1258,18 @@ static float gpu_forward_loss(GpuLlama* m, const int* inputs, const int* targets
     return m->mean_loss;
 }
 
-// sampling as the CPU's sample_tokens (same RNG use, so the same logits give the same tokens).
-// The attention plan has one shape, so each step runs the full (B, T) forward with the prefix in
-// row 0 and zeros after it: causal attention keeps position n-1 independent of the padding.
-static int gpu_sample_tokens(GpuLlama* m, int* tokens, int n_prompt, int n_new, Rng* rng) {
-    int n = n_prompt, V = m->config.V, BT = m->B * m->T;
+// the logits of the token after tokens[0..n), as the CPU's next_logits (run.h samples from them).
+// The attention plan has one shape, so this runs the full (B, T) forward with the prefix in row 0
+// and zeros after it: causal attention keeps position n-1 independent of the padding.
+static void gpu_next_logits(GpuLlama* m, const int* tokens, int n, float* logits) {
+    int V = m->config.V, BT = m->B * m->T;
     int* in = (int*)callocCheck((size_t)BT, sizeof(int));
     uint16_t* row = (uint16_t*)mallocCheck(sizeof(uint16_t) * (size_t)V);
-    float* li = (float*)mallocCheck(sizeof(float) * (size_t)V);
-    for (int i = 0; i < n_new && n < m->T; i++) {
-        memcpy(in, tokens, sizeof(int) * (size_t)n);
-        gpu_forward(m, in, NULL, m->B, m->T, 0.0f);
-        cudaCheck(cudaMemcpy(row, m->acts.logits + (size_t)(n - 1) * V, sizeof(uint16_t) * (size_t)V, cudaMemcpyDeviceToHost));
-        for (int j = 0; j < V; j++) li[j] = f32_from_bf16(row[j]);
-        tokens[n++] = sample_from_logits(li, V, rng);
-    }
-    free(in); free(row); free(li);
-    return n;
+    memcpy(in, tokens, sizeof(int) * (size_t)n);
+    gpu_forward(m, in, NULL, m->B, m->T, 0.0f);
+    cudaCheck(cudaMemcpy(row, m->acts.logits + (size_t)(n - 1) * V, sizeof(uint16_t) * (size_t)V, cudaMemcpyDeviceToHost));
+    for (int j = 0; j < V; j++) logits[j] = f32_from_bf16(row[j]);
+    free(in); free(row);
 }
 
 // ----------------------------------------------------------------------------
@@ -1404,7 +1399,7 @@ static void gpu_run_forward_logits(void* ctx, const int* inputs, int B, int T, f
     for (size_t i = 0; i < n; i++) logits[i] = f32_from_bf16(h[i]);
     free(h);
 }
-static int gpu_run_sample(void* ctx, int* tokens, int n_prompt, int n_new, Rng* rng) { return gpu_sample_tokens(((GpuRun*)ctx)->tr->model, tokens, n_prompt, n_new, rng); }
+static void gpu_run_next_logits(void* ctx, const int* tokens, int n, float* logits) { gpu_next_logits(((GpuRun*)ctx)->tr->model, tokens, n, logits); }
 static float* gpu_params_to_host(void* ctx) {
     GpuLlama* m = ((GpuRun*)ctx)->tr->model;
     float* hp = (float*)mallocCheck(sizeof(float) * m->table.total);
@@ -1447,7 +1442,7 @@ static Engine gpu_engine(GpuRun* g) {
     Engine e;
     memset(&e, 0, sizeof e);
     e.ctx = g;
-    e.train_step = gpu_run_train_step; e.forward_loss = gpu_run_forward_loss; e.forward_logits = gpu_run_forward_logits; e.sample = gpu_run_sample; e.max_seq = g->tr->model->T;
+    e.train_step = gpu_run_train_step; e.forward_loss = gpu_run_forward_loss; e.forward_logits = gpu_run_forward_logits; e.next_logits = gpu_run_next_logits; e.max_seq = g->tr->model->T;
     e.params_to_host = gpu_params_to_host; e.params_release = gpu_params_release; e.params_from_host = gpu_params_from_host;
     e.state_entries = gpu_state_entries; e.state_before_save = gpu_state_before_save; e.state_after_load = gpu_state_after_load;
     e.state_done = gpu_state_done; e.get_progress = gpu_get_progress; e.set_progress = gpu_set_progress;

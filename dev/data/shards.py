@@ -85,6 +85,9 @@ class SentencePieceTokenizer:
         from export_tokenizer import export
         export(self.model_path, path + ".tmp")
         os.replace(path + ".tmp", path)
+        # the model itself beside it, as tokenizer.model: a run's saved folders carry it, and
+        # transformers' AutoTokenizer reads it there
+        copy_companions(self.model_path, os.path.dirname(os.path.abspath(path)), model=True)
 
 
 class HFTokenizer:
@@ -126,6 +129,21 @@ class HFTokenizer:
                 print(f"note: no SentencePiece model for {self.hf_name} ({e}); tokenizer.bin not written")
                 return
         SentencePieceTokenizer(model).write_c(path)
+
+
+def copy_companions(src, out, model):
+    """the Hugging Face files beside tokenizer file SRC (tokenizer_config.json,
+    special_tokens_map.json) into folder OUT, and with model=True SRC itself as tokenizer.model:
+    train_llama copies them into every model folder it saves, so that transformers opens it"""
+    import shutil
+    folder = os.path.dirname(os.path.abspath(src))
+    names = [(os.path.basename(src), "tokenizer.model")] if model else []
+    names += [(n, n) for n in ("tokenizer_config.json", "special_tokens_map.json")]
+    for a, b in names:
+        s, d = os.path.join(folder, a), os.path.join(out, b)
+        if os.path.isfile(s) and os.path.abspath(s) != os.path.abspath(d):
+            shutil.copyfile(s, d + ".tmp")
+            os.replace(d + ".tmp", d)
 
 
 def _hf_special(folder, key):
@@ -188,6 +206,7 @@ class TokenizersTokenizer:
         import shutil
         shutil.copyfile(self.path, path + ".tmp")
         os.replace(path + ".tmp", path)
+        copy_companions(self.path, os.path.dirname(os.path.abspath(path)), model=False)
 
 
 def _first_line(e):

@@ -16,6 +16,11 @@ Writes dev/test/data/tok/:
                            fallback, fuse_unk, <s> prefix), from spm_raw's vocabulary
   hf_llama2_metaspace.json the same with transformers' newer layout (Metaspace pre-tokenizer
                            and decoder, prepend_scheme "first", no normalizer)
+  hf_smollm.json           tokenizers byte-level BPE as SmolLM / SmolLM2: Digits (individual)
+                           then ByteLevel with its regex; chat markers as special tokens, and a
+                           plain added token
+  hf_metaspace_split.json  tokenizers BPE with a Metaspace that splits at every '▁'
+                           (prepend_scheme "always")
   cases.json               {"texts": [...], "tokenizers": [{"file", "ids": [[...]], "decoded": [...],
                            "prefix": [...]}]}: the reference ids of every text, and the library's
                            decode of those ids (skip special tokens)
@@ -68,6 +73,10 @@ TEXTS = [
     "aaa aaaaa aaaaaaa",
     "'TWAS the night",
     "unreachable by merges: zzqx",
+    "<|im_start|>user\nWhat is 12+30?<|im_end|>\n<|im_start|>assistant\n42, 0.5 and 1e-3<|im_end|>",
+    "digits of other scripts: \u0663\u0664\u0665 \u096a\u096b \u00b2\u00b3 \u00bd \u216b 2024-12-07",
+    "   \n\t  multiple\n\n\n   blank   lines   \u00a0 ",
+    "\u0645\u0631\u062d\u0628\u0627 \u05e9\u05dc\u05d5\u05dd \u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35 \u4f60\u597d\uff0c\u4e16\u754c\uff01 caf\u00e9s 3\u00d74=12",
 ]
 
 # a small charsmap: sentencepiece's rule TSV (source code points -> target code points)
@@ -190,6 +199,40 @@ def make_llama2(spm_model):
     return path
 
 
+def train_bpe(pre, dec, specials, **model):
+    tok = Tokenizer(models.BPE(**model))
+    tok.pre_tokenizer, tok.decoder = pre, dec
+    alphabet = pre_tokenizers.ByteLevel.alphabet() if isinstance(dec, decoders.ByteLevel) else []
+    tok.train_from_iterator(corpus(), trainers.BpeTrainer(vocab_size=600, special_tokens=specials, initial_alphabet=alphabet, show_progress=False))
+    return tok
+
+
+def train_smollm(name):
+    """SmolLM / SmolLM2's layout: Digits (each digit alone) then ByteLevel with the GPT-2 regex, no
+    bos; the chat markers as special added tokens, one plain added token (matched in text as
+    well). Trained without Digits, so that merges across digits exist and the split matters."""
+    tok = train_bpe(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True), decoders.ByteLevel(),
+                    ["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.add_tokens(["assistant"])  # not special: its text is printed
+    path = os.path.join(OUT, name)
+    tok.save(path)
+    return path
+
+
+def make_metaspace_split(name):
+    """a Metaspace pre-tokenizer that splits at every '▁' (prepend_scheme always), unk for the rest.
+    Trained without the split, so that merges across '▁' exist and the split matters."""
+    meta = dict(replacement="\u2581", prepend_scheme="always")
+    tok = train_bpe(pre_tokenizers.Metaspace(split=False, **meta), decoders.Metaspace(split=False, **meta), ["<unk>", "<s>", "</s>"], unk_token="<unk>")
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(split=True, **meta)
+    tok.decoder = decoders.Metaspace(split=True, **meta)
+    path = os.path.join(OUT, name)
+    tok.save(path)
+    return path
+
+
 def hf_case(path):
     tok = Tokenizer.from_file(path)
     ids = [tok.encode(t, add_special_tokens=False).ids for t in TEXTS]
@@ -217,6 +260,8 @@ def main():
     cases.append(hf_case(train_bytelevel("hf_gpt2.json", False)))
     cases.append(hf_case(make_llama2(os.path.join(OUT, "spm_raw.model"))))
     cases.append(hf_case(os.path.join(OUT, "hf_llama2_metaspace.json")))
+    cases.append(hf_case(train_smollm("hf_smollm.json")))
+    cases.append(hf_case(make_metaspace_split("hf_metaspace_split.json")))
     with open(os.path.join(OUT, "cases.json"), "w", encoding="utf-8") as f:
         json.dump({"texts": TEXTS, "tokenizers": cases}, f, ensure_ascii=True, separators=(",", ":"))
         f.write("\n")

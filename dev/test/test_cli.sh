@@ -78,7 +78,7 @@ expect_error "--prompt-ids while training" "^error: --prompt-ids: inspects a mod
 # --help: every option in the table shows up, and it exits 0
 help=$("$bin" --help); rc=$?
 missing=""
-for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type proj apollo-scale scale-type per-layer grad-accum keep resume max-bad-steps memory-plan gpu-mem recompute svd dist-init overwrite allow-changes prompt-ids prompt dump-logits; do
+for opt in model init train val batch seq steps lr warmup min-lr-ratio schedule optimizer weight-decay beta1 beta2 eps grad-clip seed shuffle out log save-every eval-every eval-tokens threads rank update-proj-gap galore-scale proj-type proj apollo-scale scale-type per-layer grad-accum keep resume max-bad-steps memory-plan gpu-mem recompute svd dist-init overwrite allow-changes prompt-ids prompt dump-logits temperature top-k top-p vocab vocab-multiple; do
     grep -q -- "--$opt " <<<"$help" || missing="$missing $opt"
 done
 [ $rc -eq 0 ] && [ -z "$missing" ] && ok "--help lists every flag" || bad "--help (rc $rc) misses:$missing"
@@ -287,7 +287,7 @@ else bad "--out guard (rc $rc): $out"; fi
 out=$("$bin" "${g[@]}" --steps 2 --out "$tmp/old" --resume 1 2>&1); rc=$?
 if [ $rc -eq 0 ] && grep -q "^nothing to do: $tmp/old/ckpt_00000003 is at step 3 and --steps is 2" <<<"$out" && ! grep -q "^step \|^done" <<<"$out" \
    && [ "$sum_old" = "$(md5sum "$tmp/old/model.safetensors" "$tmp/old/ckpt_00000003/state.bin" "$tmp/old/log.jsonl" | cut -d' ' -f1)" ] \
-   && [ "$(ls "$tmp/old")" = "$(printf 'args.json\nckpt_00000003\nconfig.json\nlog.jsonl\nmodel.safetensors')" ]; then
+   && [ "$(ls "$tmp/old")" = "$(printf 'args.json\nckpt_00000003\nconfig.json\ngeneration_config.json\nlog.jsonl\nmodel.safetensors\ntokenizer.bin\ntokenizer.model\ntokenizer_config.json')" ]; then
     ok "--resume 1 past --steps: nothing to do, exit 0, nothing written"
 else bad "resume past --steps (rc $rc): $out"; fi
 out=$("$bin" "${g[@]}" --steps 3 --out "$tmp/old" --resume 1 2>&1); rc=$?
@@ -368,10 +368,25 @@ out=$("$bin" --steps 2 --batch 2 --seq 16 --val "$tmp/badval_000.bin" --eval-tok
 [ $rc -ne 0 ] && grep -q "^error: shard $tmp/badval_000.bin: token id 4096 at token offset 44627 >= vocab_size 4096" <<<"$out" && ! grep -q "^step " <<<"$out" \
     && ok "an id >= vocab at the end of a val shard stops the run before step 1" || bad "token scan (rc $rc): $out"
 
-# a tokenizer of another vocabulary gets a warning (it decodes to other words)
 python3 -c "import sys; sys.path.insert(0, 'dev/data'); import c4; c4.BytesTokenizer().write_c('$tmp/tok259.bin')"
-w=$(warns --warmup 0 --tokenizer "$tmp/tok259.bin")
-grep -q "^warning: --tokenizer $tmp/tok259.bin has 259 pieces but the model's vocabulary is 4096" <<<"$w" && ok "tokenizer of another vocabulary: a warning" || bad "vocab mismatch: $w"
+
+# the tokenizer follows the data: the one beside the --train shards is used (and recorded in the
+# log); another one given by --tokenizer is an error naming both; shards whose ids the tokenizer
+# cannot give are refused; every saved folder holds the tokenizer (and --init finds it there)
+mkdir -p "$tmp/own" "$tmp/bare" && cp dev/data/tinytext/train_000.bin "$tmp/own/train_000.bin" && cp dev/data/tinytext/train_000.bin "$tmp/bare/train_000.bin"
+cp "$tmp/tok259.bin" "$tmp/own/tokenizer.bin"
+expect_error "a --tokenizer other than the data's" "^error: --tokenizer dev/data/tinytext/tokenizer.bin and $tmp/own/tokenizer.bin beside the --train shards are different tokenizers" \
+    "${quick[@]}" --train "$tmp/own/train_*.bin" --tokenizer dev/data/tinytext/tokenizer.bin
+expect_error "shards with ids the tokenizer cannot give" "^error: --train $tmp/own/train_\*.bin: token id 4095, but tokenizer $tmp/own/tokenizer.bin has 259 pieces: the shards were made with another tokenizer" \
+    "${quick[@]}" --train "$tmp/own/train_*.bin"
+expect_error "--tokenizer that cannot give the shards' ids" "^error: --train $tmp/bare/train_\*.bin: token id 4095, but tokenizer $tmp/tok259.bin has 259 pieces" \
+    "${quick[@]}" --train "$tmp/bare/train_*.bin" --tokenizer "$tmp/tok259.bin"
+cp dev/data/tinytext/tokenizer.bin dev/data/tinytext/tokenizer.model "$tmp/bare/"
+out=$("$bin" "${quick[@]}" --train "$tmp/bare/train_*.bin" --out "$tmp/tokrun" --sample-len 4 --log "$tmp/tokrun.jsonl" 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^tokenizer: $tmp/bare/tokenizer.bin (beside the --train shards)$" <<<"$out" && grep -q "\"tokenizer\":\"$tmp/bare/tokenizer.bin\"" "$tmp/tokrun.jsonl" \
+    && cmp -s "$tmp/tokrun/tokenizer.bin" dev/data/tinytext/tokenizer.bin && cmp -s "$tmp/tokrun/tokenizer.model" dev/data/tinytext/tokenizer.model \
+    && cmp -s "$tmp/tokrun/ckpt_00000001/tokenizer.bin" dev/data/tinytext/tokenizer.bin \
+    && ok "the tokenizer beside the --train shards is used, logged, and copied into the model and the checkpoint" || bad "data's tokenizer (rc $rc): $out"
 
 # samples are valid UTF-8 (broken byte runs print U+FFFD), over several samples of a young model
 out=$("$bin" --steps 2 --batch 2 --seq 128 --val "" --sample-every 1 --sample-len 120 --out "" --warmup 0 2>/dev/null)
@@ -425,8 +440,13 @@ out=$("$bin" --model "$tmp/v601.json" --steps 0 --val "" --tokenizer dev/test/da
 # the errors: no tokenizer, a tokenizer of another vocabulary, a version-1 tokenizer.bin (no scores)
 expect_error "--prompt without a tokenizer" "^error: --prompt: no tokenizer at '' to encode the text; pass --tokenizer" \
     --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt "It is" --sample-len 4 --seq 64 --tokenizer ""
-expect_error "--prompt with a tokenizer of another vocabulary" "^error: --prompt: --tokenizer $tmp/tok259.bin has 259 pieces but the model's vocabulary is 4096: the prompt would be other tokens" \
-    --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt "It is" --sample-len 4 --seq 64 --tokenizer "$tmp/tok259.bin"
+# only a tokenizer that can give ids >= vocab is refused: a smaller one is legal (llama_60m's
+# 32,000 rows and a 4,096-piece tokenizer), with neither an error nor a warning
+expect_error "--prompt with a tokenizer larger than the vocabulary" "^error: --prompt: --tokenizer dev/data/tinytext/tokenizer.bin has 4096 pieces but the model's vocabulary is 601: the prompt could hold ids" \
+    --model "$tmp/v601.json" --steps 0 --prompt "It is" --sample-len 4 --seq 32 --tokenizer dev/data/tinytext/tokenizer.bin
+out=$("$bin" --init "$tmp/run/ckpt_00000040" --steps 0 --prompt "It is" --sample-len 4 --seq 64 --tokenizer "$tmp/tok259.bin" 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^prompt: 5 tokens: 76 119 35 108 118$" <<<"$out" && ! grep -q "^warning" <<<"$out" \
+    && ok "--prompt with a tokenizer smaller than the vocabulary: $(grep '^prompt' <<<"$out")" || bad "smaller tokenizer (rc $rc): $out"
 python3 - dev/data/tinytext/tokenizer.bin "$tmp/v1.bin" <<'PY'
 import struct, sys  # version 2 -> version 1: the header's [7..9] and each piece's score dropped
 b = open(sys.argv[1], "rb").read()
@@ -441,5 +461,35 @@ expect_error "--prompt with a version-1 tokenizer.bin" "^error: --prompt: --toke
     --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt "It is" --sample-len 4 --seq 64 --tokenizer "$tmp/v1.bin"
 out=$("$bin" --init "$tmp/run/ckpt_00000040" --steps 0 --val "" --prompt-ids "590 368 261" --sample-len 12 --seq 64 --tokenizer "$tmp/v1.bin" 2>&1); rc=$?
 [ $rc -eq 0 ] && grep -q "^sample: It is a" <<<"$out" && ok "a version-1 tokenizer.bin still decodes" || bad "v1 decode (rc $rc): $out"
+
+# generation: --steps 0 --prompt evaluates nothing unless --val is given; --temperature 0 is greedy
+# (the same with any --seed, and what --top-k 1 or a tiny --top-p leave); --temperature 1 follows --seed
+gen() { "$bin" --init "$tmp/run/ckpt_00000040" --steps 0 --prompt "It is a" --seq 64 "$@" 2>&1; }
+out=$(gen --sample-len 4); out_val=$(gen --sample-len 4 --val dev/data/tinytext/val_000.bin --eval-tokens 256)
+! grep -q "val loss" <<<"$out" && grep -q "^val loss" <<<"$out_val" && ok "--steps 0 --prompt: no validation pass unless --val is given" \
+    || bad "--prompt's validation: $out // $out_val"
+g1=$(gen --sample-len 20 --temperature 0 | grep '^sample'); g2=$(gen --sample-len 20 --temperature 0 --seed 7 | grep '^sample')
+k1=$(gen --sample-len 20 --top-k 1 --seed 3 | grep '^sample'); p1=$(gen --sample-len 20 --top-p 0.000001 --seed 5 | grep '^sample')
+s1=$(gen --sample-len 20 --seed 1 | grep '^sample'); s2=$(gen --sample-len 20 --seed 2 | grep '^sample'); s1b=$(gen --sample-len 20 --seed 1 | grep '^sample')
+[ -n "$g1" ] && [ "$g1" = "$g2" ] && [ "$g1" = "$k1" ] && [ "$g1" = "$p1" ] && ok "--temperature 0 = --top-k 1 = --top-p 1e-6, whatever the seed: $g1" \
+    || bad "greedy: '$g1' '$g2' '$k1' '$p1'"
+[ "$s1" = "$s1b" ] && [ "$s1" != "$s2" ] && [ "$s1" != "$g1" ] && ok "--temperature 1 draws by --seed" || bad "seeded draws: '$s1' '$s1b' '$s2'"
+expect_error "a negative --temperature" "^error: --temperature -1: must be non-negative" --temperature -1
+expect_error "a bad --vocab" "^error: --vocab 12x: expected auto or a vocabulary size" --vocab 12x --steps 1
+expect_error "--vocab with --init" "^error: --vocab 512: 512, but --init's model has vocab_size 4096" --vocab 512 --init "$tmp/run/ckpt_00000040" --steps 1
+expect_error "--top-p 0" "^error: --top-p 0: must be in (0, 1\]" --top-p 0
+# a sample ends after the tokenizer's eos: a copy of the tokenizer whose eos is the first greedy
+# token stops there (the text of --sample-len 1), where the real one goes on
+first=$("$bin" --init "$tmp/run/ckpt_00000040" --steps 0 --prompt-ids "590 368 261" --seq 64 --sample-len 1 --temperature 0 --tokenizer "$tmp/none.bin" 2>&1 | sed -n 's/^sample ids: 590 368 261 //p')
+python3 - dev/data/tinytext/tokenizer.bin "$tmp/eos.bin" "$first" <<'PY'
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read()); struct.pack_into("<i", b, 16, int(sys.argv[3])); open(sys.argv[2], "wb").write(b)
+PY
+e1=$(gen --sample-len 1 --temperature 0 --tokenizer "$tmp/eos.bin" | grep '^sample'); e20=$(gen --sample-len 20 --temperature 0 --tokenizer "$tmp/eos.bin" | grep '^sample')
+[ -n "$first" ] && [ -n "$e1" ] && [ "$e1" = "$e20" ] && [ "$e20" != "$g1" ] && ok "a sample stops after eos (id $first): $e20" || bad "eos stop (id '$first'): '$e1' '$e20' '$g1'"
+# ... or after any eos of the --init folder's generation_config.json (Llama 3 Instruct: end_of_text and eot_id)
+cp -r "$tmp/run/ckpt_00000040" "$tmp/geneos" && printf '{"eos_token_id": [4095, %s]}' "$first" > "$tmp/geneos/generation_config.json"
+e20g=$("$bin" --init "$tmp/geneos" --steps 0 --prompt "It is a" --seq 64 --sample-len 20 --temperature 0 2>&1 | grep '^sample')
+[ -n "$e1" ] && [ "$e20g" = "$e1" ] && ok "a sample stops after an eos of generation_config.json's list" || bad "generation_config eos: '$e20g' vs '$e1'"
 
 summary

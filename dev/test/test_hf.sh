@@ -147,4 +147,43 @@ for fam in tied headdim; do
         ok "fine-tune of transformers' $fam save (galore_adamw8bit --per-layer 1, 4 steps): $r = the F32 checkpoint rounded; reloaded and saved again: same bytes, same logits"
     else bad "fine-tune $fam: [$r] [$r2] n $n shards $nsh tied_ok $tied_ok; $(tail -3 "$o.txt")"; fi
 done
+# a fine-tune's folder is complete for Hugging Face: config.json keeps --init's fields that the
+# program does not own (bos/eos/pad ids, use_cache, ...), generation_config.json is --init's (or
+# made from the config's ids), and the tokenizer files come along (a stdlib check of the files;
+# dev/check_hf_folder.py runs transformers on them where it is installed)
+l3="$tmp/l3tok"; cp -r dev/ref/hf/llama3 "$l3"; cp dev/test/data/tok/hf_llama3.json "$l3/tokenizer.json"
+printf '{"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|end_of_text|>"}' > "$l3/tokenizer_config.json"
+printf '{"bos_token_id": 1, "eos_token_id": [2, 5], "do_sample": true, "temperature": 0.6}' > "$l3/generation_config.json"
+"$bin" "${ft[@]}" --tokenizer "$l3/tokenizer.json" --init "$l3" --steps 2 --lr 1e-3 --warmup 0 --out "$tmp/ft_l3tok" > "$tmp/ft_l3tok.txt" 2>&1
+"$bin" "${ft[@]}" --init dev/ref/hf/llama3 --steps 2 --lr 1e-3 --warmup 0 --out "$tmp/ft_l3" > "$tmp/ft_l3.txt" 2>&1
+r=$(python3 - "$tmp" <<'PY'
+import json, sys
+t = sys.argv[1]
+def load(p): return json.load(open(p))
+src = load("dev/ref/hf/llama3/config.json")
+bad = []
+for d in ("ft_l3", "ft_l3tok", "ft_l3tok/ckpt_00000002"):
+    c = load(f"{t}/{d}/config.json")
+    for k in ("bos_token_id", "eos_token_id", "pad_token_id", "use_cache", "pretraining_tp", "attention_dropout", "transformers_version"):
+        if k not in c or c[k] != src[k]: bad.append(f"{d}: config {k} {c.get(k, 'missing')!r}, --init had {src[k]!r}")
+g = load(f"{t}/ft_l3/generation_config.json")
+if g.get("eos_token_id") != 2 or g.get("bos_token_id") != 1: bad.append(f"ft_l3: generation_config {g}")
+for d in ("ft_l3tok", "ft_l3tok/ckpt_00000002"):
+    for f in ("generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+        if open(f"{t}/{d}/{f}", "rb").read() != open(f"{t}/l3tok/{f}", "rb").read(): bad.append(f"{d}/{f} is not --init's")
+print("; ".join(bad) if bad else "ok")
+PY
+)
+[ "$r" = ok ] && ok "a fine-tuned Llama 3 folder keeps bos/eos/pad and --init's other config fields, its generation_config.json and tokenizer files" \
+    || bad "complete HF folders: $r $(tail -2 "$tmp/ft_l3tok.txt")"
+# where torch and transformers are installed (not in CI): a trained folder opened by
+# AutoTokenizer / AutoModelForCausalLM gives --prompt's ids and generate() gives --temperature 0's tokens
+PY=${HF_PYTHON:-python3}
+if "$PY" -c "import torch, transformers" 2>/dev/null; then
+    "$bin" --train "dev/data/tinytext/train_*.bin" --steps 2 --batch 2 --seq 32 --val "" --sample-len 0 --out "$tmp/hfrun" > /dev/null 2>&1
+    r=$("$PY" dev/check_hf_folder.py "$tmp/hfrun" --bin "$bin" 2>/dev/null); rc=$?
+    [ $rc -eq 0 ] && ok "transformers opens a run folder with its tokenizer; ids and greedy tokens agree: $(grep -c '^ok' <<<"$r") prompts" || bad "check_hf_folder.py: $r"
+else
+    echo "note: torch/transformers not importable by $PY: dev/check_hf_folder.py skipped (HF_PYTHON=... to name a Python that has them)"
+fi
 summary

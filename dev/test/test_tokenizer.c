@@ -73,6 +73,61 @@ static void test_file(const cJSON* texts, const cJSON* tc) {
     tokenizer_free(&t);
 }
 
+// tokenizer_stream_*: the text printed token by token equals tokenizer_decode of all the ids (on
+// every case's ids and on random ids, whose byte pieces break UTF-8), and a character whose bytes
+// come in separate tokens is held back until it completes, never printed as U+FFFD
+static void stream_text(const Tokenizer* t, const int* ids, int n, char** buf, size_t* len, size_t* after_first) {
+    FILE* f = open_memstream(buf, len);
+    TokStream st;
+    tokenizer_stream_start(&st, f);
+    for (int i = 0; i < n; i++) {
+        tokenizer_stream_token(t, &st, ids[i]);
+        if (i == 0 && after_first) { fflush(f); *after_first = *len; }
+    }
+    tokenizer_stream_end(&st);
+    fclose(f);
+}
+static void test_stream(const cJSON* tc) {
+    const char* file = cJSON_GetObjectItemCaseSensitive(tc, "file")->valuestring;
+    Tokenizer t;
+    if (!tokenizer_init(&t, file)) return;
+    int same = 0, total = 0;
+    uint64_t x = 88172645463325252ULL; // xorshift64: ids in [0, V + 2), a few outside the vocabulary
+    for (int k = 0; k < 300; k++) {
+        int ids[40], n = 0;
+        const cJSON* want = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(tc, "ids"), k);
+        if (want) { const cJSON* it; cJSON_ArrayForEach(it, want) if (n < 40) ids[n++] = it->valueint; }
+        else for (n = 0; n < 40; n++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            // half of them byte pieces where the tokenizer has them (broken and split UTF-8)
+            int b = t.byte_id[(x >> 8) & 255];
+            ids[n] = (x & 1) && b >= 0 ? b : (int)((x >> 20) % (uint64_t)(t.vocab_size + 2));
+        }
+        char dec[4096];
+        size_t dl = tokenizer_decode(&t, ids, n, dec, sizeof dec); // (a <0x00> piece puts a NUL inside)
+        char* buf = NULL; size_t len = 0;
+        stream_text(&t, ids, n, &buf, &len, NULL);
+        int eq = len == dl && memcmp(buf, dec, len) == 0;
+        if (!eq && same == total) printf("     first difference, %d ids:\n     stream [%.*s]\n     decode [%s]\n", n, (int)len, buf, dec);
+        same += eq;
+        total++;
+        free(buf);
+    }
+    CHECK(same == total, "%s: the streamed text differs from tokenizer_decode on %d of %d id lists", file, total - same, total);
+    int fails = failures;
+    if (!t.byte_text && t.byte_id[0xE2] >= 0 && t.byte_id[0x82] >= 0 && t.byte_id[0xAC] >= 0) {
+        int euro[3] = {t.byte_id[0xE2], t.byte_id[0x82], t.byte_id[0xAC]}; // U+20AC in three byte tokens
+        char* buf = NULL; size_t len = 0, first = 99;
+        stream_text(&t, euro, 3, &buf, &len, &first);
+        CHECK(first == 0 && len == 3 && memcmp(buf, "\xE2\x82\xAC", 3) == 0, "%s: a character in three byte tokens: %zu bytes after the first, %zu in all", file, first, len);
+        free(buf);
+        if (failures == fails) printf("ok   %s: streamed text = decoded text on %d id lists; a character split over byte tokens waits for its last byte\n", file, total);
+    } else if (failures == fails) {
+        printf("ok   %s: streamed text = decoded text on %d id lists\n", file, total);
+    }
+    tokenizer_free(&t);
+}
+
 int main(void) {
     char* text = read_all("dev/test/data/tok/cases.json");
     cJSON* root = cJSON_Parse(text);
@@ -90,6 +145,7 @@ int main(void) {
         free(ids);
         tokenizer_free(&t);
     }
+    cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(root, "tokenizers")) test_stream(tc);
     cJSON_Delete(root);
     free(text);
     printf("%s: %d checks, %d failures\n", failures ? "FAILED" : "passed", checks, failures);

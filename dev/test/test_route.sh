@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# test_route.sh: the README's route from a plain text file to a model one can prompt and share,
+# as a user runs it: train a sentencepiece tokenizer on the text (dev/data/train_tokenizer.py),
+# make shards with it (dev/data/prepare.py), pretrain a llama_60m-shape model with --vocab auto
+# (2 steps), prompt it, and (where transformers is installed) open its folder with transformers:
+# the same prompt ids and greedy tokens. Needs a Python with sentencepiece (HF_PYTHON, else
+# python3); says it skipped otherwise (CI has only the standard library).
+source "$(dirname "$0")/testlib.sh"
+bin=./train_llama
+PY=${HF_PYTHON:-python3}
+if ! "$PY" -c "import sentencepiece" 2>/dev/null; then
+    echo "note: sentencepiece not importable by $PY: the tokenizer route is skipped (HF_PYTHON=... to name a Python that has it)"
+    summary; exit $?
+fi
+text=(README.md docs/experiment.md)
+"$PY" dev/data/train_tokenizer.py --input "${text[@]}" --vocab-size 500 --out "$tmp/mine" > "$tmp/tok.txt" 2>&1 \
+    && "$PY" dev/data/prepare.py --tokenizer "$tmp/mine" --input "${text[@]}" --out "$tmp/mine" > "$tmp/prep.txt" 2>&1; rc=$?
+[ $rc -eq 0 ] && [ -s "$tmp/mine/tokenizer.model" ] && [ -s "$tmp/mine/tokenizer.bin" ] && ls "$tmp"/mine/data_train_*.bin > /dev/null \
+    && ok "a 500-piece BPE tokenizer trained on the text, and shards made with it" || bad "tokenizer/shards (rc $rc): $(tail -2 "$tmp/tok.txt" "$tmp/prep.txt")"
+out=$("$bin" --model llama_60m --vocab auto --vocab-multiple 64 --train "$tmp/mine/data_train_*.bin" --val "" --steps 2 --batch 2 --seq 64 \
+      --warmup 0 --sample-len 8 --out "$tmp/run" 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^tokenizer: $tmp/mine/tokenizer.bin (beside the --train shards)$" <<<"$out" && grep -q "vocab 512 " <<<"$out" \
+    && grep -q '"vocab_size":[[:space:]]*512' "$tmp/run/config.json" && [ -s "$tmp/run/tokenizer.model" ] && [ -s "$tmp/run/tokenizer_config.json" ] \
+    && ok "llama_60m with --vocab auto --vocab-multiple 64: vocab 512 for 500 pieces; the folder holds the tokenizer" || bad "pretraining (rc $rc): $out"
+want=$("$PY" -c "import sentencepiece as s; print(' '.join(map(str, s.SentencePieceProcessor(model_file='$tmp/mine/tokenizer.model').encode('The optimizer state'))))")
+out=$("$bin" --init "$tmp/run" --steps 0 --prompt "The optimizer state" --sample-len 8 --temperature 0 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "^prompt: [0-9]* tokens: $want$" <<<"$out" && grep -q "^sample: The optimizer state" <<<"$out" \
+    && ok "--init RUN --prompt: sentencepiece's ids ($want), greedy sample" || bad "--prompt (rc $rc, want $want): $out"
+if "$PY" -c "import torch, transformers" 2>/dev/null; then
+    r=$("$PY" dev/check_hf_folder.py "$tmp/run" --bin "$bin" --prompt "The optimizer state" "galore.c trains 1234 tokens" 2>/dev/null); rc=$?
+    [ $rc -eq 0 ] && ok "transformers opens the run folder: $(grep -c '^ok' <<<"$r") prompts with train_llama's ids and greedy tokens" || bad "check_hf_folder.py: $r"
+else
+    echo "note: torch/transformers not importable by $PY: dev/check_hf_folder.py skipped"
+fi
+summary
