@@ -79,11 +79,13 @@ done
 # 5. the memory plan is what is allocated: every row the program allocates under its own name
 # (gpu_alloc_rows walks the plan) equals, in bytes, the peak the emulated allocator saw under that
 # name (EMU_MEM_REPORT=1); the library rows (cuBLASLt, cuSOLVER, attention workspaces) are sized by
-# the libraries' queries and printed by the run beside the plan's estimate
+# the libraries' queries and printed by the run beside the plan's estimate. --attn-fallback 1 in
+# both: the emulated cuDNN refuses its graphs, so the run takes the cuBLAS attention, whose saved
+# probabilities (L x B x NH x T x T) the plan counts only when told (a default plan assumes cuDNN)
 for case_ in "galore_adamw8bit --rank 16" "apollo_adamw --per-layer 1 --grad-accum 2" "fira_adamw --rank 16 --recompute 1"; do
     read -r opt rest <<<"$case_"
-    "$gpu" --batch 2 --seq 32 --optimizer $opt $rest --memory-plan json > "$tmp/plan.json" 2>&1 || { bad "plan $case_: --memory-plan json failed"; continue; }
-    EMU_MEM_REPORT=1 "$gpu" "${common[@]}" --steps 1 --out "" --optimizer $opt $rest > "$tmp/mem.txt" 2>&1 || { bad "plan $case_: the run failed: $(grep -m1 -E 'error' "$tmp/mem.txt")"; continue; }
+    "$gpu" --batch 2 --seq 32 --attn-fallback 1 --optimizer $opt $rest --memory-plan json > "$tmp/plan.json" 2>&1 || { bad "plan $case_: --memory-plan json failed"; continue; }
+    EMU_MEM_REPORT=1 "$gpu" "${common[@]}" --attn-fallback 1 --steps 1 --out "" --optimizer $opt $rest > "$tmp/mem.txt" 2>&1 || { bad "plan $case_: the run failed: $(grep -m1 -E 'error' "$tmp/mem.txt")"; continue; }
     r=$(python3 - "$tmp/plan.json" "$tmp/mem.txt" <<'PY'
 import json, sys
 plan = [p for p in json.load(open(sys.argv[1]))["plans"] if p["engine"] == "gpu"][0]
