@@ -14,7 +14,8 @@ set -u
 BUILD_PKGS="make gcc libc6-dev libcjson-dev libblas-dev liblapack-dev libopenblas0-openmp"
 # libopenblas-openmp-dev: OpenBLAS's own cblas.h (it becomes what <cblas.h> finds), which a user
 # with libopenblas-dev builds against; test_build.sh compiles against it and netlib's
-TEST_PKGS="python3 openmpi-bin libopenmpi-dev clang-14 libclang-rt-14-dev libopenblas-openmp-dev"
+# python3-sentencepiece: dev/test/test_route.sh trains a tokenizer as the README's route does
+TEST_PKGS="python3 python3-sentencepiece openmpi-bin libopenmpi-dev clang-14 libclang-rt-14-dev libopenblas-openmp-dev"
 
 install() {
     local need="" pkg

@@ -8,6 +8,9 @@
 source "$(dirname "$0")/testlib.sh"
 bin=./train_llama
 PY=${HF_PYTHON:-python3}
+# make deps installs Debian's python3-sentencepiece: the system Python has it where the python3 on
+# the PATH (a pyenv or venv one) may not
+if ! "$PY" -c "import sentencepiece" 2>/dev/null && [ -z "${HF_PYTHON:-}" ] && /usr/bin/python3 -c "import sentencepiece" 2>/dev/null; then PY=/usr/bin/python3; fi
 if ! "$PY" -c "import sentencepiece" 2>/dev/null; then
     echo "note: sentencepiece not importable by $PY: the tokenizer route is skipped (HF_PYTHON=... to name a Python that has it)"
     summary; exit $?
