@@ -217,11 +217,11 @@ test-cpu: train_llama $(CPU_TESTS)
 
 # the CPU tests again under AddressSanitizer and UBSan, and each parser's fuzzer briefly
 test-sanitizers:
-	bash dev/test/run_sanitizers.sh
+	$(SUITE) bash dev/test/run_sanitizers.sh
 
 FUZZ_TIME ?= 15
 test-fuzz:
-	$(MAKE) -C dev/fuzz run FUZZ_TIME=$(FUZZ_TIME)
+	$(SUITE) $(MAKE) -s -C dev/fuzz run FUZZ_TIME=$(FUZZ_TIME)
 
 test: check-test-deps test-cpu test-sanitizers test-fuzz cuda test-emu
 	@echo "make test: all CPU tests passed (also under ASan/UBSan), fuzzers found nothing; CUDA targets compiled where nvcc exists; the CUDA checks of test-emu passed on the CPU emulation (no GPU runs here)"
