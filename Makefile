@@ -191,7 +191,7 @@ else ifeq ($(CU_TARGETS),)
 	@echo "note: no .cu sources yet: nothing to build for CUDA"
 else
 	$(MAKE) $(CU_TARGETS)
-	$(MAKE) -C dev/cuda
+	$(MAKE) $(if $(filter 1,$(V)),,-s) -C dev/cuda
 endif
 
 # each suite: one line on the console (its FAIL lines under it), the whole output in test.log

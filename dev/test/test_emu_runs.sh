@@ -76,6 +76,23 @@ for case_ in "galore_adamw --rank 32 --update-proj-gap 3" "galore_adamw8bit --ra
     else bad "$name: final weights or state differ from the uninterrupted run"; fi
 done
 
+# 4b. generation on the GPU engine (run.h's sampler, gpu_next_logits): from the resumed run's
+# folder, the prompt's ids equal the CPU's (one tokenizer, shared code), greedy decoding gives the
+# same text whatever the seed, and the CPU engine's greedy text from the same weights agrees on the
+# first token (bf16 logits: later tokens may part where two logits nearly tie)
+dir="$tmp/resume_galore_adamw_ref"
+if [ -f "$dir/model.safetensors" ]; then
+    g1=$("$gpu" --init "$dir" --steps 0 --prompt "It is a" --sample-len 6 --temperature 0 --seed 1 --seq 32 2>&1); rc1=$?
+    g2=$("$gpu" --init "$dir" --steps 0 --prompt "It is a" --sample-len 6 --temperature 0 --seed 2 --seq 32 2>&1); rc2=$?
+    c1=$("$cpu" --init "$dir" --steps 0 --prompt "It is a" --sample-len 6 --temperature 0 --seq 32 --threads 1 2>&1)
+    gp=$(grep -m1 '^prompt:' <<<"$g1"); cp_=$(grep -m1 '^prompt:' <<<"$c1")
+    gs=$(grep -m1 '^sample' <<<"$g1"); gs2=$(grep -m1 '^sample' <<<"$g2"); cs=$(grep -m1 '^sample' <<<"$c1")
+    if [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ -n "$gp" ] && [ "$gp" = "$cp_" ] && [ -n "$gs" ] && [ "$gs" = "$gs2" ] &&
+       [ "$(cut -c1-12 <<<"${gs#*: }")" = "$(cut -c1-12 <<<"${cs#*: }")" ]; then
+        ok "generation on the emulated GPU: $gp; greedy '$gs' (CPU: '$cs')"
+    else bad "generation on the emulated GPU (rc $rc1/$rc2): GPU '$gp' '$gs' / '$gs2', CPU '$cp_' '$cs': $(grep -m1 -E 'error|emu:' <<<"$g1")"; fi
+else bad "generation: no model folder from the resume case"; fi
+
 # 5. the memory plan is what is allocated: every row the program allocates under its own name
 # (gpu_alloc_rows walks the plan) equals, in bytes, the peak the emulated allocator saw under that
 # name (EMU_MEM_REPORT=1); the library rows (cuBLASLt, cuSOLVER, attention workspaces) are sized by
