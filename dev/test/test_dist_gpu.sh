@@ -10,8 +10,9 @@
 # dQ-accumulator engine (fp32 atomics) cannot fail them; each pair prints the attention path.
 # Several GPUs, when present: 2 ranks at batch 4 vs 1 process at batch 8 (bf16 tolerance).
 source "$(dirname "$0")/testlib.sh"
-bin=./train_llamacu
-common=(--seq 128 --steps 8 --shuffle 0 --out "" --val "" --sample-len 0 --warmup 2)
+bin=${BIN:-./train_llamacu}  # BIN=./train_llamacu_emu: the same pairs under the CUDA emulation (make test-emu)
+# SEQ/STEPS/BATCH: smaller under the emulation, whose kernels run ~10-40 ns per thread
+common=(--seq ${SEQ:-128} --steps ${STEPS:-8} --shuffle 0 --out "" --val "" --sample-len 0 --warmup 2)
 
 run_pair() { # NAME TOL NP BATCH_ONE BATCH_RANK ARGS...
     local name=$1 tol=$2 np=$3 b1=$4 bn=$5; shift 5
@@ -33,10 +34,10 @@ run_pair() { # NAME TOL NP BATCH_ONE BATCH_RANK ARGS...
 
 # bf16: R rounded to bf16 moves the GaLore updates by ~2^-8 relative; over 8 steps the losses stay
 # within 1e-2 (the CPU-vs-GPU training check in test_llamacu uses the same order)
-run_pair "1 rank, adamw, whole-model (bitwise)" 0 1 8 8 --optimizer adamw --attn-fallback 2
-run_pair "1 rank, adamw, per-layer (bitwise)" 0 1 8 8 --optimizer adamw --per-layer 1 --attn-fallback 2
-run_pair "1 rank, galore_adamw, low-rank all-reduce" 1e-2 1 8 8 --optimizer galore_adamw --rank 32 --update-proj-gap 3 --grad-clip 0 --lr 0.01
-run_pair "1 rank, galore_adamw8bit per-layer" 1e-2 1 8 8 --optimizer galore_adamw8bit --rank 32 --update-proj-gap 3 --per-layer 1 --lr 0.01
+run_pair "1 rank, adamw, whole-model (bitwise)" 0 1 "${BATCH:-8}" "${BATCH:-8}" --optimizer adamw --attn-fallback 2
+run_pair "1 rank, adamw, per-layer (bitwise)" 0 1 "${BATCH:-8}" "${BATCH:-8}" --optimizer adamw --per-layer 1 --attn-fallback 2
+run_pair "1 rank, galore_adamw, low-rank all-reduce" 1e-2 1 "${BATCH:-8}" "${BATCH:-8}" --optimizer galore_adamw --rank 32 --update-proj-gap 3 --grad-clip 0 --lr 0.01
+run_pair "1 rank, galore_adamw8bit per-layer" 1e-2 1 "${BATCH:-8}" "${BATCH:-8}" --optimizer galore_adamw8bit --rank 32 --update-proj-gap 3 --per-layer 1 --lr 0.01
 ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
 if [ "$ngpu" -ge 2 ]; then
     run_pair "2 ranks vs batch 8, adamw" 1e-2 2 8 4 --optimizer adamw
