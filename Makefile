@@ -159,8 +159,8 @@ dev/cuda/%_emu: $(EMU_DEPS) train_llama.c
 # common.cuh's DEV_CUDA_TIMING), those without a library call under each seed of EMU_SEEDS
 # (thread order forward, reverse, random; the stream order varies with every seed), the whole
 # test_llamacu, the trainer's runs (dev/test/test_emu_runs.sh) and the one-rank data-parallel pairs.
-# OMP_NUM_THREADS=1 (the runtime's default too): OpenMP threads spinning beside the one-thread
-# emulation cost it 5x on 2 cores.
+# One OpenMP thread: the emulated runtime sets it (emu_runtime.cpp: threads spinning beside the
+# one-thread emulation cost it 5x on 2 cores) unless OMP_NUM_THREADS says otherwise.
 EMU_SEEDS ?= 0 1 7
 EMU_RUN_DEV_CUDA = cast swiglu rope rmsnorm encoder grad_norm adam apollo
 EMU_RUN_DEV_CUDA_LIB = matmul classifier attention svd galore_update
@@ -168,7 +168,6 @@ ifeq ($(wildcard $(CUDA_HOME)/include/cuda_runtime.h),)
 test-emu:
 	@echo "note: $(CUDA_HOME)/include/cuda_runtime.h not found: the emulated CUDA checks (test-emu) skipped; install the CUDA Toolkit (its headers suffice) or set CUDA_HOME"
 else
-test-emu: export OMP_NUM_THREADS = 1
 test-emu: export TEST_LOG = test-emu.log
 test-emu: emu train_llama
 	rm -f test-emu.log

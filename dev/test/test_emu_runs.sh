@@ -8,9 +8,7 @@
 #  - a run killed after a checkpoint and resumed equals the uninterrupted run bit for bit,
 #  - --memory-plan's rows equal the bytes the emulated allocator was asked for, row by row.
 # Small shapes (llama_tiny, batch 2 x 32): the emulated kernels cost ~10-40 ns per thread.
-# OMP_NUM_THREADS=1: the emulation runs on one thread, and idle OpenMP BLAS threads spinning
-# beside it made the runs 5x slower on 2 busy cores (measured: 128 s -> 19 s for one GaLore step).
-export OMP_NUM_THREADS=1
+# One OpenMP thread: the emulated runtime sets it itself (emu_runtime.cpp); the CPU runs say --threads 1.
 source "$(dirname "$0")/testlib.sh"
 gpu=${BIN:-./train_llamacu_emu}
 cpu=${CPU_BIN:-./train_llama}
