@@ -78,6 +78,9 @@ typedef struct {
     char gpu_mem_text[24];     // --gpu-mem as typed: "24", "24G", "24GB", "24GiB"
     float gpu_mem;             // GiB of the GPU the plan is checked against (0: no check; run_setup parses gpu_mem_text)
     int recompute;             // recompute layer activations in backward instead of keeping them
+    char weights[8];           // auto | bf16 | fp32 | int8 (weight8.h); auto: the engine's own (GPU bf16, CPU fp32)
+    int weight_group;          // int8: elements per scale and zero point (contiguous in the row-major weight)
+    int weight_int8_embed;     // int8: 1 quantizes the embedding and lm_head too
     char svd[16];              // GaLore projector: auto | exact | randomized
     char proj[16];             // GaLore projector source: svd | random (GoLore)
     char dist_init[PATHLEN];   // how ranks find each other without MPI: "" | file:PATH | tcp:HOST:PORT
@@ -165,6 +168,10 @@ static const OptSpec CLI_OPTIONS[] = {
     {"dump-logits", OPT_STR, OPT_S(dump_logits), "", NULL, "with --steps 0: write the first val batch's inputs and fp32 logits to this file (see README: to compare with transformers)"},
     {"memory-plan", OPT_CHOICE, OPT_S(memory_plan), "0", "0|1|json", "1: print the memory plan (weights, gradients, optimizer state, activations, workspaces) for this config and flags, and exit, without touching a GPU; json: the same as JSON"},
     {"gpu-mem", OPT_STR, OPT_S(gpu_mem_text), "0", NULL, "the GPU's memory in GiB (24, 24G, 24GB and 24GiB all mean 24 GiB, as cards are sold); implies --memory-plan 1: prints whether the GPU plan plus the CUDA context fits, and if not, the settings you did not pin that make it fit, cheapest first"},
+    {"weights", OPT_CHOICE, OPT_S(weights), "auto", "auto|bf16|fp32|int8",
+     "how the weights are stored: int8 keeps the projected matrices (q/k/v/o, gate/up/down) as 8-bit codes with an fp32 scale and an 8-bit zero point per --weight-group elements, requantized after each update with seeded stochastic rounding (Q-GaLore / Q-APOLLO); auto: bf16 on the GPU, fp32 on the CPU"},
+    {"weight-group", OPT_INT, OPT_S(weight_group), "128", NULL, "--weights int8: elements per scale and zero point, contiguous along each row (the input dimension)"},
+    {"weight-int8-embed", OPT_INT, OPT_S(weight_int8_embed), "0", NULL, "--weights int8: 1 also stores the embedding and lm_head as INT8 (0: they keep the engine's float weights)"},
     {"recompute", OPT_INT, OPT_S(recompute), "0", NULL,
      "1: keep only each layer's input in forward and recompute the rest of its activations in backward (less memory, ~1/3 more compute; results are identical)"},
     {"svd", OPT_CHOICE, OPT_S(svd), "auto", "auto|exact|randomized",

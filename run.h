@@ -301,6 +301,11 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     if (s->recompute > 1) die("--recompute %d: must be 0 or 1", s->recompute);
     if (s->master_weights > 1) die("--master-weights %d: must be 0 or 1", s->master_weights);
     if (s->stochastic_rounding > 1) die("--stochastic-rounding %d: must be 0 or 1", s->stochastic_rounding);
+    if (s->weight_group < 1) die("--weight-group %d: must be at least 1 (q-galore's default is 128)", s->weight_group);
+    if (s->weight_int8_embed > 1) die("--weight-int8-embed %d: must be 0 or 1", s->weight_int8_embed);
+    if (s->weight_int8_embed && strcmp(s->weights, "int8") != 0) die("--weight-int8-embed 1 needs --weights int8");
+    if (s->master_weights && strcmp(s->weights, "int8") == 0)
+        die("--weights int8 with --master-weights 1: fp32 masters would keep the full-precision copy INT8 weights exist to drop; pass one of them");
     if (s->attn_fallback < 0 || s->attn_fallback > 2) die("--attn-fallback %d: must be 0, 1 or 2", s->attn_fallback);
     if (s->resume && !s->out[0]) die("--resume 1 needs --out, the folder holding the checkpoints");
     if (s->eval_tokens < 1) die("--eval-tokens %lld: must be at least 1 (pass --val \"\" for no evaluation)", (long long)s->eval_tokens);
