@@ -160,7 +160,9 @@ dev/cuda/%_emu: $(EMU_DEPS) train_llama.c
 # (thread order forward, reverse, random; the stream order varies with every seed), the whole
 # test_llamacu, the trainer's runs (dev/test/test_emu_runs.sh) and the one-rank data-parallel pairs.
 # One OpenMP thread: the emulated runtime sets it (emu_runtime.cpp: threads spinning beside the
-# one-thread emulation cost it 5x on 2 cores) unless OMP_NUM_THREADS says otherwise.
+# one-thread emulation cost it 5x on 2 cores) unless OMP_NUM_THREADS says otherwise. So two lanes
+# run side by side, one core each: test_llamacu (~14 min alone) and everything after the
+# self-tests (~12 min); each lane keeps its own log, appended to test-emu.log at the end.
 EMU_SEEDS ?= 0 1 7
 EMU_RUN_DEV_CUDA = cast swiglu rope rmsnorm encoder grad_norm adam apollo
 EMU_RUN_DEV_CUDA_LIB = matmul classifier attention svd galore_update
@@ -173,12 +175,16 @@ test-emu: emu train_llama
 	rm -f test-emu.log
 	$(SUITE) ./dev/emu/test_emu
 	$(SUITE) ./dev/emu/test_emu_libs
-	fail=0; for t in $(EMU_RUN_DEV_CUDA); do for seed in $(EMU_SEEDS); do \
+	rm -f test-emu.lane1.log test-emu.lane2.log
+	fail=0; ( TEST_LOG=test-emu.lane1.log EMU_SEED=7 $(SUITE) ./test_llamacu_emu ) & lane1=$$!; \
+	export TEST_LOG=test-emu.lane2.log; \
+	for t in $(EMU_RUN_DEV_CUDA); do for seed in $(EMU_SEEDS); do \
 	  EMU_SEED=$$seed $(SUITE) ./dev/cuda/$${t}_emu || fail=1; done; done; \
 	for t in $(EMU_RUN_DEV_CUDA_LIB); do EMU_SEED=7 $(SUITE) ./dev/cuda/$${t}_emu || fail=1; done; \
-	EMU_SEED=7 $(SUITE) ./test_llamacu_emu || fail=1; \
 	EMU_SEED=7 $(SUITE) bash dev/test/test_emu_runs.sh || fail=1; \
 	BIN=./train_llamacu_emu SEQ=32 STEPS=3 BATCH=2 $(SUITE) bash dev/test/test_dist_gpu.sh || fail=1; \
+	wait $$lane1 || fail=1; \
+	cat test-emu.lane1.log test-emu.lane2.log >> test-emu.log && rm -f test-emu.lane1.log test-emu.lane2.log; \
 	awk '/^[0-9]+ passed, [0-9]+ failed/ { p += $$1; f += $$3 } END { printf "test-emu: %d GPU checks ran on the CPU emulation, %d failed (whole output: test-emu.log)\n", p, f }' test-emu.log; \
 	exit $$fail
 endif

@@ -10,6 +10,8 @@
 #   scripts/experiment_cpu.sh plot       # only docs/experiment_cpu.png + the table
 #   scripts/experiment_cpu.sh plan7b     # only the llama_7b memory plan table of every optimizer
 #   scripts/experiment_cpu.sh bench      # only the tokens/s of every optimizer (interleaved, vs adamw)
+#   scripts/experiment_cpu.sh int8       # only the --weights int8 runs (issue 25) and their fp32 twins
+#   BENCH_SET=int8 scripts/experiment_cpu.sh bench   # tokens/s of those six, interleaved
 #
 # Settings carried over from the paper's 60M run (scripts/run_llama60m_*.sh), relative to width:
 #   rank 128 at hidden 512 -> rank 64 at hidden 256; alpha 0.25; T (update-proj-gap) 200;
@@ -76,6 +78,11 @@ APOLLO="--update-proj-gap 200 --proj-type std"
 APOLLO_RUNS=("tiny_apollo_adamw|--optimizer apollo_adamw --lr 0.01 --rank 64 $APOLLO"
              "tiny_apollo_mini|--optimizer apollo_mini --lr 0.01 $APOLLO"
              "tiny_apollo_adamw8bit|--optimizer apollo_adamw8bit --lr 0.01 --rank 64 $APOLLO")
+# issue 25: INT8 weights (Q-GaLore / Q-APOLLO's storage, --weight-group 128) beside their fp32
+# twins of the tables above, on the same tokens
+INT8_TWINS=("${MAIN_RUNS[0]}" "${MAIN_RUNS[2]}" "${APOLLO_RUNS[1]}")
+INT8_RUNS=()
+for spec in "${INT8_TWINS[@]}"; do INT8_RUNS+=("${spec%%|*}_int8|${spec#*|} --weights int8"); done
 # tiny_runs SPEC...: each NAME|flags for X_STEPS
 tiny_runs() {
     local spec name flags
@@ -93,6 +100,10 @@ if [ "$PHASE" = all ] || [ "$PHASE" = main ]; then
 fi
 if [ "$PHASE" = all ] || [ "$PHASE" = main ] || [ "$PHASE" = apollo ]; then
     tiny_runs "${APOLLO_RUNS[@]}"
+fi
+if [ "$PHASE" = int8 ]; then
+    tiny_runs "${INT8_TWINS[@]}" "${INT8_RUNS[@]}"
+    "${PYTHON:-python3}" dev/plot_runs.py --no-plot "$OUT"/tiny_adamw_lr0.001* "$OUT"/tiny_galore_adamw8bit* "$OUT"/tiny_apollo_mini*
 fi
 # the llama_7b memory plan of every optimizer at 1 x 256 with per-layer updates (no training:
 # --memory-plan json of the CPU binary prints both engines' plans), as one markdown table
@@ -122,6 +133,7 @@ fi
 # interleaved, the median step of each (the first 5 left out: SVD, warmup), and its ratio to adamw
 # in the same round, so a busy machine slows both sides of a ratio alike
 BENCH=("${MAIN_RUNS[@]}" "${APOLLO_RUNS[@]}")
+[ "${BENCH_SET:-}" = int8 ] && BENCH=("${INT8_TWINS[@]}" "${INT8_RUNS[@]}") # adamw first: the ratios' reference
 if [ "$PHASE" = bench ]; then
     BENCH_STEPS="${BENCH_STEPS:-30}"; BENCH_ROUNDS="${BENCH_ROUNDS:-2}"
     mkdir -p "$OUT/bench" || exit 1
