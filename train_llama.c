@@ -158,6 +158,14 @@ static void llama_set_grad_mode(Llama* m, int per_layer) {
     m->grads_ctx = NULL;
 }
 
+// llama_weights_int8: --weights int8 (G > 0): the weights as loaded or drawn, quantized once to
+// nearest, the params set to their dequantized values (a resume then replaces the codes with the
+// checkpoint's: cpu_params_from_host); G 0 leaves the float weights alone
+static void llama_weights_int8(Llama* m, int G, int embed) {
+    weight8_init(&m->w8, &m->table, G, embed);
+    weight8_quantize_params(&m->w8, &m->table, m->params);
+}
+
 static void llama_free(Llama* m) {
     param_table_free(&m->table);
     weight8_free(&m->w8);
@@ -1431,10 +1439,7 @@ int main(int argc, char** argv) {
     llama_build(&model, &config);
     if (s.init[0]) llama_load_params(&model.table, model.params, s.init);
     else llama_init_params(&model.table, model.params, (uint64_t)s.seed);
-    // --weights int8: the weights as loaded (or drawn) quantized once, to nearest; a resume
-    // replaces the codes with the checkpoint's
-    weight8_init(&model.w8, &model.table, oc.w8_group, oc.w8_embed);
-    weight8_quantize_params(&model.w8, &model.table, model.params);
+    llama_weights_int8(&model, oc.w8_group, oc.w8_embed);
     llama_alloc_activations(&model, B, T, s.recompute);
     size_t np = llama_num_params(&model.table);
     printf("galore.c CPU | model %s | C %d H %d heads %d kv %d layers %d vocab %d | %.2fM params (%.1f%% in GaLore-able matrices)\n",
