@@ -2174,6 +2174,15 @@ static void test_weight8_runs(void) {
         check(memcmp(a, b, sizeof(float) * pt.total) == 0, "%s --weights int8: --per-layer weights after 5 steps equal the whole-model step's bit for bit",
               OPTIM_NAMES[oc.kind]);
     }
+    // the CPU memory plan's int8 rows are what weight8_init allocates (codes; fp32 scales + 8-bit zeros)
+    OptimConfig oc = small_optim(OPTIM_GALORE_ADAMW, PROJECTOR_SVD);
+    oc.w8_group = 128; oc.w8_embed = 1;
+    MemPlan mp;
+    memplan_build(&mp, &c, &oc, 0, 1, 3, 13, 0);
+    double planned = 0.0;
+    for (int i = 0; i < mp.n; i++) if (strncmp(mp.items[i].name, "int8 weight", 11) == 0) planned += mp.items[i].bytes;
+    double allocated = (double)w0.total + (sizeof(float) + 1.0) * (double)w0.groups;
+    check(planned == allocated, "memory plan --weights int8 --weight-int8-embed 1: codes, scales and zeros %.0f bytes planned, %.0f allocated", planned, allocated);
     weight8_free(&w0);
     free(init); free(a); free(b); free(deq);
     param_table_free(&pt);

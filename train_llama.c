@@ -1426,7 +1426,9 @@ int main(int argc, char** argv) {
         MemPlan mp;
         char title[256];
         memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, s.recompute);
-        snprintf(title, sizeof title, "CPU engine (train_llama, fp32): %s, %s%s, batch %d x %d", config.name, s.optimizer, s.per_layer ? " per-layer" : "", B, T);
+        char w8[64] = "";
+        if (oc.w8_group) snprintf(w8, sizeof w8, " + int8 weights (group %d%s)", oc.w8_group, oc.w8_embed ? ", embeddings too" : "");
+        snprintf(title, sizeof title, "CPU engine (train_llama, fp32%s): %s, %s%s, batch %d x %d", w8, config.name, s.optimizer, s.per_layer ? " per-layer" : "", B, T);
         if (json) memplan_json(plans, &mp, title, "cpu"); else memplan_print(&mp, title, 0.0);
         GpuPlanArgs ga = gpu_plan_args(&s, &config, &oc);
         gpu_memplan_report(&s, &config, &oc, &ga, plans);
