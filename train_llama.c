@@ -1053,7 +1053,7 @@ static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int 
     }
 }
 
-// trainer_update's core: tensor i's optimizer step, then, for an INT8 tensor, its stochastic
+// model_update: tensor i's optimizer step, then, for an INT8 tensor, its stochastic
 // requantization (the seed of update t and tensor i: the same draws in whole-model and per-layer
 // mode, on resume, and on the GPU). Both call sites (whole-model after backward, per-layer inside
 // it) come here, and only for an update that is made: a skipped step leaves the codes alone.

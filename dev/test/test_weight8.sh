@@ -6,6 +6,7 @@
 #  - --per-layer 1 ends with the whole-model run's weights bit for bit (without accumulation: with
 #    it, the two modes sum micro-batches in another order, which moves codes by legitimate rounding);
 #  - every checkpoint's model.safetensors is its state's codes dequantized (dev/test/check_weight8.py);
+#  - 2 ranks under mpirun keep identical replicas and resume bit for bit;
 #  - wrong uses get one line: --weights bf16 on the CPU, a resume with another --weight-group.
 # Kinds: galore_adamw, apollo_mini, adam8bit (--weight-int8-embed 1), galore_adamw8bit (--per-layer 1 --grad-accum 2).
 source "$(dirname "$0")/testlib.sh"
@@ -44,6 +45,19 @@ w8_case galore 1 --optimizer galore_adamw --rank 8
 w8_case apollo_mini 1 --optimizer apollo_mini
 w8_case adam8bit_embed 1 --optimizer adam8bit --weight-int8-embed 1
 w8_case galore8bit_perlayer_accum 0 --optimizer galore_adamw8bit --rank 8 --per-layer 1 --grad-accum 2
+
+# data parallel: 2 ranks requantize alike (the same draws from the same summed gradients): every
+# checkpoint hashes the ranks' weights and refuses to save diverged replicas; a resume is bit-exact
+if command -v mpirun >/dev/null 2>&1; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 # as test_dist.sh
+    a="$tmp/dp.a" b="$tmp/dp.b"
+    dp=(mpirun -np 2 --bind-to none "$bin" "${common[@]}" --optimizer galore_adamw --rank 8 --per-layer 1 --threads 1)
+    if "${dp[@]}" --out "$a" > "$a.stdout" 2>&1 && mkdir -p "$b" && cp -r "$a/ckpt_00000004" "$a/log.jsonl" "$a/args.json" "$b/" \
+        && "${dp[@]}" --out "$b" --resume 1 > "$b.stdout" 2>&1 && grep -q '^resumed from' "$b.stdout" \
+        && cmp -s "$a/model.safetensors" "$b/model.safetensors" && [ "$(losses "$a/log.jsonl")" = "$(losses "$b/log.jsonl")" ]; then
+        ok "2 ranks (mpirun), per-layer: replicas identical at steps 4 and 8; resumed at step 4, weights and losses equal bit for bit"
+    else bad "2 ranks: $(tail -2 "$a.stdout") $(tail -2 "$b.stdout" 2>/dev/null)"; fi
+else echo "note: no mpirun: the data-parallel case is test_dist.sh's to flag"; fi
 
 msg=$("$bin" --model "$tmp/config.json" --seq 32 --steps 1 --warmup 0 --weights bf16 --out "$tmp/bf16" 2>&1 >/dev/null)
 grep -q "^error: --weights bf16: the CPU engine computes in fp32" <<<"$msg" && [ "$(wc -l <<<"$msg")" = 1 ] && ok "--weights bf16 on the CPU: $msg" || bad "--weights bf16: $msg"
