@@ -63,4 +63,6 @@ msg=$("$bin" --model "$tmp/config.json" --seq 32 --steps 1 --warmup 0 --weights 
 grep -q "^error: --weights bf16: the CPU engine computes in fp32" <<<"$msg" && [ "$(wc -l <<<"$msg")" = 1 ] && ok "--weights bf16 on the CPU: $msg" || bad "--weights bf16: $msg"
 msg=$("$bin" "${common[@]}" --optimizer galore_adamw --rank 8 --weight-group 64 --steps 9 --out "$tmp/galore.a" --resume 1 2>&1 >/dev/null)
 grep -q "this resume changes --weights int8's --weight-group (0: float weights) 128 -> 64" <<<"$msg" && ok "a resume with another --weight-group is refused: $msg" || bad "--weight-group resume: $msg"
+msg=$("$bin" --model "$tmp/config.json" --seq 32 --steps 0 --val "" --prompt-ids 1 --sample-len 1 --weight-group 64 2>&1 >/dev/null)
+grep -q "^warning: --weight-group 64 has no effect without --weights int8" <<<"$msg" && ok "--weight-group without --weights int8 warns: $msg" || bad "--weight-group alone: $msg"
 summary
