@@ -82,16 +82,23 @@ static void weight8_quantize(const float* w, int64_t n, int64_t G, int stochasti
     for (int64_t g = 0; g < ng; g++) {
         int64_t k0 = g * G, k1 = k0 + G < n ? k0 + G : n;
         float lo = w[k0], hi = w[k0];
-        for (int64_t k = k0 + 1; k < k1; k++) { lo = fminf(lo, w[k]); hi = fmaxf(hi, w[k]); }
+        // compare-and-select (not fminf's NaN rule: the weights are finite) so the loops vectorize
+        for (int64_t k = k0 + 1; k < k1; k++) { lo = w[k] < lo ? w[k] : lo; hi = w[k] > hi ? w[k] : hi; }
         float s, z;
         weight8_group_params(lo, hi, &s, &z);
         scales[g] = s; zeros[g] = (uint8_t)z;
-        for (int64_t k = k0; k < k1; k++) codes[k] = weight8_code(w[k], s, z, stochastic ? weight8_uniform(seed, (uint64_t)k) : -1.0f);
+        if (stochastic) for (int64_t k = k0; k < k1; k++) codes[k] = weight8_code(w[k], s, z, weight8_uniform(seed, (uint64_t)k));
+        else for (int64_t k = k0; k < k1; k++) codes[k] = weight8_code(w[k], s, z, -1.0f);
     }
 }
 static void weight8_dequantize(const uint8_t* codes, int64_t n, int64_t G, const float* scales, const uint8_t* zeros, float* w) {
+    int64_t ng = weight8_groups(n, G);
     #pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < n; k++) w[k] = weight8_value(codes[k], scales[k / G], (float)zeros[k / G]);
+    for (int64_t g = 0; g < ng; g++) { // by group: no division per element
+        int64_t k1 = (g + 1) * G < n ? (g + 1) * G : n;
+        float s = scales[g], z = (float)zeros[g];
+        for (int64_t k = g * G; k < k1; k++) w[k] = weight8_value(codes[k], s, z);
+    }
 }
 
 // the bytes of one quantized tensor: codes, fp32 scales, 8-bit zeros
