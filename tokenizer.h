@@ -42,10 +42,11 @@
 //   byte ends the text (a C string: a command-line prompt cannot hold one anyway).
 //   tokenizer.json: added tokens matched first (longest, in the raw text: chat markers are one
 //   id each), then the normalizer (none, or Prepend '▁' + Replace ' ' -> '▁'), the pre-tokenizers
-//   of a Sequence in this order: Digits (each digit, or each run, alone: SmolLM), Metaspace (with
-//   or without its split at every '▁': Llama 2, Mistral, TinyLlama), Split by the Llama 3 regex
-//   or ByteLevel with the GPT-2 regex (the two regexes are matched by hand below, \p{L} \p{N}
-//   from unicode_class.h), ByteLevel's byte map; then BPE by merge rank (ignore_merges: a word in
+//   of a Sequence in its order, each splitting the pieces of those before it: Metaspace (first;
+//   with or without its split at every '▁': Llama 2, Mistral, TinyLlama), Digits (each digit, or
+//   each run, alone: SmolLM), Split by the Llama 3 or the GPT-2 regex (matched by hand below,
+//   \p{L} \p{N} from unicode_class.h), ByteLevel (last: add_prefix_space's ' ' before every
+//   piece that lacks one, the GPT-2 regex, its byte map); then BPE by merge rank (ignore_merges: a word in
 //   the vocabulary is one token), byte_fallback or unk. tokenizer_prefix_ids gives what the
 //   post-processor puts before the text (Llama's bos); other configurations decode only and
 //   encoding dies naming the part. Not handled: added tokens' lstrip/rstrip/single_word flags
@@ -72,7 +73,9 @@ enum { TOK_NORMAL = 0, TOK_CONTROL = 1, TOK_BYTE = 2, TOK_UNKNOWN = 3, TOK_UNUSE
 enum { TOKMODEL_NONE = 0, TOKMODEL_UNIGRAM = 1, TOKMODEL_BPE = 2 };         // sentencepiece's numbers
 enum { TOKF_DUMMY_PREFIX = 1, TOKF_REMOVE_WS = 2, TOKF_ESCAPE_WS = 4, TOKF_BYTE_FALLBACK = 8 };
 enum { TOKSRC_SPM = 0, TOKSRC_HF = 1 };                                     // which file it came from
-enum { TOKPRE_NONE = 0, TOKPRE_METASPACE, TOKPRE_GPT2, TOKPRE_LLAMA3, TOKPRE_UNSUPPORTED };
+// tokenizer.json's pre-tokenizers, in their Sequence's order: each makes pieces of the pieces before it
+enum { TOKST_DIGITS_EACH = 1, TOKST_DIGITS_RUN, TOKST_META_SPLIT, TOKST_GPT2, TOKST_LLAMA3, TOKST_PREFIX_SPACE };
+#define TOK_MAX_STAGES 8
 
 // piece text -> int, open addressing; keys point into memory the tokenizer owns
 typedef struct {
@@ -109,12 +112,10 @@ typedef struct {
     const uint8_t* charsmap; uint32_t charsmap_len;
     float min_score;     // unigram: the lowest normal score (unknown characters score it - 10)
     int max_piece_len;
-    int pretok;          // TOKPRE_* (tokenizer.json)
+    int stage[TOK_MAX_STAGES], n_stages; // tokenizer.json: the pre-tokenizers' splits, TOKST_* in order
+    int metaspace;       // tokenizer.json: a Metaspace pre-tokenizer (' ' -> '▁', its prepend)
     int byte_level;      // tokenizer.json: ByteLevel (pieces are GPT-2 byte-to-unicode text)
-    int add_prefix_space;// tokenizer.json ByteLevel: a ' ' before text that lacks one
     int prepend_mark;    // tokenizer.json: 1 a '▁' before every segment, 2 the first only
-    int digits;          // tokenizer.json Digits pre-tokenizer: 1 each digit alone, 2 each run of digits
-    int meta_split;      // tokenizer.json Metaspace with split: a word starts at every '▁'
     int replace_space;   // tokenizer.json: ' ' -> '▁' before the model
     int ignore_merges, fuse_unk;
     int* added;          // (n_added,) ids of tokenizer.json's added tokens, matched in raw text
@@ -386,36 +387,40 @@ static void tok_unsupported(Tokenizer* t, const char* what, const char* type) {
     snprintf(t->encode_why, sizeof t->encode_why, "has a %s of type %s, which this encoder does not implement (decoding works)", what, type ? type : "?");
 }
 
-// one pre-tokenizer (or a member of a Sequence)
+static void tok_stage_add(Tokenizer* t, int stage) {
+    if (t->n_stages == TOK_MAX_STAGES) { tok_unsupported(t, "pre_tokenizer", "Sequence of more than 8 splits"); return; }
+    t->stage[t->n_stages++] = stage;
+}
+
+// one pre-tokenizer (or a member of a Sequence): its stage after those before it. ByteLevel maps
+// bytes to characters, so nothing that looks at characters may follow it; Metaspace's ' ' -> '▁'
+// and prepend are done on the whole text, so it must come first.
 static void tok_json_pretok(Tokenizer* t, const cJSON* p) {
     const char* type = tok_json_str(p, "type");
+    if (t->byte_level && !tok_json_type_is(p, "Sequence")) { tok_unsupported(t, "pre_tokenizer", "Sequence with a pre-tokenizer after ByteLevel"); return; }
     if (tok_json_type_is(p, "ByteLevel")) {
         t->byte_level = 1;
-        t->add_prefix_space = tok_json_bool(p, "add_prefix_space", 0);
-        if (tok_json_bool(p, "use_regex", 1)) {
-            if (t->pretok != TOKPRE_NONE) tok_unsupported(t, "pre_tokenizer", "Sequence with two splits");
-            else t->pretok = TOKPRE_GPT2;
-        }
+        if (tok_json_bool(p, "add_prefix_space", 0)) tok_stage_add(t, TOKST_PREFIX_SPACE);
+        if (tok_json_bool(p, "use_regex", 1)) tok_stage_add(t, TOKST_GPT2);
     } else if (tok_json_type_is(p, "Split")) {
         const cJSON* pat = cJSON_GetObjectItemCaseSensitive(p, "pattern");
         const char* re = pat ? tok_json_str(pat, "Regex") : NULL;
         const char* beh = tok_json_str(p, "behavior");
-        if (re && strcmp(re, TOK_LLAMA3_REGEX) == 0 && beh && strcmp(beh, "Isolated") == 0 && !tok_json_bool(p, "invert", 0)) t->pretok = TOKPRE_LLAMA3;
-        else if (re && strcmp(re, TOK_GPT2_REGEX) == 0 && beh && strcmp(beh, "Isolated") == 0 && !tok_json_bool(p, "invert", 0)) t->pretok = TOKPRE_GPT2;
+        int isolated = beh && strcmp(beh, "Isolated") == 0 && !tok_json_bool(p, "invert", 0);
+        if (re && strcmp(re, TOK_LLAMA3_REGEX) == 0 && isolated) tok_stage_add(t, TOKST_LLAMA3);
+        else if (re && strcmp(re, TOK_GPT2_REGEX) == 0 && isolated) tok_stage_add(t, TOKST_GPT2);
         else tok_unsupported(t, "pre_tokenizer", "Split with another regex");
     } else if (tok_json_type_is(p, "Metaspace")) {
         const char* rep = tok_json_str(p, "replacement");
         const char* scheme = tok_json_str(p, "prepend_scheme");
         if (!rep || strcmp(rep, "\xE2\x96\x81") != 0) { tok_unsupported(t, "pre_tokenizer", "Metaspace with another replacement than U+2581"); return; }
-        t->pretok = TOKPRE_METASPACE;
-        t->meta_split = tok_json_bool(p, "split", 1);
+        if (t->n_stages) { tok_unsupported(t, "pre_tokenizer", "Sequence with Metaspace after another pre-tokenizer"); return; }
+        t->metaspace = 1;
+        if (tok_json_bool(p, "split", 1)) tok_stage_add(t, TOKST_META_SPLIT);
         t->replace_space = 1;
         t->prepend_mark = scheme && strcmp(scheme, "never") == 0 ? 0 : scheme && strcmp(scheme, "first") == 0 ? 2 : 1;
     } else if (tok_json_type_is(p, "Digits")) {
-        // applied first, on the text (as in SmolLM's Sequence); after a split or the byte map the
-        // pieces would differ
-        if (t->pretok != TOKPRE_NONE || t->byte_level) tok_unsupported(t, "pre_tokenizer", "Sequence with Digits after a split or ByteLevel");
-        t->digits = tok_json_bool(p, "individual_digits", 0) ? 1 : 2;
+        tok_stage_add(t, tok_json_bool(p, "individual_digits", 0) ? TOKST_DIGITS_EACH : TOKST_DIGITS_RUN);
     } else if (tok_json_type_is(p, "Sequence")) {
         const cJSON* list = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
         const cJSON* it;
@@ -579,8 +584,6 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     t->byte_text = 1; // until the decoder says ByteFallback
     tok_json_decoder(t, dec);
     tok_json_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
-    // ByteLevel's add_prefix_space goes before every piece of a split, which is done once per segment here
-    if (t->add_prefix_space && (t->digits || t->meta_split)) tok_unsupported(t, "pre_tokenizer", "ByteLevel with add_prefix_space after Digits");
     if (tok_json_str(model, "continuing_subword_prefix") || tok_json_str(model, "end_of_word_suffix"))
         tok_unsupported(t, "model", "BPE with a subword prefix or suffix");
     t->can_encode = t->encode_why[0] == '\0';
@@ -1042,56 +1045,87 @@ static int tok_pretok_match(const uint32_t* cp, int i, int n, int llama3) {
     return 1; // not reached: every character matches one alternative
 }
 
-// one segment of text (between added tokens) through the tokenizer.json pipeline
+// pieces of text: piece k is bytes [end[k-1], end[k]) of s (end[-1] = 0)
+typedef struct { TokStr s; TokIds end; } TokPieces;
+static void tok_piece_add(TokPieces* p, const char* s, size_t n) {
+    if (n == 0) return; // (the libraries drop empty pieces)
+    tok_append(&p->s, s, n);
+    tok_push(&p->end, (int)p->s.n);
+}
+
+// one pre-tokenizer stage on the piece q[0..n): its pieces into out. cp/at: room for n + 1
+// code points (invalid bytes, which a C string may hold, as U+FFFD, for the splits only)
+static void tok_stage_piece(int stage, const char* q, int n, uint32_t* cp, int* at, TokPieces* out) {
+    if (stage == TOKST_PREFIX_SPACE) { // ByteLevel's add_prefix_space: before every piece that lacks one
+        if (q[0] != ' ') tok_append(&out->s, " ", 1);
+        tok_piece_add(out, q, (size_t)n);
+        return;
+    }
+    int nc = 0;
+    for (int i = 0; i < n; ) {
+        int m = tokenizer_utf8_cp((const uint8_t*)q + i, (size_t)(n - i), &cp[nc]);
+        if (m == 0) { cp[nc] = 0xFFFD; m = 1; }
+        at[nc++] = i;
+        i += m;
+    }
+    at[nc] = n;
+    for (int i = 0; i < nc; ) {
+        int j = i + 1;
+        if (stage == TOKST_DIGITS_EACH || stage == TOKST_DIGITS_RUN) { // each digit, or each run of digits, alone; the rest between
+            int d = tok_is_n(cp[i]);
+            while ((!d || stage == TOKST_DIGITS_RUN) && j < nc && tok_is_n(cp[j]) == d) j++;
+        } else if (stage == TOKST_META_SPLIT) { // a piece starts at every U+2581 (MergedWithNext)
+            while (j < nc && cp[j] != 0x2581) j++;
+        } else {
+            j = i + tok_pretok_match(cp, i, nc, stage == TOKST_LLAMA3);
+        }
+        tok_piece_add(out, q + at[i], (size_t)(at[j] - at[i]));
+        i = j;
+    }
+}
+
+// one segment of text (between added tokens) through the tokenizer.json pipeline: the
+// normalizer's or Metaspace's '▁'s, the pre-tokenizers' stages in order, ByteLevel's byte map of
+// each piece, then BPE per piece
 static void tok_hf_segment(const Tokenizer* t, const char* s, size_t n, int first, TokIds* ids, int* last_unk) {
     static const char SPACE_MARK[] = "\xE2\x96\x81";
     if (n == 0) return;
-    TokStr w = {0};
+    TokPieces cur = {0}, next = {0};
     if (t->prepend_mark == 1 || (t->prepend_mark == 2 && first)) {
-        if (!(t->pretok == TOKPRE_METASPACE && (s[0] == ' ' || (n >= 3 && memcmp(s, SPACE_MARK, 3) == 0)))) tok_append(&w, SPACE_MARK, 3);
+        if (!(t->metaspace && (s[0] == ' ' || (n >= 3 && memcmp(s, SPACE_MARK, 3) == 0)))) tok_append(&cur.s, SPACE_MARK, 3);
     }
-    if (t->byte_level && t->add_prefix_space && s[0] != ' ') tok_append(&w, " ", 1);
     for (size_t i = 0; i < n; i++) {
-        if (t->replace_space && s[i] == ' ') tok_append(&w, SPACE_MARK, 3);
-        else tok_append(&w, s + i, 1);
+        if (t->replace_space && s[i] == ' ') tok_append(&cur.s, SPACE_MARK, 3);
+        else tok_append(&cur.s, s + i, 1);
     }
-    // code points (invalid bytes, which a C string may hold, as U+FFFD, for the splits only)
-    uint32_t* cp = (uint32_t*)mallocCheck(sizeof(uint32_t) * (w.n + 1));
-    int* at = (int*)mallocCheck(sizeof(int) * (w.n + 2));
-    int nc = 0;
-    for (size_t i = 0; i < w.n; ) {
-        int m = tokenizer_utf8_cp((const uint8_t*)w.s + i, w.n - i, &cp[nc]);
-        if (m == 0) { cp[nc] = 0xFFFD; m = 1; }
-        at[nc++] = (int)i;
-        i += (size_t)m;
+    tok_push(&cur.end, (int)cur.s.n);
+    // code points of a piece: a piece is at most the text, which a prefix space per piece may lengthen
+    size_t room = 0;
+    uint32_t* cp = NULL;
+    int* at = NULL;
+    for (int k = 0; k < t->n_stages; k++) {
+        if (cur.s.n + 2 > room) {
+            free(cp); free(at);
+            room = cur.s.n + 2;
+            cp = (uint32_t*)mallocCheck(sizeof(uint32_t) * room);
+            at = (int*)mallocCheck(sizeof(int) * room);
+        }
+        next.s.n = 0; next.end.n = 0;
+        for (int p = 0, b = 0; p < cur.end.n; b = cur.end.ids[p++]) tok_stage_piece(t->stage[k], cur.s.s + b, cur.end.ids[p] - b, cp, at, &next);
+        TokPieces tmp = cur; cur = next; next = tmp;
     }
-    at[nc] = (int)w.n;
-    // the pre-tokenizers in their Sequence's order: Digits or Metaspace's split make pieces, the
-    // regex splits each piece into words, ByteLevel maps each word's bytes; then BPE per word
-    int regex = t->pretok == TOKPRE_GPT2 || t->pretok == TOKPRE_LLAMA3;
     TokStr word = {0};
-    for (int p0 = 0; p0 < nc; ) {
-        int p1 = nc;
-        if (t->digits) { // each digit (individual_digits) or each run of digits alone; the rest between
-            int d = tok_is_n(cp[p0]);
-            for (p1 = p0 + 1; (!d || t->digits == 2) && p1 < nc && tok_is_n(cp[p1]) == d; p1++) {}
-        } else if (t->meta_split) { // a piece starts at every U+2581 (MergedWithNext)
-            for (p1 = p0 + 1; p1 < nc && cp[p1] != 0x2581; p1++) {}
+    for (int p = 0, b = 0; p < cur.end.n; b = cur.end.ids[p++]) {
+        word.n = 0;
+        for (int i = b; i < cur.end.ids[p]; i++) {
+            char u[4];
+            int m = t->byte_level ? tok_utf8_put(u, tok_byte_to_cp((uint8_t)cur.s.s[i])) : (u[0] = cur.s.s[i], 1);
+            tok_append(&word, u, (size_t)m);
         }
-        for (int i = p0; i < p1; ) {
-            int len = regex ? tok_pretok_match(cp, i, p1, t->pretok == TOKPRE_LLAMA3) : p1 - i;
-            word.n = 0;
-            for (int b = at[i]; b < at[i + len]; b++) {
-                char u[4];
-                int m = t->byte_level ? tok_utf8_put(u, tok_byte_to_cp((uint8_t)w.s[b])) : (u[0] = w.s[b], 1);
-                tok_append(&word, u, (size_t)m);
-            }
-            tok_bpe_word(t, word.s, (int)word.n, ids, last_unk);
-            i += len;
-        }
-        p0 = p1;
+        tok_bpe_word(t, word.s, (int)word.n, ids, last_unk);
     }
-    free(word.s); free(cp); free(at); free(w.s);
+    free(word.s); free(cp); free(at);
+    free(cur.s.s); free(cur.end.ids); free(next.s.s); free(next.end.ids);
 }
 
 // tokenizer_encode: UTF-8 text -> ids (no bos/eos: see tokenizer_prefix_ids) into *out

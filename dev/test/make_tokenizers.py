@@ -21,6 +21,12 @@ Writes dev/test/data/tok/:
                            plain added token
   hf_metaspace_split.json  tokenizers BPE with a Metaspace that splits at every '▁'
                            (prepend_scheme "always")
+  hf_llama3_digits.json    hf_llama3.json's vocabulary with Digits (each digit alone) after the
+                           Split and before ByteLevel (merges across digits exist: the split
+                           matters), and a word of two spaces: "x  1" is "x", " ", " ", "1" here
+                           but "x", "  ", "1" with Digits before the Split (the regex's lookahead)
+  hf_digits_prefix.json    hf_gpt2.json's vocabulary with Digits (runs) before ByteLevel with
+                           add_prefix_space, which puts a ' ' before every piece that Digits makes
   cases.json               {"texts": [...], "tokenizers": [{"file", "ids": [[...]], "decoded": [...],
                            "prefix": [...]}]}: the reference ids of every text, and the library's
                            decode of those ids (skip special tokens)
@@ -77,6 +83,13 @@ TEXTS = [
     "digits of other scripts: \u0663\u0664\u0665 \u096a\u096b \u00b2\u00b3 \u00bd \u216b 2024-12-07",
     "   \n\t  multiple\n\n\n   blank   lines   \u00a0 ",
     "\u0645\u0631\u062d\u0628\u0627 \u05e9\u05dc\u05d5\u05dd \u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35 \u4f60\u597d\uff0c\u4e16\u754c\uff01 caf\u00e9s 3\u00d74=12",
+    "Der schnelle braune Fuchs springt \u00fcber den faulen Hund. \u00c7a va? \u00bfQu\u00e9 tal? \u00dcn\u00efc\u00f6d\u00e9",
+    "\u6771\u4eac\u90fd\u6e0b\u8c37\u533a 2024\u5e7412\u67087\u65e5 \uff21\uff22\uff23\uff11\uff12\uff13 \uff76\uff80\uff76\uff85 \u337b \u2460 \u3231",
+    "1 22 333 4444 55555 666666 7777777 0.001 -42 +3e10 1,234,567.89 \u0661\u0662\u0663",
+    "  \t\n  a  \t b \u3000 c\u00a0\u00a0d \u200b e\u2009f  ",
+    "total:   1234   and  56\t\t78\n 9 x  0",
+    "\u1f48\u03b4\u03c5\u03c3\u03c3\u03b5\u03cd\u03c2 \ufb01\ufb02 \u01c4 \u01c5 \u01c6 \u212b \u00c5 \u212a \u210c \u00bd \u00b2 x\u0301 e\u0301",
+    "\U0001F468\u200D\U0001F469\u200D\U0001F467 \u0915\u094d\u0937 \u0e01\u0e33 \uac00\u11a8 \u1100\u1161",
 ]
 
 # a small charsmap: sentencepiece's rule TSV (source code points -> target code points)
@@ -233,6 +246,22 @@ def make_metaspace_split(name):
     return path
 
 
+def repretokenize(src, name, pre, words=()):
+    """a tokenizer of another's vocabulary and merges with pre-tokenizers that it was not trained
+    with, and extra words in its vocabulary (one token each under ignore_merges)"""
+    tok = Tokenizer.from_file(src)
+    tok.pre_tokenizer = pre
+    path = os.path.join(OUT, name)
+    tok.save(path)
+    with open(path, encoding="utf-8") as f:
+        j = json.load(f)
+    for w in words:
+        j["model"]["vocab"][w] = max(j["model"]["vocab"].values()) + 1
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(j, f, ensure_ascii=False, indent=1)
+    return path
+
+
 def hf_case(path):
     tok = Tokenizer.from_file(path)
     ids = [tok.encode(t, add_special_tokens=False).ids for t in TEXTS]
@@ -262,6 +291,11 @@ def main():
     cases.append(hf_case(os.path.join(OUT, "hf_llama2_metaspace.json")))
     cases.append(hf_case(train_smollm("hf_smollm.json")))
     cases.append(hf_case(make_metaspace_split("hf_metaspace_split.json")))
+    cases.append(hf_case(repretokenize(os.path.join(OUT, "hf_llama3.json"), "hf_llama3_digits.json", pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_REGEX), behavior="isolated", invert=False), pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), ["\u0120\u0120"])))
+    cases.append(hf_case(repretokenize(os.path.join(OUT, "hf_gpt2.json"), "hf_digits_prefix.json", pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=False), pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)]))))
     with open(os.path.join(OUT, "cases.json"), "w", encoding="utf-8") as f:
         json.dump({"texts": TEXTS, "tokenizers": cases}, f, ensure_ascii=True, separators=(",", ":"))
         f.write("\n")
