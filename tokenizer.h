@@ -40,8 +40,11 @@
 //   Not handled: user-defined pieces (none in Llama 2's or T5's models) are not split off as
 //   whole symbols first (BPE), and score 0 in unigram, where sentencepiece favours them; a NUL
 //   byte ends the text (a C string: a command-line prompt cannot hold one anyway).
-//   tokenizer.json: added tokens matched first (longest, in the raw text: chat markers are one
-//   id each), then the normalizer (none, or Prepend '▁' + Replace ' ' -> '▁'), the pre-tokenizers
+//   tokenizer.json: added tokens as tokenizers' AddedVocabulary finds them (leftmost-longest;
+//   chat markers are one id each): those not "normalized" in the raw text, then the normalizer
+//   (none, or Prepend '▁' + Replace ' ' -> '▁') on the text between them, and the normalized ones,
+//   by their normalized content, in that; single_word, lstrip and rstrip as the library applies
+//   them (its \w from unicode_class.h). Then, on the text between added tokens, the pre-tokenizers
 //   of a Sequence in its order, each splitting the pieces of those before it: Metaspace (first;
 //   with or without its split at every '▁': Llama 2, Mistral, TinyLlama), Digits (each digit, or
 //   each run, alone: SmolLM), Split by the Llama 3 or the GPT-2 regex (matched by hand below,
@@ -49,8 +52,7 @@
 //   piece that lacks one, the GPT-2 regex, its byte map); then BPE by merge rank (ignore_merges: a word in
 //   the vocabulary is one token), byte_fallback or unk. tokenizer_prefix_ids gives what the
 //   post-processor puts before the text (Llama's bos); other configurations decode only and
-//   encoding dies naming the part. Not handled: added tokens' lstrip/rstrip/single_word flags
-//   (they match exactly where their text occurs); Oniguruma's case folding of "'S" beyond ASCII.
+//   encoding dies naming the part. Not handled: Oniguruma's case folding of "'S" beyond ASCII.
 #ifndef TOKENIZER_H
 #define TOKENIZER_H
 
@@ -73,6 +75,7 @@ enum { TOK_NORMAL = 0, TOK_CONTROL = 1, TOK_BYTE = 2, TOK_UNKNOWN = 3, TOK_UNUSE
 enum { TOKMODEL_NONE = 0, TOKMODEL_UNIGRAM = 1, TOKMODEL_BPE = 2 };         // sentencepiece's numbers
 enum { TOKF_DUMMY_PREFIX = 1, TOKF_REMOVE_WS = 2, TOKF_ESCAPE_WS = 4, TOKF_BYTE_FALLBACK = 8 };
 enum { TOKSRC_SPM = 0, TOKSRC_HF = 1 };                                     // which file it came from
+enum { TOKA_LSTRIP = 1, TOKA_RSTRIP = 2, TOKA_SINGLE_WORD = 4, TOKA_NORMALIZED = 8 }; // an added token's flags
 // tokenizer.json's pre-tokenizers, in their Sequence's order: each makes pieces of the pieces before it
 enum { TOKST_DIGITS_EACH = 1, TOKST_DIGITS_RUN, TOKST_META_SPLIT, TOKST_GPT2, TOKST_LLAMA3, TOKST_PREFIX_SPACE };
 #define TOK_MAX_STAGES 8
@@ -115,10 +118,13 @@ typedef struct {
     int stage[TOK_MAX_STAGES], n_stages; // tokenizer.json: the pre-tokenizers' splits, TOKST_* in order
     int metaspace;       // tokenizer.json: a Metaspace pre-tokenizer (' ' -> '▁', its prepend)
     int byte_level;      // tokenizer.json: ByteLevel (pieces are GPT-2 byte-to-unicode text)
-    int prepend_mark;    // tokenizer.json: 1 a '▁' before every segment, 2 the first only
-    int replace_space;   // tokenizer.json: ' ' -> '▁' before the model
+    int norm_prepend, norm_replace; // tokenizer.json normalizer: Prepend '▁' (to non-empty text), Replace ' ' -> '▁'
+    int meta_prepend;    // tokenizer.json Metaspace: 0 never, 1 a '▁' before every piece that lacks one, 2 the first only
     int ignore_merges, fuse_unk;
-    int* added;          // (n_added,) ids of tokenizer.json's added tokens, matched in raw text
+    int* added;          // (n_added,) ids of tokenizer.json's added tokens
+    uint8_t* added_flags;// (n_added,) TOKA_*
+    const char** added_pat; int* added_plen; // (n_added,) the text matched: normalized ones' content through the normalizer
+    char* added_text;    // the normalized ones' patterns
     int n_added;
     int prefix_ids[4];   // what the post-processor puts before the text (bos)
     int n_prefix;
@@ -417,8 +423,7 @@ static void tok_json_pretok(Tokenizer* t, const cJSON* p) {
         if (t->n_stages) { tok_unsupported(t, "pre_tokenizer", "Sequence with Metaspace after another pre-tokenizer"); return; }
         t->metaspace = 1;
         if (tok_json_bool(p, "split", 1)) tok_stage_add(t, TOKST_META_SPLIT);
-        t->replace_space = 1;
-        t->prepend_mark = scheme && strcmp(scheme, "never") == 0 ? 0 : scheme && strcmp(scheme, "first") == 0 ? 2 : 1;
+        t->meta_prepend = scheme && strcmp(scheme, "never") == 0 ? 0 : scheme && strcmp(scheme, "first") == 0 ? 2 : 1;
     } else if (tok_json_type_is(p, "Digits")) {
         tok_stage_add(t, tok_json_bool(p, "individual_digits", 0) ? TOKST_DIGITS_EACH : TOKST_DIGITS_RUN);
     } else if (tok_json_type_is(p, "Sequence")) {
@@ -436,11 +441,11 @@ static void tok_json_normalizer(Tokenizer* t, const cJSON* n) {
         const cJSON* it;
         cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) tok_json_normalizer(t, it);
     } else if (tok_json_type_is(n, "Prepend") && tok_json_str(n, "prepend") && strcmp(tok_json_str(n, "prepend"), "\xE2\x96\x81") == 0) {
-        t->prepend_mark = 1;
+        t->norm_prepend = 1;
     } else if (tok_json_type_is(n, "Replace")) {
         const cJSON* pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
         const char* from = pat ? tok_json_str(pat, "String") : NULL, *to = tok_json_str(n, "content");
-        if (from && to && strcmp(from, " ") == 0 && strcmp(to, "\xE2\x96\x81") == 0) t->replace_space = 1;
+        if (from && to && strcmp(from, " ") == 0 && strcmp(to, "\xE2\x96\x81") == 0) t->norm_replace = 1;
         else tok_unsupported(t, "normalizer", "Replace (other than ' ' -> U+2581)");
     } else {
         tok_unsupported(t, "normalizer", tok_json_str(n, "type"));
@@ -485,6 +490,19 @@ static void tok_json_post(Tokenizer* t, const cJSON* p) {
             if (cJSON_IsNumber(id) && t->n_prefix < 4 && id->valueint >= 0 && id->valueint < t->vocab_size) t->prefix_ids[t->n_prefix++] = id->valueint;
         }
     }
+}
+
+// the tokenizer.json normalizer (Prepend '▁' to non-empty text, Replace ' ' -> '▁'): s[0..n) into
+// out (room for 3 + 3n bytes); returns the bytes written
+static size_t tok_hf_normalize(const Tokenizer* t, const char* s, size_t n, char* out) {
+    static const char SPACE_MARK[] = "\xE2\x96\x81";
+    size_t o = 0;
+    if (t->norm_prepend && n > 0) { memcpy(out, SPACE_MARK, 3); o = 3; }
+    for (size_t i = 0; i < n; i++) {
+        if (t->norm_replace && s[i] == ' ') { memcpy(out + o, SPACE_MARK, 3); o += 3; }
+        else out[o++] = s[i];
+    }
+    return o;
 }
 
 static void tok_load_json(Tokenizer* t, const char* path) {
@@ -536,7 +554,9 @@ static void tok_load_json(Tokenizer* t, const char* path) {
         int bv = byte_fallback ? tok_byte_piece(t->pieces[id], n) : -1;
         if (bv >= 0) { t->types[id] = TOK_BYTE; t->byte_value[id] = (uint8_t)bv; }
     }
-    t->added = (int*)mallocCheck(sizeof(int) * (size_t)(cJSON_GetArraySize(added) + 1));
+    int n_added_max = cJSON_GetArraySize(added) + 1;
+    t->added = (int*)mallocCheck(sizeof(int) * (size_t)n_added_max);
+    t->added_flags = (uint8_t*)mallocCheck((size_t)n_added_max);
     cJSON_ArrayForEach(it, added) {
         int id = cJSON_GetObjectItemCaseSensitive(it, "id")->valueint;
         const char* c = tok_json_str(it, "content");
@@ -544,7 +564,10 @@ static void tok_load_json(Tokenizer* t, const char* path) {
         memcpy(o, c, (size_t)n);
         t->pieces[id] = o; t->lengths[id] = n; o += n;
         t->types[id] = tok_json_bool(it, "special", 0) ? TOK_CONTROL : TOK_USER; // USER: its text as it is
-        if (n > 0) t->added[t->n_added++] = id;
+        if (n == 0) continue;
+        t->added_flags[t->n_added] = (uint8_t)((tok_json_bool(it, "lstrip", 0) ? TOKA_LSTRIP : 0) | (tok_json_bool(it, "rstrip", 0) ? TOKA_RSTRIP : 0) |
+            (tok_json_bool(it, "single_word", 0) ? TOKA_SINGLE_WORD : 0) | (tok_json_bool(it, "normalized", !tok_json_bool(it, "special", 0)) ? TOKA_NORMALIZED : 0));
+        t->added[t->n_added++] = id;
     }
     for (int i = 0; i < V; i++) if (t->pieces[i] == NULL) t->types[i] = TOK_UNUSED; // ids the file skips: print nothing
     const char* unk = tok_json_str(model, "unk_token");
@@ -576,6 +599,23 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     }
     for (int i = 0; i < V; i++) if (t->lengths[i] > t->max_piece_len) t->max_piece_len = t->lengths[i];
     tok_json_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"));
+    // the text each added token matches: a normalized one's content through the normalizer, as
+    // it is matched in the normalized text; the others' content as it is
+    size_t pat_bytes = 1;
+    for (int k = 0; k < t->n_added; k++) pat_bytes += 3 + 3 * (size_t)t->lengths[t->added[k]];
+    t->added_text = (char*)mallocCheck(pat_bytes);
+    t->added_pat = (const char**)mallocCheck(sizeof(const char*) * (size_t)(t->n_added + 1));
+    t->added_plen = (int*)mallocCheck(sizeof(int) * (size_t)(t->n_added + 1));
+    o = t->added_text;
+    for (int k = 0; k < t->n_added; k++) {
+        int id = t->added[k];
+        if (!(t->added_flags[k] & TOKA_NORMALIZED)) { t->added_pat[k] = t->pieces[id]; t->added_plen[k] = t->lengths[id]; continue; }
+        t->added_pat[k] = o;
+        t->added_plen[k] = (int)tok_hf_normalize(t, t->pieces[id], (size_t)t->lengths[id], o);
+        o += t->added_plen[k];
+        // and tokenizers decodes it from that text ("▁hello" prints " hello"); a special one prints nothing
+        if (t->types[id] == TOK_USER) { t->pieces[id] = t->added_pat[k]; t->lengths[id] = t->added_plen[k]; }
+    }
     const cJSON* pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (pre && !cJSON_IsNull(pre)) tok_json_pretok(t, pre);
     const cJSON* dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
@@ -984,7 +1024,7 @@ static void tok_unigram(const Tokenizer* t, const char* s, int n, TokIds* ids, i
 
 // --- the pre-tokenizer regexes of GPT-2 and Llama 3, by hand
 
-static int tok_uni_class(uint32_t cp) { // 1 letter (\p{L}), 2 number (\p{N}), 0 other
+static int tok_uni_class(uint32_t cp) { // unicode_class.h's: 1 \p{L}, 2 Nd/Nl, 3 No, 4 the rest of \w, 0 other
     int lo = 0, hi = UNICODE_CLASS_RANGES - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
@@ -999,8 +1039,9 @@ static int tok_is_space(uint32_t c) { // \s: Unicode White_Space
            c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 static int tok_is_l(uint32_t c) { return tok_uni_class(c) == 1; }
-static int tok_is_n(uint32_t c) { return tok_uni_class(c) == 2; }
-static int tok_is_other(uint32_t c) { return !tok_is_space(c) && tok_uni_class(c) == 0; } // [^\s\p{L}\p{N}]
+static int tok_is_n(uint32_t c) { int k = tok_uni_class(c); return k == 2 || k == 3; }
+static int tok_is_other(uint32_t c) { int k = tok_uni_class(c); return !tok_is_space(c) && (k == 0 || k == 4); } // [^\s\p{L}\p{N}]
+static int tok_is_word(uint32_t c) { int k = tok_uni_class(c); return k == 1 || k == 2 || k == 4; } // \w of Rust's regex crate
 
 // the length in code points of the regex match at cp[i..n) (leftmost alternative that matches,
 // each greedy with the backtracking the regex engine would do); never 0
@@ -1084,18 +1125,20 @@ static void tok_stage_piece(int stage, const char* q, int n, uint32_t* cp, int* 
     }
 }
 
-// one segment of text (between added tokens) through the tokenizer.json pipeline: the
-// normalizer's or Metaspace's '▁'s, the pre-tokenizers' stages in order, ByteLevel's byte map of
+// one segment of normalized text (between added tokens) through the rest of the tokenizer.json
+// pipeline: Metaspace's '▁'s, the pre-tokenizers' stages in order, ByteLevel's byte map of
 // each piece, then BPE per piece
 static void tok_hf_segment(const Tokenizer* t, const char* s, size_t n, int first, TokIds* ids, int* last_unk) {
     static const char SPACE_MARK[] = "\xE2\x96\x81";
     if (n == 0) return;
     TokPieces cur = {0}, next = {0};
-    if (t->prepend_mark == 1 || (t->prepend_mark == 2 && first)) {
-        if (!(t->metaspace && (s[0] == ' ' || (n >= 3 && memcmp(s, SPACE_MARK, 3) == 0)))) tok_append(&cur.s, SPACE_MARK, 3);
+    // Metaspace: ' ' -> '▁', and a '▁' before text that does not start with one (always, or at
+    // the start of the text only)
+    if (t->meta_prepend == 1 || (t->meta_prepend == 2 && first)) {
+        if (!(s[0] == ' ' || (n >= 3 && memcmp(s, SPACE_MARK, 3) == 0))) tok_append(&cur.s, SPACE_MARK, 3);
     }
     for (size_t i = 0; i < n; i++) {
-        if (t->replace_space && s[i] == ' ') tok_append(&cur.s, SPACE_MARK, 3);
+        if (t->metaspace && s[i] == ' ') tok_append(&cur.s, SPACE_MARK, 3);
         else tok_append(&cur.s, s + i, 1);
     }
     tok_push(&cur.end, (int)cur.s.n);
@@ -1128,6 +1171,59 @@ static void tok_hf_segment(const Tokenizer* t, const char* s, size_t n, int firs
     free(cur.s.s); free(cur.end.ids); free(next.s.s); free(next.end.ids);
 }
 
+// the code point that starts at s[0..n) / ends s[0..at): 0xFFFD where the bytes are not UTF-8
+static uint32_t tok_cp_at(const char* s, size_t n, int* len) {
+    uint32_t c;
+    int m = tokenizer_utf8_cp((const uint8_t*)s, n, &c);
+    *len = m ? m : 1;
+    return m ? c : 0xFFFD;
+}
+static uint32_t tok_cp_before(const char* s, size_t at, int* len) {
+    for (int m = 1; m <= 4 && (size_t)m <= at; m++) {
+        uint32_t c;
+        if (tokenizer_utf8_cp((const uint8_t*)s + at - m, (size_t)m, &c) == m) { *len = m; return c; }
+    }
+    *len = 1;
+    return 0xFFFD;
+}
+
+// a piece of text: an added token (id) or the text between them (id -1), bytes [start, stop)
+typedef struct { int start, stop, id; } TokSplit;
+
+// the added tokens of one kind (normalized or not) in s[0..n) as tokenizers' AddedVocabulary
+// finds them: the leftmost-longest matches, not overlapping; a single_word match with a word
+// character (\w) just before or after it is dropped (and the search goes on after it, not
+// inside it); lstrip widens a match over the whitespace on its left, rstrip over the whitespace
+// on its right. The splits, in order, into *out (malloc'd); their count returned.
+static int tok_added_splits(const Tokenizer* t, const char* s, size_t n, int normalized, TokSplit** out) {
+    TokSplit* sp = (TokSplit*)mallocCheck(sizeof(TokSplit) * (2 * n + 2)); // at most a match per byte, a split before each, one after
+    int ns = 0, m;
+    size_t from = 0; // the end of the last split
+    for (size_t i = 0; i < n; ) {
+        int hit = -1, hl = 0;
+        for (int k = 0; k < t->n_added; k++) {
+            int l = t->added_plen[k];
+            if (((t->added_flags[k] & TOKA_NORMALIZED) != 0) == normalized && l > hl && (size_t)l <= n - i && memcmp(s + i, t->added_pat[k], (size_t)l) == 0) { hit = k; hl = l; }
+        }
+        if (hit < 0) { i++; continue; }
+        size_t start = i, stop = i + (size_t)hl;
+        i = stop;
+        int f = t->added_flags[hit];
+        if ((f & TOKA_SINGLE_WORD) && ((start > 0 && tok_is_word(tok_cp_before(s, start, &m))) || (stop < n && tok_is_word(tok_cp_at(s + stop, n - stop, &m))))) continue;
+        if (f & TOKA_LSTRIP) {
+            // (tokenizers stops at the previous match: its spaces would be in both, the same ids)
+            while (start > 0 && tok_is_space(tok_cp_before(s, start, &m))) start -= (size_t)m;
+        }
+        if (f & TOKA_RSTRIP) while (stop < n && tok_is_space(tok_cp_at(s + stop, n - stop, &m))) stop += (size_t)m;
+        if (from < start) sp[ns++] = (TokSplit){(int)from, (int)start, -1};
+        sp[ns++] = (TokSplit){(int)start, (int)stop, t->added[hit]};
+        from = stop;
+    }
+    if (from < n) sp[ns++] = (TokSplit){(int)from, (int)n, -1};
+    *out = sp;
+    return ns;
+}
+
 // tokenizer_encode: UTF-8 text -> ids (no bos/eos: see tokenizer_prefix_ids) into *out
 // (malloc'd), their count returned; dies with one line where this tokenizer cannot encode
 static int tokenizer_encode(const Tokenizer* t, const char* text, int** out) {
@@ -1142,24 +1238,25 @@ static int tokenizer_encode(const Tokenizer* t, const char* text, int** out) {
         else tok_unigram(t, norm.s, (int)norm.n, &ids, &last_unk);
         free(norm.s);
     } else {
-        // added tokens first: the longest one that starts at each byte splits the text
-        size_t seg = 0;
-        int first = 1;
-        for (size_t i = 0; i < n; ) {
-            int hit = -1, hl = 0;
-            for (int k = 0; k < t->n_added; k++) {
-                int id = t->added[k], l = t->lengths[id];
-                if (l > hl && (size_t)l <= n - i && memcmp(text + i, t->pieces[id], (size_t)l) == 0) { hit = id; hl = l; }
+        // tokenizers' AddedVocabulary::extract_and_normalize: the added tokens matched in the raw text
+        // split it; each piece between them goes through the normalizer, and the added tokens
+        // matched in the normalized text split that; the rest goes through the pre-tokenizers
+        TokSplit* raw;
+        int nr = tok_added_splits(t, text, n, 0, &raw);
+        char* norm = (char*)mallocCheck(3 + 3 * n + 1);
+        for (int r = 0; r < nr; r++) {
+            if (raw[r].id >= 0) { tok_push(&ids, raw[r].id); last_unk = 0; continue; }
+            size_t nn = tok_hf_normalize(t, text + raw[r].start, (size_t)(raw[r].stop - raw[r].start), norm);
+            TokSplit* sub;
+            int ns = tok_added_splits(t, norm, nn, 1, &sub);
+            for (int q = 0; q < ns; q++) {
+                if (sub[q].id >= 0) { tok_push(&ids, sub[q].id); last_unk = 0; }
+                else tok_hf_segment(t, norm + sub[q].start, (size_t)(sub[q].stop - sub[q].start), raw[r].start == 0 && sub[q].start == 0, &ids, &last_unk);
             }
-            if (hit < 0) { i++; continue; }
-            tok_hf_segment(t, text + seg, i - seg, first, &ids, &last_unk);
-            tok_push(&ids, hit);
-            last_unk = 0;
-            first = 0;
-            i += (size_t)hl;
-            seg = i;
+            free(sub);
         }
-        tok_hf_segment(t, text + seg, n - seg, first, &ids, &last_unk);
+        free(norm);
+        free(raw);
     }
     *out = ids.ids;
     return ids.n;
@@ -1185,6 +1282,10 @@ static void tokenizer_free(Tokenizer* t) {
     free(t->surface_len);
     free(t->surface_blob);
     free(t->added);
+    free(t->added_flags);
+    free((void*)t->added_pat);
+    free(t->added_plen);
+    free(t->added_text);
     tok_hash_free(&t->vocab);
     tok_hash_free(&t->merges);
     memset(t, 0, sizeof(*t));

@@ -27,6 +27,11 @@ Writes dev/test/data/tok/:
                            but "x", "  ", "1" with Digits before the Split (the regex's lookahead)
   hf_digits_prefix.json    hf_gpt2.json's vocabulary with Digits (runs) before ByteLevel with
                            add_prefix_space, which puts a ' ' before every piece that Digits makes
+  hf_added_flags.json      hf_llama2.json with added tokens of every flag (lstrip, rstrip,
+                           single_word, normalized: matched in the normalized text, by their
+                           normalized content), special and not
+  hf_added_flags_bytelevel.json  the same added tokens on hf_gpt2.json (no normalizer; single_word
+                           beside letters, marks, digits of other scripts, '_', ZWJ)
   cases.json               {"texts": [...], "tokenizers": [{"file", "ids": [[...]], "decoded": [...],
                            "prefix": [...]}]}: the reference ids of every text, and the library's
                            decode of those ids (skip special tokens)
@@ -41,7 +46,7 @@ import sys
 import shutil
 
 import sentencepiece as spm
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -90,6 +95,11 @@ TEXTS = [
     "total:   1234   and  56\t\t78\n 9 x  0",
     "\u1f48\u03b4\u03c5\u03c3\u03c3\u03b5\u03cd\u03c2 \ufb01\ufb02 \u01c4 \u01c5 \u01c6 \u212b \u00c5 \u212a \u210c \u00bd \u00b2 x\u0301 e\u0301",
     "\U0001F468\u200D\U0001F469\u200D\U0001F467 \u0915\u094d\u0937 \u0e01\u0e33 \uac00\u11a8 \u1100\u1161",
+    # the added tokens' flags (ADDED below)
+    "flags: a <mask> b<mask>c \t<mask>\t d  <L>  x  <R>  y <L><R> <mask><mask> end<mask>  <R>\u3000\u2003z\u00a0<L>",
+    "[SW] a[SW] [SW]b _[SW] [SW]_ \u00b2[SW] \u24b6[SW] [SW]\u24b6 x\u0301[SW] \u00e9[SW] -[SW]- 1[SW] \u0663[SW] [SW]\u200d [SW][SW] \u2164[SW]",
+    "hello hellohello say hello, foo bar foo  bar foobar cat cats concat cat. dog dogs hotdog dog_ dog's",
+    "<mask>hello<R>   foo bar<L>cat\u3000<mask>\u3000dog [SW]<mask>[SW] hello<mask>hello",
 ]
 
 # a small charsmap: sentencepiece's rule TSV (source code points -> target code points)
@@ -246,6 +256,25 @@ def make_metaspace_split(name):
     return path
 
 
+# added tokens with each flag: (content, special, lstrip, rstrip, single_word, normalized)
+ADDED = [("<mask>", True, True, True, False, False), ("<L>", True, True, False, False, False), ("<R>", True, False, True, False, False),
+         ("[SW]", False, False, False, True, False), ("hello", False, False, False, False, True), ("foo bar", False, False, False, False, True),
+         ("cat", False, False, False, True, True), ("dog", False, False, False, True, False),
+         ("og", False, False, False, False, False)]  # inside a dropped single-word "dog": not searched
+
+
+def add_flagged(src, name):
+    """another tokenizer with ADDED: a normalizer (Prepend '▁', Replace ' ') makes the normalized
+    ones match '▁hello', '▁foo▁bar', '▁cat' in the normalized text"""
+    tok = Tokenizer.from_file(src)
+    for content, special, lstrip, rstrip, single_word, normalized in ADDED:
+        t = AddedToken(content, single_word=single_word, lstrip=lstrip, rstrip=rstrip, normalized=normalized, special=special)
+        (tok.add_special_tokens if special else tok.add_tokens)([t])
+    path = os.path.join(OUT, name)
+    tok.save(path)
+    return path
+
+
 def repretokenize(src, name, pre, words=()):
     """a tokenizer of another's vocabulary and merges with pre-tokenizers that it was not trained
     with, and extra words in its vocabulary (one token each under ignore_merges)"""
@@ -296,6 +325,8 @@ def main():
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), ["\u0120\u0120"])))
     cases.append(hf_case(repretokenize(os.path.join(OUT, "hf_gpt2.json"), "hf_digits_prefix.json", pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=False), pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)]))))
+    cases.append(hf_case(add_flagged(os.path.join(OUT, "hf_llama2.json"), "hf_added_flags.json")))
+    cases.append(hf_case(add_flagged(os.path.join(OUT, "hf_gpt2.json"), "hf_added_flags_bytelevel.json")))
     with open(os.path.join(OUT, "cases.json"), "w", encoding="utf-8") as f:
         json.dump({"texts": TEXTS, "tokenizers": cases}, f, ensure_ascii=True, separators=(",", ":"))
         f.write("\n")
