@@ -639,14 +639,15 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     cJSON_Delete(root);
 }
 
-// tokenizer_find: --tokenizer names a file, or a folder holding tokenizer.json or tokenizer.bin
-// (in that order: a Hugging Face model folder, a data folder of dev/data/c4.py); the file in
-// out (cap bytes); returns 0 when nothing is there
+// tokenizer_find: --tokenizer names a file, or a folder holding tokenizer.bin or tokenizer.json
+// (a data folder of dev/data/c4.py, a Hugging Face model folder; both in a folder this program
+// saved from a sentencepiece unigram run, whose tokenizer.json is for transformers: the .bin is
+// sentencepiece's own normalizer); the file in out (cap bytes); returns 0 when nothing is there
 static int tokenizer_find(const char* path, char* out, size_t cap) {
     struct stat st;
     if (stat(path, &st) != 0) return 0;
     if (!S_ISDIR(st.st_mode)) { snprintf(out, cap, "%s", path); return 1; }
-    static const char* NAMES[2] = {"tokenizer.json", "tokenizer.bin"};
+    static const char* NAMES[2] = {"tokenizer.bin", "tokenizer.json"};
     for (int k = 0; k < 2; k++) {
         snprintf(out, cap, "%s/%s", path, NAMES[k]);
         if (stat(out, &st) == 0 && S_ISREG(st.st_mode)) return 1;
