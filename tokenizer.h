@@ -1,7 +1,8 @@
 // tokenizer.h: token ids <-> UTF-8 text, for the two tokenizer files the program reads:
 //   tokenizer.bin   SentencePiece (.model) exported by dev/data/export_tokenizer.py
 //   tokenizer.json  Hugging Face tokenizers, model BPE: byte-level (GPT-2, Llama 3) or
-//                   SentencePiece-style with byte fallback (Llama 2)
+//                   SentencePiece-style with byte fallback (Llama 2); or model Unigram (T5, and
+//                   the tokenizer.json hf_folder.h writes for a unigram sentencepiece run)
 // Decoding prints samples; encoding turns --prompt text into ids. The training data is encoded
 // offline in Python (dev/data/c4.py, dev/data/prepare.py) by the reference libraries; this
 // encoder gives the same ids (checked by dev/test/test_tokenizer.c against ids made by
@@ -41,16 +42,22 @@
 //   whole symbols first (BPE), and score 0 in unigram, where sentencepiece favours them; a NUL
 //   byte ends the text (a C string: a command-line prompt cannot hold one anyway).
 //   tokenizer.json: added tokens as tokenizers' AddedVocabulary finds them (leftmost-longest;
-//   chat markers are one id each): those not "normalized" in the raw text, then the normalizer
-//   (none, or Prepend '▁' + Replace ' ' -> '▁') on the text between them, and the normalized ones,
-//   by their normalized content, in that; single_word, lstrip and rstrip as the library applies
-//   them (its \w from unicode_class.h). Then, on the text between added tokens, the pre-tokenizers
-//   of a Sequence in its order, each splitting the pieces of those before it: Metaspace (first;
-//   with or without its split at every '▁': Llama 2, Mistral, TinyLlama), Digits (each digit, or
-//   each run, alone: SmolLM), Split by the Llama 3 or the GPT-2 regex (matched by hand below,
-//   \p{L} \p{N} from unicode_class.h), ByteLevel (last: add_prefix_space's ' ' before every
-//   piece that lacks one, the GPT-2 regex, its byte map); then BPE by merge rank (ignore_merges: a word in
-//   the vocabulary is one token), byte_fallback or unk. tokenizer_prefix_ids gives what the
+//   chat markers are one id each): those not "normalized" in the raw text, then the normalizers
+//   on the text between them, and the normalized ones, by their normalized content, in that;
+//   single_word, lstrip and rstrip as the library applies them (its \w from unicode_class.h). The
+//   normalizers of a Sequence in its order: Precompiled (a sentencepiece charsmap as tokenizers
+//   applies it: grapheme by grapheme, UAX #29 from unicode_class.h, a grapheme under 6 bytes
+//   replaced whole by its shortest key's replacement, a longer one character by character),
+//   Replace " {2,}" by ' ' or '▁', Replace \A +| +\z by nothing, Strip, Prepend '▁', Replace
+//   ' ' by '▁'. Then, on the text between added tokens, the pre-tokenizers of a Sequence in its
+//   order, each splitting the pieces of those before it: WhitespaceSplit (T5), Metaspace (its
+//   prepend always, first or never, with or without its split at every '▁': Llama 2, Mistral,
+//   TinyLlama, T5), Digits (each digit, or each run, alone: SmolLM), Split by the Llama 3 or the
+//   GPT-2 regex (matched by hand below, \p{L} \p{N} from unicode_class.h), ByteLevel (last:
+//   add_prefix_space's ' ' before every piece that lacks one, the GPT-2 regex, its byte map);
+//   then, per piece, BPE by merge rank (ignore_merges: a word in the vocabulary is one token) or
+//   Unigram (the Viterbi above, in double, every piece a path, unknown characters fused), byte
+//   fallback or unk (fused within a piece where fuse_unk). tokenizer_prefix_ids gives what the
 //   post-processor puts before the text (Llama's bos); other configurations decode only and
 //   encoding dies naming the part. Not handled: Oniguruma's case folding of "'S" beyond ASCII.
 #ifndef TOKENIZER_H
@@ -77,8 +84,12 @@ enum { TOKF_DUMMY_PREFIX = 1, TOKF_REMOVE_WS = 2, TOKF_ESCAPE_WS = 4, TOKF_BYTE_
 enum { TOKSRC_SPM = 0, TOKSRC_HF = 1 };                                     // which file it came from
 enum { TOKA_LSTRIP = 1, TOKA_RSTRIP = 2, TOKA_SINGLE_WORD = 4, TOKA_NORMALIZED = 8 }; // an added token's flags
 // tokenizer.json's pre-tokenizers, in their Sequence's order: each makes pieces of the pieces before it
-enum { TOKST_DIGITS_EACH = 1, TOKST_DIGITS_RUN, TOKST_META_SPLIT, TOKST_GPT2, TOKST_LLAMA3, TOKST_PREFIX_SPACE };
+enum { TOKST_DIGITS_EACH = 1, TOKST_DIGITS_RUN, TOKST_META, TOKST_META_SPLIT, TOKST_GPT2, TOKST_LLAMA3, TOKST_PREFIX_SPACE, TOKST_WS_SPLIT };
 #define TOK_MAX_STAGES 8
+// tokenizer.json's normalizers, in their Sequence's order: Precompiled (a sentencepiece charsmap,
+// grapheme by grapheme), Replace \A +| +\z by nothing, Replace " {2,}" by ' ' or by '▁', Strip
+// (whitespace at the start, the end), Prepend '▁', Replace ' ' by '▁'
+enum { TOKN_PRECOMPILED = 1, TOKN_TRIM_SPACES, TOKN_COLLAPSE_SPACES, TOKN_COLLAPSE_TO_MARK, TOKN_STRIP_LEFT, TOKN_STRIP_RIGHT, TOKN_PREPEND, TOKN_REPLACE_SPACE };
 
 // piece text -> int, open addressing; keys point into memory the tokenizer owns
 typedef struct {
@@ -116,9 +127,9 @@ typedef struct {
     float min_score;     // unigram: the lowest normal score (unknown characters score it - 10)
     int max_piece_len;
     int stage[TOK_MAX_STAGES], n_stages; // tokenizer.json: the pre-tokenizers' splits, TOKST_* in order
-    int metaspace;       // tokenizer.json: a Metaspace pre-tokenizer (' ' -> '▁', its prepend)
     int byte_level;      // tokenizer.json: ByteLevel (pieces are GPT-2 byte-to-unicode text)
-    int norm_prepend, norm_replace; // tokenizer.json normalizer: Prepend '▁' (to non-empty text), Replace ' ' -> '▁'
+    int norm[TOK_MAX_STAGES], n_norm; // tokenizer.json: the normalizers, TOKN_* in order
+    uint8_t* charsmap_owned; // tokenizer.json Precompiled: the charsmap, decoded from base64
     int meta_prepend;    // tokenizer.json Metaspace: 0 never, 1 a '▁' before every piece that lacks one, 2 the first only
     int ignore_merges, fuse_unk;
     int* added;          // (n_added,) ids of tokenizer.json's added tokens
@@ -177,6 +188,33 @@ static int tok_utf8_put(char* out, uint32_t cp) {
     out[0] = (char)(0xF0 | (cp >> 18)); out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
     out[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); out[3] = (char)(0x80 | (cp & 0x3F));
     return 4;
+}
+
+// a growing list of ids
+typedef struct { int* ids; int n, cap; } TokIds;
+static void tok_push(TokIds* v, int id) {
+    if (v->n == v->cap) { // malloc + copy, not realloc: the fuzzer's allocation tracking sees malloc/free only
+        v->cap = v->cap ? 2 * v->cap : 64;
+        int* ids = (int*)mallocCheck(sizeof(int) * (size_t)v->cap);
+        if (v->n) memcpy(ids, v->ids, sizeof(int) * (size_t)v->n);
+        free(v->ids);
+        v->ids = ids;
+    }
+    v->ids[v->n++] = id;
+}
+// a growing byte string
+typedef struct { char* s; size_t n, cap; } TokStr;
+static void tok_append(TokStr* v, const char* s, size_t n) {
+    if (v->n + n + 1 > v->cap) {
+        while (v->n + n + 1 > v->cap) v->cap = v->cap ? 2 * v->cap : 256;
+        char* b = (char*)mallocCheck(v->cap);
+        if (v->n) memcpy(b, v->s, v->n);
+        free(v->s);
+        v->s = b;
+    }
+    memcpy(v->s + v->n, s, n);
+    v->n += n;
+    v->s[v->n] = '\0';
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -399,8 +437,7 @@ static void tok_stage_add(Tokenizer* t, int stage) {
 }
 
 // one pre-tokenizer (or a member of a Sequence): its stage after those before it. ByteLevel maps
-// bytes to characters, so nothing that looks at characters may follow it; Metaspace's ' ' -> '▁'
-// and prepend are done on the whole text, so it must come first.
+// bytes to characters, so nothing that looks at characters may follow it.
 static void tok_json_pretok(Tokenizer* t, const cJSON* p) {
     const char* type = tok_json_str(p, "type");
     if (t->byte_level && !tok_json_type_is(p, "Sequence")) { tok_unsupported(t, "pre_tokenizer", "Sequence with a pre-tokenizer after ByteLevel"); return; }
@@ -420,10 +457,12 @@ static void tok_json_pretok(Tokenizer* t, const cJSON* p) {
         const char* rep = tok_json_str(p, "replacement");
         const char* scheme = tok_json_str(p, "prepend_scheme");
         if (!rep || strcmp(rep, "\xE2\x96\x81") != 0) { tok_unsupported(t, "pre_tokenizer", "Metaspace with another replacement than U+2581"); return; }
-        if (t->n_stages) { tok_unsupported(t, "pre_tokenizer", "Sequence with Metaspace after another pre-tokenizer"); return; }
-        t->metaspace = 1;
+        tok_stage_add(t, TOKST_META);
         if (tok_json_bool(p, "split", 1)) tok_stage_add(t, TOKST_META_SPLIT);
+        if (!scheme && !tok_json_bool(p, "add_prefix_space", 1)) scheme = "never"; // (the older spelling)
         t->meta_prepend = scheme && strcmp(scheme, "never") == 0 ? 0 : scheme && strcmp(scheme, "first") == 0 ? 2 : 1;
+    } else if (tok_json_type_is(p, "WhitespaceSplit")) {
+        tok_stage_add(t, TOKST_WS_SPLIT);
     } else if (tok_json_type_is(p, "Digits")) {
         tok_stage_add(t, tok_json_bool(p, "individual_digits", 0) ? TOKST_DIGITS_EACH : TOKST_DIGITS_RUN);
     } else if (tok_json_type_is(p, "Sequence")) {
@@ -435,20 +474,58 @@ static void tok_json_pretok(Tokenizer* t, const cJSON* p) {
     }
 }
 
-static void tok_json_normalizer(Tokenizer* t, const cJSON* n) {
+static void tok_norm_add(Tokenizer* t, int step) {
+    if (t->n_norm == TOK_MAX_STAGES) { tok_unsupported(t, "normalizer", "Sequence of more than 8"); return; }
+    t->norm[t->n_norm++] = step;
+}
+
+// base64 (RFC 4648) -> bytes in *out (malloc'd); returns the count, -1 where it is not base64
+static long tok_base64_decode(const char* s, uint8_t** out) {
+    size_t n = strlen(s);
+    uint8_t* o = (uint8_t*)mallocCheck(n / 4 * 3 + 3);
+    long k = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n && s[i] != '='; i++) {
+        const char* q = strchr(A, s[i]); // (s[i] is not NUL: i < n)
+        if (q == NULL) { free(o); return -1; }
+        acc = (acc << 6) | (uint32_t)(q - A);
+        bits += 6;
+        if (bits >= 8) { bits -= 8; o[k++] = (uint8_t)(acc >> bits); }
+    }
+    *out = o;
+    return k;
+}
+
+static void tok_json_normalizer(Tokenizer* t, const cJSON* n, const char* path) {
+    static const char SPACE_MARK[] = "\xE2\x96\x81";
     if (n == NULL || cJSON_IsNull(n)) return;
+    const cJSON* pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
+    const char* re = pat ? tok_json_str(pat, "Regex") : NULL, *from = pat ? tok_json_str(pat, "String") : NULL, *to = tok_json_str(n, "content");
     if (tok_json_type_is(n, "Sequence")) {
         const cJSON* it;
-        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) tok_json_normalizer(t, it);
-    } else if (tok_json_type_is(n, "Prepend") && tok_json_str(n, "prepend") && strcmp(tok_json_str(n, "prepend"), "\xE2\x96\x81") == 0) {
-        t->norm_prepend = 1;
-    } else if (tok_json_type_is(n, "Replace")) {
-        const cJSON* pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
-        const char* from = pat ? tok_json_str(pat, "String") : NULL, *to = tok_json_str(n, "content");
-        if (from && to && strcmp(from, " ") == 0 && strcmp(to, "\xE2\x96\x81") == 0) t->norm_replace = 1;
-        else tok_unsupported(t, "normalizer", "Replace (other than ' ' -> U+2581)");
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) tok_json_normalizer(t, it, path);
+    } else if (tok_json_type_is(n, "Prepend") && tok_json_str(n, "prepend") && strcmp(tok_json_str(n, "prepend"), SPACE_MARK) == 0) {
+        tok_norm_add(t, TOKN_PREPEND);
+    } else if (tok_json_type_is(n, "Replace") && from && to && strcmp(from, " ") == 0 && strcmp(to, SPACE_MARK) == 0) {
+        tok_norm_add(t, TOKN_REPLACE_SPACE);
+    } else if (tok_json_type_is(n, "Replace") && re && to && strcmp(re, " {2,}") == 0 && (strcmp(to, " ") == 0 || strcmp(to, SPACE_MARK) == 0)) {
+        tok_norm_add(t, to[0] == ' ' ? TOKN_COLLAPSE_SPACES : TOKN_COLLAPSE_TO_MARK);
+    } else if (tok_json_type_is(n, "Replace") && re && to && strcmp(re, "\\A +| +\\z") == 0 && to[0] == '\0') {
+        tok_norm_add(t, TOKN_TRIM_SPACES);
+    } else if (tok_json_type_is(n, "Strip")) {
+        if (tok_json_bool(n, "strip_left", 1)) tok_norm_add(t, TOKN_STRIP_LEFT);
+        if (tok_json_bool(n, "strip_right", 1)) tok_norm_add(t, TOKN_STRIP_RIGHT);
+    } else if (tok_json_type_is(n, "Precompiled") && tok_json_str(n, "precompiled_charsmap") && !t->charsmap_owned) {
+        long len = tok_base64_decode(tok_json_str(n, "precompiled_charsmap"), &t->charsmap_owned);
+        if (len < 4 || (uint32_t)tokenizer_le32(t->charsmap_owned) > (uint32_t)len - 4 || tokenizer_le32(t->charsmap_owned) % 4)
+            die("%s: a Precompiled normalizer whose charsmap is not a sentencepiece charsmap; hint: the file is corrupt", path);
+        t->charsmap = t->charsmap_owned;
+        t->charsmap_len = (uint32_t)len;
+        tok_norm_add(t, TOKN_PRECOMPILED);
     } else {
-        tok_unsupported(t, "normalizer", tok_json_str(n, "type"));
+        tok_unsupported(t, "normalizer", tok_json_type_is(n, "Replace") ? "Replace (of another pattern)" : tok_json_str(n, "type"));
     }
 }
 
@@ -492,18 +569,7 @@ static void tok_json_post(Tokenizer* t, const cJSON* p) {
     }
 }
 
-// the tokenizer.json normalizer (Prepend '▁' to non-empty text, Replace ' ' -> '▁'): s[0..n) into
-// out (room for 3 + 3n bytes); returns the bytes written
-static size_t tok_hf_normalize(const Tokenizer* t, const char* s, size_t n, char* out) {
-    static const char SPACE_MARK[] = "\xE2\x96\x81";
-    size_t o = 0;
-    if (t->norm_prepend && n > 0) { memcpy(out, SPACE_MARK, 3); o = 3; }
-    for (size_t i = 0; i < n; i++) {
-        if (t->norm_replace && s[i] == ' ') { memcpy(out + o, SPACE_MARK, 3); o += 3; }
-        else out[o++] = s[i];
-    }
-    return o;
-}
+static void tok_hf_normalize(const Tokenizer* t, const char* s, size_t n, TokStr* out); // (with the encoder)
 
 static void tok_load_json(Tokenizer* t, const char* path) {
     cJSON* root = cJSON_Parse(t->blob);
@@ -511,16 +577,25 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     const cJSON* model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON* vocab = model ? cJSON_GetObjectItemCaseSensitive(model, "vocab") : NULL;
     const char* mtype = model ? tok_json_str(model, "type") : NULL;
-    if (!model || (mtype && strcmp(mtype, "BPE") != 0) || !cJSON_IsObject(vocab))
-        die("%s: model type %s; only BPE tokenizer.json files are read; hint: for a SentencePiece unigram model (T5) pass its .model "
+    // the vocabulary: BPE's {"piece": id, ...}; Unigram's [["piece", score], ...], the id its index
+    int unigram = mtype && strcmp(mtype, "Unigram") == 0;
+    if (!model || (mtype && strcmp(mtype, "BPE") != 0 && !unigram) || !(unigram ? cJSON_IsArray(vocab) : cJSON_IsObject(vocab)))
+        die("%s: model type %s; only BPE and Unigram tokenizer.json files are read; hint: for a sentencepiece model pass its .model "
             "exported by dev/data/export_tokenizer.py", path, mtype ? mtype : "(none)");
     const cJSON* added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     int V = 0;
     const cJSON* it;
     cJSON_ArrayForEach(it, vocab) {
+        if (unigram) {
+            if (cJSON_GetArraySize(it) != 2 || !cJSON_IsString(cJSON_GetArrayItem(it, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(it, 1)) || V >= TOKENIZER_MAX_VOCAB)
+                die("%s: Unigram vocab entry %d is not [\"piece\", score]; hint: the file is corrupt", path, V);
+            V++;
+            continue;
+        }
         if (!cJSON_IsNumber(it) || it->valueint < 0 || it->valueint >= TOKENIZER_MAX_VOCAB) die("%s: vocab entry \"%.40s\" has no valid id; hint: the file is corrupt", path, it->string);
         if (it->valueint + 1 > V) V = it->valueint + 1;
     }
+#define TOK_VOCAB_PIECE(it) (unigram ? cJSON_GetArrayItem(it, 0)->valuestring : (it)->string)
     cJSON_ArrayForEach(it, added) {
         const cJSON* id = cJSON_GetObjectItemCaseSensitive(it, "id");
         if (!cJSON_IsNumber(id) || id->valueint < 0 || id->valueint >= TOKENIZER_MAX_VOCAB || !tok_json_str(it, "content"))
@@ -530,11 +605,12 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     if (V < 1) die("%s: empty vocab; hint: the file is corrupt", path);
     tok_alloc(t, V);
     t->source = TOKSRC_HF;
-    t->model = TOKMODEL_BPE;
+    t->model = unigram ? TOKMODEL_UNIGRAM : TOKMODEL_BPE;
     t->bos_id = t->eos_id = t->pad_id = t->unk_id = -1;
+    if (unigram) t->scores = (float*)mallocCheck(sizeof(float) * (size_t)V);
     // piece texts are copied out of the cJSON tree (freed at the end): size them first
     size_t need = 0;
-    cJSON_ArrayForEach(it, vocab) need += strlen(it->string);
+    cJSON_ArrayForEach(it, vocab) need += strlen(TOK_VOCAB_PIECE(it));
     cJSON_ArrayForEach(it, added) need += strlen(tok_json_str(it, "content"));
     const cJSON* merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     int n_merges = cJSON_GetArraySize(merges);
@@ -547,9 +623,12 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     t->text = (char*)mallocCheck(need + 1);
     char* o = t->text;
     int byte_fallback = tok_json_bool(model, "byte_fallback", 0);
+    int k = 0;
     cJSON_ArrayForEach(it, vocab) {
-        int id = it->valueint, n = (int)strlen(it->string);
-        memcpy(o, it->string, (size_t)n);
+        int id = unigram ? k++ : it->valueint, n = (int)strlen(TOK_VOCAB_PIECE(it));
+        memcpy(o, TOK_VOCAB_PIECE(it), (size_t)n);
+        // (sentencepiece's scores are float32: exact as float; tokenizers sums them in double, as tok_unigram does)
+        if (unigram) t->scores[id] = (float)cJSON_GetArrayItem(it, 1)->valuedouble;
         t->pieces[id] = o; t->lengths[id] = n; o += n;
         int bv = byte_fallback ? tok_byte_piece(t->pieces[id], n) : -1;
         if (bv >= 0) { t->types[id] = TOK_BYTE; t->byte_value[id] = (uint8_t)bv; }
@@ -571,14 +650,24 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     }
     for (int i = 0; i < V; i++) if (t->pieces[i] == NULL) t->types[i] = TOK_UNUSED; // ids the file skips: print nothing
     const char* unk = tok_json_str(model, "unk_token");
+    const cJSON* unk_id = cJSON_GetObjectItemCaseSensitive(model, "unk_id");
     tok_hash_init(&t->vocab, V);
-    cJSON_ArrayForEach(it, vocab) tok_hash_put(&t->vocab, t->pieces[it->valueint], t->lengths[it->valueint], it->valueint);
+    k = 0;
+    cJSON_ArrayForEach(it, vocab) {
+        int id = unigram ? k++ : it->valueint;
+        tok_hash_put(&t->vocab, t->pieces[id], t->lengths[id], id);
+        // Unigram: every piece is a path (tokenizers' trie holds them all); an unknown character
+        // scores the lowest score - 10
+        if (unigram && (id == 0 || t->scores[id] < t->min_score)) t->min_score = t->scores[id];
+    }
+#undef TOK_VOCAB_PIECE
     if (unk) t->unk_id = tok_hash_get(&t->vocab, unk, (int)strlen(unk));
+    if (unigram && cJSON_IsNumber(unk_id) && unk_id->valueint >= 0 && unk_id->valueint < V) t->unk_id = unk_id->valueint;
     if (t->unk_id >= 0 && t->types[t->unk_id] != TOK_CONTROL) t->types[t->unk_id] = TOK_UNKNOWN; // a special unk prints nothing, as any special token
     for (int i = 0; i < V; i++) if (t->types[i] == TOK_BYTE) t->byte_id[t->byte_value[i]] = i;
     if (byte_fallback) t->flags |= TOKF_BYTE_FALLBACK;
     t->ignore_merges = tok_json_bool(model, "ignore_merges", 0);
-    t->fuse_unk = tok_json_bool(model, "fuse_unk", 0);
+    t->fuse_unk = unigram || tok_json_bool(model, "fuse_unk", 0); // (tokenizers' Unigram always fuses)
     // merges: "left\xFFright" -> rank (0xFF never occurs in UTF-8)
     tok_hash_init(&t->merges, n_merges);
     int rank = 0;
@@ -598,24 +687,28 @@ static void tok_load_json(Tokenizer* t, const char* path) {
         tok_hash_put(&t->merges, key, (int)(o - key), rank++);
     }
     for (int i = 0; i < V; i++) if (t->lengths[i] > t->max_piece_len) t->max_piece_len = t->lengths[i];
-    tok_json_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"));
+    tok_json_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), path);
     // the text each added token matches: a normalized one's content through the normalizer, as
     // it is matched in the normalized text; the others' content as it is
-    size_t pat_bytes = 1;
-    for (int k = 0; k < t->n_added; k++) pat_bytes += 3 + 3 * (size_t)t->lengths[t->added[k]];
-    t->added_text = (char*)mallocCheck(pat_bytes);
+    TokStr pats = {0};
+    size_t* pat_at = (size_t*)mallocCheck(sizeof(size_t) * (size_t)(t->n_added + 1)); // (offsets until pats stops growing)
     t->added_pat = (const char**)mallocCheck(sizeof(const char*) * (size_t)(t->n_added + 1));
     t->added_plen = (int*)mallocCheck(sizeof(int) * (size_t)(t->n_added + 1));
-    o = t->added_text;
     for (int k = 0; k < t->n_added; k++) {
         int id = t->added[k];
-        if (!(t->added_flags[k] & TOKA_NORMALIZED)) { t->added_pat[k] = t->pieces[id]; t->added_plen[k] = t->lengths[id]; continue; }
-        t->added_pat[k] = o;
-        t->added_plen[k] = (int)tok_hf_normalize(t, t->pieces[id], (size_t)t->lengths[id], o);
-        o += t->added_plen[k];
+        pat_at[k] = pats.n;
+        if (t->added_flags[k] & TOKA_NORMALIZED) tok_hf_normalize(t, t->pieces[id], (size_t)t->lengths[id], &pats);
+        t->added_plen[k] = t->added_flags[k] & TOKA_NORMALIZED ? (int)(pats.n - pat_at[k]) : t->lengths[id];
+    }
+    t->added_text = pats.s;
+    for (int k = 0; k < t->n_added; k++) {
+        int id = t->added[k];
+        if (!(t->added_flags[k] & TOKA_NORMALIZED)) { t->added_pat[k] = t->pieces[id]; continue; }
+        t->added_pat[k] = pats.s + pat_at[k];
         // and tokenizers decodes it from that text ("▁hello" prints " hello"); a special one prints nothing
         if (t->types[id] == TOK_USER) { t->pieces[id] = t->added_pat[k]; t->lengths[id] = t->added_plen[k]; }
     }
+    free(pat_at);
     const cJSON* pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (pre && !cJSON_IsNull(pre)) tok_json_pretok(t, pre);
     const cJSON* dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
@@ -809,37 +902,11 @@ static void tokenizer_stream_end(TokStream* st) {
 // ----------------------------------------------------------------------------------------------
 // encoding
 
-// a growing list of ids
-typedef struct { int* ids; int n, cap; } TokIds;
-static void tok_push(TokIds* v, int id) {
-    if (v->n == v->cap) { // malloc + copy, not realloc: the fuzzer's allocation tracking sees malloc/free only
-        v->cap = v->cap ? 2 * v->cap : 64;
-        int* ids = (int*)mallocCheck(sizeof(int) * (size_t)v->cap);
-        if (v->n) memcpy(ids, v->ids, sizeof(int) * (size_t)v->n);
-        free(v->ids);
-        v->ids = ids;
-    }
-    v->ids[v->n++] = id;
-}
-// a growing byte string
-typedef struct { char* s; size_t n, cap; } TokStr;
-static void tok_append(TokStr* v, const char* s, size_t n) {
-    if (v->n + n + 1 > v->cap) {
-        while (v->n + n + 1 > v->cap) v->cap = v->cap ? 2 * v->cap : 256;
-        char* b = (char*)mallocCheck(v->cap);
-        if (v->n) memcpy(b, v->s, v->n);
-        free(v->s);
-        v->s = b;
-    }
-    memcpy(v->s + v->n, s, n);
-    v->n += n;
-    v->s[v->n] = '\0';
-}
-
 // the precompiled charsmap: [uint32 trie bytes][darts-clone double array of uint32 units]
-// [NUL-terminated replacement strings]; the longest prefix of s that the trie holds -> its
-// replacement (*out), its length returned; 0 when no prefix matches
-static int tok_charsmap_match(const Tokenizer* t, const char* s, size_t n, const char** out) {
+// [NUL-terminated replacement strings]; the longest prefix of s that the trie holds (the
+// shortest: tokenizers' Precompiled) -> its replacement (*out), its length returned; 0 when no
+// prefix matches
+static int tok_charsmap_match(const Tokenizer* t, const char* s, size_t n, int shortest, const char** out) {
     if (t->charsmap_len == 0) return 0;
     uint32_t trie_bytes = (uint32_t)tokenizer_le32(t->charsmap);
     const uint8_t* units = t->charsmap + 4;
@@ -862,7 +929,7 @@ static int tok_charsmap_match(const Tokenizer* t, const char* s, size_t n, const
         if (pos >= n_units) break;
         if ((u >> 8) & 1) { // has a leaf: its value is the replacement's offset
             uint32_t v = TOK_UNIT(pos) & ((1u << 31) - 1);
-            if (v < repl_len) { best = (int)(i + 1); *out = repl + v; }
+            if (v < repl_len) { best = (int)(i + 1); *out = repl + v; if (shortest) break; }
         }
     }
 #undef TOK_UNIT
@@ -876,7 +943,7 @@ static void tok_spm_normalize(const Tokenizer* t, const char* s, size_t n, TokSt
     int remove_ws = (t->flags & TOKF_REMOVE_WS) != 0, escape = (t->flags & TOKF_ESCAPE_WS) != 0;
     // one normalized prefix: (p, pl) for the input's next `consumed` bytes
     #define TOK_NORM_PREFIX(at) do { \
-        const char* r_; int m_ = tok_charsmap_match(t, s + (at), n - (at), &r_); \
+        const char* r_; int m_ = tok_charsmap_match(t, s + (at), n - (at), 0, &r_); \
         if (m_) { p = r_; pl = strlen(r_); consumed = (size_t)m_; } \
         else { int u_ = tokenizer_utf8_len((const uint8_t*)s + (at), n - (at)); \
                if (u_) { p = s + (at); pl = (size_t)u_; consumed = (size_t)u_; } else { p = REPL; pl = 3; consumed = 1; } } \
@@ -979,32 +1046,36 @@ static void tok_bpe_word(const Tokenizer* t, const char* s, int n, TokIds* ids, 
     free(sym);
 }
 
-// unigram (sentencepiece's Viterbi): the segmentation of s[0..n) with the highest total score;
-// at each character start, every vocabulary piece that begins there (shortest first) offers a
-// path, and an unknown character scores the lowest piece score - 10 where no single-character
-// piece exists; a strictly better score replaces a path (the first found wins ties), in floats
+// unigram (sentencepiece's Viterbi, tokenizers' too): the segmentation of s[0..n) with the
+// highest total score; at each character start, every vocabulary piece that begins there
+// (shortest first) offers a path, and an unknown character scores the lowest piece score - 10
+// where no single-character piece exists; a strictly better score replaces a path (the first
+// found wins ties). Sums in float as sentencepiece, in double as tokenizers (tokenizer.json),
+// whose every piece is a path at its own score (sentencepiece: normal pieces, user-defined ones
+// at 0, the lowest among normal pieces)
 static void tok_unigram(const Tokenizer* t, const char* s, int n, TokIds* ids, int* last_unk) {
     if (n <= 0) return;
-    float* best = (float*)mallocCheck(sizeof(float) * (size_t)(n + 1));
+    int hf = t->source == TOKSRC_HF;
+    double* best = (double*)mallocCheck(sizeof(double) * (size_t)(n + 1));
     int* from = (int*)mallocCheck(sizeof(int) * (size_t)(n + 1));
     int* piece = (int*)mallocCheck(sizeof(int) * (size_t)(n + 1));
-    for (int i = 0; i <= n; i++) { from[i] = -1; best[i] = 0.0f; piece[i] = -1; }
-    const float unk_score = t->min_score - 10.0f;
+    for (int i = 0; i <= n; i++) { from[i] = -1; best[i] = 0.0; piece[i] = -1; }
+    const double unk_score = hf ? (double)t->min_score - 10.0 : (double)(t->min_score - 10.0f);
     for (int at = 0; at < n; ) {
         int m = tokenizer_utf8_len((const uint8_t*)s + at, (size_t)(n - at));
         if (m == 0) m = 1;
-        float here = best[at];
+        double here = best[at];
         int single = 0;
         for (int end = at + 1; end <= n && end - at <= t->max_piece_len; end++) {
             int id = tok_hash_get(&t->vocab, s + at, end - at);
-            if (id < 0 || t->types[id] == TOK_UNUSED) continue;
-            float score = t->types[id] == TOK_USER ? 0.0f : t->scores[id];
-            float cand = score + here;
+            if (id < 0 || (!hf && t->types[id] == TOK_UNUSED)) continue;
+            float score = !hf && t->types[id] == TOK_USER ? 0.0f : t->scores[id];
+            double cand = hf ? (double)score + here : (double)(score + (float)here);
             if (from[end] == -1 || cand > best[end]) { best[end] = cand; from[end] = at; piece[end] = id; }
             if (end - at == m) single = 1;
         }
         if (!single) {
-            float cand = unk_score + here;
+            double cand = hf ? unk_score + here : (double)((float)unk_score + (float)here);
             if (from[at + m] == -1 || cand > best[at + m]) { best[at + m] = cand; from[at + m] = at; piece[at + m] = -1; }
         }
         at += m;
@@ -1025,15 +1096,19 @@ static void tok_unigram(const Tokenizer* t, const char* s, int n, TokIds* ids, i
 
 // --- the pre-tokenizer regexes of GPT-2 and Llama 3, by hand
 
-static int tok_uni_class(uint32_t cp) { // unicode_class.h's: 1 \p{L}, 2 Nd/Nl, 3 No, 4 the rest of \w, 0 other
-    int lo = 0, hi = UNICODE_CLASS_RANGES - 1;
+// the class of cp in one of unicode_class.h's tables of (first, last | class << 24), 0 where none
+static int tok_range_class(const uint32_t (*table)[2], int n, uint32_t cp) {
+    int lo = 0, hi = n - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        if (cp < UNICODE_CLASS[mid][0]) hi = mid - 1;
-        else if (cp > (UNICODE_CLASS[mid][1] & 0xFFFFFF)) lo = mid + 1;
-        else return (int)(UNICODE_CLASS[mid][1] >> 24);
+        if (cp < table[mid][0]) hi = mid - 1;
+        else if (cp > (table[mid][1] & 0xFFFFFF)) lo = mid + 1;
+        else return (int)(table[mid][1] >> 24);
     }
     return 0;
+}
+static int tok_uni_class(uint32_t cp) { // 1 \p{L}, 2 Nd/Nl, 3 No, 4 the rest of \w, 0 other
+    return tok_range_class(UNICODE_CLASS, UNICODE_CLASS_RANGES, cp);
 }
 static int tok_is_space(uint32_t c) { // \s: Unicode White_Space
     return (c >= 9 && c <= 13) || c == 32 || c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
@@ -1087,6 +1162,107 @@ static int tok_pretok_match(const uint32_t* cp, int i, int n, int llama3) {
     return 1; // not reached: every character matches one alternative
 }
 
+// the code point that starts at s[0..n) / ends s[0..at): 0xFFFD where the bytes are not UTF-8
+static uint32_t tok_cp_at(const char* s, size_t n, int* len) {
+    uint32_t c;
+    int m = tokenizer_utf8_cp((const uint8_t*)s, n, &c);
+    *len = m ? m : 1;
+    return m ? c : 0xFFFD;
+}
+static uint32_t tok_cp_before(const char* s, size_t at, int* len) {
+    for (int m = 1; m <= 4 && (size_t)m <= at; m++) {
+        uint32_t c;
+        if (tokenizer_utf8_cp((const uint8_t*)s + at - m, (size_t)m, &c) == m) { *len = m; return c; }
+    }
+    *len = 1;
+    return 0xFFFD;
+}
+
+// --- tokenizers' Precompiled normalizer: sentencepiece's charsmap applied grapheme by grapheme
+
+enum { TOKG_CR = 1, TOKG_LF, TOKG_CONTROL, TOKG_EXTEND, TOKG_ZWJ, TOKG_PREPEND, TOKG_SPACINGMARK, TOKG_PICT };
+static int tok_grapheme_class(uint32_t c) { return tok_range_class(UNICODE_GRAPHEME, UNICODE_GRAPHEME_RANGES, c); }
+
+// the bytes of the extended grapheme cluster that starts s[0..n): UAX #29's rules but those that
+// join only into 6 bytes or more, which Precompiled takes character by character as it would
+// the parts: Hangul syllables (GB6-GB8), regional indicator pairs (GB12, GB13), Indic conjuncts
+// (GB9c)
+static size_t tok_grapheme_len(const char* s, size_t n) {
+    int m;
+    int prev = tok_grapheme_class(tok_cp_at(s, n, &m));
+    int pict = prev == TOKG_PICT, pict_zwj = 0; // ExtPict Extend* so far; ExtPict Extend* ZWJ
+    size_t i = (size_t)m;
+    while (i < n) {
+        int cur = tok_grapheme_class(tok_cp_at(s + i, n - i, &m)), join;
+        if (prev == TOKG_CR && cur == TOKG_LF) join = 1;
+        else if (prev == TOKG_CR || prev == TOKG_LF || prev == TOKG_CONTROL || cur == TOKG_CR || cur == TOKG_LF || cur == TOKG_CONTROL) join = 0;
+        else if (cur == TOKG_EXTEND || cur == TOKG_ZWJ || cur == TOKG_SPACINGMARK || prev == TOKG_PREPEND) join = 1;
+        else if (prev == TOKG_ZWJ && cur == TOKG_PICT) join = pict_zwj;
+        else join = 0;
+        if (!join) break;
+        pict_zwj = cur == TOKG_ZWJ && pict;
+        pict = cur == TOKG_PICT || (pict && cur == TOKG_EXTEND);
+        prev = cur;
+        i += (size_t)m;
+    }
+    return i;
+}
+
+// Precompiled: a grapheme of fewer than 6 bytes that starts with a key of the charsmap becomes
+// the replacement of its shortest such key (the rest of it dropped); any other grapheme goes
+// character by character, each replaced where it is a key
+static void tok_precompiled(const Tokenizer* t, const char* s, size_t n, TokStr* out) {
+    const char* r;
+    for (size_t i = 0, g; i < n; i += g) {
+        g = tok_grapheme_len(s + i, n - i);
+        if (g < 6 && tok_charsmap_match(t, s + i, g, 1, &r)) { tok_append(out, r, strlen(r)); continue; }
+        for (size_t j = i; j < i + g; ) {
+            int m;
+            tok_cp_at(s + j, i + g - j, &m);
+            if (tok_charsmap_match(t, s + j, (size_t)m, 1, &r)) tok_append(out, r, strlen(r));
+            else tok_append(out, s + j, (size_t)m);
+            j += (size_t)m;
+        }
+    }
+}
+
+// the tokenizer.json normalizers (TOKN_*) on s[0..n), in order, appended to out
+static void tok_hf_normalize(const Tokenizer* t, const char* s, size_t n, TokStr* out) {
+    static const char SPACE_MARK[] = "\xE2\x96\x81";
+    TokStr a = {0}, b = {0};
+    tok_append(&a, s, n);
+    for (int k = 0; k < t->n_norm; k++) {
+        int step = t->norm[k], m;
+        size_t i0 = 0, i1 = a.n;
+        b.n = 0;
+        tok_append(&b, "", 0);
+        if (step == TOKN_PRECOMPILED) {
+            tok_precompiled(t, a.s, a.n, &b);
+        } else if (step == TOKN_TRIM_SPACES || step == TOKN_STRIP_LEFT || step == TOKN_STRIP_RIGHT) {
+            // \A +| +\z: spaces at both ends; Strip: whitespace at one end
+            int any_ws = step != TOKN_TRIM_SPACES;
+            if (step != TOKN_STRIP_RIGHT) while (i0 < i1 && (any_ws ? tok_is_space(tok_cp_at(a.s + i0, i1 - i0, &m)) : (m = 1, a.s[i0] == ' '))) i0 += (size_t)m;
+            if (step != TOKN_STRIP_LEFT) while (i1 > i0 && (any_ws ? tok_is_space(tok_cp_before(a.s, i1, &m)) : (m = 1, a.s[i1 - 1] == ' '))) i1 -= (size_t)m;
+            tok_append(&b, a.s + i0, i1 - i0);
+        } else if (step == TOKN_COLLAPSE_SPACES || step == TOKN_COLLAPSE_TO_MARK) {
+            for (size_t i = 0, j; i < a.n; i = j) {
+                for (j = i; j < a.n && a.s[j] == ' '; j++) {}
+                if (j - i >= 2) tok_append(&b, step == TOKN_COLLAPSE_SPACES ? " " : SPACE_MARK, step == TOKN_COLLAPSE_SPACES ? 1 : 3);
+                else if (j > i) tok_append(&b, " ", 1);
+                else tok_append(&b, a.s + j++, 1);
+            }
+        } else if (step == TOKN_PREPEND) {
+            if (a.n) tok_append(&b, SPACE_MARK, 3); // (not before empty text)
+            tok_append(&b, a.s, a.n);
+        } else { // TOKN_REPLACE_SPACE
+            for (size_t i = 0; i < a.n; i++) tok_append(&b, a.s[i] == ' ' ? SPACE_MARK : a.s + i, a.s[i] == ' ' ? 3 : 1);
+        }
+        TokStr tmp = a; a = b; b = tmp;
+    }
+    tok_append(out, a.s, a.n);
+    free(a.s); free(b.s);
+}
+
 // pieces of text: piece k is bytes [end[k-1], end[k]) of s (end[-1] = 0)
 typedef struct { TokStr s; TokIds end; } TokPieces;
 static void tok_piece_add(TokPieces* p, const char* s, size_t n) {
@@ -1095,12 +1271,21 @@ static void tok_piece_add(TokPieces* p, const char* s, size_t n) {
     tok_push(&p->end, (int)p->s.n);
 }
 
-// one pre-tokenizer stage on the piece q[0..n): its pieces into out. cp/at: room for n + 1
-// code points (invalid bytes, which a C string may hold, as U+FFFD, for the splits only)
-static void tok_stage_piece(int stage, const char* q, int n, uint32_t* cp, int* at, TokPieces* out) {
+// one pre-tokenizer stage on the piece q[0..n), the first of the text or not: its pieces into
+// out. cp/at: room for n + 1 code points (invalid bytes, which a C string may hold, as U+FFFD,
+// for the splits only)
+static void tok_stage_piece(const Tokenizer* t, int stage, const char* q, int n, int first, uint32_t* cp, int* at, TokPieces* out) {
+    static const char SPACE_MARK[] = "\xE2\x96\x81";
     if (stage == TOKST_PREFIX_SPACE) { // ByteLevel's add_prefix_space: before every piece that lacks one
         if (q[0] != ' ') tok_append(&out->s, " ", 1);
         tok_piece_add(out, q, (size_t)n);
+        return;
+    }
+    if (stage == TOKST_META) { // Metaspace: ' ' -> '▁', and a '▁' before a piece without one (always, or the text's first)
+        if ((t->meta_prepend == 1 || (t->meta_prepend == 2 && first)) && q[0] != ' ' && !(n >= 3 && memcmp(q, SPACE_MARK, 3) == 0))
+            tok_append(&out->s, SPACE_MARK, 3);
+        for (int i = 0; i < n; i++) tok_append(&out->s, q[i] == ' ' ? SPACE_MARK : q + i, q[i] == ' ' ? 3 : 1);
+        tok_push(&out->end, (int)out->s.n);
         return;
     }
     int nc = 0;
@@ -1118,6 +1303,10 @@ static void tok_stage_piece(int stage, const char* q, int n, uint32_t* cp, int* 
             while ((!d || stage == TOKST_DIGITS_RUN) && j < nc && tok_is_n(cp[j]) == d) j++;
         } else if (stage == TOKST_META_SPLIT) { // a piece starts at every U+2581 (MergedWithNext)
             while (j < nc && cp[j] != 0x2581) j++;
+        } else if (stage == TOKST_WS_SPLIT) { // WhitespaceSplit: the runs of non-whitespace, the whitespace dropped
+            int ws = tok_is_space(cp[i]);
+            while (j < nc && tok_is_space(cp[j]) == ws) j++;
+            if (ws) { i = j; continue; }
         } else {
             j = i + tok_pretok_match(cp, i, nc, stage == TOKST_LLAMA3);
         }
@@ -1126,24 +1315,14 @@ static void tok_stage_piece(int stage, const char* q, int n, uint32_t* cp, int* 
     }
 }
 
-// one segment of normalized text (between added tokens) through the rest of the tokenizer.json
-// pipeline: Metaspace's '▁'s, the pre-tokenizers' stages in order, ByteLevel's byte map of
-// each piece, then BPE per piece
+// one segment of normalized text (between added tokens), the first of the text or not, through
+// the rest of the tokenizer.json pipeline: the pre-tokenizers' stages in order, ByteLevel's byte
+// map of each piece, then the model on each piece (its unknown pieces fuse within a piece only)
 static void tok_hf_segment(const Tokenizer* t, const char* s, size_t n, int first, TokIds* ids, int* last_unk) {
-    static const char SPACE_MARK[] = "\xE2\x96\x81";
     if (n == 0) return;
     TokPieces cur = {0}, next = {0};
-    // Metaspace: ' ' -> '▁', and a '▁' before text that does not start with one (always, or at
-    // the start of the text only)
-    if (t->meta_prepend == 1 || (t->meta_prepend == 2 && first)) {
-        if (!(s[0] == ' ' || (n >= 3 && memcmp(s, SPACE_MARK, 3) == 0))) tok_append(&cur.s, SPACE_MARK, 3);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (t->metaspace && s[i] == ' ') tok_append(&cur.s, SPACE_MARK, 3);
-        else tok_append(&cur.s, s + i, 1);
-    }
-    tok_push(&cur.end, (int)cur.s.n);
-    // code points of a piece: a piece is at most the text, which a prefix space per piece may lengthen
+    tok_piece_add(&cur, s, n);
+    // code points of a piece: a piece is at most the text, which the stages may lengthen
     size_t room = 0;
     uint32_t* cp = NULL;
     int* at = NULL;
@@ -1155,7 +1334,7 @@ static void tok_hf_segment(const Tokenizer* t, const char* s, size_t n, int firs
             at = (int*)mallocCheck(sizeof(int) * room);
         }
         next.s.n = 0; next.end.n = 0;
-        for (int p = 0, b = 0; p < cur.end.n; b = cur.end.ids[p++]) tok_stage_piece(t->stage[k], cur.s.s + b, cur.end.ids[p] - b, cp, at, &next);
+        for (int p = 0, b = 0; p < cur.end.n; b = cur.end.ids[p++]) tok_stage_piece(t, t->stage[k], cur.s.s + b, cur.end.ids[p] - b, first && p == 0, cp, at, &next);
         TokPieces tmp = cur; cur = next; next = tmp;
     }
     TokStr word = {0};
@@ -1166,26 +1345,12 @@ static void tok_hf_segment(const Tokenizer* t, const char* s, size_t n, int firs
             int m = t->byte_level ? tok_utf8_put(u, tok_byte_to_cp((uint8_t)cur.s.s[i])) : (u[0] = cur.s.s[i], 1);
             tok_append(&word, u, (size_t)m);
         }
-        tok_bpe_word(t, word.s, (int)word.n, ids, last_unk);
+        *last_unk = 0;
+        if (t->model == TOKMODEL_UNIGRAM) tok_unigram(t, word.s, (int)word.n, ids, last_unk);
+        else tok_bpe_word(t, word.s, (int)word.n, ids, last_unk);
     }
     free(word.s); free(cp); free(at);
     free(cur.s.s); free(cur.end.ids); free(next.s.s); free(next.end.ids);
-}
-
-// the code point that starts at s[0..n) / ends s[0..at): 0xFFFD where the bytes are not UTF-8
-static uint32_t tok_cp_at(const char* s, size_t n, int* len) {
-    uint32_t c;
-    int m = tokenizer_utf8_cp((const uint8_t*)s, n, &c);
-    *len = m ? m : 1;
-    return m ? c : 0xFFFD;
-}
-static uint32_t tok_cp_before(const char* s, size_t at, int* len) {
-    for (int m = 1; m <= 4 && (size_t)m <= at; m++) {
-        uint32_t c;
-        if (tokenizer_utf8_cp((const uint8_t*)s + at - m, (size_t)m, &c) == m) { *len = m; return c; }
-    }
-    *len = 1;
-    return 0xFFFD;
 }
 
 // a piece of text: an added token (id) or the text between them (id -1), bytes [start, stop)
@@ -1244,19 +1409,20 @@ static int tokenizer_encode(const Tokenizer* t, const char* text, int** out) {
         // matched in the normalized text split that; the rest goes through the pre-tokenizers
         TokSplit* raw;
         int nr = tok_added_splits(t, text, n, 0, &raw);
-        char* norm = (char*)mallocCheck(3 + 3 * n + 1);
+        TokStr norm = {0};
         for (int r = 0; r < nr; r++) {
-            if (raw[r].id >= 0) { tok_push(&ids, raw[r].id); last_unk = 0; continue; }
-            size_t nn = tok_hf_normalize(t, text + raw[r].start, (size_t)(raw[r].stop - raw[r].start), norm);
+            if (raw[r].id >= 0) { tok_push(&ids, raw[r].id); continue; }
+            norm.n = 0;
+            tok_hf_normalize(t, text + raw[r].start, (size_t)(raw[r].stop - raw[r].start), &norm);
             TokSplit* sub;
-            int ns = tok_added_splits(t, norm, nn, 1, &sub);
+            int ns = tok_added_splits(t, norm.s, norm.n, 1, &sub);
             for (int q = 0; q < ns; q++) {
-                if (sub[q].id >= 0) { tok_push(&ids, sub[q].id); last_unk = 0; }
-                else tok_hf_segment(t, norm + sub[q].start, (size_t)(sub[q].stop - sub[q].start), raw[r].start == 0 && sub[q].start == 0, &ids, &last_unk);
+                if (sub[q].id >= 0) tok_push(&ids, sub[q].id);
+                else tok_hf_segment(t, norm.s + sub[q].start, (size_t)(sub[q].stop - sub[q].start), raw[r].start == 0 && sub[q].start == 0, &ids, &last_unk);
             }
             free(sub);
         }
-        free(norm);
+        free(norm.s);
         free(raw);
     }
     *out = ids.ids;
@@ -1287,6 +1453,7 @@ static void tokenizer_free(Tokenizer* t) {
     free((void*)t->added_pat);
     free(t->added_plen);
     free(t->added_text);
+    free(t->charsmap_owned);
     tok_hash_free(&t->vocab);
     tok_hash_free(&t->merges);
     memset(t, 0, sizeof(*t));

@@ -32,6 +32,9 @@ Writes dev/test/data/tok/:
                            normalized content), special and not
   hf_added_flags_bytelevel.json  the same added tokens on hf_gpt2.json (no normalizer; single_word
                            beside letters, marks, digits of other scripts, '_', ZWJ)
+  hf_unigram.json          spm_uni's model as a tokenizers Unigram, as hf_folder.h writes it
+  hf_t5.json               the same as transformers' T5 conversion (WhitespaceSplit + Metaspace)
+  hf_unigram_words.json    the same with WhitespaceSplit alone
   cases.json               {"texts": [...], "tokenizers": [{"file", "ids": [[...]], "decoded": [...],
                            "prefix": [...]}]}: the reference ids of every text, and the library's
                            decode of those ids (skip special tokens)
@@ -52,7 +55,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 OUT = os.path.join(HERE, "data", "tok")
 sys.path.insert(0, os.path.join(ROOT, "dev", "data"))
-from export_tokenizer import export  # noqa: E402
+from export_tokenizer import T_CONTROL, T_UNKNOWN, export, read_model  # noqa: E402
 
 TEXTS = [
     "Hello world",
@@ -94,7 +97,7 @@ TEXTS = [
     "  \t\n  a  \t b \u3000 c\u00a0\u00a0d \u200b e\u2009f  ",
     "total:   1234   and  56\t\t78\n 9 x  0",
     "\u1f48\u03b4\u03c5\u03c3\u03c3\u03b5\u03cd\u03c2 \ufb01\ufb02 \u01c4 \u01c5 \u01c6 \u212b \u00c5 \u212a \u210c \u00bd \u00b2 x\u0301 e\u0301",
-    "\U0001F468\u200D\U0001F469\u200D\U0001F467 \u0915\u094d\u0937 \u0e01\u0e33 \uac00\u11a8 \u1100\u1161",
+    "\U0001F468\u200D\U0001F469\u200D\U0001F467 \u0915\u094d\u0937 \u0e01\u0e33 \uac00\u11a8 \u1100\u1161 \u03a9\u0301 \u03a9\u0301\u0301 \u03a9 \u00a9\u200d\u00a9",
     # the added tokens' flags (ADDED below)
     "flags: a <mask> b<mask>c \t<mask>\t d  <L>  x  <R>  y <L><R> <mask><mask> end<mask>  <R>\u3000\u2003z\u00a0<L>",
     "[SW] a[SW] [SW]b _[SW] [SW]_ \u00b2[SW] \u24b6[SW] [SW]\u24b6 x\u0301[SW] \u00e9[SW] -[SW]- 1[SW] \u0663[SW] [SW]\u200d [SW][SW] \u2164[SW]",
@@ -103,8 +106,15 @@ TEXTS = [
 ]
 
 # a small charsmap: sentencepiece's rule TSV (source code points -> target code points)
+# (and keys of more than one character, where tokenizers' Precompiled, grapheme by grapheme,
+# differs: e + U+0301 is one grapheme of 3 bytes, composed; two Hangul jamo are one of 6 bytes,
+# which it takes character by character, not "ka"; CR LF is one grapheme that starts with the key
+# CR, all of it replaced by CR's replacement; Ω + U+0301 starts with the key Ω: the shortest key
+# wins, "o", not "O"; Ω + two U+0301 is 6 bytes: character by character; © ZWJ © is one
+# grapheme of 7 bytes, character by character, where © ZWJ alone would lose its ZWJ)
 RULES = [("FF21", "41"), ("FF22", "42"), ("FF23", "43"), ("FF11", "31"), ("FF12", "32"), ("FF13", "33"),
-         ("FB01", "66 69"), ("A0", "20"), ("3000", "20"), ("2003", "20"), ("9", "20"), ("2028", "20")]
+         ("FB01", "66 69"), ("A0", "20"), ("3000", "20"), ("2003", "20"), ("9", "20"), ("2028", "20"),
+         ("65 301", "E9"), ("1100 1161", "6B 61"), ("D", "20"), ("3A9", "6F"), ("3A9 301", "4F"), ("A9", "63")]
 
 
 def corpus():
@@ -291,6 +301,35 @@ def repretokenize(src, name, pre, words=()):
     return path
 
 
+def make_unigram_json(spm_model):
+    """tokenizer.json Unigram files of a sentencepiece unigram model: hf_unigram.json as hf_folder.h
+    writes it for a saved folder (sentencepiece's ids where tokenizers can give them), hf_t5.json as
+    transformers' T5 conversion makes it (WhitespaceSplit + Metaspace)"""
+    pieces, _, byte_fallback, norm = read_model(spm_model)
+    sp = spm.SentencePieceProcessor(model_file=spm_model)
+    paths = []
+    for name in ("hf_unigram.json", "hf_t5.json", "hf_unigram_words.json"):
+        tok = Tokenizer(models.Unigram([(p[0].decode(), p[1]) for p in pieces], sp.unk_id(), bool(byte_fallback)))
+        tok.add_special_tokens([AddedToken(p[0].decode(), special=True, normalized=False) for p in pieces if p[2] in (T_CONTROL, T_UNKNOWN)])
+        pre = [normalizers.Precompiled(norm["charsmap"])]
+        if name == "hf_unigram_words.json":  # unknown characters fuse within a word only
+            tok.normalizer = normalizers.Sequence(pre)
+            tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+            tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+        elif name == "hf_unigram.json":
+            tok.normalizer = normalizers.Sequence(pre + [normalizers.Replace(Regex(r"\A +| +\z"), ""), normalizers.Replace(Regex(" {2,}"), " "),
+                                                         normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+            tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+        else:
+            tok.normalizer = normalizers.Sequence(pre + [normalizers.Replace(Regex(" {2,}"), " ")])
+            tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                         pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)])
+            tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+        paths.append(os.path.join(OUT, name))
+        tok.save(paths[-1])
+    return paths
+
+
 def hf_case(path):
     tok = Tokenizer.from_file(path)
     ids = [tok.encode(t, add_special_tokens=False).ids for t in TEXTS]
@@ -326,6 +365,7 @@ def main():
     cases.append(hf_case(repretokenize(os.path.join(OUT, "hf_gpt2.json"), "hf_digits_prefix.json", pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=False), pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)]))))
     cases.append(hf_case(add_flagged(os.path.join(OUT, "hf_llama2.json"), "hf_added_flags.json")))
+    cases += [hf_case(p) for p in make_unigram_json(os.path.join(OUT, "spm_uni.model"))]
     cases.append(hf_case(add_flagged(os.path.join(OUT, "hf_gpt2.json"), "hf_added_flags_bytelevel.json")))
     with open(os.path.join(OUT, "cases.json"), "w", encoding="utf-8") as f:
         json.dump({"texts": TEXTS, "tokenizers": cases}, f, ensure_ascii=True, separators=(",", ":"))

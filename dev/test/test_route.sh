@@ -42,6 +42,8 @@ got=$("$bin" --init "$tmp/urun" --steps 0 --prompt $'galore.c trains 1234  token
     && grep -q "^prompt: [0-9]* tokens: $want$" <<<"$got" \
     && ok "a unigram tokenizer's run folder: tokenizer.json and tokenizer_config.json for transformers; --init reads its tokenizer.bin: sentencepiece's ids ($want)" \
     || bad "unigram run folder (rc $rc, want $want): $out $got"
+got=$("$bin" --init "$tmp/urun" --tokenizer "$tmp/urun/tokenizer.json" --steps 0 --prompt $'galore.c trains 1234  tokens\tfast' --sample-len 1 --temperature 0 2>&1)
+grep -q "^prompt: [0-9]* tokens: $want$" <<<"$got" && ok "its tokenizer.json read by this program: the same ids" || bad "--tokenizer RUN/tokenizer.json (want $want): $got"
 for lib in tokenizers transformers; do
     if ! "$PY" -c "import $lib" 2>/dev/null; then echo "note: $lib not importable by $PY: the unigram tokenizer.json's ids are not checked with it"; continue; fi
     r=$("$PY" - "$tmp/urun" "$lib" 2>"$tmp/lib.txt" <<'PY'
