@@ -126,7 +126,9 @@ static cJSON* hf_json_replace(const char* kind, const char* from, const char* to
 // the whole text); the normalizer: the charsmap (Precompiled), then sentencepiece's whitespace
 // rules on ' ' only (remove_extra_whitespaces: none at the ends, one for a run; the dummy
 // prefix; ' ' -> '▁'); control and unknown pieces as special added tokens, as transformers
-// makes them. No post-processor: no bos or eos around the text, as the shards of dev/data hold
+// makes them (user-defined pieces stay pieces of the model, at their score 0: as added tokens
+// the Prepend would put a '▁' after each; one that the charsmap changes, as full-width letters,
+// is normalized there, not in sentencepiece). No post-processor: no bos or eos around the text, as the shards of dev/data hold
 // documents. Where tokenizers still differs: the text of a special piece ("</s>") is that token,
 // and its Precompiled normalizes graphemes of 6 bytes or more character by character (two Hangul
 // jamo stay apart where sentencepiece composes them).

@@ -38,9 +38,10 @@
 //   adjacent pair whose joined piece has the highest score, leftmost first) or unigram (Viterbi:
 //   the segmentation of highest total score, unknown characters scored min score - 10), then
 //   pieces outside the vocabulary as <0xHH> bytes (byte_fallback) or unk, as EncodeAsIds does.
-//   Not handled: user-defined pieces (none in Llama 2's or T5's models) are not split off as
-//   whole symbols first (BPE), and score 0 in unigram, where sentencepiece favours them; a NUL
-//   byte ends the text (a C string: a command-line prompt cannot hold one anyway).
+//   User-defined pieces: whole symbols, never normalized, never merged (BPE), scored 0 (unigram,
+//   as sentencepiece 0.2). Not handled: a BPE merge into an unused piece is kept (sentencepiece
+//   splits it back; no released model has unused pieces); a NUL byte ends the text (a C string:
+//   a command-line prompt cannot hold one anyway).
 //   tokenizer.json: added tokens as tokenizers' AddedVocabulary finds them (leftmost-longest;
 //   chat markers are one id each): those not "normalized" in the raw text, then the normalizers
 //   on the text between them, and the normalized ones, by their normalized content, in that;
@@ -125,6 +126,7 @@ typedef struct {
     int byte_id[256];    // the <0xHH> piece of each byte, -1 if none
     const uint8_t* charsmap; uint32_t charsmap_len;
     float min_score;     // unigram: the lowest normal score (unknown characters score it - 10)
+    int* user_ids; int n_user; // sentencepiece: the user-defined pieces (whole symbols, never normalized)
     int max_piece_len;
     int stage[TOK_MAX_STAGES], n_stages; // tokenizer.json: the pre-tokenizers' splits, TOKST_* in order
     int byte_level;      // tokenizer.json: ByteLevel (pieces are GPT-2 byte-to-unicode text)
@@ -318,6 +320,8 @@ static void tok_build_surface(Tokenizer* t) {
 
 static void tok_build_vocab(Tokenizer* t) {
     tok_hash_init(&t->vocab, t->vocab_size);
+    t->user_ids = (int*)mallocCheck(sizeof(int) * (size_t)t->vocab_size);
+    for (int i = 0; i < t->vocab_size; i++) if (t->types[i] == TOK_USER && t->lengths[i] > 0) t->user_ids[t->n_user++] = i;
     t->min_score = 0.0f;
     int have_min = 0;
     for (int i = 0; i < t->vocab_size; i++) {
@@ -937,14 +941,26 @@ static int tok_charsmap_match(const Tokenizer* t, const char* s, size_t n, int s
     return best;
 }
 
-// sentencepiece's normalizer: text -> the string the model segments ('▁' for spaces)
+// sentencepiece's user-defined pieces: the bytes of the longest one that starts s[0..n), 0 if none
+static int tok_user_match(const Tokenizer* t, const char* s, size_t n) {
+    int best = 0;
+    for (int k = 0; k < t->n_user; k++) {
+        int l = t->lengths[t->user_ids[k]];
+        if (l > best && (size_t)l <= n && memcmp(s, t->pieces[t->user_ids[k]], (size_t)l) == 0) best = l;
+    }
+    return best;
+}
+
+// sentencepiece's normalizer: text -> the string the model segments ('▁' for spaces); a
+// user-defined piece passes as it is
 static void tok_spm_normalize(const Tokenizer* t, const char* s, size_t n, TokStr* out) {
     static const char SPACE_MARK[] = "\xE2\x96\x81", REPL[] = "\xEF\xBF\xBD";
     int remove_ws = (t->flags & TOKF_REMOVE_WS) != 0, escape = (t->flags & TOKF_ESCAPE_WS) != 0;
     // one normalized prefix: (p, pl) for the input's next `consumed` bytes
     #define TOK_NORM_PREFIX(at) do { \
-        const char* r_; int m_ = tok_charsmap_match(t, s + (at), n - (at), 0, &r_); \
-        if (m_) { p = r_; pl = strlen(r_); consumed = (size_t)m_; } \
+        const char* r_; int m_ = tok_charsmap_match(t, s + (at), n - (at), 0, &r_), w_ = tok_user_match(t, s + (at), n - (at)); \
+        if (w_) { p = s + (at); pl = (size_t)w_; consumed = (size_t)w_; } \
+        else if (m_) { p = r_; pl = strlen(r_); consumed = (size_t)m_; } \
         else { int u_ = tokenizer_utf8_len((const uint8_t*)s + (at), n - (at)); \
                if (u_) { p = s + (at); pl = (size_t)u_; consumed = (size_t)u_; } else { p = REPL; pl = 3; consumed = 1; } } \
     } while (0)
@@ -978,7 +994,7 @@ static void tok_spm_normalize(const Tokenizer* t, const char* s, size_t n, TokSt
 }
 
 // a symbol of a BPE word: bytes [start, start+len) of the word
-typedef struct { int start, len; } TokSym;
+typedef struct { int start, len, frozen; } TokSym;
 
 // one piece of text that is not in the vocabulary: its bytes (byte fallback) or unk
 static void tok_emit_unknown(const Tokenizer* t, const char* s, int n, TokIds* ids, int* last_unk) {
@@ -1005,19 +1021,21 @@ static void tok_bpe_word(const Tokenizer* t, const char* s, int n, TokIds* ids, 
         int id = tok_hash_get(&t->vocab, s, n);
         if (id >= 0) { tok_push(ids, id); *last_unk = 0; return; }
     }
+    // (sentencepiece: a user-defined piece is one symbol from the start, never merged)
     TokSym* sym = (TokSym*)mallocCheck(sizeof(TokSym) * (size_t)n);
     int ns = 0;
     for (int i = 0; i < n; ) {
-        int m = tokenizer_utf8_len((const uint8_t*)s + i, (size_t)(n - i));
+        int m = tokenizer_utf8_len((const uint8_t*)s + i, (size_t)(n - i)), u = tok_user_match(t, s + i, (size_t)(n - i));
         if (m == 0) m = 1;
-        sym[ns].start = i; sym[ns].len = m; ns++;
-        i += m;
+        sym[ns].start = i; sym[ns].len = u ? u : m; sym[ns].frozen = u > 0; ns++;
+        i += u ? u : m;
     }
     char* key = (char*)mallocCheck((size_t)n + 2);
     for (;;) {
         int best = -1; double best_pri = 0.0;
         for (int k = 0; k + 1 < ns; k++) {
             double pri;
+            if (sym[k].frozen || sym[k + 1].frozen) continue;
             if (t->source == TOKSRC_SPM) {
                 int id = tok_hash_get(&t->vocab, s + sym[k].start, sym[k].len + sym[k + 1].len);
                 if (id < 0) continue;
@@ -1051,8 +1069,8 @@ static void tok_bpe_word(const Tokenizer* t, const char* s, int n, TokIds* ids, 
 // (shortest first) offers a path, and an unknown character scores the lowest piece score - 10
 // where no single-character piece exists; a strictly better score replaces a path (the first
 // found wins ties). Sums in float as sentencepiece, in double as tokenizers (tokenizer.json),
-// whose every piece is a path at its own score (sentencepiece: normal pieces, user-defined ones
-// at 0, the lowest among normal pieces)
+// whose every piece is a path at its own score (sentencepiece: normal pieces, and user-defined
+// ones at 0; the lowest among normal pieces)
 static void tok_unigram(const Tokenizer* t, const char* s, int n, TokIds* ids, int* last_unk) {
     if (n <= 0) return;
     int hf = t->source == TOKSRC_HF;
@@ -1069,9 +1087,10 @@ static void tok_unigram(const Tokenizer* t, const char* s, int n, TokIds* ids, i
         for (int end = at + 1; end <= n && end - at <= t->max_piece_len; end++) {
             int id = tok_hash_get(&t->vocab, s + at, end - at);
             if (id < 0 || (!hf && t->types[id] == TOK_UNUSED)) continue;
-            float score = !hf && t->types[id] == TOK_USER ? 0.0f : t->scores[id];
-            double cand = hf ? (double)score + here : (double)(score + (float)here);
-            if (from[end] == -1 || cand > best[end]) { best[end] = cand; from[end] = at; piece[end] = id; }
+            // (sentencepiece 0.2: a user-defined piece scores 0, "▁he" "r" of spm_uni_user in
+            // make_tokenizers.py; 0.1.97 scored it -0.1: "▁her")
+            double cand = hf ? (double)t->scores[id] + here : (double)((t->types[id] == TOK_USER ? 0.0f : t->scores[id]) + (float)here);
+            if (from[end] == -1 || cand > best[end]) { best[end] = hf ? cand : (double)(float)cand; from[end] = at; piece[end] = id; }
             if (end - at == m) single = 1;
         }
         if (!single) {
@@ -1449,6 +1468,7 @@ static void tokenizer_free(Tokenizer* t) {
     free(t->surface_len);
     free(t->surface_blob);
     free(t->added);
+    free(t->user_ids);
     free(t->added_flags);
     free((void*)t->added_pat);
     free(t->added_plen);

@@ -5,10 +5,12 @@ tricky texts: the fixtures of dev/test/test_tokenizer.c (make test needs neither
 Writes dev/test/data/tok/:
   spm_bpe.model / .bin     sentencepiece BPE, byte_fallback, nmt_nfkc-style rules in a small
                            custom charsmap (full-width letters, ligatures, odd spaces), default
-                           whitespace handling (remove_extra_whitespaces)
+                           whitespace handling (remove_extra_whitespaces), user-defined pieces
   spm_uni.model / .bin     sentencepiece unigram (T5's kind), no byte fallback (unknown
-                           characters -> unk), the same small charsmap
+                           characters -> unk), the same small charsmap and user-defined pieces
   spm_raw.model / .bin     sentencepiece BPE, identity normalizer, spaces kept (as tinytext's)
+  spm_bpe_user.model / .bin  spm_bpe with its piece "▁th" made user-defined after training
+  spm_uni_user.model / .bin  spm_uni with "▁he" user-defined and "▁her" rescored to a near tie
   hf_llama3.json           tokenizers byte-level BPE as Llama 3: Split by Llama 3's regex +
                            ByteLevel, ignore_merges, <|begin_of_text|> prefix by TemplateProcessing
   hf_gpt2.json             tokenizers byte-level BPE as GPT-2 (ByteLevel with its regex)
@@ -40,7 +42,7 @@ Writes dev/test/data/tok/:
                            decode of those ids (skip special tokens)
 Also re-exports dev/data/tinytext/tokenizer.bin (version 2) and checks it the same way.
 
-Usage: python dev/test/make_tokenizers.py   (needs sentencepiece and tokenizers)
+Usage: python dev/test/make_tokenizers.py   (needs sentencepiece, tokenizers and protobuf)
 """
 import json
 import os
@@ -103,6 +105,7 @@ TEXTS = [
     "[SW] a[SW] [SW]b _[SW] [SW]_ \u00b2[SW] \u24b6[SW] [SW]\u24b6 x\u0301[SW] \u00e9[SW] -[SW]- 1[SW] \u0663[SW] [SW]\u200d [SW][SW] \u2164[SW]",
     "hello hellohello say hello, foo bar foo  bar foobar cat cats concat cat. dog dogs hotdog dog_ dog's",
     "<mask>hello<R>   foo bar<L>cat\u3000<mask>\u3000dog [SW]<mask>[SW] hello<mask>hello",
+    "<sep>ab12<sep> cabbage \uff21\uff22\uff21\uff22\uff23 AB 1212 x<sep>y abab her the there",
 ]
 
 # a small charsmap: sentencepiece's rule TSV (source code points -> target code points)
@@ -154,6 +157,27 @@ def train_spm(tmp, name, model_type, vocab, byte_fallback, rules, extra):
         kw["normalization_rule_tsv"] = tsv
     spm.SentencePieceTrainer.train(**kw)
     os.remove(os.path.join(OUT, name + ".vocab"))
+    export(os.path.join(OUT, name + ".model"), os.path.join(OUT, name + ".bin"))
+
+
+def edit_user_defined(src, name, piece, rival=None):
+    """a trained model with one of its pieces made user-defined afterwards (as people add symbols
+    to Llama's tokenizer.model): BPE takes it whole and never merges it ("▁th" "e", not "▁the");
+    unigram scores it 0 in sentencepiece 0.2 (0.1.97: -0.1), which the rival piece (the piece and
+    one more character), rescored 0.05 under that character's piece, tells: "▁he" then "r" (0.1.97:
+    "▁her")"""
+    from sentencepiece import sentencepiece_model_pb2 as pb  # (needs protobuf)
+    m = pb.ModelProto()
+    with open(src, "rb") as f:
+        m.ParseFromString(f.read())
+    score = {p.piece: p.score for p in m.pieces}
+    for p in m.pieces:
+        if p.piece == piece:
+            p.type = pb.ModelProto.SentencePiece.USER_DEFINED
+        if p.piece == rival:
+            p.score = score[rival[len(piece):]] - 0.05
+    with open(os.path.join(OUT, name + ".model"), "wb") as f:
+        f.write(m.SerializeToString())
     export(os.path.join(OUT, name + ".model"), os.path.join(OUT, name + ".bin"))
 
 
@@ -343,12 +367,16 @@ def main():
     cases = []
     tmp = os.path.join(OUT, "tmp")
     os.makedirs(tmp, exist_ok=True)
-    train_spm(tmp, "spm_bpe", "bpe", 500, True, RULES, {})
-    train_spm(tmp, "spm_uni", "unigram", 500, False, RULES, {})
+    # user-defined pieces: whole symbols, never normalized (the full-width one) nor merged
+    user = {"user_defined_symbols": ["<sep>", "ab", "12", "\uff21\uff22"]}
+    train_spm(tmp, "spm_bpe", "bpe", 500, True, RULES, user)
+    train_spm(tmp, "spm_uni", "unigram", 500, False, RULES, user)
     train_spm(tmp, "spm_raw", "bpe", 500, True, None,
               {"normalization_rule_name": "identity", "remove_extra_whitespaces": False})
     shutil.rmtree(tmp)
-    for name in ("spm_bpe", "spm_uni", "spm_raw"):
+    edit_user_defined(os.path.join(OUT, "spm_bpe.model"), "spm_bpe_user", "\u2581th")
+    edit_user_defined(os.path.join(OUT, "spm_uni.model"), "spm_uni_user", "\u2581he", "\u2581her")
+    for name in ("spm_bpe", "spm_uni", "spm_raw", "spm_bpe_user", "spm_uni_user"):
         cases.append(spm_case(os.path.join(OUT, name + ".model"), f"dev/test/data/tok/{name}.bin"))
     tiny = os.path.join(ROOT, "dev/data/tinytext")
     export(os.path.join(tiny, "tokenizer.model"), os.path.join(tiny, "tokenizer.bin"))
