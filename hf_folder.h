@@ -8,11 +8,13 @@
 //   generation_config.json  --init's own when it has one, else bos/eos/pad from config.json, so that
 //                           generate() stops on the model's eos
 //   the tokenizer           the file the run used (tokenizer.json, or tokenizer.bin), the Hugging Face
-//                           files beside it (tokenizer.model, tokenizer_config.json,
+//                           files beside it (tokenizer.model, tokenizer.json, tokenizer_config.json,
 //                           special_tokens_map.json), and a tokenizer_config.json naming the special
 //                           tokens where it had none (transformers' conversion of a sentencepiece
-//                           model gives sentencepiece's ids for BPE, except for leading spaces; not
-//                           for every text of a unigram model: this program's --prompt is exact)
+//                           BPE model gives sentencepiece's ids, except for leading spaces); for a
+//                           unigram model also a tokenizer.json that gives sentencepiece's ids in
+//                           tokenizers (hf_write_unigram_json), which transformers' own conversion
+//                           does not (this program reads the tokenizer.bin: its --prompt is exact)
 #ifndef HF_FOLDER_H
 #define HF_FOLDER_H
 
@@ -88,6 +90,116 @@ static int hf_eos_ids(const char* config, int* ids, int cap) {
     return n;
 }
 
+// base64 (RFC 4648, padded) of b[0..n) into a malloc'd NUL-terminated string
+static char* hf_base64(const uint8_t* b, size_t n) {
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char* out = (char*)mallocCheck(4 * ((n + 2) / 3) + 1), *o = out;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)b[i] << 16 | (i + 1 < n ? (uint32_t)b[i + 1] << 8 : 0) | (i + 2 < n ? b[i + 2] : 0);
+        *o++ = A[v >> 18]; *o++ = A[(v >> 12) & 63];
+        *o++ = i + 1 < n ? A[(v >> 6) & 63] : '=';
+        *o++ = i + 2 < n ? A[v & 63] : '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+static cJSON* hf_json_typed(const char* type) {
+    cJSON* o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", type);
+    return o;
+}
+// a Replace normalizer or decoder: pattern {kind: from} -> to
+static cJSON* hf_json_replace(const char* kind, const char* from, const char* to) {
+    cJSON* o = hf_json_typed("Replace"), *pat = cJSON_CreateObject();
+    cJSON_AddStringToObject(pat, kind, from);
+    cJSON_AddItemToObject(o, "pattern", pat);
+    cJSON_AddStringToObject(o, "content", to);
+    return o;
+}
+
+// hf_write_unigram_json: a tokenizer.json in which Hugging Face tokenizers encodes as
+// sentencepiece does with the unigram model t (transformers' own conversion of the .model, as
+// T5Tokenizer, splits at every whitespace and drops newlines and tabs: 11 of the 32 texts of
+// dev/test/make_tokenizers.py got sentencepiece's ids). The model: the pieces and scores, unk,
+// byte fallback, over the whole normalized text (no pre-tokenizer: sentencepiece's Viterbi sees
+// the whole text); the normalizer: the charsmap (Precompiled), then sentencepiece's whitespace
+// rules on ' ' only (remove_extra_whitespaces: none at the ends, one for a run; the dummy
+// prefix; ' ' -> '▁'); control and unknown pieces as special added tokens, as transformers
+// makes them (user-defined pieces stay pieces of the model, at their score 0: as added tokens
+// the Prepend would put a '▁' after each; one that the charsmap changes, as full-width letters,
+// is normalized there, not in sentencepiece). No post-processor: no bos or eos around the text, as the shards of dev/data hold
+// documents. Where tokenizers still differs: the text of a special piece ("</s>") is that token,
+// and its Precompiled normalizes graphemes of 6 bytes or more character by character (two Hangul
+// jamo stay apart where sentencepiece composes them).
+static void hf_write_unigram_json(const char* path, const Tokenizer* t) {
+    static const char SPACE_MARK[] = "\xE2\x96\x81";
+    cJSON* root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "version", "1.0");
+    cJSON_AddNullToObject(root, "truncation");
+    cJSON_AddNullToObject(root, "padding");
+    cJSON* added = cJSON_AddArrayToObject(root, "added_tokens");
+    cJSON* vocab = cJSON_CreateArray();
+    char* piece = (char*)mallocCheck(256 + 1);
+    for (int i = 0; i < t->vocab_size; i++) {
+        snprintf(piece, 257, "%.*s", t->lengths[i], t->pieces[i]);
+        cJSON* pair = cJSON_CreateArray();
+        cJSON_AddItemToArray(pair, cJSON_CreateString(piece));
+        cJSON_AddItemToArray(pair, cJSON_CreateNumber(t->scores[i]));
+        cJSON_AddItemToArray(vocab, pair);
+        if (t->types[i] != TOK_CONTROL && t->types[i] != TOK_UNKNOWN) continue;
+        cJSON* a = cJSON_CreateObject();
+        cJSON_AddNumberToObject(a, "id", i);
+        cJSON_AddStringToObject(a, "content", piece);
+        static const char* const OFF[4] = {"single_word", "lstrip", "rstrip", "normalized"};
+        for (int k = 0; k < 4; k++) cJSON_AddBoolToObject(a, OFF[k], 0);
+        cJSON_AddBoolToObject(a, "special", 1);
+        cJSON_AddItemToArray(added, a);
+    }
+    free(piece);
+    cJSON* norm = hf_json_typed("Sequence"), *list = cJSON_AddArrayToObject(norm, "normalizers");
+    if (t->charsmap_len) {
+        cJSON* pc = hf_json_typed("Precompiled");
+        char* b64 = hf_base64(t->charsmap, t->charsmap_len);
+        cJSON_AddStringToObject(pc, "precompiled_charsmap", b64);
+        free(b64);
+        cJSON_AddItemToArray(list, pc);
+    }
+    if (t->flags & TOKF_REMOVE_WS) {
+        cJSON_AddItemToArray(list, hf_json_replace("Regex", "\\A +| +\\z", ""));
+        cJSON_AddItemToArray(list, hf_json_replace("Regex", " {2,}", " "));
+    }
+    if (t->flags & TOKF_DUMMY_PREFIX) {
+        cJSON* pre = hf_json_typed("Prepend");
+        cJSON_AddStringToObject(pre, "prepend", SPACE_MARK);
+        cJSON_AddItemToArray(list, pre);
+    }
+    if (t->flags & TOKF_ESCAPE_WS) cJSON_AddItemToArray(list, hf_json_replace("String", " ", SPACE_MARK));
+    cJSON_AddItemToObject(root, "normalizer", norm);
+    cJSON_AddNullToObject(root, "pre_tokenizer");
+    cJSON_AddNullToObject(root, "post_processor");
+    cJSON* dec = hf_json_typed("Sequence"), *dl = cJSON_AddArrayToObject(dec, "decoders");
+    cJSON_AddItemToArray(dl, hf_json_replace("String", SPACE_MARK, " "));
+    cJSON_AddItemToArray(dl, hf_json_typed("ByteFallback"));
+    cJSON_AddItemToArray(dl, hf_json_typed("Fuse"));
+    if (t->flags & TOKF_DUMMY_PREFIX) {
+        cJSON* st = hf_json_typed("Strip");
+        cJSON_AddStringToObject(st, "content", " ");
+        cJSON_AddNumberToObject(st, "start", 1);
+        cJSON_AddNumberToObject(st, "stop", 0);
+        cJSON_AddItemToArray(dl, st);
+    }
+    cJSON_AddItemToObject(root, "decoder", dec);
+    cJSON* model = hf_json_typed("Unigram");
+    if (t->unk_id >= 0) cJSON_AddNumberToObject(model, "unk_id", t->unk_id);
+    else cJSON_AddNullToObject(model, "unk_id");
+    cJSON_AddItemToObject(model, "vocab", vocab);
+    cJSON_AddBoolToObject(model, "byte_fallback", (t->flags & TOKF_BYTE_FALLBACK) != 0);
+    cJSON_AddItemToObject(root, "model", model);
+    st_write_json(path, root);
+    cJSON_Delete(root);
+}
+
 // hf_folder_complete: dir holds config.json and the weights (llama_save); init_config is the
 // config.json the model came from ("" for a built-in or --model config), tokenizer the file the
 // run used ("" or a missing file: none), tok it loaded (NULL: none)
@@ -138,16 +250,17 @@ static void hf_folder_complete(const char* dir, const char* init_config, const c
     if (slash) *slash = '\0'; else snprintf(srcdir, sizeof srcdir, ".");
     snprintf(path, sizeof path, "%.*s/%s", PATHLEN, dir, tok->source == TOKSRC_HF ? "tokenizer.json" : "tokenizer.bin");
     hf_copy_file(tokenizer, path);
-    static const char* const COMPANIONS[3] = {"tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"};
+    // (a tokenizer.json beside a tokenizer.bin: the one written below for a unigram model)
+    static const char* const COMPANIONS[4] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
     int has_config = 0;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         // tokenizer.model only beside a tokenizer.bin (the sentencepiece model it was exported from)
-        if (k == 0 && tok->source != TOKSRC_SPM) continue;
+        if (k < 2 && tok->source != TOKSRC_SPM) continue;
         snprintf(src, sizeof src, "%.*s/%s", PATHLEN, srcdir, COMPANIONS[k]);
         snprintf(path, sizeof path, "%.*s/%s", PATHLEN, dir, COMPANIONS[k]);
         if (!file_exists(src)) continue;
         hf_copy_file(src, path);
-        has_config |= k == 1;
+        has_config |= k == 2;
     }
     snprintf(path, sizeof path, "%.*s/tokenizer.model", PATHLEN, dir);
     if (has_config || (tok->source == TOKSRC_SPM && !file_exists(path))) return; // a tokenizer.bin alone: this program's own
@@ -155,18 +268,21 @@ static void hf_folder_complete(const char* dir, const char* init_config, const c
     // bos before the text, as the shards of dev/data hold documents without one
     cJSON* tc = cJSON_CreateObject();
     char piece[512];
-    // sentencepiece: BPE is Llama's kind; unigram is T5's (transformers' T5Tokenizer, which appends
-    // eos as t5-base does; without the 100 sentinel ids that dev/data/c4.py maps to unk anyway)
-    int t5 = tok->source == TOKSRC_SPM && tok->model == TOKMODEL_UNIGRAM;
-    cJSON_AddStringToObject(tc, "tokenizer_class", tok->source == TOKSRC_HF ? "PreTrainedTokenizerFast" : t5 ? "T5Tokenizer" : "LlamaTokenizer");
-    if (t5) cJSON_AddNumberToObject(tc, "extra_ids", 0);
+    // sentencepiece: BPE is Llama's kind (transformers' LlamaTokenizer); unigram is T5's, whose
+    // tokenizer.json this program writes (hf_write_unigram_json)
+    int unigram = tok->source == TOKSRC_SPM && tok->model == TOKMODEL_UNIGRAM;
+    if (unigram) {
+        snprintf(path, sizeof path, "%.*s/tokenizer.json", PATHLEN, dir);
+        hf_write_unigram_json(path, tok);
+    }
+    cJSON_AddStringToObject(tc, "tokenizer_class", tok->source == TOKSRC_HF || unigram ? "PreTrainedTokenizerFast" : "LlamaTokenizer");
     static const char* const NAMES[4] = {"bos_token", "eos_token", "unk_token", "pad_token"};
     int ids[4] = {tok->bos_id, tok->eos_id, tok->unk_id, tok->pad_id};
     for (int k = 0; k < 4; k++) {
         hf_piece(tok, ids[k], piece, sizeof piece);
         if (piece[0]) cJSON_AddStringToObject(tc, NAMES[k], piece);
     }
-    if (tok->source == TOKSRC_SPM && !t5) {
+    if (tok->source == TOKSRC_SPM && !unigram) {
         cJSON_AddBoolToObject(tc, "add_bos_token", 0);
         cJSON_AddBoolToObject(tc, "add_eos_token", 0);
         cJSON_AddBoolToObject(tc, "legacy", 0);

@@ -1,7 +1,8 @@
 // tokenizer.h: token ids <-> UTF-8 text, for the two tokenizer files the program reads:
 //   tokenizer.bin   SentencePiece (.model) exported by dev/data/export_tokenizer.py
 //   tokenizer.json  Hugging Face tokenizers, model BPE: byte-level (GPT-2, Llama 3) or
-//                   SentencePiece-style with byte fallback (Llama 2)
+//                   SentencePiece-style with byte fallback (Llama 2); or model Unigram (T5, and
+//                   the tokenizer.json hf_folder.h writes for a unigram sentencepiece run)
 // Decoding prints samples; encoding turns --prompt text into ids. The training data is encoded
 // offline in Python (dev/data/c4.py, dev/data/prepare.py) by the reference libraries; this
 // encoder gives the same ids (checked by dev/test/test_tokenizer.c against ids made by
@@ -37,19 +38,29 @@
 //   adjacent pair whose joined piece has the highest score, leftmost first) or unigram (Viterbi:
 //   the segmentation of highest total score, unknown characters scored min score - 10), then
 //   pieces outside the vocabulary as <0xHH> bytes (byte_fallback) or unk, as EncodeAsIds does.
-//   Not handled: user-defined pieces (none in Llama 2's or T5's models) are not split off as
-//   whole symbols first (BPE), and score 0 in unigram, where sentencepiece favours them; a NUL
-//   byte ends the text (a C string: a command-line prompt cannot hold one anyway).
-//   tokenizer.json: added tokens matched first (longest, in the raw text: chat markers are one
-//   id each), then the normalizer (none, or Prepend '▁' + Replace ' ' -> '▁'), the pre-tokenizers
-//   of a Sequence in this order: Digits (each digit, or each run, alone: SmolLM), Metaspace (with
-//   or without its split at every '▁': Llama 2, Mistral, TinyLlama), Split by the Llama 3 regex
-//   or ByteLevel with the GPT-2 regex (the two regexes are matched by hand below, \p{L} \p{N}
-//   from unicode_class.h), ByteLevel's byte map; then BPE by merge rank (ignore_merges: a word in
-//   the vocabulary is one token), byte_fallback or unk. tokenizer_prefix_ids gives what the
+//   User-defined pieces: whole symbols, never normalized, never merged (BPE), scored 0 (unigram,
+//   as sentencepiece 0.2). Not handled: a BPE merge into an unused piece is kept (sentencepiece
+//   splits it back; no released model has unused pieces); a NUL byte ends the text (a C string:
+//   a command-line prompt cannot hold one anyway).
+//   tokenizer.json: added tokens as tokenizers' AddedVocabulary finds them (leftmost-longest;
+//   chat markers are one id each): those not "normalized" in the raw text, then the normalizers
+//   on the text between them, and the normalized ones, by their normalized content, in that;
+//   single_word, lstrip and rstrip as the library applies them (its \w from unicode_class.h). The
+//   normalizers of a Sequence in its order: Precompiled (a sentencepiece charsmap as tokenizers
+//   applies it: grapheme by grapheme, UAX #29 from unicode_class.h, a grapheme under 6 bytes
+//   replaced whole by its shortest key's replacement, a longer one character by character),
+//   Replace " {2,}" by ' ' or '▁', Replace \A +| +\z by nothing, Strip, Prepend '▁', Replace
+//   ' ' by '▁'. Then, on the text between added tokens, the pre-tokenizers of a Sequence in its
+//   order, each splitting the pieces of those before it: WhitespaceSplit (T5), Metaspace (its
+//   prepend always, first or never, with or without its split at every '▁': Llama 2, Mistral,
+//   TinyLlama, T5), Digits (each digit, or each run, alone: SmolLM), Split by the Llama 3 or the
+//   GPT-2 regex (matched by hand below, \p{L} \p{N} from unicode_class.h), ByteLevel (last:
+//   add_prefix_space's ' ' before every piece that lacks one, the GPT-2 regex, its byte map);
+//   then, per piece, BPE by merge rank (ignore_merges: a word in the vocabulary is one token) or
+//   Unigram (the Viterbi above, in double, every piece a path, unknown characters fused), byte
+//   fallback or unk (fused within a piece where fuse_unk). tokenizer_prefix_ids gives what the
 //   post-processor puts before the text (Llama's bos); other configurations decode only and
-//   encoding dies naming the part. Not handled: added tokens' lstrip/rstrip/single_word flags
-//   (they match exactly where their text occurs); Oniguruma's case folding of "'S" beyond ASCII.
+//   encoding dies naming the part. Not handled: Oniguruma's case folding of "'S" beyond ASCII.
 #ifndef TOKENIZER_H
 #define TOKENIZER_H
 
@@ -72,7 +83,14 @@ enum { TOK_NORMAL = 0, TOK_CONTROL = 1, TOK_BYTE = 2, TOK_UNKNOWN = 3, TOK_UNUSE
 enum { TOKMODEL_NONE = 0, TOKMODEL_UNIGRAM = 1, TOKMODEL_BPE = 2 };         // sentencepiece's numbers
 enum { TOKF_DUMMY_PREFIX = 1, TOKF_REMOVE_WS = 2, TOKF_ESCAPE_WS = 4, TOKF_BYTE_FALLBACK = 8 };
 enum { TOKSRC_SPM = 0, TOKSRC_HF = 1 };                                     // which file it came from
-enum { TOKPRE_NONE = 0, TOKPRE_METASPACE, TOKPRE_GPT2, TOKPRE_LLAMA3, TOKPRE_UNSUPPORTED };
+enum { TOKA_LSTRIP = 1, TOKA_RSTRIP = 2, TOKA_SINGLE_WORD = 4, TOKA_NORMALIZED = 8 }; // an added token's flags
+// tokenizer.json's pre-tokenizers, in their Sequence's order: each makes pieces of the pieces before it
+enum { TOKST_DIGITS_EACH = 1, TOKST_DIGITS_RUN, TOKST_META, TOKST_META_SPLIT, TOKST_GPT2, TOKST_LLAMA3, TOKST_PREFIX_SPACE, TOKST_WS_SPLIT };
+#define TOK_MAX_STAGES 8
+// tokenizer.json's normalizers, in their Sequence's order: Precompiled (a sentencepiece charsmap,
+// grapheme by grapheme), Replace \A +| +\z by nothing, Replace " {2,}" by ' ' or by '▁', Strip
+// (whitespace at the start, the end), Prepend '▁', Replace ' ' by '▁'
+enum { TOKN_PRECOMPILED = 1, TOKN_TRIM_SPACES, TOKN_COLLAPSE_SPACES, TOKN_COLLAPSE_TO_MARK, TOKN_STRIP_LEFT, TOKN_STRIP_RIGHT, TOKN_PREPEND, TOKN_REPLACE_SPACE };
 
 // piece text -> int, open addressing; keys point into memory the tokenizer owns
 typedef struct {
@@ -108,16 +126,18 @@ typedef struct {
     int byte_id[256];    // the <0xHH> piece of each byte, -1 if none
     const uint8_t* charsmap; uint32_t charsmap_len;
     float min_score;     // unigram: the lowest normal score (unknown characters score it - 10)
+    int* user_ids; int n_user; // sentencepiece: the user-defined pieces (whole symbols, never normalized)
     int max_piece_len;
-    int pretok;          // TOKPRE_* (tokenizer.json)
+    int stage[TOK_MAX_STAGES], n_stages; // tokenizer.json: the pre-tokenizers' splits, TOKST_* in order
     int byte_level;      // tokenizer.json: ByteLevel (pieces are GPT-2 byte-to-unicode text)
-    int add_prefix_space;// tokenizer.json ByteLevel: a ' ' before text that lacks one
-    int prepend_mark;    // tokenizer.json: 1 a '▁' before every segment, 2 the first only
-    int digits;          // tokenizer.json Digits pre-tokenizer: 1 each digit alone, 2 each run of digits
-    int meta_split;      // tokenizer.json Metaspace with split: a word starts at every '▁'
-    int replace_space;   // tokenizer.json: ' ' -> '▁' before the model
+    int norm[TOK_MAX_STAGES], n_norm; // tokenizer.json: the normalizers, TOKN_* in order
+    uint8_t* charsmap_owned; // tokenizer.json Precompiled: the charsmap, decoded from base64
+    int meta_prepend;    // tokenizer.json Metaspace: 0 never, 1 a '▁' before every piece that lacks one, 2 the first only
     int ignore_merges, fuse_unk;
-    int* added;          // (n_added,) ids of tokenizer.json's added tokens, matched in raw text
+    int* added;          // (n_added,) ids of tokenizer.json's added tokens
+    uint8_t* added_flags;// (n_added,) TOKA_*
+    const char** added_pat; int* added_plen; // (n_added,) the text matched: normalized ones' content through the normalizer
+    char* added_text;    // the normalized ones' patterns
     int n_added;
     int prefix_ids[4];   // what the post-processor puts before the text (bos)
     int n_prefix;
@@ -170,6 +190,33 @@ static int tok_utf8_put(char* out, uint32_t cp) {
     out[0] = (char)(0xF0 | (cp >> 18)); out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
     out[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); out[3] = (char)(0x80 | (cp & 0x3F));
     return 4;
+}
+
+// a growing list of ids
+typedef struct { int* ids; int n, cap; } TokIds;
+static void tok_push(TokIds* v, int id) {
+    if (v->n == v->cap) { // malloc + copy, not realloc: the fuzzer's allocation tracking sees malloc/free only
+        v->cap = v->cap ? 2 * v->cap : 64;
+        int* ids = (int*)mallocCheck(sizeof(int) * (size_t)v->cap);
+        if (v->n) memcpy(ids, v->ids, sizeof(int) * (size_t)v->n);
+        free(v->ids);
+        v->ids = ids;
+    }
+    v->ids[v->n++] = id;
+}
+// a growing byte string
+typedef struct { char* s; size_t n, cap; } TokStr;
+static void tok_append(TokStr* v, const char* s, size_t n) {
+    if (v->n + n + 1 > v->cap) {
+        while (v->n + n + 1 > v->cap) v->cap = v->cap ? 2 * v->cap : 256;
+        char* b = (char*)mallocCheck(v->cap);
+        if (v->n) memcpy(b, v->s, v->n);
+        free(v->s);
+        v->s = b;
+    }
+    memcpy(v->s + v->n, s, n);
+    v->n += n;
+    v->s[v->n] = '\0';
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -273,6 +320,8 @@ static void tok_build_surface(Tokenizer* t) {
 
 static void tok_build_vocab(Tokenizer* t) {
     tok_hash_init(&t->vocab, t->vocab_size);
+    t->user_ids = (int*)mallocCheck(sizeof(int) * (size_t)t->vocab_size);
+    for (int i = 0; i < t->vocab_size; i++) if (t->types[i] == TOK_USER && t->lengths[i] > 0) t->user_ids[t->n_user++] = i;
     t->min_score = 0.0f;
     int have_min = 0;
     for (int i = 0; i < t->vocab_size; i++) {
@@ -386,36 +435,40 @@ static void tok_unsupported(Tokenizer* t, const char* what, const char* type) {
     snprintf(t->encode_why, sizeof t->encode_why, "has a %s of type %s, which this encoder does not implement (decoding works)", what, type ? type : "?");
 }
 
-// one pre-tokenizer (or a member of a Sequence)
+static void tok_stage_add(Tokenizer* t, int stage) {
+    if (t->n_stages == TOK_MAX_STAGES) { tok_unsupported(t, "pre_tokenizer", "Sequence of more than 8 splits"); return; }
+    t->stage[t->n_stages++] = stage;
+}
+
+// one pre-tokenizer (or a member of a Sequence): its stage after those before it. ByteLevel maps
+// bytes to characters, so nothing that looks at characters may follow it.
 static void tok_json_pretok(Tokenizer* t, const cJSON* p) {
     const char* type = tok_json_str(p, "type");
+    if (t->byte_level && !tok_json_type_is(p, "Sequence")) { tok_unsupported(t, "pre_tokenizer", "Sequence with a pre-tokenizer after ByteLevel"); return; }
     if (tok_json_type_is(p, "ByteLevel")) {
         t->byte_level = 1;
-        t->add_prefix_space = tok_json_bool(p, "add_prefix_space", 0);
-        if (tok_json_bool(p, "use_regex", 1)) {
-            if (t->pretok != TOKPRE_NONE) tok_unsupported(t, "pre_tokenizer", "Sequence with two splits");
-            else t->pretok = TOKPRE_GPT2;
-        }
+        if (tok_json_bool(p, "add_prefix_space", 0)) tok_stage_add(t, TOKST_PREFIX_SPACE);
+        if (tok_json_bool(p, "use_regex", 1)) tok_stage_add(t, TOKST_GPT2);
     } else if (tok_json_type_is(p, "Split")) {
         const cJSON* pat = cJSON_GetObjectItemCaseSensitive(p, "pattern");
         const char* re = pat ? tok_json_str(pat, "Regex") : NULL;
         const char* beh = tok_json_str(p, "behavior");
-        if (re && strcmp(re, TOK_LLAMA3_REGEX) == 0 && beh && strcmp(beh, "Isolated") == 0 && !tok_json_bool(p, "invert", 0)) t->pretok = TOKPRE_LLAMA3;
-        else if (re && strcmp(re, TOK_GPT2_REGEX) == 0 && beh && strcmp(beh, "Isolated") == 0 && !tok_json_bool(p, "invert", 0)) t->pretok = TOKPRE_GPT2;
+        int isolated = beh && strcmp(beh, "Isolated") == 0 && !tok_json_bool(p, "invert", 0);
+        if (re && strcmp(re, TOK_LLAMA3_REGEX) == 0 && isolated) tok_stage_add(t, TOKST_LLAMA3);
+        else if (re && strcmp(re, TOK_GPT2_REGEX) == 0 && isolated) tok_stage_add(t, TOKST_GPT2);
         else tok_unsupported(t, "pre_tokenizer", "Split with another regex");
     } else if (tok_json_type_is(p, "Metaspace")) {
         const char* rep = tok_json_str(p, "replacement");
         const char* scheme = tok_json_str(p, "prepend_scheme");
         if (!rep || strcmp(rep, "\xE2\x96\x81") != 0) { tok_unsupported(t, "pre_tokenizer", "Metaspace with another replacement than U+2581"); return; }
-        t->pretok = TOKPRE_METASPACE;
-        t->meta_split = tok_json_bool(p, "split", 1);
-        t->replace_space = 1;
-        t->prepend_mark = scheme && strcmp(scheme, "never") == 0 ? 0 : scheme && strcmp(scheme, "first") == 0 ? 2 : 1;
+        tok_stage_add(t, TOKST_META);
+        if (tok_json_bool(p, "split", 1)) tok_stage_add(t, TOKST_META_SPLIT);
+        if (!scheme && !tok_json_bool(p, "add_prefix_space", 1)) scheme = "never"; // (the older spelling)
+        t->meta_prepend = scheme && strcmp(scheme, "never") == 0 ? 0 : scheme && strcmp(scheme, "first") == 0 ? 2 : 1;
+    } else if (tok_json_type_is(p, "WhitespaceSplit")) {
+        tok_stage_add(t, TOKST_WS_SPLIT);
     } else if (tok_json_type_is(p, "Digits")) {
-        // applied first, on the text (as in SmolLM's Sequence); after a split or the byte map the
-        // pieces would differ
-        if (t->pretok != TOKPRE_NONE || t->byte_level) tok_unsupported(t, "pre_tokenizer", "Sequence with Digits after a split or ByteLevel");
-        t->digits = tok_json_bool(p, "individual_digits", 0) ? 1 : 2;
+        tok_stage_add(t, tok_json_bool(p, "individual_digits", 0) ? TOKST_DIGITS_EACH : TOKST_DIGITS_RUN);
     } else if (tok_json_type_is(p, "Sequence")) {
         const cJSON* list = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
         const cJSON* it;
@@ -425,20 +478,58 @@ static void tok_json_pretok(Tokenizer* t, const cJSON* p) {
     }
 }
 
-static void tok_json_normalizer(Tokenizer* t, const cJSON* n) {
+static void tok_norm_add(Tokenizer* t, int step) {
+    if (t->n_norm == TOK_MAX_STAGES) { tok_unsupported(t, "normalizer", "Sequence of more than 8"); return; }
+    t->norm[t->n_norm++] = step;
+}
+
+// base64 (RFC 4648) -> bytes in *out (malloc'd); returns the count, -1 where it is not base64
+static long tok_base64_decode(const char* s, uint8_t** out) {
+    size_t n = strlen(s);
+    uint8_t* o = (uint8_t*)mallocCheck(n / 4 * 3 + 3);
+    long k = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n && s[i] != '='; i++) {
+        const char* q = strchr(A, s[i]); // (s[i] is not NUL: i < n)
+        if (q == NULL) { free(o); return -1; }
+        acc = (acc << 6) | (uint32_t)(q - A);
+        bits += 6;
+        if (bits >= 8) { bits -= 8; o[k++] = (uint8_t)(acc >> bits); }
+    }
+    *out = o;
+    return k;
+}
+
+static void tok_json_normalizer(Tokenizer* t, const cJSON* n, const char* path) {
+    static const char SPACE_MARK[] = "\xE2\x96\x81";
     if (n == NULL || cJSON_IsNull(n)) return;
+    const cJSON* pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
+    const char* re = pat ? tok_json_str(pat, "Regex") : NULL, *from = pat ? tok_json_str(pat, "String") : NULL, *to = tok_json_str(n, "content");
     if (tok_json_type_is(n, "Sequence")) {
         const cJSON* it;
-        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) tok_json_normalizer(t, it);
-    } else if (tok_json_type_is(n, "Prepend") && tok_json_str(n, "prepend") && strcmp(tok_json_str(n, "prepend"), "\xE2\x96\x81") == 0) {
-        t->prepend_mark = 1;
-    } else if (tok_json_type_is(n, "Replace")) {
-        const cJSON* pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
-        const char* from = pat ? tok_json_str(pat, "String") : NULL, *to = tok_json_str(n, "content");
-        if (from && to && strcmp(from, " ") == 0 && strcmp(to, "\xE2\x96\x81") == 0) t->replace_space = 1;
-        else tok_unsupported(t, "normalizer", "Replace (other than ' ' -> U+2581)");
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) tok_json_normalizer(t, it, path);
+    } else if (tok_json_type_is(n, "Prepend") && tok_json_str(n, "prepend") && strcmp(tok_json_str(n, "prepend"), SPACE_MARK) == 0) {
+        tok_norm_add(t, TOKN_PREPEND);
+    } else if (tok_json_type_is(n, "Replace") && from && to && strcmp(from, " ") == 0 && strcmp(to, SPACE_MARK) == 0) {
+        tok_norm_add(t, TOKN_REPLACE_SPACE);
+    } else if (tok_json_type_is(n, "Replace") && re && to && strcmp(re, " {2,}") == 0 && (strcmp(to, " ") == 0 || strcmp(to, SPACE_MARK) == 0)) {
+        tok_norm_add(t, to[0] == ' ' ? TOKN_COLLAPSE_SPACES : TOKN_COLLAPSE_TO_MARK);
+    } else if (tok_json_type_is(n, "Replace") && re && to && strcmp(re, "\\A +| +\\z") == 0 && to[0] == '\0') {
+        tok_norm_add(t, TOKN_TRIM_SPACES);
+    } else if (tok_json_type_is(n, "Strip")) {
+        if (tok_json_bool(n, "strip_left", 1)) tok_norm_add(t, TOKN_STRIP_LEFT);
+        if (tok_json_bool(n, "strip_right", 1)) tok_norm_add(t, TOKN_STRIP_RIGHT);
+    } else if (tok_json_type_is(n, "Precompiled") && tok_json_str(n, "precompiled_charsmap") && !t->charsmap_owned) {
+        long len = tok_base64_decode(tok_json_str(n, "precompiled_charsmap"), &t->charsmap_owned);
+        if (len < 4 || (uint32_t)tokenizer_le32(t->charsmap_owned) > (uint32_t)len - 4 || tokenizer_le32(t->charsmap_owned) % 4)
+            die("%s: a Precompiled normalizer whose charsmap is not a sentencepiece charsmap; hint: the file is corrupt", path);
+        t->charsmap = t->charsmap_owned;
+        t->charsmap_len = (uint32_t)len;
+        tok_norm_add(t, TOKN_PRECOMPILED);
     } else {
-        tok_unsupported(t, "normalizer", tok_json_str(n, "type"));
+        tok_unsupported(t, "normalizer", tok_json_type_is(n, "Replace") ? "Replace (of another pattern)" : tok_json_str(n, "type"));
     }
 }
 
@@ -482,22 +573,33 @@ static void tok_json_post(Tokenizer* t, const cJSON* p) {
     }
 }
 
+static void tok_hf_normalize(const Tokenizer* t, const char* s, size_t n, TokStr* out); // (with the encoder)
+
 static void tok_load_json(Tokenizer* t, const char* path) {
     cJSON* root = cJSON_Parse(t->blob);
     if (root == NULL || !cJSON_IsObject(root)) die("%s: not valid JSON; hint: pass a Hugging Face tokenizer.json (or a tokenizer.bin)", path);
     const cJSON* model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON* vocab = model ? cJSON_GetObjectItemCaseSensitive(model, "vocab") : NULL;
     const char* mtype = model ? tok_json_str(model, "type") : NULL;
-    if (!model || (mtype && strcmp(mtype, "BPE") != 0) || !cJSON_IsObject(vocab))
-        die("%s: model type %s; only BPE tokenizer.json files are read; hint: for a SentencePiece unigram model (T5) pass its .model "
+    // the vocabulary: BPE's {"piece": id, ...}; Unigram's [["piece", score], ...], the id its index
+    int unigram = mtype && strcmp(mtype, "Unigram") == 0;
+    if (!model || (mtype && strcmp(mtype, "BPE") != 0 && !unigram) || !(unigram ? cJSON_IsArray(vocab) : cJSON_IsObject(vocab)))
+        die("%s: model type %s; only BPE and Unigram tokenizer.json files are read; hint: for a sentencepiece model pass its .model "
             "exported by dev/data/export_tokenizer.py", path, mtype ? mtype : "(none)");
     const cJSON* added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     int V = 0;
     const cJSON* it;
     cJSON_ArrayForEach(it, vocab) {
+        if (unigram) {
+            if (cJSON_GetArraySize(it) != 2 || !cJSON_IsString(cJSON_GetArrayItem(it, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(it, 1)) || V >= TOKENIZER_MAX_VOCAB)
+                die("%s: Unigram vocab entry %d is not [\"piece\", score]; hint: the file is corrupt", path, V);
+            V++;
+            continue;
+        }
         if (!cJSON_IsNumber(it) || it->valueint < 0 || it->valueint >= TOKENIZER_MAX_VOCAB) die("%s: vocab entry \"%.40s\" has no valid id; hint: the file is corrupt", path, it->string);
         if (it->valueint + 1 > V) V = it->valueint + 1;
     }
+#define TOK_VOCAB_PIECE(it) (unigram ? cJSON_GetArrayItem(it, 0)->valuestring : (it)->string)
     cJSON_ArrayForEach(it, added) {
         const cJSON* id = cJSON_GetObjectItemCaseSensitive(it, "id");
         if (!cJSON_IsNumber(id) || id->valueint < 0 || id->valueint >= TOKENIZER_MAX_VOCAB || !tok_json_str(it, "content"))
@@ -507,11 +609,12 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     if (V < 1) die("%s: empty vocab; hint: the file is corrupt", path);
     tok_alloc(t, V);
     t->source = TOKSRC_HF;
-    t->model = TOKMODEL_BPE;
+    t->model = unigram ? TOKMODEL_UNIGRAM : TOKMODEL_BPE;
     t->bos_id = t->eos_id = t->pad_id = t->unk_id = -1;
+    if (unigram) t->scores = (float*)mallocCheck(sizeof(float) * (size_t)V);
     // piece texts are copied out of the cJSON tree (freed at the end): size them first
     size_t need = 0;
-    cJSON_ArrayForEach(it, vocab) need += strlen(it->string);
+    cJSON_ArrayForEach(it, vocab) need += strlen(TOK_VOCAB_PIECE(it));
     cJSON_ArrayForEach(it, added) need += strlen(tok_json_str(it, "content"));
     const cJSON* merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     int n_merges = cJSON_GetArraySize(merges);
@@ -524,14 +627,19 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     t->text = (char*)mallocCheck(need + 1);
     char* o = t->text;
     int byte_fallback = tok_json_bool(model, "byte_fallback", 0);
+    int k = 0;
     cJSON_ArrayForEach(it, vocab) {
-        int id = it->valueint, n = (int)strlen(it->string);
-        memcpy(o, it->string, (size_t)n);
+        int id = unigram ? k++ : it->valueint, n = (int)strlen(TOK_VOCAB_PIECE(it));
+        memcpy(o, TOK_VOCAB_PIECE(it), (size_t)n);
+        // (sentencepiece's scores are float32: exact as float; tokenizers sums them in double, as tok_unigram does)
+        if (unigram) t->scores[id] = (float)cJSON_GetArrayItem(it, 1)->valuedouble;
         t->pieces[id] = o; t->lengths[id] = n; o += n;
         int bv = byte_fallback ? tok_byte_piece(t->pieces[id], n) : -1;
         if (bv >= 0) { t->types[id] = TOK_BYTE; t->byte_value[id] = (uint8_t)bv; }
     }
-    t->added = (int*)mallocCheck(sizeof(int) * (size_t)(cJSON_GetArraySize(added) + 1));
+    int n_added_max = cJSON_GetArraySize(added) + 1;
+    t->added = (int*)mallocCheck(sizeof(int) * (size_t)n_added_max);
+    t->added_flags = (uint8_t*)mallocCheck((size_t)n_added_max);
     cJSON_ArrayForEach(it, added) {
         int id = cJSON_GetObjectItemCaseSensitive(it, "id")->valueint;
         const char* c = tok_json_str(it, "content");
@@ -539,18 +647,31 @@ static void tok_load_json(Tokenizer* t, const char* path) {
         memcpy(o, c, (size_t)n);
         t->pieces[id] = o; t->lengths[id] = n; o += n;
         t->types[id] = tok_json_bool(it, "special", 0) ? TOK_CONTROL : TOK_USER; // USER: its text as it is
-        if (n > 0) t->added[t->n_added++] = id;
+        if (n == 0) continue;
+        t->added_flags[t->n_added] = (uint8_t)((tok_json_bool(it, "lstrip", 0) ? TOKA_LSTRIP : 0) | (tok_json_bool(it, "rstrip", 0) ? TOKA_RSTRIP : 0) |
+            (tok_json_bool(it, "single_word", 0) ? TOKA_SINGLE_WORD : 0) | (tok_json_bool(it, "normalized", !tok_json_bool(it, "special", 0)) ? TOKA_NORMALIZED : 0));
+        t->added[t->n_added++] = id;
     }
     for (int i = 0; i < V; i++) if (t->pieces[i] == NULL) t->types[i] = TOK_UNUSED; // ids the file skips: print nothing
     const char* unk = tok_json_str(model, "unk_token");
+    const cJSON* unk_id = cJSON_GetObjectItemCaseSensitive(model, "unk_id");
     tok_hash_init(&t->vocab, V);
-    cJSON_ArrayForEach(it, vocab) tok_hash_put(&t->vocab, t->pieces[it->valueint], t->lengths[it->valueint], it->valueint);
+    k = 0;
+    cJSON_ArrayForEach(it, vocab) {
+        int id = unigram ? k++ : it->valueint;
+        tok_hash_put(&t->vocab, t->pieces[id], t->lengths[id], id);
+        // Unigram: every piece is a path (tokenizers' trie holds them all); an unknown character
+        // scores the lowest score - 10
+        if (unigram && (id == 0 || t->scores[id] < t->min_score)) t->min_score = t->scores[id];
+    }
+#undef TOK_VOCAB_PIECE
     if (unk) t->unk_id = tok_hash_get(&t->vocab, unk, (int)strlen(unk));
+    if (unigram && cJSON_IsNumber(unk_id) && unk_id->valueint >= 0 && unk_id->valueint < V) t->unk_id = unk_id->valueint;
     if (t->unk_id >= 0 && t->types[t->unk_id] != TOK_CONTROL) t->types[t->unk_id] = TOK_UNKNOWN; // a special unk prints nothing, as any special token
     for (int i = 0; i < V; i++) if (t->types[i] == TOK_BYTE) t->byte_id[t->byte_value[i]] = i;
     if (byte_fallback) t->flags |= TOKF_BYTE_FALLBACK;
     t->ignore_merges = tok_json_bool(model, "ignore_merges", 0);
-    t->fuse_unk = tok_json_bool(model, "fuse_unk", 0);
+    t->fuse_unk = unigram || tok_json_bool(model, "fuse_unk", 0); // (tokenizers' Unigram always fuses)
     // merges: "left\xFFright" -> rank (0xFF never occurs in UTF-8)
     tok_hash_init(&t->merges, n_merges);
     int rank = 0;
@@ -570,7 +691,28 @@ static void tok_load_json(Tokenizer* t, const char* path) {
         tok_hash_put(&t->merges, key, (int)(o - key), rank++);
     }
     for (int i = 0; i < V; i++) if (t->lengths[i] > t->max_piece_len) t->max_piece_len = t->lengths[i];
-    tok_json_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"));
+    tok_json_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), path);
+    // the text each added token matches: a normalized one's content through the normalizer, as
+    // it is matched in the normalized text; the others' content as it is
+    TokStr pats = {0};
+    size_t* pat_at = (size_t*)mallocCheck(sizeof(size_t) * (size_t)(t->n_added + 1)); // (offsets until pats stops growing)
+    t->added_pat = (const char**)mallocCheck(sizeof(const char*) * (size_t)(t->n_added + 1));
+    t->added_plen = (int*)mallocCheck(sizeof(int) * (size_t)(t->n_added + 1));
+    for (int k = 0; k < t->n_added; k++) {
+        int id = t->added[k];
+        pat_at[k] = pats.n;
+        if (t->added_flags[k] & TOKA_NORMALIZED) tok_hf_normalize(t, t->pieces[id], (size_t)t->lengths[id], &pats);
+        t->added_plen[k] = t->added_flags[k] & TOKA_NORMALIZED ? (int)(pats.n - pat_at[k]) : t->lengths[id];
+    }
+    t->added_text = pats.s;
+    for (int k = 0; k < t->n_added; k++) {
+        int id = t->added[k];
+        if (!(t->added_flags[k] & TOKA_NORMALIZED)) { t->added_pat[k] = t->pieces[id]; continue; }
+        t->added_pat[k] = pats.s + pat_at[k];
+        // and tokenizers decodes it from that text ("▁hello" prints " hello"); a special one prints nothing
+        if (t->types[id] == TOK_USER) { t->pieces[id] = t->added_pat[k]; t->lengths[id] = t->added_plen[k]; }
+    }
+    free(pat_at);
     const cJSON* pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (pre && !cJSON_IsNull(pre)) tok_json_pretok(t, pre);
     const cJSON* dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
@@ -579,8 +721,6 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     t->byte_text = 1; // until the decoder says ByteFallback
     tok_json_decoder(t, dec);
     tok_json_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
-    // ByteLevel's add_prefix_space goes before every piece of a split, which is done once per segment here
-    if (t->add_prefix_space && (t->digits || t->meta_split)) tok_unsupported(t, "pre_tokenizer", "ByteLevel with add_prefix_space after Digits");
     if (tok_json_str(model, "continuing_subword_prefix") || tok_json_str(model, "end_of_word_suffix"))
         tok_unsupported(t, "model", "BPE with a subword prefix or suffix");
     t->can_encode = t->encode_why[0] == '\0';
@@ -596,14 +736,15 @@ static void tok_load_json(Tokenizer* t, const char* path) {
     cJSON_Delete(root);
 }
 
-// tokenizer_find: --tokenizer names a file, or a folder holding tokenizer.json or tokenizer.bin
-// (in that order: a Hugging Face model folder, a data folder of dev/data/c4.py); the file in
-// out (cap bytes); returns 0 when nothing is there
+// tokenizer_find: --tokenizer names a file, or a folder holding tokenizer.bin or tokenizer.json
+// (a data folder of dev/data/c4.py, a Hugging Face model folder; both in a folder this program
+// saved from a sentencepiece unigram run, whose tokenizer.json is for transformers: the .bin is
+// sentencepiece's own normalizer); the file in out (cap bytes); returns 0 when nothing is there
 static int tokenizer_find(const char* path, char* out, size_t cap) {
     struct stat st;
     if (stat(path, &st) != 0) return 0;
     if (!S_ISDIR(st.st_mode)) { snprintf(out, cap, "%s", path); return 1; }
-    static const char* NAMES[2] = {"tokenizer.json", "tokenizer.bin"};
+    static const char* NAMES[2] = {"tokenizer.bin", "tokenizer.json"};
     for (int k = 0; k < 2; k++) {
         snprintf(out, cap, "%s/%s", path, NAMES[k]);
         if (stat(out, &st) == 0 && S_ISREG(st.st_mode)) return 1;
@@ -765,37 +906,11 @@ static void tokenizer_stream_end(TokStream* st) {
 // ----------------------------------------------------------------------------------------------
 // encoding
 
-// a growing list of ids
-typedef struct { int* ids; int n, cap; } TokIds;
-static void tok_push(TokIds* v, int id) {
-    if (v->n == v->cap) { // malloc + copy, not realloc: the fuzzer's allocation tracking sees malloc/free only
-        v->cap = v->cap ? 2 * v->cap : 64;
-        int* ids = (int*)mallocCheck(sizeof(int) * (size_t)v->cap);
-        if (v->n) memcpy(ids, v->ids, sizeof(int) * (size_t)v->n);
-        free(v->ids);
-        v->ids = ids;
-    }
-    v->ids[v->n++] = id;
-}
-// a growing byte string
-typedef struct { char* s; size_t n, cap; } TokStr;
-static void tok_append(TokStr* v, const char* s, size_t n) {
-    if (v->n + n + 1 > v->cap) {
-        while (v->n + n + 1 > v->cap) v->cap = v->cap ? 2 * v->cap : 256;
-        char* b = (char*)mallocCheck(v->cap);
-        if (v->n) memcpy(b, v->s, v->n);
-        free(v->s);
-        v->s = b;
-    }
-    memcpy(v->s + v->n, s, n);
-    v->n += n;
-    v->s[v->n] = '\0';
-}
-
 // the precompiled charsmap: [uint32 trie bytes][darts-clone double array of uint32 units]
-// [NUL-terminated replacement strings]; the longest prefix of s that the trie holds -> its
-// replacement (*out), its length returned; 0 when no prefix matches
-static int tok_charsmap_match(const Tokenizer* t, const char* s, size_t n, const char** out) {
+// [NUL-terminated replacement strings]; the longest prefix of s that the trie holds (the
+// shortest: tokenizers' Precompiled) -> its replacement (*out), its length returned; 0 when no
+// prefix matches
+static int tok_charsmap_match(const Tokenizer* t, const char* s, size_t n, int shortest, const char** out) {
     if (t->charsmap_len == 0) return 0;
     uint32_t trie_bytes = (uint32_t)tokenizer_le32(t->charsmap);
     const uint8_t* units = t->charsmap + 4;
@@ -818,7 +933,7 @@ static int tok_charsmap_match(const Tokenizer* t, const char* s, size_t n, const
         if (pos >= n_units) break;
         if ((u >> 8) & 1) { // has a leaf: its value is the replacement's offset
             uint32_t v = TOK_UNIT(pos) & ((1u << 31) - 1);
-            if (v < repl_len) { best = (int)(i + 1); *out = repl + v; }
+            if (v < repl_len) { best = (int)(i + 1); *out = repl + v; if (shortest) break; }
         }
     }
 #undef TOK_UNIT
@@ -826,14 +941,26 @@ static int tok_charsmap_match(const Tokenizer* t, const char* s, size_t n, const
     return best;
 }
 
-// sentencepiece's normalizer: text -> the string the model segments ('▁' for spaces)
+// sentencepiece's user-defined pieces: the bytes of the longest one that starts s[0..n), 0 if none
+static int tok_user_match(const Tokenizer* t, const char* s, size_t n) {
+    int best = 0;
+    for (int k = 0; k < t->n_user; k++) {
+        int l = t->lengths[t->user_ids[k]];
+        if (l > best && (size_t)l <= n && memcmp(s, t->pieces[t->user_ids[k]], (size_t)l) == 0) best = l;
+    }
+    return best;
+}
+
+// sentencepiece's normalizer: text -> the string the model segments ('▁' for spaces); a
+// user-defined piece passes as it is
 static void tok_spm_normalize(const Tokenizer* t, const char* s, size_t n, TokStr* out) {
     static const char SPACE_MARK[] = "\xE2\x96\x81", REPL[] = "\xEF\xBF\xBD";
     int remove_ws = (t->flags & TOKF_REMOVE_WS) != 0, escape = (t->flags & TOKF_ESCAPE_WS) != 0;
     // one normalized prefix: (p, pl) for the input's next `consumed` bytes
     #define TOK_NORM_PREFIX(at) do { \
-        const char* r_; int m_ = tok_charsmap_match(t, s + (at), n - (at), &r_); \
-        if (m_) { p = r_; pl = strlen(r_); consumed = (size_t)m_; } \
+        const char* r_; int m_ = tok_charsmap_match(t, s + (at), n - (at), 0, &r_), w_ = tok_user_match(t, s + (at), n - (at)); \
+        if (w_) { p = s + (at); pl = (size_t)w_; consumed = (size_t)w_; } \
+        else if (m_) { p = r_; pl = strlen(r_); consumed = (size_t)m_; } \
         else { int u_ = tokenizer_utf8_len((const uint8_t*)s + (at), n - (at)); \
                if (u_) { p = s + (at); pl = (size_t)u_; consumed = (size_t)u_; } else { p = REPL; pl = 3; consumed = 1; } } \
     } while (0)
@@ -867,7 +994,7 @@ static void tok_spm_normalize(const Tokenizer* t, const char* s, size_t n, TokSt
 }
 
 // a symbol of a BPE word: bytes [start, start+len) of the word
-typedef struct { int start, len; } TokSym;
+typedef struct { int start, len, frozen; } TokSym;
 
 // one piece of text that is not in the vocabulary: its bytes (byte fallback) or unk
 static void tok_emit_unknown(const Tokenizer* t, const char* s, int n, TokIds* ids, int* last_unk) {
@@ -894,19 +1021,21 @@ static void tok_bpe_word(const Tokenizer* t, const char* s, int n, TokIds* ids, 
         int id = tok_hash_get(&t->vocab, s, n);
         if (id >= 0) { tok_push(ids, id); *last_unk = 0; return; }
     }
+    // (sentencepiece: a user-defined piece is one symbol from the start, never merged)
     TokSym* sym = (TokSym*)mallocCheck(sizeof(TokSym) * (size_t)n);
     int ns = 0;
     for (int i = 0; i < n; ) {
-        int m = tokenizer_utf8_len((const uint8_t*)s + i, (size_t)(n - i));
+        int m = tokenizer_utf8_len((const uint8_t*)s + i, (size_t)(n - i)), u = tok_user_match(t, s + i, (size_t)(n - i));
         if (m == 0) m = 1;
-        sym[ns].start = i; sym[ns].len = m; ns++;
-        i += m;
+        sym[ns].start = i; sym[ns].len = u ? u : m; sym[ns].frozen = u > 0; ns++;
+        i += u ? u : m;
     }
     char* key = (char*)mallocCheck((size_t)n + 2);
     for (;;) {
         int best = -1; double best_pri = 0.0;
         for (int k = 0; k + 1 < ns; k++) {
             double pri;
+            if (sym[k].frozen || sym[k + 1].frozen) continue;
             if (t->source == TOKSRC_SPM) {
                 int id = tok_hash_get(&t->vocab, s + sym[k].start, sym[k].len + sym[k + 1].len);
                 if (id < 0) continue;
@@ -935,32 +1064,37 @@ static void tok_bpe_word(const Tokenizer* t, const char* s, int n, TokIds* ids, 
     free(sym);
 }
 
-// unigram (sentencepiece's Viterbi): the segmentation of s[0..n) with the highest total score;
-// at each character start, every vocabulary piece that begins there (shortest first) offers a
-// path, and an unknown character scores the lowest piece score - 10 where no single-character
-// piece exists; a strictly better score replaces a path (the first found wins ties), in floats
+// unigram (sentencepiece's Viterbi, tokenizers' too): the segmentation of s[0..n) with the
+// highest total score; at each character start, every vocabulary piece that begins there
+// (shortest first) offers a path, and an unknown character scores the lowest piece score - 10
+// where no single-character piece exists; a strictly better score replaces a path (the first
+// found wins ties). Sums in float as sentencepiece, in double as tokenizers (tokenizer.json),
+// whose every piece is a path at its own score (sentencepiece: normal pieces, and user-defined
+// ones at 0; the lowest among normal pieces)
 static void tok_unigram(const Tokenizer* t, const char* s, int n, TokIds* ids, int* last_unk) {
     if (n <= 0) return;
-    float* best = (float*)mallocCheck(sizeof(float) * (size_t)(n + 1));
+    int hf = t->source == TOKSRC_HF;
+    double* best = (double*)mallocCheck(sizeof(double) * (size_t)(n + 1));
     int* from = (int*)mallocCheck(sizeof(int) * (size_t)(n + 1));
     int* piece = (int*)mallocCheck(sizeof(int) * (size_t)(n + 1));
-    for (int i = 0; i <= n; i++) { from[i] = -1; best[i] = 0.0f; piece[i] = -1; }
-    const float unk_score = t->min_score - 10.0f;
+    for (int i = 0; i <= n; i++) { from[i] = -1; best[i] = 0.0; piece[i] = -1; }
+    const double unk_score = hf ? (double)t->min_score - 10.0 : (double)(t->min_score - 10.0f);
     for (int at = 0; at < n; ) {
         int m = tokenizer_utf8_len((const uint8_t*)s + at, (size_t)(n - at));
         if (m == 0) m = 1;
-        float here = best[at];
+        double here = best[at];
         int single = 0;
         for (int end = at + 1; end <= n && end - at <= t->max_piece_len; end++) {
             int id = tok_hash_get(&t->vocab, s + at, end - at);
-            if (id < 0 || t->types[id] == TOK_UNUSED) continue;
-            float score = t->types[id] == TOK_USER ? 0.0f : t->scores[id];
-            float cand = score + here;
-            if (from[end] == -1 || cand > best[end]) { best[end] = cand; from[end] = at; piece[end] = id; }
+            if (id < 0 || (!hf && t->types[id] == TOK_UNUSED)) continue;
+            // (sentencepiece 0.2: a user-defined piece scores 0, "▁he" "r" of spm_uni_user in
+            // make_tokenizers.py; 0.1.97 scored it -0.1: "▁her")
+            double cand = hf ? (double)t->scores[id] + here : (double)((t->types[id] == TOK_USER ? 0.0f : t->scores[id]) + (float)here);
+            if (from[end] == -1 || cand > best[end]) { best[end] = hf ? cand : (double)(float)cand; from[end] = at; piece[end] = id; }
             if (end - at == m) single = 1;
         }
         if (!single) {
-            float cand = unk_score + here;
+            double cand = hf ? unk_score + here : (double)((float)unk_score + (float)here);
             if (from[at + m] == -1 || cand > best[at + m]) { best[at + m] = cand; from[at + m] = at; piece[at + m] = -1; }
         }
         at += m;
@@ -981,23 +1115,28 @@ static void tok_unigram(const Tokenizer* t, const char* s, int n, TokIds* ids, i
 
 // --- the pre-tokenizer regexes of GPT-2 and Llama 3, by hand
 
-static int tok_uni_class(uint32_t cp) { // 1 letter (\p{L}), 2 number (\p{N}), 0 other
-    int lo = 0, hi = UNICODE_CLASS_RANGES - 1;
+// the class of cp in one of unicode_class.h's tables of (first, last | class << 24), 0 where none
+static int tok_range_class(const uint32_t (*table)[2], int n, uint32_t cp) {
+    int lo = 0, hi = n - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        if (cp < UNICODE_CLASS[mid][0]) hi = mid - 1;
-        else if (cp > (UNICODE_CLASS[mid][1] & 0xFFFFFF)) lo = mid + 1;
-        else return (int)(UNICODE_CLASS[mid][1] >> 24);
+        if (cp < table[mid][0]) hi = mid - 1;
+        else if (cp > (table[mid][1] & 0xFFFFFF)) lo = mid + 1;
+        else return (int)(table[mid][1] >> 24);
     }
     return 0;
+}
+static int tok_uni_class(uint32_t cp) { // 1 \p{L}, 2 Nd/Nl, 3 No, 4 the rest of \w, 0 other
+    return tok_range_class(UNICODE_CLASS, UNICODE_CLASS_RANGES, cp);
 }
 static int tok_is_space(uint32_t c) { // \s: Unicode White_Space
     return (c >= 9 && c <= 13) || c == 32 || c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
            c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 static int tok_is_l(uint32_t c) { return tok_uni_class(c) == 1; }
-static int tok_is_n(uint32_t c) { return tok_uni_class(c) == 2; }
-static int tok_is_other(uint32_t c) { return !tok_is_space(c) && tok_uni_class(c) == 0; } // [^\s\p{L}\p{N}]
+static int tok_is_n(uint32_t c) { int k = tok_uni_class(c); return k == 2 || k == 3; }
+static int tok_is_other(uint32_t c) { int k = tok_uni_class(c); return !tok_is_space(c) && (k == 0 || k == 4); } // [^\s\p{L}\p{N}]
+static int tok_is_word(uint32_t c) { int k = tok_uni_class(c); return k == 1 || k == 2 || k == 4; } // \w of Rust's regex crate
 
 // the length in code points of the regex match at cp[i..n) (leftmost alternative that matches,
 // each greedy with the backtracking the regex engine would do); never 0
@@ -1042,56 +1181,232 @@ static int tok_pretok_match(const uint32_t* cp, int i, int n, int llama3) {
     return 1; // not reached: every character matches one alternative
 }
 
-// one segment of text (between added tokens) through the tokenizer.json pipeline
-static void tok_hf_segment(const Tokenizer* t, const char* s, size_t n, int first, TokIds* ids, int* last_unk) {
-    static const char SPACE_MARK[] = "\xE2\x96\x81";
-    if (n == 0) return;
-    TokStr w = {0};
-    if (t->prepend_mark == 1 || (t->prepend_mark == 2 && first)) {
-        if (!(t->pretok == TOKPRE_METASPACE && (s[0] == ' ' || (n >= 3 && memcmp(s, SPACE_MARK, 3) == 0)))) tok_append(&w, SPACE_MARK, 3);
+// the code point that starts at s[0..n) / ends s[0..at): 0xFFFD where the bytes are not UTF-8
+static uint32_t tok_cp_at(const char* s, size_t n, int* len) {
+    uint32_t c;
+    int m = tokenizer_utf8_cp((const uint8_t*)s, n, &c);
+    *len = m ? m : 1;
+    return m ? c : 0xFFFD;
+}
+static uint32_t tok_cp_before(const char* s, size_t at, int* len) {
+    for (int m = 1; m <= 4 && (size_t)m <= at; m++) {
+        uint32_t c;
+        if (tokenizer_utf8_cp((const uint8_t*)s + at - m, (size_t)m, &c) == m) { *len = m; return c; }
     }
-    if (t->byte_level && t->add_prefix_space && s[0] != ' ') tok_append(&w, " ", 1);
-    for (size_t i = 0; i < n; i++) {
-        if (t->replace_space && s[i] == ' ') tok_append(&w, SPACE_MARK, 3);
-        else tok_append(&w, s + i, 1);
-    }
-    // code points (invalid bytes, which a C string may hold, as U+FFFD, for the splits only)
-    uint32_t* cp = (uint32_t*)mallocCheck(sizeof(uint32_t) * (w.n + 1));
-    int* at = (int*)mallocCheck(sizeof(int) * (w.n + 2));
-    int nc = 0;
-    for (size_t i = 0; i < w.n; ) {
-        int m = tokenizer_utf8_cp((const uint8_t*)w.s + i, w.n - i, &cp[nc]);
-        if (m == 0) { cp[nc] = 0xFFFD; m = 1; }
-        at[nc++] = (int)i;
+    *len = 1;
+    return 0xFFFD;
+}
+
+// --- tokenizers' Precompiled normalizer: sentencepiece's charsmap applied grapheme by grapheme
+
+enum { TOKG_CR = 1, TOKG_LF, TOKG_CONTROL, TOKG_EXTEND, TOKG_ZWJ, TOKG_PREPEND, TOKG_SPACINGMARK, TOKG_PICT };
+static int tok_grapheme_class(uint32_t c) { return tok_range_class(UNICODE_GRAPHEME, UNICODE_GRAPHEME_RANGES, c); }
+
+// the bytes of the extended grapheme cluster that starts s[0..n): UAX #29's rules but those that
+// join only into 6 bytes or more, which Precompiled takes character by character as it would
+// the parts: Hangul syllables (GB6-GB8), regional indicator pairs (GB12, GB13), Indic conjuncts
+// (GB9c)
+static size_t tok_grapheme_len(const char* s, size_t n) {
+    int m;
+    int prev = tok_grapheme_class(tok_cp_at(s, n, &m));
+    int pict = prev == TOKG_PICT, pict_zwj = 0; // ExtPict Extend* so far; ExtPict Extend* ZWJ
+    size_t i = (size_t)m;
+    while (i < n) {
+        int cur = tok_grapheme_class(tok_cp_at(s + i, n - i, &m)), join;
+        if (prev == TOKG_CR && cur == TOKG_LF) join = 1;
+        else if (prev == TOKG_CR || prev == TOKG_LF || prev == TOKG_CONTROL || cur == TOKG_CR || cur == TOKG_LF || cur == TOKG_CONTROL) join = 0;
+        else if (cur == TOKG_EXTEND || cur == TOKG_ZWJ || cur == TOKG_SPACINGMARK || prev == TOKG_PREPEND) join = 1;
+        else if (prev == TOKG_ZWJ && cur == TOKG_PICT) join = pict_zwj;
+        else join = 0;
+        if (!join) break;
+        pict_zwj = cur == TOKG_ZWJ && pict;
+        pict = cur == TOKG_PICT || (pict && cur == TOKG_EXTEND);
+        prev = cur;
         i += (size_t)m;
     }
-    at[nc] = (int)w.n;
-    // the pre-tokenizers in their Sequence's order: Digits or Metaspace's split make pieces, the
-    // regex splits each piece into words, ByteLevel maps each word's bytes; then BPE per word
-    int regex = t->pretok == TOKPRE_GPT2 || t->pretok == TOKPRE_LLAMA3;
-    TokStr word = {0};
-    for (int p0 = 0; p0 < nc; ) {
-        int p1 = nc;
-        if (t->digits) { // each digit (individual_digits) or each run of digits alone; the rest between
-            int d = tok_is_n(cp[p0]);
-            for (p1 = p0 + 1; (!d || t->digits == 2) && p1 < nc && tok_is_n(cp[p1]) == d; p1++) {}
-        } else if (t->meta_split) { // a piece starts at every U+2581 (MergedWithNext)
-            for (p1 = p0 + 1; p1 < nc && cp[p1] != 0x2581; p1++) {}
+    return i;
+}
+
+// Precompiled: a grapheme of fewer than 6 bytes that starts with a key of the charsmap becomes
+// the replacement of its shortest such key (the rest of it dropped); any other grapheme goes
+// character by character, each replaced where it is a key
+static void tok_precompiled(const Tokenizer* t, const char* s, size_t n, TokStr* out) {
+    const char* r;
+    for (size_t i = 0, g; i < n; i += g) {
+        g = tok_grapheme_len(s + i, n - i);
+        if (g < 6 && tok_charsmap_match(t, s + i, g, 1, &r)) { tok_append(out, r, strlen(r)); continue; }
+        for (size_t j = i; j < i + g; ) {
+            int m;
+            tok_cp_at(s + j, i + g - j, &m);
+            if (tok_charsmap_match(t, s + j, (size_t)m, 1, &r)) tok_append(out, r, strlen(r));
+            else tok_append(out, s + j, (size_t)m);
+            j += (size_t)m;
         }
-        for (int i = p0; i < p1; ) {
-            int len = regex ? tok_pretok_match(cp, i, p1, t->pretok == TOKPRE_LLAMA3) : p1 - i;
-            word.n = 0;
-            for (int b = at[i]; b < at[i + len]; b++) {
-                char u[4];
-                int m = t->byte_level ? tok_utf8_put(u, tok_byte_to_cp((uint8_t)w.s[b])) : (u[0] = w.s[b], 1);
-                tok_append(&word, u, (size_t)m);
-            }
-            tok_bpe_word(t, word.s, (int)word.n, ids, last_unk);
-            i += len;
-        }
-        p0 = p1;
     }
-    free(word.s); free(cp); free(at); free(w.s);
+}
+
+// the tokenizer.json normalizers (TOKN_*) on s[0..n), in order, appended to out
+static void tok_hf_normalize(const Tokenizer* t, const char* s, size_t n, TokStr* out) {
+    static const char SPACE_MARK[] = "\xE2\x96\x81";
+    TokStr a = {0}, b = {0};
+    tok_append(&a, s, n);
+    for (int k = 0; k < t->n_norm; k++) {
+        int step = t->norm[k], m;
+        size_t i0 = 0, i1 = a.n;
+        b.n = 0;
+        tok_append(&b, "", 0);
+        if (step == TOKN_PRECOMPILED) {
+            tok_precompiled(t, a.s, a.n, &b);
+        } else if (step == TOKN_TRIM_SPACES || step == TOKN_STRIP_LEFT || step == TOKN_STRIP_RIGHT) {
+            // \A +| +\z: spaces at both ends; Strip: whitespace at one end
+            int any_ws = step != TOKN_TRIM_SPACES;
+            if (step != TOKN_STRIP_RIGHT) while (i0 < i1 && (any_ws ? tok_is_space(tok_cp_at(a.s + i0, i1 - i0, &m)) : (m = 1, a.s[i0] == ' '))) i0 += (size_t)m;
+            if (step != TOKN_STRIP_LEFT) while (i1 > i0 && (any_ws ? tok_is_space(tok_cp_before(a.s, i1, &m)) : (m = 1, a.s[i1 - 1] == ' '))) i1 -= (size_t)m;
+            tok_append(&b, a.s + i0, i1 - i0);
+        } else if (step == TOKN_COLLAPSE_SPACES || step == TOKN_COLLAPSE_TO_MARK) {
+            for (size_t i = 0, j; i < a.n; i = j) {
+                for (j = i; j < a.n && a.s[j] == ' '; j++) {}
+                if (j - i >= 2) tok_append(&b, step == TOKN_COLLAPSE_SPACES ? " " : SPACE_MARK, step == TOKN_COLLAPSE_SPACES ? 1 : 3);
+                else if (j > i) tok_append(&b, " ", 1);
+                else tok_append(&b, a.s + j++, 1);
+            }
+        } else if (step == TOKN_PREPEND) {
+            if (a.n) tok_append(&b, SPACE_MARK, 3); // (not before empty text)
+            tok_append(&b, a.s, a.n);
+        } else { // TOKN_REPLACE_SPACE
+            for (size_t i = 0; i < a.n; i++) tok_append(&b, a.s[i] == ' ' ? SPACE_MARK : a.s + i, a.s[i] == ' ' ? 3 : 1);
+        }
+        TokStr tmp = a; a = b; b = tmp;
+    }
+    tok_append(out, a.s, a.n);
+    free(a.s); free(b.s);
+}
+
+// pieces of text: piece k is bytes [end[k-1], end[k]) of s (end[-1] = 0)
+typedef struct { TokStr s; TokIds end; } TokPieces;
+static void tok_piece_add(TokPieces* p, const char* s, size_t n) {
+    if (n == 0) return; // (the libraries drop empty pieces)
+    tok_append(&p->s, s, n);
+    tok_push(&p->end, (int)p->s.n);
+}
+
+// one pre-tokenizer stage on the piece q[0..n), the first of the text or not: its pieces into
+// out. cp/at: room for n + 1 code points (invalid bytes, which a C string may hold, as U+FFFD,
+// for the splits only)
+static void tok_stage_piece(const Tokenizer* t, int stage, const char* q, int n, int first, uint32_t* cp, int* at, TokPieces* out) {
+    static const char SPACE_MARK[] = "\xE2\x96\x81";
+    if (stage == TOKST_PREFIX_SPACE) { // ByteLevel's add_prefix_space: before every piece that lacks one
+        if (q[0] != ' ') tok_append(&out->s, " ", 1);
+        tok_piece_add(out, q, (size_t)n);
+        return;
+    }
+    if (stage == TOKST_META) { // Metaspace: ' ' -> '▁', and a '▁' before a piece without one (always, or the text's first)
+        if ((t->meta_prepend == 1 || (t->meta_prepend == 2 && first)) && q[0] != ' ' && !(n >= 3 && memcmp(q, SPACE_MARK, 3) == 0))
+            tok_append(&out->s, SPACE_MARK, 3);
+        for (int i = 0; i < n; i++) tok_append(&out->s, q[i] == ' ' ? SPACE_MARK : q + i, q[i] == ' ' ? 3 : 1);
+        tok_push(&out->end, (int)out->s.n);
+        return;
+    }
+    int nc = 0;
+    for (int i = 0; i < n; ) {
+        int m = tokenizer_utf8_cp((const uint8_t*)q + i, (size_t)(n - i), &cp[nc]);
+        if (m == 0) { cp[nc] = 0xFFFD; m = 1; }
+        at[nc++] = i;
+        i += m;
+    }
+    at[nc] = n;
+    for (int i = 0; i < nc; ) {
+        int j = i + 1;
+        if (stage == TOKST_DIGITS_EACH || stage == TOKST_DIGITS_RUN) { // each digit, or each run of digits, alone; the rest between
+            int d = tok_is_n(cp[i]);
+            while ((!d || stage == TOKST_DIGITS_RUN) && j < nc && tok_is_n(cp[j]) == d) j++;
+        } else if (stage == TOKST_META_SPLIT) { // a piece starts at every U+2581 (MergedWithNext)
+            while (j < nc && cp[j] != 0x2581) j++;
+        } else if (stage == TOKST_WS_SPLIT) { // WhitespaceSplit: the runs of non-whitespace, the whitespace dropped
+            int ws = tok_is_space(cp[i]);
+            while (j < nc && tok_is_space(cp[j]) == ws) j++;
+            if (ws) { i = j; continue; }
+        } else {
+            j = i + tok_pretok_match(cp, i, nc, stage == TOKST_LLAMA3);
+        }
+        tok_piece_add(out, q + at[i], (size_t)(at[j] - at[i]));
+        i = j;
+    }
+}
+
+// one segment of normalized text (between added tokens), the first of the text or not, through
+// the rest of the tokenizer.json pipeline: the pre-tokenizers' stages in order, ByteLevel's byte
+// map of each piece, then the model on each piece (its unknown pieces fuse within a piece only)
+static void tok_hf_segment(const Tokenizer* t, const char* s, size_t n, int first, TokIds* ids, int* last_unk) {
+    if (n == 0) return;
+    TokPieces cur = {0}, next = {0};
+    tok_piece_add(&cur, s, n);
+    // code points of a piece: a piece is at most the text, which the stages may lengthen
+    size_t room = 0;
+    uint32_t* cp = NULL;
+    int* at = NULL;
+    for (int k = 0; k < t->n_stages; k++) {
+        if (cur.s.n + 2 > room) {
+            free(cp); free(at);
+            room = cur.s.n + 2;
+            cp = (uint32_t*)mallocCheck(sizeof(uint32_t) * room);
+            at = (int*)mallocCheck(sizeof(int) * room);
+        }
+        next.s.n = 0; next.end.n = 0;
+        for (int p = 0, b = 0; p < cur.end.n; b = cur.end.ids[p++]) tok_stage_piece(t, t->stage[k], cur.s.s + b, cur.end.ids[p] - b, first && p == 0, cp, at, &next);
+        TokPieces tmp = cur; cur = next; next = tmp;
+    }
+    TokStr word = {0};
+    for (int p = 0, b = 0; p < cur.end.n; b = cur.end.ids[p++]) {
+        word.n = 0;
+        for (int i = b; i < cur.end.ids[p]; i++) {
+            char u[4];
+            int m = t->byte_level ? tok_utf8_put(u, tok_byte_to_cp((uint8_t)cur.s.s[i])) : (u[0] = cur.s.s[i], 1);
+            tok_append(&word, u, (size_t)m);
+        }
+        *last_unk = 0;
+        if (t->model == TOKMODEL_UNIGRAM) tok_unigram(t, word.s, (int)word.n, ids, last_unk);
+        else tok_bpe_word(t, word.s, (int)word.n, ids, last_unk);
+    }
+    free(word.s); free(cp); free(at);
+    free(cur.s.s); free(cur.end.ids); free(next.s.s); free(next.end.ids);
+}
+
+// a piece of text: an added token (id) or the text between them (id -1), bytes [start, stop)
+typedef struct { int start, stop, id; } TokSplit;
+
+// the added tokens of one kind (normalized or not) in s[0..n) as tokenizers' AddedVocabulary
+// finds them: the leftmost-longest matches, not overlapping; a single_word match with a word
+// character (\w) just before or after it is dropped (and the search goes on after it, not
+// inside it); lstrip widens a match over the whitespace on its left, rstrip over the whitespace
+// on its right. The splits, in order, into *out (malloc'd); their count returned.
+static int tok_added_splits(const Tokenizer* t, const char* s, size_t n, int normalized, TokSplit** out) {
+    TokSplit* sp = (TokSplit*)mallocCheck(sizeof(TokSplit) * (2 * n + 2)); // at most a match per byte, a split before each, one after
+    int ns = 0, m;
+    size_t from = 0; // the end of the last split
+    for (size_t i = 0; i < n; ) {
+        int hit = -1, hl = 0;
+        for (int k = 0; k < t->n_added; k++) {
+            int l = t->added_plen[k];
+            if (((t->added_flags[k] & TOKA_NORMALIZED) != 0) == normalized && l > hl && (size_t)l <= n - i && memcmp(s + i, t->added_pat[k], (size_t)l) == 0) { hit = k; hl = l; }
+        }
+        if (hit < 0) { i++; continue; }
+        size_t start = i, stop = i + (size_t)hl;
+        i = stop;
+        int f = t->added_flags[hit];
+        if ((f & TOKA_SINGLE_WORD) && ((start > 0 && tok_is_word(tok_cp_before(s, start, &m))) || (stop < n && tok_is_word(tok_cp_at(s + stop, n - stop, &m))))) continue;
+        if (f & TOKA_LSTRIP) {
+            // (tokenizers stops at the previous match: its spaces would be in both, the same ids)
+            while (start > 0 && tok_is_space(tok_cp_before(s, start, &m))) start -= (size_t)m;
+        }
+        if (f & TOKA_RSTRIP) while (stop < n && tok_is_space(tok_cp_at(s + stop, n - stop, &m))) stop += (size_t)m;
+        if (from < start) sp[ns++] = (TokSplit){(int)from, (int)start, -1};
+        sp[ns++] = (TokSplit){(int)start, (int)stop, t->added[hit]};
+        from = stop;
+    }
+    if (from < n) sp[ns++] = (TokSplit){(int)from, (int)n, -1};
+    *out = sp;
+    return ns;
 }
 
 // tokenizer_encode: UTF-8 text -> ids (no bos/eos: see tokenizer_prefix_ids) into *out
@@ -1108,24 +1423,26 @@ static int tokenizer_encode(const Tokenizer* t, const char* text, int** out) {
         else tok_unigram(t, norm.s, (int)norm.n, &ids, &last_unk);
         free(norm.s);
     } else {
-        // added tokens first: the longest one that starts at each byte splits the text
-        size_t seg = 0;
-        int first = 1;
-        for (size_t i = 0; i < n; ) {
-            int hit = -1, hl = 0;
-            for (int k = 0; k < t->n_added; k++) {
-                int id = t->added[k], l = t->lengths[id];
-                if (l > hl && (size_t)l <= n - i && memcmp(text + i, t->pieces[id], (size_t)l) == 0) { hit = id; hl = l; }
+        // tokenizers' AddedVocabulary::extract_and_normalize: the added tokens matched in the raw text
+        // split it; each piece between them goes through the normalizer, and the added tokens
+        // matched in the normalized text split that; the rest goes through the pre-tokenizers
+        TokSplit* raw;
+        int nr = tok_added_splits(t, text, n, 0, &raw);
+        TokStr norm = {0};
+        for (int r = 0; r < nr; r++) {
+            if (raw[r].id >= 0) { tok_push(&ids, raw[r].id); continue; }
+            norm.n = 0;
+            tok_hf_normalize(t, text + raw[r].start, (size_t)(raw[r].stop - raw[r].start), &norm);
+            TokSplit* sub;
+            int ns = tok_added_splits(t, norm.s, norm.n, 1, &sub);
+            for (int q = 0; q < ns; q++) {
+                if (sub[q].id >= 0) tok_push(&ids, sub[q].id);
+                else tok_hf_segment(t, norm.s + sub[q].start, (size_t)(sub[q].stop - sub[q].start), raw[r].start == 0 && sub[q].start == 0, &ids, &last_unk);
             }
-            if (hit < 0) { i++; continue; }
-            tok_hf_segment(t, text + seg, i - seg, first, &ids, &last_unk);
-            tok_push(&ids, hit);
-            last_unk = 0;
-            first = 0;
-            i += (size_t)hl;
-            seg = i;
+            free(sub);
         }
-        tok_hf_segment(t, text + seg, n - seg, first, &ids, &last_unk);
+        free(norm.s);
+        free(raw);
     }
     *out = ids.ids;
     return ids.n;
@@ -1151,6 +1468,12 @@ static void tokenizer_free(Tokenizer* t) {
     free(t->surface_len);
     free(t->surface_blob);
     free(t->added);
+    free(t->user_ids);
+    free(t->added_flags);
+    free((void*)t->added_pat);
+    free(t->added_plen);
+    free(t->added_text);
+    free(t->charsmap_owned);
     tok_hash_free(&t->vocab);
     tok_hash_free(&t->merges);
     memset(t, 0, sizeof(*t));

@@ -29,6 +29,46 @@ want=$("$PY" -c "import sentencepiece as s; print(' '.join(map(str, s.SentencePi
 out=$("$bin" --init "$tmp/run" --steps 0 --prompt "The optimizer state" --sample-len 8 --temperature 0 2>&1); rc=$?
 [ $rc -eq 0 ] && grep -q "^prompt: [0-9]* tokens: $want$" <<<"$out" && grep -q "^sample: The optimizer state" <<<"$out" \
     && ok "--init RUN --prompt: sentencepiece's ids ($want), greedy sample" || bad "--prompt (rc $rc, want $want): $out"
+# a unigram tokenizer (T5's kind): the saved folder's tokenizer.json (hf_folder.h) encodes as
+# sentencepiece in tokenizers and transformers (whose own conversion of the .model, T5Tokenizer,
+# gave sentencepiece's ids on 11 of dev/test/make_tokenizers.py's first 32 texts); the texts that
+# hold a special piece's text ("</s>") are left out: in Hugging Face that text is the token
+"$PY" dev/data/train_tokenizer.py --input "${text[@]}" --vocab-size 500 --model-type unigram --out "$tmp/uni" > "$tmp/tok.txt" 2>&1 \
+    && "$PY" dev/data/prepare.py --tokenizer "$tmp/uni" --input "${text[@]}" --out "$tmp/uni" > "$tmp/prep.txt" 2>&1 \
+    && out=$("$bin" --model llama_tiny --vocab auto --train "$tmp/uni/data_train_*.bin" --val "" --steps 1 --batch 2 --seq 32 --sample-len 0 --out "$tmp/urun" 2>&1); rc=$?
+want=$("$PY" -c "import sentencepiece as s; print(' '.join(map(str, s.SentencePieceProcessor(model_file='$tmp/uni/tokenizer.model').encode('galore.c trains 1234  tokens\tfast'))))")
+got=$("$bin" --init "$tmp/urun" --steps 0 --prompt $'galore.c trains 1234  tokens\tfast' --sample-len 1 --temperature 0 2>&1)
+[ $rc -eq 0 ] && [ -s "$tmp/urun/tokenizer.json" ] && grep -q '"PreTrainedTokenizerFast"' "$tmp/urun/tokenizer_config.json" && grep -q "^tokenizer: $tmp/urun/tokenizer.bin" <<<"$got" \
+    && grep -q "^prompt: [0-9]* tokens: $want$" <<<"$got" \
+    && ok "a unigram tokenizer's run folder: tokenizer.json and tokenizer_config.json for transformers; --init reads its tokenizer.bin: sentencepiece's ids ($want)" \
+    || bad "unigram run folder (rc $rc, want $want): $out $got"
+got=$("$bin" --init "$tmp/urun" --tokenizer "$tmp/urun/tokenizer.json" --steps 0 --prompt $'galore.c trains 1234  tokens\tfast' --sample-len 1 --temperature 0 2>&1)
+grep -q "^prompt: [0-9]* tokens: $want$" <<<"$got" && ok "its tokenizer.json read by this program: the same ids" || bad "--tokenizer RUN/tokenizer.json (want $want): $got"
+for lib in tokenizers transformers; do
+    if ! "$PY" -c "import $lib" 2>/dev/null; then echo "note: $lib not importable by $PY: the unigram tokenizer.json's ids are not checked with it"; continue; fi
+    r=$("$PY" - "$tmp/urun" "$lib" 2>"$tmp/lib.txt" <<'PY'
+import sys
+sys.path.insert(0, "dev/test")
+from make_tokenizers import TEXTS
+import sentencepiece as spm
+run, lib = sys.argv[1], sys.argv[2]
+sp = spm.SentencePieceProcessor(model_file=run + "/tokenizer.model")
+if lib == "tokenizers":
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(run + "/tokenizer.json")
+    enc = lambda t: tok.encode(t, add_special_tokens=False).ids
+else:
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(run)
+    enc = lambda t: tok(t)["input_ids"]
+texts = [t for t in TEXTS if not any(sp.id_to_piece(i) in t for i in range(sp.get_piece_size()) if sp.is_control(i) or sp.is_unknown(i))]
+bad = [t for t in texts if enc(t) != sp.encode(t)]
+print(f"{len(texts) - len(bad)} of {len(texts)}", *[repr(t[:40]) for t in bad[:3]])
+PY
+)
+    [[ $r =~ ^([0-9]+)\ of\ ([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ] && [ "${BASH_REMATCH[2]}" -ge 40 ] \
+        && ok "the unigram run folder in $lib: sentencepiece's ids on $r texts" || bad "the unigram run folder in $lib: $r $(tail -3 "$tmp/lib.txt")"
+done
 if "$PY" -c "import torch, transformers" 2>/dev/null; then
     r=$("$PY" dev/check_hf_folder.py "$tmp/run" --bin "$bin" --prompt "The optimizer state" "galore.c trains 1234 tokens" 2>/dev/null); rc=$?
     [ $rc -eq 0 ] && ok "transformers opens the run folder: $(grep -c '^ok' <<<"$r") prompts with train_llama's ids and greedy tokens" || bad "check_hf_folder.py: $r"
