@@ -29,7 +29,7 @@ ifneq ($(shell command -v $(MPICC) 2>/dev/null),)
   MPI_LIBS ?= $(shell $(MPICC) --showme:link 2>/dev/null)
 endif
 
-HEADERS = dev/ref/reference.h utils.h hostdev.h rand.h dist.h run.h llama.h llama_math.h cli.h safetensors.h dataloader.h tokenizer.h sample.h hf_folder.h unicode_class.h galore.h adam8bit.h memplan.h checkpoint.h layerhook.h
+HEADERS = dev/ref/reference.h utils.h hostdev.h rand.h dist.h run.h llama.h llama_math.h cli.h safetensors.h dataloader.h tokenizer.h sample.h hf_folder.h unicode_class.h galore.h adam8bit.h memplan.h checkpoint.h layerhook.h weight8.h
 
 # CUDA: targets exist once their sources do; without nvcc they are skipped with a message
 NVCC ?= nvcc
@@ -162,7 +162,7 @@ dev/cuda/%_emu: $(EMU_DEPS) train_llama.c
 # One OpenMP thread: the emulated runtime sets it (emu_runtime.cpp: threads spinning beside the
 # one-thread emulation cost it 5x on 2 cores) unless OMP_NUM_THREADS says otherwise.
 EMU_SEEDS ?= 0 1 7
-EMU_RUN_DEV_CUDA = cast swiglu rope rmsnorm encoder grad_norm adam apollo
+EMU_RUN_DEV_CUDA = cast swiglu rope rmsnorm encoder grad_norm adam apollo weight8
 EMU_RUN_DEV_CUDA_LIB = matmul classifier attention svd galore_update
 ifeq ($(wildcard $(CUDA_HOME)/include/cuda_runtime.h),)
 test-emu:
