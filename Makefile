@@ -29,7 +29,7 @@ ifneq ($(shell command -v $(MPICC) 2>/dev/null),)
   MPI_LIBS ?= $(shell $(MPICC) --showme:link 2>/dev/null)
 endif
 
-HEADERS = dev/ref/reference.h utils.h hostdev.h rand.h dist.h run.h llama.h llama_math.h cli.h safetensors.h dataloader.h tokenizer.h sample.h hf_folder.h unicode_class.h galore.h adam8bit.h memplan.h checkpoint.h layerhook.h weight8.h
+HEADERS = dev/ref/reference.h utils.h hostdev.h rand.h dist.h run.h llama.h llama_math.h cli.h safetensors.h dataloader.h tokenizer.h sample.h hf_folder.h unicode_class.h galore.h adam8bit.h weight8.h memplan.h checkpoint.h layerhook.h
 
 # CUDA: targets exist once their sources do; without nvcc they are skipped with a message
 NVCC ?= nvcc

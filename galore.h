@@ -65,6 +65,9 @@ typedef struct {
     float apollo_scale;      // the package's `scale`: the update is multiplied by sqrt(scale) (--apollo-scale)
     int scale_type;          // APOLLO_SCALE_CHANNEL or APOLLO_SCALE_TENSOR (--scale-type)
     // --- end APOLLO ---
+    // --- INT8 weights (weight8.h): every update of a quantized tensor ends in its stochastic requantization ---
+    int w8_group;            // --weights int8: --weight-group; 0: float weights
+    int w8_embed;            // --weight-int8-embed
 } OptimConfig;
 
 // the optimizers built on GaLore's projector machinery (a projector per matrix, refreshed every T)

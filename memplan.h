@@ -12,6 +12,7 @@
 #include <string.h>
 #include "llama.h"
 #include "galore.h"
+#include "weight8.h"
 #include "cli.h"
 
 // ----------------------------------------------------------------------------
@@ -120,7 +121,14 @@ static void memplan_build(MemPlan* mp, const LlamaConfig* c, const OptimConfig* 
             galore_full += (double)(l.m * l.n);
         } else acc_full += (double)pt.info[i].numel;
     }
-    memplan_add(mp, "weights", P * F, MEM_STATE);
+    memplan_add(mp, oc->w8_group ? "weights (fp32: the int8 ones' dequantized working copy)" : "weights", P * F, MEM_STATE);
+    if (oc->w8_group) { // --weights int8 (weight8.h): the codes are the weights; the fp32 copy is what the matmuls read
+        double codes = 0.0, groups = 0.0;
+        for (int i = 0; i < pt.n; i++)
+            if (weight8_applies(&pt.info[i], oc->w8_embed)) { codes += (double)pt.info[i].numel; groups += (double)weight8_groups(pt.info[i].numel, oc->w8_group); }
+        memplan_add(mp, "int8 weight codes", codes, MEM_STATE);
+        memplan_add(mp, "int8 weight scales (fp32) + zero points (8-bit)", 5.0 * groups, MEM_STATE);
+    }
     memplan_add(mp, per_layer ? "gradients (largest update group)" : "gradients", grads * F, 0);
     if (per_layer && grad_accum > 1) {
         memplan_add(mp, optim_is_fira(oc->kind) ? "gradient accumulators (full: Fira's residual needs G)" : "gradient accumulators (full-rank tensors)",

@@ -331,6 +331,8 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     oc->svd = svd_from_name(s->svd); // the parser accepted only auto|exact|randomized
     oc->projector = projector_from_name(s->proj); // svd|random, likewise
     oc->seed = (uint64_t)s->seed;
+    oc->w8_group = strcmp(s->weights, "int8") == 0 ? s->weight_group : 0;
+    oc->w8_embed = oc->w8_group ? s->weight_int8_embed : 0;
     if (optim_is_galore(oc->kind) && (s->rank < 1 || s->update_proj_gap < 1))
         die("--rank %d / --update-proj-gap %d: GaLore needs both at least 1", s->rank, s->update_proj_gap);
     // --- APOLLO ---
@@ -471,19 +473,21 @@ typedef struct {
 
 // the settings a resumed run must share with the saved one (others, like --lr or --steps, may change)
 // (the number of ranks: each rank's loader position means other samples at another world size)
-#define FP_N 20
+#define FP_N 22
 static const char* const FP_NAMES[FP_N] = {
     "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers",
     "vocab_size", "--optimizer", "--rank", "--update-proj-gap", "--proj-type", "--batch", "--seq", "--grad-accum",
     "--per-layer", "--shuffle", "--seed", "the number of processes (data-parallel ranks)", "--svd", "--proj",
     "--scale-type", // APOLLO
+    "--weights int8's --weight-group (0: float weights)", "--weight-int8-embed", // INT8 weights: the codes are the weights
 };
 
 static void fingerprint(int64_t* fp, const LlamaConfig* c, const OptimConfig* oc, const Settings* s, int world) {
     int g = optim_has_projector(oc->kind), a = optim_is_apollo(oc->kind);
     int64_t v[FP_N] = {c->C, c->H, c->NH, c->NKV, c->L, c->V, oc->kind, g ? oc->rank : 0, g ? oc->update_proj_gap : 0,
                        g ? oc->proj_type : 0, s->batch, s->seq, s->grad_accum, s->per_layer, s->shuffle, s->seed, world,
-                       optim_is_galore(oc->kind) ? oc->svd : 0, optim_is_galore(oc->kind) ? oc->projector : 0, a ? oc->scale_type : 0};
+                       optim_is_galore(oc->kind) ? oc->svd : 0, optim_is_galore(oc->kind) ? oc->projector : 0, a ? oc->scale_type : 0,
+                       oc->w8_group, oc->w8_embed};
     memcpy(fp, v, sizeof v);
 }
 

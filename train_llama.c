@@ -25,6 +25,7 @@
 #include "dataloader.h"
 #include "tokenizer.h"
 #include "galore.h"
+#include "weight8.h"
 #include "memplan.h"
 #include "checkpoint.h"
 #include "dist.h"
@@ -74,7 +75,10 @@ typedef struct {
 typedef struct {
     LlamaConfig config;
     ParamTable table;
-    float* params;        // (table.total) one flat buffer in table order
+    float* params;        // (table.total) one flat buffer in table order; with --weights int8 the
+                          // quantized tensors hold the dequantized values of w8's codes (the fp32
+                          // working copy the matmuls read)
+    Weight8 w8;           // --weights int8: the codes, scales and zero points (weight8.h); empty otherwise
     // gradients: tensor i's gradient lives at grad_mem + goff[i]. Whole-model mode: one slot per
     // tensor (goff = the parameter offset). Per-layer mode: the slots of one update group (a layer,
     // the embedding, or the final norm + lm_head) are reused by every group, so gradient memory
@@ -156,6 +160,7 @@ static void llama_set_grad_mode(Llama* m, int per_layer) {
 
 static void llama_free(Llama* m) {
     param_table_free(&m->table);
+    weight8_free(&m->w8);
     free(m->params); free(m->grad_mem); free(m->goff);
     free(m->act_memory); free(m->rope_cos); free(m->rope_sin);
 }
@@ -1040,6 +1045,15 @@ static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int 
     }
 }
 
+// trainer_update's core: tensor i's optimizer step, then, for an INT8 tensor, its stochastic
+// requantization (the seed of update t and tensor i: the same draws in whole-model and per-layer
+// mode, on resume, and on the GPU). Both call sites (whole-model after backward, per-layer inside
+// it) come here, and only for an update that is made: a skipped step leaves the codes alone.
+static void model_update(Optimizer* o, Weight8* w8, int i, float* p, const float* g, int g_lowrank, float lr, int64_t t) {
+    optimizer_update(o, i, p, g, g_lowrank, lr, t);
+    weight8_requantize(w8, i, p, o->cfg.seed, t);
+}
+
 // sum of squares of n floats, in double, in a fixed order
 static double sumsq(const float* x, size_t n) {
     double ss = 0.0;
@@ -1135,7 +1149,7 @@ static void cpu_hook_update(void* ctx, int i, int src, float lr, int64_t t) {
     Trainer* tr = (Trainer*)ctx;
     size_t len;
     const float* g = trainer_src(tr, i, src, &len);
-    optimizer_update(&tr->opt, i, P(tr->model, i), g, src == SRC_LOWRANK, lr, t);
+    model_update(&tr->opt, &tr->model->w8, i, P(tr->model, i), g, src == SRC_LOWRANK, lr, t);
 }
 static void cpu_hook_release(void* ctx, int i) {
     Trainer* tr = (Trainer*)ctx;
@@ -1267,7 +1281,7 @@ static float train_step(Trainer* tr, DataLoader* dl, float lr, int* inputs, int*
         if (!st->f.bad) {
             if (tr->grad_clip > 0.0f) grads_clip(m, *norm, tr->grad_clip);
             for (int i = 0; i < m->table.n; i++)
-                optimizer_update(&tr->opt, i, P(m, i), lowrank[i] ? tr->racc[i] : G(m, i), lowrank[i], lr, tr->t + 1);
+                model_update(&tr->opt, &m->w8, i, P(m, i), lowrank[i] ? tr->racc[i] : G(m, i), lowrank[i], lr, tr->t + 1);
             st->f.updated = 1;
         }
     } else {
@@ -1324,10 +1338,12 @@ static void blas_advice(void) {
 // ----------------------------------------------------------------------------
 // the CPU engine for run.h: the Trainer is the context
 
-// the optimizer's checkpoint entries (run.h): the CPU keeps them on the host already
+// the optimizer's checkpoint entries and the INT8 weights' (run.h): the CPU keeps them on the host already
 static int cpu_state_entries(void* ctx, StateEntry* e, int cap) {
-    Optimizer* o = &((Trainer*)ctx)->opt;
-    return optimizer_state_entries(e, cap, o->n, o->lay, o->has_proj, o->m, o->v, o->qm, o->qv, o->absmax_m, o->absmax_v, o->proj, o->lim);
+    Trainer* tr = (Trainer*)ctx;
+    Optimizer* o = &tr->opt;
+    int n = optimizer_state_entries(e, cap, o->n, o->lay, o->has_proj, o->m, o->v, o->qm, o->qv, o->absmax_m, o->absmax_v, o->proj, o->lim);
+    return n + weight8_state_entries(e + n, cap - n, &tr->model->w8);
 }
 
 static float cpu_train_step(void* ctx, DataLoader* dl, float lr, int* inputs, int* targets, float* norm, int* skipped, int64_t* n_targets) {
@@ -1347,7 +1363,13 @@ static void cpu_forward_logits(void* ctx, const int* inputs, int B, int T, float
 static void cpu_next_logits(void* ctx, const int* tokens, int n, float* logits) { next_logits(((Trainer*)ctx)->model, tokens, n, logits); }
 static float* cpu_params_to_host(void* ctx) { return ((Trainer*)ctx)->model->params; } // already on the host
 static void cpu_params_release(void* ctx, float* host) { (void)ctx; (void)host; }
-static void cpu_params_from_host(void* ctx, const float* host) { (void)ctx; (void)host; } // loaded in place
+// loaded in place; INT8 tensors are rebuilt from the codes the state restored (run_resume reads
+// the state first), not taken from the checkpoint's float file
+static void cpu_params_from_host(void* ctx, const float* host) {
+    Llama* m = ((Trainer*)ctx)->model;
+    (void)host;
+    weight8_dequantize_params(&m->w8, &m->table, m->params);
+}
 static void cpu_state_noop(void* ctx) { (void)ctx; }
 static void cpu_get_progress(void* ctx, Progress* pr) { Trainer* tr = (Trainer*)ctx; pr->updates = tr->t; pr->refreshes = tr->opt.refreshes; }
 static void cpu_set_progress(void* ctx, const Progress* pr) { Trainer* tr = (Trainer*)ctx; tr->t = pr->updates; tr->opt.refreshes = pr->refreshes; }
@@ -1403,10 +1425,16 @@ int main(int argc, char** argv) {
         if (json) plan_json_print(plans);
         return 0;
     }
+    if (strcmp(s.weights, "bf16") == 0)
+        die("--weights bf16: the CPU engine computes in fp32; pass --weights fp32 (its default) or int8 (bf16 weights are train_llamacu's)");
     Llama model;
     llama_build(&model, &config);
     if (s.init[0]) llama_load_params(&model.table, model.params, s.init);
     else llama_init_params(&model.table, model.params, (uint64_t)s.seed);
+    // --weights int8: the weights as loaded (or drawn) quantized once, to nearest; a resume
+    // replaces the codes with the checkpoint's
+    weight8_init(&model.w8, &model.table, oc.w8_group, oc.w8_embed);
+    weight8_quantize_params(&model.w8, &model.table, model.params);
     llama_alloc_activations(&model, B, T, s.recompute);
     size_t np = llama_num_params(&model.table);
     printf("galore.c CPU | model %s | C %d H %d heads %d kv %d layers %d vocab %d | %.2fM params (%.1f%% in GaLore-able matrices)\n",
@@ -1416,6 +1444,11 @@ int main(int argc, char** argv) {
            s.init[0] ? s.init : "random", s.optimizer, oc.eps, oc.beta1, oc.beta2, oc.weight_decay, s.lr, s.schedule,
            s.warmup, s.min_lr_ratio, s.grad_clip, get_threads());
     blas_advice();
+    if (model.w8.G > 0) {
+        char w8[320];
+        weight8_describe(&model.w8, w8, sizeof w8);
+        printf("weights: %s; the fp32 working copy holds their dequantized values\n", w8);
+    }
     run_print_dist(&dist, &s, &oc, "gradients summed over MPI");
     run_print_galore(&config, &oc, &s, "exact SVD (LAPACK sgesdd)");
     Trainer trainer;
@@ -1423,8 +1456,9 @@ int main(int argc, char** argv) {
         trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip, &dist);
         MemPlan mp;
         memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, s.recompute);
+        double wb = mp.items[0].bytes + (double)model.w8.total + 5.0 * (double)model.w8.groups; // int8: + codes, scales, zeros
         printf("memory plan: %.3f GiB (weights %.3f, optimizer state %.3f); --memory-plan 1 for the table\n", mp.total / GIB,
-               mp.items[0].bytes / GIB, (mp.state - mp.items[0].bytes) / GIB);
+               wb / GIB, (mp.state - wb) / GIB);
     } else {
         memset(&trainer, 0, sizeof trainer); // evaluation only: no optimizer state
         trainer.model = &model;

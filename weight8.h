@@ -22,6 +22,8 @@
 #include "llama.h"
 #include "llama_math.h"
 #include "galore.h"
+#include "utils.h"
+#include "checkpoint.h"
 
 #define W8_LEVELS 255 // codes 0..255
 
@@ -90,5 +92,109 @@ static void weight8_dequantize(const uint8_t* codes, int64_t n, int64_t G, const
 
 // the bytes of one quantized tensor: codes, fp32 scales, 8-bit zeros
 static inline double weight8_bytes(int64_t numel, int64_t G) { return (double)numel + 5.0 * (double)weight8_groups(numel, G); }
+
+// ----------------------------------------------------------------------------
+// the INT8 state of a model on the host: the CPU engine's own, the GPU's staging copy for
+// checkpoints (and its initial quantization). One allocation each for the codes and the group
+// parameters, then pointer tables (NULL where a tensor keeps float weights).
+
+typedef struct {
+    int G;              // --weight-group; 0: --weights is not int8 (nothing below is allocated)
+    int embed;          // --weight-int8-embed
+    int n;              // tensors of the parameter table
+    int64_t* numel;     // (n) elements of tensor i if it is quantized, else 0
+    uint8_t** codes;    // (n) tensor i: (numel) codes, or NULL
+    float** scales;     // (n) tensor i: (groups) fp32 scales, or NULL
+    uint8_t** zeros;    // (n) tensor i: (groups) zero points, or NULL
+    int64_t total;      // codes in all
+    int64_t groups;     // scales (and zero points) in all
+    int tensors;        // tensors quantized
+    uint8_t* cmem; float* smem; uint8_t* zmem; // the allocations behind the tables
+} Weight8;
+
+// weight8_init: G 0 leaves w empty (float weights); else the tables of every tensor
+// weight8_applies selects, allocated zeroed
+static void weight8_init(Weight8* w, const ParamTable* pt, int G, int embed) {
+    memset(w, 0, sizeof *w);
+    w->G = G; w->embed = embed; w->n = pt->n;
+    if (G <= 0) return;
+    w->numel = (int64_t*)callocCheck((size_t)pt->n, sizeof(int64_t));
+    for (int i = 0; i < pt->n; i++)
+        if (weight8_applies(&pt->info[i], embed)) {
+            w->numel[i] = pt->info[i].numel;
+            w->total += w->numel[i]; w->groups += weight8_groups(w->numel[i], G); w->tensors++;
+        }
+    size_t ptrs = sizeof(void*) * (size_t)pt->n;
+    w->codes = (uint8_t**)callocCheck(1, ptrs); w->scales = (float**)callocCheck(1, ptrs); w->zeros = (uint8_t**)callocCheck(1, ptrs);
+    w->cmem = (uint8_t*)callocCheck((size_t)w->total + 1, 1);
+    w->smem = (float*)callocCheck((size_t)w->groups + 1, sizeof(float));
+    w->zmem = (uint8_t*)callocCheck((size_t)w->groups + 1, 1);
+    int64_t k = 0, g = 0;
+    for (int i = 0; i < pt->n; i++) {
+        if (w->numel[i] == 0) continue;
+        w->codes[i] = w->cmem + k; w->scales[i] = w->smem + g; w->zeros[i] = w->zmem + g;
+        k += w->numel[i]; g += weight8_groups(w->numel[i], G);
+    }
+}
+
+static void weight8_free(Weight8* w) {
+    free(w->numel); free(w->codes); free(w->scales); free(w->zeros); free(w->cmem); free(w->smem); free(w->zmem);
+    memset(w, 0, sizeof *w);
+}
+
+// weight8_state_entries: the checkpoint entries of the INT8 state, the same names on every engine
+// (w8.<tensor>.codes, .scales, .zeros) so that either resumes the other's; none for float weights.
+// The tables are host memory (the GPU passes its staging copy).
+static int weight8_state_entries(StateEntry* e, int cap, const Weight8* w) {
+    int n = 0;
+    for (int i = 0; i < w->n && w->G > 0; i++) {
+        if (w->numel[i] == 0) continue;
+        if (n + 3 > cap) die("internal: too many state entries");
+        int64_t ng = weight8_groups(w->numel[i], w->G);
+        const char* part[3] = {"codes", "scales", "zeros"};
+        void* data[3] = {w->codes[i], w->scales[i], w->zeros[i]};
+        int64_t bytes[3] = {w->numel[i], (int64_t)sizeof(float) * ng, ng};
+        for (int k = 0; k < 3; k++) {
+            snprintf(e[n].name, STATE_NAME_LEN, "w8.%d.%s", i, part[k]);
+            e[n].data = data[k]; e[n].nbytes = bytes[k]; n++;
+        }
+    }
+    return n;
+}
+
+// weight8_quantize_params: the quantized tensors of the flat fp32 params (table order) to codes,
+// rounded to nearest (the initial quantization of random or --init weights), and the params set to
+// their dequantized values, which are the weights from then on
+static void weight8_quantize_params(Weight8* w, const ParamTable* pt, float* params) {
+    for (int i = 0; i < w->n && w->G > 0; i++) {
+        if (w->numel[i] == 0) continue;
+        float* p = params + pt->info[i].offset;
+        weight8_quantize(p, w->numel[i], w->G, 0, 0, w->codes[i], w->scales[i], w->zeros[i]);
+        weight8_dequantize(w->codes[i], w->numel[i], w->G, w->scales[i], w->zeros[i], p);
+    }
+}
+
+// weight8_dequantize_params: the quantized tensors of params rebuilt from the codes (a resume: the
+// codes are the weights; a checkpoint's float file is not trusted for them)
+static void weight8_dequantize_params(const Weight8* w, const ParamTable* pt, float* params) {
+    for (int i = 0; i < w->n && w->G > 0; i++)
+        if (w->numel[i]) weight8_dequantize(w->codes[i], w->numel[i], w->G, w->scales[i], w->zeros[i], params + pt->info[i].offset);
+}
+
+// weight8_requantize: tensor i (p, its fp32 values after update t) to codes with stochastic
+// rounding (weight8_seed's draws), and p set to the dequantized values. A no-op for float tensors.
+static void weight8_requantize(Weight8* w, int i, float* p, uint64_t run_seed, int64_t t) {
+    if (w->G <= 0 || w->numel[i] == 0) return;
+    weight8_quantize(p, w->numel[i], w->G, 1, weight8_seed(run_seed, t, i), w->codes[i], w->scales[i], w->zeros[i]);
+    weight8_dequantize(w->codes[i], w->numel[i], w->G, w->scales[i], w->zeros[i], p);
+}
+
+// weight8_describe: the startup line's words for the INT8 state ("" for float weights)
+static void weight8_describe(const Weight8* w, char* buf, size_t cap) {
+    if (w->G <= 0) { snprintf(buf, cap, "%s", ""); return; }
+    snprintf(buf, cap, "int8 (q-galore's per-group rule, stochastic requantization) | group %d | %d tensors: the projected matrices%s | "
+             "%.3f MiB (codes %.3f, fp32 scales + 8-bit zero points %.3f)", w->G, w->tensors, w->embed ? ", embedding and lm_head" : "",
+             ((double)w->total + 5.0 * (double)w->groups) / 1048576.0, (double)w->total / 1048576.0, 5.0 * (double)w->groups / 1048576.0);
+}
 
 #endif // WEIGHT8_H
