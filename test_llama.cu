@@ -752,6 +752,31 @@ static void test_galore_refresh_randomized(void) {
 // projectors, low-rank moments, 8-bit states and the weight change of every tensor vs the CPU's
 // Optimizer; then steps 2..5 with each engine's own gradients (refreshes at 1, 3, 5): losses and
 // the weight change. kind: galore_adamw, adam8bit, galore_adamw8bit.
+// steps 2..S on both engines, each on its own gradients (the CPU's model_update: its INT8
+// requantization when cm->w8 has any); the worst relative difference of their losses
+static double both_engines_steps(cpu::Llama* cm, cpu::Optimizer* co, GpuLlama* m, GpuTrainer* tr, DataLoader* dl, int* in, int* tg, float lr,
+                                 int S) {
+    double lmax = 0.0;
+    for (int st = 2; st <= S; st++) {
+        dataloader_next_batch(dl, in, tg);
+        gpu_zero_grad(m);
+        gpu_forward(m, in, tg, m->B, m->T, 1.0f);
+        float gl = m->mean_loss;
+        gpu_backward(m, in, m->B, m->T);
+        for (int i = 0; i < cm->table.n; i++) gpu_optim_update(tr, i, GX(m, i), 0, lr, st, 1.0f);
+        // the updates (update stream) read the gradients and write the weights that the next
+        // step's zero_grad and forward (main stream) touch: nothing else orders the two streams
+        cudaCheck(cudaStreamSynchronize(tr->us));
+        cpu::llama_zero_grad(cm);
+        cpu::llama_forward(cm, in, tg, m->B, m->T);
+        lmax = fmax(lmax, fabs(gl - cm->mean_loss) / fabs(cm->mean_loss));
+        cpu::llama_backward(cm, in, tg, m->B, m->T, 1.0f);
+        for (int i = 0; i < cm->table.n; i++) cpu::model_update(co, &cm->w8, i, cpu::P(cm, i), cpu::G(cm, i), 0, lr, st);
+    }
+    cudaCheck(cudaStreamSynchronize(m->stream));
+    return lmax;
+}
+
 static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
     LlamaConfig c;
     llama_config_resolve(&c, "llama_tiny");
@@ -881,27 +906,7 @@ static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
     // bf16 weights of ~0.02 round by ~4e-5 against an update of ~lr = 1e-3: a few % per element
     check(wcs > 0.98, "%s step 1, same gradient: weight change of every tensor vs the CPU, worst cosine %.5f in %s (bound 0.98: bf16 weights)", kn, wcs, wname);
     // steps 2..S, each engine on its own gradients
-    float gl_[8], cl_[8];
-    for (int st = 2; st <= S; st++) {
-        dataloader_next_batch(&dl, in, tg);
-        gpu_zero_grad(&m);
-        gpu_forward(&m, in, tg, B, T, 1.0f);
-        gl_[st] = m.mean_loss;
-        gpu_backward(&m, in, B, T);
-        for (int i = 0; i < cm.table.n; i++) gpu_optim_update(&tr, i, GX(&m, i), 0, lr, st, 1.0f);
-        // the updates (update stream) read the gradients and write the weights that the next
-        // step's zero_grad and forward (main stream) touch: nothing else orders the two streams
-        cudaCheck(cudaStreamSynchronize(tr.us));
-        cpu::llama_zero_grad(&cm);
-        cpu::llama_forward(&cm, in, tg, B, T);
-        cl_[st] = cm.mean_loss;
-        cpu::llama_backward(&cm, in, tg, B, T, 1.0f);
-        for (int i = 0; i < cm.table.n; i++) cpu::optimizer_update(&co, i, cpu::P(&cm, i), cpu::G(&cm, i), 0, lr, st);
-    }
-    cudaCheck(cudaStreamSynchronize(m.stream));
-    cudaCheck(cudaStreamSynchronize(tr.us)); // the updates run on the trainer's update stream
-    double lmax = 0.0;
-    for (int st = 2; st <= S; st++) lmax = fmax(lmax, fabs(gl_[st] - cl_[st]) / fabs(cl_[st]));
+    double lmax = both_engines_steps(&cm, &co, &m, &tr, &dl, in, tg, lr, S);
     gpu_download_params(&m, gw);
     for (size_t k = 0; k < P; k++) { d1[k] = gw[k] - init[k]; d2[k] = cm.params[k] - init[k]; }
     double cs = cosine(d1, d2, P);
@@ -1022,23 +1027,7 @@ static void test_w8_vs_cpu(int kind, int G, int embed, int attn_fallback) {
     check(ndiff <= expect + 5.0 * sqrt(expect) + 5.0, "%s step 1: %lld of %lld codes differ from the CPU's, %.1f expected from the engines' fp32 "
           "differences (bound E + 5 sqrt(E) + 5)", kn, (long long)ndiff, (long long)nall, expect);
     cudaCheck(cudaStreamSynchronize(tr.us)); // the last float tensors' updates read the gradients the next step zeroes
-    float gl_[8], cl_[8];
-    for (int st = 2; st <= S; st++) {
-        dataloader_next_batch(&dl, in, tg);
-        gpu_zero_grad(&m);
-        gpu_forward(&m, in, tg, B, T, 1.0f);
-        gl_[st] = m.mean_loss;
-        gpu_backward(&m, in, B, T);
-        for (int i = 0; i < cm.table.n; i++) gpu_optim_update(&tr, i, GX(&m, i), 0, lr, st, 1.0f);
-        cudaCheck(cudaStreamSynchronize(tr.us)); // the next forward (main stream) reads the codes the updates wrote
-        cpu::llama_zero_grad(&cm);
-        cpu::llama_forward(&cm, in, tg, B, T);
-        cl_[st] = cm.mean_loss;
-        cpu::llama_backward(&cm, in, tg, B, T, 1.0f);
-        for (int i = 0; i < cm.table.n; i++) cpu::model_update(&co, &cm.w8, i, cpu::P(&cm, i), cpu::G(&cm, i), 0, lr, st);
-    }
-    double lmax = 0.0;
-    for (int st = 2; st <= S; st++) lmax = fmax(lmax, fabs(gl_[st] - cl_[st]) / fabs(cl_[st]));
+    double lmax = both_engines_steps(&cm, &co, &m, &tr, &dl, in, tg, lr, S);
     check(lmax < 1e-2, "%s: %d more steps, each engine on its own gradients: losses max relative error %.2e (bound 1e-2)", kn, S - 1, lmax);
     free(gw); free(w0); free(init); free(in); free(tg); free(scratch); free(cw); free(hc); free(hs); free(hz);
     weight8_free(&gw8);
