@@ -840,7 +840,6 @@ static void gpu_update_done(GpuTrainer* tr, int i, int64_t t, const int* skip, c
 // leaves the weights, the moments and the limiter's state alone)
 static void gpu_apollo_update(GpuTrainer* tr, int i, const floatX* g, float lr, int64_t t, float gscale, uint32_t seed, int sr,
                               const int* skip = NULL) {
-    GpuLlama* m = tr->model;
     GpuOptim* o = &tr->opt;
     const OptimConfig* c = &o->cfg;
     const TensorLayout* l = &o->lay[i];
