@@ -626,9 +626,11 @@ static void gpu_memplan_fit(const Settings* s, const OptimConfig* oc, const GpuP
         }
     MemPlan base;
     gpu_memplan_build(&base, a);
-    if (base.items[GR_WEIGHTS].bytes / GIB + GPU_CONTEXT_GIB > gpu_mem_gib) {
-        printf("  the bf16 weights alone (%.2f GiB) and the CUDA context do not fit %g GiB with any setting: pass a smaller --model, or a larger card\n",
-               base.items[GR_WEIGHTS].bytes / GIB, gpu_mem_gib);
+    double wb = base.items[GR_WEIGHTS].bytes + base.items[GR_W8_CODES].bytes + base.items[GR_W8_GROUPS].bytes; // bf16 (+ INT8)
+    if (wb / GIB + GPU_CONTEXT_GIB > gpu_mem_gib) {
+        int w8 = base.items[GR_W8_CODES].bytes > 0;
+        printf("  the %s weights alone (%.2f GiB) and the CUDA context do not fit %g GiB with any setting: pass a smaller --model%s, or a larger card\n",
+               w8 ? "INT8 + bf16" : "bf16", wb / GIB, gpu_mem_gib, w8 ? "" : ", --weights int8");
         return;
     }
     if (nk == 0) {
