@@ -208,6 +208,7 @@ test-cpu: train_llama $(CPU_TESTS)
 	$(SUITE) bash dev/test/test_cli.sh
 	$(SUITE) bash dev/test/test_hf.sh
 	$(SUITE) bash dev/test/test_crash.sh
+	$(SUITE) bash dev/test/test_weight8.sh
 	$(SUITE) bash dev/test/test_dist.sh
 	$(SUITE) bash dev/test/test_c4.sh
 	$(SUITE) bash dev/test/test_prepare.sh

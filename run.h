@@ -333,6 +333,8 @@ static int run_setup(int argc, char** argv, const char* about, Settings* s, Llam
     oc->seed = (uint64_t)s->seed;
     oc->w8_group = strcmp(s->weights, "int8") == 0 ? s->weight_group : 0;
     oc->w8_embed = oc->w8_group ? s->weight_int8_embed : 0;
+    if (!oc->w8_group && cli_was_given(argc, argv, "weight-group"))
+        run_warn("--weight-group %d has no effect without --weights int8", s->weight_group);
     if (optim_is_galore(oc->kind) && (s->rank < 1 || s->update_proj_gap < 1))
         die("--rank %d / --update-proj-gap %d: GaLore needs both at least 1", s->rank, s->update_proj_gap);
     // --- APOLLO ---

@@ -652,6 +652,7 @@ static void test_galore_e2e(const char* file, int kind) {
 static void recompute_run(const LlamaConfig* c, const float* init, const OptimConfig* oc, int per_layer, int accum, float clip,
                           int recompute, int steps, float* losses, float* weights, float* logits, size_t* act_floats);
 static const char* g_run_shard = REF_DIR "/train.bin"; // recompute_run's data (test_hf_families: a shard of its vocabulary)
+static Weight8* g_run_w8 = NULL; // when set, recompute_run hands the model's INT8 state over to it (the caller frees it)
 static void run_steps(const LlamaConfig* c, const OptimConfig* oc, int per_layer, int accum, int steps, float* out) {
     ParamTable pt;
     param_table_build(&pt, c);
@@ -663,6 +664,16 @@ static void run_steps(const LlamaConfig* c, const OptimConfig* oc, int per_layer
     recompute_run(c, init, oc, per_layer, accum, 0.0f, 0, steps, losses, out, logits, &act);
     free(init); free(losses); free(logits);
     param_table_free(&pt);
+}
+
+// the optimizer settings of the short runs of the reference model (rank 8, refreshes every 3 steps)
+static OptimConfig small_optim(int kind, int projector) {
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = kind; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[kind]; oc.weight_decay = 0.01f;
+    oc.rank = 8; oc.update_proj_gap = 3; oc.scale = 0.25f; oc.proj_type = PROJ_STD; oc.projector = projector; oc.seed = 42;
+    if (optim_is_apollo(kind)) apollo_config_defaults(&oc);
+    return oc;
 }
 
 static void test_per_layer(void) {
@@ -679,11 +690,7 @@ static void test_per_layer(void) {
     int projs[10] = {PROJECTOR_SVD, PROJECTOR_SVD, PROJECTOR_SVD, PROJECTOR_SVD, PROJECTOR_RANDOM, PROJECTOR_RANDOM, PROJECTOR_SVD, PROJECTOR_SVD,
                      PROJECTOR_SVD, PROJECTOR_SVD};
     for (int k = 0; k < 10; k++) {
-        OptimConfig oc;
-        memset(&oc, 0, sizeof oc);
-        oc.kind = kinds[k]; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[oc.kind]; oc.weight_decay = 0.01f;
-        oc.rank = 8; oc.update_proj_gap = 3; oc.scale = 0.25f; oc.proj_type = PROJ_STD; oc.projector = projs[k]; oc.seed = 42;
-        if (optim_is_apollo(oc.kind)) apollo_config_defaults(&oc);
+        OptimConfig oc = small_optim(kinds[k], projs[k]);
         char name[64];
         snprintf(name, sizeof name, "%s%s", OPTIM_NAMES[oc.kind], oc.projector == PROJECTOR_RANDOM ? " --proj random" : "");
         run_steps(&c, &oc, 0, 1, 7, a);
@@ -720,6 +727,7 @@ static void recompute_run(const LlamaConfig* c, const float* init, const OptimCo
     Llama m;
     llama_build(&m, c);
     memcpy(m.params, init, sizeof(float) * m.table.total);
+    llama_weights_int8(&m, oc->w8_group, oc->w8_embed); // --weights int8 (oc's w8_group > 0): weights returns the dequantized ones
     int B = 3, T = 13;
     llama_alloc_activations(&m, B, T, recompute);
     Trainer tr;
@@ -737,6 +745,7 @@ static void recompute_run(const LlamaConfig* c, const float* init, const OptimCo
     memcpy(logits, m.acts.logits, sizeof(float) * 7 * c->V);
     memcpy(weights, m.params, sizeof(float) * m.table.total);
     *act_floats = m.act_size;
+    if (g_run_w8) { *g_run_w8 = m.w8; memset(&m.w8, 0, sizeof m.w8); }
     dataloader_free(&dl);
     trainer_free(&tr);
     llama_free(&m);
@@ -2039,6 +2048,174 @@ static void test_apollo_unit(const char* file) {
 // ---- end APOLLO ----
 
 
+
+// ----------------------------------------------------------------------------
+// INT8 weights (--weights int8, weight8.h; issue 25)
+
+// the rule against q-galore-torch 1.0's own _quantize (dev/ref/make_weight8_reference.py): codes,
+// scales and zero points bit for bit, and the dequantized values. Both sides do the same fp32
+// operations in the same order (max - min, clamp, / 255, / scale, round half to even, + zero,
+// clamp; (code - zero) * scale), each correctly rounded, so there is no tolerance. The cases
+// cover a short last group, constant groups, zero points that clamp, and exact halves.
+static void test_weight8_reference(void) {
+    SafeTensors st;
+    safetensors_open(&st, "dev/ref/weight8/ref.safetensors");
+    const SafeTensor* gt = safetensors_find(&st, "groups");
+    if (gt == NULL) die("dev/ref/weight8/ref.safetensors: no \"groups\"; regenerate with dev/ref/make_weight8_reference.py");
+    int nc = (int)gt->numel;
+    float groups[16];
+    if (nc > 16) die("dev/ref/weight8/ref.safetensors: %d cases, at most 16 expected", nc);
+    safetensors_read_f32(&st, gt, groups);
+    for (int c = 0; c < nc; c++) {
+        char name[32];
+        const char* parts[5] = {"w", "codes", "scales", "zeros", "deq"};
+        float* ref[5];
+        int64_t len[5];
+        for (int k = 0; k < 5; k++) {
+            snprintf(name, sizeof name, "%s.%d", parts[k], c);
+            const SafeTensor* t = safetensors_find(&st, name);
+            if (t == NULL) die("dev/ref/weight8/ref.safetensors: no %s; regenerate with dev/ref/make_weight8_reference.py", name);
+            len[k] = t->numel;
+            ref[k] = (float*)mallocCheck(sizeof(float) * (size_t)t->numel);
+            safetensors_read_f32(&st, t, ref[k]);
+        }
+        int64_t n = len[0], G = (int64_t)groups[c], ng = weight8_groups(n, G);
+        uint8_t* codes = (uint8_t*)mallocCheck((size_t)n);
+        uint8_t* zeros = (uint8_t*)mallocCheck((size_t)ng);
+        float* scales = (float*)mallocCheck(sizeof(float) * (size_t)ng);
+        float* deq = (float*)mallocCheck(sizeof(float) * (size_t)n);
+        weight8_quantize(ref[0], n, G, 0, 0, codes, scales, zeros);
+        weight8_dequantize(codes, n, G, scales, zeros, deq);
+        int64_t bad_c = 0, bad_s = 0, bad_z = 0, bad_d = 0;
+        for (int64_t k = 0; k < n; k++) { bad_c += (float)codes[k] != ref[1][k]; bad_d += deq[k] != ref[4][k]; }
+        for (int64_t g = 0; g < ng; g++) { bad_s += scales[g] != ref[2][g]; bad_z += (float)zeros[g] != ref[3][g]; }
+        check(len[1] == n && len[2] == ng && len[3] == ng && bad_c + bad_s + bad_z + bad_d == 0,
+              "weight8 vs q-galore-torch _quantize, case %d (%lld elements, group %lld, %lld groups): codes %lld, scales %lld, zeros %lld, "
+              "dequantized %lld differ (bit for bit)", c, (long long)n, (long long)G, (long long)ng, (long long)bad_c, (long long)bad_s,
+              (long long)bad_z, (long long)bad_d);
+        for (int k = 0; k < 5; k++) free(ref[k]);
+        free(codes); free(zeros); free(scales); free(deq);
+    }
+    safetensors_close(&st);
+}
+
+// stochastic rounding is unbiased: over N requantizations of one group (the seeds of updates
+// 1..N of one tensor), element k's code is floor(x) + Bernoulli(p), x = w / scale + zero, p its
+// fraction, so the mean code of N draws has expectation x and standard deviation
+// sqrt(p (1 - p) / N) steps. Bound: 6 of those (a false failure ~2e-9 per element, 256 elements;
+// the draws are a fixed hash, so the outcome is the same on every machine). p = 0 elements must be
+// exact. Nearest rounding would be off by min(p, 1 - p) (up to 0.5 steps, >= 80 sigma here), a
+// draw that ignored the update would repeat one code (off by p or 1 - p). Elements whose ceiling
+// clamps at 255 (or floor at 0) are left out: clamping biases them by design.
+static void test_weight8_stochastic(void) {
+    enum { NG = 256, NDRAW = 4000 };
+    float w[NG];
+    Rng rng;
+    rng_init(&rng, 25);
+    for (int k = 0; k < NG; k++) w[k] = (float)(0.05 * (2.0 * rng_uniform(&rng) - 1.0));
+    w[0] = -0.05f; w[1] = 0.045f; // the range (zero point 134 after rounding: not symmetric)
+    uint8_t codes[NG], zero;
+    float scale;
+    static int64_t sum[NG];
+    memset(sum, 0, sizeof sum);
+    for (int t = 1; t <= NDRAW; t++) {
+        weight8_quantize(w, NG, NG, 1, weight8_seed(42, t, 3), codes, &scale, &zero);
+        for (int k = 0; k < NG; k++) sum[k] += codes[k];
+    }
+    double worst = 0.0; // in sigmas
+    int bad = 0, used = 0, exact_bad = 0;
+    for (int k = 0; k < NG; k++) {
+        float x = GALORE_DIV(w[k], scale), f = floorf(x);
+        double p = (double)(x - f), fz = (double)f + zero;
+        if (fz < 0.0 || fz + 1.0 > W8_LEVELS) continue;
+        used++;
+        double err = fabs((double)sum[k] / NDRAW - (fz + p));
+        if (p == 0.0) { exact_bad += err != 0.0; continue; }
+        double sigma = sqrt(p * (1.0 - p) / NDRAW);
+        if (err / sigma > worst) worst = err / sigma;
+        bad += err > 6.0 * sigma;
+    }
+    check(used > NG - 4 && bad == 0 && exact_bad == 0,
+          "weight8 stochastic rounding unbiased over %d draws: %d elements, worst mean-code error %.2f sigma (bound 6, sigma = sqrt(p(1-p)/N) steps)",
+          NDRAW, used, worst);
+}
+
+// every optimizer kind trains with --weights int8 (2 steps of the reference model, G 128 over its
+// 60- and 84-wide rows): finite losses; every quantized tensor's weights are exactly its codes
+// dequantized (the requantization wrote them back), and the updates moved codes. Then per-layer
+// against whole-model, bit for bit (the draws depend on (seed, update, tensor, element) only), for
+// three kinds; --grad-accum 2 and --weight-int8-embed 1 once each.
+static void test_weight8_runs(void) {
+    LlamaConfig c;
+    llama_config_from_json(&c, REF_DIR "/config.json");
+    ParamTable pt;
+    param_table_build(&pt, &c);
+    float* init = (float*)mallocCheck(sizeof(float) * pt.total);
+    float* a = (float*)mallocCheck(sizeof(float) * pt.total);
+    float* b = (float*)mallocCheck(sizeof(float) * pt.total);
+    float* deq = (float*)mallocCheck(sizeof(float) * pt.total);
+    float losses[8], logits[7 * 256];
+    if (c.V > 256) die("internal: test_weight8_runs' logits buffer");
+    size_t act;
+    llama_load_params(&pt, init, REF_DIR "/model.safetensors");
+    Weight8 w0; // the initial nearest quantization, to see that updates move codes
+    memcpy(a, init, sizeof(float) * pt.total);
+    weight8_init(&w0, &pt, 128, 1);
+    weight8_quantize_params(&w0, &pt, a);
+    struct { int kind, proj, per_layer, accum, embed; } runs[] = {
+        {OPTIM_ADAMW, PROJECTOR_SVD, 0, 1, 0}, {OPTIM_ADAM, PROJECTOR_SVD, 0, 1, 0}, {OPTIM_ADAM8BIT, PROJECTOR_SVD, 0, 1, 0},
+        {OPTIM_GALORE_ADAMW, PROJECTOR_SVD, 0, 1, 0}, {OPTIM_GALORE_ADAMW8BIT, PROJECTOR_SVD, 0, 1, 0}, {OPTIM_FIRA_ADAMW, PROJECTOR_SVD, 0, 1, 0},
+        {OPTIM_FIRA_ADAMW8BIT, PROJECTOR_SVD, 0, 1, 0}, {OPTIM_APOLLO_ADAMW, PROJECTOR_SVD, 0, 1, 0}, {OPTIM_APOLLO_ADAMW8BIT, PROJECTOR_SVD, 0, 1, 0},
+        {OPTIM_APOLLO_MINI, PROJECTOR_SVD, 0, 1, 0}, {OPTIM_GALORE_ADAMW, PROJECTOR_RANDOM, 0, 1, 0}, {OPTIM_GALORE_ADAMW, PROJECTOR_SVD, 1, 2, 0},
+        {OPTIM_ADAMW, PROJECTOR_SVD, 0, 1, 1},
+    };
+    int nruns = (int)(sizeof runs / sizeof runs[0]);
+    for (int k = 0; k < nruns; k++) {
+        OptimConfig oc = small_optim(runs[k].kind, runs[k].proj);
+        oc.w8_group = 128; oc.w8_embed = runs[k].embed;
+        Weight8 w8;
+        g_run_w8 = &w8;
+        recompute_run(&c, init, &oc, runs[k].per_layer, runs[k].accum, 0.0f, 0, 2, losses, a, logits, &act);
+        g_run_w8 = NULL;
+        memcpy(deq, a, sizeof(float) * pt.total);
+        weight8_dequantize_params(&w8, &pt, deq);
+        int64_t moved = 0, quantized = 0;
+        for (int i = 0; i < pt.n; i++) {
+            if (w8.numel[i] == 0) continue;
+            quantized += w8.numel[i];
+            for (int64_t e = 0; e < w8.numel[i]; e++) moved += w8.codes[i][e] != w0.codes[i][e];
+        }
+        int embed_ok = !runs[k].embed || (w8.numel[0] == pt.info[0].numel && w8.numel[pt.n - 1] == pt.info[pt.n - 1].numel);
+        check(isfinite(losses[0]) && isfinite(losses[1]) && memcmp(deq, a, sizeof(float) * pt.total) == 0 && moved > 0 && embed_ok,
+              "%s%s%s%s --weights int8: 2 steps, losses %.5f %.5f; the %d quantized tensors (%lld elements%s) are their codes dequantized, "
+              "%lld codes moved", OPTIM_NAMES[oc.kind], oc.projector == PROJECTOR_RANDOM ? " --proj random" : "", runs[k].per_layer ? " --per-layer 1" : "",
+              runs[k].accum > 1 ? " --grad-accum 2" : runs[k].embed ? " --weight-int8-embed 1" : "", losses[0], losses[1], w8.tensors,
+              (long long)quantized, runs[k].embed ? ", embedding and lm_head too" : "", (long long)moved);
+        weight8_free(&w8);
+    }
+    int pk[3] = {OPTIM_GALORE_ADAMW, OPTIM_APOLLO_MINI, OPTIM_ADAM8BIT};
+    for (int k = 0; k < 3; k++) {
+        OptimConfig oc = small_optim(pk[k], PROJECTOR_SVD);
+        oc.w8_group = 128;
+        run_steps(&c, &oc, 0, 1, 5, a);
+        run_steps(&c, &oc, 1, 1, 5, b);
+        check(memcmp(a, b, sizeof(float) * pt.total) == 0, "%s --weights int8: --per-layer weights after 5 steps equal the whole-model step's bit for bit",
+              OPTIM_NAMES[oc.kind]);
+    }
+    // the CPU memory plan's int8 rows are what weight8_init allocates (codes; fp32 scales + 8-bit zeros)
+    OptimConfig oc = small_optim(OPTIM_GALORE_ADAMW, PROJECTOR_SVD);
+    oc.w8_group = 128; oc.w8_embed = 1;
+    MemPlan mp;
+    memplan_build(&mp, &c, &oc, 0, 1, 3, 13, 0);
+    double planned = 0.0;
+    for (int i = 0; i < mp.n; i++) if (strncmp(mp.items[i].name, "int8 weight", 11) == 0) planned += mp.items[i].bytes;
+    double allocated = (double)w0.total + (sizeof(float) + 1.0) * (double)w0.groups;
+    check(planned == allocated, "memory plan --weights int8 --weight-int8-embed 1: codes, scales and zeros %.0f bytes planned, %.0f allocated", planned, allocated);
+    weight8_free(&w0);
+    free(init); free(a); free(b); free(deq);
+    param_table_free(&pt);
+}
+
 int main(int argc, char** argv) {
     set_threads(0);
     if (argc == 3 && strcmp(argv[1], "hf") == 0) { // dev/test/test_hf.sh
@@ -2058,8 +2235,15 @@ int main(int argc, char** argv) {
         printf("%d passed, %d failed\n", n_pass, n_fail);
         return n_fail == 0 ? 0 : 1;
     }
+    if (argc == 2 && strcmp(argv[1], "weight8") == 0) { // only issue 25's INT8 weight checks
+        test_weight8_reference();
+        test_weight8_stochastic();
+        test_weight8_runs();
+        printf("%d passed, %d failed\n", n_pass, n_fail);
+        return n_fail == 0 ? 0 : 1;
+    }
     if (argc == 2 && strcmp(argv[1], "sample") == 0) { test_sampling(); printf("%d passed, %d failed\n", n_pass, n_fail); return n_fail == 0 ? 0 : 1; }
-    if (argc != 1) die("usage: %s [hf DIR | fira | sample]  (fira: only the Fira / GoLore checks; sample: only the sampling checks; hf: the checks of dev/test/test_hf.sh on the folders of dev/test/make_hf_folders.py)", argv[0]);
+    if (argc != 1) die("usage: %s [hf DIR | fira | weight8 | sample]  (fira: only the Fira / GoLore checks; weight8: only the INT8 weight checks; sample: only the sampling checks; hf: the checks of dev/test/test_hf.sh on the folders of dev/test/make_hf_folders.py)", argv[0]);
     test_parity();
     test_presets();
     test_save_load();
@@ -2086,6 +2270,9 @@ int main(int argc, char** argv) {
     test_apollo_unit("unit_mini.bin");
     test_apollo_unit("unit_tensor_reverse.bin");
     test_apollo_unit("unit8bit.bin");
+    test_weight8_reference();                     // INT8 weights (issue 25)
+    test_weight8_stochastic();
+    test_weight8_runs();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail == 0 ? 0 : 1;
 }

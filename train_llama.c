@@ -158,6 +158,14 @@ static void llama_set_grad_mode(Llama* m, int per_layer) {
     m->grads_ctx = NULL;
 }
 
+// llama_weights_int8: --weights int8 (G > 0): the weights as loaded or drawn, quantized once to
+// nearest, the params set to their dequantized values (a resume then replaces the codes with the
+// checkpoint's: cpu_params_from_host); G 0 leaves the float weights alone
+static void llama_weights_int8(Llama* m, int G, int embed) {
+    weight8_init(&m->w8, &m->table, G, embed);
+    weight8_quantize_params(&m->w8, &m->table, m->params);
+}
+
 static void llama_free(Llama* m) {
     param_table_free(&m->table);
     weight8_free(&m->w8);
@@ -1045,7 +1053,7 @@ static void optimizer_update(Optimizer* o, int i, float* p, const float* g, int 
     }
 }
 
-// trainer_update's core: tensor i's optimizer step, then, for an INT8 tensor, its stochastic
+// model_update: tensor i's optimizer step, then, for an INT8 tensor, its stochastic
 // requantization (the seed of update t and tensor i: the same draws in whole-model and per-layer
 // mode, on resume, and on the GPU). Both call sites (whole-model after backward, per-layer inside
 // it) come here, and only for an update that is made: a skipped step leaves the codes alone.
@@ -1418,7 +1426,9 @@ int main(int argc, char** argv) {
         MemPlan mp;
         char title[256];
         memplan_build(&mp, &config, &oc, s.per_layer, s.grad_accum, B, T, s.recompute);
-        snprintf(title, sizeof title, "CPU engine (train_llama, fp32): %s, %s%s, batch %d x %d", config.name, s.optimizer, s.per_layer ? " per-layer" : "", B, T);
+        char w8[64] = "";
+        if (oc.w8_group) snprintf(w8, sizeof w8, " + int8 weights (group %d%s)", oc.w8_group, oc.w8_embed ? ", embeddings too" : "");
+        snprintf(title, sizeof title, "CPU engine (train_llama, fp32%s): %s, %s%s, batch %d x %d", w8, config.name, s.optimizer, s.per_layer ? " per-layer" : "", B, T);
         if (json) memplan_json(plans, &mp, title, "cpu"); else memplan_print(&mp, title, 0.0);
         GpuPlanArgs ga = gpu_plan_args(&s, &config, &oc);
         gpu_memplan_report(&s, &config, &oc, &ga, plans);
@@ -1431,10 +1441,7 @@ int main(int argc, char** argv) {
     llama_build(&model, &config);
     if (s.init[0]) llama_load_params(&model.table, model.params, s.init);
     else llama_init_params(&model.table, model.params, (uint64_t)s.seed);
-    // --weights int8: the weights as loaded (or drawn) quantized once, to nearest; a resume
-    // replaces the codes with the checkpoint's
-    weight8_init(&model.w8, &model.table, oc.w8_group, oc.w8_embed);
-    weight8_quantize_params(&model.w8, &model.table, model.params);
+    llama_weights_int8(&model, oc.w8_group, oc.w8_embed);
     llama_alloc_activations(&model, B, T, s.recompute);
     size_t np = llama_num_params(&model.table);
     printf("galore.c CPU | model %s | C %d H %d heads %d kv %d layers %d vocab %d | %.2fM params (%.1f%% in GaLore-able matrices)\n",

@@ -50,4 +50,5 @@ def main():
           f"{far} by more than one code (bound 0)")
 
 
-main()
+if __name__ == "__main__":  # check_weight8.py imports read_state
+    main()
