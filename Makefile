@@ -164,7 +164,7 @@ dev/cuda/%_emu: $(EMU_DEPS) train_llama.c
 # run side by side, one core each: test_llamacu (~14 min alone) and everything after the
 # self-tests (~12 min); each lane keeps its own log, appended to test-emu.log at the end.
 EMU_SEEDS ?= 0 1 7
-EMU_RUN_DEV_CUDA = cast swiglu rope rmsnorm encoder grad_norm adam apollo
+EMU_RUN_DEV_CUDA = cast swiglu rope rmsnorm encoder grad_norm adam apollo weight8
 EMU_RUN_DEV_CUDA_LIB = matmul classifier attention svd galore_update
 ifeq ($(wildcard $(CUDA_HOME)/include/cuda_runtime.h),)
 test-emu:

@@ -222,7 +222,7 @@ static void gpu_act_sizes(const LlamaConfig* c, int B, int T, size_t attn_saved,
 
 // the GPU rows, in allocation order
 enum {
-    GR_WEIGHTS = 0, GR_GRADS, GR_MASTER, GR_MOMENTS, GR_Q8, GR_ABSMAX, GR_PROJ, GR_LIM, GR_QMAPS,
+    GR_WEIGHTS = 0, GR_GRADS, GR_MASTER, GR_W8_CODES, GR_W8_GROUPS, GR_W8_DEQ, GR_MOMENTS, GR_Q8, GR_ABSMAX, GR_PROJ, GR_LIM, GR_W8_UPD, GR_QMAPS,
     GR_ACC_FULL, GR_ACC_LOW, GR_ACC_REFRESH, GR_ROPE, GR_PART, GR_STEP_FLAGS, GR_DP_SCALARS,
     GR_ACT0, // + A_NUM activation rows
     GR_GL_A = GR_ACT0 + A_NUM, GR_GL_UV, GR_GL_S, GR_GL_RN, GR_GL_INFO, GR_SOLVER_WS,
@@ -233,8 +233,8 @@ enum {
 // last]: the model's (gpu_build) and the trainer's (gpu_trainer_init, freed by gpu_trainer_free).
 // Every other row is MEM_LIBRARY or MEM_TRANSIENT (test_llama.c checks both ways).
 #define GPU_ROW_RANGES 3
-static const int GPU_MODEL_ROWS[GPU_ROW_RANGES][2] = {{GR_WEIGHTS, GR_MASTER}, {GR_ROPE, GR_ROPE}, {GR_ACT0, GR_ACT0 + A_NUM - 1}};
-static const int GPU_TRAINER_ROWS[GPU_ROW_RANGES][2] = {{GR_MOMENTS, GR_LIM}, {GR_ACC_FULL, GR_ACC_LOW}, {GR_PART, GR_DP_SCALARS}};
+static const int GPU_MODEL_ROWS[GPU_ROW_RANGES][2] = {{GR_WEIGHTS, GR_W8_DEQ}, {GR_ROPE, GR_ROPE}, {GR_ACT0, GR_ACT0 + A_NUM - 1}};
+static const int GPU_TRAINER_ROWS[GPU_ROW_RANGES][2] = {{GR_MOMENTS, GR_W8_UPD}, {GR_ACC_FULL, GR_ACC_LOW}, {GR_PART, GR_DP_SCALARS}};
 
 // the trainer's step flags (GR_STEP_FLAGS), one small buffer: the per-layer check's LayerHookFlags
 // at 0, the fused GaLore update's device alpha, beta at GPU_FLAGS_AB, the norm-growth limiter's
@@ -252,7 +252,39 @@ typedef struct {
     int B, T, master, per_layer, grad_accum, recompute;
     int cudnn;               // attention: 1 cuDNN (softmax stats saved), 0 the cuBLAS fallback (probabilities)
     int dp;                  // data parallel (NCCL scalars)
+    int w8_group, w8_embed;  // OptimConfig's (--weights int8: --weight-group; 0: bf16 weights), also for a plan without oc
 } GpuPlanArgs;
+
+// --weights int8 on the GPU (weight8.h's format): the bf16 weights row keeps only the float
+// tensors (norms; embedding and lm_head unless --weight-int8-embed 1); the quantized ones are codes
+// (one row) and per group an fp32 scale and an 8-bit zero (one row: every scale, then every zero),
+// in table order. The forward and backward dequantize one matrix, or one fused run of a group
+// (q|k|v, gate|up: param_group), at a time into a bf16 scratch the GEMMs read; the update
+// dequantizes one tensor into an fp32 scratch, updates it there and requantizes it.
+// gpu_w8_layout fills, per tensor, its offset in the bf16 row or in the codes and groups (-1 where
+// it has none; any pointer may be NULL) and returns the sizes; G 0: every tensor in the bf16 row
+// at its table offset (the layout without INT8).
+typedef struct { double fl, codes, groups, deq, upd; } GpuW8Sizes; // elements
+static GpuW8Sizes gpu_w8_layout(const ParamTable* pt, const LlamaConfig* c, int64_t G, int embed, int64_t* woff, int64_t* coff,
+                                int64_t* goff) {
+    GpuW8Sizes z;
+    memset(&z, 0, sizeof z);
+    double run = 0.0;
+    for (int i = 0; i < pt->n; i++) {
+        const ParamInfo* p = &pt->info[i];
+        int q = G > 0 && weight8_applies(p, embed);
+        if (woff) woff[i] = q ? -1 : (int64_t)z.fl;
+        if (coff) coff[i] = q ? (int64_t)z.codes : -1;
+        if (goff) goff[i] = q ? (int64_t)z.groups : -1;
+        if (!q) { z.fl += (double)p->numel; run = 0.0; continue; }
+        z.codes += (double)p->numel;
+        z.groups += (double)weight8_groups(p->numel, G);
+        run = i > 0 && param_group(c, i - 1) == param_group(c, i) ? run + (double)p->numel : (double)p->numel;
+        if (run > z.deq) z.deq = run;
+        if ((double)p->numel > z.upd) z.upd = (double)p->numel;
+    }
+    return z;
+}
 
 // the GPU plan of a command line (one process: a data-parallel run adds its NCCL scalars at startup)
 static GpuPlanArgs gpu_plan_args(const Settings* s, const LlamaConfig* c, const OptimConfig* oc) {
@@ -261,6 +293,7 @@ static GpuPlanArgs gpu_plan_args(const Settings* s, const LlamaConfig* c, const 
     a.c = c; a.oc = oc; a.B = s->batch; a.T = s->seq; a.master = s->master_weights; a.per_layer = s->per_layer;
     a.grad_accum = s->grad_accum; a.recompute = s->recompute;
     a.cudnn = s->attn_fallback != 1; // --attn-fallback 1 (ATTN_FALLBACK) only: 2 (deterministic) plans as cuDNN, which it uses where it can
+    a.w8_group = oc->w8_group; a.w8_embed = oc->w8_embed;
     return a;
 }
 
@@ -293,16 +326,22 @@ static void gpu_memplan_build(MemPlan* mp, const GpuPlanArgs* a) {
     ParamTable pt;
     param_table_build(&pt, c);
     double P = (double)pt.total;
-    memplan_set(mp, GR_WEIGHTS, "weights (bf16)", P * GPU_X, MEM_STATE);
+    GpuW8Sizes w8 = gpu_w8_layout(&pt, c, a->w8_group, a->w8_embed, NULL, NULL, NULL);
+    memplan_set(mp, GR_WEIGHTS, !a->w8_group ? "weights (bf16)" : a->w8_embed ? "weights kept in bf16 (the norms)" : "weights kept in bf16 (norms, embedding, lm_head)",
+                w8.fl * GPU_X, MEM_STATE);
     double gsize = (double)grad_layout(&pt, c, a->per_layer, NULL);
     memplan_set(mp, GR_GRADS, a->per_layer ? "gradients (largest update group, bf16)" : "gradients (bf16)", gsize * GPU_X, 0);
     memplan_set(mp, GR_MASTER, "master weights (fp32)", a->master ? P * 4 : 0.0, MEM_STATE);
+    memplan_set(mp, GR_W8_CODES, "weights int8 codes (uint8)", w8.codes, MEM_STATE);
+    memplan_set(mp, GR_W8_GROUPS, "int8 scales + zeros (fp32 + uint8 per group)", 5.0 * w8.groups, MEM_STATE);
+    memplan_set(mp, GR_W8_DEQ, "int8 dequant scratch (bf16, largest fused matrix)", w8.deq * GPU_X, 0);
     GpuOptimBytes ob = gpu_optim_bytes(&pt, &oc, a->master);
     memplan_set(mp, GR_MOMENTS, ob.mom_f32 ? "adam moments m, v (fp32)" : "adam moments m, v (bf16)", ob.moments, MEM_STATE);
     memplan_set(mp, GR_Q8, "8-bit moments qm, qv (uint8)", ob.q8, MEM_STATE);
     memplan_set(mp, GR_ABSMAX, "8-bit absmax (fp32, per 256 elements)", ob.absmax, MEM_STATE);
     memplan_set(mp, GR_PROJ, "GaLore projectors (bf16)", ob.proj, MEM_STATE);
     memplan_set(mp, GR_LIM, "norm-growth limiter state (fp32, 1 per matrix)", ob.lim, MEM_STATE);
+    memplan_set(mp, GR_W8_UPD, "int8 update scratch (fp32, largest tensor)", a->oc ? w8.upd * 4 : 0.0, 0);
     memplan_set(mp, GR_QMAPS, "8-bit quantization maps (adam8bit_maps_upload)", optim_is_8bit(oc.kind) ? 512.0 * 4 : 0.0, MEM_LIBRARY);
     // per-layer accumulation (galore.h's accum_layout, as the trainer carves them): full
     // accumulators for the full-rank tensors, low-rank ones for the GaLore tensors (also for data
@@ -448,7 +487,9 @@ static void gpu_memplan_title(char* buf, size_t n, const Settings* s, const Llam
         snprintf(rk, sizeof rk, " rank %d%s", oc->rank, cli_given(s, "rank") || oc->kind == OPTIM_APOLLO_MINI ? "" : " (default)");
     snprintf(buf, n, "GPU engine (train_llamacu): %s, %s%s%s, batch %d x %d%s, %s, attention %s", c->name, s->optimizer, rk,
              a->per_layer ? ", per-layer updates" : "", a->B, a->T, a->grad_accum > 1 ? " (grad-accum)" : "",
-             a->master ? "fp32 master weights + fp32 moments" : "pure bf16 weights + bf16 moments", a->cudnn ? "cuDNN" : "cuBLAS fallback");
+             a->master ? "fp32 master weights + fp32 moments" : a->w8_group ? "INT8 weights" : "pure bf16 weights + bf16 moments", a->cudnn ? "cuDNN" : "cuBLAS fallback");
+    size_t k = strlen(buf);
+    if (a->w8_group) snprintf(buf + k, n - k, " | INT8: group %d%s", a->w8_group, a->w8_embed ? ", embedding and lm_head too" : "");
 }
 
 // gpu_memplan_notes: what the table cannot say in a row (--recompute's saving, the refresh-step
@@ -585,9 +626,11 @@ static void gpu_memplan_fit(const Settings* s, const OptimConfig* oc, const GpuP
         }
     MemPlan base;
     gpu_memplan_build(&base, a);
-    if (base.items[GR_WEIGHTS].bytes / GIB + GPU_CONTEXT_GIB > gpu_mem_gib) {
-        printf("  the bf16 weights alone (%.2f GiB) and the CUDA context do not fit %g GiB with any setting: pass a smaller --model, or a larger card\n",
-               base.items[GR_WEIGHTS].bytes / GIB, gpu_mem_gib);
+    double wb = base.items[GR_WEIGHTS].bytes + base.items[GR_W8_CODES].bytes + base.items[GR_W8_GROUPS].bytes; // bf16 (+ INT8)
+    if (wb / GIB + GPU_CONTEXT_GIB > gpu_mem_gib) {
+        int w8 = base.items[GR_W8_CODES].bytes > 0;
+        printf("  the %s weights alone (%.2f GiB) and the CUDA context do not fit %g GiB with any setting: pass a smaller --model%s, or a larger card\n",
+               w8 ? "INT8 + bf16" : "bf16", wb / GIB, gpu_mem_gib, w8 ? "" : ", --weights int8");
         return;
     }
     if (nk == 0) {

@@ -892,7 +892,7 @@ static void test_recompute(void) {
 static void test_gpu_memplan(const LlamaConfig* c7) {
     // Fira and APOLLO: the norm-growth limiter row (GR_LIM) against the layout
     int kinds[5] = {OPTIM_ADAMW, OPTIM_GALORE_ADAMW, OPTIM_GALORE_ADAMW8BIT, OPTIM_FIRA_ADAMW, OPTIM_APOLLO_ADAMW};
-    int cases = 0, ok = 1, lim_rows = 0;
+    int cases = 0, ok = 1, lim_rows = 0, w8_cases = 0;
     for (int k = 0; k < 5; k++)
         for (int v = 0; v < 16; v++) {
             OptimConfig oc;
@@ -904,6 +904,8 @@ static void test_gpu_memplan(const LlamaConfig* c7) {
             memset(&a, 0, sizeof a);
             a.c = &c; a.oc = (v & 8) ? NULL : &oc; a.B = 3; a.T = 37; a.per_layer = v & 1; a.grad_accum = (v & 2) ? 4 : 1;
             a.master = (v >> 2) & 1; a.recompute = (v >> 1) & 1; a.cudnn = ((v >> 3) ^ v) & 1; a.dp = (v >> 2) & 1;
+            a.w8_group = !a.master && (v & 1) ? 100 : 0; a.w8_embed = a.w8_group && (v & 8); // --weights int8 (#25)
+            w8_cases += a.w8_group > 0;
             MemPlan mp;
             gpu_memplan_build(&mp, &a);
             cases++;
@@ -942,7 +944,17 @@ static void test_gpu_memplan(const LlamaConfig* c7) {
             ok &= mom == mp.items[GR_MOMENTS].bytes && q8 == mp.items[GR_Q8].bytes && am == mp.items[GR_ABSMAX].bytes && pj == mp.items[GR_PROJ].bytes;
             ok &= lm == mp.items[GR_LIM].bytes;
             lim_rows += lm > 0;
-            ok &= mp.items[GR_WEIGHTS].bytes == 2.0 * pt.total && mp.items[GR_MASTER].bytes == (a.master ? 4.0 * pt.total : 0.0);
+            // INT8: codes and groups of the quantized tensors, the bf16 row the rest; the dequant
+            // scratch the largest fused run (q|k|v, gate|up, or the embedding), the update scratch
+            // the largest quantized tensor in fp32
+            double codes = 0, groups = 0, C = c.C, H = c.H, QKV = C * (llama_qdim(&c) + 2 * llama_kvdim(&c)), VC = (double)c.V * C;
+            for (int i = 0; i < pt.n; i++)
+                if (a.w8_group && weight8_applies(&pt.info[i], a.w8_embed)) { codes += pt.info[i].numel; groups += weight8_groups(pt.info[i].numel, a.w8_group); }
+            double deq = a.w8_group ? fmax(fmax(QKV, 2 * H * C), a.w8_embed ? VC : 0.0) : 0.0;
+            double upd = a.w8_group && a.oc ? fmax(H * C, a.w8_embed ? VC : 0.0) : 0.0;
+            ok &= mp.items[GR_W8_CODES].bytes == codes && mp.items[GR_W8_GROUPS].bytes == 5.0 * groups && mp.items[GR_W8_DEQ].bytes == 2.0 * deq &&
+                  mp.items[GR_W8_UPD].bytes == 4.0 * upd;
+            ok &= mp.items[GR_WEIGHTS].bytes == 2.0 * (pt.total - codes) && mp.items[GR_MASTER].bytes == (a.master ? 4.0 * pt.total : 0.0);
             // the accumulators as gpu_trainer_init carves them
             int need_full = a.per_layer && a.grad_accum > 1, need_low = need_full || a.dp;
             int64_t* off = (int64_t*)mallocCheck(sizeof(int64_t) * 2 * (size_t)pt.n);
@@ -956,8 +968,8 @@ static void test_gpu_memplan(const LlamaConfig* c7) {
             free(off); free(lay);
             param_table_free(&pt);
         }
-    check(ok && lim_rows > 0, "GPU memory plan: %d configurations, each row once in the allocator's walk or a library's/transient, sums and carved "
-          "sub-allocations consistent (%d with a norm-growth limiter row)", cases, lim_rows);
+    check(ok && lim_rows > 0 && w8_cases > 0, "GPU memory plan: %d configurations, each row once in the allocator's walk or a library's/transient, "
+          "sums and carved sub-allocations consistent (%d with a norm-growth limiter row, %d with INT8 weights)", cases, lim_rows, w8_cases);
     // --recompute: llama_7b 16 x 256 (every buffer a multiple of 256 bytes, so no alignment padding)
     // saves L-1 layers of ln1, atty, res2, ln2 (C), qkv (C+2KV), gu | act (3H) in bf16, rstd1/2 in
     // fp32 and cuDNN's softmax stats (B, NH, T) fp32
@@ -977,6 +989,22 @@ static void test_gpu_memplan(const LlamaConfig* c7) {
     gpu_memplan_build(&p0, &a);
     check(fabs(p0.items[GR_WEIGHTS].bytes - 6738415616.0 * 2) < 1.0 && fabs(p0.state - 6738415616.0 * 6) < 1.0,
           "GPU plan llama_7b: bf16 weights %.0f bytes, weights + bf16 moments %.0f bytes (6 per parameter)", p0.items[GR_WEIGHTS].bytes, p0.state);
+    // #25's targets: llama_7b 1 x 256, --weights int8 --per-layer 1 --recompute 1: apollo_mini at most
+    // 9 GiB, galore_adamw8bit rank 1024 at most 14 GiB planned (the rows queried at startup as estimated)
+    const int kinds7[2] = {OPTIM_APOLLO_MINI, OPTIM_GALORE_ADAMW8BIT};
+    const double goal7[2] = {9.0, 14.0};
+    for (int k = 0; k < 2; k++) {
+        OptimConfig oc;
+        memset(&oc, 0, sizeof oc);
+        oc.kind = kinds7[k]; oc.rank = 1024; oc.update_proj_gap = 200; oc.scale = 0.25f; oc.proj_type = PROJ_STD;
+        apollo_config_defaults(&oc); // apollo_mini: rank 1
+        oc.w8_group = 128;
+        memset(&a, 0, sizeof a);
+        a.c = c7; a.oc = &oc; a.B = 1; a.T = 256; a.per_layer = 1; a.grad_accum = 1; a.recompute = 1; a.cudnn = 1; a.w8_group = 128;
+        gpu_memplan_build(&p0, &a);
+        check(p0.total / GIB <= goal7[k], "GPU plan llama_7b 1 x 256 %s --weights int8 --per-layer 1 --recompute 1: %.3f GiB (goal <= %.0f GiB)",
+              OPTIM_NAMES[kinds7[k]], p0.total / GIB, goal7[k]);
+    }
 }
 
 // the memory accounting: the allocation matches the plan, and llama_7b's plan is computed

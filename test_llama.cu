@@ -11,7 +11,9 @@
 // and gesvd vs LAPACK + the sign convention; the randomized one vs the CPU's range finder), one optimizer step of each kind from the same gradient
 // vs the CPU's Optimizer (projectors, moments, 8-bit states, weights) and 5 steps on each engine's
 // own gradients, the fused GaLore update against the unfused one (test_galore_fused), per-layer ==
-// whole-model on the GPU, and save/resume determinism with projectors. Then transformers' saves of
+// whole-model on the GPU, and save/resume determinism with projectors. --weights int8 against the
+// CPU's weight8.h functions (test_w8_vs_cpu: upload, download, requantization bit for bit; the
+// update and the codes within the derived bounds). Then transformers' saves of
 // each Llama family (dev/ref/hf: llama2, llama3, tied, headdim, linear): logits, gradients and
 // per-layer == whole-model for the tied and head_dim ones (test_gpu_hf_families).
 //
@@ -750,6 +752,31 @@ static void test_galore_refresh_randomized(void) {
 // projectors, low-rank moments, 8-bit states and the weight change of every tensor vs the CPU's
 // Optimizer; then steps 2..5 with each engine's own gradients (refreshes at 1, 3, 5): losses and
 // the weight change. kind: galore_adamw, adam8bit, galore_adamw8bit.
+// steps 2..S on both engines, each on its own gradients (the CPU's model_update: its INT8
+// requantization when cm->w8 has any); the worst relative difference of their losses
+static double both_engines_steps(cpu::Llama* cm, cpu::Optimizer* co, GpuLlama* m, GpuTrainer* tr, DataLoader* dl, int* in, int* tg, float lr,
+                                 int S) {
+    double lmax = 0.0;
+    for (int st = 2; st <= S; st++) {
+        dataloader_next_batch(dl, in, tg);
+        gpu_zero_grad(m);
+        gpu_forward(m, in, tg, m->B, m->T, 1.0f);
+        float gl = m->mean_loss;
+        gpu_backward(m, in, m->B, m->T);
+        for (int i = 0; i < cm->table.n; i++) gpu_optim_update(tr, i, GX(m, i), 0, lr, st, 1.0f);
+        // the updates (update stream) read the gradients and write the weights that the next
+        // step's zero_grad and forward (main stream) touch: nothing else orders the two streams
+        cudaCheck(cudaStreamSynchronize(tr->us));
+        cpu::llama_zero_grad(cm);
+        cpu::llama_forward(cm, in, tg, m->B, m->T);
+        lmax = fmax(lmax, fabs(gl - cm->mean_loss) / fabs(cm->mean_loss));
+        cpu::llama_backward(cm, in, tg, m->B, m->T, 1.0f);
+        for (int i = 0; i < cm->table.n; i++) cpu::model_update(co, &cm->w8, i, cpu::P(cm, i), cpu::G(cm, i), 0, lr, st);
+    }
+    cudaCheck(cudaStreamSynchronize(m->stream));
+    return lmax;
+}
+
 static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
     LlamaConfig c;
     llama_config_resolve(&c, "llama_tiny");
@@ -879,33 +906,131 @@ static void test_optimizer_vs_cpu(int kind, int attn_fallback) {
     // bf16 weights of ~0.02 round by ~4e-5 against an update of ~lr = 1e-3: a few % per element
     check(wcs > 0.98, "%s step 1, same gradient: weight change of every tensor vs the CPU, worst cosine %.5f in %s (bound 0.98: bf16 weights)", kn, wcs, wname);
     // steps 2..S, each engine on its own gradients
-    float gl_[8], cl_[8];
-    for (int st = 2; st <= S; st++) {
-        dataloader_next_batch(&dl, in, tg);
-        gpu_zero_grad(&m);
-        gpu_forward(&m, in, tg, B, T, 1.0f);
-        gl_[st] = m.mean_loss;
-        gpu_backward(&m, in, B, T);
-        for (int i = 0; i < cm.table.n; i++) gpu_optim_update(&tr, i, GX(&m, i), 0, lr, st, 1.0f);
-        // the updates (update stream) read the gradients and write the weights that the next
-        // step's zero_grad and forward (main stream) touch: nothing else orders the two streams
-        cudaCheck(cudaStreamSynchronize(tr.us));
-        cpu::llama_zero_grad(&cm);
-        cpu::llama_forward(&cm, in, tg, B, T);
-        cl_[st] = cm.mean_loss;
-        cpu::llama_backward(&cm, in, tg, B, T, 1.0f);
-        for (int i = 0; i < cm.table.n; i++) cpu::optimizer_update(&co, i, cpu::P(&cm, i), cpu::G(&cm, i), 0, lr, st);
-    }
-    cudaCheck(cudaStreamSynchronize(m.stream));
-    cudaCheck(cudaStreamSynchronize(tr.us)); // the updates run on the trainer's update stream
-    double lmax = 0.0;
-    for (int st = 2; st <= S; st++) lmax = fmax(lmax, fabs(gl_[st] - cl_[st]) / fabs(cl_[st]));
+    double lmax = both_engines_steps(&cm, &co, &m, &tr, &dl, in, tg, lr, S);
     gpu_download_params(&m, gw);
     for (size_t k = 0; k < P; k++) { d1[k] = gw[k] - init[k]; d2[k] = cm.params[k] - init[k]; }
     double cs = cosine(d1, d2, P);
     check(lmax < 1e-2 && cs > 0.95, "%s: %d steps with refreshes at 1, 3, 5, each engine on its own gradients: losses max relative error %.2e "
           "(bound 1e-2), weight change cosine %.4f (bound 0.95)", kn, S, lmax, cs);
     free(gw); free(d1); free(d2); free(in); free(tg); free(init);
+    dataloader_free(&dl);
+    cpu::optimizer_free(&co);
+    gpu_trainer_free(&tr);
+    gpu_free(&m);
+    cpu::llama_free(&cm);
+}
+
+// --weights int8 (#25) against the CPU engine's INT8 functions (weight8.h), llama_tiny:
+//   - the upload quantizes as the CPU's weight8_quantize_params: the same codes, scales and zeros,
+//     and gpu_download_params gives the CPU's fp32 weights, bit for bit
+//   - step 1 from the GPU's gradient on both engines (the CPU's model_update: optimizer_update, then
+//     weight8_requantize, here in two calls to see the fp32 result between them):
+//     the device's codes equal weight8_quantize of the device's own fp32 result (the update scratch)
+//     with weight8_seed(run seed, 1, i), bit for bit (the requantization, its seed, its step index);
+//     the fp32 update of every tensor against the CPU's: cosine > 0.98 (test_optimizer_vs_cpu's bound);
+//     the codes against the CPU's: with the same draw u, the engines' codes can differ only where u
+//     falls between their two fractions, x = w / scale + zero apart by |x_gpu - x_cpu| (each engine's
+//     own group parameters), so the expected number of differing codes is E = sum min(1, |x_gpu - x_cpu|):
+//     at most E + 5 sqrt(E) + 5 differ (a Poisson tail); other draws (a wrong seed or step) make
+//     about a third of them differ
+//   - 3 more steps, each engine on its own gradients: losses within 1e-2 relative, as the float path
+static void test_w8_vs_cpu(int kind, int G, int embed, int attn_fallback) {
+    LlamaConfig c;
+    llama_config_resolve(&c, "llama_tiny");
+    int B = 2, T = 32, BT = B * T, S = 4;
+    OptimConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = kind; oc.beta1 = 0.9f; oc.beta2 = 0.999f; oc.eps = OPTIM_DEFAULT_EPS[kind]; oc.weight_decay = 0.01f;
+    oc.rank = 32; oc.update_proj_gap = 2; oc.scale = 0.25f; oc.proj_type = PROJ_STD; oc.seed = 0x5eed5eedULL;
+    oc.w8_group = G; oc.w8_embed = embed;
+    apollo_config_defaults(&oc);
+    float lr = 1e-3f;
+    char kn[96];
+    snprintf(kn, sizeof kn, "%s --weights int8 (group %d%s)", OPTIM_NAMES[kind], G, embed ? ", embeddings too" : "");
+    cpu::Llama cm;
+    cpu::llama_build(&cm, &c);
+    cpu::llama_set_grad_mode(&cm, 0);
+    llama_init_params(&cm.table, cm.params, 78);
+    size_t P = cm.table.total;
+    // float tensors as the GPU stores them (bf16), so that only the INT8 ones differ from a bf16 run
+    for (size_t k = 0; k < P; k++) cm.params[k] = f32_from_bf16(bf16_from_f32(cm.params[k]));
+    float* init = (float*)mallocCheck(sizeof(float) * P);
+    memcpy(init, cm.params, sizeof(float) * P);
+    weight8_init(&cm.w8, &cm.table, G, embed);
+    weight8_quantize_params(&cm.w8, &cm.table, cm.params); // the CPU's initial quantization: params = dequantized codes
+    cpu::llama_alloc_activations(&cm, B, T, 0);
+    cpu::Optimizer co;
+    cpu::optimizer_init(&co, &cm.table, &oc);
+    GpuLlama m;
+    gpu_build(&m, &c, B, T, 0, attn_fallback, 0, 0, 0, G, embed);
+    gpu_upload_params(&m, init);
+    GpuTrainer tr;
+    gpu_trainer_init(&tr, &m, &oc, 0, 1, 0.0f, 0, oc.seed, 0);
+    // the upload's codes and the download's weights
+    Weight8 gw8;
+    weight8_init(&gw8, &m.table, G, embed);
+    gpu_w8_download(&m, &gw8);
+    float* gw = (float*)mallocCheck(sizeof(float) * P);
+    gpu_download_params(&m, gw);
+    int same = memcmp(gw8.cmem, cm.w8.cmem, (size_t)gw8.total) == 0 && memcmp(gw8.smem, cm.w8.smem, sizeof(float) * gw8.groups) == 0 &&
+               memcmp(gw8.zmem, cm.w8.zmem, (size_t)gw8.groups) == 0 && memcmp(gw, cm.params, sizeof(float) * P) == 0;
+    check(same && gw8.tensors > 0, "%s: %d tensors uploaded as the CPU quantizes them (codes, scales, zeros) and downloaded as its fp32 weights, "
+          "bit for bit", kn, gw8.tensors);
+    float* w0 = (float*)mallocCheck(sizeof(float) * P);
+    memcpy(w0, cm.params, sizeof(float) * P); // the weights both engines start from
+    DataLoader dl;
+    dataloader_init(&dl, REF_DIR "/train.bin", B, T, 0, 0, 0, 1, c.V);
+    int* in = (int*)mallocCheck(sizeof(int) * BT);
+    int* tg = (int*)mallocCheck(sizeof(int) * BT);
+    dataloader_next_batch(&dl, in, tg);
+    gpu_zero_grad(&m);
+    gpu_forward(&m, in, tg, B, T, 1.0f);
+    gpu_backward(&m, in, B, T);
+    download_f32(cm.grad_mem, m.grads, P, 0);
+    float* scratch = (float*)mallocCheck(sizeof(float) * P);
+    uint8_t* hc = (uint8_t*)mallocCheck(P);
+    float* hs = (float*)mallocCheck(sizeof(float) * P);
+    uint8_t* hz = (uint8_t*)mallocCheck(P);
+    float* cw = (float*)mallocCheck(sizeof(float) * P);
+    int64_t code_bad = 0, checked = 0, ndiff = 0, nall = 0;
+    double expect = 0.0, ucs = 1.0;
+    for (int i = 0; i < cm.table.n; i++) {
+        cpu::optimizer_update(&co, i, cpu::P(&cm, i), cpu::G(&cm, i), 0, lr, 1);
+        int64_t n = m.table.info[i].numel, ng = weight8_groups(n, G);
+        memcpy(cw, cpu::P(&cm, i), sizeof(float) * n);
+        weight8_requantize(&cm.w8, i, cpu::P(&cm, i), oc.seed, 1);
+        gpu_optim_update(&tr, i, GX(&m, i), 0, lr, 1, 1.0f);
+        if (!gpu_w8(&m, i)) continue;
+        cudaCheck(cudaStreamSynchronize(tr.us));
+        download_f32(scratch, tr.w8_upd, (size_t)n, 1);
+        weight8_quantize(scratch, n, G, 1, weight8_seed(oc.seed, 1, i), hc, hs, hz);
+        download_bytes(gw8.codes[i], m.w8_codes[i], (size_t)n);
+        download_bytes(gw8.scales[i], m.w8_scales[i], sizeof(float) * ng);
+        download_bytes(gw8.zeros[i], m.w8_zeros[i], (size_t)ng);
+        code_bad += memcmp(hc, gw8.codes[i], (size_t)n) != 0 || memcmp(hs, gw8.scales[i], sizeof(float) * ng) != 0 ||
+                    memcmp(hz, gw8.zeros[i], (size_t)ng) != 0;
+        checked++;
+        const float* w0i = w0 + m.table.info[i].offset;
+        for (int64_t k = 0; k < n; k++) {
+            int64_t g = k / G;
+            double xg = (double)scratch[k] / gw8.scales[i][g] + gw8.zeros[i][g], xc = (double)cw[k] / cm.w8.scales[i][g] + cm.w8.zeros[i][g];
+            expect += fmin(1.0, fabs(xg - xc));
+            ndiff += gw8.codes[i][k] != cm.w8.codes[i][k];
+            scratch[k] -= w0i[k]; cw[k] -= w0i[k]; // the fp32 updates
+        }
+        nall += n;
+        ucs = fmin(ucs, cosine(scratch, cw, (size_t)n));
+    }
+    check(checked == gw8.tensors && code_bad == 0, "%s step 1: %lld INT8 tensors requantized on the device as weight8_quantize of their fp32 "
+          "update with weight8_seed(seed, 1, i), bit for bit (%lld differ)", kn, (long long)checked, (long long)code_bad);
+    check(ucs > 0.98, "%s step 1, same gradient: the fp32 update of every INT8 tensor vs the CPU's, worst cosine %.5f (bound 0.98)", kn, ucs);
+    check(ndiff <= expect + 5.0 * sqrt(expect) + 5.0, "%s step 1: %lld of %lld codes differ from the CPU's, %.1f expected from the engines' fp32 "
+          "differences (bound E + 5 sqrt(E) + 5)", kn, (long long)ndiff, (long long)nall, expect);
+    cudaCheck(cudaStreamSynchronize(tr.us)); // the last float tensors' updates read the gradients the next step zeroes
+    double lmax = both_engines_steps(&cm, &co, &m, &tr, &dl, in, tg, lr, S);
+    check(lmax < 1e-2, "%s: %d more steps, each engine on its own gradients: losses max relative error %.2e (bound 1e-2)", kn, S - 1, lmax);
+    free(gw); free(w0); free(init); free(in); free(tg); free(scratch); free(cw); free(hc); free(hs); free(hz);
+    weight8_free(&gw8);
     dataloader_free(&dl);
     cpu::optimizer_free(&co);
     gpu_trainer_free(&tr);
@@ -1544,6 +1669,8 @@ int main(int argc, char** argv) {
     test_optimizer_vs_cpu(OPTIM_APOLLO_ADAMW, gf.attn_fallback);     // APOLLO
     test_optimizer_vs_cpu(OPTIM_APOLLO_MINI, gf.attn_fallback);
     test_optimizer_vs_cpu(OPTIM_APOLLO_ADAMW8BIT, gf.attn_fallback);
+    test_w8_vs_cpu(OPTIM_GALORE_ADAMW, 100, 1, gf.attn_fallback); // INT8 weights (#25): groups across rows, the embedding dequantized too
+    test_w8_vs_cpu(OPTIM_APOLLO_MINI, 128, 0, gf.attn_fallback);
     test_galore_fused(gf.attn_fallback);
     test_gpu_per_layer(gf.attn_fallback);
     test_gpu_nonfinite(gf.attn_fallback);

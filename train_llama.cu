@@ -37,6 +37,7 @@
 #include "attention.cuh"
 #include "adam8bit.cuh"
 #include "galore.cuh"
+#include "weight8.cuh"
 #include "dist.h"
 #include "run.h"
 #include "layerhook.h"
@@ -108,7 +109,15 @@ typedef struct {
     int B, T;                 // the (only) shape the activations and the attention plan are built for
     int recompute;            // 1: the per-layer activations hold one layer, recomputed in backward
     int master;               // fp32 master weights + fp32 moments
-    floatX* params;           // (P) bf16, flat in table order (the CPU's layout: Wq|Wk|Wv and Wg|Wu adjacent)
+    floatX* params;           // bf16, flat in table order (the CPU's layout: Wq|Wk|Wv and Wg|Wu adjacent): (P), or with
+                              // --weights int8 only the float tensors (woff); read them through PX / gpu_weight
+    int64_t* woff;            // (table.n) tensor i's offset in params, -1 for an INT8 tensor
+    // --weights int8 (weight8.h, weight8.cuh; memplan.h's gpu_w8_layout): tensor i's codes (numel),
+    // fp32 scales and 8-bit zeros (weight8_groups(numel, G) each) in the plan's rows, NULL for a
+    // float tensor; w8_deq the bf16 scratch the GEMMs read a dequantized matrix (or fused run) from
+    int w8_group, w8_embed;   // OptimConfig's: 0 bf16 weights
+    uint8_t** w8_codes; float** w8_scales; uint8_t** w8_zeros; // (table.n) device
+    floatX* w8_deq;
     // gradients: tensor i's at grads + goff[i]. Whole-model mode: (P), goff = the parameter offset.
     // Per-layer mode: the slots of one update group are reused by every group (the largest
     // group's size); backward calls grads_ready(ctx, first, last) when a group is final (as the CPU)
@@ -140,7 +149,28 @@ typedef struct {
                               // (the CPU's Llama.n_norm), all-reduced on the device; NULL: this rank's
 } GpuLlama;
 
-static inline floatX* PX(GpuLlama* m, int i) { return m->params + m->table.info[i].offset; }
+// tensor i's bf16 weights (a float tensor: an INT8 one has none, gpu_weight dequantizes it)
+static inline floatX* PX(GpuLlama* m, int i) {
+    if (m->woff[i] < 0) die("internal: tensor %d (%s) is INT8: read it through gpu_weight", i, m->table.info[i].name);
+    return m->params + m->woff[i];
+}
+static inline int gpu_w8(const GpuLlama* m, int i) { return m->w8_codes[i] != NULL; }
+
+// gpu_weight: the bf16 weights of tensors first..last (adjacent: one matrix, or a fused run of an
+// update group, q|k|v or gate|up) for a GEMM on the main stream. A float tensor is its own; INT8
+// ones are dequantized into the scratch, which the next call overwrites: stream order makes that
+// wait for the GEMM that read it (every forward and backward reader is on m->stream).
+static const floatX* gpu_weight(GpuLlama* m, int first, int last) {
+    if (!gpu_w8(m, first)) return PX(m, first);
+    size_t k = 0;
+    for (int i = first; i <= last; i++) {
+        size_t n = (size_t)m->table.info[i].numel;
+        weight8_dequant(m->w8_deq + k, m->w8_codes[i], m->w8_scales[i], m->w8_zeros[i], n, m->w8_group, m->stream);
+        k += n;
+    }
+    return m->w8_deq;
+}
+static inline const floatX* gpu_weight(GpuLlama* m, int i) { return gpu_weight(m, i, i); }
 static inline floatX* GX(GpuLlama* m, int i) { return m->grads + m->goff[i]; }
 
 // HF's rope tables in fp32, computed exactly as the CPU's llama_rope_init, then uploaded
@@ -163,11 +193,14 @@ static void gpu_rope_init(GpuLlama* m) {
 // per_layer: lay the gradient slots out for per-layer updates right away (the largest group's size),
 // so a model that only fits with --per-layer never allocates whole-model gradients.
 // recompute: --recompute 1, one layer of per-layer activations (gpu_act_sizes)
+// w8_group, w8_embed: --weights int8 (OptimConfig's w8_group; 0: bf16 weights), --weight-int8-embed
 static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int master, int attn_fallback, int verbose, int per_layer = 0,
-                      int recompute = 0) {
+                      int recompute = 0, int w8_group = 0, int w8_embed = 0) {
     memset(m, 0, sizeof *m);
     m->config = *c;
     m->B = B; m->T = T; m->master = master; m->recompute = recompute;
+    if (w8_group > 0 && master) die("internal: INT8 weights with fp32 masters (run.h refuses the pair)");
+    m->w8_group = w8_group; m->w8_embed = w8_group > 0 ? w8_embed : 0;
     m->mean_loss = -1.0f;
     param_table_build(&m->table, c);
     size_t BT = (size_t)B * T;
@@ -193,7 +226,7 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
     GpuPlanArgs pa;
     memset(&pa, 0, sizeof pa);
     pa.c = c; pa.B = B; pa.T = T; pa.master = master; pa.per_layer = per_layer; pa.grad_accum = 1; pa.recompute = recompute;
-    pa.cudnn = m->attn.use_cudnn;
+    pa.cudnn = m->attn.use_cudnn; pa.w8_group = m->w8_group; pa.w8_embed = m->w8_embed;
     gpu_memplan_build(&m->mem.plan, &pa);
     if (gpu_attn_saved_bytes(c, B, T, m->attn.use_cudnn) != m->attn_saved_bytes)
         die("internal: the memory plan's attention rows (%zu bytes a layer) differ from attention.cuh's (%zu)",
@@ -201,6 +234,25 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
     for (int r = 0; r < GPU_ROW_RANGES; r++) gpu_alloc_rows(&m->mem, GPU_MODEL_ROWS[r][0], GPU_MODEL_ROWS[r][1]);
     m->params = (floatX*)m->mem.ptr[GR_WEIGHTS];
     m->master_w = (float*)m->mem.ptr[GR_MASTER];
+    {
+        // the weights' rows carved per tensor with the plan's layout
+        int n = m->table.n;
+        m->woff = (int64_t*)mallocCheck(sizeof(int64_t) * (size_t)n);
+        int64_t* coff = (int64_t*)mallocCheck(sizeof(int64_t) * 2 * (size_t)n);
+        GpuW8Sizes z = gpu_w8_layout(&m->table, c, m->w8_group, m->w8_embed, m->woff, coff, coff + n);
+        size_t ptrs = sizeof(void*) * (size_t)n;
+        m->w8_codes = (uint8_t**)callocCheck(1, ptrs); m->w8_scales = (float**)callocCheck(1, ptrs); m->w8_zeros = (uint8_t**)callocCheck(1, ptrs);
+        float* scales = (float*)m->mem.ptr[GR_W8_GROUPS];
+        uint8_t* zeros = (uint8_t*)(scales + (size_t)z.groups); // every scale, then every zero (gpu_memplan_build)
+        for (int i = 0; i < n; i++) {
+            if (coff[i] < 0) continue;
+            m->w8_codes[i] = (uint8_t*)m->mem.ptr[GR_W8_CODES] + coff[i];
+            m->w8_scales[i] = scales + coff[n + i];
+            m->w8_zeros[i] = zeros + coff[n + i];
+        }
+        m->w8_deq = (floatX*)m->mem.ptr[GR_W8_DEQ];
+        free(coff);
+    }
     m->goff = (size_t*)mallocCheck(sizeof(size_t) * (size_t)m->table.n);
     m->grad_size = grad_layout(&m->table, c, per_layer, m->goff);
     m->grads_per_layer = per_layer;
@@ -222,7 +274,7 @@ static void gpu_build(GpuLlama* m, const LlamaConfig* c, int B, int T, int maste
 
 static void gpu_free(GpuLlama* m) {
     gpu_free_rows(&m->mem, 0, GR_NUM - 1);
-    free(m->goff);
+    free(m->goff); free(m->woff); free(m->w8_codes); free(m->w8_scales); free(m->w8_zeros);
     attention_free(&m->attn);
     matmul_ctx_free(&m->mm); // m->blas is its handle
     if (m->dnn) cudnnCheck(cudnnDestroy(m->dnn));
@@ -254,15 +306,46 @@ static inline void gpu_grads_ready(GpuLlama* m, int first, int last) { if (m->gr
 // trainer's update stream) has read and zeroed them (matmul_backward does the same for its dW)
 static inline void gpu_slot_wait(GpuLlama* m) { if (m->mm.has_dw_wait) cudaCheck(cudaStreamWaitEvent(m->stream, m->mm.dw_wait, 0)); }
 
+// the INT8 state between the device and a host Weight8 (weight8_init's layout for the same table,
+// group and embed: one copy per part, both sides carved in table order)
+static void gpu_w8_copy(GpuLlama* m, Weight8* w, cudaMemcpyKind dir) {
+    int up = dir == cudaMemcpyHostToDevice;
+    int first = -1;
+    for (int i = 0; i < m->table.n && first < 0; i++) if (gpu_w8(m, i)) first = i;
+    if (first < 0 || w->G != m->w8_group || w->total <= 0) die("internal: the host INT8 state does not match the device's");
+    void* d[3] = {m->w8_codes[first], m->w8_scales[first], m->w8_zeros[first]};
+    void* h[3] = {w->cmem, w->smem, w->zmem};
+    size_t b[3] = {(size_t)w->total, sizeof(float) * (size_t)w->groups, (size_t)w->groups};
+    for (int k = 0; k < 3; k++) cudaCheck(cudaMemcpy(up ? d[k] : h[k], up ? h[k] : d[k], b[k], dir));
+}
+static void gpu_w8_upload(GpuLlama* m, Weight8* w) { gpu_w8_copy(m, w, cudaMemcpyHostToDevice); }
+static void gpu_w8_download(GpuLlama* m, Weight8* w) { gpu_w8_copy(m, w, cudaMemcpyDeviceToHost); }
+
 // host fp32 (P) -> device: bf16 weights by round-to-nearest-even (exact when the values came from
-// bf16), and the fp32 masters when kept
-static void gpu_upload_params(GpuLlama* m, const float* host) {
-    size_t P = m->table.total;
+// bf16), and the fp32 masters when kept. INT8 tensors: quantized to nearest on the host
+// (weight8_quantize, the CPU engine's weight8_quantize_params), unless keep_codes (a resume: the
+// state restored them, and they are the weights; the checkpoint's float file is their dequantization)
+static void gpu_upload_params(GpuLlama* m, const float* host, int keep_codes = 0) {
+    const ParamTable* pt = &m->table;
+    size_t P = pt->total;
     uint16_t* hb = (uint16_t*)mallocCheck(sizeof(uint16_t) * P);
-    for (size_t k = 0; k < P; k++) hb[k] = bf16_from_f32(host[k]);
-    cudaCheck(cudaMemcpy(m->params, hb, sizeof(uint16_t) * P, cudaMemcpyHostToDevice));
+    size_t nf = 0;
+    for (int i = 0; i < pt->n; i++) {
+        const ParamInfo* p = &pt->info[i];
+        if (gpu_w8(m, i)) continue;
+        for (int64_t k = 0; k < p->numel; k++) hb[m->woff[i] + k] = bf16_from_f32(host[p->offset + k]);
+        nf += (size_t)p->numel;
+    }
+    cudaCheck(cudaMemcpy(m->params, hb, sizeof(uint16_t) * nf, cudaMemcpyHostToDevice));
     free(hb);
     if (m->master) cudaCheck(cudaMemcpy(m->master_w, host, sizeof(float) * P, cudaMemcpyHostToDevice));
+    if (m->w8_group <= 0 || keep_codes) return;
+    Weight8 w;
+    weight8_init(&w, pt, m->w8_group, m->w8_embed);
+    for (int i = 0; i < pt->n; i++)
+        if (w.numel[i]) weight8_quantize(host + pt->info[i].offset, w.numel[i], w.G, 0, 0, w.codes[i], w.scales[i], w.zeros[i]);
+    gpu_w8_upload(m, &w);
+    weight8_free(&w);
 }
 
 // device (P) bf16 or fp32 -> host fp32
@@ -281,10 +364,27 @@ static void upload_f32(void* dev, const float* host, size_t n, int is_f32) {
     free(hb);
 }
 
-// the weights as fp32 on the host: the masters when kept, else the bf16 weights (exactly)
+// the weights as fp32 on the host: the masters when kept, else the bf16 weights (exactly), and the
+// INT8 tensors dequantized exactly as the CPU's weight8_dequantize (the CPU engine then holds the
+// same fp32 weights: the export's and the checkpoint's float file)
 static void gpu_download_params(GpuLlama* m, float* host) {
-    if (m->master) download_f32(host, m->master_w, m->table.total, 1);
-    else download_f32(host, m->params, m->table.total, 0);
+    const ParamTable* pt = &m->table;
+    if (m->master) { download_f32(host, m->master_w, pt->total, 1); return; }
+    if (m->w8_group <= 0) { download_f32(host, m->params, pt->total, 0); return; }
+    float* hf = (float*)mallocCheck(sizeof(float) * pt->total);
+    size_t nf = 0;
+    for (int i = 0; i < pt->n; i++) if (!gpu_w8(m, i)) nf += (size_t)pt->info[i].numel;
+    download_f32(hf, m->params, nf, 0);
+    Weight8 w;
+    weight8_init(&w, pt, m->w8_group, m->w8_embed);
+    gpu_w8_download(m, &w);
+    for (int i = 0; i < pt->n; i++) {
+        const ParamInfo* p = &pt->info[i];
+        if (w.numel[i]) weight8_dequantize(w.codes[i], p->numel, w.G, w.scales[i], w.zeros[i], host + p->offset);
+        else memcpy(host + p->offset, hf + m->woff[i], sizeof(float) * (size_t)p->numel);
+    }
+    weight8_free(&w);
+    free(hf);
 }
 
 // layer l's slices, laid out with the allocated B*T strides. With recompute every layer maps to
@@ -327,14 +427,14 @@ static void gpu_layer_forward(GpuLlama* m, int l, int write_out) {
     int B = m->B, T = m->T, C = c->C, H = c->H, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KV = NKV * HD, BT = B * T;
     GpuLayerActs la = gpu_layer_acts(m, l);
     rmsnorm_forward(la.ln1, la.rstd1, la.x, PX(m, pt_layer(l, P_LN1)), BT, C, c->norm_eps, s);
-    matmul_forward(&m->mm, la.qkv, la.ln1, PX(m, pt_layer(l, P_WQ)), NULL, BT, C, QD + 2 * KV, s); // Wq | Wk | Wv
+    matmul_forward(&m->mm, la.qkv, la.ln1, gpu_weight(m, pt_layer(l, P_WQ), pt_layer(l, P_WV)), NULL, BT, C, QD + 2 * KV, s); // Wq | Wk | Wv
     rope_forward(la.qkv, m->rope_cos, m->rope_sin, B, T, NH + NKV, HD, QD + 2 * KV, s);           // q and k heads are adjacent
     attention_forward(&m->attn, la.atty, la.attn_saved, la.qkv, s);
-    matmul_forward(&m->mm, la.x2, la.atty, PX(m, pt_layer(l, P_WO)), la.x, BT, QD, C, s);          // + residual
+    matmul_forward(&m->mm, la.x2, la.atty, gpu_weight(m, pt_layer(l, P_WO)), la.x, BT, QD, C, s);          // + residual
     rmsnorm_forward(la.ln2, la.rstd2, la.x2, PX(m, pt_layer(l, P_LN2)), BT, C, c->norm_eps, s);
-    matmul_forward(&m->mm, la.gu, la.ln2, PX(m, pt_layer(l, P_WG)), NULL, BT, C, 2 * H, s);        // Wgate | Wup
+    matmul_forward(&m->mm, la.gu, la.ln2, gpu_weight(m, pt_layer(l, P_WG), pt_layer(l, P_WU)), NULL, BT, C, 2 * H, s);        // Wgate | Wup
     swiglu_forward(la.act, la.gu, BT, H, s);
-    if (write_out) matmul_forward(&m->mm, la.xout, la.act, PX(m, pt_layer(l, P_WD)), la.x2, BT, H, C, s); // + residual
+    if (write_out) matmul_forward(&m->mm, la.xout, la.act, gpu_weight(m, pt_layer(l, P_WD)), la.x2, BT, H, C, s); // + residual
 }
 
 // gpu_forward: inputs (B, T) host token ids at exactly the built shape; targets (B, T) host or
@@ -351,10 +451,10 @@ static void gpu_forward(GpuLlama* m, const int* inputs, const int* targets, int 
     for (int i = 0; i < BT; i++)
         if (inputs[i] < 0 || inputs[i] >= V) die("token id %d at position %d is outside the vocabulary of %d", inputs[i], i, V);
     cudaCheck(cudaMemcpyAsync(a->inputs, inputs, sizeof(int) * BT, cudaMemcpyHostToDevice, s));
-    encoder_forward(a->res, a->inputs, PX(m, 0), BT, C, s);
+    encoder_forward(a->res, a->inputs, gpu_weight(m, 0), BT, C, s);
     for (int l = 0; l < L; l++) gpu_layer_forward(m, l, 1);
     rmsnorm_forward(a->lnf, a->rstdf, a->res + (size_t)L * BT * C, PX(m, pt_norm(c)), BT, C, c->norm_eps, s);
-    matmul_forward(&m->mm, a->logits, a->lnf, PX(m, pt_lm_head(c)), NULL, BT, C, V, s);
+    matmul_forward(&m->mm, a->logits, a->lnf, gpu_weight(m, pt_lm_head(c)), NULL, BT, C, V, s);
     if (targets == NULL) {
         cudaCheck(cudaStreamSynchronize(s));
         m->mean_loss = -1.0f; m->n_valid = 0;
@@ -399,7 +499,7 @@ static void gpu_backward(GpuLlama* m, const int* inputs, int B, int T) {
     floatX* dln = a->scratch;      // (BT, C)
     // tied: lm_head's share goes into the embedding's slot (its own in per-layer mode: grad_layout),
     // which the lookup completes last; its update waits for that
-    matmul_backward(&m->mm, dln, GX(m, pt_lm_head(c)), dlogits, a->lnf, PX(m, pt_lm_head(c)), BT, C, V, s);
+    matmul_backward(&m->mm, dln, GX(m, pt_lm_head(c)), dlogits, a->lnf, gpu_weight(m, pt_lm_head(c)), BT, C, V, s);
     if (!c->tied) gpu_grads_ready(m, pt_lm_head(c), pt_lm_head(c));
     gpu_slot_wait(m);
     rmsnorm_backward(dres, GX(m, pt_norm(c)), a->rms_scratch, dln, a->res + (size_t)L * BT * C, PX(m, pt_norm(c)), a->rstdf,
@@ -412,23 +512,23 @@ static void gpu_backward(GpuLlama* m, const int* inputs, int B, int T) {
         GpuLayerActs la = gpu_layer_acts(m, l);
         floatX* dact = a->scratch;                      // (BT, H)
         floatX* dgu = a->scratch + (size_t)BT * H;      // (BT, 2H)
-        matmul_backward(&m->mm, dact, GX(m, pt_layer(l, P_WD)), dres, la.act, PX(m, pt_layer(l, P_WD)), BT, H, C, s);
+        matmul_backward(&m->mm, dact, GX(m, pt_layer(l, P_WD)), dres, la.act, gpu_weight(m, pt_layer(l, P_WD)), BT, H, C, s);
         gpu_grads_ready(m, pt_layer(l, P_WD), pt_layer(l, P_WD));
         swiglu_backward(dgu, dact, la.gu, BT, H, s);
         floatX* dln2 = a->lnf;                          // the final norm's output is no longer needed
-        matmul_backward(&m->mm, dln2, GX(m, pt_layer(l, P_WG)), dgu, la.ln2, PX(m, pt_layer(l, P_WG)), BT, C, 2 * H, s);
+        matmul_backward(&m->mm, dln2, GX(m, pt_layer(l, P_WG)), dgu, la.ln2, gpu_weight(m, pt_layer(l, P_WG), pt_layer(l, P_WU)), BT, C, 2 * H, s);
         gpu_grads_ready(m, pt_layer(l, P_WG), pt_layer(l, P_WU)); // gate | up
         gpu_slot_wait(m);
         rmsnorm_backward(dres, GX(m, pt_layer(l, P_LN2)), a->rms_scratch, dln2, la.x2, PX(m, pt_layer(l, P_LN2)), la.rstd2, BT, C, 1, s);
         gpu_grads_ready(m, pt_layer(l, P_LN2), pt_layer(l, P_LN2));
         floatX* datty = a->lnf;                         // (BT, QD): lnf holds max(C, QD) columns
-        matmul_backward(&m->mm, datty, GX(m, pt_layer(l, P_WO)), dres, la.atty, PX(m, pt_layer(l, P_WO)), BT, QD, C, s);
+        matmul_backward(&m->mm, datty, GX(m, pt_layer(l, P_WO)), dres, la.atty, gpu_weight(m, pt_layer(l, P_WO)), BT, QD, C, s);
         gpu_grads_ready(m, pt_layer(l, P_WO), pt_layer(l, P_WO));
         floatX* dqkv = a->scratch;                      // (BT, QD + 2KV)
         attention_backward(&m->attn, dqkv, datty, la.atty, la.qkv, la.attn_saved, s);
         rope_backward(dqkv, m->rope_cos, m->rope_sin, B, T, NH + NKV, HD, QD + 2 * KV, s);
         floatX* dln1 = a->lnf;                          // (BT, C)
-        matmul_backward(&m->mm, dln1, GX(m, pt_layer(l, P_WQ)), dqkv, la.ln1, PX(m, pt_layer(l, P_WQ)), BT, C, QD + 2 * KV, s);
+        matmul_backward(&m->mm, dln1, GX(m, pt_layer(l, P_WQ)), dqkv, la.ln1, gpu_weight(m, pt_layer(l, P_WQ), pt_layer(l, P_WV)), BT, C, QD + 2 * KV, s);
         gpu_grads_ready(m, pt_layer(l, P_WQ), pt_layer(l, P_WV)); // q | k | v
         gpu_slot_wait(m);
         rmsnorm_backward(dres, GX(m, pt_layer(l, P_LN1)), a->rms_scratch, dln1, la.x, PX(m, pt_layer(l, P_LN1)), la.rstd1, BT, C, 1, s);
@@ -598,6 +698,7 @@ typedef struct {
     // (recorded after the update has read and zeroed them) is what it waits for then.
     cudaStream_t us;
     MatmulCtx mm_upd;
+    float* w8_upd;         // --weights int8: the fp32 update scratch (plan row: the largest INT8 tensor), on us
     cudaEvent_t ev_grad, ev_slot, ev_upd;
     // data parallel (dist.h; NCCL carries the gradients): whole-model mode all-reduces each layer's
     // gradients on comm_stream as soon as backward has finished the layer, overlapping the rest of
@@ -708,6 +809,29 @@ static void gpu_sumsq_many(GpuTrainer* tr, const floatX* const* x, const size_t*
     }
 }
 
+// the tensor an update of tensor i writes, on the update stream s: the fp32 masters (with the bf16
+// copy *pb), for an INT8 tensor its fp32 update scratch, dequantized from the codes now (no bf16
+// copy: *pb NULL; gpu_update_done requantizes it), else NULL: the bf16 weights *pb themselves. The
+// update kernels take the fp32 path for a non-NULL target, whatever the moments' type.
+static float* gpu_update_begin(GpuTrainer* tr, int i, floatX** pb, cudaStream_t s) {
+    GpuLlama* m = tr->model;
+    if (gpu_w8(m, i)) {
+        *pb = NULL;
+        weight8_dequant(tr->w8_upd, m->w8_codes[i], m->w8_scales[i], m->w8_zeros[i], (size_t)m->table.info[i].numel, m->w8_group, s);
+        return tr->w8_upd;
+    }
+    *pb = PX(m, i);
+    return m->master ? m->master_w + m->table.info[i].offset : NULL;
+}
+// after update t of tensor i: an INT8 tensor's scratch requantized with the stochastic rounding of
+// (run seed, t, i) (the CPU's weight8_requantize); skip: the per-layer verdict leaves the codes alone
+static void gpu_update_done(GpuTrainer* tr, int i, int64_t t, const int* skip, cudaStream_t s) {
+    GpuLlama* m = tr->model;
+    if (!gpu_w8(m, i)) return;
+    weight8_requant(m->w8_codes[i], m->w8_scales[i], m->w8_zeros[i], tr->w8_upd, (size_t)m->table.info[i].numel, m->w8_group,
+                    weight8_seed(tr->opt.cfg.seed, t, i), s, skip);
+}
+
 // ---- APOLLO ----
 // gpu_apollo_update: one step of APOLLO matrix i from its full bf16 gradient g (times gscale): the
 // CPU's apollo_update (galore.h has the math) on the update stream, with no host round trip: the
@@ -716,13 +840,12 @@ static void gpu_sumsq_many(GpuTrainer* tr, const floatX* const* x, const size_t*
 // leaves the weights, the moments and the limiter's state alone)
 static void gpu_apollo_update(GpuTrainer* tr, int i, const floatX* g, float lr, int64_t t, float gscale, uint32_t seed, int sr,
                               const int* skip = NULL) {
-    GpuLlama* m = tr->model;
     GpuOptim* o = &tr->opt;
     const OptimConfig* c = &o->cfg;
     const TensorLayout* l = &o->lay[i];
     GaloreGpu* gl = &o->gl;
     cudaStream_t s = tr->us;
-    size_t off = (size_t)m->table.info[i].offset, sn = (size_t)l->snumel;
+    size_t sn = (size_t)l->snumel;
     float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
     int first = !o->has_proj[i];
     if (first || galore_refresh_due(t, c->update_proj_gap)) {
@@ -755,8 +878,11 @@ static void gpu_apollo_update(GpuTrainer* tr, int i, const floatX* g, float lr, 
     float step_size = galore_hf_step_size(lr, b1, b2, t);
     float sq = sqrtf(c->apollo_scale), dec = -lr * c->weight_decay;
     int decay_on = c->weight_decay > 0.0f;
-    if (m->master) apollo_apply<float>(m->master_w + off, m->params + off, g, dsc, l, tw, tr->d_lim, sq, step_size, decay_on, dec, gscale, 0, seed, s, skip);
-    else apollo_apply<floatX>(m->params + off, NULL, g, dsc, l, tw, tr->d_lim, sq, step_size, decay_on, dec, gscale, sr, seed, s, skip);
+    floatX* pb;
+    float* pm = gpu_update_begin(tr, i, &pb, s);
+    if (pm) apollo_apply<float>(pm, pb, g, dsc, l, tw, tr->d_lim, sq, step_size, decay_on, dec, gscale, 0, seed, s, skip);
+    else apollo_apply<floatX>(pb, NULL, g, dsc, l, tw, tr->d_lim, sq, step_size, decay_on, dec, gscale, sr, seed, s, skip);
+    gpu_update_done(tr, i, t, skip, s);
 }
 // ---- end APOLLO ----
 
@@ -773,24 +899,24 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
     const TensorLayout* l = &o->lay[i];
     const ParamInfo* p = &m->table.info[i];
     cudaStream_t s = tr->us; // the update stream (see GpuTrainer)
-    size_t off = p->offset, n = (size_t)p->numel;
+    size_t n = (size_t)p->numel;
     float b1 = c->beta1, b2 = c->beta2, eps = c->eps, wd = c->weight_decay;
     // the random stream of this (step, tensor): reproducible, so resume and the determinism test hold
     uint32_t seed = lm_hash32(tr->sr_seed ^ lm_hash32((uint32_t)t * 0x9E3779B9U + (uint32_t)i));
     int sr = m->master ? 0 : tr->sr;
-    float* pm = m->master ? m->master_w + off : NULL; // the tensor updated: fp32 masters, with the bf16 copy pb
-    floatX* pb = m->params + off;
     GaloreGpu* gl = &o->gl;
     if (optim_is_apollo(c->kind) && l->full_grad) {
         if (g_lowrank) die("internal: APOLLO tensor %d got a low-rank gradient", i);
         gpu_apollo_update(tr, i, g, lr, t, gscale, seed, sr, skip);
         return;
     }
+    floatX* pb;
+    float* pm = gpu_update_begin(tr, i, &pb, s); // the tensor updated: fp32 (masters, with the bf16 copy pb; INT8's scratch), or bf16 pb
     // GaLore tensors: the fused update (galore.cuh: Adam writes a bf16 N, one GEMM W = beta W +
     // alpha N P) wherever the weights are bf16 rounded to nearest; fp32 masters and stochastic
     // rounding take the unfused path (fp32 U, galore_apply), as does a test setting gl->unfused
     // (Fira's residual needs the fp32 U and the projector Pf: always unfused)
-    int fused = l->side != SIDE_NONE && !m->master && !sr && !gl->unfused && !optim_is_fira(c->kind);
+    int fused = l->side != SIDE_NONE && !pm && !sr && !gl->unfused && !optim_is_fira(c->kind);
     int first = !o->has_proj[i]; // the tensor's first update (Fira's limiter stores its first norm)
     floatX* Nb = (floatX*)gl->N; // the fused path's bf16 N (snumel), in gl->N's first half
     if (l->side != SIDE_NONE) {
@@ -818,9 +944,12 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
         float inv_bc2 = (float)(1.0 / sqrt(1.0 - pow((double)b2, (double)t)));
         float decay = c->kind == OPTIM_ADAMW ? 1.0f - lr * wd : 1.0f;
         float l2 = c->kind == OPTIM_ADAM ? wd : 0.0f;
-        if (m->master)
+        if (pm && o->mom_f32)
             adam_update<float, float>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, step_size, inv_bc2, decay, l2, gscale, 0, seed, s,
                                       skip);
+        else if (pm) // INT8: bf16 moments
+            adam_update<float, floatX>(pm, pb, g, (floatX*)o->m[i], (floatX*)o->v[i], n, b1, b2, eps, step_size, inv_bc2, decay, l2, gscale, sr, seed,
+                                       s, skip);
         else
             adam_update<floatX, floatX>(pb, NULL, g, (floatX*)o->m[i], (floatX*)o->v[i], n, b1, b2, eps, step_size, inv_bc2, decay, l2, gscale,
                                         sr, seed, s, skip);
@@ -833,7 +962,8 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
         int decay_on = wd > 0.0f;
         float dec = -lr * wd;
         if (l->side == SIDE_NONE) {
-            if (m->master) galore_hf_full<float, float>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, -step_size, decay_on, dec, gscale, 0, seed, s, skip);
+            if (pm && o->mom_f32) galore_hf_full<float, float>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, -step_size, decay_on, dec, gscale, 0, seed, s, skip);
+            else if (pm) galore_hf_full<float, floatX>(pm, pb, g, (floatX*)o->m[i], (floatX*)o->v[i], n, b1, b2, eps, -step_size, decay_on, dec, gscale, sr, seed, s, skip);
             else galore_hf_full<floatX, floatX>(pb, NULL, g, (floatX*)o->m[i], (floatX*)o->v[i], n, b1, b2, eps, -step_size, decay_on, dec, gscale, sr, seed, s, skip);
         } else if (fused) {
             float alpha, beta;
@@ -848,7 +978,7 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
             int fira = optim_is_fira(c->kind);
             if (fira) fira_gpu_residual(gl, l, g, gscale, c->scale, o->lim[i], first, tr->d_part, tr->d_lim, skip);
             galore_gpu_project_back(gl, l, gl->N, gl->Pf, gl->A, c->scale, fira ? 1.0f : 0.0f);
-            if (m->master) galore_apply<float>(pm, pb, gl->A, n, -step_size, decay_on, dec, 0, seed, s, skip);
+            if (pm) galore_apply<float>(pm, pb, gl->A, n, -step_size, decay_on, dec, 0, seed, s, skip);
             else galore_apply<floatX>(pb, NULL, gl->A, n, -step_size, decay_on, dec, sr, seed, s, skip);
         }
         break;
@@ -858,10 +988,10 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
         if (l->side == SIDE_NONE) {
             // plain bitsandbytes Adam: decoupled decay inside the kernel
             if (l->state == STATE_8BIT) {
-                if (m->master) adam8bit_update_gpu<float, floatX>(pm, pb, g, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], n, o->maps, b1, b2, eps, lr, wd, (int)t, gscale, 0, seed, s, skip);
+                if (pm) adam8bit_update_gpu<float, floatX>(pm, pb, g, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], n, o->maps, b1, b2, eps, lr, wd, (int)t, gscale, 0, seed, s, skip);
                 else adam8bit_update_gpu<floatX, floatX>(pb, NULL, g, o->qm[i], o->qv[i], o->absmax_m[i], o->absmax_v[i], n, o->maps, b1, b2, eps, lr, wd, (int)t, gscale, sr, seed, s, skip);
             } else {
-                if (m->master) adam32_update_gpu<float, floatX>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, lr, wd, (int)t, gscale, 0, seed, s, skip);
+                if (pm) adam32_update_gpu<float, floatX>(pm, pb, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, lr, wd, (int)t, gscale, 0, seed, s, skip);
                 else adam32_update_gpu<floatX, floatX>(pb, NULL, g, (float*)o->m[i], (float*)o->v[i], n, b1, b2, eps, lr, wd, (int)t, gscale, sr, seed, s, skip);
             }
         } else if (fused) {
@@ -889,13 +1019,14 @@ static void gpu_optim_update(GpuTrainer* tr, int i, const floatX* g, int g_lowra
             if (fira) fira_gpu_residual(gl, l, g, gscale, c->scale, o->lim[i], first, tr->d_part, tr->d_lim, skip);
             galore_gpu_project_back(gl, l, Z, gl->Pf, gl->A, c->scale, fira ? 1.0f : 0.0f);
             float neg_step = fira ? -galore_hf_step_size(lr, b1, b2, t) : 1.0f;
-            if (m->master) galore_apply<float>(pm, pb, gl->A, n, neg_step, wd > 0.0f, -lr * wd, 0, seed, s, skip);
+            if (pm) galore_apply<float>(pm, pb, gl->A, n, neg_step, wd > 0.0f, -lr * wd, 0, seed, s, skip);
             else galore_apply<floatX>(pb, NULL, gl->A, n, neg_step, wd > 0.0f, -lr * wd, sr, seed, s, skip);
         }
         break;
     }
     default: die("internal: optimizer kind %d", c->kind);
     }
+    gpu_update_done(tr, i, t, skip, s);
 }
 
 // the per-layer hook (layerhook.h, the CPU's too) on the GPU: all of its work runs on the update
@@ -1036,6 +1167,9 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     memset(&pa, 0, sizeof pa);
     pa.c = &m->config; pa.oc = oc; pa.B = m->B; pa.T = m->T; pa.master = m->master; pa.per_layer = per_layer;
     pa.grad_accum = grad_accum; pa.recompute = m->recompute; pa.cudnn = m->attn.use_cudnn; pa.dp = tr->dist->active;
+    pa.w8_group = m->w8_group; pa.w8_embed = m->w8_embed;
+    if (oc->w8_group != m->w8_group || (oc->w8_group > 0 && oc->w8_embed != m->w8_embed))
+        die("internal: the optimizer's INT8 settings (group %d, embed %d) differ from the model's (%d, %d)", oc->w8_group, oc->w8_embed, m->w8_group, m->w8_embed);
     gpu_memplan_build(&gm->plan, &pa);
     for (int i = 0; i < GR_NUM; i++)
         if (i != GR_GRADS && gm->got[i] && gm->got[i] != (size_t)gm->plan.items[i].bytes)
@@ -1055,6 +1189,7 @@ static void gpu_trainer_init(GpuTrainer* tr, GpuLlama* m, const OptimConfig* oc,
     m->mm.dw_wait = tr->ev_slot;
     m->mm.has_dw_wait = per_layer;
     gpu_optim_init(&tr->opt, m, oc, tr->mm_upd.blas, tr->us, 0);
+    tr->w8_upd = (float*)gm->ptr[GR_W8_UPD];
     tr->d_part = (double*)gm->ptr[GR_PART];
     tr->h_part = (double*)mallocCheck(sizeof(double) * NORM_BLOCKS * P_PER_LAYER);
     static_assert(sizeof(LayerHookFlags) <= GPU_FLAGS_AB && GPU_FLAGS_AB + 2 * sizeof(float) <= GPU_FLAGS_LIM &&
@@ -1285,6 +1420,7 @@ typedef struct {
     float* hf; uint8_t* hq;            // the allocations
     float** hm; float** hv; float** ham; float** hav; float** hp; float** hlim; uint8_t** hqm; uint8_t** hqv; // (n) each
     int* has_proj;
+    Weight8 w8;                        // --weights int8: the codes, scales, zeros (weight8_state_entries, the CPU's names)
     double peak_tflops;
     double flops_tok;
     double plan_total;                 // bytes: the plan of this run (memplan.h, the queried rows filled in)
@@ -1295,6 +1431,8 @@ typedef struct {
 static void gpu_stage_alloc(GpuRun* g) {
     if (g->hf) return;
     GpuOptim* o = &g->tr->opt;
+    GpuLlama* m = g->tr->model;
+    weight8_init(&g->w8, &m->table, m->w8_group, m->w8_embed);
     size_t nf = 0, nq = 0;
     for (int i = 0; i < o->n; i++) {
         const TensorLayout* l = &o->lay[i];
@@ -1329,7 +1467,8 @@ static int gpu_state_entries(void* ctx, StateEntry* e, int cap) {
     GpuRun* g = (GpuRun*)ctx;
     GpuOptim* o = &g->tr->opt;
     gpu_stage_alloc(g);
-    return optimizer_state_entries(e, cap, o->n, o->lay, g->has_proj, g->hm, g->hv, g->hqm, g->hqv, g->ham, g->hav, g->hp, g->hlim);
+    int n = optimizer_state_entries(e, cap, o->n, o->lay, g->has_proj, g->hm, g->hv, g->hqm, g->hqv, g->ham, g->hav, g->hp, g->hlim);
+    return n + weight8_state_entries(e + n, cap - n, &g->w8);
 }
 
 static void gpu_state_before_save(void* ctx) {
@@ -1338,6 +1477,7 @@ static void gpu_state_before_save(void* ctx) {
     gpu_stage_alloc(g);
     cudaCheck(cudaStreamSynchronize(g->tr->model->stream));
     memcpy(g->has_proj, o->has_proj, sizeof(int) * o->n);
+    if (g->w8.G > 0) gpu_w8_download(g->tr->model, &g->w8);
     for (int i = 0; i < o->n; i++) {
         const TensorLayout* l = &o->lay[i];
         if (l->state == STATE_8BIT) {
@@ -1357,6 +1497,7 @@ static void gpu_state_before_save(void* ctx) {
 static void gpu_state_after_load(void* ctx) {
     GpuRun* g = (GpuRun*)ctx;
     GpuOptim* o = &g->tr->opt;
+    if (g->w8.G > 0) gpu_w8_upload(g->tr->model, &g->w8); // the weights themselves (gpu_params_from_host keeps them)
     for (int i = 0; i < o->n; i++) {
         const TensorLayout* l = &o->lay[i];
         if (g->has_proj[i] != 0 && g->has_proj[i] != 1) die("checkpoint: has_proj[%d] = %d; hint: a damaged state.bin", i, g->has_proj[i]);
@@ -1380,6 +1521,7 @@ static void gpu_state_done(void* ctx) {
     GpuRun* g = (GpuRun*)ctx;
     free(g->hf); free(g->hq); free(g->hm); free(g->hv); free(g->ham); free(g->hav); free(g->hp); free(g->hlim); free(g->hqm); free(g->hqv);
     free(g->has_proj);
+    weight8_free(&g->w8);
     g->hf = NULL; g->hq = NULL; g->hm = g->hv = g->ham = g->hav = g->hp = g->hlim = NULL; g->hqm = g->hqv = NULL; g->has_proj = NULL;
 }
 
@@ -1407,7 +1549,9 @@ static float* gpu_params_to_host(void* ctx) {
     return hp;
 }
 static void gpu_params_release(void* ctx, float* host) { (void)ctx; free(host); }
-static void gpu_params_from_host(void* ctx, const float* host) { gpu_upload_params(((GpuRun*)ctx)->tr->model, host); }
+// a resume (run.h reads the state first): the INT8 tensors are the codes the state restored, the
+// checkpoint's float file is not taken for them (the CPU engine does the same)
+static void gpu_params_from_host(void* ctx, const float* host) { gpu_upload_params(((GpuRun*)ctx)->tr->model, host, 1); }
 static void gpu_get_progress(void* ctx, Progress* pr) { GpuTrainer* tr = ((GpuRun*)ctx)->tr; pr->updates = tr->t; pr->refreshes = tr->opt.gl.refreshes; }
 static void gpu_set_progress(void* ctx, const Progress* pr) { GpuTrainer* tr = ((GpuRun*)ctx)->tr; tr->t = pr->updates; tr->opt.gl.refreshes = pr->refreshes; }
 static void gpu_step_extra(void* ctx, double tok_s, char* buf, size_t n) {
@@ -1459,6 +1603,8 @@ int main(int argc, char** argv) {
     if (!run_setup(argc, argv, "galore.c GPU trainer: pretrains HF-compatible LLaMA models on one NVIDIA GPU in bf16.\n"
                                "Writes DIR/model.safetensors + DIR/config.json that transformers' from_pretrained opens.",
                    &s, &config, &oc)) return 0;
+    if (strcmp(s.weights, "fp32") == 0)
+        die("--weights fp32: the GPU engine keeps bf16 weights (or int8); for fp32 weights pass --master-weights 1 (fp32 masters, bf16 compute copy)");
     if (s.master_weights && s.stochastic_rounding)
         printf("note: --stochastic-rounding has no effect with --master-weights 1 (the fp32 masters are updated; the bf16 copy rounds to nearest)\n");
     Dist dist;
@@ -1498,7 +1644,7 @@ int main(int argc, char** argv) {
            prop.totalGlobalMem / 1073741824.0, peakb);
 
     GpuLlama model;
-    gpu_build(&model, &config, B, T, s.master_weights, s.attn_fallback, 1, s.per_layer, s.recompute);
+    gpu_build(&model, &config, B, T, s.master_weights, s.attn_fallback, 1, s.per_layer, s.recompute, oc.w8_group, oc.w8_embed);
     GpuTrainer trainer;
     gpu_trainer_init(&trainer, &model, &oc, s.per_layer, s.grad_accum, s.grad_clip, s.stochastic_rounding, (uint64_t)s.seed, 1, &dist);
     gpu_dist_init(&trainer, &dist, s.dist_init);
@@ -1530,8 +1676,16 @@ int main(int argc, char** argv) {
            config.NH, config.NKV, config.L, config.V, np / 1e6);
     printf("init %s | optimizer %s (eps %g, betas %g %g, wd %g) | lr %g %s warmup %d min ratio %g | clip %g | %s%s\n",
            s.init[0] ? s.init : "random", s.optimizer, oc.eps, oc.beta1, oc.beta2, oc.weight_decay, s.lr, s.schedule, s.warmup,
-           s.min_lr_ratio, s.grad_clip, s.master_weights ? "fp32 master weights + moments" : "bf16 weights + moments",
+           s.min_lr_ratio, s.grad_clip, s.master_weights ? "fp32 master weights + moments" : oc.w8_group > 0 ? "INT8 weights + bf16 moments" : "bf16 weights + moments",
            s.stochastic_rounding && !s.master_weights ? " | stochastic rounding" : "");
+    if (oc.w8_group > 0) {
+        Weight8 w;
+        char w8[320];
+        weight8_init(&w, &model.table, oc.w8_group, oc.w8_embed);
+        weight8_describe(&w, w8, sizeof w8);
+        weight8_free(&w);
+        printf("weights: %s; each GEMM reads its matrix dequantized into a bf16 scratch\n", w8);
+    }
 
     char exact_name[96];
     snprintf(exact_name, sizeof exact_name, "exact SVD (cuSOLVER gesvdj up to min dim %d, gesvd above)", GALORE_GESVDJ_MAX_DIM);

@@ -159,7 +159,7 @@ check_binaries() {
 
 # the dev/cuda checks: the kernels cheapest first, then the rest by name; svd and galore_update
 # (minutes at full size) with quick, svd after test_llamacu
-FIRST=(cast encoder rope swiglu rmsnorm grad_norm classifier adam matmul attention)
+FIRST=(cast encoder rope swiglu rmsnorm grad_norm classifier adam weight8 matmul attention)
 KERNELS=()
 for k in "${FIRST[@]}"; do [ -f "$DEV_CUDA/$k.cu" ] && KERNELS+=("$k"); done
 for f in "$DEV_CUDA"/*.cu; do
