@@ -48,6 +48,11 @@ for case_ in "galore_adamw8bit --rank 32 --update-proj-gap 2 --grad-clip 0" "ada
     compare_losses "$opt --weights int8${rest:+ ($rest)}, 3 steps: emulated GPU vs CPU" "$tmp/cpu_w8_$opt.jsonl" "$tmp/gpu_w8_$opt.jsonl" 1e-2
 done
 
+# the GPU keeps no fp32 weights but its masters: --weights fp32 is one line naming --master-weights 1
+out=$("$gpu" "${common[@]}" --steps 1 --out "" --weights fp32 2>&1)
+[ $? -ne 0 ] && [ "$(grep -c '^error: --weights fp32: .*--master-weights 1' <<<"$out")" = 1 ] && ok "--weights fp32 on the GPU: one error line, the hint --master-weights 1" ||
+    bad "--weights fp32 on the GPU: $(tail -1 <<<"$out")"
+
 # 2. per-layer == whole-model bit for bit (no clipping: per-layer mode has no global norm)
 # (apollo_adamw per-layer == whole-model: test_llamacu checks per-layer against whole-model too)
 for opt in adamw galore_adamw8bit fira_adamw; do
