@@ -532,10 +532,11 @@ static void gpu_memplan_notes(const MemPlan* mp, const GpuPlanArgs* a) {
 //   --rank / 2            fewer directions per GaLore matrix: a different run, per halving
 //   --optimizer apollo_mini  rank 1, tensor-wise scaling: the last resort
 // A plan that fits with a subset of another's moves makes that other one redundant: not listed.
-enum { FIT_RECOMPUTE = 0, FIT_MICRO, FIT_PER_LAYER, FIT_8BIT, FIT_GALORE, FIT_RANK, FIT_MINI, FIT_NUM };
-static const double FIT_COST[FIT_NUM] = {0.33, 0.05, 0.2, 0.25, 0.6, 0.5, 2.0};
+enum { FIT_RECOMPUTE = 0, FIT_MICRO, FIT_PER_LAYER, FIT_8BIT, FIT_GALORE, FIT_RANK, FIT_MINI, FIT_INT8, FIT_NUM };
+static const double FIT_COST[FIT_NUM] = {0.33, 0.05, 0.2, 0.25, 0.6, 0.5, 2.0, 0.9};
 static const char* const FIT_WHY[FIT_NUM] = {"~1/3 more compute, same results", "same total batch, smaller matmuls",
-                                             "no global grad clipping", "8-bit optimizer states", "GaLore low-rank states", "lower rank", "APOLLO-Mini (rank 1, a different optimizer)"};
+                                             "no global grad clipping", "8-bit optimizer states", "GaLore low-rank states", "lower rank", "APOLLO-Mini (rank 1, a different optimizer)",
+                                             "INT8 weights as Q-GaLore (stochastic rounding; a dequantization before each matmul)"};
 
 // optim_8bit_variant: the kind with 8-bit moments of an fp32-state kind (-1: none, or already 8-bit)
 static int optim_8bit_variant(int kind) {
@@ -567,6 +568,8 @@ static void gpu_memplan_fit(const Settings* s, const OptimConfig* oc, const GpuP
     int r0 = optim_has_projector(oc->kind) ? oc->rank : galore_rank;
     max_lv[FIT_RANK] = galore && !cli_given(s, "rank") ? (r0 >= 128 ? 3 : r0 >= 8 ? 1 : 0) : 0;
     max_lv[FIT_MINI] = oc->kind != OPTIM_APOLLO_MINI;
+    max_lv[FIT_INT8] = !a->w8_group && !a->master && !cli_given(s, "weights");
+    int w8_group = s->weight_group > 0 ? s->weight_group : 128;
     static FitCandidate cand[4096];
     int nc = 0;
     int lv[FIT_NUM] = {0};
@@ -589,6 +592,7 @@ static void gpu_memplan_fit(const Settings* s, const OptimConfig* oc, const GpuP
             b.per_layer = a->per_layer || lv[FIT_PER_LAYER];
             b.B = a->B >> lv[FIT_MICRO];
             b.grad_accum = a->grad_accum << lv[FIT_MICRO];
+            if (lv[FIT_INT8]) { b.w8_group = w8_group; b.w8_embed = 0; }
             MemPlan mp;
             gpu_memplan_build(&mp, &b);
             double need = mp.total / GIB + GPU_CONTEXT_GIB;
@@ -625,17 +629,19 @@ static void gpu_memplan_fit(const Settings* s, const OptimConfig* oc, const GpuP
             FitCandidate t = cand[j]; cand[j] = cand[j - 1]; cand[j - 1] = t;
         }
     MemPlan base;
-    gpu_memplan_build(&base, a);
+    GpuPlanArgs wa = *a; // the smallest weights a move can give: INT8 where the user left it open
+    if (max_lv[FIT_INT8]) { wa.w8_group = w8_group; wa.w8_embed = 0; }
+    gpu_memplan_build(&base, &wa);
     double wb = base.items[GR_WEIGHTS].bytes + base.items[GR_W8_CODES].bytes + base.items[GR_W8_GROUPS].bytes; // bf16 (+ INT8)
     if (wb / GIB + GPU_CONTEXT_GIB > gpu_mem_gib) {
         int w8 = base.items[GR_W8_CODES].bytes > 0;
         printf("  the %s weights alone (%.2f GiB) and the CUDA context do not fit %g GiB with any setting: pass a smaller --model%s, or a larger card\n",
-               w8 ? "INT8 + bf16" : "bf16", wb / GIB, gpu_mem_gib, w8 ? "" : ", --weights int8");
+               w8 ? "INT8 + bf16" : "bf16", wb / GIB, gpu_mem_gib, w8 || a->w8_group ? "" : " or --weights int8 (not with --master-weights 1)");
         return;
     }
     if (nk == 0) {
         printf("  no setting you left open makes it fit %g GiB (searched: recompute, micro-batch, per-layer, 8-bit states, GaLore, "
-               "rank, apollo_mini; the flags you gave are kept); pass a smaller --seq or --batch, or a larger card\n", gpu_mem_gib);
+               "rank, apollo_mini, INT8 weights; the flags you gave are kept); pass a smaller --seq or --batch, or a larger card\n", gpu_mem_gib);
         return;
     }
     printf("  fits %g GiB with (the flags you gave are kept; cheapest first):\n", gpu_mem_gib);
@@ -652,6 +658,7 @@ static void gpu_memplan_fit(const Settings* s, const OptimConfig* oc, const GpuP
         if (fc->lv[FIT_8BIT]) kind = optim_8bit_variant(kind);
         if (fc->lv[FIT_8BIT] || fc->lv[FIT_GALORE]) FIT_ADD(" --optimizer %s", OPTIM_NAMES[kind]);
         if (fc->lv[FIT_RANK] || (fc->lv[FIT_GALORE] && !cli_given(s, "rank"))) FIT_ADD(" --rank %d", r0 >> fc->lv[FIT_RANK]);
+        if (fc->lv[FIT_INT8]) FIT_ADD(" --weights int8");
         #undef FIT_ADD
         for (int k = 0; k < FIT_NUM; k++)
             if (fc->lv[k]) w += snprintf(why + w, sizeof why - w, "%s%s", w ? "; " : "", FIT_WHY[k]);
