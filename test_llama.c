@@ -1130,6 +1130,29 @@ static void svd_refresh(float* P, const float* G, int m, int n, int r, int proj_
     galore_refresh(&o, 0, G);
 }
 
+// the exact refresh runs sgesdd on one BLAS thread and must give the run its threads back: with
+// OpenBLAS's OpenMP build, openblas_set_num_threads(1) also sets OpenMP's count, and the refresh
+// used to restore from that count (1), leaving every later matmul and loop on one core
+static void test_refresh_threads(void) {
+#ifdef _OPENMP
+    int before = omp_get_max_threads() < 2 ? 2 : omp_get_max_threads();
+    omp_set_num_threads(before);
+    if (openblas_set_num_threads) openblas_set_num_threads(before);
+    int m = 40, n = 24, r = 4;
+    float* G = (float*)mallocCheck(sizeof(float) * (size_t)m * n);
+    float* P = (float*)mallocCheck(sizeof(float) * (size_t)n * r);
+    Rng rng; rng_init(&rng, 3);
+    for (int k = 0; k < m * n; k++) G[k] = (float)rng_normal(&rng);
+    TensorLayout lay;
+    svd_refresh(P, G, m, n, r, PROJ_RIGHT, SVD_EXACT, &lay);
+    int after = omp_get_max_threads();
+    check(after == before, "an exact (sgesdd) projector refresh leaves the run's %d threads as they were (after: %d; BLAS %s)", before, after,
+          !openblas_get_parallel ? "without openblas_get_parallel" : openblas_get_parallel() == 2 ? "OpenBLAS, OpenMP build" :
+          openblas_get_parallel() == 1 ? "OpenBLAS, pthreads build" : "OpenBLAS, sequential");
+    free(G); free(P);
+#endif
+}
+
 // --svd: the randomized refresh (galore_range_finder) against the exact one (sgesdd) on synthetic
 // gradients, galore_gaussian against libm's Box-Muller, and galore_svd_pick's rule
 static void test_galore_svd(void) {
@@ -2259,6 +2282,7 @@ int main(int argc, char** argv) {
     test_galore_unit("unit_reverse.bin", PROJ_REVERSE_STD);
     test_galore_unit("unit8bit.bin", PROJ_STD);
     test_galore_svd();
+    test_refresh_threads();
     test_galore_e2e("e2e_adamw.bin", OPTIM_GALORE_ADAMW);
     test_galore_e2e("e2e_adamw8bit.bin", OPTIM_GALORE_ADAMW8BIT);
     test_fira_unit("unit.bin", PROJ_STD);

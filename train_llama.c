@@ -803,9 +803,16 @@ static void galore_refresh_one(Optimizer* o, int i, const float* G) {
     // parallel region whose barrier waits for every thread; on a machine whose cores are busy
     // that wait is a scheduler time slice per call. Measured, llama_60m's first refresh (56
     // matrices, 2 cores, load average 7): 318 s with 2 BLAS threads, 4.3 s with 1 (README)
+    // The count is read before: OpenBLAS's OpenMP build sets OpenMP's own count with it, so
+    // get_threads() afterwards said 1, and every later matmul and loop of the run used one core
+    // (the GaLore kinds ran at half speed after their first refresh)
+    int nt = get_threads();
     if (openblas_set_num_threads) openblas_set_num_threads(1);
     sgesdd_("S", &M, &N, a, &M, s, u, &M, vt, &K, work, &lwork, iwork, &info, 1);
-    if (openblas_set_num_threads) openblas_set_num_threads(get_threads());
+    if (openblas_set_num_threads) openblas_set_num_threads(nt);
+#ifdef _OPENMP
+    omp_set_num_threads(nt);
+#endif
     if (info != 0) die("SVD of the gradient of tensor %d (%d x %d) failed: LAPACK sgesdd info %d; hint: a NaN gradient?", i, M, N, info);
     float* P = o->proj[i];
     if (l->side == SIDE_RIGHT) {
