@@ -59,6 +59,23 @@ if command -v mpirun >/dev/null 2>&1; then
     else bad "2 ranks: $(tail -2 "$a.stdout") $(tail -2 "$b.stdout" 2>/dev/null)"; fi
 else echo "note: no mpirun: the data-parallel case is test_dist.sh's to flag"; fi
 
+# --init of a float model folder quantizes it once (to nearest): step 1's loss, on the weights before
+# any update, moves from the float model's by the quantization alone. Each weight moves by at most
+# half a code (scale / 2 = range / 510: ~2e-4 for N(0, 0.02) groups of 128, ~1% of a weight), so
+# the loss (8.3 at init) moves by far less than 1e-2 relative but not by 0 (the codes are there);
+# --save-dtype bf16 writes the dequantized weights as BF16 (the model file's header says so)
+f="$tmp/float" q="$tmp/init_q"
+float_args=(--model "$tmp/config.json" --batch 4 --seq 32 --warmup 1 --lr 1e-2 --val "" --sample-len 0 --threads 2 --grad-clip 0)
+if "$bin" "${float_args[@]}" --steps 2 --out "$f" > "$f.stdout" 2>&1 \
+    && "$bin" "${float_args[@]}" --steps 1 --init "$f" --out "" --log "$tmp/init_f.jsonl" > "$tmp/init_f.stdout" 2>&1 \
+    && "$bin" "${float_args[@]}" --steps 1 --init "$f" --weights int8 --save-dtype bf16 --out "$q" > "$q.stdout" 2>&1; then
+    lf=$(losses "$tmp/init_f.jsonl" | head -1 | sed 's/.*"loss": //'); lq=$(losses "$q/log.jsonl" | head -1 | sed 's/.*"loss": //')
+    if grep -q "^weights: int8" "$q.stdout" && awk -v a="$lf" -v b="$lq" 'BEGIN { d = (a - b) / a; if (d < 0) d = -d; exit !(d > 0 && d < 1e-2) }' \
+        && head -c 4096 "$q/model.safetensors" | grep -q '"model.layers.0.self_attn.q_proj.weight":{"dtype":"BF16"'; then
+        ok "--init of a float folder with --weights int8: step-1 loss $lq vs the float model's $lf (quantized once, bound 1e-2 relative, not equal); --save-dtype bf16 writes BF16"
+    else bad "--init + int8: losses $lf vs $lq; $(grep -m1 weights: "$q.stdout"); $(head -c 300 "$q/model.safetensors" | tr -cd '[:print:]')"; fi
+else bad "--init + int8 runs failed: $(tail -2 "$q.stdout" 2>/dev/null)"; fi
+
 msg=$("$bin" --model "$tmp/config.json" --seq 32 --steps 1 --warmup 0 --weights bf16 --out "$tmp/bf16" 2>&1 >/dev/null)
 grep -q "^error: --weights bf16: the CPU engine computes in fp32" <<<"$msg" && [ "$(wc -l <<<"$msg")" = 1 ] && ok "--weights bf16 on the CPU: $msg" || bad "--weights bf16: $msg"
 msg=$("$bin" "${common[@]}" --optimizer galore_adamw --rank 8 --weight-group 64 --steps 9 --out "$tmp/galore.a" --resume 1 2>&1 >/dev/null)
