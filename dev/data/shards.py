@@ -92,6 +92,9 @@ class SentencePieceTokenizer:
 
 class HFTokenizer:
     def __init__(self, name, pad_id=None):
+        # transformers' own notices (e.g. "PyTorch was not found", which only tokenizers need
+        # here) would bury this script's one-line errors; the user's setting wins
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         try:
             from transformers import AutoTokenizer
         except ImportError:
