@@ -378,11 +378,9 @@ static void gpu_download_params(GpuLlama* m, float* host) {
     Weight8 w;
     weight8_init(&w, pt, m->w8_group, m->w8_embed);
     gpu_w8_download(m, &w);
-    for (int i = 0; i < pt->n; i++) {
-        const ParamInfo* p = &pt->info[i];
-        if (w.numel[i]) weight8_dequantize(w.codes[i], p->numel, w.G, w.scales[i], w.zeros[i], host + p->offset);
-        else memcpy(host + p->offset, hf + m->woff[i], sizeof(float) * (size_t)p->numel);
-    }
+    for (int i = 0; i < pt->n; i++)
+        if (!w.numel[i]) memcpy(host + pt->info[i].offset, hf + m->woff[i], sizeof(float) * (size_t)pt->info[i].numel);
+    weight8_dequantize_params(&w, pt, host); // the INT8 tensors: the CPU engine's own function
     weight8_free(&w);
     free(hf);
 }

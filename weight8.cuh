@@ -17,14 +17,18 @@
 // out (n) = weight8_value(codes, its group's scale and zero); T floatX (rounded to nearest) or float (exact)
 template <class T>
 __global__ void weight8_dequant_kernel(T* out, const uint8_t* codes, const float* scales, const uint8_t* zeros, size_t n, int64_t G) {
-    for (size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x; k < n; k += (size_t)gridDim.x * blockDim.x) {
-        size_t g = k / (size_t)G;
+    // every tensor has < 2^31 elements (weight8_dequant checks): 32-bit indices, whose division is
+    // a few instructions where a 64-bit one is a long software routine, once per element
+    uint32_t n32 = (uint32_t)n, G32 = (uint32_t)G;
+    for (uint32_t k = blockIdx.x * blockDim.x + threadIdx.x; k < n32; k += gridDim.x * blockDim.x) {
+        uint32_t g = k / G32;
         store_f32(&out[k], weight8_value(codes[k], scales[g], (float)zeros[g]));
     }
 }
 template <class T>
 static void weight8_dequant(T* out, const uint8_t* codes, const float* scales, const uint8_t* zeros, size_t n, int64_t G, cudaStream_t s) {
     if (n == 0) return;
+    if (n >= (1ull << 31) || G < 1 || G >= (1ll << 31)) die("internal: INT8 tensor of %zu elements (group %lld): beyond 32-bit indices", n, (long long)G);
     weight8_dequant_kernel<T><<<grid_for(n, 256), 256, 0, s>>>(out, codes, scales, zeros, n, G);
     cudaCheckLaunch();
 }
